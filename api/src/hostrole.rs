@@ -1,0 +1,599 @@
+//! The `HostRole` custom resource (`hostrole.dev/v1alpha1`).
+//!
+//! The schema is designed once for every role of `../shared/design/hostrole-api.md`; roles that
+//! the agent does not serve yet are rejected by CEL rules (see [`crate::rules`]) rather than left
+//! out of the schema, so later releases relax a rule instead of reshaping the API.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::rules;
+
+/// A HostRole declares one logical host (or `replicas` identical hosts) and the roles it plays:
+/// the server software it runs, the client software it uses, and whether it is a peer.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "hostrole.dev",
+    version = "v1alpha1",
+    kind = "HostRole",
+    plural = "hostroles",
+    namespaced,
+    shortname = "hr",
+    category = "hostrole",
+    status = "HostRoleStatus",
+    cel,
+    scale = r#"{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.replicas","labelSelectorPath":".status.selector"}"#,
+    printcolumn = r#"{"name":"Roles","type":"string","jsonPath":".status.roles","description":"Roles each host plays"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyHosts","description":"Hosts serving every role"}"#,
+    printcolumn = r#"{"name":"Hosts","type":"integer","jsonPath":".spec.replicas","description":"Hosts asked for"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","description":"Reason of the Ready condition"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = rules::name_length()
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = rules::at_least_one_role(),
+    validation = rules::unique_ports(),
+    validation = rules::admin_port_reserved(),
+    validation = rules::client_role_not_served(),
+    validation = rules::peer_role_not_served()
+)]
+pub struct HostRoleSpec {
+    /// Number of hosts. Hosts are named `<name>-0` … `<name>-(n-1)`, keep their names and own
+    /// volumes across restarts.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+
+    /// Server software this host runs; any number of server roles at once, each on its own port.
+    #[serde(default)]
+    pub servers: Servers,
+
+    /// Client software this host runs, one entry per service it uses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub clients: Vec<ClientSpec>,
+
+    /// Makes every host a peer of a peer-to-peer network: client and server at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerSpec>,
+
+    /// Placement and resources of the host pods, passed through to the pod template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<HostTemplate>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// Server roles. Each is optional; a host may run several at once.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = rules::role_not_served("file"),
+    validation = rules::role_not_served("mail"),
+    validation = rules::role_not_served("index")
+)]
+pub struct Servers {
+    /// A static web site over HTTP/1.1 and HTTP/2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<WebServer>,
+    /// A WebDAV file share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileServer>,
+    /// SMTP in, IMAP and POP3 out, Maildir on the host's volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<MailServer>,
+    /// The directory server of a hybrid peer-to-peer network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexServer>,
+}
+
+/// The web role: a static site.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebServer {
+    /// TCP port the site listens on.
+    #[serde(default = "default_web_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// Where the site comes from. Absent: a generated page that names the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<Site>,
+    /// Most connections served at once; further clients wait in the accept queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_connections: Option<i32>,
+}
+
+impl Default for WebServer {
+    fn default() -> Self {
+        Self {
+            port: default_web_port(),
+            site: None,
+            max_connections: None,
+        }
+    }
+}
+
+fn default_web_port() -> i32 {
+    8080
+}
+
+/// The content of a site: exactly one of `configMap`, `files` or `path`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::site_exactly_one())]
+pub struct Site {
+    /// A ConfigMap in the HostRole's namespace whose keys are the site's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub config_map: Option<String>,
+    /// Files written inline in the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["path".into()]))]
+    pub files: Option<Vec<SiteFile>>,
+    /// A directory on the machine. Standalone agents only (`hostrole-agent up`); relative paths
+    /// are taken from the manifest's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub path: Option<String>,
+}
+
+/// One inline file of a site.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteFile {
+    /// Relative path of the file in the site, e.g. `index.html` or `css/site.css`.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = rules::relative_file_path())]
+    pub path: String,
+    /// The file's content (text).
+    #[schemars(length(max = 1048576))]
+    pub content: String,
+}
+
+/// The file role: a WebDAV share over the host's volume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FileServer {
+    /// TCP port of the WebDAV share.
+    #[serde(default = "default_file_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// Size of the share's volume; also its quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Quantity>,
+    /// Who may use the share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<UsersRef>,
+    /// What anonymous clients may do. Default: nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous: Option<AnonymousAccess>,
+    /// Largest upload accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_upload_size: Option<Quantity>,
+}
+
+fn default_file_port() -> i32 {
+    8081
+}
+
+/// Access granted to clients that do not authenticate.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnonymousAccess {
+    /// No anonymous access.
+    None,
+    /// Anonymous clients may read.
+    ReadOnly,
+    /// Anonymous clients may read and write.
+    ReadWrite,
+}
+
+/// Where a role's user accounts come from: exactly one of `secret` or `file`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::users_exactly_one())]
+pub struct UsersRef {
+    /// A Secret in the HostRole's namespace (one key per user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub secret: Option<String>,
+    /// A users file on the machine. Standalone agents only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub file: Option<String>,
+}
+
+/// The mail role: SMTP in, IMAP4rev1 and POP3 out, Maildir on disk.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MailServer {
+    /// SMTP port for mail addressed to `domains`.
+    #[serde(default = "default_smtp_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub smtp_port: i32,
+    /// Submission port: authenticated users send mail out of the host's domains.
+    #[serde(default = "default_submission_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub submission_port: i32,
+    /// IMAP4rev1 port.
+    #[serde(default = "default_imap_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub imap_port: i32,
+    /// POP3 port.
+    #[serde(default = "default_pop3_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub pop3_port: i32,
+    /// Mail domains this host receives for.
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(
+            length(min = 1, max = 253),
+            regex(pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
+    pub domains: Vec<String>,
+    /// Mailbox owners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<UsersRef>,
+    /// Size of the mail volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Quantity>,
+    /// Largest message accepted (SMTP SIZE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_size: Option<Quantity>,
+    /// TLS certificate for STARTTLS (a `kubernetes.io/tls` Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SecretRef>,
+}
+
+fn default_smtp_port() -> i32 {
+    2525
+}
+fn default_submission_port() -> i32 {
+    2587
+}
+fn default_imap_port() -> i32 {
+    1143
+}
+fn default_pop3_port() -> i32 {
+    1110
+}
+
+/// The index role: the directory of a hybrid peer-to-peer network.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexServer {
+    /// HTTP port of the directory.
+    #[serde(default = "default_index_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// How long a peer stays listed without a heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::duration("1s", "1h"))]
+    pub ttl: Option<String>,
+}
+
+fn default_index_port() -> i32 {
+    7000
+}
+
+/// A reference to a Secret in the HostRole's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub secret: String,
+}
+
+/// A service this host uses as a client.
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientService {
+    /// Fetch a page over HTTP.
+    Web,
+    /// A WebDAV round trip.
+    File,
+    /// Send over SMTP, read back over IMAP or POP3.
+    Mail,
+}
+
+/// Client software on this host: exactly one of `server` (a HostRole) or `url`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::client_target_exactly_one())]
+pub struct ClientSpec {
+    /// Which service the client uses.
+    pub service: ClientService,
+    /// A HostRole that serves it: `name` (same namespace) or `namespace/name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 127),
+        regex(pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub server: Option<String>,
+    /// An address outside the operator's care, e.g. `http://example.lan/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = rules::client_url())]
+    pub url: Option<String>,
+    /// How often the client runs. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::duration("1s", "24h"))]
+    pub every: Option<String>,
+    /// How long one run may take. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::duration("100ms", "10m"))]
+    pub timeout: Option<String>,
+    /// Web: the path to fetch, e.g. `/status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    pub path: Option<String>,
+    /// Web: what the answer must look like.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expectation>,
+    /// Credentials the client logs in with (file and mail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<SecretRef>,
+}
+
+/// What a web client expects of the answer.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Expectation {
+    /// HTTP status. Default: any 2xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 599))]
+    pub status: Option<i32>,
+    /// A string the body must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub contains: Option<String>,
+}
+
+/// The peer role: every host is client and server of a peer-to-peer network at once.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerSpec {
+    /// The network: peers of one network find each other and share one secret.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub network: String,
+    /// Hybrid mode: the HostRole whose `servers.index` keeps the directory (`name` or
+    /// `namespace/name`). Absent: decentralized, no central component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 127),
+        regex(pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub index: Option<String>,
+    /// Port of the peer protocol.
+    #[serde(default = "default_peer_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// The shared folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<ShareSpec>,
+    /// The user interface every peer gives its user.
+    #[serde(default)]
+    pub ui: PeerUi,
+    /// Resources to fetch unattended (by name or content hash).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub fetch: Vec<String>,
+    /// Fetch everything the network shares (for unattended mirror hosts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror: bool,
+}
+
+fn default_peer_port() -> i32 {
+    7001
+}
+
+/// The peer's shared folder.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareSpec {
+    /// Size of the shared folder's volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Quantity>,
+}
+
+/// The peer's user interface.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerUi {
+    /// HTTP port of the UI.
+    #[serde(default = "default_ui_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+}
+
+impl Default for PeerUi {
+    fn default() -> Self {
+        Self {
+            port: default_ui_port(),
+        }
+    }
+}
+
+fn default_ui_port() -> i32 {
+    8090
+}
+
+/// Placement and resources of the host pods.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HostTemplate {
+    /// Node labels the hosts must run on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// CPU and memory of the agent container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Taints the hosts tolerate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Priority class of the host pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+}
+
+/// What the operator observed of a HostRole.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HostRoleStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Hosts that exist.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Hosts serving every role.
+    #[serde(default)]
+    pub ready_hosts: i32,
+    /// The roles each host plays, comma-separated (for `kubectl get`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub roles: String,
+    /// Label selector of the host pods (for the scale subresource).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub selector: String,
+    /// `Ready`, `Progressing`, `Degraded` (and `ClientsHealthy` once clients are served).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// One entry per host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostStatus>,
+}
+
+/// What one host is doing.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HostStatus {
+    /// The host's name (its pod's name).
+    pub name: String,
+    /// Whether the host serves every role.
+    pub ready: bool,
+    /// The state of each server role on this host.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, RoleState>,
+    /// Results of this host's clients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<ClientStatus>,
+}
+
+/// The state of one role on one host.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleState {
+    /// The host does not exist yet.
+    Pending,
+    /// The host exists; the role is not serving yet.
+    Starting,
+    /// The role answers.
+    Serving,
+    /// The role failed.
+    Failed,
+}
+
+/// The latest result of one client against one server.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientStatus {
+    /// The service used.
+    pub service: String,
+    /// The server: a HostRole reference or a URL.
+    pub server: String,
+    /// Whether the last run succeeded.
+    pub ok: bool,
+    /// Duration of the last run, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<i64>,
+    /// Error of the last failed run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_error: String,
+    /// When the client last succeeded (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+}
+
+impl HostRoleSpec {
+    /// Names of the server roles this host runs, in a fixed order.
+    pub fn server_roles(&self) -> Vec<&'static str> {
+        let s = &self.servers;
+        [
+            (s.web.is_some(), "web"),
+            (s.file.is_some(), "file"),
+            (s.mail.is_some(), "mail"),
+            (s.index.is_some(), "index"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+
+    /// Every role this host plays (servers, then `peer` and `client`), for display.
+    pub fn all_roles(&self) -> Vec<&'static str> {
+        let mut roles = self.server_roles();
+        if self.peer.is_some() {
+            roles.push("peer");
+        }
+        if !self.clients.is_empty() {
+            roles.push("client");
+        }
+        roles
+    }
+
+    /// Every TCP port a server role listens on, with a name for Services and containers.
+    pub fn server_ports(&self) -> Vec<(&'static str, i32)> {
+        let s = &self.servers;
+        let mut ports = Vec::new();
+        if let Some(web) = &s.web {
+            ports.push(("web", web.port));
+        }
+        if let Some(file) = &s.file {
+            ports.push(("webdav", file.port));
+        }
+        if let Some(mail) = &s.mail {
+            ports.push(("smtp", mail.smtp_port));
+            ports.push(("submission", mail.submission_port));
+            ports.push(("imap", mail.imap_port));
+            ports.push(("pop3", mail.pop3_port));
+        }
+        if let Some(index) = &s.index {
+            ports.push(("index", index.port));
+        }
+        if let Some(peer) = &self.peer {
+            ports.push(("peer", peer.port));
+            ports.push(("peer-ui", peer.ui.port));
+        }
+        ports
+    }
+}

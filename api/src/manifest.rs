@@ -1,0 +1,184 @@
+//! Reading a HostRole manifest without a cluster, judged the way the API server judges it:
+//! unknown fields, the OpenAPI schema (ranges, patterns, lengths) and the CEL rules.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use kube::CustomResourceExt;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::hostrole::HostRole;
+use crate::{GROUP, VERSION};
+
+/// Why a manifest was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The text is not YAML of the right shape.
+    #[error("{origin}: not a valid HostRole: {source}")]
+    Yaml {
+        origin: String,
+        source: serde_yaml::Error,
+    },
+    /// The document is some other kind of object.
+    #[error("{origin}: expected apiVersion: {GROUP}/{VERSION} and kind: HostRole, found {found}")]
+    WrongKind { origin: String, found: String },
+    /// Fields break the schema or its rules; one line per field.
+    #[error("{origin}: the HostRole is invalid:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        origin: String,
+        problems: Vec<String>,
+    },
+}
+
+/// Reads a manifest file and returns its HostRoles, each validated. Documents of other kinds
+/// (a ConfigMap beside the HostRole, say) are skipped.
+pub fn load(path: &Path) -> Result<Vec<HostRole>, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_all(&text, &path.display().to_string())
+}
+
+/// Parses every YAML document of `text` and validates the HostRoles among them; `origin` names
+/// the text in errors.
+pub fn parse_all(text: &str, origin: &str) -> Result<Vec<HostRole>, ManifestError> {
+    let mut hostroles = Vec::new();
+    for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let doc_origin = format!("{origin} (document {})", i + 1);
+        let value = Value::deserialize(document).map_err(|source| ManifestError::Yaml {
+            origin: doc_origin.clone(),
+            source,
+        })?;
+        if value.is_null() {
+            continue; // an empty document, e.g. after a trailing `---`
+        }
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+        let ours = api_version.split('/').next() == Some(GROUP) || kind == "HostRole";
+        if !ours {
+            continue;
+        }
+        if api_version != format!("{GROUP}/{VERSION}") || kind != "HostRole" {
+            return Err(ManifestError::WrongKind {
+                origin: doc_origin,
+                found: format!("apiVersion: {api_version:?}, kind: {kind:?}"),
+            });
+        }
+        hostroles.push(from_value(value, &doc_origin)?);
+    }
+    Ok(hostroles)
+}
+
+/// Parses one HostRole document and validates it.
+pub fn parse(text: &str, origin: &str) -> Result<HostRole, ManifestError> {
+    let mut all = parse_all(text, origin)?;
+    match all.len() {
+        1 => Ok(all.remove(0)),
+        n => Err(ManifestError::Invalid {
+            origin: origin.to_string(),
+            problems: vec![format!("expected one HostRole, found {n}")],
+        }),
+    }
+}
+
+fn from_value(value: Value, origin: &str) -> Result<HostRole, ManifestError> {
+    let mut problems = Vec::new();
+    let mut unknown = |path: serde_ignored::Path| {
+        let path = path.to_string();
+        // Metadata is free-form (labels, annotations); status is the operator's to write.
+        if !(path.starts_with("metadata.")
+            || path.starts_with("status")
+            || path == "apiVersion"
+            || path == "kind")
+        {
+            problems.push(format!(
+                "{path}: unknown field; check its spelling (kubectl explain hostrole.spec lists the fields)"
+            ));
+        }
+    };
+    let parsed: Result<HostRole, _> =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut unknown));
+    let invalid = |problems| ManifestError::Invalid {
+        origin: origin.to_string(),
+        problems,
+    };
+    let hostrole = match parsed {
+        Ok(h) => h,
+        Err(e) => {
+            problems.push(format!("{}: {}", e.path(), e.inner()));
+            return Err(invalid(problems));
+        }
+    };
+    problems.extend(validate(&hostrole));
+    if problems.is_empty() {
+        Ok(hostrole)
+    } else {
+        Err(invalid(problems))
+    }
+}
+
+/// Checks a HostRole (with defaults applied) against the CRD's OpenAPI schema and CEL rules.
+/// Returns one line per problem, each starting with the field's path.
+pub fn validate(hostrole: &HostRole) -> Vec<String> {
+    let mut problems = Vec::new();
+    match serde_json::to_value(hostrole) {
+        Ok(value) => problems.extend(schema_problems(&value)),
+        Err(e) => problems.push(format!("cannot serialize the HostRole: {e}")),
+    }
+    if let Err(errors) = hostrole.validate_cel() {
+        problems.extend(errors.as_slice().iter().map(|e| e.to_string()));
+    }
+    problems
+}
+
+fn schema_problems(value: &Value) -> Vec<String> {
+    match validator() {
+        Ok(v) => v
+            .iter_errors(value)
+            .map(|e| {
+                let path = e
+                    .instance_path()
+                    .to_string()
+                    .trim_start_matches('/')
+                    .replace('/', ".");
+                let field = if path.is_empty() {
+                    "(root)".to_string()
+                } else {
+                    path
+                };
+                format!("{field}: {}", e)
+            })
+            .collect(),
+        Err(e) => vec![e.clone()],
+    }
+}
+
+fn validator() -> Result<&'static jsonschema::Validator, &'static String> {
+    static VALIDATOR: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
+    VALIDATOR
+        .get_or_init(|| {
+            let crd = HostRole::crd();
+            let schema = crd
+                .spec
+                .versions
+                .first()
+                .and_then(|v| v.schema.as_ref())
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .ok_or_else(|| "the HostRole CRD has no schema".to_string())?;
+            let schema = serde_json::to_value(schema).map_err(|e| e.to_string())?;
+            jsonschema::draft4::new(&schema)
+                .map_err(|e| format!("the HostRole schema does not compile: {e}"))
+        })
+        .as_ref()
+}

@@ -1,0 +1,146 @@
+//! CEL rules (`x-kubernetes-validations`) of the HostRole schema.
+//!
+//! The API server evaluates them at `kubectl apply`; the standalone agent evaluates the same
+//! rules client-side (`HostRole::validate_cel`), so a manifest is judged the same way with or
+//! without a cluster. Each message says which field is wrong and how to fix it.
+
+use kube::core::{Message, Reason, Rule};
+
+/// Port the agent's admin endpoint (`/healthz`, `/readyz`, `/metrics`) listens on.
+pub const ADMIN_PORT: i32 = 9901;
+
+/// Longest HostRole name: `<name>-<ordinal>` pods carry a `controller-revision-hash` label of
+/// `<name>-<10 chars>`, which must fit in a 63-character label value.
+pub const MAX_NAME_LEN: usize = 52;
+
+/// metadata.name: a DNS-1035 label (Services are named after it) short enough for host names.
+pub fn name_length() -> Rule {
+    Rule::new(format!(
+        "!has(self.metadata.name) || (self.metadata.name.size() <= {MAX_NAME_LEN} && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$'))"
+    ))
+    .message(Message::Message(format!(
+        "metadata.name must start with a letter, hold only a-z, 0-9 and '-', and be at most {MAX_NAME_LEN} characters: it names the hosts' pods and Services"
+    )))
+}
+
+/// `has(self.servers.<role>)`, safe when `servers` itself is absent.
+fn has_server(role: &str) -> String {
+    format!("(has(self.servers) && has(self.servers.{role}))")
+}
+
+/// A CEL list of every port a server role of the spec listens on.
+fn port_list() -> String {
+    let web = has_server("web");
+    let file = has_server("file");
+    let mail = has_server("mail");
+    let index = has_server("index");
+    format!(
+        "(({web} ? [self.servers.web.port] : []) \
+         + ({file} ? [self.servers.file.port] : []) \
+         + ({mail} ? [self.servers.mail.smtpPort, self.servers.mail.submissionPort, self.servers.mail.imapPort, self.servers.mail.pop3Port] : []) \
+         + ({index} ? [self.servers.index.port] : []) \
+         + (has(self.peer) ? [self.peer.port, self.peer.ui.port] : []))"
+    )
+}
+
+/// spec: a host plays at least one role.
+pub fn at_least_one_role() -> Rule {
+    let servers = ["web", "file", "mail", "index"]
+        .iter()
+        .map(|r| has_server(r))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    Rule::new(format!(
+        "{servers} || (has(self.clients) && size(self.clients) > 0) || has(self.peer)"
+    ))
+    .message(
+        "a host needs at least one role: set spec.servers.web (or file, mail, index), spec.clients or spec.peer",
+    )
+    .reason(Reason::FieldValueRequired)
+}
+
+/// spec: no two server roles on one port.
+pub fn unique_ports() -> Rule {
+    let ports = port_list();
+    Rule::new(format!(
+        "{ports}.all(p, {ports}.filter(q, q == p).size() == 1)"
+    ))
+    .message(Message::Expression(format!(
+        "'port ' + string({ports}.filter(p, {ports}.filter(q, q == p).size() > 1)[0]) + ' is used by more than one role: give each server role its own port'"
+    )))
+    .reason(Reason::FieldValueDuplicate)
+}
+
+/// spec: the admin port belongs to the agent.
+pub fn admin_port_reserved() -> Rule {
+    let ports = port_list();
+    Rule::new(format!("{ports}.all(p, p != {ADMIN_PORT})")).message(Message::Message(format!(
+        "port {ADMIN_PORT} is reserved for the agent's admin endpoint (/healthz, /readyz, /metrics): choose another port for the role"
+    )))
+}
+
+/// servers.<role>: rejected until the agent serves the role, so it is never silently ignored.
+pub fn role_not_served(role: &str) -> Rule {
+    Rule::new(format!("!has(self.{role})"))
+        .message(Message::Message(format!(
+            "the {role} role is not served by this release of hostrole yet: remove spec.servers.{role} (examples/planned/ shows the planned shape)"
+        )))
+        .field_path(format!(".{role}"))
+        .reason(Reason::FieldValueForbidden)
+}
+
+/// spec.clients: rejected until the agent runs clients.
+pub fn client_role_not_served() -> Rule {
+    Rule::new("!has(self.clients) || size(self.clients) == 0")
+        .message("the client role is not served by this release of hostrole yet: remove spec.clients (examples/planned/ shows the planned shape)")
+        .field_path(".clients")
+        .reason(Reason::FieldValueForbidden)
+}
+
+/// spec.peer: rejected until the agent runs peers.
+pub fn peer_role_not_served() -> Rule {
+    Rule::new("!has(self.peer)")
+        .message("the peer role is not served by this release of hostrole yet: remove spec.peer (examples/planned/ shows the planned shape)")
+        .field_path(".peer")
+        .reason(Reason::FieldValueForbidden)
+}
+
+/// servers.web.site: one source of content.
+pub fn site_exactly_one() -> Rule {
+    Rule::new("[has(self.configMap), has(self.files), has(self.path)].filter(x, x).size() == 1")
+        .message("set exactly one of configMap, files or path")
+}
+
+/// servers.web.site.files[].path: a plain relative path that cannot leave the site.
+pub fn relative_file_path() -> Rule {
+    Rule::new("self.matches('^[A-Za-z0-9_~-][A-Za-z0-9._~-]*(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$')")
+        .message("must be a relative path of plain segments such as index.html or css/site.css: no leading '/', no empty, '.' or '..' segments, no hidden files")
+}
+
+/// users: one source of accounts.
+pub fn users_exactly_one() -> Rule {
+    Rule::new("has(self.secret) != has(self.file)").message("set exactly one of secret or file")
+}
+
+/// clients[]: one target.
+pub fn client_target_exactly_one() -> Rule {
+    Rule::new("has(self.server) != has(self.url)")
+        .message("set exactly one of server (a HostRole: name or namespace/name) or url")
+}
+
+/// clients[].url: an absolute URL.
+pub fn client_url() -> Rule {
+    Rule::new(r"self.matches('^[a-z][a-z0-9+.-]*://[^/\\s]+')").message(
+        "must be an absolute URL such as http://example.lan/ or smtp://mail.example.lan:25",
+    )
+}
+
+/// A Go-style duration within bounds.
+pub fn duration(min: &str, max: &str) -> Rule {
+    Rule::new(format!(
+        "self.matches('^([0-9]+(ms|s|m|h))+$') && duration(self) >= duration('{min}') && duration(self) <= duration('{max}')"
+    ))
+    .message(Message::Message(format!(
+        "must be a duration from {min} to {max}, written like 500ms, 30s, 5m or 1h30m"
+    )))
+}

@@ -1,0 +1,519 @@
+//! Pure builders: the objects a HostRole should own. No I/O here; everything is computed from the
+//! HostRole and the operator's settings, so it is tested without an API server.
+
+use std::collections::BTreeMap;
+
+use hostrole_api::agent::{
+    AgentConfig, CONFIG_DIR, CONFIG_KEY, DEFAULT_MAX_CONNECTIONS, SITE_DIR, WebRoleConfig,
+    inline_site_files,
+};
+use hostrole_api::rules::ADMIN_PORT;
+use hostrole_api::{HostRole, SiteFile};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+use sha2::{Digest, Sha256};
+
+/// The single field manager every write of the operator uses.
+pub const FIELD_MANAGER: &str = "hostrole-operator";
+/// Annotation on the pod template: a digest of the host ConfigMap, so a change rolls the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "hostrole.dev/config-hash";
+/// Annotation on every owned object: a digest of what the operator last applied, so a field the
+/// operator stops setting is noticed even though the live object still holds it.
+pub const APPLIED_HASH_ANNOTATION: &str = "hostrole.dev/applied-hash";
+/// UID and GID the agent runs as (the conventional "nonroot" user of distroless images).
+pub const AGENT_UID: i64 = 65532;
+
+/// What the operator needs to know that is not in the HostRole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// The agent container image.
+    pub agent_image: String,
+    /// `imagePullPolicy` of the agent container; the cluster default when absent.
+    pub image_pull_policy: Option<String>,
+}
+
+/// Why a HostRole cannot be realised, even though the API server accepted it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    /// A field that only a standalone agent can honour.
+    #[error("{field} is for standalone agents only ({why}); in a cluster use {instead}")]
+    StandaloneOnly {
+        field: &'static str,
+        why: &'static str,
+        instead: &'static str,
+    },
+    /// The HostRole has no name or namespace (never true of an object read from the API).
+    #[error("the HostRole has no {0}")]
+    Missing(&'static str),
+}
+
+impl SpecError {
+    /// A CamelCase reason for conditions and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SpecError::StandaloneOnly { .. } => "UnsupportedInCluster",
+            SpecError::Missing(_) => "InvalidObject",
+        }
+    }
+}
+
+/// Every object a HostRole owns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub config_map: ConfigMap,
+    pub headless_service: Service,
+    /// Absent when the host runs no server role.
+    pub service: Option<Service>,
+    pub stateful_set: StatefulSet,
+}
+
+/// Names of the owned objects.
+pub struct Names;
+impl Names {
+    pub fn stateful_set(hr: &str) -> String {
+        hr.to_string()
+    }
+    pub fn config_map(hr: &str) -> String {
+        format!("{hr}-host")
+    }
+    pub fn headless_service(hr: &str) -> String {
+        format!("{hr}-hosts")
+    }
+    pub fn service(hr: &str) -> String {
+        hr.to_string()
+    }
+}
+
+/// The labels that select a HostRole's pods. Never change them: a StatefulSet's selector is
+/// immutable.
+pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "hostrole-host".to_string(),
+        ),
+        ("app.kubernetes.io/instance".to_string(), name.to_string()),
+    ])
+}
+
+/// The same selector as a label-selector string.
+pub fn selector_string(name: &str) -> String {
+    selector_labels(name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `app.kubernetes.io/*` labels on every owned object.
+pub fn labels(name: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(name);
+    labels.insert("app.kubernetes.io/component".into(), "host".into());
+    labels.insert("app.kubernetes.io/part-of".into(), "hostrole".into());
+    labels.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
+    labels
+}
+
+/// Computes every object the HostRole should own.
+pub fn desired(hr: &HostRole, settings: &Settings) -> Result<Desired, SpecError> {
+    let name = hr
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(SpecError::Missing("name"))?;
+    let namespace = hr
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(SpecError::Missing("namespace"))?;
+    check_in_cluster(hr)?;
+
+    let config_map = config_map(hr, name, namespace)?;
+    let config_hash = digest_data(config_map.data.as_ref());
+    Ok(Desired {
+        headless_service: headless_service(hr, name, namespace),
+        service: service(hr, name, namespace),
+        stateful_set: stateful_set(hr, name, namespace, settings, &config_hash),
+        config_map,
+    })
+}
+
+/// Fields the API server accepts but only a standalone agent can honour.
+fn check_in_cluster(hr: &HostRole) -> Result<(), SpecError> {
+    let site = hr.spec.servers.web.as_ref().and_then(|w| w.site.as_ref());
+    if site.is_some_and(|s| s.path.is_some()) {
+        return Err(SpecError::StandaloneOnly {
+            field: "spec.servers.web.site.path",
+            why: "a pod cannot see the machine's directories",
+            instead: "site.configMap or site.files",
+        });
+    }
+    Ok(())
+}
+
+/// The agent configuration rendered into the host ConfigMap.
+pub fn agent_config(hr: &HostRole, name: &str, namespace: &str) -> AgentConfig {
+    AgentConfig {
+        host_role: name.to_string(),
+        namespace: Some(namespace.to_string()),
+        bind: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        admin_port: ADMIN_PORT as u16,
+        shutdown_grace_seconds: 20,
+        web: hr.spec.servers.web.as_ref().map(|web| WebRoleConfig {
+            port: web.port as u16,
+            root: SITE_DIR.into(),
+            max_connections: web
+                .max_connections
+                .map_or(DEFAULT_MAX_CONNECTIONS, |m| m as usize),
+        }),
+    }
+}
+
+/// ConfigMap keys may not hold '/', so inline site files are stored under numbered keys and
+/// mapped back to their paths by the volume's `items`.
+fn site_key(index: usize) -> String {
+    format!("site-{index:03}")
+}
+
+fn config_map(hr: &HostRole, name: &str, namespace: &str) -> Result<ConfigMap, SpecError> {
+    let config = agent_config(hr, name, namespace);
+    // Serializing plain data structures to YAML cannot fail; keep the error typed anyway.
+    let rendered = serde_yaml::to_string(&config)
+        .map_err(|_| SpecError::Missing("renderable agent configuration"))?;
+    let mut data = BTreeMap::from([(CONFIG_KEY.to_string(), rendered)]);
+    for (i, file) in inline_site_files(name, &hr.spec)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        data.insert(site_key(i), file.content.clone());
+    }
+    Ok(ConfigMap {
+        metadata: meta(hr, Names::config_map(name), namespace),
+        data: Some(data),
+        ..Default::default()
+    })
+}
+
+/// A short, stable digest of ConfigMap data.
+pub fn digest_data(data: Option<&BTreeMap<String, String>>) -> String {
+    let mut hasher = Sha256::new();
+    for (k, v) in data.into_iter().flatten() {
+        hasher.update(k.as_bytes());
+        hasher.update([0]);
+        hasher.update(v.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
+fn meta(hr: &HostRole, name: String, namespace: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace.to_string()),
+        labels: Some(labels(hr.metadata.name.as_deref().unwrap_or_default())),
+        owner_references: owner_reference(hr).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+/// The controller owner reference that makes garbage collection delete the children.
+pub fn owner_reference(hr: &HostRole) -> Option<OwnerReference> {
+    hr.controller_owner_ref(&())
+}
+
+fn admin_port() -> (&'static str, i32) {
+    ("admin", ADMIN_PORT)
+}
+
+fn service_port((name, port): (&str, i32)) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port,
+        target_port: Some(IntOrString::String(name.to_string())),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn headless_service(hr: &HostRole, name: &str, namespace: &str) -> Service {
+    let mut ports: Vec<ServicePort> = hr
+        .spec
+        .server_ports()
+        .into_iter()
+        .map(service_port)
+        .collect();
+    ports.push(service_port(admin_port()));
+    Service {
+        metadata: meta(hr, Names::headless_service(name), namespace),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(selector_labels(name)),
+            // Peers and per-host clients need a host's DNS name as soon as its pod exists.
+            publish_not_ready_addresses: Some(true),
+            ports: Some(ports),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn service(hr: &HostRole, name: &str, namespace: &str) -> Option<Service> {
+    let ports: Vec<ServicePort> = hr
+        .spec
+        .server_ports()
+        .into_iter()
+        .map(service_port)
+        .collect();
+    if ports.is_empty() {
+        return None;
+    }
+    Some(Service {
+        metadata: meta(hr, Names::service(name), namespace),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector_labels(name)),
+            ports: Some(ports),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("admin".into()),
+            scheme: Some("HTTP".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), Quantity("10m".into())),
+            ("memory".into(), Quantity("32Mi".into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".into(),
+            Quantity("256Mi".into()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// Volumes and mounts of the host pod.
+fn volumes(hr: &HostRole, name: &str) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let config_map_name = Names::config_map(name);
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map_name.clone(),
+                items: Some(vec![KeyToPath {
+                    key: CONFIG_KEY.into(),
+                    path: CONFIG_KEY.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity("64Mi".into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    let mut mounts = vec![
+        mount("config", CONFIG_DIR, true),
+        mount("tmp", "/tmp", false),
+    ];
+
+    if let Some(web) = &hr.spec.servers.web {
+        let source = match web.site.as_ref().and_then(|s| s.config_map.clone()) {
+            Some(user_config_map) => ConfigMapVolumeSource {
+                name: user_config_map,
+                ..Default::default()
+            },
+            None => ConfigMapVolumeSource {
+                name: config_map_name,
+                items: Some(site_items(
+                    &inline_site_files(name, &hr.spec).unwrap_or_default(),
+                )),
+                ..Default::default()
+            },
+        };
+        volumes.push(Volume {
+            name: "site".into(),
+            config_map: Some(source),
+            ..Default::default()
+        });
+        mounts.push(mount("site", SITE_DIR, true));
+    }
+    (volumes, mounts)
+}
+
+fn site_items(files: &[SiteFile]) -> Vec<KeyToPath> {
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| KeyToPath {
+            key: site_key(i),
+            path: f.path.clone(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    }
+}
+
+fn stateful_set(
+    hr: &HostRole,
+    name: &str,
+    namespace: &str,
+    settings: &Settings,
+    config_hash: &str,
+) -> StatefulSet {
+    let template = hr.spec.template.clone().unwrap_or_default();
+    let (volumes, volume_mounts) = volumes(hr, name);
+    let mut ports: Vec<ContainerPort> = hr
+        .spec
+        .server_ports()
+        .into_iter()
+        .chain([admin_port()])
+        .map(|(port_name, port)| ContainerPort {
+            name: Some(port_name.into()),
+            container_port: port,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        })
+        .collect();
+    ports.sort_by_key(|p| p.container_port);
+
+    let container = Container {
+        name: "agent".into(),
+        image: Some(settings.agent_image.clone()),
+        image_pull_policy: settings.image_pull_policy.clone(),
+        args: Some(vec![
+            "run".into(),
+            "--config".into(),
+            format!("{CONFIG_DIR}/{CONFIG_KEY}"),
+        ]),
+        env: Some(vec![
+            field_env("HOSTROLE_HOST", "metadata.name"),
+            field_env("HOSTROLE_NAMESPACE", "metadata.namespace"),
+        ]),
+        ports: Some(ports),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        resources: Some(template.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            ..Default::default()
+        }),
+        volume_mounts: Some(volume_mounts),
+        ..Default::default()
+    };
+
+    let mut pod_labels = labels(name);
+    pod_labels.extend(selector_labels(name));
+    StatefulSet {
+        metadata: meta(hr, Names::stateful_set(name), namespace),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(hr.spec.replicas),
+            service_name: Some(Names::headless_service(name)),
+            // Hosts are independent of each other: start and stop them together.
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(name)),
+                ..Default::default()
+            },
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                ..Default::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_string(),
+                        config_hash.to_string(),
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    // The agent does not talk to the API server (yet): no token in the pod.
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(30),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(AGENT_UID),
+                        run_as_group: Some(AGENT_UID),
+                        fs_group: Some(AGENT_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    node_selector: template.node_selector.clone(),
+                    tolerations: template.tolerations.clone(),
+                    priority_class_name: template.priority_class_name.clone(),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,12 @@
+//! The hostrole operator: turns HostRole resources into the Kubernetes objects that realise them.
+//!
+//! - [`desired`] and [`status`]: pure functions from a HostRole to its objects and its status;
+//! - [`reconcile`]: the thin layer that reads, applies, publishes events and writes status;
+//! - [`run`]: wiring of the controller, leader election and the HTTP endpoints.
+
+pub mod desired;
+pub mod diff;
+pub mod metrics;
+pub mod reconcile;
+pub mod run;
+pub mod status;

@@ -1,0 +1,132 @@
+//! `hostrole-operator`: run the controller, or print the CRD.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hostrole_api::HostRole;
+use hostrole_operator::desired::Settings;
+use hostrole_operator::run::{LeaderElection, Options, run};
+use kube::CustomResourceExt;
+
+#[derive(Parser)]
+#[command(
+    name = "hostrole-operator",
+    version,
+    about = "Turns HostRole resources into hosts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the HostRole CustomResourceDefinition as YAML.
+    Crd,
+    /// Run the controller.
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Container image of the agent that runs in every host pod.
+    #[arg(long, env = "HOSTROLE_AGENT_IMAGE")]
+    agent_image: String,
+    /// imagePullPolicy of the agent container (Always, IfNotPresent, Never).
+    #[arg(long, env = "HOSTROLE_AGENT_IMAGE_PULL_POLICY")]
+    agent_image_pull_policy: Option<String>,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "HOSTROLE_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "HOSTROLE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Elect a leader through a Lease so that several replicas can run.
+    #[arg(long, env = "HOSTROLE_LEADER_ELECT", default_value_t = false)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (default: POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "hostrole-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease (default: POD_NAME, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// HostRoles reconciled in parallel.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
+    /// Log format.
+    #[arg(long, env = "HOSTROLE_LOG_FORMAT", value_enum, default_value = "plain")]
+    log_format: LogFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => match serde_yaml::to_string(&HostRole::crd()) {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot render the CRD: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => {
+            init_logs(args.log_format);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let identity = args
+                .identity
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| format!("hostrole-operator-{}", std::process::id()));
+            let options = Options {
+                settings: Settings {
+                    agent_image: args.agent_image,
+                    image_pull_policy: args.agent_image_pull_policy,
+                },
+                namespace: args.watch_namespace,
+                metrics_addr: args.metrics_addr,
+                leader_election: args.leader_elect.then(|| LeaderElection {
+                    namespace: args.lease_namespace,
+                    lease: args.lease_name,
+                    identity,
+                }),
+                concurrency: args.concurrency.max(1),
+            };
+            match runtime.block_on(run(options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "operator stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

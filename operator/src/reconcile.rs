@@ -1,0 +1,469 @@
+//! The thin layer that talks to the API server: read what exists, apply what the pure builders
+//! want (only when it differs), publish events on transitions and write status.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hostrole_api::{HostRole, HostRoleStatus};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::desired::{self, APPLIED_HASH_ANNOTATION, Desired, FIELD_MANAGER, Names, Settings};
+use crate::diff::is_subset;
+use crate::metrics::Metrics;
+use crate::status::{self, DEGRADED, Observed, READY};
+
+/// How often a HostRole is looked at again when nothing happens (reads only).
+const RESYNC: Duration = Duration::from_secs(300);
+/// Back-off after a failure: doubles from the first step up to the cap, with jitter.
+const BACKOFF_FIRST: Duration = Duration::from_secs(2);
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// Errors of one reconciliation; each variant names its metric reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot {verb} {kind} {namespace}/{name}: {source}")]
+    Api {
+        verb: &'static str,
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("cannot encode {kind} {name}: {source}")]
+    Encode {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the HostRole has no {0}")]
+    MissingField(&'static str),
+}
+
+impl Error {
+    /// A CamelCase reason, used as the `reason` label of the error metric.
+    pub fn metric_reason(&self) -> String {
+        match self {
+            Error::Api { verb, kind, .. } => format!("{}{kind}Failed", capitalize(verb)),
+            Error::Encode { kind, .. } => format!("Encode{kind}Failed"),
+            Error::MissingField(_) => "InvalidObject".into(),
+        }
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, settings: Settings, metrics: Metrics, recorder: Recorder) -> Self {
+        Self {
+            client,
+            settings,
+            metrics,
+            recorder,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Reconciles one HostRole.
+pub async fn reconcile(hr: Arc<HostRole>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&hr, &ctx).await;
+    ctx.metrics.reconciled(started.elapsed());
+    match &result {
+        Ok(_) => {
+            ctx.failures().remove(&key(&hr));
+        }
+        Err(e) => {
+            publish(
+                &ctx,
+                &hr,
+                EventType::Warning,
+                "ReconcileFailed",
+                "Reconcile",
+                e.to_string(),
+            )
+            .await;
+        }
+    }
+    result
+}
+
+/// Decides when to try again after a failure: exponential back-off with jitter, per HostRole.
+pub fn error_policy(hr: Arc<HostRole>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(&error.metric_reason());
+    let attempt = {
+        let mut failures = ctx.failures();
+        let n = failures.entry(key(&hr)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = backoff(attempt, fastrand::f64());
+    tracing::warn!(hostrole = %hr.name_any(), %error, attempt, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// The delay before attempt `attempt` (1-based), with `jitter` in [0, 1) spreading it by ±20%.
+pub fn backoff(attempt: u32, jitter: f64) -> Duration {
+    let exp = BACKOFF_FIRST.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(BACKOFF_CAP);
+    capped.mul_f64(0.8 + 0.4 * jitter)
+}
+
+fn key(hr: &HostRole) -> (String, String) {
+    (hr.namespace().unwrap_or_default(), hr.name_any())
+}
+
+async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> {
+    if hr.meta().deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the children.
+        return Ok(Action::await_change());
+    }
+    let name = hr
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingField("name"))?;
+    let ns = hr
+        .metadata
+        .namespace
+        .clone()
+        .ok_or(Error::MissingField("namespace"))?;
+    let client = ctx.client.clone();
+
+    let mut failure = None;
+    let mut apply_error = None;
+    let stateful_set = match desired::desired(hr, &ctx.settings) {
+        Ok(want) => match apply_all(hr, ctx, &ns, want).await {
+            Ok(sts) => Some(sts),
+            Err(e) => {
+                failure = Some(("ApplyFailed".to_string(), e.to_string()));
+                apply_error = Some(e);
+                Api::<StatefulSet>::namespaced(client.clone(), &ns)
+                    .get_opt(&Names::stateful_set(&name))
+                    .await
+                    .map_err(|e| api_error("get", "StatefulSet", &ns, &name, e))?
+            }
+        },
+        Err(spec_error) => {
+            failure = Some((spec_error.reason().to_string(), spec_error.to_string()));
+            None
+        }
+    };
+
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default().labels(&desired::selector_string(&name)))
+        .await
+        .map_err(|e| api_error("list", "Pod", &ns, &name, e))?
+        .items;
+    let observed = Observed {
+        stateful_set: stateful_set.as_ref(),
+        pods: &pods,
+        failure,
+    };
+    let now = Time(Timestamp::now());
+    let new_status = status::status(hr, &observed, &now);
+    if hr.status.as_ref() != Some(&new_status) {
+        write_status(hr, ctx, &ns, &name, &new_status).await?;
+        publish_transitions(ctx, hr, hr.status.as_ref(), &new_status).await;
+    }
+    match apply_error {
+        Some(e) => Err(e),
+        None => Ok(Action::requeue(RESYNC)),
+    }
+}
+
+/// Applies every desired object and removes the Service when no server role needs it.
+/// Returns the live StatefulSet.
+async fn apply_all(
+    hr: &HostRole,
+    ctx: &Context,
+    ns: &str,
+    want: Desired,
+) -> Result<StatefulSet, Error> {
+    let client = &ctx.client;
+    let name = hr.name_any();
+    apply(
+        hr,
+        ctx,
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        want.config_map,
+    )
+    .await?;
+    let services = Api::<Service>::namespaced(client.clone(), ns);
+    apply(hr, ctx, &services, want.headless_service).await?;
+    match want.service {
+        Some(service) => {
+            apply(hr, ctx, &services, service).await?;
+        }
+        None => delete_owned(hr, ctx, &services, &Names::service(&name)).await?,
+    }
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns);
+    apply(hr, ctx, &sts, want.stateful_set).await
+}
+
+/// Server-side applies `desired` unless the live object already holds it.
+async fn apply<K>(hr: &HostRole, ctx: &Context, api: &Api<K>, mut desired: K) -> Result<K, Error>
+where
+    K: Resource<DynamicType = ()>
+        + k8s_openapi::Resource
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let kind = <K as k8s_openapi::Resource>::KIND;
+    let name = desired.name_any();
+    let ns = desired.namespace().unwrap_or_default();
+    let encode = |source| Error::Encode {
+        kind,
+        name: name.clone(),
+        source,
+    };
+    let hash = hex::encode(&Sha256::digest(serde_json::to_vec(&desired).map_err(encode)?)[..8]);
+    desired
+        .annotations_mut()
+        .insert(APPLIED_HASH_ANNOTATION.into(), hash.clone());
+
+    let current = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| api_error("get", kind, &ns, &name, e))?;
+    if let Some(current) = &current {
+        let same_hash = current.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash);
+        let want = serde_json::to_value(&desired).map_err(encode)?;
+        let have = serde_json::to_value(current).map_err(encode)?;
+        if same_hash && is_subset(&want, &have) {
+            return Ok(current.clone());
+        }
+    }
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .map_err(|e| api_error("apply", kind, &ns, &name, e))?;
+    ctx.metrics.wrote(kind, "apply");
+    let reason = if current.is_some() {
+        "Updated"
+    } else {
+        "Created"
+    };
+    tracing::info!(hostrole = %hr.name_any(), kind, object = %name, reason, "applied");
+    publish(
+        ctx,
+        hr,
+        EventType::Normal,
+        reason,
+        "Apply",
+        format!("{reason} {kind} {name}"),
+    )
+    .await;
+    Ok(applied)
+}
+
+/// Deletes an object the HostRole owns, if it exists and is owned by it.
+async fn delete_owned<K>(
+    hr: &HostRole,
+    ctx: &Context,
+    api: &Api<K>,
+    name: &str,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + k8s_openapi::Resource + DeserializeOwned + Clone + Debug,
+{
+    let kind = <K as k8s_openapi::Resource>::KIND;
+    let ns = hr.namespace().unwrap_or_default();
+    let Some(current) = api
+        .get_opt(name)
+        .await
+        .map_err(|e| api_error("get", kind, &ns, name, e))?
+    else {
+        return Ok(());
+    };
+    let uid = hr.uid();
+    if !current
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == uid.as_ref())
+    {
+        return Ok(());
+    }
+    api.delete(name, &DeleteParams::background())
+        .await
+        .map_err(|e| api_error("delete", kind, &ns, name, e))?;
+    ctx.metrics.wrote(kind, "delete");
+    publish(
+        ctx,
+        hr,
+        EventType::Normal,
+        "Deleted",
+        "Delete",
+        format!("Deleted {kind} {name}: no server role needs it"),
+    )
+    .await;
+    Ok(())
+}
+
+async fn write_status(
+    hr: &HostRole,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    status: &HostRoleStatus,
+) -> Result<(), Error> {
+    let patch = serde_json::json!({
+        "apiVersion": HostRole::api_version(&()),
+        "kind": HostRole::kind(&()),
+        "status": status,
+    });
+    Api::<HostRole>::namespaced(ctx.client.clone(), ns)
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|e| api_error("patch", "HostRoleStatus", ns, name, e))?;
+    ctx.metrics.wrote("HostRole", "status");
+    tracing::debug!(hostrole = %hr.name_any(), ready = status.ready_hosts, "status written");
+    Ok(())
+}
+
+/// Events when the Ready or Degraded condition changes status.
+async fn publish_transitions(
+    ctx: &Context,
+    hr: &HostRole,
+    old: Option<&HostRoleStatus>,
+    new: &HostRoleStatus,
+) {
+    for (type_, good_when_true, on_true, on_false) in [
+        (READY, true, "Ready", "NotReady"),
+        (DEGRADED, false, "Degraded", "Recovered"),
+    ] {
+        let before = status::condition(old, type_).map(|c| c.status.as_str());
+        let Some(after) = status::condition(Some(new), type_) else {
+            continue;
+        };
+        let is_true = after.status == "True";
+        let bad = is_true != good_when_true;
+        // A fresh HostRole that is fine says nothing; otherwise speak only on a change.
+        if before == Some(after.status.as_str()) || (before.is_none() && !bad) {
+            continue;
+        }
+        let event_type = if bad {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let reason = if is_true { on_true } else { on_false };
+        publish(
+            ctx,
+            hr,
+            event_type,
+            reason,
+            "Status",
+            format!("{}: {}", after.reason, after.message),
+        )
+        .await;
+    }
+}
+
+async fn publish(
+    ctx: &Context,
+    hr: &HostRole,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &hr.object_ref(&())).await {
+        tracing::warn!(hostrole = %hr.name_any(), error = %e, "cannot publish event");
+    } else {
+        ctx.metrics.wrote("Event", "create");
+    }
+}
+
+fn api_error(
+    verb: &'static str,
+    kind: &'static str,
+    ns: &str,
+    name: &str,
+    source: kube::Error,
+) -> Error {
+    Error::Api {
+        verb,
+        kind,
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        source: Box::new(source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1, 0.5), Duration::from_secs(2));
+        assert_eq!(backoff(2, 0.5), Duration::from_secs(4));
+        assert_eq!(backoff(5, 0.5), Duration::from_secs(32));
+        assert_eq!(backoff(40, 0.5), BACKOFF_CAP);
+        assert!(backoff(3, 0.0) < backoff(3, 0.99));
+        assert!(backoff(3, 0.0) >= Duration::from_millis(6400));
+    }
+
+    #[test]
+    fn error_reasons_read_as_metric_labels() {
+        let e = Error::MissingField("name");
+        assert_eq!(e.metric_reason(), "InvalidObject");
+        let e = Error::Encode {
+            kind: "ConfigMap",
+            name: "x".into(),
+            source: serde_json::from_str::<u8>("x").unwrap_err(),
+        };
+        assert_eq!(e.metric_reason(), "EncodeConfigMapFailed");
+        assert_eq!(capitalize("apply"), "Apply");
+    }
+}

@@ -1,0 +1,273 @@
+//! Wiring: the controller and its watches, leader election, and `/metrics`, `/healthz`,
+//! `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures::StreamExt;
+use hostrole_api::HostRole;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::runtime::controller::{Config, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
+use prometheus_client::registry::Registry;
+
+use crate::desired::{FIELD_MANAGER, Settings};
+use crate::metrics::Metrics;
+use crate::reconcile::{Context, error_policy, reconcile};
+
+/// Why the operator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot reach the Kubernetes API (kubeconfig or in-cluster config): {0}")]
+    Client(#[source] kube::Error),
+    #[error("cannot serve metrics and probes on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("leader election on Lease {namespace}/{name} failed: {source}")]
+    Lease {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube_lease_manager::LeaseManagerError,
+    },
+    #[error("lost the leader lease; exiting so that another replica takes over")]
+    LostLeadership,
+}
+
+/// How to run the controller.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub settings: Settings,
+    /// Watch one namespace only; all namespaces when absent.
+    pub namespace: Option<String>,
+    pub metrics_addr: SocketAddr,
+    /// Leader election: the Lease's namespace and name, and this replica's identity.
+    pub leader_election: Option<LeaderElection>,
+    /// Parallel reconciliations.
+    pub concurrency: u16,
+}
+
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    pub namespace: String,
+    pub lease: String,
+    pub identity: String,
+}
+
+#[derive(Clone)]
+struct HttpState {
+    registry: Arc<Registry>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Runs the operator until SIGTERM/SIGINT.
+pub async fn run(options: Options) -> Result<(), RunError> {
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let metrics = Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = HttpState {
+        registry: Arc::new(registry),
+        ready: ready.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(options.metrics_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: options.metrics_addr,
+            source,
+        })?;
+    tracing::info!(addr = %options.metrics_addr, "serving /metrics, /healthz and /readyz");
+    let http = tokio::spawn(async move {
+        let app = Router::new()
+            .route("/metrics", get(serve_metrics))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(serve_ready))
+            .with_state(state);
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+
+    // A replica that is not the leader is still ready: it serves metrics and waits its turn.
+    ready.store(true, Ordering::SeqCst);
+    let result = match options.leader_election.clone() {
+        None => {
+            metrics.leader.set(1);
+            run_controller(client, options, metrics).await;
+            Ok(())
+        }
+        Some(le) => run_as_leader(client, options, metrics, le).await,
+    };
+    http.abort();
+    result
+}
+
+async fn run_as_leader(
+    client: Client,
+    options: Options,
+    metrics: Metrics,
+    le: LeaderElection,
+) -> Result<(), RunError> {
+    let lease_err = |source| RunError::Lease {
+        namespace: le.namespace.clone(),
+        name: le.lease.clone(),
+        source,
+    };
+    let manager = LeaseManagerBuilder::new(client.clone(), &le.lease)
+        .with_namespace(&le.namespace)
+        .with_identity(&le.identity)
+        .with_duration(15)
+        .with_grace(5)
+        .with_field_manager(FIELD_MANAGER)
+        .build()
+        .await
+        .map_err(lease_err)?;
+    let (mut leading, lease_task) = manager.watch().await;
+    tracing::info!(lease = %le.lease, identity = %le.identity, "waiting for the leader lease");
+    loop {
+        if *leading.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leading.changed() => if changed.is_err() { break },
+            _ = shutdown_signal() => {
+                lease_task.abort();
+                return Ok(());
+            }
+        }
+    }
+    tracing::info!(identity = %le.identity, "became the leader");
+    metrics.leader.set(1);
+    let lost = async move {
+        while leading.changed().await.is_ok() {
+            if !*leading.borrow() {
+                return;
+            }
+        }
+    };
+    let result = tokio::select! {
+        _ = run_controller(client, options, metrics.clone()) => Ok(()),
+        _ = lost => Err(RunError::LostLeadership),
+    };
+    metrics.leader.set(0);
+    // Dropping the receiver ends the lease task, which releases the lease.
+    let _ = lease_task.await;
+    result
+}
+
+async fn run_controller(client: Client, options: Options, metrics: Metrics) {
+    let ns = options.namespace.as_deref();
+    let (hostroles, statefulsets, services, configmaps, pods) = (
+        scoped::<HostRole>(&client, ns),
+        scoped::<StatefulSet>(&client, ns),
+        scoped::<Service>(&client, ns),
+        scoped::<ConfigMap>(&client, ns),
+        scoped::<Pod>(&client, ns),
+    );
+    let managed =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let ctx = Arc::new(Context::new(client, options.settings, metrics, recorder));
+    Controller::new(hostroles, watcher::Config::default())
+        .owns(statefulsets, managed.clone())
+        .owns(services, managed.clone())
+        .owns(configmaps, managed.clone())
+        .watches(pods, managed, |pod: Pod| {
+            let instance = pod.labels().get("app.kubernetes.io/instance")?.clone();
+            Some(ObjectRef::<HostRole>::new(&instance).within(&pod.namespace()?))
+        })
+        .with_config(
+            Config::default()
+                .concurrency(options.concurrency)
+                .debounce(Duration::from_millis(300)),
+        )
+        .graceful_shutdown_on(shutdown_signal())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(hostrole = %obj.name, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+    tracing::info!("controller stopped");
+}
+
+/// An API over one namespace, or over all of them.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("cannot encode metrics: {e}"),
+        ),
+    }
+}
+
+async fn serve_ready(State(state): State<HttpState>) -> impl IntoResponse {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
