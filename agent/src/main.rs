@@ -1,1 +1,170 @@
-fn main() {}
+//! `hostrole-agent`: serve a host's roles from the operator's configuration (`run`), from a
+//! HostRole manifest on any machine (`up`), or check manifests without serving (`check`).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hostrole_agent::standalone::{self, UpOptions};
+use hostrole_agent::{config, supervisor};
+use hostrole_api::agent::AgentConfig;
+use hostrole_api::manifest;
+use hostrole_api::rules::ADMIN_PORT;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "hostrole-agent", version, about = "Serves the roles of a host")]
+struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "HOSTROLE_LOG_FORMAT",
+        value_enum,
+        default_value = "plain"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the roles of an agent configuration (what the operator renders for a pod).
+    Run {
+        /// The configuration file.
+        #[arg(long, env = "HOSTROLE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Serve the roles of a HostRole manifest on this machine, without a cluster.
+    Up {
+        /// The manifest (YAML; other kinds of documents in it are skipped).
+        manifest: PathBuf,
+        /// Which HostRole to serve, when the manifest holds several.
+        #[arg(long)]
+        name: Option<String>,
+        /// Address to listen on; 0.0.0.0 serves the whole network.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        /// Port of /healthz, /readyz and /metrics.
+        #[arg(long, default_value_t = ADMIN_PORT as u16)]
+        admin_port: u16,
+        /// Where inline site files are written (default: ~/.local/state/hostrole/NAME).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Check manifests against the HostRole schema and rules, as the API server would.
+    Check {
+        /// Manifest files.
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match cli.command {
+        Command::Check { manifests } => check(&manifests),
+        Command::Run { config } => match config::load(&config) {
+            Ok(cfg) => serve(cfg, false),
+            Err(e) => fail(&e),
+        },
+        Command::Up {
+            manifest,
+            name,
+            bind,
+            admin_port,
+            data_dir,
+        } => {
+            let options = UpOptions {
+                manifest,
+                name,
+                bind,
+                admin_port,
+                data_dir,
+            };
+            match standalone::prepare(&options) {
+                Ok(cfg) => serve(cfg, true),
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+fn check(manifests: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for path in manifests {
+        match manifest::load(path) {
+            Ok(hostroles) => {
+                for hr in hostroles {
+                    println!(
+                        "{}: HostRole {} is valid",
+                        path.display(),
+                        hr.metadata.name.unwrap_or_default()
+                    );
+                }
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("{e}");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn serve(config: AgentConfig, print_urls: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let name = config.host_role.clone();
+    let result = runtime.block_on(supervisor::run(
+        config,
+        CancellationToken::new(),
+        |started| {
+            if print_urls {
+                println!("hostrole-agent: {name} is up");
+                for (role, addr) in &started.roles {
+                    println!("  {role:<6} http://{addr}/");
+                }
+                println!("  admin  http://{}/readyz", started.admin);
+                println!("Stop with Ctrl-C.");
+            }
+        },
+    ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

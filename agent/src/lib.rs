@@ -1,0 +1,16 @@
+//! The hostrole agent: one binary in every host pod (or on a laptop) that starts the services of
+//! the host's roles.
+//!
+//! - [`supervisor`] starts the roles a configuration names and stops them on SIGTERM;
+//! - [`admin`] serves `/healthz`, `/readyz` and `/metrics`;
+//! - [`web`] is the web role; each role lives in its own module and is reached only through its
+//!   small public surface;
+//! - [`net`] is the bounded, gracefully-stopping HTTP listener the roles share;
+//! - [`standalone`] turns a HostRole manifest into a configuration, for `hostrole-agent up`.
+
+pub mod admin;
+pub mod config;
+pub mod net;
+pub mod standalone;
+pub mod supervisor;
+pub mod web;

@@ -1,0 +1,271 @@
+//! `hostrole-agent up MANIFEST`: serve a HostRole's roles on this machine, without a cluster.
+//! The manifest is judged by the same schema and CEL rules as in a cluster.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Component, Path, PathBuf};
+
+use hostrole_api::agent::{AgentConfig, DEFAULT_MAX_CONNECTIONS, WebRoleConfig, inline_site_files};
+use hostrole_api::manifest::{self, ManifestError};
+use hostrole_api::{HostRole, SiteFile};
+
+/// Why a manifest cannot be served standalone.
+#[derive(Debug, thiserror::Error)]
+pub enum StandaloneError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{path} holds no HostRole")]
+    NoHostRole { path: PathBuf },
+    #[error("{path} holds several HostRoles ({names}): choose one with --name")]
+    Ambiguous { path: PathBuf, names: String },
+    #[error("{path} holds no HostRole named {name} (it holds: {names})")]
+    NotFound {
+        path: PathBuf,
+        name: String,
+        names: String,
+    },
+    #[error(
+        "{field} needs a cluster (it names a ConfigMap); for a standalone host use site.path or site.files"
+    )]
+    NeedsCluster { field: &'static str },
+    #[error("{field}: {path} is not a directory: {source}")]
+    SitePath {
+        field: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the inline site files to {path}: {source}")]
+    WriteSite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to run a manifest standalone.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub manifest: PathBuf,
+    /// Which HostRole, when the manifest holds several.
+    pub name: Option<String>,
+    pub bind: IpAddr,
+    pub admin_port: u16,
+    /// Where inline files are written; a per-user state directory when absent.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Reads the manifest and prepares everything its roles need on this machine.
+pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
+    let hostroles = manifest::load(&options.manifest)?;
+    let hostrole = choose(hostroles, options)?;
+    let name = hostrole
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| "host".into());
+    let base = options
+        .manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let data_dir = options
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| default_data_dir(&name));
+
+    let web = match &hostrole.spec.servers.web {
+        None => None,
+        Some(web) => {
+            let site = web.site.as_ref();
+            let root = if site.is_some_and(|s| s.config_map.is_some()) {
+                return Err(StandaloneError::NeedsCluster {
+                    field: "spec.servers.web.site.configMap",
+                });
+            } else if let Some(path) = site.and_then(|s| s.path.as_deref()) {
+                site_path(&base.join(path))?
+            } else {
+                let files = inline_site_files(&name, &hostrole.spec).unwrap_or_default();
+                write_site(&data_dir, &files)?
+            };
+            Some(WebRoleConfig {
+                port: web.port as u16,
+                root,
+                max_connections: web
+                    .max_connections
+                    .map_or(DEFAULT_MAX_CONNECTIONS, |m| m as usize),
+            })
+        }
+    };
+    Ok(AgentConfig {
+        host_role: name,
+        namespace: None,
+        bind: options.bind,
+        admin_port: options.admin_port,
+        shutdown_grace_seconds: 10,
+        web,
+    })
+}
+
+fn choose(mut hostroles: Vec<HostRole>, options: &UpOptions) -> Result<HostRole, StandaloneError> {
+    let path = options.manifest.clone();
+    let names = || {
+        hostroles
+            .iter()
+            .filter_map(|h| h.metadata.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (&options.name, hostroles.len()) {
+        (_, 0) => Err(StandaloneError::NoHostRole { path }),
+        (None, 1) => Ok(hostroles.remove(0)),
+        (None, _) => Err(StandaloneError::Ambiguous {
+            path,
+            names: names(),
+        }),
+        (Some(name), _) => match hostroles
+            .iter()
+            .position(|h| h.metadata.name.as_ref() == Some(name))
+        {
+            Some(i) => Ok(hostroles.remove(i)),
+            None => Err(StandaloneError::NotFound {
+                path,
+                name: name.clone(),
+                names: names(),
+            }),
+        },
+    }
+}
+
+fn site_path(path: &Path) -> Result<PathBuf, StandaloneError> {
+    let err = |source| StandaloneError::SitePath {
+        field: "spec.servers.web.site.path",
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if meta.is_dir() {
+        Ok(path.to_path_buf())
+    } else {
+        Err(err(std::io::Error::other("it is a file")))
+    }
+}
+
+/// `$XDG_STATE_HOME/hostrole/<name>`, else `~/.local/state/hostrole/<name>`, else a temporary
+/// directory.
+fn default_data_dir(name: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("hostrole").join(name)
+}
+
+/// Writes the site into `<dir>/site`: every file goes to a staging directory and is fsynced,
+/// then the staging directory replaces the old site, so a crash never leaves half a site behind.
+pub fn write_site(dir: &Path, files: &[SiteFile]) -> Result<PathBuf, StandaloneError> {
+    let target = dir.join("site");
+    let staging = dir.join(format!(".site-staging-{}", std::process::id()));
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StandaloneError::WriteSite { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(err(&staging))?;
+    }
+    if let Err(e) = fill(&staging, files) {
+        // Leave nothing half-written behind.
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    std::fs::create_dir_all(&staging).map_err(err(&staging))?;
+    if target.exists() {
+        std::fs::remove_dir_all(&target).map_err(err(&target))?;
+    }
+    std::fs::rename(&staging, &target).map_err(err(&target))?;
+    Ok(target)
+}
+
+/// Writes and fsyncs every file under `staging`.
+fn fill(staging: &Path, files: &[SiteFile]) -> Result<(), StandaloneError> {
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StandaloneError::WriteSite { path, source }
+    };
+    for file in files {
+        let relative = Path::new(&file.path);
+        // The CEL rule already refuses such paths; this keeps the writer safe on its own.
+        if !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(err(relative)(std::io::Error::other(
+                "not a plain relative path",
+            )));
+        }
+        let path = staging.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(err(parent))?;
+        }
+        let mut out = std::fs::File::create(&path).map_err(err(&path))?;
+        out.write_all(file.content.as_bytes()).map_err(err(&path))?;
+        out.sync_all().map_err(err(&path))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, content: &str) -> SiteFile {
+        SiteFile {
+            path: path.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn inline_files_replace_the_previous_site() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let site = write_site(
+            dir.path(),
+            &[file("index.html", "one"), file("css/a.css", "a")],
+        )
+        .expect("write");
+        assert_eq!(
+            std::fs::read_to_string(site.join("css/a.css")).expect("read"),
+            "a"
+        );
+        let site = write_site(dir.path(), &[file("index.html", "two")]).expect("rewrite");
+        assert_eq!(
+            std::fs::read_to_string(site.join("index.html")).expect("read"),
+            "two"
+        );
+        assert!(!site.join("css").exists(), "files of the old site are gone");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            leftovers,
+            vec![std::ffi::OsString::from("site")],
+            "no staging directory left"
+        );
+    }
+
+    #[test]
+    fn paths_that_leave_the_site_are_refused_and_nothing_is_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_site(dir.path(), &[file("index.html", "kept")]).expect("write");
+        for bad in ["../x", "/etc/x", "a/../../x"] {
+            assert!(write_site(dir.path(), &[file(bad, "x")]).is_err(), "{bad}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("site/index.html")).expect("read"),
+            "kept"
+        );
+    }
+}

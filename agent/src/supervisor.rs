@@ -1,0 +1,147 @@
+//! Starts the roles a configuration names, reports readiness once every role listens, and stops
+//! them gracefully on SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hostrole_api::agent::AgentConfig;
+use prometheus_client::registry::Registry;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AgentMetrics, Readiness};
+use crate::net::{self, BindError, ServeOptions};
+use crate::web::{self, Web, WebError};
+
+/// Connections the admin endpoint serves at once (probes and scrapes).
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error(transparent)]
+    Web(#[from] WebError),
+    #[error("the configuration names no role: nothing to serve")]
+    NoRole,
+    #[error("the {0} role stopped unexpectedly")]
+    RoleStopped(String),
+}
+
+/// Where the agent listens, once every role is bound.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub admin: SocketAddr,
+    pub roles: Vec<(&'static str, SocketAddr)>,
+}
+
+/// Runs the agent until SIGTERM/SIGINT, or until `stop` is cancelled. `on_started` is called once
+/// every role listens.
+pub async fn run(
+    config: AgentConfig,
+    stop: CancellationToken,
+    on_started: impl FnOnce(&Started),
+) -> Result<(), AgentError> {
+    let metrics = AgentMetrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let readiness = Readiness::new(metrics.clone());
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+
+    let admin_listener =
+        net::bind("admin", SocketAddr::new(config.bind, config.admin_port)).await?;
+    let admin_addr = admin_listener.local_addr().map_err(|source| BindError {
+        role: "admin".into(),
+        addr: SocketAddr::new(config.bind, config.admin_port),
+        source,
+    })?;
+    let admin_stop = CancellationToken::new();
+    let admin_task = tokio::spawn(net::serve(
+        admin_listener,
+        admin::router(Arc::new(registry), readiness.clone()),
+        ServeOptions {
+            role: "admin",
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            grace: Duration::from_secs(1),
+            open_connections: metrics.connections_of("admin"),
+        },
+        admin_stop.clone(),
+    ));
+
+    // Bind every role before serving any, so that readiness means "every role listens".
+    let web = match &config.web {
+        Some(web_config) => {
+            readiness.expect(web::ROLE);
+            Some(Web::bind(web_config, config.bind, &metrics).await?)
+        }
+        None => None,
+    };
+
+    let roles_stop = CancellationToken::new();
+    let mut roles = JoinSet::new();
+    let mut started = Started {
+        admin: admin_addr,
+        roles: Vec::new(),
+    };
+    if let Some(web) = web {
+        if let Some(addr) = web.local_addr() {
+            started.roles.push((web::ROLE, addr));
+        }
+        readiness.set(web::ROLE, true);
+        let stop = roles_stop.clone();
+        roles.spawn(async move {
+            web.run(stop, grace).await;
+            web::ROLE
+        });
+    }
+    if roles.is_empty() {
+        admin_stop.cancel();
+        return Err(AgentError::NoRole);
+    }
+    tracing::info!(host_role = %config.host_role, roles = ?started.roles, admin = %admin_addr, "every role listens");
+    on_started(&started);
+
+    let failure = tokio::select! {
+        _ = shutdown_signal() => None,
+        _ = stop.cancelled() => None,
+        ended = roles.join_next() => Some(match ended {
+            Some(Ok(role)) => role.to_string(),
+            Some(Err(e)) => format!("(task failed: {e})"),
+            None => "(none)".to_string(),
+        }),
+    };
+    tracing::info!("stopping: readiness off, no new connections, finishing in-flight requests");
+    readiness.stopping();
+    roles_stop.cancel();
+    while roles.join_next().await.is_some() {}
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    match failure {
+        Some(role) => Err(AgentError::RoleStopped(role)),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

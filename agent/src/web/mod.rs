@@ -1,0 +1,116 @@
+//! The web role: a static site over HTTP/1.1 and HTTP/2.
+//!
+//! tower-http's `ServeDir` does the file serving (content types, index.html, ETag and
+//! Last-Modified with conditional requests, Range, HEAD); this module adds what a public server
+//! needs around it: no path may leave the site (dot segments, hidden files, symlinks that point
+//! outside), compression where the client asks (never on partial content), request metrics, and
+//! the shared bounded listener.
+
+mod guard;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use hostrole_api::agent::WebRoleConfig;
+use http::{HeaderMap, StatusCode, Version};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
+use tower_http::services::ServeDir;
+
+use crate::admin::{AgentMetrics, track};
+use crate::net::{self, BindError, ServeOptions};
+
+/// The role's name in logs, metrics and readiness.
+pub const ROLE: &str = "web";
+
+/// Why the web role cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("the web role's site root {path} is not a readable directory: {source}")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+/// A web role whose listener is bound and ready to serve.
+pub struct Web {
+    listener: TcpListener,
+    router: Router,
+    max_connections: usize,
+    metrics: AgentMetrics,
+}
+
+impl Web {
+    /// Checks the site root and binds the port.
+    pub async fn bind(
+        config: &WebRoleConfig,
+        ip: IpAddr,
+        metrics: &AgentMetrics,
+    ) -> Result<Self, WebError> {
+        let root = tokio::fs::canonicalize(&config.root)
+            .await
+            .and_then(|p| {
+                if p.is_dir() {
+                    Ok(p)
+                } else {
+                    Err(std::io::Error::other("not a directory"))
+                }
+            })
+            .map_err(|source| WebError::Root {
+                path: config.root.clone(),
+                source,
+            })?;
+        let listener = net::bind(ROLE, SocketAddr::new(ip, config.port)).await?;
+        Ok(Self {
+            listener,
+            router: router(root, metrics.clone()),
+            max_connections: config.max_connections,
+            metrics: metrics.clone(),
+        })
+    }
+
+    /// The address the role listens on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until `stop` is cancelled, then finishes in-flight requests within `grace`.
+    pub async fn run(self, stop: CancellationToken, grace: Duration) {
+        let options = ServeOptions {
+            role: ROLE,
+            max_connections: self.max_connections,
+            grace,
+            open_connections: self.metrics.connections_of(ROLE),
+        };
+        net::serve(self.listener, self.router, options, stop).await;
+    }
+}
+
+/// Range responses are never compressed: a byte range of the compressed stream would not be the
+/// range the client asked for.
+fn not_partial(status: StatusCode, _: Version, headers: &HeaderMap, _: &http::Extensions) -> bool {
+    status != StatusCode::PARTIAL_CONTENT && !headers.contains_key(http::header::CONTENT_RANGE)
+}
+
+fn router(root: PathBuf, metrics: AgentMetrics) -> Router {
+    let files = ServeDir::new(&root).append_index_html_on_directories(true);
+    Router::new()
+        .fallback_service(files)
+        .layer(from_fn_with_state(guard::Site::new(root), guard::guard))
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .br(true)
+                .compress_when(DefaultPredicate::new().and(not_partial)),
+        )
+        .layer(from_fn_with_state((ROLE, metrics), track))
+}
