@@ -165,6 +165,13 @@ start() {
   log "starting $name"
   setsid "$@" </dev/null >"$LOGS/$name.log" 2>&1 &
   echo $! >"$PIDS/$name.pid"
+  # setsid execs the binary in place (same pid); wait until it has, since
+  # alive() identifies the process by its executable.
+  local i
+  for ((i = 0; i < 50; i++)); do
+    alive "$name" && return 0
+    sleep 0.1
+  done
 }
 
 # wait_for NAME WHAT CMD...: retry CMD every second for up to $TIMEOUT s;

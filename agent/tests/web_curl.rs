@@ -1,0 +1,453 @@
+//! The web role, started as the real agent binary on loopback and exercised with curl.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{Agent, curl, fetch, free_port, idle_connection};
+
+const BIG_SIZE: usize = 2 * 1024 * 1024;
+
+/// A site with the kinds of files a real one has, and a few traps.
+struct Site {
+    dir: tempfile::TempDir,
+    _outside: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let write = |p: &str, c: &[u8]| {
+            let path = root.join(p);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, c).expect("write");
+        };
+        write(
+            "index.html",
+            b"<!doctype html><title>home</title><h1>Welcome home</h1>\n",
+        );
+        write(
+            "about/index.html",
+            b"<!doctype html><title>about</title><p>About us</p>\n",
+        );
+        write(
+            "css/site.css",
+            "body { color: #222; }\n".repeat(200).as_bytes(),
+        );
+        write("app.js", b"console.log('hi');\n");
+        write("logo.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>\n");
+        write("data.json", b"{\"ok\": true}\n");
+        write(".secret", b"do not serve\n");
+        // Incompressible content, so that sizes on the wire are the sizes on disk.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let big: Vec<u8> = (0..BIG_SIZE)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        write("big.bin", &big);
+        std::fs::write(outside.path().join("passwd"), b"root:x:0:0\n").expect("write");
+        std::os::unix::fs::symlink(outside.path().join("passwd"), root.join("leak"))
+            .expect("symlink");
+        Site {
+            dir,
+            _outside: outside,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Writes a manifest serving `site` on a free port; returns (manifest dir, port).
+fn manifest(site: &Path, max_connections: Option<u32>) -> (tempfile::TempDir, PathBuf, u16) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let limit = max_connections
+        .map(|m| format!("\n      maxConnections: {m}"))
+        .unwrap_or_default();
+    let text = format!(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata:\n  name: curl-test\nspec:\n  servers:\n    web:\n      port: {port}{limit}\n      site:\n        path: {}\n",
+        site.display()
+    );
+    let path = dir.path().join("host.yaml");
+    std::fs::write(&path, text).expect("write manifest");
+    (dir, path, port)
+}
+
+struct Running {
+    agent: Agent,
+    port: u16,
+    _site: Site,
+    _manifest: tempfile::TempDir,
+    _data: tempfile::TempDir,
+}
+
+impl Running {
+    fn start(max_connections: Option<u32>) -> Running {
+        let site = Site::new();
+        let (manifest_dir, manifest, port) = manifest(site.path(), max_connections);
+        let data = tempfile::tempdir().expect("tempdir");
+        let agent = Agent::up(&manifest, data.path(), &[]);
+        Running {
+            agent,
+            port,
+            _site: site,
+            _manifest: manifest_dir,
+            _data: data,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+#[test]
+fn get_and_head_serve_files_with_content_types() {
+    let web = Running::start(None);
+    let home = fetch(&[&web.url("/")]);
+    assert_eq!(home.status, 200);
+    assert!(home.text().contains("Welcome home"));
+    assert_eq!(home.header("content-type"), Some("text/html"));
+    assert!(home.header("etag").is_some(), "ETag is set");
+    assert!(
+        home.header("last-modified").is_some(),
+        "Last-Modified is set"
+    );
+
+    let about = fetch(&[&web.url("/about/")]);
+    assert_eq!(about.status, 200, "a directory serves its index.html");
+    assert!(about.text().contains("About us"));
+
+    for (path, mime) in [
+        ("/css/site.css", "text/css"),
+        ("/app.js", "text/javascript"),
+        ("/logo.svg", "image/svg+xml"),
+        ("/data.json", "application/json"),
+        ("/big.bin", "application/octet-stream"),
+    ] {
+        let r = fetch(&["-o", "/dev/null", &web.url(path)]);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-type"), Some(mime), "{path}");
+    }
+
+    let head = fetch(&["-I", "-o", "/dev/null", &web.url("/big.bin")]);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(BIG_SIZE.to_string().as_str())
+    );
+    assert!(head.body.is_empty(), "HEAD has no body");
+
+    let missing = fetch(&[&web.url("/nope.html")]);
+    assert_eq!(missing.status, 404);
+    let post = fetch(&["-X", "POST", "-d", "x", &web.url("/")]);
+    assert_eq!(post.status, 405, "a static site refuses writes");
+}
+
+#[test]
+fn conditional_requests_answer_304() {
+    let web = Running::start(None);
+    let first = fetch(&[&web.url("/css/site.css")]);
+    let etag = first.header("etag").expect("etag").to_string();
+    let modified = first
+        .header("last-modified")
+        .expect("last-modified")
+        .to_string();
+
+    let by_etag = fetch(&[
+        "-H",
+        &format!("If-None-Match: {etag}"),
+        &web.url("/css/site.css"),
+    ]);
+    assert_eq!(by_etag.status, 304);
+    assert!(by_etag.body.is_empty());
+
+    let by_date = fetch(&[
+        "-H",
+        &format!("If-Modified-Since: {modified}"),
+        &web.url("/css/site.css"),
+    ]);
+    assert_eq!(by_date.status, 304);
+
+    let other = fetch(&[
+        "-H",
+        "If-None-Match: \"something-else\"",
+        &web.url("/css/site.css"),
+    ]);
+    assert_eq!(other.status, 200, "a different ETag gets the file");
+    assert_eq!(other.body, first.body);
+
+    // If-None-Match wins over If-Modified-Since (RFC 9110, 13.2.2).
+    let both = fetch(&[
+        "-H",
+        "If-None-Match: \"something-else\"",
+        "-H",
+        &format!("If-Modified-Since: {modified}"),
+        &web.url("/css/site.css"),
+    ]);
+    assert_eq!(both.status, 200);
+}
+
+#[test]
+fn range_requests_answer_206() {
+    let web = Running::start(None);
+    let full = fetch(&[&web.url("/big.bin")]);
+    assert_eq!(full.body.len(), BIG_SIZE);
+
+    let part = fetch(&["-r", "1000-1999", &web.url("/big.bin")]);
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 1000-1999/{BIG_SIZE}").as_str())
+    );
+    assert_eq!(part.body, full.body[1000..2000]);
+
+    let tail = fetch(&["-r", "-100", &web.url("/big.bin")]);
+    assert_eq!(tail.status, 206);
+    assert_eq!(tail.body, full.body[BIG_SIZE - 100..]);
+
+    let beyond = fetch(&["-r", &format!("{}-", BIG_SIZE + 10), &web.url("/big.bin")]);
+    assert_eq!(beyond.status, 416);
+
+    // Resuming a download gets exactly the rest.
+    let resumed = fetch(&["-C", "500000", &web.url("/big.bin")]);
+    assert_eq!(resumed.status, 206);
+    assert_eq!(resumed.body, full.body[500_000..]);
+}
+
+#[test]
+fn paths_outside_the_site_are_refused() {
+    let web = Running::start(None);
+    for path in [
+        "/../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2f..%2f..%2fetc%2fpasswd",
+        "/css/..%2f..%2f..%2fetc/passwd",
+        "/leak",
+        "/.secret",
+        "/%2esecret",
+    ] {
+        let r = fetch(&["--path-as-is", &web.url(path)]);
+        assert!(r.status == 404 || r.status == 400, "{path}: {}", r.status);
+        assert!(!r.text().contains("root:"), "{path} leaked a file");
+        assert!(
+            !r.text().contains("do not serve"),
+            "{path} served a hidden file"
+        );
+    }
+    for path in ["/a%00b", "/..%5c..%5cetc%5cpasswd"] {
+        let r = fetch(&["--path-as-is", &web.url(path)]);
+        assert_eq!(r.status, 400, "{path}");
+    }
+}
+
+#[test]
+fn http2_with_prior_knowledge() {
+    let web = Running::start(None);
+    let out = curl(&[
+        "-s",
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        &web.url("/"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+    let r = fetch(&[
+        "--http2-prior-knowledge",
+        "-r",
+        "0-99",
+        &web.url("/big.bin"),
+    ]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body.len(), 100);
+    // HTTP/1.1 still works on the same port.
+    let out = curl(&[
+        "-s",
+        "--http1.1",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version}",
+        &web.url("/"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1.1");
+}
+
+#[test]
+fn compression_when_the_client_asks_but_never_on_ranges() {
+    let web = Running::start(None);
+    let plain = fetch(&[&web.url("/css/site.css")]);
+    assert_eq!(
+        plain.header("content-encoding"),
+        None,
+        "no compression unless asked"
+    );
+    for encoding in ["gzip", "br"] {
+        let r = fetch(&[
+            "-H",
+            &format!("Accept-Encoding: {encoding}"),
+            &web.url("/css/site.css"),
+        ]);
+        assert_eq!(r.header("content-encoding"), Some(encoding));
+        assert!(
+            r.body.len() < plain.body.len() / 4,
+            "{encoding} shrinks repetitive CSS"
+        );
+        let decoded = fetch(&[
+            "--compressed",
+            "-H",
+            &format!("Accept-Encoding: {encoding}"),
+            &web.url("/css/site.css"),
+        ]);
+        assert_eq!(decoded.body, plain.body, "{encoding} decodes to the file");
+    }
+    let range = fetch(&[
+        "-H",
+        "Accept-Encoding: gzip, br",
+        "-r",
+        "0-99",
+        &web.url("/css/site.css"),
+    ]);
+    assert_eq!(range.status, 206);
+    assert_eq!(range.header("content-encoding"), None);
+    assert_eq!(range.body, plain.body[..100]);
+}
+
+#[test]
+fn admin_endpoint_reports_health_readiness_and_metrics() {
+    let web = Running::start(None);
+    assert_eq!(fetch(&[&web.agent.admin_url("/healthz")]).status, 200);
+    assert_eq!(fetch(&[&web.agent.admin_url("/readyz")]).status, 200);
+    fetch(&["-o", "/dev/null", &web.url("/")]);
+    let metrics = fetch(&[&web.agent.admin_url("/metrics")]).text();
+    assert!(
+        metrics.contains("hostrole_agent_role_ready{role=\"web\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "hostrole_agent_http_requests_total{role=\"web\",method=\"GET\",code=\"200\"}"
+        ),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let web = Running::start(Some(2));
+    let first = idle_connection(web.port);
+    let second = idle_connection(web.port);
+    std::thread::sleep(Duration::from_millis(200));
+    let blocked = curl(&[
+        "-s",
+        "--max-time",
+        "1",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &web.url("/"),
+    ]);
+    assert!(
+        !blocked.status.success(),
+        "a third connection is not served while two are open"
+    );
+    drop(first);
+    let served = curl(&[
+        "-s",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &web.url("/"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&served.stdout),
+        "200",
+        "served once a slot is free"
+    );
+    drop(second);
+}
+
+#[test]
+fn sigterm_finishes_in_flight_downloads_then_exits() {
+    let mut web = Running::start(None);
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let target = out_dir.path().join("big.bin");
+    // A slow client: about 4 seconds for the whole file.
+    let mut download = Command::new("curl")
+        .args(["-s", "--max-time", "30", "--limit-rate", "512K", "-o"])
+        .arg(&target)
+        .arg(web.url("/big.bin"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(Duration::from_millis(700));
+    web.agent.terminate();
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = curl(&["-s", "--max-time", "2", "-o", "/dev/null", &web.url("/")]);
+    assert!(
+        !refused.status.success(),
+        "no new connections after SIGTERM"
+    );
+
+    let status = download.wait().expect("curl finishes");
+    assert!(status.success(), "the in-flight download completed");
+    assert_eq!(
+        std::fs::metadata(&target).expect("downloaded").len(),
+        BIG_SIZE as u64
+    );
+    let exit = web.agent.wait_exit(Duration::from_secs(15));
+    assert!(
+        exit.success(),
+        "the agent exits 0 after a graceful stop: {exit}"
+    );
+}
+
+#[test]
+fn standalone_up_serves_the_shipped_example() {
+    let example = support::repo_root().join("examples/web-host.yaml");
+    let text = std::fs::read_to_string(&example).expect("example");
+    // Serve the example as shipped, on a free port so tests never collide.
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = dir.path().join("web-host.yaml");
+    let mut f = std::fs::File::create(&manifest).expect("create");
+    f.write_all(
+        text.replace("port: 8080", &format!("port: {port}"))
+            .as_bytes(),
+    )
+    .expect("write");
+    let data = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::up(&manifest, data.path(), &[]);
+
+    let stdout = agent.stdout();
+    assert!(
+        stdout.contains(&format!("web    http://127.0.0.1:{port}/")),
+        "prints the URL: {stdout}"
+    );
+    let home = fetch(&[&format!("http://127.0.0.1:{port}/")]);
+    assert_eq!(home.status, 200);
+    assert!(home.text().contains("Hello from a hostrole web host"));
+    let css = fetch(&[&format!("http://127.0.0.1:{port}/css/site.css")]);
+    assert_eq!(css.header("content-type"), Some("text/css"));
+    assert!(
+        data.path().join("site/index.html").is_file(),
+        "inline files are written to the data dir"
+    );
+}
