@@ -115,7 +115,6 @@ cert() {
 }
 CLIENT_EXT='keyUsage=critical,digitalSignature
 extendedKeyUsage=clientAuth'
-FAILED_COMPONENT=""
 newkey "$PKI/ca.key"
 openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=hostrole-e2e-ca" -days 30 -sha256 \
   -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
@@ -213,6 +212,10 @@ wait_for etcd "etcd /health" curl -fsS --max-time 3 "http://127.0.0.1:$ETCD_PORT
 
 # kube-apiserver: the default admission plugins include PodSecurity (enforced
 # per namespace through the pod-security.kubernetes.io/* labels).
+# --endpoint-reconciler-type=none: the default reconciler would write the
+# advertise address 127.0.0.1 into Endpoints "kubernetes", which validation
+# rejects (loopback), logging an error every 10s. The "kubernetes" Service
+# still exists, without endpoints (nothing in this cluster routes to it).
 start kube-apiserver "$K8S_BIN/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
   --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
@@ -225,16 +228,17 @@ start kube-apiserver "$K8S_BIN/kube-apiserver" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-key-file="$PKI/sa.pub" \
   --service-account-signing-key-file="$PKI/sa.key" \
+  --endpoint-reconciler-type=none \
   --profiling=false
 wait_for kube-apiserver "kube-apiserver /readyz" kubectl_admin get --raw /readyz
 
 # --controllers='*' is the default set, which includes statefulset and
 # garbage-collector; --use-service-account-credentials gives each controller
 # its own service account (as in real clusters).
+# No --authentication/authorization-kubeconfig: /healthz is always allowed,
+# and without them no requestheader (front-proxy) CA lookup errors are logged.
 start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
   --kubeconfig="$DIR/controller-manager.kubeconfig" \
-  --authentication-kubeconfig="$DIR/controller-manager.kubeconfig" \
-  --authorization-kubeconfig="$DIR/controller-manager.kubeconfig" \
   --bind-address=127.0.0.1 --secure-port="$KCM_PORT" \
   --leader-elect=false \
   --controllers='*' \
@@ -249,8 +253,6 @@ wait_for kube-controller-manager "kube-controller-manager /healthz" \
 
 start kube-scheduler "$K8S_BIN/kube-scheduler" \
   --kubeconfig="$DIR/scheduler.kubeconfig" \
-  --authentication-kubeconfig="$DIR/scheduler.kubeconfig" \
-  --authorization-kubeconfig="$DIR/scheduler.kubeconfig" \
   --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" \
   --leader-elect=false \
   --profiling=false

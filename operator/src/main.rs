@@ -101,7 +101,7 @@ fn main() -> ExitCode {
                 },
                 namespace: args.watch_namespace,
                 metrics_addr: args.metrics_addr,
-                leader_election: args.leader_elect.then(|| LeaderElection {
+                leader_election: args.leader_elect.then_some(LeaderElection {
                     namespace: args.lease_namespace,
                     lease: args.lease_name,
                     identity,

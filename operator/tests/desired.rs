@@ -1,0 +1,278 @@
+//! The pure builders: what a HostRole turns into.
+
+use std::collections::BTreeMap;
+
+use hostrole_api::agent::{AgentConfig, CONFIG_KEY, SITE_DIR};
+use hostrole_api::manifest;
+use hostrole_api::{HostRole, HostTemplate};
+use hostrole_operator::desired::{self, CONFIG_HASH_ANNOTATION, Desired, Settings, SpecError};
+use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+fn settings() -> Settings {
+    Settings {
+        agent_image: "hostrole/agent:test".into(),
+        image_pull_policy: Some("IfNotPresent".into()),
+    }
+}
+
+/// A HostRole as the API server would hand it to the operator.
+fn hostrole(yaml: &str) -> HostRole {
+    let mut hr = manifest::parse(yaml, "test").expect("valid manifest");
+    hr.metadata.namespace = Some("lan".into());
+    hr.metadata.uid = Some("0c5a6a8e-1111-4222-8333-944455556666".into());
+    hr.metadata.generation = Some(1);
+    hr
+}
+
+fn example(file: &str) -> HostRole {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(file);
+    let text = std::fs::read_to_string(path).expect("example");
+    let mut hr = manifest::parse_all(&text, file).expect("valid").remove(0);
+    hr.metadata.namespace = Some("lan".into());
+    hr.metadata.uid = Some("0c5a6a8e-1111-4222-8333-944455556666".into());
+    hr
+}
+
+fn web(extra: &str) -> HostRole {
+    hostrole(&format!(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: office}}\nspec:\n  replicas: 2\n  servers:\n    web:\n      port: 8080{extra}\n"
+    ))
+}
+
+fn build(hr: &HostRole) -> Desired {
+    desired::desired(hr, &settings()).expect("buildable")
+}
+
+fn pod(d: &Desired) -> PodSpec {
+    d.stateful_set
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .expect("pod spec")
+}
+
+fn config_hash(d: &Desired) -> String {
+    d.stateful_set
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
+        .expect("config hash annotation")
+}
+
+#[test]
+fn snapshot_of_the_web_host_example() {
+    let d = build(&example("web-host.yaml"));
+    insta::assert_yaml_snapshot!("web-host-configmap", d.config_map);
+    insta::assert_yaml_snapshot!("web-host-headless-service", d.headless_service);
+    insta::assert_yaml_snapshot!("web-host-service", d.service);
+    insta::assert_yaml_snapshot!("web-host-statefulset", d.stateful_set);
+}
+
+#[test]
+fn pods_meet_the_restricted_pod_security_standard() {
+    let spec = pod(&build(&web("")));
+    let pod_sc = spec.security_context.as_ref().expect("pod securityContext");
+    assert_eq!(pod_sc.run_as_non_root, Some(true));
+    assert!(pod_sc.run_as_user.is_some_and(|u| u != 0));
+    assert_eq!(pod_sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()), Some("RuntimeDefault"));
+    assert!(spec.host_network.is_none() && spec.host_pid.is_none() && spec.host_ipc.is_none());
+    for volume in spec.volumes.iter().flatten() {
+        assert!(volume.host_path.is_none(), "no hostPath volumes");
+    }
+    for c in &spec.containers {
+        let sc = c.security_context.as_ref().expect("container securityContext");
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.privileged, None);
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_string()])
+        );
+        assert!(sc.capabilities.as_ref().and_then(|c| c.add.as_ref()).is_none());
+        for port in c.ports.iter().flatten() {
+            assert!(port.host_port.is_none(), "no host ports");
+        }
+    }
+}
+
+#[test]
+fn every_object_is_owned_and_labelled() {
+    let hr = web("");
+    let d = build(&hr);
+    let metas = [
+        &d.config_map.metadata,
+        &d.headless_service.metadata,
+        &d.service.as_ref().expect("service").metadata,
+        &d.stateful_set.metadata,
+    ];
+    for meta in metas {
+        let owners = meta.owner_references.as_ref().expect("owner references");
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].uid, "0c5a6a8e-1111-4222-8333-944455556666");
+        assert_eq!(owners[0].kind, "HostRole");
+        assert_eq!(owners[0].controller, Some(true));
+        let labels = meta.labels.as_ref().expect("labels");
+        assert_eq!(labels.get("app.kubernetes.io/instance").map(String::as_str), Some("office"));
+        assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("hostrole-operator"));
+        assert_eq!(meta.namespace.as_deref(), Some("lan"));
+    }
+}
+
+#[test]
+fn services_expose_the_role_ports_and_the_headless_one_gives_hosts_dns() {
+    let d = build(&web(""));
+    let service = d.service.expect("service");
+    let ports: Vec<(String, i32)> = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.port))
+        .collect();
+    assert_eq!(ports, vec![("web".to_string(), 8080)]);
+
+    let headless = d.headless_service.spec.expect("spec");
+    assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+    let names: Vec<String> = headless.ports.unwrap_or_default().into_iter().filter_map(|p| p.name).collect();
+    assert_eq!(names, vec!["web", "admin"]);
+    let sts = d.stateful_set.spec.expect("spec");
+    assert_eq!(sts.service_name.as_deref(), Some("office-hosts"));
+    assert_eq!(sts.replicas, Some(2));
+}
+
+#[test]
+fn a_host_without_server_roles_gets_no_service() {
+    let mut hr = web("");
+    hr.spec.servers.web = None;
+    let d = build(&hr);
+    assert!(d.service.is_none());
+    let ports = d.headless_service.spec.and_then(|s| s.ports).unwrap_or_default();
+    assert_eq!(ports.len(), 1, "only the admin port");
+}
+
+#[test]
+fn the_rendered_config_is_what_the_agent_reads() {
+    let d = build(&web("\n      maxConnections: 77"));
+    let data = d.config_map.data.expect("data");
+    let config: AgentConfig = serde_yaml::from_str(&data[CONFIG_KEY]).expect("agent config parses");
+    assert_eq!(config.host_role, "office");
+    assert_eq!(config.namespace.as_deref(), Some("lan"));
+    assert_eq!(config.bind.to_string(), "0.0.0.0");
+    let web = config.web.expect("web role");
+    assert_eq!((web.port, web.max_connections), (8080, 77));
+    assert_eq!(web.root, std::path::PathBuf::from(SITE_DIR));
+}
+
+#[test]
+fn inline_files_are_mapped_to_their_paths_and_a_configmap_site_is_mounted_whole() {
+    let inline = build(&example("web-host.yaml"));
+    let site = pod(&inline)
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == "site")
+        .and_then(|v| v.config_map)
+        .expect("site volume");
+    assert_eq!(site.name, "web-host");
+    let items: BTreeMap<String, String> = site
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| (i.key, i.path))
+        .collect();
+    assert_eq!(items.get("site-000").map(String::as_str), Some("index.html"));
+    assert_eq!(items.get("site-001").map(String::as_str), Some("css/site.css"));
+    let data = inline.config_map.data.expect("data");
+    assert!(data["site-001"].contains("font-family"));
+
+    let from_configmap = build(&web("\n      site: {configMap: office-site}"));
+    let site = pod(&from_configmap)
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == "site")
+        .and_then(|v| v.config_map)
+        .expect("site volume");
+    assert_eq!(site.name, "office-site");
+    assert!(site.items.is_none(), "every key of the user's ConfigMap is a file");
+
+    let default_page = build(&web(""));
+    let data = default_page.config_map.data.expect("data");
+    assert!(data["site-000"].contains("<h1>office</h1>"), "no site: a page naming the host");
+}
+
+#[test]
+fn a_config_change_rolls_the_pods_and_a_scale_does_not() {
+    let base = config_hash(&build(&web("")));
+    let other_port = config_hash(&build(&web("").tap(|h| {
+        if let Some(w) = h.spec.servers.web.as_mut() {
+            w.port = 8081;
+        }
+    })));
+    let other_site = config_hash(&build(&web("\n      site: {files: [{path: index.html, content: new}]}")));
+    let scaled = config_hash(&build(&web("").tap(|h| h.spec.replicas = 5)));
+    assert_ne!(base, other_port);
+    assert_ne!(base, other_site);
+    assert_eq!(base, scaled);
+}
+
+#[test]
+fn placement_is_passed_through() {
+    let mut hr = web("");
+    hr.spec.template = Some(HostTemplate {
+        node_selector: Some(BTreeMap::from([("disk".into(), "ssd".into())])),
+        resources: Some(ResourceRequirements {
+            limits: Some(BTreeMap::from([("memory".into(), Quantity("1Gi".into()))])),
+            ..Default::default()
+        }),
+        tolerations: Some(vec![Toleration {
+            key: Some("dedicated".into()),
+            operator: Some("Exists".into()),
+            ..Default::default()
+        }]),
+        priority_class_name: Some("hosts".into()),
+    });
+    let spec = pod(&build(&hr));
+    assert_eq!(spec.node_selector.and_then(|n| n.get("disk").cloned()).as_deref(), Some("ssd"));
+    assert_eq!(spec.tolerations.map(|t| t.len()), Some(1));
+    assert_eq!(spec.priority_class_name.as_deref(), Some("hosts"));
+    let limits = spec.containers[0].resources.as_ref().and_then(|r| r.limits.clone()).expect("limits");
+    assert_eq!(limits.get("memory"), Some(&Quantity("1Gi".into())));
+}
+
+#[test]
+fn probes_use_the_admin_port() {
+    let spec = pod(&build(&web("")));
+    let c = &spec.containers[0];
+    let ready = c.readiness_probe.as_ref().and_then(|p| p.http_get.clone()).expect("readiness");
+    let live = c.liveness_probe.as_ref().and_then(|p| p.http_get.clone()).expect("liveness");
+    assert_eq!(ready.path.as_deref(), Some("/readyz"));
+    assert_eq!(live.path.as_deref(), Some("/healthz"));
+    let admin = c.ports.iter().flatten().find(|p| p.name.as_deref() == Some("admin")).expect("admin port");
+    assert_eq!(admin.container_port, hostrole_api::rules::ADMIN_PORT);
+    assert_eq!(c.image.as_deref(), Some("hostrole/agent:test"));
+    assert_eq!(c.args.as_ref().map(|a| a.join(" ")), Some("run --config /etc/hostrole/agent.yaml".into()));
+}
+
+#[test]
+fn a_standalone_only_field_is_refused_with_the_field_named() {
+    let hr = web("\n      site: {path: ./site}");
+    let err = desired::desired(&hr, &settings()).expect_err("site.path needs a standalone agent");
+    assert!(matches!(err, SpecError::StandaloneOnly { .. }));
+    assert_eq!(err.reason(), "UnsupportedInCluster");
+    assert!(err.to_string().contains("spec.servers.web.site.path"), "{err}");
+    assert!(err.to_string().contains("site.configMap or site.files"), "{err}");
+}
+
+trait Tap: Sized {
+    fn tap(self, f: impl FnOnce(&mut Self)) -> Self;
+}
+impl Tap for HostRole {
+    fn tap(mut self, f: impl FnOnce(&mut Self)) -> Self {
+        f(&mut self);
+        self
+    }
+}
