@@ -5,7 +5,8 @@ use kube::CustomResourceExt;
 
 #[test]
 fn crds_folder_matches_the_types() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/hostrole.dev_hostroles.yaml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crds/hostrole.dev_hostroles.yaml");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     let generated = serde_yaml::to_string(&HostRole::crd()).expect("the CRD renders");
     assert!(

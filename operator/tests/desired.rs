@@ -26,7 +26,9 @@ fn hostrole(yaml: &str) -> HostRole {
 }
 
 fn example(file: &str) -> HostRole {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(file);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(file);
     let text = std::fs::read_to_string(path).expect("example");
     let mut hr = manifest::parse_all(&text, file).expect("valid").remove(0);
     hr.metadata.namespace = Some("lan".into());
@@ -77,20 +79,31 @@ fn pods_meet_the_restricted_pod_security_standard() {
     let pod_sc = spec.security_context.as_ref().expect("pod securityContext");
     assert_eq!(pod_sc.run_as_non_root, Some(true));
     assert!(pod_sc.run_as_user.is_some_and(|u| u != 0));
-    assert_eq!(pod_sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()), Some("RuntimeDefault"));
+    assert_eq!(
+        pod_sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+        Some("RuntimeDefault")
+    );
     assert!(spec.host_network.is_none() && spec.host_pid.is_none() && spec.host_ipc.is_none());
     for volume in spec.volumes.iter().flatten() {
         assert!(volume.host_path.is_none(), "no hostPath volumes");
     }
     for c in &spec.containers {
-        let sc = c.security_context.as_ref().expect("container securityContext");
+        let sc = c
+            .security_context
+            .as_ref()
+            .expect("container securityContext");
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.privileged, None);
         assert_eq!(
             sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
             Some(vec!["ALL".to_string()])
         );
-        assert!(sc.capabilities.as_ref().and_then(|c| c.add.as_ref()).is_none());
+        assert!(
+            sc.capabilities
+                .as_ref()
+                .and_then(|c| c.add.as_ref())
+                .is_none()
+        );
         for port in c.ports.iter().flatten() {
             assert!(port.host_port.is_none(), "no host ports");
         }
@@ -114,8 +127,16 @@ fn every_object_is_owned_and_labelled() {
         assert_eq!(owners[0].kind, "HostRole");
         assert_eq!(owners[0].controller, Some(true));
         let labels = meta.labels.as_ref().expect("labels");
-        assert_eq!(labels.get("app.kubernetes.io/instance").map(String::as_str), Some("office"));
-        assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("hostrole-operator"));
+        assert_eq!(
+            labels.get("app.kubernetes.io/instance").map(String::as_str),
+            Some("office")
+        );
+        assert_eq!(
+            labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
+            Some("hostrole-operator")
+        );
         assert_eq!(meta.namespace.as_deref(), Some("lan"));
     }
 }
@@ -136,7 +157,12 @@ fn services_expose_the_role_ports_and_the_headless_one_gives_hosts_dns() {
 
     let headless = d.headless_service.spec.expect("spec");
     assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
-    let names: Vec<String> = headless.ports.unwrap_or_default().into_iter().filter_map(|p| p.name).collect();
+    let names: Vec<String> = headless
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| p.name)
+        .collect();
     assert_eq!(names, vec!["web", "admin"]);
     let sts = d.stateful_set.spec.expect("spec");
     assert_eq!(sts.service_name.as_deref(), Some("office-hosts"));
@@ -149,7 +175,11 @@ fn a_host_without_server_roles_gets_no_service() {
     hr.spec.servers.web = None;
     let d = build(&hr);
     assert!(d.service.is_none());
-    let ports = d.headless_service.spec.and_then(|s| s.ports).unwrap_or_default();
+    let ports = d
+        .headless_service
+        .spec
+        .and_then(|s| s.ports)
+        .unwrap_or_default();
     assert_eq!(ports.len(), 1, "only the admin port");
 }
 
@@ -183,8 +213,14 @@ fn inline_files_are_mapped_to_their_paths_and_a_configmap_site_is_mounted_whole(
         .into_iter()
         .map(|i| (i.key, i.path))
         .collect();
-    assert_eq!(items.get("site-000").map(String::as_str), Some("index.html"));
-    assert_eq!(items.get("site-001").map(String::as_str), Some("css/site.css"));
+    assert_eq!(
+        items.get("site-000").map(String::as_str),
+        Some("index.html")
+    );
+    assert_eq!(
+        items.get("site-001").map(String::as_str),
+        Some("css/site.css")
+    );
     let data = inline.config_map.data.expect("data");
     assert!(data["site-001"].contains("font-family"));
 
@@ -197,11 +233,17 @@ fn inline_files_are_mapped_to_their_paths_and_a_configmap_site_is_mounted_whole(
         .and_then(|v| v.config_map)
         .expect("site volume");
     assert_eq!(site.name, "office-site");
-    assert!(site.items.is_none(), "every key of the user's ConfigMap is a file");
+    assert!(
+        site.items.is_none(),
+        "every key of the user's ConfigMap is a file"
+    );
 
     let default_page = build(&web(""));
     let data = default_page.config_map.data.expect("data");
-    assert!(data["site-000"].contains("<h1>office</h1>"), "no site: a page naming the host");
+    assert!(
+        data["site-000"].contains("<h1>office</h1>"),
+        "no site: a page naming the host"
+    );
 }
 
 #[test]
@@ -212,7 +254,9 @@ fn a_config_change_rolls_the_pods_and_a_scale_does_not() {
             w.port = 8081;
         }
     })));
-    let other_site = config_hash(&build(&web("\n      site: {files: [{path: index.html, content: new}]}")));
+    let other_site = config_hash(&build(&web(
+        "\n      site: {files: [{path: index.html, content: new}]}",
+    )));
     let scaled = config_hash(&build(&web("").tap(|h| h.spec.replicas = 5)));
     assert_ne!(base, other_port);
     assert_ne!(base, other_site);
@@ -236,10 +280,19 @@ fn placement_is_passed_through() {
         priority_class_name: Some("hosts".into()),
     });
     let spec = pod(&build(&hr));
-    assert_eq!(spec.node_selector.and_then(|n| n.get("disk").cloned()).as_deref(), Some("ssd"));
+    assert_eq!(
+        spec.node_selector
+            .and_then(|n| n.get("disk").cloned())
+            .as_deref(),
+        Some("ssd")
+    );
     assert_eq!(spec.tolerations.map(|t| t.len()), Some(1));
     assert_eq!(spec.priority_class_name.as_deref(), Some("hosts"));
-    let limits = spec.containers[0].resources.as_ref().and_then(|r| r.limits.clone()).expect("limits");
+    let limits = spec.containers[0]
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .expect("limits");
     assert_eq!(limits.get("memory"), Some(&Quantity("1Gi".into())));
 }
 
@@ -247,14 +300,30 @@ fn placement_is_passed_through() {
 fn probes_use_the_admin_port() {
     let spec = pod(&build(&web("")));
     let c = &spec.containers[0];
-    let ready = c.readiness_probe.as_ref().and_then(|p| p.http_get.clone()).expect("readiness");
-    let live = c.liveness_probe.as_ref().and_then(|p| p.http_get.clone()).expect("liveness");
+    let ready = c
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.clone())
+        .expect("readiness");
+    let live = c
+        .liveness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.clone())
+        .expect("liveness");
     assert_eq!(ready.path.as_deref(), Some("/readyz"));
     assert_eq!(live.path.as_deref(), Some("/healthz"));
-    let admin = c.ports.iter().flatten().find(|p| p.name.as_deref() == Some("admin")).expect("admin port");
+    let admin = c
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("admin"))
+        .expect("admin port");
     assert_eq!(admin.container_port, hostrole_api::rules::ADMIN_PORT);
     assert_eq!(c.image.as_deref(), Some("hostrole/agent:test"));
-    assert_eq!(c.args.as_ref().map(|a| a.join(" ")), Some("run --config /etc/hostrole/agent.yaml".into()));
+    assert_eq!(
+        c.args.as_ref().map(|a| a.join(" ")),
+        Some("run --config /etc/hostrole/agent.yaml".into())
+    );
 }
 
 #[test]
@@ -263,8 +332,14 @@ fn a_standalone_only_field_is_refused_with_the_field_named() {
     let err = desired::desired(&hr, &settings()).expect_err("site.path needs a standalone agent");
     assert!(matches!(err, SpecError::StandaloneOnly { .. }));
     assert_eq!(err.reason(), "UnsupportedInCluster");
-    assert!(err.to_string().contains("spec.servers.web.site.path"), "{err}");
-    assert!(err.to_string().contains("site.configMap or site.files"), "{err}");
+    assert!(
+        err.to_string().contains("spec.servers.web.site.path"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("site.configMap or site.files"),
+        "{err}"
+    );
 }
 
 trait Tap: Sized {

@@ -82,7 +82,10 @@ fn pod(name: &str, ready: bool, waiting: Option<&str>) -> Pod {
 }
 
 fn find<'a>(conditions: &'a [Condition], type_: &str) -> &'a Condition {
-    conditions.iter().find(|c| c.type_ == type_).expect("condition present")
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition present")
 }
 
 #[test]
@@ -92,9 +95,15 @@ fn a_new_hostrole_is_progressing_and_not_ready() {
     assert_eq!(s.observed_generation, Some(1));
     assert_eq!((s.replicas, s.ready_hosts), (0, 0));
     assert_eq!(s.roles, "web");
-    assert_eq!(s.selector, "app.kubernetes.io/instance=office,app.kubernetes.io/name=hostrole-host");
+    assert_eq!(
+        s.selector,
+        "app.kubernetes.io/instance=office,app.kubernetes.io/name=hostrole-host"
+    );
     let ready = find(&s.conditions, "Ready");
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "HostsNotReady"));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "HostsNotReady")
+    );
     assert_eq!(ready.message, "0/2 hosts serve every role");
     assert_eq!(find(&s.conditions, "Progressing").status, "True");
     assert_eq!(find(&s.conditions, "Degraded").status, "False");
@@ -119,9 +128,16 @@ fn all_hosts_ready_means_ready() {
     let s = status::status(&hr, &observed, &at(0));
     assert_eq!((s.replicas, s.ready_hosts), (2, 2));
     let ready = find(&s.conditions, "Ready");
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "AllRolesServing"));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "AllRolesServing")
+    );
     assert_eq!(find(&s.conditions, "Progressing").reason, "RolloutComplete");
-    assert!(s.hosts.iter().all(|h| h.ready && h.roles.get("web") == Some(&RoleState::Serving)));
+    assert!(
+        s.hosts
+            .iter()
+            .all(|h| h.ready && h.roles.get("web") == Some(&RoleState::Serving))
+    );
 }
 
 #[test]
@@ -147,7 +163,10 @@ fn a_rollout_in_progress_is_not_ready_even_with_ready_pods() {
 fn a_crashing_host_is_degraded_and_named() {
     let hr = hostrole(2, 1);
     let sts = settled(2);
-    let pods = [pod("office-0", true, None), pod("office-1", false, Some("CrashLoopBackOff"))];
+    let pods = [
+        pod("office-0", true, None),
+        pod("office-1", false, Some("CrashLoopBackOff")),
+    ];
     let observed = Observed {
         stateful_set: Some(&sts),
         pods: &pods,
@@ -155,7 +174,10 @@ fn a_crashing_host_is_degraded_and_named() {
     };
     let s = status::status(&hr, &observed, &at(0));
     let degraded = find(&s.conditions, "Degraded");
-    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "HostsFailing"));
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "HostsFailing")
+    );
     assert_eq!(degraded.message, "office-1: CrashLoopBackOff");
     assert_eq!(s.hosts[1].roles.get("web"), Some(&RoleState::Failed));
     assert_eq!(s.ready_hosts, 1);
@@ -165,12 +187,18 @@ fn a_crashing_host_is_degraded_and_named() {
 fn a_spec_the_operator_cannot_realise_is_reported() {
     let hr = hostrole(1, 2);
     let observed = Observed {
-        failure: Some(("UnsupportedInCluster".into(), "spec.servers.web.site.path is for standalone agents only".into())),
+        failure: Some((
+            "UnsupportedInCluster".into(),
+            "spec.servers.web.site.path is for standalone agents only".into(),
+        )),
         ..Default::default()
     };
     let s = status::status(&hr, &observed, &at(0));
     let ready = find(&s.conditions, "Ready");
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "UnsupportedInCluster"));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "UnsupportedInCluster")
+    );
     let degraded = find(&s.conditions, "Degraded");
     assert_eq!(degraded.status, "True");
     assert!(degraded.message.contains("spec.servers.web.site.path"));
@@ -202,7 +230,10 @@ fn unchanged_inputs_give_the_same_status_so_nothing_is_written() {
     let first = status::status(&hr, &observed, &at(0));
     hr.status = Some(first.clone());
     let later = status::status(&hr, &observed, &at(600));
-    assert_eq!(first, later, "a later reconcile computes an identical status");
+    assert_eq!(
+        first, later,
+        "a later reconcile computes an identical status"
+    );
 
     // A transition stamps only the condition that changed.
     let not_ready = [pod("office-0", false, None)];
@@ -212,6 +243,12 @@ fn unchanged_inputs_give_the_same_status_so_nothing_is_written() {
         failure: None,
     };
     let changed = status::status(&hr, &observed, &at(900));
-    assert_eq!(find(&changed.conditions, "Ready").last_transition_time, at(900));
-    assert_eq!(find(&changed.conditions, "Degraded").last_transition_time, at(0));
+    assert_eq!(
+        find(&changed.conditions, "Ready").last_transition_time,
+        at(900)
+    );
+    assert_eq!(
+        find(&changed.conditions, "Degraded").last_transition_time,
+        at(0)
+    );
 }
