@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Every test of the project: formatting, lints, unit tests, and the agent's role tests with
-# real clients. CI runs this through .ci/run.
+# Every test of the project: formatting, lints, unit tests, the agent's role tests with real
+# clients, and the operator against a real control plane (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kwok) started here and stopped at the end.
+# CI runs this through .ci/run. HOSTROLE_SKIP_CLUSTER=1 skips the control-plane stage (and says so).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,7 +14,25 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
-step "cargo test (unit, CRD drift, schema and CEL rules, web role with curl)"
-cargo test --locked --workspace
+step "cargo test (unit, snapshots, CRD drift, schema and CEL rules, web role with curl)"
+cargo test --locked
+
+if [[ ${HOSTROLE_SKIP_CLUSTER:-0} == 1 ]]; then
+  printf '\n!! SKIPPED: the control-plane tests (HOSTROLE_SKIP_CLUSTER=1)\n'
+  exit 0
+fi
+
+step "local control plane (first run builds Kubernetes from source: ~15 min on 2 cores)"
+eval "$(bash e2e/cluster/build.sh)"
+export HOSTROLE_CLUSTER_DIR=${HOSTROLE_TEST_CLUSTER_DIR:-/tmp/hostrole-test-cluster}
+trap 'bash e2e/cluster/down.sh >/dev/null 2>&1 || true' EXIT
+bash e2e/cluster/up.sh | tail -n 1
+export KUBECONFIG=$HOSTROLE_CLUSTER_DIR/kubeconfig
+export KUBECTL=$K8S_BIN/kubectl
+cargo build --locked -p hostrole-operator
+export HOSTROLE_OPERATOR_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/hostrole-operator
+
+step "operator against the real API server (e2e/tests/control_plane.rs)"
+cargo test --locked -p hostrole-e2e -- --test-threads=4

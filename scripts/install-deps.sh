@@ -3,7 +3,9 @@
 # Used by .ci/run and by ./test.sh, so that both work on a new machine.
 set -euo pipefail
 
-packages=(curl ca-certificates)
+# curl: the web role's tests and the cluster scripts; openssl: per-run cluster certificates;
+# iproute2 (ss): free ports; procps, util-linux (setsid), coreutils: process handling.
+packages=(curl ca-certificates openssl iproute2 procps util-linux)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -22,3 +24,7 @@ fi
 for tool in cargo rustfmt cargo-clippy; do
   command -v "$tool" >/dev/null || { echo "missing $tool: install Rust 1.95 with rustfmt and clippy" >&2; exit 1; }
 done
+# Go builds the local control plane (e2e/cluster/build.sh); only needed when its cache is cold.
+if ! command -v go >/dev/null && [[ ! -x /usr/local/go/bin/go ]]; then
+  echo "note: no Go toolchain; e2e/cluster/build.sh needs Go >= 1.26 unless ~/.cache/hostrole holds the binaries" >&2
+fi

@@ -59,16 +59,15 @@ pub fn at_least_one_role() -> Rule {
     .reason(Reason::FieldValueRequired)
 }
 
-/// spec: no two server roles on one port.
+/// spec: no two server roles on one port. (A messageExpression naming the port was tried: the
+/// API server's cost estimate for it is over budget, so the message names the fields instead.
+/// No `reason`: with FieldValueDuplicate the API server prints the value, not the message.)
 pub fn unique_ports() -> Rule {
     let ports = port_list();
-    Rule::new(format!(
-        "{ports}.all(p, {ports}.filter(q, q == p).size() == 1)"
-    ))
-    .message(Message::Expression(format!(
-        "'port ' + string({ports}.filter(p, {ports}.filter(q, q == p).size() > 1)[0]) + ' is used by more than one role: give each server role its own port'"
-    )))
-    .reason(Reason::FieldValueDuplicate)
+    Rule::new(format!("{ports}.all(p, {ports}.filter(q, q == p).size() == 1)"))
+        .message(
+            "two server roles use the same port: give each its own (spec.servers.web.port, spec.servers.file.port, spec.servers.mail.*Port, spec.servers.index.port, spec.peer.port, spec.peer.ui.port)",
+        )
 }
 
 /// spec: the admin port belongs to the agent.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hostrole_api::{HostRole, HostRoleStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -113,6 +113,7 @@ pub async fn reconcile(hr: Arc<HostRole>, ctx: Arc<Context>) -> Result<Action, E
                 "ReconcileFailed",
                 "Reconcile",
                 e.to_string(),
+                None,
             )
             .await;
         }
@@ -290,6 +291,7 @@ where
         reason,
         "Apply",
         format!("{reason} {kind} {name}"),
+        Some(applied.object_ref(&())),
     )
     .await;
     Ok(applied)
@@ -333,6 +335,7 @@ where
         "Deleted",
         "Delete",
         format!("Deleted {kind} {name}: no server role needs it"),
+        Some(current.object_ref(&())),
     )
     .await;
     Ok(())
@@ -363,42 +366,33 @@ async fn write_status(
     Ok(())
 }
 
-/// Events when the Ready or Degraded condition changes status.
+/// Events on transitions: `Ready` when the HostRole becomes ready, `NotReady` when it stops
+/// being ready, `Degraded` when it becomes degraded and `Recovered` when that ends. A new
+/// HostRole that is simply not ready yet says nothing.
 async fn publish_transitions(
     ctx: &Context,
     hr: &HostRole,
     old: Option<&HostRoleStatus>,
     new: &HostRoleStatus,
 ) {
-    for (type_, good_when_true, on_true, on_false) in [
-        (READY, true, "Ready", "NotReady"),
-        (DEGRADED, false, "Degraded", "Recovered"),
-    ] {
+    let events = [
+        (READY, "True", EventType::Normal, "Ready"),
+        (READY, "False", EventType::Warning, "NotReady"),
+        (DEGRADED, "True", EventType::Warning, "Degraded"),
+        (DEGRADED, "False", EventType::Normal, "Recovered"),
+    ];
+    for (type_, to, event_type, reason) in events {
         let before = status::condition(old, type_).map(|c| c.status.as_str());
         let Some(after) = status::condition(Some(new), type_) else {
             continue;
         };
-        let is_true = after.status == "True";
-        let bad = is_true != good_when_true;
-        // A fresh HostRole that is fine says nothing; otherwise speak only on a change.
-        if before == Some(after.status.as_str()) || (before.is_none() && !bad) {
-            continue;
+        let entered = before != Some(to) && after.status == to;
+        // Leaving a good state needs a state before it; entering Ready or Degraded never does.
+        let worth_saying = reason == "Ready" || reason == "Degraded" || before.is_some();
+        if entered && worth_saying {
+            let note = format!("{}: {}", after.reason, after.message);
+            publish(ctx, hr, event_type, reason, "Status", note, None).await;
         }
-        let event_type = if bad {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        let reason = if is_true { on_true } else { on_false };
-        publish(
-            ctx,
-            hr,
-            event_type,
-            reason,
-            "Status",
-            format!("{}: {}", after.reason, after.message),
-        )
-        .await;
     }
 }
 
@@ -409,13 +403,14 @@ async fn publish(
     reason: &str,
     action: &str,
     note: String,
+    secondary: Option<ObjectReference>,
 ) {
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(note),
         action: action.into(),
-        secondary: None,
+        secondary,
     };
     if let Err(e) = ctx.recorder.publish(&event, &hr.object_ref(&())).await {
         tracing::warn!(hostrole = %hr.name_any(), error = %e, "cannot publish event");

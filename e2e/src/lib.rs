@@ -1,0 +1,287 @@
+//! Harness for tests against a real API server: any cluster given by `KUBECONFIG` (the local
+//! control plane of `e2e/cluster/up.sh` here, kind for users).
+//!
+//! Each test gets its own namespace, labelled so that the API server enforces the *restricted*
+//! Pod Security Standard on every pod the operator asks for, and its own operator process that
+//! watches only that namespace. Processes are killed when their guard drops, also on failure.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hostrole_api::HostRole;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, CustomResourceExt};
+
+/// Image name given to the operator; kwok's fake node never pulls it.
+pub const AGENT_IMAGE: &str = "example.invalid/hostrole-agent:e2e";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// What every test needs: a client, kubectl and the operator binary.
+pub struct Env {
+    pub client: Client,
+    pub kubectl: PathBuf,
+    pub operator_bin: PathBuf,
+}
+
+impl Env {
+    /// Connects to the cluster and makes sure the HostRole CRD is applied and Established.
+    pub async fn new() -> Env {
+        assert!(
+            std::env::var_os("KUBECONFIG").is_some(),
+            "KUBECONFIG is not set: start a cluster first (bash e2e/cluster/up.sh), or run ./test.sh"
+        );
+        let client = Client::try_default()
+            .await
+            .expect("a client from KUBECONFIG");
+        let kubectl =
+            std::env::var_os("KUBECTL").map_or_else(|| PathBuf::from("kubectl"), PathBuf::from);
+        let operator_bin = std::env::var_os("HOSTROLE_OPERATOR_BIN").map_or_else(
+            || repo_root().join("target/debug/hostrole-operator"),
+            PathBuf::from,
+        );
+        assert!(
+            operator_bin.is_file(),
+            "{} is missing: cargo build -p hostrole-operator (or set HOSTROLE_OPERATOR_BIN)",
+            operator_bin.display()
+        );
+        let env = Env {
+            client,
+            kubectl,
+            operator_bin,
+        };
+        env.apply_crd().await;
+        env
+    }
+
+    async fn apply_crd(&self) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let crd = HostRole::crd();
+        let name = crd.metadata.name.clone().expect("CRD name");
+        crds.patch(
+            &name,
+            &PatchParams::apply("hostrole-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("the CRD applies");
+        eventually(
+            "the HostRole CRD is Established",
+            Duration::from_secs(30),
+            || async {
+                let crd = crds.get(&name).await.ok()?;
+                let established = crd
+                    .status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                established.then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Creates a fresh namespace `<prefix>-<random>` enforcing the restricted Pod Security Standard.
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{:06x}", fastrand::u32(..0xff_ffff));
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                    "hostrole.dev/e2e": "true",
+                }
+            }
+        }))
+        .expect("namespace");
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace created");
+        name
+    }
+
+    /// Deletes a namespace (and so everything in it); does not wait.
+    pub async fn delete_namespace(&self, name: &str) {
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .delete(name, &DeleteParams::background())
+            .await;
+    }
+
+    /// Runs kubectl with the test's KUBECONFIG.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(&self.kubectl)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.kubectl.display()))
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts the operator watching `namespace`.
+    pub fn operator(&self, namespace: &str, extra: &[&str]) -> Operator {
+        Operator::start(&self.operator_bin, namespace, extra)
+    }
+}
+
+/// A running operator process, killed when dropped.
+pub struct Operator {
+    child: Child,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Operator {
+    fn start(bin: &Path, namespace: &str, extra: &[&str]) -> Operator {
+        let dir = TempDir::new();
+        let log = dir.0.join("operator.log");
+        let metrics_port = free_port();
+        let child = Command::new(bin)
+            .args([
+                "run",
+                "--agent-image",
+                AGENT_IMAGE,
+                "--watch-namespace",
+                namespace,
+            ])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start the operator");
+        let mut op = Operator {
+            child,
+            metrics_port,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while op.metrics().is_none() {
+            if let Ok(Some(status)) = op.child.try_wait() {
+                panic!("the operator exited ({status}): {}", op.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the operator did not serve /metrics: {}",
+                op.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        op
+    }
+
+    /// The operator's `/metrics`, if it answers.
+    pub fn metrics(&self) -> Option<String> {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "--max-time",
+                "2",
+                &format!("http://127.0.0.1:{}/metrics", self.metrics_port),
+            ])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Sum of a metric family's samples, e.g. `hostrole_api_writes_total`.
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        let text = self.metrics().unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "hostrole-e2e-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or panics after `limit` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,739 @@
+//! The operator binary against a real API server, etcd, controller-manager (garbage collection,
+//! StatefulSet controller) and a simulated node. Needs KUBECONFIG; `./test.sh` starts the local
+//! control plane and runs these.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hostrole_api::HostRole;
+use hostrole_api::agent::{AgentConfig, CONFIG_KEY};
+use hostrole_e2e::{AGENT_IMAGE, Env, eventually, repo_root};
+use hostrole_operator::desired::{CONFIG_HASH_ANNOTATION, digest_data, selector_string};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+
+const CONVERGE: Duration = Duration::from_secs(90);
+const MANAGED: &str = "app.kubernetes.io/managed-by=hostrole-operator";
+
+fn api<K>(client: &Client, ns: &str) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    Api::namespaced(client.clone(), ns)
+}
+
+/// Ready=True for the current generation.
+fn is_ready(hr: &HostRole) -> bool {
+    let generation = hr.metadata.generation;
+    hr.status.as_ref().is_some_and(|s| {
+        s.observed_generation == generation
+            && s.conditions.iter().any(|c| {
+                c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation
+            })
+    })
+}
+
+async fn wait_ready(client: &Client, ns: &str, name: &str) -> HostRole {
+    let hrs = api::<HostRole>(client, ns);
+    eventually(
+        &format!("HostRole {ns}/{name} is Ready"),
+        CONVERGE,
+        || async { hrs.get(name).await.ok().filter(is_ready) },
+    )
+    .await
+}
+
+async fn ready_pods(client: &Client, ns: &str, hostrole: &str) -> Vec<Pod> {
+    api::<Pod>(client, ns)
+        .list(&ListParams::default().labels(&selector_string(hostrole)))
+        .await
+        .expect("list pods")
+        .items
+        .into_iter()
+        .filter(hostrole_operator::status::pod_ready)
+        .collect()
+}
+
+fn examples() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("examples"))
+        .expect("examples/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn apply(env: &Env, ns: &str, file: &std::path::Path) {
+    env.kubectl_ok(&["apply", "-n", ns, "-f", file.to_str().expect("utf-8 path")]);
+}
+
+fn example(name: &str) -> PathBuf {
+    repo_root().join("examples").join(name)
+}
+
+#[tokio::test]
+async fn every_example_converges_with_the_expected_objects() {
+    let env = Env::new().await;
+    let ns = env.namespace("examples").await;
+    let _operator = env.operator(&ns, &[]);
+    let files = examples();
+    assert!(files.len() >= 2);
+    for file in &files {
+        apply(&env, &ns, file);
+    }
+    let hostroles = api::<HostRole>(&env.client, &ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items;
+    assert!(hostroles.len() >= 2, "every example HostRole was created");
+
+    for hr in hostroles {
+        let name = hr.name_any();
+        let hr = wait_ready(&env.client, &ns, &name).await;
+        let replicas = hr.spec.replicas;
+        let status = hr.status.clone().expect("status");
+        assert_eq!(status.ready_hosts, replicas, "{name}: readyHosts");
+        assert_eq!(status.hosts.len() as i32, replicas);
+        assert!(
+            status
+                .hosts
+                .iter()
+                .all(|h| h.ready && h.roles.get("web").is_some())
+        );
+        let uid = hr.uid().expect("uid");
+
+        let sts = api::<StatefulSet>(&env.client, &ns)
+            .get(&name)
+            .await
+            .expect("StatefulSet");
+        let spec = sts.spec.clone().expect("spec");
+        assert_eq!(spec.replicas, Some(replicas));
+        let pod = spec.template.spec.clone().expect("pod spec");
+        assert_eq!(pod.containers[0].image.as_deref(), Some(AGENT_IMAGE));
+
+        let cm = api::<ConfigMap>(&env.client, &ns)
+            .get(&format!("{name}-host"))
+            .await
+            .expect("ConfigMap");
+        let config: AgentConfig =
+            serde_yaml::from_str(&cm.data.as_ref().expect("data")[CONFIG_KEY])
+                .expect("agent config");
+        assert_eq!(config.host_role, name);
+        let hash = spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .expect("annotations")[CONFIG_HASH_ANNOTATION]
+            .clone();
+        assert_eq!(
+            hash,
+            digest_data(cm.data.as_ref()),
+            "{name}: the pods carry the ConfigMap's hash"
+        );
+
+        let services = api::<Service>(&env.client, &ns);
+        let service = services.get(&name).await.expect("Service");
+        let ports: Vec<i32> = service
+            .spec
+            .and_then(|s| s.ports)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(ports, vec![8080]);
+        let headless = services
+            .get(&format!("{name}-hosts"))
+            .await
+            .expect("headless Service");
+        assert_eq!(
+            headless.spec.and_then(|s| s.cluster_ip).as_deref(),
+            Some("None")
+        );
+
+        for owner_refs in [sts.owner_references(), cm.owner_references()] {
+            assert_eq!(owner_refs.len(), 1);
+            assert_eq!(owner_refs[0].uid, uid);
+        }
+        assert_eq!(
+            ready_pods(&env.client, &ns, &name).await.len() as i32,
+            replicas
+        );
+
+        let events = api::<Event>(&env.client, &ns)
+            .list(&ListParams::default().fields(&format!(
+                "involvedObject.name={name},involvedObject.kind=HostRole"
+            )))
+            .await
+            .expect("events");
+        let reasons: BTreeSet<String> = events
+            .items
+            .iter()
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        assert!(
+            reasons.contains("Created") && reasons.contains("Ready"),
+            "{name}: events {reasons:?}"
+        );
+    }
+
+    let table = env.kubectl_ok(&["get", "hr", "-n", &ns]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "ROLES", "READY", "HOSTS", "STATUS", "AGE"]);
+    assert!(table.contains("AllRolesServing"), "{table}");
+    env.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+async fn a_spec_update_rolls_the_pods_and_scale_works() {
+    let env = Env::new().await;
+    let ns = env.namespace("update").await;
+    let _operator = env.operator(&ns, &[]);
+    apply(&env, &ns, &example("web-host.yaml"));
+    let before = wait_ready(&env.client, &ns, "web").await;
+    let pods = api::<Pod>(&env.client, &ns);
+    let old_pod = pods.get("web-0").await.expect("web-0").uid();
+    let old_hash = digest_data(
+        api::<ConfigMap>(&env.client, &ns)
+            .get("web-host")
+            .await
+            .expect("cm")
+            .data
+            .as_ref(),
+    );
+
+    env.kubectl_ok(&[
+        "patch", "hr", "web", "-n", &ns, "--type=merge", "-p",
+        r#"{"spec":{"servers":{"web":{"site":{"files":[{"path":"index.html","content":"version two"}]}}}}}"#,
+    ]);
+    let after = eventually("the new spec is observed and ready", CONVERGE, || async {
+        let hr = api::<HostRole>(&env.client, &ns).get("web").await.ok()?;
+        (hr.metadata.generation > before.metadata.generation && is_ready(&hr)).then_some(hr)
+    })
+    .await;
+    assert_eq!(
+        after.status.as_ref().and_then(|s| s.observed_generation),
+        after.metadata.generation
+    );
+    let cm = api::<ConfigMap>(&env.client, &ns)
+        .get("web-host")
+        .await
+        .expect("cm");
+    assert_eq!(cm.data.as_ref().expect("data")["site-000"], "version two");
+    assert_ne!(digest_data(cm.data.as_ref()), old_hash);
+    let sts = api::<StatefulSet>(&env.client, &ns)
+        .get("web")
+        .await
+        .expect("sts");
+    let st = sts.status.expect("sts status");
+    assert_eq!(
+        st.current_revision, st.update_revision,
+        "the rollout finished"
+    );
+    let new_pod = pods.get("web-0").await.expect("web-0");
+    assert_ne!(new_pod.uid(), old_pod, "the pod was replaced");
+    assert_eq!(
+        new_pod.labels().get("controller-revision-hash"),
+        st.update_revision.as_ref(),
+        "the pod runs the new revision"
+    );
+
+    // The scale subresource: kubectl scale works on HostRoles.
+    env.kubectl_ok(&["scale", "hr/web", "-n", &ns, "--replicas=3"]);
+    eventually("three hosts ready", CONVERGE, || async {
+        let hr = api::<HostRole>(&env.client, &ns).get("web").await.ok()?;
+        (is_ready(&hr) && hr.status.as_ref()?.ready_hosts == 3).then_some(())
+    })
+    .await;
+    assert_eq!(ready_pods(&env.client, &ns, "web").await.len(), 3);
+    let replicas = env.kubectl_ok(&[
+        "get",
+        "hr",
+        "web",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.status.replicas}",
+    ]);
+    assert_eq!(replicas, "3");
+    env.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+async fn drift_in_owned_objects_is_undone() {
+    let env = Env::new().await;
+    let ns = env.namespace("drift").await;
+    let _operator = env.operator(&ns, &[]);
+    apply(&env, &ns, &example("web-host.yaml"));
+    wait_ready(&env.client, &ns, "web").await;
+    let services = api::<Service>(&env.client, &ns);
+    let configmaps = api::<ConfigMap>(&env.client, &ns);
+
+    let old_uid = services.get("web").await.expect("svc").uid();
+    env.kubectl_ok(&["delete", "service", "web", "-n", &ns]);
+    eventually("the deleted Service is recreated", CONVERGE, || async {
+        services
+            .get("web")
+            .await
+            .ok()
+            .filter(|s| s.uid() != old_uid)
+    })
+    .await;
+    env.kubectl_ok(&["delete", "service", "web-hosts", "-n", &ns]);
+    eventually(
+        "the deleted headless Service is recreated",
+        CONVERGE,
+        || async { services.get("web-hosts").await.ok() },
+    )
+    .await;
+
+    let original = configmaps
+        .get("web-host")
+        .await
+        .expect("cm")
+        .data
+        .expect("data")[CONFIG_KEY]
+        .clone();
+    env.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "web-host",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"data":{"agent.yaml":"tampered"}}"#,
+    ]);
+    eventually("the edited ConfigMap is restored", CONVERGE, || async {
+        let data = configmaps.get("web-host").await.ok()?.data?;
+        (data[CONFIG_KEY] == original).then_some(())
+    })
+    .await;
+
+    env.kubectl_ok(&[
+        "label",
+        "service",
+        "web",
+        "-n",
+        &ns,
+        "app.kubernetes.io/instance-",
+    ]);
+    eventually("a removed label is put back", CONVERGE, || async {
+        let svc = services.get("web").await.ok()?;
+        (svc.labels()
+            .get("app.kubernetes.io/instance")
+            .map(String::as_str)
+            == Some("web"))
+        .then_some(())
+    })
+    .await;
+
+    env.kubectl_ok(&["scale", "statefulset", "web", "-n", &ns, "--replicas=4"]);
+    eventually(
+        "the StatefulSet's replicas are restored",
+        CONVERGE,
+        || async {
+            let sts = api::<StatefulSet>(&env.client, &ns).get("web").await.ok()?;
+            (sts.spec?.replicas == Some(1)).then_some(())
+        },
+    )
+    .await;
+    wait_ready(&env.client, &ns, "web").await;
+    env.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+async fn deleting_a_hostrole_collects_every_child() {
+    let env = Env::new().await;
+    let ns = env.namespace("delete").await;
+    let _operator = env.operator(&ns, &[]);
+    apply(&env, &ns, &example("web-configmap.yaml"));
+    wait_ready(&env.client, &ns, "brochure").await;
+    env.kubectl_ok(&["delete", "hr", "brochure", "-n", &ns]);
+
+    let selector = ListParams::default().labels(MANAGED);
+    eventually("every child is garbage-collected", CONVERGE, || async {
+        let sts = api::<StatefulSet>(&env.client, &ns)
+            .list(&selector)
+            .await
+            .ok()?
+            .items
+            .len();
+        let svc = api::<Service>(&env.client, &ns)
+            .list(&selector)
+            .await
+            .ok()?
+            .items
+            .len();
+        let cm = api::<ConfigMap>(&env.client, &ns)
+            .list(&selector)
+            .await
+            .ok()?
+            .items
+            .len();
+        let pods = api::<Pod>(&env.client, &ns)
+            .list(&selector)
+            .await
+            .ok()?
+            .items
+            .len();
+        (sts + svc + cm + pods == 0).then_some(())
+    })
+    .await;
+    // The user's own ConfigMap is not the operator's to delete.
+    api::<ConfigMap>(&env.client, &ns)
+        .get("brochure-site")
+        .await
+        .expect("the site ConfigMap stays");
+    env.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+async fn invalid_manifests_are_rejected_and_create_nothing() {
+    let env = Env::new().await;
+    let ns = env.namespace("invalid").await;
+    let dir = repo_root().join("e2e/manifests/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("invalid/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "at least 20 invalid manifests");
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read");
+        let out = env.kubectl(&["apply", "-n", &ns, "-f", file.to_str().expect("utf-8")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            failures.push(format!("{}: accepted", file.display()));
+            continue;
+        }
+        for expect in text.lines().filter_map(|l| l.strip_prefix("# expect: ")) {
+            if !stderr.contains(expect) {
+                failures.push(format!("{}: {expect:?} not in: {stderr}", file.display()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let left = api::<HostRole>(&env.client, &ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list");
+    assert!(left.items.is_empty(), "nothing was created");
+    env.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+async fn a_field_only_a_standalone_agent_can_honour_degrades_and_writes_no_children() {
+    let env = Env::new().await;
+    let ns = env.namespace("standalone-only").await;
+    let _operator = env.operator(&ns, &[]);
+    let dir = std::env::temp_dir().join(format!("hostrole-e2e-{ns}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("path-site.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: laptop}\nspec:\n  servers:\n    web: {site: {path: ./site}}\n",
+    )
+    .expect("write");
+    apply(&env, &ns, &file);
+    let hr = eventually("the HostRole is Degraded", CONVERGE, || async {
+        let hr = api::<HostRole>(&env.client, &ns).get("laptop").await.ok()?;
+        let degraded = hr
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")?
+            .clone();
+        (degraded.status == "True").then_some(degraded)
+    })
+    .await;
+    assert_eq!(hr.reason, "UnsupportedInCluster");
+    assert!(
+        hr.message.contains("spec.servers.web.site.path"),
+        "{}",
+        hr.message
+    );
+    let sts = api::<StatefulSet>(&env.client, &ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list");
+    assert!(
+        sts.items.is_empty(),
+        "nothing is created for a spec the operator cannot realise"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    env.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+async fn a_restart_mid_reconcile_converges_without_duplicates() {
+    const COUNT: usize = 50;
+    let env = Env::new().await;
+    let ns = env.namespace("restart").await;
+    let manifest: String = (0..COUNT)
+        .map(|i| {
+            format!(
+                "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: host-{i:02}}}\nspec:\n  servers:\n    web: {{}}\n---\n"
+            )
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("hostrole-e2e-{ns}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("many.yaml");
+    std::fs::write(&file, manifest).expect("write");
+    apply(&env, &ns, &file);
+
+    let statefulsets = api::<StatefulSet>(&env.client, &ns);
+    let mut operator = env.operator(&ns, &["--concurrency", "1"]);
+    let started = eventually("the operator is part-way through", CONVERGE, || async {
+        let n = statefulsets
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .len();
+        (n >= 3).then_some(n)
+    })
+    .await;
+    operator.kill();
+    let at_kill = statefulsets
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .len();
+    assert!(
+        at_kill < COUNT,
+        "killed mid-way ({started}..{at_kill} of {COUNT} StatefulSets)"
+    );
+    drop(operator);
+
+    let _operator = env.operator(&ns, &[]);
+    let hrs = api::<HostRole>(&env.client, &ns);
+    eventually(
+        "all HostRoles are Ready after the restart",
+        Duration::from_secs(240),
+        || async {
+            let items = hrs.list(&ListParams::default()).await.ok()?.items;
+            (items.len() == COUNT && items.iter().all(is_ready)).then_some(())
+        },
+    )
+    .await;
+
+    let selector = ListParams::default().labels(MANAGED);
+    let uids: BTreeMap<String, String> = hrs
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|h| (h.uid().unwrap_or_default(), h.name_any()))
+        .collect();
+    let sts = statefulsets.list(&selector).await.expect("sts").items;
+    let svc = api::<Service>(&env.client, &ns)
+        .list(&selector)
+        .await
+        .expect("svc")
+        .items;
+    let cm = api::<ConfigMap>(&env.client, &ns)
+        .list(&selector)
+        .await
+        .expect("cm")
+        .items;
+    assert_eq!(sts.len(), COUNT, "one StatefulSet per HostRole");
+    assert_eq!(svc.len(), 2 * COUNT, "two Services per HostRole");
+    assert_eq!(cm.len(), COUNT, "one ConfigMap per HostRole");
+    let owners = sts
+        .iter()
+        .map(|o| o.owner_references().to_vec())
+        .chain(svc.iter().map(|o| o.owner_references().to_vec()))
+        .chain(cm.iter().map(|o| o.owner_references().to_vec()));
+    for refs in owners {
+        assert_eq!(refs.len(), 1, "exactly one owner");
+        assert!(uids.contains_key(&refs[0].uid), "owned by a live HostRole");
+    }
+    for hr in hrs.list(&ListParams::default()).await.expect("list").items {
+        let types: Vec<String> = hr
+            .status
+            .expect("status")
+            .conditions
+            .into_iter()
+            .map(|c| c.type_)
+            .collect();
+        assert_eq!(
+            types,
+            ["Ready", "Progressing", "Degraded"],
+            "no duplicated conditions"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    env.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+async fn an_idle_operator_writes_nothing() {
+    let env = Env::new().await;
+    let ns = env.namespace("idle").await;
+    let operator = env.operator(&ns, &[]);
+    for file in examples() {
+        apply(&env, &ns, &file);
+    }
+    for name in ["web", "brochure"] {
+        wait_ready(&env.client, &ns, name).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes = operator.metric_sum("hostrole_api_writes_total");
+    let reconciles = operator.metric_sum("hostrole_reconciles_total");
+    assert!(
+        writes > 0.0,
+        "the metric counts the writes that created the objects"
+    );
+
+    // A change that does not touch the spec still triggers reconciles, which must write nothing.
+    env.kubectl_ok(&[
+        "annotate",
+        "hr",
+        "web",
+        "brochure",
+        "-n",
+        &ns,
+        "example.com/touched=yes",
+    ]);
+    eventually(
+        "the annotation triggered reconciles",
+        Duration::from_secs(30),
+        || async {
+            (operator.metric_sum("hostrole_reconciles_total") >= reconciles + 2.0).then_some(())
+        },
+    )
+    .await;
+
+    let versions = || async {
+        let selector = ListParams::default().labels(MANAGED);
+        let mut v: Vec<String> = Vec::new();
+        v.extend(
+            api::<HostRole>(&env.client, &ns)
+                .list(&ListParams::default())
+                .await
+                .expect("hr")
+                .items
+                .iter()
+                .filter_map(|o| o.resource_version()),
+        );
+        v.extend(
+            api::<StatefulSet>(&env.client, &ns)
+                .list(&selector)
+                .await
+                .expect("sts")
+                .items
+                .iter()
+                .filter_map(|o| o.resource_version()),
+        );
+        v.extend(
+            api::<Service>(&env.client, &ns)
+                .list(&selector)
+                .await
+                .expect("svc")
+                .items
+                .iter()
+                .filter_map(|o| o.resource_version()),
+        );
+        v.extend(
+            api::<ConfigMap>(&env.client, &ns)
+                .list(&selector)
+                .await
+                .expect("cm")
+                .items
+                .iter()
+                .filter_map(|o| o.resource_version()),
+        );
+        v
+    };
+    let before = versions().await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        operator.metric_sum("hostrole_api_writes_total"),
+        writes,
+        "no write in a minute of nothing changing (nor for the no-op reconciles): {}",
+        operator.metrics().unwrap_or_default()
+    );
+    assert_eq!(versions().await, before, "no object changed");
+    env.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+async fn with_leader_election_one_replica_reconciles_and_another_takes_over() {
+    let env = Env::new().await;
+    let ns = env.namespace("leader").await;
+    let ids = ["replica-a", "replica-b"];
+    let mut replicas: Vec<Option<hostrole_e2e::Operator>> = ids
+        .iter()
+        .map(|id| {
+            Some(env.operator(
+                &ns,
+                &["--leader-elect", "--lease-namespace", &ns, "--identity", id],
+            ))
+        })
+        .collect();
+    let leading = |r: &Option<hostrole_e2e::Operator>| {
+        r.as_ref().map_or(0.0, |o| o.metric_sum("hostrole_leader"))
+    };
+    let leader = eventually(
+        "exactly one replica leads",
+        Duration::from_secs(60),
+        || async {
+            let flags: Vec<f64> = replicas.iter().map(leading).collect();
+            (flags.iter().sum::<f64>() == 1.0)
+                .then(|| flags.iter().position(|f| *f == 1.0))
+                .flatten()
+        },
+    )
+    .await;
+    let follower = 1 - leader;
+    let lease = api::<Lease>(&env.client, &ns)
+        .get("hostrole-operator")
+        .await
+        .expect("Lease");
+    let holder = lease.spec.and_then(|s| s.holder_identity).expect("holder");
+    assert_eq!(
+        holder, ids[leader],
+        "the Lease names the replica that reports itself leader"
+    );
+
+    apply(&env, &ns, &example("web-host.yaml"));
+    wait_ready(&env.client, &ns, "web").await;
+    let follower_reconciles = replicas[follower]
+        .as_ref()
+        .map_or(-1.0, |o| o.metric_sum("hostrole_reconciles_total"));
+    assert_eq!(follower_reconciles, 0.0, "the follower does not reconcile");
+
+    // The leader dies without releasing the Lease; the follower takes over when it expires.
+    if let Some(mut dead) = replicas[leader].take() {
+        dead.kill();
+    }
+    eventually(
+        "the follower takes the lead",
+        Duration::from_secs(60),
+        || async { (leading(&replicas[follower]) == 1.0).then_some(()) },
+    )
+    .await;
+    apply(&env, &ns, &example("web-configmap.yaml"));
+    wait_ready(&env.client, &ns, "brochure").await;
+    let reconciles = replicas[follower]
+        .as_ref()
+        .map_or(0.0, |o| o.metric_sum("hostrole_reconciles_total"));
+    assert!(reconciles > 0.0, "the new leader reconciles");
+    env.delete_namespace(&ns).await;
+}
