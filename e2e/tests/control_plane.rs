@@ -104,7 +104,7 @@ async fn every_example_converges_with_the_expected_objects() {
             status
                 .hosts
                 .iter()
-                .all(|h| h.ready && h.roles.get("web").is_some())
+                .all(|h| h.ready && h.roles.contains_key("web"))
         );
         let uid = hr.uid().expect("uid");
 
