@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project: formatting, lints, unit tests, the agent's role tests with real
 # clients, and the operator against a real control plane (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kwok) started here and stopped at the end.
+# kube-controller-manager, kube-scheduler, kwok) and the Helm chart against it, started here and
+# stopped at the end.
 # CI runs this through .ci/run. HOSTROLE_SKIP_CLUSTER=1 skips the control-plane stage (and says so).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,8 +32,10 @@ trap 'bash e2e/cluster/down.sh >/dev/null 2>&1 || true' EXIT
 bash e2e/cluster/up.sh | tail -n 1
 export KUBECONFIG=$HOSTROLE_CLUSTER_DIR/kubeconfig
 export KUBECTL=$K8S_BIN/kubectl
+export HELM=$HELM_BIN/helm
 cargo build --locked -p hostrole-operator
 export HOSTROLE_OPERATOR_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/hostrole-operator
 
-step "operator against the real API server (e2e/tests/control_plane.rs)"
+step "operator and chart against the real API server (e2e/tests/control_plane.rs, chart.rs)"
+# suite.rs (in-cluster role checks) needs nodes that run containers: it runs on kind (e2e/kind.sh).
 cargo test --locked -p hostrole-e2e -- --test-threads=4

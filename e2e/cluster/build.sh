@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Builds the local control-plane binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, kwok) from the Go module proxy, at the versions
-# pinned in tools/go.mod, tools/etcd/go.mod and tools/kwok/go.mod.
+# kube-scheduler, kubectl, etcd, kwok) and helm from the Go module proxy, at the
+# versions pinned in tools/go.mod, tools/etcd/go.mod, tools/kwok/go.mod and
+# tools/helm/go.mod.
 #
 # Binaries are cached by version under ${HOSTROLE_CACHE_DIR:-~/.cache/hostrole}:
 #   k8s-<ver>/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
 #   etcd-<ver>/bin/etcd
 #   kwok-<ver>/bin/kwok and kwok-<ver>/stages.yaml (kwok's default "fast" stages)
+#   helm-<ver>/bin/helm
 # Only missing files are built; a warm run does not call go at all.
 #
-# Progress goes to stderr. stdout gets exactly three lines, meant for `eval`:
-#   K8S_BIN=...  ETCD_BIN=...  KWOK_DIR=...
+# Progress goes to stderr. stdout gets exactly four lines, meant for `eval`:
+#   K8S_BIN=...  ETCD_BIN=...  KWOK_DIR=...  HELM_BIN=...
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,13 +31,17 @@ modver() {
 K8S_VER=$(modver "$TOOLS/go.mod" k8s.io/kubernetes)
 ETCD_VER=$(modver "$TOOLS/etcd/go.mod" go.etcd.io/etcd/server/v3)
 KWOK_VER=$(modver "$TOOLS/kwok/go.mod" sigs.k8s.io/kwok)
-for v in K8S_VER ETCD_VER KWOK_VER; do
+HELM_VER=$(modver "$TOOLS/helm/go.mod" helm.sh/helm/v3)
+# client-go v0.X.Y as resolved in helm's module = Kubernetes 1.X (see below).
+HELM_KCLIENT_VER=$(modver "$TOOLS/helm/go.mod" k8s.io/client-go)
+for v in K8S_VER ETCD_VER KWOK_VER HELM_VER HELM_KCLIENT_VER; do
   [[ -n ${!v} ]] || { log "cannot read $v from tools/*go.mod"; exit 1; }
 done
 
 K8S_BIN=$CACHE/k8s-$K8S_VER/bin
 ETCD_BIN=$CACHE/etcd-$ETCD_VER/bin
 KWOK_DIR=$CACHE/kwok-$KWOK_VER
+HELM_BIN=$CACHE/helm-$HELM_VER/bin
 
 gocmd() {
   if command -v go >/dev/null 2>&1; then
@@ -98,8 +104,23 @@ if [[ ! -s $KWOK_DIR/stages.yaml ]]; then
   mv -f "$KWOK_DIR/stages.yaml.tmp" "$KWOK_DIR/stages.yaml"
   log "wrote $KWOK_DIR/stages.yaml"
 fi
+# helm: the same -X flags as helm's Makefile for a tagged release (the module zip
+# has no git metadata, so gitCommit stays empty). The default Kubernetes version
+# (.Capabilities.KubeVersion in `helm template`, deprecation checks in `helm lint`)
+# is 1.<minor of client-go>, as the Makefile derives it.
+hminor=${HELM_KCLIENT_VER#v0.}
+hminor=${hminor%%.*}
+HELM_LDFLAGS="-X helm.sh/helm/v3/internal/version.version=$HELM_VER"
+HELM_LDFLAGS+=" -X helm.sh/helm/v3/internal/version.metadata="
+HELM_LDFLAGS+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+  HELM_LDFLAGS+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$hminor"
+done
+build "$TOOLS/helm" "$HELM_BIN/helm" helm.sh/helm/v3/cmd/helm "$HELM_LDFLAGS"
+
 log "all binaries present (${SECONDS}s total, $((SECONDS - T0))s building)"
 
 echo "K8S_BIN=$K8S_BIN"
 echo "ETCD_BIN=$ETCD_BIN"
 echo "KWOK_DIR=$KWOK_DIR"
+echo "HELM_BIN=$HELM_BIN"

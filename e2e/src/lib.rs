@@ -47,11 +47,6 @@ impl Env {
             || repo_root().join("target/debug/hostrole-operator"),
             PathBuf::from,
         );
-        assert!(
-            operator_bin.is_file(),
-            "{} is missing: cargo build -p hostrole-operator (or set HOSTROLE_OPERATOR_BIN)",
-            operator_bin.display()
-        );
         let env = Env {
             client,
             kubectl,
@@ -136,9 +131,39 @@ impl Env {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Starts the operator watching `namespace`.
+    /// Starts the operator watching `namespace`, with the test's (admin) credentials.
     pub fn operator(&self, namespace: &str, extra: &[&str]) -> Operator {
-        Operator::start(&self.operator_bin, namespace, extra)
+        let mut args = vec!["--watch-namespace", namespace];
+        args.extend_from_slice(extra);
+        Operator::start(&self.operator_bin, &args, None)
+    }
+
+    /// Starts the operator with exactly `args` (after `run --agent-image ... --metrics-addr ...`)
+    /// and, when given, another kubeconfig (e.g. a ServiceAccount's token).
+    pub fn operator_as(&self, kubeconfig: &Path, args: &[&str]) -> Operator {
+        Operator::start(&self.operator_bin, args, Some(kubeconfig))
+    }
+
+    /// The helm binary (HELM, else `helm` on PATH).
+    pub fn helm(&self, args: &[&str]) -> Output {
+        let helm = std::env::var_os("HELM").map_or_else(|| PathBuf::from("helm"), PathBuf::from);
+        Command::new(&helm)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e} (set HELM)", helm.display()))
+    }
+
+    /// helm that must succeed; returns stdout.
+    pub fn helm_ok(&self, args: &[&str]) -> String {
+        let out = self.helm(args);
+        assert!(
+            out.status.success(),
+            "helm {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
@@ -151,25 +176,27 @@ pub struct Operator {
 }
 
 impl Operator {
-    fn start(bin: &Path, namespace: &str, extra: &[&str]) -> Operator {
+    fn start(bin: &Path, args: &[&str], kubeconfig: Option<&Path>) -> Operator {
+        assert!(
+            bin.is_file(),
+            "{} is missing: cargo build -p hostrole-operator (or set HOSTROLE_OPERATOR_BIN)",
+            bin.display()
+        );
         let dir = TempDir::new();
         let log = dir.0.join("operator.log");
         let metrics_port = free_port();
-        let child = Command::new(bin)
-            .args([
-                "run",
-                "--agent-image",
-                AGENT_IMAGE,
-                "--watch-namespace",
-                namespace,
-            ])
+        let mut command = Command::new(bin);
+        command
+            .args(["run", "--agent-image", AGENT_IMAGE])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start the operator");
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        if let Some(kubeconfig) = kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        let child = command.spawn().expect("start the operator");
         let mut op = Operator {
             child,
             metrics_port,
@@ -239,10 +266,10 @@ impl Drop for Operator {
 }
 
 /// A temporary directory removed on drop.
-struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    fn new() -> TempDir {
+    pub fn new() -> TempDir {
         let path = std::env::temp_dir().join(format!(
             "hostrole-e2e-{}-{:08x}",
             std::process::id(),
@@ -250,6 +277,12 @@ impl TempDir {
         ));
         std::fs::create_dir_all(&path).expect("temp dir");
         TempDir(path)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -17,6 +17,21 @@ fn crds_folder_matches_the_types() {
 }
 
 #[test]
+fn the_chart_ships_the_same_crds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let top =
+        std::fs::read_to_string(root.join("crds/hostrole.dev_hostroles.yaml")).unwrap_or_default();
+    let chart = std::fs::read_to_string(
+        root.join("charts/hostrole-operator/crds/hostrole.dev_hostroles.yaml"),
+    )
+    .unwrap_or_default();
+    assert!(
+        !top.is_empty() && top == chart,
+        "charts/hostrole-operator/crds/ differs from crds/: run `make crds` and commit both"
+    );
+}
+
+#[test]
 fn the_crd_has_the_api_conventions() {
     let crd = HostRole::crd();
     assert_eq!(crd.spec.group, "hostrole.dev");

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# rootfs.sh BINARY DEST: lays out the final image's filesystem for one binary in DEST.
+# Used by both image builds (the Dockerfile's builder stage and build-oci.sh), so the
+# Docker images and the daemonless OCI archives hold the same files:
+#   /<binary>                  the release binary (the ENTRYPOINT)
+#   /lib/..., /lib64/...       exactly the shared libraries `ldd` reports, and the loader
+#   /etc/passwd, /etc/group    root and nonroot (65532:65532), as in distroless
+#   /etc/nsswitch.conf         hosts: files dns
+#   /home/nonroot              0700 (the builds give it to 65532:65532)
+#   /tmp                       1777
+# No shell, no CA bundle (see docs/decisions.md, "Images"). With SOURCE_DATE_EPOCH set,
+# every mtime is set to it.
+set -euo pipefail
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: $0 BINARY DEST" >&2
+  exit 2
+fi
+bin=$1
+dest=$2
+[[ -x $bin ]] || { echo "rootfs.sh: $bin is not an executable" >&2; exit 1; }
+
+rm -rf "$dest"
+mkdir -p "$dest"/etc "$dest"/tmp "$dest"/home/nonroot
+install -m 0755 "$bin" "$dest/$(basename "$bin")"
+
+# Shared libraries: "name => /path (addr)" lines, plus the loader as "/path (addr)".
+# linux-vdso has no file. Each is copied (symlinks resolved) to the path ldd reports,
+# which the loader searches by default, so no ld.so.cache is needed.
+ldd_out=$(ldd "$bin")
+if grep -q 'not found' <<<"$ldd_out"; then
+  echo "rootfs.sh: unresolved libraries for $bin:" >&2
+  echo "$ldd_out" >&2
+  exit 1
+fi
+mapfile -t libs < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$ldd_out")
+if ((${#libs[@]} == 0)); then
+  echo "rootfs.sh: ldd found no libraries (a static binary needs no loader; check $bin)" >&2
+  exit 1
+fi
+for lib in "${libs[@]}"; do
+  install -D -m "$(stat -L -c %a "$lib")" "$lib" "$dest$lib"
+done
+
+cat >"$dest/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/sbin/nologin
+nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin
+EOF
+cat >"$dest/etc/group" <<'EOF'
+root:x:0:
+nonroot:x:65532:
+EOF
+echo 'hosts: files dns' >"$dest/etc/nsswitch.conf"
+chmod 0644 "$dest"/etc/passwd "$dest"/etc/group "$dest"/etc/nsswitch.conf
+# Modes do not depend on the umask: directories 0755, but /tmp 1777 and the home 0700.
+find "$dest" -type d -exec chmod 0755 {} +
+chmod 1777 "$dest/tmp"
+chmod 0700 "$dest/home/nonroot"
+
+if [[ -n ${SOURCE_DATE_EPOCH:-} ]]; then
+  find "$dest" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+fi
