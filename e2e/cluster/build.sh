@@ -124,3 +124,30 @@ echo "K8S_BIN=$K8S_BIN"
 echo "ETCD_BIN=$ETCD_BIN"
 echo "KWOK_DIR=$KWOK_DIR"
 echo "HELM_BIN=$HELM_BIN"
+
+# ---------------------------------------------------------------- real node (opt-in)
+# Only with HOSTROLE_BUILD_NODE=1 (node-up.sh sets it; up.sh does not, so the
+# control plane alone never pays for these builds): kubelet and kube-proxy from
+# the same k8s.io/kubernetes (tools/go.mod, same version stamping), CoreDNS
+# (tools/coredns: a small main with only the plugins a test cluster needs) and
+# a static pause binary (tools/pause). stdout gets three more lines after the
+# four above:   NODE_BIN=...  PAUSE_BIN=...  COREDNS_BIN=...
+if [[ ${HOSTROLE_BUILD_NODE:-0} == 1 ]]; then
+  COREDNS_VER=$(modver "$TOOLS/coredns/go.mod" github.com/coredns/coredns)
+  [[ -n $COREDNS_VER ]] || { log "cannot read the CoreDNS version from tools/coredns/go.mod"; exit 1; }
+  COREDNS_BIN=$CACHE/coredns-$COREDNS_VER/bin
+  T1=$SECONDS
+  for c in kubelet kube-proxy; do
+    build "$TOOLS" "$K8S_BIN/$c" "k8s.io/kubernetes/cmd/$c" "$K8S_LDFLAGS"
+  done
+  # CGO_ENABLED=0: fully static, so it runs in an image with nothing else in it.
+  # Cached by the hash of its source (it has no version of its own).
+  PAUSE_SUM=$(cat "$TOOLS/pause/go.mod" "$TOOLS/pause/main.go" | sha256sum | cut -c1-12)
+  CGO_ENABLED=0 build "$TOOLS/pause" "$CACHE/pause-$PAUSE_SUM/bin/pause" .
+  build "$TOOLS/coredns" "$COREDNS_BIN/coredns" . \
+    "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VER"
+  log "node binaries present ($((SECONDS - T1))s)"
+  echo "NODE_BIN=$K8S_BIN"
+  echo "PAUSE_BIN=$CACHE/pause-$PAUSE_SUM/bin"
+  echo "COREDNS_BIN=$COREDNS_BIN"
+fi
