@@ -17,8 +17,11 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-step "cargo test (unit, snapshots, CRD drift, schema and CEL rules, web role with curl)"
+step "cargo test (unit, snapshots, CRD drift, schema and CEL rules; web, file and mail roles with curl, rclone, cadaver, swaks, mutt, Python's smtplib/imaplib/poplib)"
 cargo test --locked
+
+step "fuzz the hand-written protocol parsers (SMTP, IMAP, POP3), ${FUZZ_SECONDS:=15}s each"
+FUZZ_SECONDS=$FUZZ_SECONDS bash fuzz/run.sh
 
 if [[ ${HOSTROLE_SKIP_CLUSTER:-0} == 1 ]]; then
   printf '\n!! SKIPPED: the control-plane tests (HOSTROLE_SKIP_CLUSTER=1)\n'

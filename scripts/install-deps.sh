@@ -5,7 +5,9 @@ set -euo pipefail
 
 # curl: the web role's tests and the cluster scripts; openssl: per-run cluster certificates;
 # iproute2 (ss): free ports; procps, util-linux (setsid), coreutils: process handling.
-packages=(curl ca-certificates openssl iproute2 procps util-linux)
+# rclone, cadaver: the file role's clients; swaks: the mail role's SMTP client (Python's
+# smtplib/imaplib/poplib come with python3).
+packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver swaks libnet-ssleay-perl)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -21,6 +23,10 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Python's smtplib/imaplib/poplib are mail clients in the tests; any python3 on PATH will do.
+if ! command -v python3 >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends python3
+fi
 for tool in cargo rustfmt cargo-clippy; do
   command -v "$tool" >/dev/null || { echo "missing $tool: install Rust 1.95 with rustfmt and clippy" >&2; exit 1; }
 done

@@ -25,6 +25,19 @@ pub struct RoleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub role: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    pub role: String,
+    /// `in` (received from clients) or `out` (sent to clients).
+    pub direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub role: String,
     pub method: String,
@@ -42,6 +55,10 @@ pub struct AgentMetrics {
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<RoleLabels, Histogram, fn() -> Histogram>,
     pub connections: Family<RoleLabels, Gauge>,
+    /// Payload bytes moved by a role (uploads, downloads, messages).
+    pub bytes: Family<DirectionLabels, Counter>,
+    /// Failures by role and a CamelCase reason (e.g. `QuotaExceeded`, `AuthFailed`).
+    pub errors: Family<ErrorLabels, Counter>,
 }
 
 impl Default for AgentMetrics {
@@ -51,7 +68,15 @@ impl Default for AgentMetrics {
             requests: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
             connections: Family::default(),
+            bytes: Family::default(),
+            errors: Family::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for AgentMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentMetrics")
     }
 }
 
@@ -78,6 +103,36 @@ impl AgentMetrics {
             "Connections open now, by role",
             self.connections.clone(),
         );
+        r.register(
+            "bytes",
+            "Payload bytes moved, by role and direction",
+            self.bytes.clone(),
+        );
+        r.register(
+            "errors",
+            "Failures, by role and reason",
+            self.errors.clone(),
+        );
+    }
+
+    /// Counts `n` payload bytes of `role` in `direction` ("in" or "out").
+    pub fn moved(&self, role: &str, direction: &str, n: u64) {
+        self.bytes
+            .get_or_create(&DirectionLabels {
+                role: role.to_string(),
+                direction: direction.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// Counts one failure of `role` for `reason`.
+    pub fn error(&self, role: &str, reason: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                role: role.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// The open-connections gauge of one role.

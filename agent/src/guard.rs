@@ -1,5 +1,6 @@
-//! Keeps every request inside the site: dot segments, hidden files, backslashes, NUL bytes and
-//! symlinks that resolve outside the site root are refused before `ServeDir` sees the request.
+//! Keeps every request inside a role's directory: dot segments, backslashes, NUL bytes, names the
+//! role reserves, hidden files (where the role hides them) and symlinks that resolve outside the
+//! root are refused before the role's handler sees the request. Shared by the web and file roles.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,16 +11,28 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use percent_encoding::percent_decode_str;
 
-/// The site root, canonical (symlinks resolved).
+/// What a role refuses besides `.`/`..` segments, backslashes and NUL bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// Refuse every segment that starts with '.' (a public web site); a file share keeps them
+    /// (clients store `.DS_Store`, `._x` and dotfiles there).
+    pub hide_dotfiles: bool,
+    /// A top-level name the role keeps for itself (e.g. the file role's upload staging area).
+    pub reserved: Option<&'static str>,
+}
+
+/// The root directory, canonical (symlinks resolved), and the policy.
 #[derive(Clone)]
 pub struct Site {
     root: Arc<PathBuf>,
+    policy: Policy,
 }
 
 impl Site {
-    pub fn new(canonical_root: PathBuf) -> Self {
+    pub fn new(canonical_root: PathBuf, policy: Policy) -> Self {
         Self {
             root: Arc::new(canonical_root),
+            policy,
         }
     }
 }
@@ -33,8 +46,8 @@ pub enum Refusal {
     Hidden,
 }
 
-/// Decodes a request path and checks each segment. Returns the path relative to the site root.
-pub fn relative_path(raw: &str) -> Result<PathBuf, Refusal> {
+/// Decodes a request path and checks each segment. Returns the path relative to the root.
+pub fn relative_path(raw: &str, policy: Policy) -> Result<PathBuf, Refusal> {
     let decoded = percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| Refusal::Malformed)?;
@@ -42,9 +55,12 @@ pub fn relative_path(raw: &str) -> Result<PathBuf, Refusal> {
         return Err(Refusal::Malformed);
     }
     let mut relative = PathBuf::new();
-    for segment in decoded.split('/').filter(|s| !s.is_empty()) {
-        // '.', '..', and hidden files such as .git or a ConfigMap volume's ..data.
-        if segment.starts_with('.') {
+    for (i, segment) in decoded.split('/').filter(|s| !s.is_empty()).enumerate() {
+        let dots = segment == "." || segment == "..";
+        // With hide_dotfiles: hidden files such as .git, or a ConfigMap volume's ..data.
+        let hidden = policy.hide_dotfiles && segment.starts_with('.');
+        let reserved = i == 0 && policy.reserved == Some(segment);
+        if dots || hidden || reserved {
             return Err(Refusal::Hidden);
         }
         relative.push(segment);
@@ -52,24 +68,33 @@ pub fn relative_path(raw: &str) -> Result<PathBuf, Refusal> {
     Ok(relative)
 }
 
-/// True when `candidate` exists and resolves (through symlinks) outside `root`.
+/// True when `candidate` resolves (through symlinks) outside `root`. A path that does not exist
+/// yet (an upload, a new directory) is judged by its nearest existing ancestor, so that a
+/// symlinked directory cannot be used to write outside the root either.
 async fn escapes(root: &Path, candidate: &Path) -> bool {
-    match tokio::fs::canonicalize(candidate).await {
-        Ok(real) => !real.starts_with(root),
-        // Missing files are ServeDir's to answer (404).
-        Err(_) => false,
+    let mut probe = candidate.to_path_buf();
+    loop {
+        match tokio::fs::canonicalize(&probe).await {
+            Ok(real) => return !real.starts_with(root),
+            Err(_) => {
+                if !probe.pop() || !probe.starts_with(root) {
+                    // Nothing of it exists inside the root: the handler answers 404/409.
+                    return false;
+                }
+            }
+        }
     }
 }
 
 /// The middleware.
 pub async fn guard(State(site): State<Site>, request: Request, next: Next) -> Response {
-    let relative = match relative_path(request.uri().path()) {
+    let relative = match relative_path(request.uri().path(), site.policy) {
         Ok(r) => r,
         Err(Refusal::Malformed) => return (StatusCode::BAD_REQUEST, "bad path\n").into_response(),
         Err(Refusal::Hidden) => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
     };
     if escapes(&site.root, &site.root.join(&relative)).await {
-        tracing::warn!(path = %request.uri().path(), "refused a path that leaves the site through a symlink");
+        tracing::warn!(path = %request.uri().path(), "refused a path that leaves the root through a symlink");
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
     next.run(request).await
@@ -78,6 +103,44 @@ pub async fn guard(State(site): State<Site>, request: Request, next: Next) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const WEB: Policy = Policy {
+        hide_dotfiles: true,
+        reserved: None,
+    };
+    const SHARE: Policy = Policy {
+        hide_dotfiles: false,
+        reserved: Some(".uploads"),
+    };
+
+    fn relative_path(raw: &str) -> Result<PathBuf, Refusal> {
+        super::relative_path(raw, WEB)
+    }
+
+    #[test]
+    fn a_share_keeps_dotfiles_but_not_dot_segments_or_its_reserved_name() {
+        assert_eq!(
+            super::relative_path("/.DS_Store", SHARE),
+            Ok(PathBuf::from(".DS_Store"))
+        );
+        assert_eq!(
+            super::relative_path("/a/._x", SHARE),
+            Ok(PathBuf::from("a/._x"))
+        );
+        assert_eq!(super::relative_path("/../x", SHARE), Err(Refusal::Hidden));
+        assert_eq!(
+            super::relative_path("/%2e%2e/x", SHARE),
+            Err(Refusal::Hidden)
+        );
+        assert_eq!(
+            super::relative_path("/.uploads/tmp", SHARE),
+            Err(Refusal::Hidden)
+        );
+        assert_eq!(
+            super::relative_path("/a/.uploads", SHARE),
+            Ok(PathBuf::from("a/.uploads"))
+        );
+    }
 
     #[test]
     fn plain_paths_pass() {
@@ -130,5 +193,12 @@ mod tests {
         assert!(escapes(&root, &root.join("leak")).await);
         assert!(!escapes(&root, &root.join("alias.html")).await);
         assert!(!escapes(&root, &root.join("missing.html")).await);
+        assert!(!escapes(&root, &root.join("new/dir/file")).await);
+        std::os::unix::fs::symlink(outside.path(), root.join("outdir")).expect("symlink");
+        assert!(
+            escapes(&root, &root.join("outdir/planted.txt")).await,
+            "a new file under a symlink that leaves"
+        );
+        assert!(escapes(&root, &root.join("outdir/a/b/c")).await);
     }
 }

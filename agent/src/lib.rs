@@ -10,7 +10,11 @@
 
 pub mod admin;
 pub mod config;
+pub mod file;
+pub mod guard;
+pub mod mail;
 pub mod net;
 pub mod standalone;
 pub mod supervisor;
+pub mod users;
 pub mod web;

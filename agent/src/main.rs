@@ -60,6 +60,8 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Print an Argon2 hash of a password (read from standard input) for a users file.
+    HashPassword,
     /// Check manifests against the HostRole schema and rules, as the API server would.
     Check {
         /// Manifest files.
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
     init_logs(cli.log_format);
     match cli.command {
         Command::Check { manifests } => check(&manifests),
+        Command::HashPassword => hash_password(),
         Command::Run { config } => match config::load(&config) {
             Ok(cfg) => serve(cfg, false),
             Err(e) => fail(&e),
@@ -96,6 +99,24 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut password = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        return fail(&e);
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return fail(&"no password on standard input");
+    }
+    match hostrole_agent::users::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 
@@ -137,8 +158,8 @@ fn serve(config: AgentConfig, print_urls: bool) -> ExitCode {
         |started| {
             if print_urls {
                 println!("hostrole-agent: {name} is up");
-                for (role, addr) in &started.roles {
-                    println!("  {role:<6} http://{addr}/");
+                for (label, addr) in &started.roles {
+                    println!("  {label:<6} {}", url(label, addr));
                 }
                 println!("  admin  http://{}/readyz", started.admin);
                 println!("Stop with Ctrl-C.");
@@ -148,6 +169,14 @@ fn serve(config: AgentConfig, print_urls: bool) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+/// How a person reaches a listener: a URL for HTTP roles, `scheme://host:port` otherwise.
+fn url(label: &str, addr: &std::net::SocketAddr) -> String {
+    match label {
+        "web" | "file" => format!("http://{addr}/"),
+        other => format!("{other}://{addr}"),
     }
 }
 

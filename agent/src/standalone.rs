@@ -1,13 +1,22 @@
 //! `hostrole-agent up MANIFEST`: serve a HostRole's roles on this machine, without a cluster.
 //! The manifest is judged by the same schema and CEL rules as in a cluster.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
 
-use hostrole_api::agent::{AgentConfig, DEFAULT_MAX_CONNECTIONS, WebRoleConfig, inline_site_files};
+use hostrole_api::AnonymousAccess;
+use hostrole_api::agent::USERS_KEY;
+use hostrole_api::agent::{
+    AgentConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_UPLOAD, FileRoleConfig,
+    MailRoleConfig, TlsFiles, WebRoleConfig, inline_site_files,
+};
 use hostrole_api::manifest::{self, ManifestError};
+use hostrole_api::quantity::parse_bytes;
 use hostrole_api::{HostRole, SiteFile};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde::Deserialize;
 
 /// Why a manifest cannot be served standalone.
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +34,18 @@ pub enum StandaloneError {
         names: String,
     },
     #[error(
-        "{field} needs a cluster (it names a ConfigMap); for a standalone host use site.path or site.files"
+        "{field} needs a cluster (it names an object in the cluster); for a standalone host use {instead}"
     )]
-    NeedsCluster { field: &'static str },
+    NeedsCluster {
+        field: &'static str,
+        instead: &'static str,
+    },
+    #[error(
+        "the Secret {secret} is not in {manifest} (standalone, a users Secret must stand in the same file with a `users` key), or use users.file"
+    )]
+    SecretNotInManifest { secret: String, manifest: PathBuf },
+    #[error("{field}: {value:?} is not a size (write it like 1Gi, 500Mi or 1048576)")]
+    Size { field: &'static str, value: String },
     #[error("{field}: {path} is not a directory: {source}")]
     SitePath {
         field: &'static str,
@@ -81,6 +99,7 @@ pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
             let root = if site.is_some_and(|s| s.config_map.is_some()) {
                 return Err(StandaloneError::NeedsCluster {
                     field: "spec.servers.web.site.configMap",
+                    instead: "site.path or site.files",
                 });
             } else if let Some(path) = site.and_then(|s| s.path.as_deref()) {
                 site_path(&base.join(path))?
@@ -104,7 +123,202 @@ pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
         admin_port: options.admin_port,
         shutdown_grace_seconds: 10,
         web,
+        file: file_role(&hostrole, &options.manifest, &base, &data_dir)?,
+        mail: mail_role(&hostrole, &options.manifest, &base, &data_dir)?,
     })
+}
+
+/// The file role on this machine: the share lives in `<data-dir>/file`.
+fn file_role(
+    hostrole: &HostRole,
+    manifest: &Path,
+    base: &Path,
+    data_dir: &Path,
+) -> Result<Option<FileRoleConfig>, StandaloneError> {
+    let Some(file) = &hostrole.spec.servers.file else {
+        return Ok(None);
+    };
+    let users_file = match &file.users {
+        Some(users) => match (&users.secret, &users.file) {
+            (Some(secret), _) => Some(secret_users(manifest, secret, data_dir, "file")?),
+            (None, Some(f)) => Some(base.join(f)),
+            (None, None) => None,
+        },
+        None => None,
+    };
+    Ok(Some(FileRoleConfig {
+        port: file.port as u16,
+        root: data_dir.join("file"),
+        users_file,
+        anonymous: file.anonymous.unwrap_or(AnonymousAccess::None),
+        quota_bytes: size("spec.servers.file.storage", file.storage.as_ref())?,
+        max_upload_bytes: size(
+            "spec.servers.file.maxUploadSize",
+            file.max_upload_size.as_ref(),
+        )?
+        .unwrap_or(DEFAULT_MAX_UPLOAD),
+        max_connections: DEFAULT_MAX_CONNECTIONS,
+    }))
+}
+
+/// The mail role on this machine: Maildirs live in `<data-dir>/mail`.
+fn mail_role(
+    hostrole: &HostRole,
+    manifest: &Path,
+    base: &Path,
+    data_dir: &Path,
+) -> Result<Option<MailRoleConfig>, StandaloneError> {
+    let Some(mail) = &hostrole.spec.servers.mail else {
+        return Ok(None);
+    };
+    let users_file = match &mail.users {
+        Some(users) => match (&users.secret, &users.file) {
+            (Some(secret), _) => Some(secret_users(manifest, secret, data_dir, "mail")?),
+            (None, Some(f)) => Some(base.join(f)),
+            (None, None) => None,
+        },
+        None => None,
+    };
+    let tls = match &mail.tls {
+        Some(secret) => Some(secret_tls(manifest, &secret.secret, data_dir)?),
+        None => None,
+    };
+    Ok(Some(MailRoleConfig {
+        hostname: hostrole
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| "localhost".into()),
+        smtp_port: mail.smtp_port as u16,
+        submission_port: mail.submission_port as u16,
+        imap_port: mail.imap_port as u16,
+        pop3_port: mail.pop3_port as u16,
+        domains: mail.domains.clone(),
+        root: data_dir.join("mail"),
+        users_file,
+        max_message_bytes: size(
+            "spec.servers.mail.maxMessageSize",
+            mail.max_message_size.as_ref(),
+        )?
+        .unwrap_or(DEFAULT_MAX_MESSAGE),
+        tls,
+        max_connections: DEFAULT_MAX_CONNECTIONS,
+    }))
+}
+
+/// A `kubernetes.io/tls` Secret standalone: read from the same manifest (`tls.crt`, `tls.key`)
+/// and written owner-only to `<data-dir>/tls/`.
+fn secret_tls(manifest: &Path, secret: &str, data_dir: &Path) -> Result<TlsFiles, StandaloneError> {
+    let missing = || StandaloneError::SecretNotInManifest {
+        secret: secret.to_string(),
+        manifest: manifest.to_path_buf(),
+    };
+    let text = std::fs::read_to_string(manifest).map_err(|_| missing())?;
+    let mut keys = secrets_in(&text).remove(secret).ok_or_else(missing)?;
+    let (cert, key) = match (keys.remove("tls.crt"), keys.remove("tls.key")) {
+        (Some(c), Some(k)) => (c, k),
+        _ => return Err(missing()),
+    };
+    let dir = data_dir.join("tls");
+    Ok(TlsFiles {
+        cert: write_private(&dir, "tls.crt", &cert)?,
+        key: write_private(&dir, "tls.key", &key)?,
+    })
+}
+
+/// Writes `bytes` to `<dir>/<name>` readable by the owner only, atomically.
+fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StandaloneError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    let write_err = |source| StandaloneError::WriteSite {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(write_err)?;
+    let staging = dir.join(format!(".{name}.tmp"));
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&staging)
+        .map_err(write_err)?;
+    out.write_all(bytes).map_err(write_err)?;
+    out.sync_all().map_err(write_err)?;
+    std::fs::rename(&staging, &path).map_err(write_err)?;
+    Ok(path)
+}
+
+/// A users Secret standalone: the Secret must stand in the same manifest; its `users` key is
+/// written (owner-only) to `<data-dir>/users/<role>` and that file is used.
+fn secret_users(
+    manifest: &Path,
+    secret: &str,
+    data_dir: &Path,
+    role: &str,
+) -> Result<PathBuf, StandaloneError> {
+    let missing = || StandaloneError::SecretNotInManifest {
+        secret: secret.to_string(),
+        manifest: manifest.to_path_buf(),
+    };
+    let text = std::fs::read_to_string(manifest).map_err(|_| missing())?;
+    let users = secrets_in(&text)
+        .remove(secret)
+        .and_then(|mut keys| keys.remove(USERS_KEY))
+        .ok_or_else(missing)?;
+    write_private(&data_dir.join("users"), role, &users)
+}
+
+/// The Secrets of a multi-document manifest: name → key → bytes (`data` is base64,
+/// `stringData` is text and wins, as on the API server).
+fn secrets_in(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+    use base64::Engine;
+    let mut secrets = BTreeMap::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let Ok(value) = serde_yaml::Value::deserialize(doc) else {
+            continue;
+        };
+        if value.get("kind").and_then(|k| k.as_str()) != Some("Secret") {
+            continue;
+        }
+        let Some(name) = value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+        else {
+            continue;
+        };
+        let mut keys = BTreeMap::new();
+        if let Some(data) = value.get("data").and_then(|d| d.as_mapping()) {
+            for (k, v) in data {
+                if let (Some(k), Some(v)) = (k.as_str(), v.as_str())
+                    && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(v.trim())
+                {
+                    keys.insert(k.to_string(), bytes);
+                }
+            }
+        }
+        if let Some(data) = value.get("stringData").and_then(|d| d.as_mapping()) {
+            for (k, v) in data {
+                if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
+                    keys.insert(k.to_string(), v.as_bytes().to_vec());
+                }
+            }
+        }
+        secrets.insert(name.to_string(), keys);
+    }
+    secrets
+}
+
+fn size(field: &'static str, quantity: Option<&Quantity>) -> Result<Option<u64>, StandaloneError> {
+    quantity
+        .map(|q| {
+            parse_bytes(&q.0).ok_or_else(|| StandaloneError::Size {
+                field,
+                value: q.0.clone(),
+            })
+        })
+        .transpose()
 }
 
 fn choose(mut hostroles: Vec<HostRole>, options: &UpOptions) -> Result<HostRole, StandaloneError> {

@@ -1,7 +1,9 @@
 //! Starts the roles a configuration names, reports readiness once every role listens, and stops
 //! them gracefully on SIGTERM or SIGINT.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +13,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AgentMetrics, Readiness};
+use crate::file::{self, FileError, FileShare};
+use crate::mail::{self, Mail, MailError};
 use crate::net::{self, BindError, ServeOptions};
 use crate::web::{self, Web, WebError};
 
@@ -24,10 +28,28 @@ pub enum AgentError {
     Bind(#[from] BindError),
     #[error(transparent)]
     Web(#[from] WebError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
     #[error("the configuration names no role: nothing to serve")]
     NoRole,
     #[error("the {0} role stopped unexpectedly")]
     RoleStopped(String),
+}
+
+/// A role whose listeners are bound: what the supervisor needs of every role.
+pub trait Role: Send {
+    /// The role's name in logs, metrics and readiness.
+    fn name(&self) -> &'static str;
+    /// Each listener: (protocol, address).
+    fn addresses(&self) -> Vec<(&'static str, SocketAddr)>;
+    /// Serves until `stop` is cancelled, then finishes in-flight work within `grace`.
+    fn run(
+        self: Box<Self>,
+        stop: CancellationToken,
+        grace: Duration,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 /// Where the agent listens, once every role is bound.
@@ -71,13 +93,25 @@ pub async fn run(
     ));
 
     // Bind every role before serving any, so that readiness means "every role listens".
-    let web = match &config.web {
-        Some(web_config) => {
-            readiness.expect(web::ROLE);
-            Some(Web::bind(web_config, config.bind, &metrics).await?)
-        }
-        None => None,
-    };
+    let mut bound: Vec<Box<dyn Role>> = Vec::new();
+    if let Some(web_config) = &config.web {
+        readiness.expect(web::ROLE);
+        bound.push(Box::new(
+            Web::bind(web_config, config.bind, &metrics).await?,
+        ));
+    }
+    if let Some(file_config) = &config.file {
+        readiness.expect(file::ROLE);
+        bound.push(Box::new(
+            FileShare::bind(file_config, config.bind, &metrics).await?,
+        ));
+    }
+    if let Some(mail_config) = &config.mail {
+        readiness.expect(mail::ROLE);
+        bound.push(Box::new(
+            Mail::bind(mail_config, config.bind, &metrics).await?,
+        ));
+    }
 
     let roles_stop = CancellationToken::new();
     let mut roles = JoinSet::new();
@@ -85,15 +119,14 @@ pub async fn run(
         admin: admin_addr,
         roles: Vec::new(),
     };
-    if let Some(web) = web {
-        if let Some(addr) = web.local_addr() {
-            started.roles.push((web::ROLE, addr));
-        }
-        readiness.set(web::ROLE, true);
+    for role in bound {
+        let name = role.name();
+        started.roles.extend(role.addresses());
+        readiness.set(name, true);
         let stop = roles_stop.clone();
         roles.spawn(async move {
-            web.run(stop, grace).await;
-            web::ROLE
+            role.run(stop, grace).await;
+            name
         });
     }
     if roles.is_empty() {

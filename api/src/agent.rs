@@ -17,6 +17,18 @@ pub const CONFIG_DIR: &str = "/etc/hostrole";
 pub const SITE_DIR: &str = "/srv/hostrole/site";
 /// Connections the web role serves at once when the manifest does not say.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Where the pod mounts the file role's volume.
+pub const FILE_DIR: &str = "/var/lib/hostrole/file";
+/// Where the pod mounts the mail role's volume.
+pub const MAIL_DIR: &str = "/var/lib/hostrole/mail";
+/// Where the pod mounts a role's users Secret (`<dir>/<role>/users`).
+pub const USERS_DIR: &str = "/etc/hostrole/users";
+/// Key of the users file in a users Secret.
+pub const USERS_KEY: &str = "users";
+/// Largest upload when the manifest does not say: 1 GiB.
+pub const DEFAULT_MAX_UPLOAD: u64 = 1 << 30;
+/// Largest message when the manifest does not say: 25 MiB.
+pub const DEFAULT_MAX_MESSAGE: u64 = 25 << 20;
 
 /// Everything the agent needs to start a host's roles.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -37,6 +49,68 @@ pub struct AgentConfig {
     /// The web role, when the host serves one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web: Option<WebRoleConfig>,
+    /// The file role (WebDAV), when the host serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRoleConfig>,
+    /// The mail role (SMTP, IMAP, POP3), when the host serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<MailRoleConfig>,
+}
+
+/// The file role's configuration.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileRoleConfig {
+    /// Port of the WebDAV share.
+    pub port: u16,
+    /// Directory shared.
+    pub root: PathBuf,
+    /// Users file (`name:hash[:ro]` lines); no users when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_file: Option<PathBuf>,
+    /// What clients that do not log in may do.
+    pub anonymous: crate::hostrole::AnonymousAccess,
+    /// Most bytes the share may hold; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_bytes: Option<u64>,
+    /// Largest single upload.
+    pub max_upload_bytes: u64,
+    /// Most connections served at once.
+    pub max_connections: usize,
+}
+
+/// The mail role's configuration.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MailRoleConfig {
+    /// Name the servers greet with (EHLO, banners).
+    pub hostname: String,
+    pub smtp_port: u16,
+    pub submission_port: u16,
+    pub imap_port: u16,
+    pub pop3_port: u16,
+    /// Domains delivered locally.
+    pub domains: Vec<String>,
+    /// Directory holding one Maildir per user (`<root>/<user>/{tmp,new,cur}`).
+    pub root: PathBuf,
+    /// Users file (`name:hash[:ro]` lines); mailbox owners and who may log in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_file: Option<PathBuf>,
+    /// Largest message accepted (SMTP SIZE).
+    pub max_message_bytes: u64,
+    /// Certificate and key for STARTTLS; no STARTTLS when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    /// Most connections per protocol at once.
+    pub max_connections: usize,
+}
+
+/// PEM files of a TLS certificate chain and its key.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 fn default_grace() -> u64 {

@@ -76,11 +76,7 @@ fn default_replicas() -> i32 {
 /// Server roles. Each is optional; a host may run several at once.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(
-    validation = rules::role_not_served("file"),
-    validation = rules::role_not_served("mail"),
-    validation = rules::role_not_served("index")
-)]
+#[x_kube(validation = rules::role_not_served("index"))]
 pub struct Servers {
     /// A static web site over HTTP/1.1 and HTTP/2.
     #[serde(default, skip_serializing_if = "Option::is_none")]

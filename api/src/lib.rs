@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod hostrole;
 pub mod manifest;
+pub mod quantity;
 pub mod rules;
 
 pub use hostrole::*;

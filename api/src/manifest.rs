@@ -147,11 +147,7 @@ fn schema_problems(value: &Value) -> Vec<String> {
         Ok(v) => v
             .iter_errors(value)
             .map(|e| {
-                let path = e
-                    .instance_path()
-                    .to_string()
-                    .trim_start_matches('/')
-                    .replace('/', ".");
+                let path = kubernetes_path(&e.instance_path().to_string());
                 let field = if path.is_empty() {
                     "(root)".to_string()
                 } else {
@@ -162,6 +158,22 @@ fn schema_problems(value: &Value) -> Vec<String> {
             .collect(),
         Err(e) => vec![e.clone()],
     }
+}
+
+/// `/spec/servers/mail/domains/0` as the API server writes it: `spec.servers.mail.domains[0]`.
+fn kubernetes_path(pointer: &str) -> String {
+    let mut path = String::new();
+    for segment in pointer.split('/').filter(|s| !s.is_empty()) {
+        if segment.chars().all(|c| c.is_ascii_digit()) {
+            path.push_str(&format!("[{segment}]"));
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&segment.replace("~1", "/").replace("~0", "~"));
+        }
+    }
+    path
 }
 
 fn validator() -> Result<&'static jsonschema::Validator, &'static String> {

@@ -2,9 +2,10 @@
 # node-load.sh ARCHIVE...: imports OCI/Docker image archives into the containerd
 # of the real node (node-up.sh), namespace k8s.io, where the kubelet sees them.
 # Pods must use them with imagePullPolicy: Never or IfNotPresent (no registry).
-# The kubelet asks for the normalized name (hostrole/agent:0.1.0 ->
-# docker.io/hostrole/agent:0.1.0), so an image imported under a short name is
-# also tagged with its docker.io/ form. Prints the image names, one a line.
+# Name images with a domain (e.g. hostrole.local/agent:0.1.0, IMAGE_PREFIX of
+# images/build-oci.sh): the kubelet asks the CRI for the normalized name, and a
+# name with a domain is its own normalized form. A short name is refused.
+# Prints the image names, one a line.
 # Env: HOSTROLE_NODE_DIR (default ${HOSTROLE_CLUSTER_DIR:-/tmp/hostrole-cluster}-node).
 set -euo pipefail
 ND=${HOSTROLE_NODE_DIR:-${HOSTROLE_CLUSTER_DIR:-/tmp/hostrole-cluster}-node}
@@ -22,10 +23,8 @@ for a in "$@"; do
   for n in $names; do
     first=${n%%/*}
     if [[ $n != */* || ! ( $first == *.* || $first == *:* || $first == localhost ) ]]; then
-      full=docker.io/$n
-      [[ $n == */* ]] || full=docker.io/library/$n
-      "${CTR[@]}" images tag --force "$n" "$full" >/dev/null
-      echo "$full"
+      echo "[node-load] $n has no domain: pods could not find it; build it as e.g. hostrole.local/NAME" >&2
+      exit 1
     fi
     echo "$n"
   done

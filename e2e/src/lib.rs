@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hostrole_api::HostRole;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt};
@@ -104,6 +104,60 @@ impl Env {
         name
     }
 
+    /// Binds every claim of `namespace` to a hostPath volume made for it, as a storage
+    /// provisioner would (the local control plane has none). Stops when the guard drops.
+    pub fn provision_volumes(&self, namespace: &str) -> Provisioner {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
+        let ns = namespace.to_string();
+        let task = tokio::spawn(async move {
+            loop {
+                for claim in claims
+                    .list(&Default::default())
+                    .await
+                    .map(|l| l.items)
+                    .unwrap_or_default()
+                {
+                    let bound = claim
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.volume_name.as_ref())
+                        .is_some();
+                    let Some(name) = claim.metadata.name.clone() else {
+                        continue;
+                    };
+                    if bound {
+                        continue;
+                    }
+                    let size = claim
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.resources.as_ref())
+                        .and_then(|r| r.requests.as_ref())
+                        .and_then(|r| r.get("storage").cloned())
+                        .map_or_else(|| "1Gi".to_string(), |q| q.0);
+                    let pv: PersistentVolume = match serde_json::from_value(serde_json::json!({
+                        "metadata": {"name": format!("e2e-{ns}-{name}"), "labels": {"hostrole.dev/e2e": "true"}},
+                        "spec": {
+                            "capacity": {"storage": size},
+                            "accessModes": ["ReadWriteOnce"],
+                            "persistentVolumeReclaimPolicy": "Retain",
+                            "storageClassName": claim.spec.as_ref().and_then(|s| s.storage_class_name.clone()).unwrap_or_default(),
+                            "hostPath": {"path": format!("/tmp/hostrole-e2e-volumes/{ns}/{name}"), "type": "DirectoryOrCreate"},
+                            "claimRef": {"namespace": ns, "name": name}
+                        }
+                    })) {
+                        Ok(pv) => pv,
+                        Err(_) => continue,
+                    };
+                    let _ = volumes.create(&PostParams::default(), &pv).await;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Provisioner(task)
+    }
+
     /// Deletes a namespace (and so everything in it); does not wait.
     pub async fn delete_namespace(&self, name: &str) {
         let _ = Api::<Namespace>::all(self.client.clone())
@@ -164,6 +218,15 @@ impl Env {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// The provisioning loop of [`Env::provision_volumes`]; stops when dropped.
+pub struct Provisioner(tokio::task::JoinHandle<()>);
+
+impl Drop for Provisioner {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -81,6 +81,7 @@ async fn every_example_converges_with_the_expected_objects() {
     let env = Env::new().await;
     let ns = env.namespace("examples").await;
     let _operator = env.operator(&ns, &[]);
+    let _volumes = env.provision_volumes(&ns);
     let files = examples();
     assert!(files.len() >= 2);
     for file in &files {
@@ -100,11 +101,13 @@ async fn every_example_converges_with_the_expected_objects() {
         let status = hr.status.clone().expect("status");
         assert_eq!(status.ready_hosts, replicas, "{name}: readyHosts");
         assert_eq!(status.hosts.len() as i32, replicas);
+        let roles: Vec<&str> = hr.spec.server_roles();
         assert!(
             status
                 .hosts
                 .iter()
-                .all(|h| h.ready && h.roles.contains_key("web"))
+                .all(|h| h.ready && roles.iter().all(|r| h.roles.contains_key(*r))),
+            "{name}: every host serves {roles:?}"
         );
         let uid = hr.uid().expect("uid");
 
@@ -146,7 +149,8 @@ async fn every_example_converges_with_the_expected_objects() {
             .iter()
             .map(|p| p.port)
             .collect();
-        assert_eq!(ports, vec![8080]);
+        let wanted: Vec<i32> = hr.spec.server_ports().iter().map(|(_, p)| *p).collect();
+        assert_eq!(ports, wanted, "{name}: the Service exposes the role ports");
         let headless = services
             .get(&format!("{name}-hosts"))
             .await
@@ -587,11 +591,16 @@ async fn an_idle_operator_writes_nothing() {
     let env = Env::new().await;
     let ns = env.namespace("idle").await;
     let operator = env.operator(&ns, &[]);
+    let _volumes = env.provision_volumes(&ns);
     for file in examples() {
         apply(&env, &ns, &file);
     }
-    for name in ["web", "brochure"] {
-        wait_ready(&env.client, &ns, name).await;
+    let all = api::<HostRole>(&env.client, &ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list");
+    for hr in all.items {
+        wait_ready(&env.client, &ns, &hr.name_any()).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let writes = operator.metric_sum("hostrole_api_writes_total");
@@ -605,8 +614,7 @@ async fn an_idle_operator_writes_nothing() {
     env.kubectl_ok(&[
         "annotate",
         "hr",
-        "web",
-        "brochure",
+        "--all",
         "-n",
         &ns,
         "example.com/touched=yes",

@@ -3,18 +3,22 @@
 
 use std::collections::BTreeMap;
 
+use hostrole_api::AnonymousAccess;
 use hostrole_api::agent::{
-    AgentConfig, CONFIG_DIR, CONFIG_KEY, DEFAULT_MAX_CONNECTIONS, SITE_DIR, WebRoleConfig,
-    inline_site_files,
+    AgentConfig, CONFIG_DIR, CONFIG_KEY, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE,
+    DEFAULT_MAX_UPLOAD, FILE_DIR, FileRoleConfig, MAIL_DIR, MailRoleConfig, SITE_DIR, TlsFiles,
+    USERS_DIR, USERS_KEY, WebRoleConfig, inline_site_files,
 };
+use hostrole_api::quantity::parse_bytes;
 use hostrole_api::rules::ADMIN_PORT;
 use hostrole_api::{HostRole, SiteFile};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -51,6 +55,9 @@ pub enum SpecError {
         why: &'static str,
         instead: &'static str,
     },
+    /// A size the agent cannot read.
+    #[error("{field}: {value:?} is not a size; write it like 1Gi, 500Mi or 1048576")]
+    Size { field: &'static str, value: String },
     /// The HostRole has no name or namespace (never true of an object read from the API).
     #[error("the HostRole has no {0}")]
     Missing(&'static str),
@@ -61,6 +68,7 @@ impl SpecError {
     pub fn reason(&self) -> &'static str {
         match self {
             SpecError::StandaloneOnly { .. } => "UnsupportedInCluster",
+            SpecError::Size { .. } => "InvalidSize",
             SpecError::Missing(_) => "InvalidObject",
         }
     }
@@ -157,6 +165,46 @@ fn check_in_cluster(hr: &HostRole) -> Result<(), SpecError> {
             instead: "site.configMap or site.files",
         });
     }
+    if let Some(file) = &hr.spec.servers.file {
+        if file.users.as_ref().is_some_and(|u| u.file.is_some()) {
+            return Err(SpecError::StandaloneOnly {
+                field: "spec.servers.file.users.file",
+                why: "a pod cannot see the machine's files",
+                instead: "users.secret",
+            });
+        }
+        for (field, q) in [
+            ("spec.servers.file.storage", &file.storage),
+            ("spec.servers.file.maxUploadSize", &file.max_upload_size),
+        ] {
+            if let Some(q) = q.as_ref().filter(|q| parse_bytes(&q.0).is_none()) {
+                return Err(SpecError::Size {
+                    field,
+                    value: q.0.clone(),
+                });
+            }
+        }
+    }
+    if let Some(mail) = &hr.spec.servers.mail {
+        if mail.users.as_ref().is_some_and(|u| u.file.is_some()) {
+            return Err(SpecError::StandaloneOnly {
+                field: "spec.servers.mail.users.file",
+                why: "a pod cannot see the machine's files",
+                instead: "users.secret",
+            });
+        }
+        for (field, q) in [
+            ("spec.servers.mail.storage", &mail.storage),
+            ("spec.servers.mail.maxMessageSize", &mail.max_message_size),
+        ] {
+            if let Some(q) = q.as_ref().filter(|q| parse_bytes(&q.0).is_none()) {
+                return Err(SpecError::Size {
+                    field,
+                    value: q.0.clone(),
+                });
+            }
+        }
+    }
     Ok(())
 }
 
@@ -174,6 +222,47 @@ pub fn agent_config(hr: &HostRole, name: &str, namespace: &str) -> AgentConfig {
             max_connections: web
                 .max_connections
                 .map_or(DEFAULT_MAX_CONNECTIONS, |m| m as usize),
+        }),
+        file: hr.spec.servers.file.as_ref().map(|file| FileRoleConfig {
+            port: file.port as u16,
+            root: FILE_DIR.into(),
+            users_file: file
+                .users
+                .as_ref()
+                .and_then(|u| u.secret.as_ref())
+                .map(|_| format!("{USERS_DIR}/file/{USERS_KEY}").into()),
+            anonymous: file.anonymous.unwrap_or(AnonymousAccess::None),
+            quota_bytes: file.storage.as_ref().and_then(|q| parse_bytes(&q.0)),
+            max_upload_bytes: file
+                .max_upload_size
+                .as_ref()
+                .and_then(|q| parse_bytes(&q.0))
+                .unwrap_or(DEFAULT_MAX_UPLOAD),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }),
+        mail: hr.spec.servers.mail.as_ref().map(|mail| MailRoleConfig {
+            hostname: name.to_string(),
+            smtp_port: mail.smtp_port as u16,
+            submission_port: mail.submission_port as u16,
+            imap_port: mail.imap_port as u16,
+            pop3_port: mail.pop3_port as u16,
+            domains: mail.domains.clone(),
+            root: MAIL_DIR.into(),
+            users_file: mail
+                .users
+                .as_ref()
+                .and_then(|u| u.secret.as_ref())
+                .map(|_| format!("{USERS_DIR}/mail/{USERS_KEY}").into()),
+            max_message_bytes: mail
+                .max_message_size
+                .as_ref()
+                .and_then(|q| parse_bytes(&q.0))
+                .unwrap_or(DEFAULT_MAX_MESSAGE),
+            tls: mail.tls.as_ref().map(|_| TlsFiles {
+                cert: format!("{MAIL_TLS_DIR}/tls.crt").into(),
+                key: format!("{MAIL_TLS_DIR}/tls.key").into(),
+            }),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }),
     }
 }
@@ -384,7 +473,112 @@ fn volumes(hr: &HostRole, name: &str) -> (Vec<Volume>, Vec<VolumeMount>) {
         });
         mounts.push(mount("site", SITE_DIR, true));
     }
+
+    if let Some(file) = &hr.spec.servers.file {
+        // With `storage`, the share is a per-host claim (a volumeClaimTemplate); without, it
+        // lives as long as the pod.
+        if file.storage.is_none() {
+            volumes.push(Volume {
+                name: FILE_VOLUME.into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            });
+        }
+        mounts.push(mount(FILE_VOLUME, FILE_DIR, false));
+        if let Some(secret) = file.users.as_ref().and_then(|u| u.secret.clone()) {
+            volumes.push(users_volume("file-users", secret));
+            mounts.push(mount("file-users", &format!("{USERS_DIR}/file"), true));
+        }
+    }
+
+    if let Some(mail) = &hr.spec.servers.mail {
+        if mail.storage.is_none() {
+            volumes.push(Volume {
+                name: MAIL_VOLUME.into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            });
+        }
+        mounts.push(mount(MAIL_VOLUME, MAIL_DIR, false));
+        if let Some(secret) = mail.users.as_ref().and_then(|u| u.secret.clone()) {
+            volumes.push(users_volume("mail-users", secret));
+            mounts.push(mount("mail-users", &format!("{USERS_DIR}/mail"), true));
+        }
+        if let Some(tls) = &mail.tls {
+            volumes.push(Volume {
+                name: "mail-tls".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(tls.secret.clone()),
+                    default_mode: Some(0o440),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            mounts.push(mount("mail-tls", MAIL_TLS_DIR, true));
+        }
+    }
     (volumes, mounts)
+}
+
+/// Name of the mail role's volume (and of its claim template).
+pub const MAIL_VOLUME: &str = "mail-data";
+/// Where the pod mounts the mail role's TLS Secret (`tls.crt`, `tls.key`).
+pub const MAIL_TLS_DIR: &str = "/etc/hostrole/tls/mail";
+
+/// Name of the file role's volume (and of its claim template).
+pub const FILE_VOLUME: &str = "file-data";
+
+/// A users Secret mounted as `<dir>/users`, readable by the agent's group only.
+fn users_volume(name: &str, secret: String) -> Volume {
+    Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret),
+            items: Some(vec![KeyToPath {
+                key: USERS_KEY.into(),
+                path: USERS_KEY.into(),
+                ..Default::default()
+            }]),
+            default_mode: Some(0o440),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Per-host claims of the roles that keep data (`storage`).
+fn claim_templates(hr: &HostRole, name: &str) -> Option<Vec<PersistentVolumeClaim>> {
+    let servers = &hr.spec.servers;
+    let claims: Vec<PersistentVolumeClaim> = [
+        (
+            FILE_VOLUME,
+            servers.file.as_ref().and_then(|f| f.storage.clone()),
+        ),
+        (
+            MAIL_VOLUME,
+            servers.mail.as_ref().and_then(|m| m.storage.clone()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(volume, size)| Some((volume, size?)))
+    .map(|(volume, size)| PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(volume.into()),
+            labels: Some(selector_labels(name)),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".into(), size)])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .collect();
+    (!claims.is_empty()).then_some(claims)
 }
 
 fn site_items(files: &[SiteFile]) -> Vec<KeyToPath> {
@@ -475,6 +669,7 @@ fn stateful_set(
                 match_labels: Some(selector_labels(name)),
                 ..Default::default()
             },
+            volume_claim_templates: claim_templates(hr, name),
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
                 ..Default::default()

@@ -54,6 +54,27 @@ pub enum Error {
 }
 
 impl Error {
+    /// The API server refused a StatefulSet update because it touches a field that cannot
+    /// change (volumeClaimTemplates, selector, serviceName).
+    fn is_immutable_statefulset_change(&self) -> bool {
+        match self {
+            Error::Api {
+                kind: "StatefulSet",
+                source,
+                ..
+            } => match source.as_ref() {
+                kube::Error::Api(status) => {
+                    status.code == 422
+                        && status
+                            .message
+                            .contains("updates to statefulset spec for fields other than")
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// A CamelCase reason, used as the `reason` label of the error metric.
     pub fn metric_reason(&self) -> String {
         match self {
@@ -231,7 +252,37 @@ async fn apply_all(
         None => delete_owned(hr, ctx, &services, &Names::service(&name)).await?,
     }
     let sts = Api::<StatefulSet>::namespaced(client.clone(), ns);
-    apply(hr, ctx, &sts, want.stateful_set).await
+    match apply(hr, ctx, &sts, want.stateful_set.clone()).await {
+        Err(e) if e.is_immutable_statefulset_change() => {
+            // A role that gains or loses storage changes volumeClaimTemplates, which a
+            // StatefulSet cannot change. Delete it but keep its pods and claims (orphan), then
+            // apply the new one: it adopts the pods and rolls them; the data stays.
+            let name = Names::stateful_set(&hr.name_any());
+            tracing::info!(hostrole = %hr.name_any(), "recreating the StatefulSet: its claim templates changed");
+            sts.delete(&name, &DeleteParams::orphan())
+                .await
+                .map_err(|e| api_error("delete", "StatefulSet", ns, &name, e))?;
+            ctx.metrics.wrote("StatefulSet", "delete");
+            wait_gone(&sts, &name, ns).await?;
+            apply(hr, ctx, &sts, want.stateful_set).await
+        }
+        other => other,
+    }
+}
+
+/// Waits (briefly) until an object deleted with orphan propagation is gone.
+async fn wait_gone(api: &Api<StatefulSet>, name: &str, ns: &str) -> Result<(), Error> {
+    for _ in 0..50 {
+        let current = api
+            .get_opt(name)
+            .await
+            .map_err(|e| api_error("get", "StatefulSet", ns, name, e))?;
+        if current.is_none() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// Server-side applies `desired` unless the live object already holds it.

@@ -351,3 +351,160 @@ impl Tap for HostRole {
         self
     }
 }
+
+#[test]
+fn the_file_role_gets_a_claim_per_host_its_users_and_its_limits() {
+    let hr = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: nas}\nspec:\n  replicas: 2\n  servers:\n    file:\n      port: 8081\n      storage: 2Gi\n      maxUploadSize: 100Mi\n      anonymous: ReadOnly\n      users: {secret: nas-users}\n",
+    );
+    let d = build(&hr);
+    let sts = d.stateful_set.spec.clone().expect("spec");
+    let claims = sts.volume_claim_templates.expect("a claim template");
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].metadata.name.as_deref(), Some("file-data"));
+    let request = claims[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage").cloned());
+    assert_eq!(request, Some(Quantity("2Gi".into())));
+
+    let spec = pod(&d);
+    let users = spec
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == "file-users")
+        .and_then(|v| v.secret)
+        .expect("users Secret volume");
+    assert_eq!(users.secret_name.as_deref(), Some("nas-users"));
+    assert_eq!(users.default_mode, Some(0o440));
+    let mounts = spec.containers[0].volume_mounts.clone().unwrap_or_default();
+    let data = mounts
+        .iter()
+        .find(|m| m.name == "file-data")
+        .expect("data mount");
+    assert_eq!(data.mount_path, hostrole_api::agent::FILE_DIR);
+    assert_eq!(data.read_only, None, "the share is writable");
+
+    let config: AgentConfig =
+        serde_yaml::from_str(&d.config_map.data.expect("data")[CONFIG_KEY]).expect("config");
+    let file = config.file.expect("file role");
+    assert_eq!(file.quota_bytes, Some(2 << 30));
+    assert_eq!(file.max_upload_bytes, 100 << 20);
+    assert_eq!(file.anonymous, hostrole_api::AnonymousAccess::ReadOnly);
+    assert_eq!(
+        file.users_file.as_deref(),
+        Some(std::path::Path::new("/etc/hostrole/users/file/users"))
+    );
+    let service = d
+        .service
+        .expect("service")
+        .spec
+        .expect("spec")
+        .ports
+        .expect("ports");
+    assert_eq!(service[0].name.as_deref(), Some("webdav"));
+}
+
+#[test]
+fn without_storage_the_share_is_an_empty_dir_and_bad_sizes_or_files_are_refused() {
+    let hr = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: nas}\nspec:\n  servers:\n    file: {}\n",
+    );
+    let d = build(&hr);
+    assert!(
+        d.stateful_set
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_claim_templates.clone())
+            .is_none()
+    );
+    let volume = pod(&d)
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == "file-data")
+        .expect("volume");
+    assert!(volume.empty_dir.is_some());
+
+    let mut bad = hr.clone();
+    if let Some(f) = bad.spec.servers.file.as_mut() {
+        f.storage = Some(Quantity("lots".into()));
+    }
+    let err = desired::desired(&bad, &settings()).expect_err("unreadable size");
+    assert!(
+        err.to_string().contains("spec.servers.file.storage"),
+        "{err}"
+    );
+
+    let mut local = hr.clone();
+    if let Some(f) = local.spec.servers.file.as_mut() {
+        f.users = Some(hostrole_api::UsersRef {
+            secret: None,
+            file: Some("./users".into()),
+        });
+    }
+    let err = desired::desired(&local, &settings()).expect_err("users.file is standalone only");
+    assert!(
+        err.to_string().contains("spec.servers.file.users.file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_home_office_example_runs_three_roles_with_their_volumes_secrets_and_ports() {
+    let d = build(&example("home-office.yaml"));
+    let claims: Vec<String> = d
+        .stateful_set
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(claims, ["file-data", "mail-data"]);
+    let spec = pod(&d);
+    let volumes: Vec<String> = spec
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    for v in ["config", "site", "file-users", "mail-users"] {
+        assert!(volumes.contains(&v.to_string()), "{v} in {volumes:?}");
+    }
+    let mounts: Vec<String> = spec.containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.mount_path)
+        .collect();
+    assert!(mounts.contains(&hostrole_api::agent::MAIL_DIR.to_string()));
+    let ports: Vec<String> = d
+        .service
+        .and_then(|s| s.spec)
+        .and_then(|s| s.ports)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| p.name)
+        .collect();
+    assert_eq!(
+        ports,
+        ["web", "webdav", "smtp", "submission", "imap", "pop3"]
+    );
+    let config: AgentConfig =
+        serde_yaml::from_str(&d.config_map.data.expect("data")[CONFIG_KEY]).expect("config");
+    let mail = config.mail.expect("mail role");
+    assert_eq!(mail.domains, ["office.lan"]);
+    assert_eq!(mail.max_message_bytes, 10 << 20);
+    assert_eq!(mail.hostname, "office");
+    assert_eq!(
+        mail.users_file.as_deref(),
+        Some(std::path::Path::new("/etc/hostrole/users/mail/users"))
+    );
+    assert!(mail.tls.is_none());
+}

@@ -6,10 +6,10 @@
 //! outside), compression where the client asks (never on partial content), request metrics, and
 //! the shared bounded listener.
 
-mod guard;
-
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::Router;
@@ -23,7 +23,9 @@ use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::services::ServeDir;
 
 use crate::admin::{AgentMetrics, track};
+use crate::guard;
 use crate::net::{self, BindError, ServeOptions};
+use crate::supervisor::Role;
 
 /// The role's name in logs, metrics and readiness.
 pub const ROLE: &str = "web";
@@ -77,21 +79,32 @@ impl Web {
             metrics: metrics.clone(),
         })
     }
+}
 
-    /// The address the role listens on.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+impl Role for Web {
+    fn name(&self) -> &'static str {
+        ROLE
     }
 
-    /// Serves until `stop` is cancelled, then finishes in-flight requests within `grace`.
-    pub async fn run(self, stop: CancellationToken, grace: Duration) {
+    fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.listener
+            .local_addr()
+            .map(|a| vec![(ROLE, a)])
+            .unwrap_or_default()
+    }
+
+    fn run(
+        self: Box<Self>,
+        stop: CancellationToken,
+        grace: Duration,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let options = ServeOptions {
             role: ROLE,
             max_connections: self.max_connections,
             grace,
             open_connections: self.metrics.connections_of(ROLE),
         };
-        net::serve(self.listener, self.router, options, stop).await;
+        Box::pin(net::serve(self.listener, self.router, options, stop))
     }
 }
 
@@ -105,7 +118,16 @@ fn router(root: PathBuf, metrics: AgentMetrics) -> Router {
     let files = ServeDir::new(&root).append_index_html_on_directories(true);
     Router::new()
         .fallback_service(files)
-        .layer(from_fn_with_state(guard::Site::new(root), guard::guard))
+        .layer(from_fn_with_state(
+            guard::Site::new(
+                root,
+                guard::Policy {
+                    hide_dotfiles: true,
+                    reserved: None,
+                },
+            ),
+            guard::guard,
+        ))
         .layer(
             CompressionLayer::new()
                 .gzip(true)

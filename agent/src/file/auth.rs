@@ -1,0 +1,183 @@
+//! Who may do what on the share: HTTP Basic against the users file, read-only users, and
+//! anonymous access only as the manifest allows.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use hostrole_api::AnonymousAccess;
+use http::{HeaderValue, Method, StatusCode, header};
+use sha2::{Digest, Sha256};
+
+use crate::admin::AgentMetrics;
+use crate::users::{User, Users};
+
+/// A verified password is remembered this long, so that clients that authenticate every
+/// request (rclone, davfs2) do not pay for a password hash each time.
+const REMEMBER: Duration = Duration::from_secs(60);
+
+/// (name, SHA-256 of the password) → (when it was verified, read-only).
+type Verified = HashMap<(String, [u8; 32]), (Instant, bool)>;
+
+#[derive(Clone)]
+pub struct Access {
+    users: Arc<Users>,
+    anonymous: AnonymousAccess,
+    metrics: AgentMetrics,
+    /// Recently verified passwords, by hash; never the password itself.
+    verified: Arc<Mutex<Verified>>,
+}
+
+impl Access {
+    pub fn new(users: Users, anonymous: AnonymousAccess, metrics: AgentMetrics) -> Self {
+        Self {
+            users: Arc::new(users),
+            anonymous,
+            metrics,
+            verified: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    async fn verify(&self, name: &str, password: &str) -> Option<User> {
+        let key = (name.to_string(), Sha256::digest(password.as_bytes()).into());
+        let remembered = {
+            let cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            cache
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < REMEMBER)
+                .map(|(_, ro)| *ro)
+        };
+        if let Some(read_only) = remembered {
+            return Some(User {
+                name: name.to_string(),
+                read_only,
+            });
+        }
+        let users = self.users.clone();
+        let (n, p) = (name.to_string(), password.to_string());
+        // Password hashes are slow on purpose: keep them off the async threads.
+        let user = tokio::task::spawn_blocking(move || users.verify(&n, &p))
+            .await
+            .ok()??;
+        let mut cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.retain(|_, (at, _)| at.elapsed() < REMEMBER);
+        cache.insert(key, (Instant::now(), user.read_only));
+        Some(user)
+    }
+}
+
+/// Methods that change the share.
+pub fn writes(method: &Method) -> bool {
+    !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS" | "PROPFIND")
+}
+
+/// Decodes `Authorization: Basic …` into (name, password).
+pub fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
+    let encoded = value.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (name, password) = text.split_once(':')?;
+    Some((name.to_string(), password.to_string()))
+}
+
+fn challenge() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            "Basic realm=\"hostrole\", charset=\"UTF-8\"",
+        )],
+        "log in to use this share\n",
+    )
+        .into_response()
+}
+
+/// The middleware.
+pub async fn require(State(access): State<Access>, request: Request, next: Next) -> Response {
+    let write = writes(request.method());
+    match request.headers().get(header::AUTHORIZATION) {
+        Some(value) => {
+            let Some((name, password)) = basic_credentials(value) else {
+                return (StatusCode::BAD_REQUEST, "malformed Authorization header\n")
+                    .into_response();
+            };
+            match access.verify(&name, &password).await {
+                Some(user) if write && user.read_only => {
+                    access.metrics.error(super::ROLE, "ReadOnlyUser");
+                    (StatusCode::FORBIDDEN, "this account may only read\n").into_response()
+                }
+                Some(_) => next.run(request).await,
+                None => {
+                    access.metrics.error(super::ROLE, "AuthFailed");
+                    challenge()
+                }
+            }
+        }
+        None => {
+            let allowed = match access.anonymous {
+                AnonymousAccess::ReadWrite => true,
+                AnonymousAccess::ReadOnly => !write,
+                AnonymousAccess::None => false,
+            };
+            if allowed {
+                next.run(request).await
+            } else {
+                challenge()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_methods_are_told_apart() {
+        for m in ["GET", "HEAD", "OPTIONS", "PROPFIND"] {
+            assert!(
+                !writes(&Method::from_bytes(m.as_bytes()).expect("method")),
+                "{m}"
+            );
+        }
+        for m in [
+            "PUT",
+            "DELETE",
+            "MKCOL",
+            "COPY",
+            "MOVE",
+            "PROPPATCH",
+            "LOCK",
+            "UNLOCK",
+            "POST",
+        ] {
+            assert!(
+                writes(&Method::from_bytes(m.as_bytes()).expect("method")),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn basic_credentials_decode() {
+        let v = HeaderValue::from_static("Basic YWxpY2U6czNjcjp0");
+        assert_eq!(
+            basic_credentials(&v),
+            Some(("alice".into(), "s3cr:t".into()))
+        );
+        assert_eq!(
+            basic_credentials(&HeaderValue::from_static("Bearer x")),
+            None
+        );
+        assert_eq!(
+            basic_credentials(&HeaderValue::from_static("Basic !!!")),
+            None
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! The share's filesystem: dav-server's `LocalFs`, except that writes go to a staging file that is
+//! fsynced and renamed over the target only when the upload is complete. A reader never sees a
+//! partial file, and an upload cut short (client gone, crash) leaves nothing in the share.
+//! Writes also enforce the share's quota (507) and the largest upload (413).
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::{Buf, Bytes};
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError, FsFuture, FsResult,
+    FsStream, OpenOptions, ReadDirMeta,
+};
+use dav_server::localfs::LocalFs;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::admin::AgentMetrics;
+
+/// Top-level directory of the share where uploads are staged; hidden from clients.
+pub const STAGING: &str = ".hostrole-uploads";
+
+/// Limits on writes.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub quota_bytes: Option<u64>,
+    pub max_upload_bytes: u64,
+}
+
+#[derive(Clone)]
+pub struct ShareFs {
+    inner: Box<LocalFs>,
+    root: Arc<PathBuf>,
+    limits: Limits,
+    metrics: AgentMetrics,
+}
+
+impl ShareFs {
+    /// A share over `root` (which must exist). Clears upload leftovers of a previous run.
+    pub fn new(root: PathBuf, limits: Limits, metrics: AgentMetrics) -> std::io::Result<Self> {
+        let staging = root.join(STAGING);
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)?;
+        }
+        std::fs::create_dir_all(&staging)?;
+        Ok(Self {
+            inner: LocalFs::new(&root, false, false, false),
+            root: Arc::new(root),
+            limits,
+            metrics,
+        })
+    }
+
+    fn real(&self, path: &DavPath) -> PathBuf {
+        self.root.join(path.as_rel_ospath())
+    }
+
+    /// Bytes the share holds now (the staging area excluded).
+    fn used_bytes(&self) -> u64 {
+        fn walk(dir: &Path, skip: Option<&Path>) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .filter_map(Result::ok)
+                .map(|e| {
+                    let path = e.path();
+                    if Some(path.as_path()) == skip {
+                        return 0;
+                    }
+                    match e.metadata() {
+                        Ok(m) if m.is_dir() => walk(&path, None),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    }
+                })
+                .sum()
+        }
+        walk(&self.root, Some(&self.root.join(STAGING)))
+    }
+
+    async fn open_for_write(
+        &self,
+        path: &DavPath,
+        options: OpenOptions,
+    ) -> FsResult<Box<dyn DavFile>> {
+        let target = self.real(path);
+        let existing = tokio::fs::metadata(&target).await.ok();
+        match &existing {
+            Some(m) if m.is_dir() => return Err(FsError::Forbidden),
+            Some(_) if options.create_new => return Err(FsError::Exists),
+            None if !options.create && !options.create_new => return Err(FsError::NotFound),
+            _ => {}
+        }
+        if !target.parent().is_some_and(Path::is_dir) {
+            return Err(FsError::NotFound);
+        }
+        // The new content replaces the old: what the old file holds does not count against it.
+        let replaced = existing.as_ref().map_or(0, std::fs::Metadata::len);
+        let room = match self.limits.quota_bytes {
+            Some(quota) => {
+                let root = self.clone();
+                let used = tokio::task::spawn_blocking(move || root.used_bytes())
+                    .await
+                    .map_err(|_| FsError::GeneralFailure)?;
+                quota.saturating_sub(used.saturating_sub(replaced))
+            }
+            None => u64::MAX,
+        };
+        if let Some(size) = options.size {
+            if size > self.limits.max_upload_bytes {
+                self.metrics.error(super::ROLE, "UploadTooLarge");
+                return Err(FsError::TooLarge);
+            }
+            if size > room {
+                self.metrics.error(super::ROLE, "QuotaExceeded");
+                return Err(FsError::InsufficientStorage);
+            }
+        }
+        let staging =
+            self.root
+                .join(STAGING)
+                .join(format!("{:016x}{:016x}", fastrand_u64(), fastrand_u64()));
+        let mut file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&staging)
+            .await?;
+        let mut written = 0;
+        if existing.is_some() && !options.truncate {
+            // A partial update (Content-Range) starts from the current content.
+            let mut old = tokio::fs::File::open(&target).await?;
+            written = tokio::io::copy(&mut old, &mut file).await?;
+            if options.append {
+                file.seek(SeekFrom::End(0)).await?;
+            } else {
+                file.seek(SeekFrom::Start(0)).await?;
+            }
+        }
+        Ok(Box::new(StagedFile {
+            file,
+            staging: Some(staging),
+            target,
+            written,
+            room,
+            max_upload: self.limits.max_upload_bytes,
+            metrics: self.metrics.clone(),
+        }))
+    }
+}
+
+fn fastrand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // Randomness only names a staging file; a failure falls back to the clock.
+    if getrandom::fill(&mut b).is_err() {
+        return SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    }
+    u64::from_le_bytes(b)
+}
+
+impl DavFileSystem for ShareFs {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        if options.write || options.append || options.create || options.create_new {
+            Box::pin(self.open_for_write(path, options))
+        } else {
+            self.inner.open(path, options)
+        }
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        let at_root = path.as_rel_ospath().as_os_str().is_empty();
+        Box::pin(async move {
+            let entries = self.inner.read_dir(path, meta).await?;
+            if !at_root {
+                return Ok(entries);
+            }
+            let visible = entries.filter(|e| {
+                let hidden = e.as_ref().is_ok_and(|e| e.name() == STAGING.as_bytes());
+                std::future::ready(!hidden)
+            });
+            Ok(Box::pin(visible) as FsStream<Box<dyn DavDirEntry>>)
+        })
+    }
+
+    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        self.inner.metadata(path)
+    }
+
+    fn symlink_metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        self.inner.symlink_metadata(path)
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.create_dir(path)
+    }
+
+    fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.remove_dir(path)
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.remove_file(path)
+    }
+
+    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        self.inner.rename(from, to)
+    }
+
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        // A copy grows the share like an upload does.
+        Box::pin(async move {
+            if let Some(quota) = self.limits.quota_bytes {
+                let size = tokio::fs::metadata(self.real(from))
+                    .await
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                let root = self.clone();
+                let used = tokio::task::spawn_blocking(move || root.used_bytes())
+                    .await
+                    .map_err(|_| FsError::GeneralFailure)?;
+                if used.saturating_add(size) > quota {
+                    self.metrics.error(super::ROLE, "QuotaExceeded");
+                    return Err(FsError::InsufficientStorage);
+                }
+            }
+            self.inner.copy(from, to).await
+        })
+    }
+
+    /// The share keeps no dead properties (yet): PROPPATCH answers 207 with 403 for each
+    /// property, which RFC 4918 (9.2) allows; live properties are served as usual.
+    fn patch_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        patch: Vec<(bool, DavProp)>,
+    ) -> FsFuture<'a, Vec<(http::StatusCode, DavProp)>> {
+        Box::pin(async move {
+            self.inner.metadata(path).await?;
+            Ok(patch
+                .into_iter()
+                .map(|(_, prop)| (http::StatusCode::FORBIDDEN, prop))
+                .collect())
+        })
+    }
+
+    fn get_quota(&self) -> FsFuture<'_, (u64, Option<u64>)> {
+        Box::pin(async move {
+            let root = self.clone();
+            let used = tokio::task::spawn_blocking(move || root.used_bytes())
+                .await
+                .map_err(|_| FsError::GeneralFailure)?;
+            Ok((used, self.limits.quota_bytes))
+        })
+    }
+}
+
+/// An upload in progress: a staging file renamed over the target by `flush`.
+#[derive(Debug)]
+struct StagedFile {
+    file: tokio::fs::File,
+    /// `None` once committed.
+    staging: Option<PathBuf>,
+    target: PathBuf,
+    written: u64,
+    room: u64,
+    max_upload: u64,
+    metrics: AgentMetrics,
+}
+
+impl StagedFile {
+    async fn write(&mut self, bytes: Bytes) -> FsResult<()> {
+        let after = self.written.saturating_add(bytes.len() as u64);
+        if after > self.max_upload {
+            self.metrics.error(super::ROLE, "UploadTooLarge");
+            return Err(FsError::TooLarge);
+        }
+        if after > self.room {
+            self.metrics.error(super::ROLE, "QuotaExceeded");
+            return Err(FsError::InsufficientStorage);
+        }
+        self.file.write_all(&bytes).await?;
+        self.written = after;
+        self.metrics.moved(super::ROLE, "in", bytes.len() as u64);
+        Ok(())
+    }
+}
+
+impl DavFile for StagedFile {
+    fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        Box::pin(async move {
+            let meta = self.file.metadata().await?;
+            Ok(Box::new(Meta::from(&meta)) as Box<dyn DavMetaData>)
+        })
+    }
+
+    fn write_buf(&mut self, mut buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
+        let bytes = buf.copy_to_bytes(buf.remaining());
+        Box::pin(self.write(bytes))
+    }
+
+    fn write_bytes(&mut self, buf: Bytes) -> FsFuture<'_, ()> {
+        Box::pin(self.write(buf))
+    }
+
+    fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
+        Box::pin(async move {
+            let mut buf = vec![0; count];
+            let n = self.file.read(&mut buf).await?;
+            buf.truncate(n);
+            Ok(Bytes::from(buf))
+        })
+    }
+
+    fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        Box::pin(async move { Ok(self.file.seek(pos).await?) })
+    }
+
+    /// The upload is complete: make it durable, then visible in one step.
+    fn flush(&mut self) -> FsFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(staging) = self.staging.clone() else {
+                return Ok(());
+            };
+            self.file.flush().await?;
+            self.file.sync_all().await?;
+            tokio::fs::rename(&staging, &self.target).await?;
+            self.staging = None;
+            if let Some(parent) = self.target.parent() {
+                // The rename is durable once the directory is.
+                tokio::fs::File::open(parent).await?.sync_all().await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if let Some(staging) = self.staging.take() {
+            // An upload that never completed leaves nothing behind.
+            let _ = std::fs::remove_file(staging);
+        }
+    }
+}
+
+/// Metadata of a staged file.
+#[derive(Debug, Clone)]
+struct Meta {
+    len: u64,
+    modified: Option<SystemTime>,
+    is_dir: bool,
+}
+
+impl From<&std::fs::Metadata> for Meta {
+    fn from(m: &std::fs::Metadata) -> Self {
+        Self {
+            len: m.len(),
+            modified: m.modified().ok(),
+            is_dir: m.is_dir(),
+        }
+    }
+}
+
+impl DavMetaData for Meta {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn modified(&self) -> FsResult<SystemTime> {
+        self.modified.ok_or(FsError::GeneralFailure)
+    }
+
+    fn is_dir(&self) -> bool {
+        self.is_dir
+    }
+}

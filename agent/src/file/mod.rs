@@ -1,0 +1,194 @@
+//! The file role: a WebDAV share (RFC 4918, classes 1 and 2) over the host's volume.
+//!
+//! dav-server speaks WebDAV; this module adds what a share needs around it: accounts with HTTP
+//! Basic (hashed passwords, read-only users, anonymous access only when asked for), atomic
+//! uploads with a quota and a size limit (`fs`), paths that cannot leave the share (the shared
+//! `guard`), metrics, and the bounded listener.
+
+mod auth;
+mod fs;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
+use dav_server::DavHandler;
+use dav_server::memls::MemLs;
+use hostrole_api::agent::FileRoleConfig;
+use http::StatusCode;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{AgentMetrics, track};
+use crate::guard;
+use crate::net::{self, BindError, ServeOptions};
+use crate::supervisor::Role;
+use crate::users::{Users, UsersError};
+
+/// The role's name in logs, metrics and readiness.
+pub const ROLE: &str = "file";
+
+/// Why the file role cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("the file role's directory {path} is not a writable directory: {source}")]
+    Storage {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+/// A file share whose listener is bound and whose storage is writable.
+pub struct FileShare {
+    listener: TcpListener,
+    router: Router,
+    max_connections: usize,
+    metrics: AgentMetrics,
+}
+
+impl FileShare {
+    /// Checks the storage (write, fsync, remove a probe), loads the accounts, binds the port.
+    pub async fn bind(
+        config: &FileRoleConfig,
+        ip: IpAddr,
+        metrics: &AgentMetrics,
+    ) -> Result<Self, FileError> {
+        let storage_err = |source| FileError::Storage {
+            path: config.root.clone(),
+            source,
+        };
+        tokio::fs::create_dir_all(&config.root)
+            .await
+            .map_err(storage_err)?;
+        let root = tokio::fs::canonicalize(&config.root)
+            .await
+            .map_err(storage_err)?;
+        probe_writable(&root).await.map_err(storage_err)?;
+        let users = match &config.users_file {
+            Some(path) => Users::load(path)?,
+            None => Users::none(),
+        };
+        let limits = fs::Limits {
+            quota_bytes: config.quota_bytes,
+            max_upload_bytes: config.max_upload_bytes,
+        };
+        let share = fs::ShareFs::new(root.clone(), limits, metrics.clone()).map_err(storage_err)?;
+        let listener = net::bind(ROLE, SocketAddr::new(ip, config.port)).await?;
+        let access = auth::Access::new(users, config.anonymous, metrics.clone());
+        Ok(Self {
+            listener,
+            router: router(
+                root,
+                share,
+                access,
+                config.max_upload_bytes,
+                metrics.clone(),
+            ),
+            max_connections: config.max_connections,
+            metrics: metrics.clone(),
+        })
+    }
+}
+
+async fn probe_writable(root: &std::path::Path) -> std::io::Result<()> {
+    let probe = root.join(".hostrole-probe");
+    let mut file = tokio::fs::File::create(&probe).await?;
+    tokio::io::AsyncWriteExt::write_all(&mut file, b"ok").await?;
+    file.sync_all().await?;
+    tokio::fs::remove_file(&probe).await
+}
+
+impl Role for FileShare {
+    fn name(&self) -> &'static str {
+        ROLE
+    }
+
+    fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.listener
+            .local_addr()
+            .map(|a| vec![(ROLE, a)])
+            .unwrap_or_default()
+    }
+
+    fn run(
+        self: Box<Self>,
+        stop: CancellationToken,
+        grace: Duration,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let options = ServeOptions {
+            role: ROLE,
+            max_connections: self.max_connections,
+            grace,
+            open_connections: self.metrics.connections_of(ROLE),
+        };
+        Box::pin(net::serve(self.listener, self.router, options, stop))
+    }
+}
+
+fn router(
+    root: PathBuf,
+    share: fs::ShareFs,
+    access: auth::Access,
+    max_upload: u64,
+    metrics: AgentMetrics,
+) -> Router {
+    let dav = DavHandler::builder()
+        .filesystem(Box::new(share))
+        .locksystem(MemLs::new())
+        .build_handler();
+    let out_metrics = metrics.clone();
+    Router::new()
+        .fallback(move |request: Request| {
+            let dav = dav.clone();
+            let metrics = out_metrics.clone();
+            async move {
+                let too_big = request
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .is_some_and(|n| n > max_upload);
+                if too_big {
+                    metrics.error(ROLE, "UploadTooLarge");
+                    return (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "upload larger than the share accepts\n",
+                    )
+                        .into_response();
+                }
+                let is_get = request.method() == http::Method::GET;
+                let response = dav.handle(request).await;
+                if is_get && response.status().is_success() {
+                    let len = response
+                        .headers()
+                        .get(http::header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                    metrics.moved(ROLE, "out", len.unwrap_or(0));
+                }
+                response.map(Body::new)
+            }
+        })
+        .layer(from_fn_with_state(
+            guard::Site::new(
+                root,
+                guard::Policy {
+                    hide_dotfiles: false,
+                    reserved: Some(fs::STAGING),
+                },
+            ),
+            guard::guard,
+        ))
+        .layer(from_fn_with_state(access, auth::require))
+        .layer(from_fn_with_state((ROLE, metrics), track))
+}

@@ -1,0 +1,505 @@
+//! The file role (WebDAV), started as the real agent binary on loopback and used by real
+//! clients: curl (every method), rclone (webdav backend) and cadaver.
+//! Debian packages: curl, rclone, cadaver.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use hostrole_agent::users::hash_password;
+use support::{Agent, curl, fetch, free_port};
+
+const QUOTA: u64 = 3 * 1024 * 1024;
+const MAX_UPLOAD: u64 = 2 * 1024 * 1024;
+
+struct Share {
+    agent: Agent,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Share {
+    fn start() -> Share {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let alice = hash_password("change-me").expect("hash");
+        let guest = hash_password("guest").expect("hash");
+        let manifest = dir.path().join("share.yaml");
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: share-users}}\nstringData:\n  users: |\n    alice:{alice}\n    guest:{guest}:ro\n---\n\
+                 apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: share}}\nspec:\n  servers:\n    file:\n      port: {port}\n      storage: {QUOTA}\n      maxUploadSize: {MAX_UPLOAD}\n      users: {{secret: share-users}}\n"
+            ),
+        )
+        .expect("manifest");
+        let data = dir.path().join("data");
+        let agent = Agent::up(&manifest, &data, &[]);
+        Share { agent, port, dir }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("data/file")
+    }
+
+    fn local(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+}
+
+const ALICE: &str = "alice:change-me";
+
+fn status(args: &[&str]) -> u16 {
+    let mut all = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}"];
+    all.extend_from_slice(args);
+    let out = curl(&all);
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
+fn staging_is_empty(root: &Path) -> bool {
+    std::fs::read_dir(root.join(".hostrole-uploads")).map_or(true, |mut d| d.next().is_none())
+}
+
+#[test]
+fn curl_uses_every_method() {
+    let share = Share::start();
+    let note = share.local("note.txt", b"first version\n");
+    let note = note.to_str().expect("utf-8");
+
+    let options = fetch(&["-X", "OPTIONS", "-u", ALICE, &share.url("/")]);
+    assert!(
+        options
+            .header("dav")
+            .is_some_and(|d| d.contains('1') && d.contains('2')),
+        "DAV classes 1 and 2"
+    );
+
+    assert_eq!(
+        status(&["-u", ALICE, "-X", "MKCOL", &share.url("/docs/")]),
+        201
+    );
+    assert_eq!(
+        status(&["-u", ALICE, "-T", note, &share.url("/docs/note.txt")]),
+        201
+    );
+    assert_eq!(
+        status(&["-u", ALICE, "-T", note, &share.url("/docs/note.txt")]),
+        204,
+        "overwrite"
+    );
+    let got = fetch(&["-u", ALICE, &share.url("/docs/note.txt")]);
+    assert_eq!((got.status, got.text().as_str()), (200, "first version\n"));
+    let head = fetch(&[
+        "-u",
+        ALICE,
+        "-I",
+        "-o",
+        "/dev/null",
+        &share.url("/docs/note.txt"),
+    ]);
+    assert_eq!(head.header("content-length"), Some("14"));
+
+    let listing = fetch(&[
+        "-u",
+        ALICE,
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 1",
+        &share.url("/docs/"),
+    ]);
+    assert_eq!(listing.status, 207);
+    assert!(
+        listing.text().contains("/docs/note.txt"),
+        "{}",
+        listing.text()
+    );
+    let root_listing = fetch(&[
+        "-u",
+        ALICE,
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 1",
+        &share.url("/"),
+    ]);
+    assert!(
+        !root_listing.text().contains(".hostrole-uploads"),
+        "the staging area is hidden"
+    );
+
+    let proppatch = fetch(&[
+        "-u",
+        ALICE,
+        "-X",
+        "PROPPATCH",
+        "-H",
+        "Content-Type: application/xml",
+        "--data",
+        r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:x"><D:set><D:prop><Z:color>blue</Z:color></D:prop></D:set></D:propertyupdate>"#,
+        &share.url("/docs/note.txt"),
+    ]);
+    assert_eq!(proppatch.status, 207, "PROPPATCH answers per property");
+    assert!(
+        proppatch.text().contains("403"),
+        "dead properties are refused, not ignored: {}",
+        proppatch.text()
+    );
+
+    assert_eq!(
+        status(&[
+            "-u",
+            ALICE,
+            "-X",
+            "COPY",
+            "-H",
+            &format!("Destination: {}", share.url("/docs/copy.txt")),
+            &share.url("/docs/note.txt")
+        ]),
+        201
+    );
+    assert_eq!(
+        status(&[
+            "-u",
+            ALICE,
+            "-X",
+            "MOVE",
+            "-H",
+            &format!("Destination: {}", share.url("/moved.txt")),
+            &share.url("/docs/copy.txt")
+        ]),
+        201
+    );
+    assert_eq!(
+        std::fs::read(share.root().join("moved.txt")).expect("moved"),
+        b"first version\n"
+    );
+
+    let lock = fetch(&[
+        "-u",
+        ALICE,
+        "-X",
+        "LOCK",
+        "-H",
+        "Content-Type: application/xml",
+        "-H",
+        "Timeout: Second-60",
+        "--data",
+        r#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>test</D:owner></D:lockinfo>"#,
+        &share.url("/moved.txt"),
+    ]);
+    assert_eq!(lock.status, 200);
+    let token = lock.header("lock-token").expect("Lock-Token").to_string();
+    assert_eq!(
+        status(&["-u", ALICE, "-T", note, &share.url("/moved.txt")]),
+        423,
+        "locked by someone else"
+    );
+    assert_eq!(
+        status(&[
+            "-u",
+            ALICE,
+            "-X",
+            "UNLOCK",
+            "-H",
+            &format!("Lock-Token: {token}"),
+            &share.url("/moved.txt")
+        ]),
+        204
+    );
+    assert_eq!(
+        status(&["-u", ALICE, "-T", note, &share.url("/moved.txt")]),
+        204,
+        "unlocked"
+    );
+
+    assert_eq!(
+        status(&["-u", ALICE, "-X", "DELETE", &share.url("/docs/")]),
+        204
+    );
+    assert!(!share.root().join("docs").exists());
+}
+
+#[test]
+fn accounts_read_only_users_and_anonymous_clients() {
+    let share = Share::start();
+    let file = share.local("a.txt", b"a");
+    let file = file.to_str().expect("utf-8");
+    let anonymous = fetch(&[&share.url("/")]);
+    assert_eq!(anonymous.status, 401);
+    assert!(
+        anonymous
+            .header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Basic"))
+    );
+    assert_eq!(status(&["-u", "alice:wrong", &share.url("/")]), 401);
+    assert_eq!(status(&["-u", "mallory:change-me", &share.url("/")]), 401);
+    assert_eq!(
+        status(&["-u", ALICE, "-T", file, &share.url("/a.txt")]),
+        201
+    );
+    assert_eq!(
+        status(&["-u", "guest:guest", &share.url("/a.txt")]),
+        200,
+        "a read-only user reads"
+    );
+    for args in [
+        vec!["-T", file],
+        vec!["-X", "DELETE"],
+        vec!["-X", "MKCOL"],
+        vec!["-X", "MOVE", "-H", "Destination: /b.txt"],
+    ] {
+        let mut all = vec!["-u", "guest:guest"];
+        all.extend(args.iter().copied());
+        let url = share.url("/a.txt");
+        all.push(&url);
+        assert_eq!(status(&all), 403, "a read-only user may not {args:?}");
+    }
+    assert!(share.root().join("a.txt").exists());
+}
+
+#[test]
+fn uploads_are_atomic_and_limited() {
+    let share = Share::start();
+    // 1.5 MiB at ~300 KiB/s: the upload takes about five seconds.
+    let big = share.local("big.bin", &vec![7u8; 1536 * 1024]);
+    let mut upload = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "30",
+            "--limit-rate",
+            "300K",
+            "-u",
+            ALICE,
+            "-T",
+        ])
+        .arg(&big)
+        .arg(share.url("/big.bin"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        status(&["-u", ALICE, &share.url("/big.bin")]),
+        404,
+        "no reader sees a partial file"
+    );
+    assert!(!share.root().join("big.bin").exists());
+    assert!(
+        !staging_is_empty(&share.root()),
+        "the upload is staged meanwhile"
+    );
+    assert!(upload.wait().expect("curl").success());
+    assert_eq!(
+        std::fs::metadata(share.root().join("big.bin"))
+            .expect("uploaded")
+            .len(),
+        1536 * 1024
+    );
+    assert!(staging_is_empty(&share.root()));
+
+    // A client that gives up half-way leaves nothing.
+    let mut cut = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "30",
+            "--limit-rate",
+            "200K",
+            "-u",
+            ALICE,
+            "-T",
+        ])
+        .arg(&big)
+        .arg(share.url("/cut.bin"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(Duration::from_millis(1200));
+    cut.kill().expect("kill curl");
+    let _ = cut.wait();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !staging_is_empty(&share.root()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!share.root().join("cut.bin").exists(), "no partial file");
+    assert!(staging_is_empty(&share.root()), "no staged leftovers");
+
+    // Larger than maxUploadSize: 413. Beyond the quota: 507.
+    let huge = share.local("huge.bin", &vec![1u8; (MAX_UPLOAD + 1) as usize]);
+    assert_eq!(
+        status(&[
+            "-u",
+            ALICE,
+            "-T",
+            huge.to_str().expect("utf-8"),
+            &share.url("/huge.bin")
+        ]),
+        413
+    );
+    let second = share.local("second.bin", &vec![2u8; 1800 * 1024]);
+    assert_eq!(
+        status(&[
+            "-u",
+            ALICE,
+            "-T",
+            second.to_str().expect("utf-8"),
+            &share.url("/second.bin")
+        ]),
+        507,
+        "1.5 MiB stored + 1.8 MiB > the 3 MiB quota"
+    );
+    assert!(!share.root().join("second.bin").exists());
+    assert!(staging_is_empty(&share.root()));
+    let metrics = fetch(&[&share.agent.admin_url("/metrics")]).text();
+    assert!(
+        metrics.contains("hostrole_agent_errors_total{role=\"file\",reason=\"QuotaExceeded\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hostrole_agent_bytes_total{role=\"file\",direction=\"in\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn paths_outside_the_share_are_refused() {
+    let share = Share::start();
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("secret"), "root:x:0:0\n").expect("write");
+    std::os::unix::fs::symlink(outside.path(), share.root().join("escape")).expect("symlink");
+    for path in [
+        "/../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2f..%2fetc%2fpasswd",
+        "/escape/secret",
+        "/.hostrole-uploads/",
+    ] {
+        let r = fetch(&["--path-as-is", "-u", ALICE, &share.url(path)]);
+        assert!(r.status == 404 || r.status == 400, "{path}: {}", r.status);
+        assert!(!r.text().contains("root:"), "{path} leaked a file");
+    }
+    let evil = share.local("evil.txt", b"x");
+    let code = status(&[
+        "--path-as-is",
+        "-u",
+        ALICE,
+        "-T",
+        evil.to_str().expect("utf-8"),
+        &share.url("/escape/planted.txt"),
+    ]);
+    assert!(code == 404 || code == 400, "{code}");
+    assert!(
+        !outside.path().join("planted.txt").exists(),
+        "nothing written outside the share"
+    );
+}
+
+fn rclone(share: &Share, args: &[&str]) -> String {
+    let obscured = Command::new("rclone")
+        .args(["obscure", "change-me"])
+        .output()
+        .expect("rclone is installed (Debian package rclone)");
+    let pass = String::from_utf8_lossy(&obscured.stdout).trim().to_string();
+    let config = share.dir.path().join("rclone.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "[share]\ntype = webdav\nurl = {}\nvendor = other\nuser = alice\npass = {pass}\n",
+            share.url("/")
+        ),
+    )
+    .expect("rclone config");
+    let out = Command::new("rclone")
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .output()
+        .expect("rclone");
+    assert!(
+        out.status.success(),
+        "rclone {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn rclone_copies_syncs_checks_and_deletes() {
+    let share = Share::start();
+    let src = share.dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    for (name, size) in [("a.txt", 10), ("b.bin", 70_000), ("sub/c.txt", 3)] {
+        std::fs::write(src.join(name), vec![b'x'; size]).expect("write");
+    }
+    let src = src.to_str().expect("utf-8").to_string();
+    rclone(&share, &["copy", &src, "share:backup"]);
+    assert!(share.root().join("backup/sub/c.txt").is_file());
+    rclone(&share, &["check", &src, "share:backup"]);
+
+    std::fs::remove_file(Path::new(&src).join("a.txt")).expect("rm");
+    std::fs::write(Path::new(&src).join("new.txt"), "new").expect("write");
+    rclone(&share, &["sync", &src, "share:backup"]);
+    let listing = rclone(&share, &["lsf", "-R", "share:backup"]);
+    let mut names: Vec<&str> = listing.lines().collect();
+    names.sort();
+    assert_eq!(names, ["b.bin", "new.txt", "sub/", "sub/c.txt"]);
+    rclone(&share, &["check", &src, "share:backup"]);
+
+    rclone(&share, &["delete", "share:backup/b.bin"]);
+    assert!(!share.root().join("backup/b.bin").exists());
+    rclone(&share, &["purge", "share:backup"]);
+    assert!(!share.root().join("backup").exists());
+}
+
+#[test]
+fn cadaver_scripted_session() {
+    let share = Share::start();
+    let home = share.dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(
+        home.join(".netrc"),
+        "machine 127.0.0.1\nlogin alice\npassword change-me\n",
+    )
+    .expect("netrc");
+    let upload = share.local("hello.txt", b"hello from cadaver\n");
+    let fetched = share.dir.path().join("fetched.txt");
+    let script = format!(
+        "mkcol notes\ncd notes\nput {}\nls\nget hello.txt {}\nmove hello.txt renamed.txt\nls\nquit\n",
+        upload.display(),
+        fetched.display()
+    );
+    let mut child = Command::new("cadaver")
+        .arg(share.url("/"))
+        .env("HOME", &home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cadaver is installed (Debian package cadaver)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(script.as_bytes()).expect("script");
+    }
+    let out = child.wait_with_output().expect("cadaver");
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(transcript.contains("hello.txt"), "{transcript}");
+    assert_eq!(
+        std::fs::read(&fetched).expect("get"),
+        b"hello from cadaver\n"
+    );
+    assert_eq!(
+        std::fs::read(share.root().join("notes/renamed.txt")).expect("moved"),
+        b"hello from cadaver\n"
+    );
+}

@@ -1,0 +1,17 @@
+//! POP3 command lines: the parser never panics; message numbers are numbers.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../../agent/src/mail/pop3/parse.rs"]
+mod parse;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|line: &[u8]| {
+    if let Ok(command) = parse::parse(line) {
+        let _ = command.verb();
+        if let parse::Command::User(name) = command {
+            assert!(!name.is_empty() && !name.contains(' '));
+        }
+    }
+});
