@@ -150,6 +150,14 @@ impl Env {
                         Ok(pv) => pv,
                         Err(_) => continue,
                     };
+                    // On this machine's real node the hostPath is local: let the non-root agent
+                    // write there (a hostPath volume gets no fsGroup).
+                    let dir = format!("/tmp/hostrole-e2e-volumes/{ns}/{name}");
+                    if std::fs::create_dir_all(&dir).is_ok() {
+                        use std::os::unix::fs::PermissionsExt;
+                        let _ =
+                            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
+                    }
                     let _ = volumes.create(&PostParams::default(), &pv).await;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;

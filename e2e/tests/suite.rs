@@ -3,8 +3,8 @@
 //!
 //! It needs nodes that run containers and the images loaded into them (`e2e/kind.sh` does both).
 //! The local control plane used in CI simulates pods with kwok, so CI runs the chart and operator
-//! tests (`chart.rs`, `control_plane.rs`) instead of this one. Checks for the file, mail and peer
-//! roles join this suite with those roles.
+//! tests (`chart.rs`, `control_plane.rs`) instead of this one. Checks for the peer role join this
+//! suite with that role.
 
 use std::time::Duration;
 
@@ -65,7 +65,20 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
         std::env::var("HOSTROLE_IMAGE_PULL_POLICY").unwrap_or_else(|_| "IfNotPresent".into());
     let chart = repo_root().join("charts/hostrole-operator");
     let chart = chart.to_str().expect("utf-8");
-    env.helm_ok(&[
+    // HOSTROLE_IMAGE_PREFIX names images loaded without a registry (e.g. `hostrole.local/`).
+    let prefix = std::env::var("HOSTROLE_IMAGE_PREFIX").unwrap_or_else(|_| "hostrole/".into());
+    let tests_image = std::env::var("HOSTROLE_E2E_KUBECTL_IMAGE")
+        .unwrap_or_else(|_| "bitnami/kubectl:1.34".into());
+    let values = [
+        format!("image.repository={prefix}operator"),
+        format!("agent.image.repository={prefix}agent"),
+        format!("image.tag={tag}"),
+        format!("agent.image.tag={tag}"),
+        format!("image.pullPolicy={pull}"),
+        format!("agent.image.pullPolicy={pull}"),
+        format!("tests.image={tests_image}"),
+    ];
+    let mut install = vec![
         "install",
         "hostrole",
         chart,
@@ -73,18 +86,17 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
         &system,
         "--wait",
         "--timeout",
-        "5m",
-        "--set",
-        &format!("image.tag={tag}"),
-        "--set",
-        &format!("agent.image.tag={tag}"),
-        "--set",
-        &format!("image.pullPolicy={pull}"),
-        "--set",
-        &format!("agent.image.pullPolicy={pull}"),
-    ]);
+        "3m",
+    ];
+    for value in &values {
+        install.extend(["--set", value.as_str()]);
+    }
+    env.helm_ok(&install);
 
     let ns = env.namespace("examples").await;
+    // A cluster without a storage provisioner (the local real node) gets one from the harness.
+    let _volumes = (std::env::var("HOSTROLE_E2E_PROVISION").as_deref() == Ok("1"))
+        .then(|| env.provision_volumes(&ns));
     let mut names = Vec::new();
     for entry in std::fs::read_dir(repo_root().join("examples")).expect("examples/") {
         let path = entry.expect("entry").path();
@@ -134,6 +146,41 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
         "{log}"
     );
 
+    // The file role (examples/file-share.yaml): a WebDAV round trip with an account.
+    let log = in_cluster(
+        &env,
+        &ns,
+        "file-client",
+        &format!(
+            "echo 'round trip' > /tmp/note.txt \
+             && curl -sf -u alice:change-me -T /tmp/note.txt http://share.{ns}.svc:8081/note.txt \
+             && curl -sf -u alice:change-me http://share-0.share-hosts.{ns}.svc:8081/note.txt \
+             && curl -s -o /dev/null -w 'anonymous %{{http_code}}\n' http://share.{ns}.svc:8081/"
+        ),
+    )
+    .await;
+    assert!(log.contains("round trip"), "{log}");
+    assert!(log.contains("anonymous 401"), "{log}");
+
+    // The mail role (examples/home-office.yaml): SMTP in, IMAP and POP3 out.
+    let log = in_cluster(
+        &env,
+        &ns,
+        "mail-client",
+        &format!(
+            "printf 'From: alice@office.lan\r\nTo: bob@office.lan\r\nSubject: e2e\r\n\r\nhello from the suite\r\n' > /tmp/m.eml \
+             && curl -sf --url smtp://office.{ns}.svc:2525 --mail-from alice@office.lan --mail-rcpt bob@office.lan -T /tmp/m.eml \
+             && curl -sf -u bob:change-me-too 'imap://office.{ns}.svc:1143/INBOX;UID=1' \
+             && curl -sf -u bob:change-me-too pop3://office.{ns}.svc:1110/1"
+        ),
+    )
+    .await;
+    assert_eq!(
+        log.matches("hello from the suite").count(),
+        2,
+        "read over IMAP and POP3: {log}"
+    );
+
     env.helm_ok(&["test", "hostrole", "-n", &system, "--timeout", "5m"]);
 
     env.kubectl_ok(&["delete", "namespace", &ns, "--wait=true", "--timeout=5m"]);
@@ -146,10 +193,17 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
         "--timeout",
         "5m",
     ]);
-    let left = env.kubectl_ok(&[
-        "get", "deployments,pods,services,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings",
-        "-A", "-l", "app.kubernetes.io/instance=hostrole", "-o", "name",
-    ]);
-    assert!(left.trim().is_empty(), "left behind: {left}");
+    let selector = "app.kubernetes.io/instance=hostrole";
+    let kinds = "deployments,pods,services,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings";
+    // Pods of the deleted Deployment stop on their own time (the operator's grace period).
+    eventually(
+        "nothing of the release is left",
+        Duration::from_secs(90),
+        || async {
+            let left = env.kubectl_ok(&["get", kinds, "-A", "-l", selector, "-o", "name"]);
+            left.trim().is_empty().then_some(())
+        },
+    )
+    .await;
     env.delete_namespace(&system).await;
 }

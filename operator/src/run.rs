@@ -166,8 +166,15 @@ async fn run_as_leader(
         _ = lost => Err(RunError::LostLeadership),
     };
     metrics.leader.set(0);
-    // Dropping the receiver ends the lease task, which releases the lease.
-    let _ = lease_task.await;
+    // Dropping the receiver ends the lease task, which releases the lease; do not let a slow
+    // API server hold the process past its termination grace period.
+    let abort = lease_task.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), lease_task)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
     result
 }
 
