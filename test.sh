@@ -3,7 +3,8 @@
 # clients, and the operator against a real control plane (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kwok) and the Helm chart against it, started here and
 # stopped at the end.
-# CI runs this through .ci/run. HOSTROLE_SKIP_CLUSTER=1 skips the control-plane stage (and says so).
+# CI runs this through .ci/run. HOSTROLE_SKIP_CLUSTER=1 skips the cluster stages and
+# HOSTROLE_SKIP_REAL_NODE=1 the real-node stage (each says so).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -40,5 +41,20 @@ cargo build --locked -p hostrole-operator
 export HOSTROLE_OPERATOR_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/hostrole-operator
 
 step "operator and chart against the real API server (e2e/tests/control_plane.rs, chart.rs)"
-# suite.rs (in-cluster role checks) needs nodes that run containers: it runs on kind (e2e/kind.sh).
+# suite.rs (in-cluster role checks) needs nodes that run containers: the real-node stage below.
 cargo test --locked -p hostrole-e2e -- --test-threads=4
+
+if [[ ${HOSTROLE_SKIP_REAL_NODE:-0} == 1 ]]; then
+  printf '\n!! SKIPPED: the users e2e suite on a real node (HOSTROLE_SKIP_REAL_NODE=1)\n'
+  exit 0
+fi
+step "the users' e2e suite (suite.rs) on a real node: kubelet + containerd here, images built without a daemon"
+bash e2e/cluster/down.sh >/dev/null 2>&1 || true
+trap - EXIT
+status=0
+bash e2e/real-node.sh || status=$?
+if [[ $status == 3 ]]; then
+  printf '\n!! SKIPPED: the real node could not start on this machine; the suite ran only against the simulated node above\n'
+elif [[ $status != 0 ]]; then
+  exit "$status"
+fi
