@@ -2,7 +2,9 @@
 //! knowledge, h2c) on one port, a bound on open connections, a header read timeout against slow
 //! clients, and a graceful stop that lets in-flight requests finish.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use crate::supervisor::Role;
 
 /// A request's headers must arrive within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -115,5 +119,59 @@ pub async fn serve(
         _ = tokio::time::sleep(options.grace) => {
             tracing::warn!(role = options.role, grace = ?options.grace, "grace period over; dropping open connections");
         }
+    }
+}
+
+/// An HTTP role whose listener is bound: what the web and file roles hand the supervisor.
+pub struct HttpRole {
+    role: &'static str,
+    listener: TcpListener,
+    router: Router,
+    max_connections: usize,
+    open_connections: Gauge,
+}
+
+impl HttpRole {
+    pub fn new(
+        role: &'static str,
+        listener: TcpListener,
+        router: Router,
+        max_connections: usize,
+        open_connections: Gauge,
+    ) -> Self {
+        Self {
+            role,
+            listener,
+            router,
+            max_connections,
+            open_connections,
+        }
+    }
+}
+
+impl Role for HttpRole {
+    fn name(&self) -> &'static str {
+        self.role
+    }
+
+    fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.listener
+            .local_addr()
+            .map(|a| vec![(self.role, a)])
+            .unwrap_or_default()
+    }
+
+    fn run(
+        self: Box<Self>,
+        stop: CancellationToken,
+        grace: Duration,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let options = ServeOptions {
+            role: self.role,
+            max_connections: self.max_connections,
+            grace,
+            open_connections: self.open_connections,
+        };
+        Box::pin(serve(self.listener, self.router, options, stop))
     }
 }

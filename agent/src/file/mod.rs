@@ -8,11 +8,8 @@
 mod auth;
 mod fs;
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -23,13 +20,10 @@ use dav_server::DavHandler;
 use dav_server::memls::MemLs;
 use hostrole_api::agent::FileRoleConfig;
 use http::StatusCode;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AgentMetrics, track};
 use crate::guard;
-use crate::net::{self, BindError, ServeOptions};
-use crate::supervisor::Role;
+use crate::net::{self, BindError, HttpRole};
 use crate::users::{Users, UsersError};
 
 /// The role's name in logs, metrics and readiness.
@@ -50,13 +44,8 @@ pub enum FileError {
     Bind(#[from] BindError),
 }
 
-/// A file share whose listener is bound and whose storage is writable.
-pub struct FileShare {
-    listener: TcpListener,
-    router: Router,
-    max_connections: usize,
-    metrics: AgentMetrics,
-}
+/// Binds the role; the result is served by the supervisor.
+pub struct FileShare;
 
 impl FileShare {
     /// Checks the storage (write, fsync, remove a probe), loads the accounts, binds the port.
@@ -64,7 +53,7 @@ impl FileShare {
         config: &FileRoleConfig,
         ip: IpAddr,
         metrics: &AgentMetrics,
-    ) -> Result<Self, FileError> {
+    ) -> Result<HttpRole, FileError> {
         let storage_err = |source| FileError::Storage {
             path: config.root.clone(),
             source,
@@ -87,18 +76,19 @@ impl FileShare {
         let share = fs::ShareFs::new(root.clone(), limits, metrics.clone()).map_err(storage_err)?;
         let listener = net::bind(ROLE, SocketAddr::new(ip, config.port)).await?;
         let access = auth::Access::new(users, config.anonymous, metrics.clone());
-        Ok(Self {
+        Ok(HttpRole::new(
+            ROLE,
             listener,
-            router: router(
+            router(
                 root,
                 share,
                 access,
                 config.max_upload_bytes,
                 metrics.clone(),
             ),
-            max_connections: config.max_connections,
-            metrics: metrics.clone(),
-        })
+            config.max_connections,
+            metrics.connections_of(ROLE),
+        ))
     }
 }
 
@@ -108,33 +98,6 @@ async fn probe_writable(root: &std::path::Path) -> std::io::Result<()> {
     tokio::io::AsyncWriteExt::write_all(&mut file, b"ok").await?;
     file.sync_all().await?;
     tokio::fs::remove_file(&probe).await
-}
-
-impl Role for FileShare {
-    fn name(&self) -> &'static str {
-        ROLE
-    }
-
-    fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
-        self.listener
-            .local_addr()
-            .map(|a| vec![(ROLE, a)])
-            .unwrap_or_default()
-    }
-
-    fn run(
-        self: Box<Self>,
-        stop: CancellationToken,
-        grace: Duration,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let options = ServeOptions {
-            role: ROLE,
-            max_connections: self.max_connections,
-            grace,
-            open_connections: self.metrics.connections_of(ROLE),
-        };
-        Box::pin(net::serve(self.listener, self.router, options, stop))
-    }
 }
 
 fn router(

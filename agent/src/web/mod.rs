@@ -6,26 +6,20 @@
 //! outside), compression where the client asks (never on partial content), request metrics, and
 //! the shared bounded listener.
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::time::Duration;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use hostrole_api::agent::WebRoleConfig;
 use http::{HeaderMap, StatusCode, Version};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::services::ServeDir;
 
 use crate::admin::{AgentMetrics, track};
 use crate::guard;
-use crate::net::{self, BindError, ServeOptions};
-use crate::supervisor::Role;
+use crate::net::{self, BindError, HttpRole};
 
 /// The role's name in logs, metrics and readiness.
 pub const ROLE: &str = "web";
@@ -43,13 +37,8 @@ pub enum WebError {
     Bind(#[from] BindError),
 }
 
-/// A web role whose listener is bound and ready to serve.
-pub struct Web {
-    listener: TcpListener,
-    router: Router,
-    max_connections: usize,
-    metrics: AgentMetrics,
-}
+/// Binds the role; the result is served by the supervisor.
+pub struct Web;
 
 impl Web {
     /// Checks the site root and binds the port.
@@ -57,7 +46,7 @@ impl Web {
         config: &WebRoleConfig,
         ip: IpAddr,
         metrics: &AgentMetrics,
-    ) -> Result<Self, WebError> {
+    ) -> Result<HttpRole, WebError> {
         let root = tokio::fs::canonicalize(&config.root)
             .await
             .and_then(|p| {
@@ -72,39 +61,13 @@ impl Web {
                 source,
             })?;
         let listener = net::bind(ROLE, SocketAddr::new(ip, config.port)).await?;
-        Ok(Self {
+        Ok(HttpRole::new(
+            ROLE,
             listener,
-            router: router(root, metrics.clone()),
-            max_connections: config.max_connections,
-            metrics: metrics.clone(),
-        })
-    }
-}
-
-impl Role for Web {
-    fn name(&self) -> &'static str {
-        ROLE
-    }
-
-    fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
-        self.listener
-            .local_addr()
-            .map(|a| vec![(ROLE, a)])
-            .unwrap_or_default()
-    }
-
-    fn run(
-        self: Box<Self>,
-        stop: CancellationToken,
-        grace: Duration,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let options = ServeOptions {
-            role: ROLE,
-            max_connections: self.max_connections,
-            grace,
-            open_connections: self.metrics.connections_of(ROLE),
-        };
-        Box::pin(net::serve(self.listener, self.router, options, stop))
+            router(root, metrics.clone()),
+            config.max_connections,
+            metrics.connections_of(ROLE),
+        ))
     }
 }
 
