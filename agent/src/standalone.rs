@@ -14,7 +14,7 @@ use hostrole_api::agent::{
 };
 use hostrole_api::manifest::{self, ManifestError};
 use hostrole_api::quantity::parse_bytes;
-use hostrole_api::{HostRole, SiteFile};
+use hostrole_api::{HostRole, SiteFile, UsersRef};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Deserialize;
 
@@ -138,14 +138,7 @@ fn file_role(
     let Some(file) = &hostrole.spec.servers.file else {
         return Ok(None);
     };
-    let users_file = match &file.users {
-        Some(users) => match (&users.secret, &users.file) {
-            (Some(secret), _) => Some(secret_users(manifest, secret, data_dir, "file")?),
-            (None, Some(f)) => Some(base.join(f)),
-            (None, None) => None,
-        },
-        None => None,
-    };
+    let users_file = users_file(file.users.as_ref(), manifest, base, data_dir, "file")?;
     Ok(Some(FileRoleConfig {
         port: file.port as u16,
         root: data_dir.join("file"),
@@ -171,14 +164,7 @@ fn mail_role(
     let Some(mail) = &hostrole.spec.servers.mail else {
         return Ok(None);
     };
-    let users_file = match &mail.users {
-        Some(users) => match (&users.secret, &users.file) {
-            (Some(secret), _) => Some(secret_users(manifest, secret, data_dir, "mail")?),
-            (None, Some(f)) => Some(base.join(f)),
-            (None, None) => None,
-        },
-        None => None,
-    };
+    let users_file = users_file(mail.users.as_ref(), manifest, base, data_dir, "mail")?;
     let tls = match &mail.tls {
         Some(secret) => Some(secret_tls(manifest, &secret.secret, data_dir)?),
         None => None,
@@ -247,6 +233,23 @@ fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Standa
     out.sync_all().map_err(write_err)?;
     std::fs::rename(&staging, &path).map_err(write_err)?;
     Ok(path)
+}
+
+/// Where a role's accounts come from on this machine: a users file beside the manifest, or a
+/// Secret in the manifest (see [`secret_users`]).
+fn users_file(
+    users: Option<&UsersRef>,
+    manifest: &Path,
+    base: &Path,
+    data_dir: &Path,
+    role: &str,
+) -> Result<Option<PathBuf>, StandaloneError> {
+    let Some(users) = users else { return Ok(None) };
+    match (&users.secret, &users.file) {
+        (Some(secret), _) => secret_users(manifest, secret, data_dir, role).map(Some),
+        (None, Some(file)) => Ok(Some(base.join(file))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// A users Secret standalone: the Secret must stand in the same manifest; its `users` key is

@@ -188,19 +188,17 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
 
     env.helm_ok(&["uninstall", &name, "-n", &ns, "--wait", "--timeout", "2m"]);
     let selector = format!("app.kubernetes.io/instance={name}");
-    let left = env.kubectl_ok(&[
-        "get", "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,networkpolicies,clusterroles,clusterrolebindings",
-        "-A", "-l", &selector, "-o", "name",
-    ]);
-    let left: Vec<&str> = left.lines().filter(|l| !l.is_empty()).collect();
+    let kinds = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,networkpolicies,clusterroles,clusterrolebindings";
     // Pods of the deleted ReplicaSet may take a moment to go.
-    if !left.is_empty() {
-        eventually("every object of the release is gone", Duration::from_secs(60), || async {
-            let out = env.kubectl_ok(&["get", "deployments,pods,services,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings", "-A", "-l", &selector, "-o", "name"]);
+    eventually(
+        "every object of the release is gone",
+        Duration::from_secs(60),
+        || async {
+            let out = env.kubectl_ok(&["get", kinds, "-A", "-l", &selector, "-o", "name"]);
             out.trim().is_empty().then_some(())
-        })
-        .await;
-    }
+        },
+    )
+    .await;
     env.kubectl_ok(&["get", "crd", "hostroles.hostrole.dev"]);
     env.delete_namespace(&ns).await;
 }

@@ -82,6 +82,14 @@ impl ShareFs {
         walk(&self.root, Some(&self.root.join(STAGING)))
     }
 
+    /// [`Self::used_bytes`], walked off the async threads.
+    async fn used(&self) -> FsResult<u64> {
+        let share = self.clone();
+        tokio::task::spawn_blocking(move || share.used_bytes())
+            .await
+            .map_err(|_| FsError::GeneralFailure)
+    }
+
     async fn open_for_write(
         &self,
         path: &DavPath,
@@ -102,10 +110,7 @@ impl ShareFs {
         let replaced = existing.as_ref().map_or(0, std::fs::Metadata::len);
         let room = match self.limits.quota_bytes {
             Some(quota) => {
-                let root = self.clone();
-                let used = tokio::task::spawn_blocking(move || root.used_bytes())
-                    .await
-                    .map_err(|_| FsError::GeneralFailure)?;
+                let used = self.used().await?;
                 quota.saturating_sub(used.saturating_sub(replaced))
             }
             None => u64::MAX,
@@ -228,10 +233,7 @@ impl DavFileSystem for ShareFs {
                     .await
                     .map(|m| m.len())
                     .unwrap_or(0);
-                let root = self.clone();
-                let used = tokio::task::spawn_blocking(move || root.used_bytes())
-                    .await
-                    .map_err(|_| FsError::GeneralFailure)?;
+                let used = self.used().await?;
                 if used.saturating_add(size) > quota {
                     self.metrics.error(super::ROLE, "QuotaExceeded");
                     return Err(FsError::InsufficientStorage);
@@ -259,10 +261,7 @@ impl DavFileSystem for ShareFs {
 
     fn get_quota(&self) -> FsFuture<'_, (u64, Option<u64>)> {
         Box::pin(async move {
-            let root = self.clone();
-            let used = tokio::task::spawn_blocking(move || root.used_bytes())
-                .await
-                .map_err(|_| FsError::GeneralFailure)?;
+            let used = self.used().await?;
             Ok((used, self.limits.quota_bytes))
         })
     }
