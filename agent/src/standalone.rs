@@ -125,6 +125,9 @@ pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
         web,
         file: file_role(&hostrole, &options.manifest, &base, &data_dir)?,
         mail: mail_role(&hostrole, &options.manifest, &base, &data_dir)?,
+        index: None,
+        peer: None,
+        clients: Vec::new(),
     })
 }
 

@@ -55,6 +55,140 @@ pub struct AgentConfig {
     /// The mail role (SMTP, IMAP, POP3), when the host serves one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mail: Option<MailRoleConfig>,
+    /// The index role (directory of hybrid peer-to-peer networks), when the host serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexRoleConfig>,
+    /// The peer role, when the host is a peer of a network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerRoleConfig>,
+    /// Client software: one loop per service this host uses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<ClientConfig>,
+}
+
+/// Where the pod mounts the peer role's shared folder.
+pub const SHARE_DIR: &str = "/var/lib/hostrole/share";
+/// Where the pod mounts its network's shared secret (`<dir>/secret`).
+pub const NETWORK_SECRET_DIR: &str = "/etc/hostrole/network";
+/// Where an index pod mounts the secrets of the networks it serves (`<dir>/<network>`).
+pub const NETWORKS_DIR: &str = "/etc/hostrole/networks";
+/// Key of the shared secret in a network Secret.
+pub const NETWORK_SECRET_KEY: &str = "secret";
+/// Where the pod mounts a client's credentials (`<dir>/<client name>/{username,password}`).
+pub const CLIENT_CREDENTIALS_DIR: &str = "/etc/hostrole/clients";
+/// Prefix of the pod condition types a host's clients report (`<prefix><client name>`).
+pub const CLIENT_CONDITION_PREFIX: &str = "clients.hostrole.dev/";
+/// Environment variables the pod sets from the downward API.
+pub const ENV_POD_NAME: &str = "POD_NAME";
+pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
+pub const ENV_POD_IP: &str = "POD_IP";
+
+/// The index role's configuration.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IndexRoleConfig {
+    /// HTTP port of the directory.
+    pub port: u16,
+    /// Seconds a peer stays listed without a heartbeat.
+    pub ttl_seconds: u64,
+    /// Directory with one file per network the index serves: the file's name is the network,
+    /// its content the network's shared secret. Read at every request, so a network added
+    /// later is served without a restart.
+    pub networks_dir: PathBuf,
+}
+
+/// The peer role's configuration.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PeerRoleConfig {
+    /// The network this peer belongs to.
+    pub network: String,
+    /// Port of the peer protocol (other peers fetch chunks here).
+    pub port: u16,
+    /// Port of the user interface.
+    pub ui_port: u16,
+    /// The shared folder: files in it are offered to the network, downloads land in it.
+    pub root: PathBuf,
+    /// Most bytes the shared folder may hold; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_bytes: Option<u64>,
+    /// File holding the network's shared secret.
+    pub secret_file: PathBuf,
+    /// Hybrid mode: the index's base URL (`http://tracker.ns.svc:7000`). Absent: decentralized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_url: Option<String>,
+    /// Decentralized discovery: a DNS name whose A/AAAA records are the network's peers (the
+    /// per-network headless Service in a cluster); they are contacted on `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_dns: Option<String>,
+    /// Decentralized discovery: `host:port` of peers to start from (outside a cluster).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<String>,
+    /// The address other peers reach this one at (`host:port`); when absent, `$POD_IP:port`,
+    /// else the bind address and `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// Seconds between heartbeats to the index and gossip rounds among peers.
+    pub heartbeat_seconds: u64,
+    /// Resources to fetch unattended (names or content hashes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fetch: Vec<String>,
+    /// Fetch everything the network shares.
+    #[serde(default)]
+    pub mirror: bool,
+}
+
+/// One client loop.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Unique among the host's clients, a DNS label: `<service>-<position in spec.clients>`,
+    /// e.g. `web-0`. Names the metrics series and the pod condition it reports.
+    pub name: String,
+    pub service: crate::hostrole::ClientService,
+    /// The server as the manifest wrote it (a HostRole `name`/`ns/name` or the URL), for reports.
+    pub server: String,
+    /// Where the client connects.
+    pub target: ClientTarget,
+    /// Milliseconds between runs.
+    pub every_ms: u64,
+    /// Milliseconds one run may take.
+    pub timeout_ms: u64,
+    /// Web: the path to fetch (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Web: what the answer must look like.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<crate::hostrole::Expectation>,
+    /// Directory with `username` and `password` files (a `kubernetes.io/basic-auth` Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_dir: Option<PathBuf>,
+}
+
+/// Where a client connects.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum ClientTarget {
+    /// Web and file: the base URL (`http://office.ns.svc:8080/`).
+    Url(String),
+    /// Mail: SMTP to deliver the probe, IMAP (or POP3 when `imapPort` is absent) to read it back.
+    Mail(MailTarget),
+}
+
+/// A mail server as a client sees it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MailTarget {
+    pub host: String,
+    pub smtp_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imap_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop3_port: Option<u16>,
+    /// Domain of the probe's mailbox (`<username>@<domain>`); when absent, the username
+    /// must already be an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 /// The file role's configuration.

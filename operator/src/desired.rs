@@ -264,6 +264,9 @@ pub fn agent_config(hr: &HostRole, name: &str, namespace: &str) -> AgentConfig {
             }),
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }),
+        index: None,
+        peer: None,
+        clients: Vec::new(),
     }
 }
 
