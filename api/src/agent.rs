@@ -107,6 +107,10 @@ pub struct PeerRoleConfig {
     pub port: u16,
     /// Port of the user interface.
     pub ui_port: u16,
+    /// Address the user interface listens on; the agent's `bind` when absent. In a pod it is
+    /// loopback: the user reaches it with `kubectl port-forward`, nobody else in the cluster can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_bind: Option<IpAddr>,
     /// The shared folder: files in it are offered to the network, downloads land in it.
     pub root: PathBuf,
     /// Most bytes the shared folder may hold; unlimited when absent.
