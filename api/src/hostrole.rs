@@ -32,17 +32,17 @@ use crate::rules;
     printcolumn = r#"{"name":"Roles","type":"string","jsonPath":".status.roles","description":"Roles each host plays"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyHosts","description":"Hosts serving every role"}"#,
     printcolumn = r#"{"name":"Hosts","type":"integer","jsonPath":".spec.replicas","description":"Hosts asked for"}"#,
+    printcolumn = r#"{"name":"Clients","type":"string","jsonPath":".status.clients","description":"Healthy/declared client results over every host"}"#,
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","description":"Reason of the Ready condition"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    validation = rules::name_length()
+    validation = rules::name_length(),
+    validation = rules::name_not_reserved()
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = rules::at_least_one_role(),
     validation = rules::unique_ports(),
-    validation = rules::admin_port_reserved(),
-    validation = rules::client_role_not_served(),
-    validation = rules::peer_role_not_served()
+    validation = rules::admin_port_reserved()
 )]
 pub struct HostRoleSpec {
     /// Number of hosts. Hosts are named `<name>-0` … `<name>-(n-1)`, keep their names and own
@@ -67,6 +67,11 @@ pub struct HostRoleSpec {
     /// Placement and resources of the host pods, passed through to the pod template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<HostTemplate>,
+    /// Admit to this host's servers only the hosts that declare a client for them (and the
+    /// peers of its network): a NetworkPolicy per HostRole, so the declared graph is also the
+    /// allowed graph. The operator's `--network-policies` flag turns it on for every HostRole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network_policy: bool,
 }
 
 fn default_replicas() -> i32 {
@@ -76,7 +81,6 @@ fn default_replicas() -> i32 {
 /// Server roles. Each is optional; a host may run several at once.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = rules::role_not_served("index"))]
 pub struct Servers {
     /// A static web site over HTTP/1.1 and HTTP/2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,18 +381,25 @@ pub struct Expectation {
 pub struct PeerSpec {
     /// The network: peers of one network find each other and share one secret.
     #[schemars(
+        length(min = 1, max = 57),
+        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub network: String,
+    /// Hybrid mode: the HostRole in this namespace whose `servers.index` keeps the
+    /// directory. Absent: decentralized, no central component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
-    pub network: String,
-    /// Hybrid mode: the HostRole whose `servers.index` keeps the directory (`name` or
-    /// `namespace/name`). Absent: decentralized, no central component.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 127),
-        regex(pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
     pub index: Option<String>,
+    /// Decentralized mode outside a cluster (or to join peers outside it): `host:port` of
+    /// peers to start from. In a cluster the peers of a network find each other through
+    /// the network's headless Service without this.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = rules::host_port_list())]
+    pub seeds: Vec<String>,
     /// Port of the peer protocol.
     #[serde(default = "default_peer_port")]
     #[schemars(range(min = 1024, max = 65535))]
@@ -488,6 +499,43 @@ pub struct HostRoleStatus {
     /// One entry per host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostStatus>,
+    /// Healthy client results over declared ones, over every host (`3/4`; for `kubectl get`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub clients: String,
+    /// The peer-to-peer network this host belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStatus>,
+}
+
+/// A peer-to-peer network as the operator sees it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkStatus {
+    /// The network's name.
+    pub name: String,
+    /// `hybrid` (an index keeps the directory) or `decentralized`.
+    pub mode: String,
+    /// Hybrid: the index HostRole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+    /// The Secret the network's peers (and its index) share.
+    pub secret: String,
+    /// The headless Service its peers find each other through.
+    pub service: String,
+    /// Every host of every HostRole in the network, with whether it is ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<NetworkPeer>,
+}
+
+/// One peer of a network.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPeer {
+    /// The host (pod) name.
+    pub name: String,
+    /// Its HostRole.
+    pub host_role: String,
+    pub ready: bool,
 }
 
 /// What one host is doing.
@@ -532,6 +580,9 @@ pub struct ClientStatus {
     /// Duration of the last run, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<i64>,
+    /// Why the last run failed (or `Succeeded`, `Pending`, `ServerNotFound`, `RoleMissing`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
     /// Error of the last failed run.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub last_error: String,
@@ -587,8 +638,8 @@ impl HostRoleSpec {
             ports.push(("index", index.port));
         }
         if let Some(peer) = &self.peer {
+            // The UI listens on the pod's loopback (reached with `kubectl port-forward`).
             ports.push(("peer", peer.port));
-            ports.push(("peer-ui", peer.ui.port));
         }
         ports
     }

@@ -5,7 +5,9 @@ pub mod agent;
 pub mod hostrole;
 pub mod manifest;
 pub mod quantity;
+pub mod report;
 pub mod rules;
+pub mod target;
 
 pub use hostrole::*;
 

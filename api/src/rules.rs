@@ -78,32 +78,6 @@ pub fn admin_port_reserved() -> Rule {
     )))
 }
 
-/// servers.<role>: rejected until the agent serves the role, so it is never silently ignored.
-pub fn role_not_served(role: &str) -> Rule {
-    Rule::new(format!("!has(self.{role})"))
-        .message(Message::Message(format!(
-            "the {role} role is not served by this release of hostrole yet: remove spec.servers.{role} (examples/planned/ shows the planned shape)"
-        )))
-        .field_path(format!(".{role}"))
-        .reason(Reason::FieldValueForbidden)
-}
-
-/// spec.clients: rejected until the agent runs clients.
-pub fn client_role_not_served() -> Rule {
-    Rule::new("!has(self.clients) || size(self.clients) == 0")
-        .message("the client role is not served by this release of hostrole yet: remove spec.clients (examples/planned/ shows the planned shape)")
-        .field_path(".clients")
-        .reason(Reason::FieldValueForbidden)
-}
-
-/// spec.peer: rejected until the agent runs peers.
-pub fn peer_role_not_served() -> Rule {
-    Rule::new("!has(self.peer)")
-        .message("the peer role is not served by this release of hostrole yet: remove spec.peer (examples/planned/ shows the planned shape)")
-        .field_path(".peer")
-        .reason(Reason::FieldValueForbidden)
-}
-
 /// servers.web.site: one source of content.
 pub fn site_exactly_one() -> Rule {
     Rule::new("[has(self.configMap), has(self.files), has(self.path)].filter(x, x).size() == 1")
@@ -119,6 +93,18 @@ pub fn relative_file_path() -> Rule {
 /// users: one source of accounts.
 pub fn users_exactly_one() -> Rule {
     Rule::new("has(self.secret) != has(self.file)").message("set exactly one of secret or file")
+}
+
+/// Names the operator keeps for the objects of peer networks (`peers-<network>`).
+pub fn name_not_reserved() -> Rule {
+    Rule::new("!has(self.metadata.name) || !self.metadata.name.startsWith('peers-')")
+        .message("metadata.name must not start with 'peers-': the operator names each peer network's Secret and Service peers-<network>")
+}
+
+/// peer.seeds: `host:port` each.
+pub fn host_port_list() -> Rule {
+    Rule::new(r"self.all(s, s.matches('^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[0-9]{1,5}$') || s.matches('^\\[[0-9A-Fa-f:.]+\\]:[0-9]{1,5}$'))")
+        .message("each seed must be host:port, such as 192.168.1.20:7001, laptop.lan:7001 or [fd00::2]:7001")
 }
 
 /// clients[]: one target.

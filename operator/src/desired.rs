@@ -5,26 +5,37 @@ use std::collections::BTreeMap;
 
 use hostrole_api::AnonymousAccess;
 use hostrole_api::agent::{
-    AgentConfig, CONFIG_DIR, CONFIG_KEY, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE,
-    DEFAULT_MAX_UPLOAD, FILE_DIR, FileRoleConfig, MAIL_DIR, MailRoleConfig, SITE_DIR, TlsFiles,
-    USERS_DIR, USERS_KEY, WebRoleConfig, inline_site_files,
+    AgentConfig, CLIENT_CREDENTIALS_DIR, CONFIG_DIR, CONFIG_KEY, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MESSAGE, DEFAULT_MAX_UPLOAD, ENV_POD_IP, ENV_POD_NAME, ENV_POD_NAMESPACE, FILE_DIR,
+    FileRoleConfig, IndexRoleConfig, MAIL_DIR, MailRoleConfig, NETWORK_SECRET_DIR,
+    NETWORK_SECRET_KEY, NETWORKS_DIR, PeerRoleConfig, SHARE_DIR, SITE_DIR, TlsFiles, USERS_DIR,
+    USERS_KEY, WebRoleConfig, inline_site_files,
 };
 use hostrole_api::quantity::parse_bytes;
 use hostrole_api::rules::ADMIN_PORT;
+use hostrole_api::target::parse_duration;
 use hostrole_api::{HostRole, SiteFile};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection,
+    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use sha2::{Digest, Sha256};
+
+use crate::world::{self, Problem, World, network_object_name};
 
 /// The single field manager every write of the operator uses.
 pub const FIELD_MANAGER: &str = "hostrole-operator";
@@ -43,7 +54,17 @@ pub struct Settings {
     pub agent_image: String,
     /// `imagePullPolicy` of the agent container; the cluster default when absent.
     pub image_pull_policy: Option<String>,
+    /// The ClusterRole a host with clients is bound to (in its namespace) so that its agent can
+    /// report client results as conditions on its own pod.
+    pub agent_cluster_role: String,
+    /// NetworkPolicies for every HostRole, not only those with `spec.networkPolicy`.
+    pub network_policies: bool,
 }
+
+/// Label on peer pods naming their network (the network Service selects on it).
+pub const NETWORK_LABEL: &str = "hostrole.dev/network";
+/// Name of the peer role's share volume (and of its claim template).
+pub const SHARE_VOLUME: &str = "share-data";
 
 /// Why a HostRole cannot be realised, even though the API server accepted it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -82,6 +103,25 @@ pub struct Desired {
     /// Absent when the host runs no server role.
     pub service: Option<Service>,
     pub stateful_set: StatefulSet,
+    /// Hosts with clients: the ServiceAccount their agent reports with, and its binding.
+    pub service_account: Option<ServiceAccount>,
+    pub role_binding: Option<RoleBinding>,
+    /// Peers: the network's headless Service (owned by every HostRole of the network) and the
+    /// name of the network's Secret (created once, with a random secret, by the thin layer).
+    pub network: Option<NetworkObjects>,
+    /// When asked for: who may reach this host's servers.
+    pub network_policy: Option<NetworkPolicy>,
+    /// References that cannot be honoured yet (shown in status; they recover by watch).
+    pub problems: Vec<Problem>,
+}
+
+/// The objects of a peer network that one of its HostRoles applies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkObjects {
+    pub service: Service,
+    pub secret_name: String,
+    /// Owner references to every HostRole of the network (none is the controller).
+    pub owners: Vec<OwnerReference>,
 }
 
 /// Names of the owned objects.
@@ -97,6 +137,15 @@ impl Names {
         format!("{hr}-hosts")
     }
     pub fn service(hr: &str) -> String {
+        hr.to_string()
+    }
+    pub fn service_account(hr: &str) -> String {
+        format!("{hr}-host")
+    }
+    pub fn role_binding(hr: &str) -> String {
+        format!("{hr}-host")
+    }
+    pub fn network_policy(hr: &str) -> String {
         hr.to_string()
     }
 }
@@ -131,8 +180,8 @@ pub fn labels(name: &str) -> BTreeMap<String, String> {
     labels
 }
 
-/// Computes every object the HostRole should own.
-pub fn desired(hr: &HostRole, settings: &Settings) -> Result<Desired, SpecError> {
+/// Computes every object the HostRole should own. `world` holds the HostRoles it may refer to.
+pub fn desired(hr: &HostRole, settings: &Settings, world: &World) -> Result<Desired, SpecError> {
     let name = hr
         .metadata
         .name
@@ -145,13 +194,27 @@ pub fn desired(hr: &HostRole, settings: &Settings) -> Result<Desired, SpecError>
         .ok_or(SpecError::Missing("namespace"))?;
     check_in_cluster(hr)?;
 
-    let config_map = config_map(hr, name, namespace)?;
+    let world = world.clone().with(hr);
+    let config_map = config_map(hr, name, namespace, &world)?;
     let config_hash = digest_data(config_map.data.as_ref());
+    let mut problems: Vec<Problem> = world::resolve_clients(hr, namespace, &world)
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    problems.extend(world::index_problem(hr, namespace, &world));
+    let reports = !hr.spec.clients.is_empty();
     Ok(Desired {
         headless_service: headless_service(hr, name, namespace),
         service: service(hr, name, namespace),
-        stateful_set: stateful_set(hr, name, namespace, settings, &config_hash),
+        stateful_set: stateful_set(hr, name, namespace, settings, &config_hash, &world),
         config_map,
+        service_account: reports.then(|| service_account(hr, name, namespace)),
+        role_binding: reports.then(|| role_binding(hr, name, namespace, settings)),
+        network: network_objects(hr, namespace, &world),
+        network_policy: (hr.spec.network_policy || settings.network_policies)
+            .then(|| network_policy(hr, name, namespace, &world))
+            .flatten(),
+        problems,
     })
 }
 
@@ -209,7 +272,7 @@ fn check_in_cluster(hr: &HostRole) -> Result<(), SpecError> {
 }
 
 /// The agent configuration rendered into the host ConfigMap.
-pub fn agent_config(hr: &HostRole, name: &str, namespace: &str) -> AgentConfig {
+pub fn agent_config(hr: &HostRole, name: &str, namespace: &str, world: &World) -> AgentConfig {
     AgentConfig {
         host_role: name.to_string(),
         namespace: Some(namespace.to_string()),
@@ -264,11 +327,59 @@ pub fn agent_config(hr: &HostRole, name: &str, namespace: &str) -> AgentConfig {
             }),
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }),
-        index: None,
-        peer: None,
-        clients: Vec::new(),
+        index: hr.spec.servers.index.as_ref().map(|index| IndexRoleConfig {
+            port: index.port as u16,
+            ttl_seconds: index
+                .ttl
+                .as_deref()
+                .and_then(parse_duration)
+                .map_or(DEFAULT_INDEX_TTL_SECONDS, |d| d.as_secs().max(1)),
+            networks_dir: NETWORKS_DIR.into(),
+        }),
+        peer: hr.spec.peer.as_ref().map(|peer| {
+            let index_url = world::index_url(hr, namespace, world);
+            let ttl = peer
+                .index
+                .as_deref()
+                .and_then(|i| world.get(namespace, i))
+                .and_then(|i| i.spec.servers.index.as_ref())
+                .and_then(|i| i.ttl.as_deref())
+                .and_then(parse_duration)
+                .map_or(DEFAULT_INDEX_TTL_SECONDS, |d| d.as_secs().max(1));
+            PeerRoleConfig {
+                network: peer.network.clone(),
+                port: peer.port as u16,
+                ui_port: peer.ui.port as u16,
+                ui_bind: Some(std::net::Ipv4Addr::LOCALHOST.into()),
+                root: SHARE_DIR.into(),
+                quota_bytes: peer
+                    .share
+                    .as_ref()
+                    .and_then(|s| s.storage.as_ref())
+                    .and_then(|q| parse_bytes(&q.0)),
+                secret_file: format!("{NETWORK_SECRET_DIR}/{NETWORK_SECRET_KEY}").into(),
+                discovery_dns: peer
+                    .index
+                    .is_none()
+                    .then(|| format!("{}.{namespace}.svc", network_object_name(&peer.network))),
+                index_url,
+                seeds: peer.seeds.clone(),
+                advertise: None,
+                // Three heartbeats per TTL, so one lost heartbeat never expires a peer.
+                heartbeat_seconds: (ttl / 3).clamp(1, 10),
+                fetch: peer.fetch.clone(),
+                mirror: peer.mirror,
+            }
+        }),
+        clients: world::resolve_clients(hr, namespace, world)
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect(),
     }
 }
+
+/// How long an index keeps a silent peer when `ttl` is not given.
+pub const DEFAULT_INDEX_TTL_SECONDS: u64 = 90;
 
 /// ConfigMap keys may not hold '/', so inline site files are stored under numbered keys and
 /// mapped back to their paths by the volume's `items`.
@@ -276,8 +387,13 @@ fn site_key(index: usize) -> String {
     format!("site-{index:03}")
 }
 
-fn config_map(hr: &HostRole, name: &str, namespace: &str) -> Result<ConfigMap, SpecError> {
-    let config = agent_config(hr, name, namespace);
+fn config_map(
+    hr: &HostRole,
+    name: &str,
+    namespace: &str,
+    world: &World,
+) -> Result<ConfigMap, SpecError> {
+    let config = agent_config(hr, name, namespace, world);
     // Serializing plain data structures to YAML cannot fail; keep the error typed anyway.
     let rendered = serde_yaml::to_string(&config)
         .map_err(|_| SpecError::Missing("renderable agent configuration"))?;
@@ -425,7 +541,7 @@ fn default_resources() -> ResourceRequirements {
 }
 
 /// Volumes and mounts of the host pod.
-fn volumes(hr: &HostRole, name: &str) -> (Vec<Volume>, Vec<VolumeMount>) {
+fn volumes(hr: &HostRole, name: &str, world: &World) -> (Vec<Volume>, Vec<VolumeMount>) {
     let config_map_name = Names::config_map(name);
     let mut volumes = vec![
         Volume {
@@ -520,6 +636,100 @@ fn volumes(hr: &HostRole, name: &str) -> (Vec<Volume>, Vec<VolumeMount>) {
             mounts.push(mount("mail-tls", MAIL_TLS_DIR, true));
         }
     }
+    if hr.spec.servers.index.is_some() {
+        // One file per network whose peers use this index; optional, so an index whose
+        // networks have no Secret yet still starts (it answers 401 until the file appears).
+        let namespace = hr.metadata.namespace.as_deref().unwrap_or_default();
+        let name = hr.metadata.name.as_deref().unwrap_or_default();
+        let sources: Vec<VolumeProjection> = world
+            .networks_using_index(namespace, name)
+            .into_iter()
+            .map(|network| VolumeProjection {
+                secret: Some(SecretProjection {
+                    name: network_object_name(&network),
+                    items: Some(vec![KeyToPath {
+                        key: NETWORK_SECRET_KEY.into(),
+                        path: network,
+                        ..Default::default()
+                    }]),
+                    optional: Some(true),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        volumes.push(Volume {
+            name: "networks".into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(sources),
+                default_mode: Some(0o440),
+            }),
+            ..Default::default()
+        });
+        mounts.push(mount("networks", NETWORKS_DIR, true));
+    }
+
+    if let Some(peer) = &hr.spec.peer {
+        if peer
+            .share
+            .as_ref()
+            .and_then(|s| s.storage.as_ref())
+            .is_none()
+        {
+            volumes.push(Volume {
+                name: SHARE_VOLUME.into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            });
+        }
+        mounts.push(mount(SHARE_VOLUME, SHARE_DIR, false));
+        volumes.push(Volume {
+            name: "network".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(network_object_name(&peer.network)),
+                items: Some(vec![KeyToPath {
+                    key: NETWORK_SECRET_KEY.into(),
+                    path: NETWORK_SECRET_KEY.into(),
+                    ..Default::default()
+                }]),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(mount("network", NETWORK_SECRET_DIR, true));
+    }
+
+    for (i, client) in hr.spec.clients.iter().enumerate() {
+        let Some(credentials) = &client.credentials else {
+            continue;
+        };
+        let client_name = world::client_name(client.service, i);
+        let volume = format!("client-{client_name}");
+        volumes.push(Volume {
+            name: volume.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(credentials.secret.clone()),
+                items: Some(
+                    ["username", "password"]
+                        .into_iter()
+                        .map(|k| KeyToPath {
+                            key: k.into(),
+                            path: k.into(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(mount(
+            &volume,
+            &format!("{CLIENT_CREDENTIALS_DIR}/{client_name}"),
+            true,
+        ));
+    }
     (volumes, mounts)
 }
 
@@ -560,6 +770,14 @@ fn claim_templates(hr: &HostRole, name: &str) -> Option<Vec<PersistentVolumeClai
         (
             MAIL_VOLUME,
             servers.mail.as_ref().and_then(|m| m.storage.clone()),
+        ),
+        (
+            SHARE_VOLUME,
+            hr.spec
+                .peer
+                .as_ref()
+                .and_then(|p| p.share.as_ref())
+                .and_then(|s| s.storage.clone()),
         ),
     ]
     .into_iter()
@@ -611,9 +829,10 @@ fn stateful_set(
     namespace: &str,
     settings: &Settings,
     config_hash: &str,
+    world: &World,
 ) -> StatefulSet {
     let template = hr.spec.template.clone().unwrap_or_default();
-    let (volumes, volume_mounts) = volumes(hr, name);
+    let (volumes, volume_mounts) = volumes(hr, name, world);
     let mut ports: Vec<ContainerPort> = hr
         .spec
         .server_ports()
@@ -640,6 +859,9 @@ fn stateful_set(
         env: Some(vec![
             field_env("HOSTROLE_HOST", "metadata.name"),
             field_env("HOSTROLE_NAMESPACE", "metadata.namespace"),
+            field_env(ENV_POD_NAME, "metadata.name"),
+            field_env(ENV_POD_NAMESPACE, "metadata.namespace"),
+            field_env(ENV_POD_IP, "status.podIP"),
         ]),
         ports: Some(ports),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
@@ -661,6 +883,10 @@ fn stateful_set(
 
     let mut pod_labels = labels(name);
     pod_labels.extend(selector_labels(name));
+    if let Some(peer) = &hr.spec.peer {
+        pod_labels.insert(NETWORK_LABEL.into(), peer.network.clone());
+    }
+    let reports = !hr.spec.clients.is_empty();
     StatefulSet {
         metadata: meta(hr, Names::stateful_set(name), namespace),
         spec: Some(StatefulSetSpec {
@@ -689,8 +915,10 @@ fn stateful_set(
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes: Some(volumes),
-                    // The agent does not talk to the API server (yet): no token in the pod.
-                    automount_service_account_token: Some(false),
+                    // Only a host with clients talks to the API server (to report their results
+                    // on its own pod); every other host runs without a token.
+                    service_account_name: reports.then(|| Names::service_account(name)),
+                    automount_service_account_token: Some(reports),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(30),
                     security_context: Some(PodSecurityContext {
@@ -713,5 +941,219 @@ fn stateful_set(
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+fn service_account(hr: &HostRole, name: &str, namespace: &str) -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta(hr, Names::service_account(name), namespace),
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    }
+}
+
+/// Binds the host's ServiceAccount, in its namespace only, to the agent's ClusterRole.
+fn role_binding(hr: &HostRole, name: &str, namespace: &str, settings: &Settings) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(hr, Names::role_binding(name), namespace),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: settings.agent_cluster_role.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: Names::service_account(name),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        }]),
+    }
+}
+
+/// The headless Service a peer network's members find each other through. Every HostRole of
+/// the network computes the same object (owned by all of them), so whichever applies it last
+/// changes nothing, and it goes when the last member goes.
+fn network_objects(hr: &HostRole, namespace: &str, world: &World) -> Option<NetworkObjects> {
+    let peer = hr.spec.peer.as_ref()?;
+    let object_name = network_object_name(&peer.network);
+    let members = world.network_members(namespace, &peer.network);
+    let owners: Vec<OwnerReference> = members
+        .iter()
+        .filter_map(|m| {
+            let mut o = owner_reference(m)?;
+            o.controller = None;
+            o.block_owner_deletion = None;
+            Some(o)
+        })
+        .collect();
+    let port = members
+        .iter()
+        .filter_map(|m| m.spec.peer.as_ref())
+        .map(|p| p.port)
+        .min()
+        .unwrap_or(peer.port);
+    let mut labels = BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "hostrole-network".to_string(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            peer.network.clone(),
+        ),
+        (
+            "app.kubernetes.io/part-of".to_string(),
+            "hostrole".to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            FIELD_MANAGER.to_string(),
+        ),
+    ]);
+    labels.insert(NETWORK_LABEL.into(), peer.network.clone());
+    let service = Service {
+        metadata: ObjectMeta {
+            name: Some(object_name.clone()),
+            namespace: Some(namespace.into()),
+            labels: Some(labels),
+            owner_references: Some(owners.clone()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(BTreeMap::from([(
+                NETWORK_LABEL.to_string(),
+                peer.network.clone(),
+            )])),
+            publish_not_ready_addresses: Some(true),
+            ports: Some(vec![ServicePort {
+                name: Some("peer".into()),
+                port,
+                target_port: Some(IntOrString::Int(port)),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Some(NetworkObjects {
+        service,
+        secret_name: object_name,
+        owners,
+    })
+}
+
+/// Admits to each server port only the hosts that declare a client for it (peers of the network
+/// for the peer port, peers that use this index for the index port); the admin port stays open
+/// for probes and metrics. `None` when the host serves nothing.
+fn network_policy(
+    hr: &HostRole,
+    name: &str,
+    namespace: &str,
+    world: &World,
+) -> Option<NetworkPolicy> {
+    use hostrole_api::ClientService;
+    let servers = &hr.spec.servers;
+    let mut rules = vec![NetworkPolicyIngressRule {
+        ports: Some(vec![policy_port(ADMIN_PORT)]),
+        from: None,
+    }];
+    let from_clients = |service: ClientService| -> Vec<NetworkPolicyPeer> {
+        world
+            .clients_of(namespace, name, service)
+            .into_iter()
+            .map(|(ns, client)| NetworkPolicyPeer {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(selector_labels(&client)),
+                    ..Default::default()
+                }),
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        "kubernetes.io/metadata.name".to_string(),
+                        ns,
+                    )])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect()
+    };
+    let mut add = |ports: Vec<i32>, from: Vec<NetworkPolicyPeer>| {
+        // A rule with no `from` admits everyone: leave a port nobody may use out instead.
+        if !from.is_empty() {
+            rules.push(NetworkPolicyIngressRule {
+                ports: Some(ports.into_iter().map(policy_port).collect()),
+                from: Some(from),
+            });
+        }
+    };
+    if let Some(web) = &servers.web {
+        add(vec![web.port], from_clients(ClientService::Web));
+    }
+    if let Some(file) = &servers.file {
+        add(vec![file.port], from_clients(ClientService::File));
+    }
+    if let Some(mail) = &servers.mail {
+        add(
+            vec![
+                mail.smtp_port,
+                mail.submission_port,
+                mail.imap_port,
+                mail.pop3_port,
+            ],
+            from_clients(ClientService::Mail),
+        );
+    }
+    let network_peers = |network: &str| NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                NETWORK_LABEL.to_string(),
+                network.to_string(),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    if let Some(index) = &servers.index {
+        add(
+            vec![index.port],
+            world
+                .networks_using_index(namespace, name)
+                .iter()
+                .map(|n| network_peers(n))
+                .collect(),
+        );
+    }
+    if let Some(peer) = &hr.spec.peer {
+        add(vec![peer.port], vec![network_peers(&peer.network)]);
+    }
+    if servers.web.is_none()
+        && servers.file.is_none()
+        && servers.mail.is_none()
+        && servers.index.is_none()
+        && hr.spec.peer.is_none()
+    {
+        return None;
+    }
+    Some(NetworkPolicy {
+        metadata: meta(hr, Names::network_policy(name), namespace),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(name)),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(rules),
+            egress: None,
+        }),
+    })
+}
+
+fn policy_port(port: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        end_port: None,
     }
 }

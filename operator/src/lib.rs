@@ -6,7 +6,9 @@
 
 pub mod desired;
 pub mod diff;
+pub mod matrix;
 pub mod metrics;
 pub mod reconcile;
 pub mod run;
 pub mod status;
+pub mod world;

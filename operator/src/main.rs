@@ -26,6 +26,16 @@ enum Command {
     Crd,
     /// Run the controller.
     Run(RunArgs),
+    /// Print who reaches whom: every client → server of a namespace (or all), with state and
+    /// latency, from the HostRoles' status.
+    Matrix {
+        /// Namespace (default: the kubeconfig's).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -60,6 +70,17 @@ struct RunArgs {
     /// This replica's identity in the Lease (default: POD_NAME, else the host name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// ClusterRole bound (per namespace) to hosts with clients, so that their agent may report
+    /// client results on its own pod.
+    #[arg(
+        long,
+        env = "HOSTROLE_AGENT_CLUSTER_ROLE",
+        default_value = "hostrole-agent"
+    )]
+    agent_cluster_role: String,
+    /// A NetworkPolicy for every HostRole: only declared clients (and peers) reach a server.
+    #[arg(long, env = "HOSTROLE_NETWORK_POLICIES", default_value_t = false)]
+    network_policies: bool,
     /// HostRoles reconciled in parallel.
     #[arg(long, default_value_t = 8)]
     concurrency: u16,
@@ -81,6 +102,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Matrix {
+            namespace,
+            all_namespaces,
+        } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(hostrole_operator::matrix::fetch(namespace, all_namespaces)) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(args) => {
             init_logs(args.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
@@ -98,6 +141,8 @@ fn main() -> ExitCode {
                 settings: Settings {
                     agent_image: args.agent_image,
                     image_pull_policy: args.agent_image_pull_policy,
+                    agent_cluster_role: args.agent_cluster_role,
+                    network_policies: args.network_policies,
                 },
                 namespace: args.watch_namespace,
                 metrics_addr: args.metrics_addr,

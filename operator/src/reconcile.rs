@@ -8,21 +8,30 @@ use std::time::{Duration, Instant};
 
 use hostrole_api::{HostRole, HostRoleStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ObjectReference, Pod, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::desired::{self, APPLIED_HASH_ANNOTATION, Desired, FIELD_MANAGER, Names, Settings};
+use crate::desired::{
+    self, APPLIED_HASH_ANNOTATION, Desired, FIELD_MANAGER, NETWORK_LABEL, Names, NetworkObjects,
+    Settings,
+};
 use crate::diff::is_subset;
 use crate::metrics::Metrics;
-use crate::status::{self, DEGRADED, Observed, READY};
+use crate::status::{self, CLIENTS_HEALTHY, DEGRADED, Observed, READY};
+use crate::world::World;
 
 /// How often a HostRole is looked at again when nothing happens (reads only).
 const RESYNC: Duration = Duration::from_secs(300);
@@ -51,6 +60,8 @@ pub enum Error {
     },
     #[error("the HostRole has no {0}")]
     MissingField(&'static str),
+    #[error("cannot draw random bytes for a network secret: {0}")]
+    Random(String),
 }
 
 impl Error {
@@ -81,6 +92,7 @@ impl Error {
             Error::Api { verb, kind, .. } => format!("{}{kind}Failed", capitalize(verb)),
             Error::Encode { kind, .. } => format!("Encode{kind}Failed"),
             Error::MissingField(_) => "InvalidObject".into(),
+            Error::Random(_) => "RandomFailed".into(),
         }
     }
 }
@@ -98,7 +110,12 @@ pub struct Context {
     pub settings: Settings,
     pub metrics: Metrics,
     pub recorder: Recorder,
+    /// Every HostRole the controller watches, to resolve references between them.
+    pub hostroles: Option<Store<HostRole>>,
     failures: Mutex<HashMap<(String, String), u32>>,
+    /// Network Secrets known to exist with the owners last applied (namespace, name) → digest,
+    /// so that an idle operator does not write them again.
+    network_secrets: Mutex<HashMap<(String, String), String>>,
 }
 
 impl Context {
@@ -108,8 +125,23 @@ impl Context {
             settings,
             metrics,
             recorder,
+            hostroles: None,
             failures: Mutex::new(HashMap::new()),
+            network_secrets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Resolves references against the controller's cache of HostRoles.
+    pub fn with_store(mut self, store: Store<HostRole>) -> Self {
+        self.hostroles = Some(store);
+        self
+    }
+
+    fn world(&self) -> World {
+        self.hostroles
+            .as_ref()
+            .map(|s| World::new(s.state()))
+            .unwrap_or_default()
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
@@ -186,18 +218,24 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
 
     let mut failure = None;
     let mut apply_error = None;
-    let stateful_set = match desired::desired(hr, &ctx.settings) {
-        Ok(want) => match apply_all(hr, ctx, &ns, want).await {
-            Ok(sts) => Some(sts),
-            Err(e) => {
-                failure = Some(("ApplyFailed".to_string(), e.to_string()));
-                apply_error = Some(e);
-                Api::<StatefulSet>::namespaced(client.clone(), &ns)
-                    .get_opt(&Names::stateful_set(&name))
-                    .await
-                    .map_err(|e| api_error("get", "StatefulSet", &ns, &name, e))?
+    let mut problems = Vec::new();
+    let mut network = None;
+    let stateful_set = match desired::desired(hr, &ctx.settings, &ctx.world()) {
+        Ok(want) => {
+            problems = want.problems.clone();
+            network = hr.spec.peer.as_ref().map(|p| p.network.clone());
+            match apply_all(hr, ctx, &ns, want).await {
+                Ok(sts) => Some(sts),
+                Err(e) => {
+                    failure = Some(("ApplyFailed".to_string(), e.to_string()));
+                    apply_error = Some(e);
+                    Api::<StatefulSet>::namespaced(client.clone(), &ns)
+                        .get_opt(&Names::stateful_set(&name))
+                        .await
+                        .map_err(|e| api_error("get", "StatefulSet", &ns, &name, e))?
+                }
             }
-        },
+        }
         Err(spec_error) => {
             failure = Some((spec_error.reason().to_string(), spec_error.to_string()));
             None
@@ -209,10 +247,22 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
         .await
         .map_err(|e| api_error("list", "Pod", &ns, &name, e))?
         .items;
+    let network_pods = match &network {
+        Some(network) => {
+            Api::<Pod>::namespaced(client.clone(), &ns)
+                .list(&ListParams::default().labels(&format!("{NETWORK_LABEL}={network}")))
+                .await
+                .map_err(|e| api_error("list", "Pod", &ns, &name, e))?
+                .items
+        }
+        None => Vec::new(),
+    };
     let observed = Observed {
         stateful_set: stateful_set.as_ref(),
         pods: &pods,
         failure,
+        problems: &problems,
+        network_pods: &network_pods,
     };
     let now = Time(Timestamp::now());
     let new_status = status::status(hr, &observed, &now);
@@ -251,6 +301,34 @@ async fn apply_all(
         }
         None => delete_owned(hr, ctx, &services, &Names::service(&name)).await?,
     }
+    apply_or_delete(
+        hr,
+        ctx,
+        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+        want.service_account,
+        &Names::service_account(&name),
+    )
+    .await?;
+    apply_or_delete(
+        hr,
+        ctx,
+        &Api::<RoleBinding>::namespaced(client.clone(), ns),
+        want.role_binding,
+        &Names::role_binding(&name),
+    )
+    .await?;
+    apply_or_delete(
+        hr,
+        ctx,
+        &Api::<NetworkPolicy>::namespaced(client.clone(), ns),
+        want.network_policy,
+        &Names::network_policy(&name),
+    )
+    .await?;
+    if let Some(network) = want.network {
+        ensure_network_secret(hr, ctx, ns, &network).await?;
+        apply(hr, ctx, &services, network.service).await?;
+    }
     let sts = Api::<StatefulSet>::namespaced(client.clone(), ns);
     match apply(hr, ctx, &sts, want.stateful_set.clone()).await {
         Err(e) if e.is_immutable_statefulset_change() => {
@@ -268,6 +346,134 @@ async fn apply_all(
         }
         other => other,
     }
+}
+
+/// Applies an optional object, or deletes it (if this HostRole owns it) when no longer wanted.
+async fn apply_or_delete<K>(
+    hr: &HostRole,
+    ctx: &Context,
+    api: &Api<K>,
+    want: Option<K>,
+    name: &str,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()>
+        + k8s_openapi::Resource
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    match want {
+        Some(object) => apply(hr, ctx, api, object).await.map(|_| ()),
+        None => delete_owned(hr, ctx, api, name).await,
+    }
+}
+
+/// The network's shared secret: created once with random bytes (never rewritten, so peers keep
+/// agreeing), then its owners kept in step with the network's members by a metadata-only apply.
+/// The operator never reads Secrets; it remembers what it applied.
+async fn ensure_network_secret(
+    hr: &HostRole,
+    ctx: &Context,
+    ns: &str,
+    network: &NetworkObjects,
+) -> Result<(), Error> {
+    let name = network.secret_name.clone();
+    let labels = network.service.metadata.labels.clone();
+    let digest = hex::encode(
+        &Sha256::digest(
+            serde_json::to_vec(&(&network.owners, &labels)).map_err(|source| Error::Encode {
+                kind: "Secret",
+                name: name.clone(),
+                source,
+            })?,
+        )[..8],
+    );
+    let key = (ns.to_string(), name.clone());
+    if ctx
+        .network_secrets
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        == Some(&digest)
+    {
+        return Ok(());
+    }
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), ns);
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.to_string()),
+            labels: labels.clone(),
+            owner_references: Some(network.owners.clone()),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        string_data: Some(std::collections::BTreeMap::from([(
+            hostrole_api::agent::NETWORK_SECRET_KEY.to_string(),
+            hex::encode(bytes),
+        )])),
+        ..Default::default()
+    };
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match secrets.create(&params, &secret).await {
+        Ok(created) => {
+            ctx.metrics.wrote("Secret", "create");
+            publish(
+                ctx,
+                hr,
+                EventType::Normal,
+                "Created",
+                "Apply",
+                format!(
+                    "Created Secret {name}: the shared secret of peer network {}",
+                    network
+                        .service
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(NETWORK_LABEL))
+                        .cloned()
+                        .unwrap_or_default()
+                ),
+                Some(created.object_ref(&())),
+            )
+            .await;
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let patch = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": name,
+                    "namespace": ns,
+                    "labels": labels,
+                    "ownerReferences": network.owners,
+                },
+            });
+            secrets
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await
+                .map_err(|e| api_error("apply", "Secret", ns, &name, e))?;
+            ctx.metrics.wrote("Secret", "apply");
+        }
+        Err(e) => return Err(api_error("create", "Secret", ns, &name, e)),
+    }
+    ctx.network_secrets
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key, digest);
+    Ok(())
 }
 
 /// Waits (briefly) until an object deleted with orphan propagation is gone.
@@ -431,6 +637,13 @@ async fn publish_transitions(
         (READY, "False", EventType::Warning, "NotReady"),
         (DEGRADED, "True", EventType::Warning, "Degraded"),
         (DEGRADED, "False", EventType::Normal, "Recovered"),
+        (
+            CLIENTS_HEALTHY,
+            "False",
+            EventType::Warning,
+            "ClientsFailing",
+        ),
+        (CLIENTS_HEALTHY, "True", EventType::Normal, "ClientsHealthy"),
     ];
     for (type_, to, event_type, reason) in events {
         let before = status::condition(old, type_).map(|c| c.status.as_str());
@@ -439,7 +652,8 @@ async fn publish_transitions(
         };
         let entered = before != Some(to) && after.status == to;
         // Leaving a good state needs a state before it; entering Ready or Degraded never does.
-        let worth_saying = reason == "Ready" || reason == "Degraded" || before.is_some();
+        let worth_saying =
+            matches!(reason, "Ready" | "Degraded" | "ClientsFailing") || before.is_some();
         if entered && worth_saying {
             let note = format!("{}: {}", after.reason, after.message);
             publish(ctx, hr, event_type, reason, "Status", note, None).await;

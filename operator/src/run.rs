@@ -26,6 +26,7 @@ use prometheus_client::registry::Registry;
 use crate::desired::{FIELD_MANAGER, Settings};
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
+use crate::world::World;
 
 /// Why the operator stopped.
 #[derive(Debug, thiserror::Error)]
@@ -196,8 +197,19 @@ async fn run_controller(client: Client, options: Options, metrics: Metrics) {
             instance: std::env::var("POD_NAME").ok(),
         },
     );
-    let ctx = Arc::new(Context::new(client, options.settings, metrics, recorder));
-    Controller::new(hostroles, watcher::Config::default())
+    let controller = Controller::new(hostroles.clone(), watcher::Config::default());
+    let store = controller.store();
+    let ctx = Arc::new(
+        Context::new(client, options.settings, metrics, recorder).with_store(store.clone()),
+    );
+    controller
+        // A HostRole that appears, changes or goes re-reconciles those that refer to it
+        // (clients of its servers, peers of its index or network): no polling.
+        .watches(
+            hostroles,
+            watcher::Config::default(),
+            move |changed: HostRole| World::new(store.state()).dependents(&changed),
+        )
         .owns(statefulsets, managed.clone())
         .owns(services, managed.clone())
         .owns(configmaps, managed.clone())

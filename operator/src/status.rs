@@ -2,17 +2,23 @@
 
 use std::collections::BTreeMap;
 
-use hostrole_api::{HostRole, HostRoleStatus, HostStatus, RoleState};
+use hostrole_api::agent::CLIENT_CONDITION_PREFIX;
+use hostrole_api::report::ClientMessage;
+use hostrole_api::{
+    ClientStatus, HostRole, HostRoleStatus, HostStatus, NetworkPeer, NetworkStatus, RoleState,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::desired::selector_string;
+use crate::world::{Problem, client_name, network_object_name, service_name};
 
 /// Condition types.
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+pub const CLIENTS_HEALTHY: &str = "ClientsHealthy";
 
 /// Container states that will not get better by waiting.
 const STUCK_REASONS: &[&str] = &[
@@ -32,6 +38,10 @@ pub struct Observed<'a> {
     pub pods: &'a [Pod],
     /// Why the HostRole could not be realised, if it could not (reason, message).
     pub failure: Option<(String, String)>,
+    /// References that cannot be honoured yet.
+    pub problems: &'a [Problem],
+    /// Pods of every HostRole in this host's peer network.
+    pub network_pods: &'a [Pod],
 }
 
 /// Computes the status. `now` stamps conditions whose status changed; unchanged conditions keep
@@ -65,10 +75,16 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
                     .iter()
                     .map(|r| (r.to_string(), state))
                     .collect(),
-                clients: Vec::new(),
+                clients: client_results(hr, pod, observed.problems),
             }
         })
         .collect();
+    let client_total: usize = hosts.iter().map(|h| h.clients.len()).sum();
+    let client_ok = hosts
+        .iter()
+        .flat_map(|h| &h.clients)
+        .filter(|c| c.ok)
+        .count();
     let ready_hosts = hosts.iter().filter(|h| h.ready).count() as i32;
     let existing = observed
         .stateful_set
@@ -134,10 +150,17 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
                     "every host runs the current spec",
                 )
             };
-            let degraded = if stuck.is_empty() {
-                cond(DEGRADED, false, "AsExpected", "no host is failing")
-            } else {
+            let degraded = if !stuck.is_empty() {
                 cond(DEGRADED, true, "HostsFailing", &stuck.join("; "))
+            } else if let Some(first) = observed.problems.first() {
+                let all: Vec<&str> = observed
+                    .problems
+                    .iter()
+                    .map(|p| p.message.as_str())
+                    .collect();
+                cond(DEGRADED, true, first.reason, &all.join("; "))
+            } else {
+                cond(DEGRADED, false, "AsExpected", "no host is failing")
             };
             (ready, progressing, degraded)
         }
@@ -148,8 +171,11 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
+    let clients_healthy =
+        (!hr.spec.clients.is_empty()).then(|| clients_condition(&hosts, observed.problems));
     let conditions = [ready, progressing, degraded]
         .into_iter()
+        .chain(clients_healthy)
         .map(|c| stamp(c, previous, generation, now))
         .collect();
 
@@ -161,7 +187,144 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
         selector: selector_string(&name),
         conditions,
         hosts,
+        clients: if client_total == 0 {
+            String::new()
+        } else {
+            format!("{client_ok}/{client_total}")
+        },
+        network: network_status(hr, observed.network_pods),
     }
+}
+
+/// Each declared client's latest result on one host: a reference problem, the condition the
+/// host's agent reported on its pod, or pending.
+fn client_results(hr: &HostRole, pod: Option<&Pod>, problems: &[Problem]) -> Vec<ClientStatus> {
+    hr.spec
+        .clients
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let server = spec
+                .server
+                .clone()
+                .or_else(|| spec.url.clone())
+                .unwrap_or_default();
+            let service = service_name(spec.service).to_string();
+            let prefix = format!("spec.clients[{i}]");
+            if let Some(p) = problems.iter().find(|p| p.field.starts_with(&prefix)) {
+                return ClientStatus {
+                    service,
+                    server,
+                    ok: false,
+                    reason: p.reason.to_string(),
+                    last_error: p.message.clone(),
+                    ..Default::default()
+                };
+            }
+            let condition_type =
+                format!("{CLIENT_CONDITION_PREFIX}{}", client_name(spec.service, i));
+            let reported = pod
+                .and_then(|p| p.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == condition_type));
+            match reported {
+                None => ClientStatus {
+                    service,
+                    server,
+                    ok: false,
+                    reason: "Pending".into(),
+                    ..Default::default()
+                },
+                Some(c) => {
+                    let message = ClientMessage::parse(c.message.as_deref().unwrap_or_default());
+                    let ok = c.status == "True";
+                    ClientStatus {
+                        service,
+                        server,
+                        ok,
+                        reason: c.reason.clone().unwrap_or_default(),
+                        latency_ms: message.latency_ms.map(|l| l as i64),
+                        last_error: if ok { String::new() } else { message.detail },
+                        last_success: message.last_success,
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+fn clients_condition(hosts: &[HostStatus], problems: &[Problem]) -> Condition {
+    let results: Vec<(&str, &ClientStatus)> = hosts
+        .iter()
+        .flat_map(|h| h.clients.iter().map(move |c| (h.name.as_str(), c)))
+        .collect();
+    let ok = results.iter().filter(|(_, c)| c.ok).count();
+    let summary = format!("{ok}/{} client results healthy", results.len());
+    if let Some(first) = problems
+        .iter()
+        .find(|p| p.field.starts_with("spec.clients"))
+    {
+        return cond(CLIENTS_HEALTHY, false, first.reason, &first.message);
+    }
+    let failing: Vec<String> = results
+        .iter()
+        .filter(|(_, c)| !c.ok && c.reason != "Pending")
+        .map(|(host, c)| {
+            format!(
+                "{host}: {} → {}: {} {}",
+                c.service, c.server, c.reason, c.last_error
+            )
+            .trim_end()
+            .to_string()
+        })
+        .collect();
+    if !failing.is_empty() {
+        return cond(
+            CLIENTS_HEALTHY,
+            false,
+            "ClientsFailing",
+            &format!("{summary}; {}", failing.join("; ")),
+        );
+    }
+    if ok < results.len() || results.is_empty() {
+        let mut c = cond(CLIENTS_HEALTHY, false, "AwaitingReports", &summary);
+        c.status = "Unknown".into();
+        return c;
+    }
+    cond(CLIENTS_HEALTHY, true, "AllClientsHealthy", &summary)
+}
+
+fn network_status(hr: &HostRole, network_pods: &[Pod]) -> Option<NetworkStatus> {
+    let peer = hr.spec.peer.as_ref()?;
+    let mut peers: Vec<NetworkPeer> = network_pods
+        .iter()
+        .filter_map(|p| {
+            Some(NetworkPeer {
+                name: p.metadata.name.clone()?,
+                host_role: p
+                    .metadata
+                    .labels
+                    .as_ref()?
+                    .get("app.kubernetes.io/instance")?
+                    .clone(),
+                ready: pod_ready(p),
+            })
+        })
+        .collect();
+    peers.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(NetworkStatus {
+        name: peer.network.clone(),
+        mode: if peer.index.is_some() {
+            "hybrid"
+        } else {
+            "decentralized"
+        }
+        .into(),
+        index: peer.index.clone(),
+        secret: network_object_name(&peer.network),
+        service: network_object_name(&peer.network),
+        peers,
+    })
 }
 
 fn generation_of(sts: Option<&StatefulSet>) -> Option<i64> {

@@ -48,5 +48,8 @@ fn the_crd_has_the_api_conventions() {
         .flatten()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(columns, ["Roles", "Ready", "Hosts", "Status", "Age"]);
+    assert_eq!(
+        columns,
+        ["Roles", "Ready", "Hosts", "Clients", "Status", "Age"]
+    );
 }

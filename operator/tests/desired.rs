@@ -6,6 +6,7 @@ use hostrole_api::agent::{AgentConfig, CONFIG_KEY, SITE_DIR};
 use hostrole_api::manifest;
 use hostrole_api::{HostRole, HostTemplate};
 use hostrole_operator::desired::{self, CONFIG_HASH_ANNOTATION, Desired, Settings, SpecError};
+use hostrole_operator::world::World;
 use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -13,6 +14,8 @@ fn settings() -> Settings {
     Settings {
         agent_image: "hostrole/agent:test".into(),
         image_pull_policy: Some("IfNotPresent".into()),
+        agent_cluster_role: "hostrole-agent".into(),
+        network_policies: false,
     }
 }
 
@@ -43,7 +46,7 @@ fn web(extra: &str) -> HostRole {
 }
 
 fn build(hr: &HostRole) -> Desired {
-    desired::desired(hr, &settings()).expect("buildable")
+    desired::desired(hr, &settings(), &World::default()).expect("buildable")
 }
 
 fn pod(d: &Desired) -> PodSpec {
@@ -329,7 +332,8 @@ fn probes_use_the_admin_port() {
 #[test]
 fn a_standalone_only_field_is_refused_with_the_field_named() {
     let hr = web("\n      site: {path: ./site}");
-    let err = desired::desired(&hr, &settings()).expect_err("site.path needs a standalone agent");
+    let err = desired::desired(&hr, &settings(), &World::default())
+        .expect_err("site.path needs a standalone agent");
     assert!(matches!(err, SpecError::StandaloneOnly { .. }));
     assert_eq!(err.reason(), "UnsupportedInCluster");
     assert!(
@@ -433,7 +437,7 @@ fn without_storage_the_share_is_an_empty_dir_and_bad_sizes_or_files_are_refused(
     if let Some(f) = bad.spec.servers.file.as_mut() {
         f.storage = Some(Quantity("lots".into()));
     }
-    let err = desired::desired(&bad, &settings()).expect_err("unreadable size");
+    let err = desired::desired(&bad, &settings(), &World::default()).expect_err("unreadable size");
     assert!(
         err.to_string().contains("spec.servers.file.storage"),
         "{err}"
@@ -446,7 +450,8 @@ fn without_storage_the_share_is_an_empty_dir_and_bad_sizes_or_files_are_refused(
             file: Some("./users".into()),
         });
     }
-    let err = desired::desired(&local, &settings()).expect_err("users.file is standalone only");
+    let err = desired::desired(&local, &settings(), &World::default())
+        .expect_err("users.file is standalone only");
     assert!(
         err.to_string().contains("spec.servers.file.users.file"),
         "{err}"

@@ -124,6 +124,8 @@ fn all_hosts_ready_means_ready() {
         stateful_set: Some(&sts),
         pods: &pods,
         failure: None,
+        problems: &[],
+        network_pods: &[],
     };
     let s = status::status(&hr, &observed, &at(0));
     assert_eq!((s.replicas, s.ready_hosts), (2, 2));
@@ -153,6 +155,8 @@ fn a_rollout_in_progress_is_not_ready_even_with_ready_pods() {
         stateful_set: Some(&sts),
         pods: &pods,
         failure: None,
+        problems: &[],
+        network_pods: &[],
     };
     let s = status::status(&hr, &observed, &at(0));
     assert_eq!(find(&s.conditions, "Ready").status, "False");
@@ -171,6 +175,8 @@ fn a_crashing_host_is_degraded_and_named() {
         stateful_set: Some(&sts),
         pods: &pods,
         failure: None,
+        problems: &[],
+        network_pods: &[],
     };
     let s = status::status(&hr, &observed, &at(0));
     let degraded = find(&s.conditions, "Degraded");
@@ -226,6 +232,8 @@ fn unchanged_inputs_give_the_same_status_so_nothing_is_written() {
         stateful_set: Some(&sts),
         pods: &pods,
         failure: None,
+        problems: &[],
+        network_pods: &[],
     };
     let first = status::status(&hr, &observed, &at(0));
     hr.status = Some(first.clone());
@@ -241,6 +249,8 @@ fn unchanged_inputs_give_the_same_status_so_nothing_is_written() {
         stateful_set: Some(&sts),
         pods: &not_ready,
         failure: None,
+        problems: &[],
+        network_pods: &[],
     };
     let changed = status::status(&hr, &observed, &at(900));
     assert_eq!(

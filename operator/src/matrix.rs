@@ -1,0 +1,96 @@
+//! `hostrole-operator matrix`: the connectivity matrix a person reads, client → server with
+//! state and latency, rendered from the HostRoles' status (what the agents reported).
+
+use hostrole_api::HostRole;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+
+/// Why the matrix cannot be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    #[error("cannot reach the Kubernetes API (kubeconfig or in-cluster config): {0}")]
+    Client(#[source] kube::Error),
+    #[error("cannot list HostRoles: {0}")]
+    List(#[source] kube::Error),
+}
+
+/// Lists the HostRoles of a namespace (or all) and renders their matrix.
+pub async fn fetch(namespace: Option<String>, all: bool) -> Result<String, MatrixError> {
+    let client = Client::try_default().await.map_err(MatrixError::Client)?;
+    let api: Api<HostRole> = match (all, namespace) {
+        (true, _) => Api::all(client),
+        (false, Some(ns)) => Api::namespaced(client, &ns),
+        (false, None) => Api::default_namespaced(client),
+    };
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(MatrixError::List)?;
+    Ok(render(&list.items))
+}
+
+/// One line per (host, client): `HOST  SERVICE  SERVER  STATE  LATENCY  LAST SUCCESS  DETAIL`.
+pub fn render(hostroles: &[HostRole]) -> String {
+    let mut rows: Vec<[String; 7]> = vec![[
+        "CLIENT HOST".into(),
+        "SERVICE".into(),
+        "SERVER".into(),
+        "STATE".into(),
+        "LATENCY".into(),
+        "LAST SUCCESS".into(),
+        "DETAIL".into(),
+    ]];
+    let mut sorted: Vec<&HostRole> = hostroles.iter().collect();
+    sorted.sort_by_key(|hr| (hr.namespace(), hr.name_any()));
+    for hr in sorted {
+        let ns = hr.namespace().unwrap_or_default();
+        for host in hr.status.iter().flat_map(|s| &s.hosts) {
+            for c in &host.clients {
+                let server = if c.server.contains('/') || c.server.contains("://") {
+                    c.server.clone()
+                } else {
+                    format!("{ns}/{}", c.server)
+                };
+                let state = if c.ok {
+                    "ok".to_string()
+                } else if c.reason.is_empty() {
+                    "failing".to_string()
+                } else {
+                    c.reason.clone()
+                };
+                rows.push([
+                    format!("{ns}/{}", host.name),
+                    c.service.clone(),
+                    server,
+                    state,
+                    c.latency_ms.map_or("-".into(), |l| format!("{l}ms")),
+                    c.last_success.clone().unwrap_or_else(|| "-".into()),
+                    c.last_error.clone(),
+                ]);
+            }
+        }
+    }
+    if rows.len() == 1 {
+        return "No clients declared: no HostRole here has spec.clients.\n".into();
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                if i == 6 {
+                    cell.clone()
+                } else {
+                    format!("{cell:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
