@@ -397,7 +397,7 @@ pub struct PeerSpec {
     /// peers to start from. In a cluster the peers of a network find each other through
     /// the network's headless Service without this.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 3, max = 255)))]
     #[x_kube(validation = rules::host_port_list())]
     pub seeds: Vec<String>,
     /// Port of the peer protocol.

@@ -188,7 +188,7 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
 
     env.helm_ok(&["uninstall", &name, "-n", &ns, "--wait", "--timeout", "2m"]);
     let selector = format!("app.kubernetes.io/instance={name}");
-    let kinds = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,networkpolicies,clusterroles,clusterrolebindings";
+    let kinds = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,networkpolicies,clusterroles,clusterrolebindings,validatingadmissionpolicies,validatingadmissionpolicybindings";
     // Pods of the deleted ReplicaSet may take a moment to go.
     eventually(
         "every object of the release is gone",
@@ -203,9 +203,20 @@ async fn install_upgrade_and_uninstall_leave_nothing_behind() {
     env.delete_namespace(&ns).await;
 }
 
-/// Writes a kubeconfig that authenticates as a ServiceAccount, with a short-lived token.
-fn service_account_kubeconfig(env: &Env, ns: &str, sa: &str, dir: &TempDir) -> PathBuf {
-    let token = env.kubectl_ok(&["create", "token", sa, "-n", ns, "--duration=1h"]);
+/// Writes a kubeconfig that authenticates as a ServiceAccount, with a short-lived token (bound
+/// to a pod when `pod` is given, as the kubelet's projected tokens are).
+fn service_account_kubeconfig(
+    env: &Env,
+    ns: &str,
+    sa: &str,
+    pod: Option<&str>,
+    dir: &TempDir,
+) -> PathBuf {
+    let mut args = vec!["create", "token", sa, "-n", ns, "--duration=1h"];
+    if let Some(pod) = pod {
+        args.extend(["--bound-object-kind", "Pod", "--bound-object-name", pod]);
+    }
+    let token = env.kubectl_ok(&args);
     let raw = env.kubectl_ok(&["config", "view", "--raw", "--minify", "-o", "json"]);
     let config: serde_json::Value = serde_json::from_str(&raw).expect("kubeconfig json");
     let cluster = &config["clusters"][0]["cluster"];
@@ -217,7 +228,9 @@ fn service_account_kubeconfig(env: &Env, ns: &str, sa: &str, dir: &TempDir) -> P
         "contexts": [{"name": "sa", "context": {"cluster": "c", "user": sa}}],
         "current-context": "sa",
     });
-    let path = dir.0.join(format!("{sa}.kubeconfig"));
+    let path = dir
+        .0
+        .join(format!("{sa}-{}.kubeconfig", pod.unwrap_or("any")));
     std::fs::write(&path, serde_json::to_string(&kubeconfig).expect("json")).expect("write");
     path
 }
@@ -292,7 +305,7 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
 
     // The real operator, authenticated as the chart's ServiceAccount, does its whole job.
     let dir = TempDir::new();
-    let kubeconfig = service_account_kubeconfig(&env, &system, &full, &dir);
+    let kubeconfig = service_account_kubeconfig(&env, &system, &full, None, &dir);
     let operator = env.operator_as(
         &kubeconfig,
         &[
@@ -303,6 +316,9 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
             &full,
             "--identity",
             "rbac-test",
+            "--agent-cluster-role",
+            &format!("{full}-agent"),
+            "--network-policies",
         ],
     );
     let apps = env.namespace("chart-rbac-apps").await;
@@ -352,8 +368,152 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
 
     let sts = env.kubectl_ok(&["get", "statefulsets", "-n", &apps, "-o", "name"]);
     assert_eq!(sts.trim(), "statefulset.apps/web");
+
+    // Clients, a peer network with its index, and NetworkPolicies: still nothing forbidden.
+    let more = dir.0.join("more.yaml");
+    std::fs::write(&more, MORE_HOSTROLES).expect("manifest");
+    env.kubectl_ok(&["apply", "-n", &apps, "-f", more.to_str().expect("utf-8")]);
+    for hr in ["laptop", "tracker", "family"] {
+        eventually(
+            &format!("{hr} is Ready under the chart's RBAC"),
+            Duration::from_secs(90),
+            || async {
+                let hr = hostroles.get(hr).await.ok()?;
+                hr.status
+                    .as_ref()?
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    let made = env.kubectl_ok(&[
+        "get",
+        "serviceaccount/laptop-host",
+        "rolebinding/laptop-host",
+        "secret/peers-family",
+        "service/peers-family",
+        "networkpolicy/web",
+        "networkpolicy/family",
+        "-n",
+        &apps,
+        "-o",
+        "name",
+    ]);
+    assert_eq!(made.lines().count(), 6, "{made}");
+    let logs = operator.logs();
+    assert!(
+        !logs.to_lowercase().contains("forbidden"),
+        "no permission errors: {logs}"
+    );
+
+    // The laptop's agent may report on its own pod, its client conditions only; nothing else.
+    let agent = format!("system:serviceaccount:{apps}:laptop-host");
+    for (verb, resource, allowed) in [
+        ("patch", "pods --subresource=status", true),
+        ("get", "pods", false),
+        ("patch", "pods", false),
+        ("get", "secrets", false),
+        ("list", "hostroles.hostrole.dev", false),
+    ] {
+        let mut args = vec!["auth", "can-i", verb];
+        args.extend(resource.split(' '));
+        args.extend(["--as", &agent, "-n", &apps]);
+        let out = env.kubectl(&args);
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(
+            answer == "yes",
+            allowed,
+            "can {agent} {verb} {resource}? {answer}"
+        );
+    }
+    let agent_config =
+        service_account_kubeconfig(&env, &apps, "laptop-host", Some("laptop-0"), &dir);
+    // Exactly the agent's call: a server-side apply of conditions on pods/status, no read.
+    let kubeconfig = kube::config::Kubeconfig::read_from(&agent_config).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    let agent_client = kube::Client::try_from(config).expect("client");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(agent_client, &apps);
+    let as_agent = |pod: &'static str, condition: &'static str, status: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let patch = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "status": {"conditions": [{
+                    "type": condition,
+                    "status": status,
+                    "reason": "Succeeded",
+                    "message": "latencyMs=7; lastSuccess=2026-11-25T03:00:00Z; GET → 200",
+                }]},
+            });
+            pods.patch_status(
+                pod,
+                &kube::api::PatchParams::apply("hostrole-agent").force(),
+                &kube::api::Patch::Apply(&patch),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        }
+    };
+    let own = as_agent("laptop-0", "clients.hostrole.dev/web-0", "True").await;
+    assert!(own.is_ok(), "{own:?}");
+    let other = as_agent("web-0", "clients.hostrole.dev/web-0", "True").await;
+    assert!(
+        other
+            .as_ref()
+            .is_err_and(|e| e.contains("only report on its own pod")),
+        "{other:?}"
+    );
+    let ready = as_agent("laptop-0", "Ready", "False").await;
+    assert!(
+        ready
+            .as_ref()
+            .is_err_and(|e| e.contains("only change its clients.hostrole.dev")),
+        "{ready:?}"
+    );
+    // The operator reads the report into the laptop's status.
+    eventually(
+        "the laptop's web client shows as healthy",
+        Duration::from_secs(60),
+        || async {
+            let hr = hostroles.get("laptop").await.ok()?;
+            let status = hr.status?;
+            let c = status.hosts.first()?.clients.first()?.clone();
+            (c.ok && c.latency_ms == Some(7) && status.clients == "1/1").then_some(())
+        },
+    )
+    .await;
     drop(operator);
     env.helm_ok(&["uninstall", &name, "-n", &system]);
     env.delete_namespace(&apps).await;
     env.delete_namespace(&system).await;
 }
+
+/// A host with a web client of `web`, and a hybrid peer network with its index.
+const MORE_HOSTROLES: &str = r#"apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {name: laptop}
+spec:
+  clients:
+    - {service: web, server: web}
+---
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {name: tracker}
+spec:
+  servers:
+    index: {port: 7000}
+---
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {name: family}
+spec:
+  replicas: 2
+  peer: {network: family, index: tracker}
+"#;

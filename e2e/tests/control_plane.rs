@@ -193,7 +193,12 @@ async fn every_example_converges_with_the_expected_objects() {
         .unwrap_or_default()
         .split_whitespace()
         .collect();
-    assert_eq!(header, ["NAME", "ROLES", "READY", "HOSTS", "STATUS", "AGE"]);
+    assert_eq!(
+        header,
+        [
+            "NAME", "ROLES", "READY", "HOSTS", "CLIENTS", "STATUS", "AGE"
+        ]
+    );
     assert!(table.contains("AllRolesServing"), "{table}");
     env.delete_namespace(&ns).await;
 }

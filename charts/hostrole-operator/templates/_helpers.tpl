@@ -53,3 +53,8 @@ runAsGroup: 65532
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* The ClusterRole host agents are bound to (per namespace) to report client results. */}}
+{{- define "hostrole.agentClusterRole" -}}
+{{ include "hostrole.fullname" . }}-agent
+{{- end }}

@@ -1,0 +1,390 @@
+//! References between HostRoles on a real API server: client targets resolved to Services,
+//! a missing server or index reported and recovered by watch alone, peer networks' shared
+//! Secret and Service owned by every member and collected with the last one, NetworkPolicies
+//! following the declared clients.
+
+use std::time::Duration;
+
+use hostrole_api::HostRole;
+use hostrole_api::agent::{AgentConfig, CONFIG_KEY, ClientTarget};
+use hostrole_e2e::{Env, TempDir, eventually};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::{Api, Client, ResourceExt};
+
+const CONVERGE: Duration = Duration::from_secs(90);
+
+fn api<K>(client: &Client, ns: &str) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    Api::namespaced(client.clone(), ns)
+}
+
+fn apply_yaml(env: &Env, ns: &str, yaml: &str) {
+    let dir = TempDir::new();
+    let path = dir.0.join("manifest.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+{yaml}"
+        ),
+    )
+    .expect("write manifest");
+    env.kubectl_ok(&["apply", "-n", ns, "-f", path.to_str().expect("utf-8")]);
+}
+
+/// Waits until the HostRole's condition `type_` has `status` and `reason`.
+async fn wait_condition(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> HostRole {
+    let hrs = api::<HostRole>(client, ns);
+    eventually(
+        &format!("{ns}/{name} has {type_}={status} ({reason})"),
+        CONVERGE,
+        || async {
+            let hr = hrs.get(name).await.ok()?;
+            let generation = hr.metadata.generation;
+            hr.status
+                .as_ref()?
+                .conditions
+                .iter()
+                .any(|c| {
+                    c.type_ == type_
+                        && c.status == status
+                        && c.reason == reason
+                        && c.observed_generation == generation
+                })
+                .then_some(hr)
+        },
+    )
+    .await
+}
+
+async fn agent_config(client: &Client, ns: &str, name: &str) -> AgentConfig {
+    let cm = api::<ConfigMap>(client, ns)
+        .get(&format!("{name}-host"))
+        .await
+        .expect("host ConfigMap");
+    serde_yaml::from_str(&cm.data.expect("data")[CONFIG_KEY]).expect("agent config")
+}
+
+#[tokio::test]
+async fn a_client_of_a_missing_server_degrades_and_recovers_when_the_server_appears() {
+    let env = Env::new().await;
+    let ns = env.namespace("refs").await;
+    let operator = env.operator(&ns, &[]);
+    apply_yaml(
+        &env,
+        &ns,
+        "metadata: {name: laptop}\nspec:\n  clients:\n    - {service: web, server: office}\n    - {service: mail, server: office}\n",
+    );
+    let hr = wait_condition(
+        &env.client,
+        &ns,
+        "laptop",
+        "Degraded",
+        "True",
+        "ServerNotFound",
+    )
+    .await;
+    let status = hr.status.expect("status");
+    let clients = &status.hosts[0].clients;
+    assert_eq!(clients.len(), 2);
+    assert!(
+        clients
+            .iter()
+            .all(|c| !c.ok && c.reason == "ServerNotFound")
+    );
+    assert!(
+        clients[0]
+            .last_error
+            .contains(&format!("no HostRole {ns}/office"))
+    );
+    wait_condition(
+        &env.client,
+        &ns,
+        "laptop",
+        "ClientsHealthy",
+        "False",
+        "ServerNotFound",
+    )
+    .await;
+    assert!(
+        agent_config(&env.client, &ns, "laptop")
+            .await
+            .clients
+            .is_empty()
+    );
+
+    // The server appears with web only: web resolves, mail still lacks its role.
+    apply_yaml(
+        &env,
+        &ns,
+        "metadata: {name: office}\nspec:\n  servers:\n    web: {port: 8080}\n",
+    );
+    wait_condition(
+        &env.client,
+        &ns,
+        "laptop",
+        "Degraded",
+        "True",
+        "RoleMissing",
+    )
+    .await;
+    let config = agent_config(&env.client, &ns, "laptop").await;
+    assert_eq!(config.clients.len(), 1);
+    assert_eq!(
+        config.clients[0].target,
+        ClientTarget::Url(format!("http://office.{ns}.svc:8080/"))
+    );
+
+    // The server gains mail: the laptop recovers without anything touching it.
+    apply_yaml(
+        &env,
+        &ns,
+        "metadata: {name: office}\nspec:\n  servers:\n    web: {port: 8080}\n    mail: {domains: [office.lan]}\n",
+    );
+    wait_condition(
+        &env.client,
+        &ns,
+        "laptop",
+        "Degraded",
+        "False",
+        "AsExpected",
+    )
+    .await;
+    let config = agent_config(&env.client, &ns, "laptop").await;
+    let names: Vec<&str> = config.clients.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["web-0", "mail-1"]);
+    let laptop = api::<HostRole>(&env.client, &ns)
+        .get("laptop")
+        .await
+        .expect("laptop");
+    assert_eq!(
+        laptop.metadata.generation,
+        Some(1),
+        "the laptop itself never changed: its recovery came from watching the server"
+    );
+    // The events say what happened.
+    let events = env.kubectl_ok(&[
+        "get",
+        "events",
+        "-n",
+        &ns,
+        "--field-selector",
+        "involvedObject.name=laptop",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(
+        events.contains("Degraded") && events.contains("Recovered"),
+        "{events}"
+    );
+    drop(operator);
+    env.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+async fn a_peer_network_gets_one_secret_and_service_owned_by_every_member() {
+    let env = Env::new().await;
+    let ns = env.namespace("p2p").await;
+    let operator = env.operator(&ns, &["--network-policies"]);
+    apply_yaml(
+        &env,
+        &ns,
+        "metadata: {name: family}\nspec:\n  replicas: 2\n  peer: {network: family, index: tracker}\n",
+    );
+    // Hybrid without its index: Degraded, named.
+    wait_condition(
+        &env.client,
+        &ns,
+        "family",
+        "Degraded",
+        "True",
+        "IndexNotFound",
+    )
+    .await;
+    apply_yaml(
+        &env,
+        &ns,
+        "metadata: {name: tracker}\nspec:\n  servers:\n    web: {}\n",
+    );
+    wait_condition(
+        &env.client,
+        &ns,
+        "family",
+        "Degraded",
+        "True",
+        "IndexRoleMissing",
+    )
+    .await;
+    apply_yaml(
+        &env,
+        &ns,
+        "metadata: {name: tracker}\nspec:\n  servers:\n    index: {port: 7000, ttl: 30s}\n",
+    );
+    wait_condition(
+        &env.client,
+        &ns,
+        "family",
+        "Degraded",
+        "False",
+        "AsExpected",
+    )
+    .await;
+    let config = agent_config(&env.client, &ns, "family").await;
+    let peer = config.peer.expect("peer config");
+    assert_eq!(
+        peer.index_url.as_deref(),
+        Some(format!("http://tracker.{ns}.svc:7000").as_str())
+    );
+    assert_eq!(peer.heartbeat_seconds, 10);
+
+    apply_yaml(
+        &env,
+        &ns,
+        "metadata: {name: cousins}\nspec:\n  peer: {network: family, index: tracker}\n",
+    );
+    let secrets = api::<Secret>(&env.client, &ns);
+    let services = api::<Service>(&env.client, &ns);
+    let owners_of = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+        let mut names: Vec<String> = refs.iter().map(|o| o.name.clone()).collect();
+        names.sort();
+        names
+    };
+    let secret = eventually(
+        "the network Secret is owned by both members",
+        CONVERGE,
+        || async {
+            let s = secrets.get("peers-family").await.ok()?;
+            (owners_of(s.owner_references()) == ["cousins", "family"]).then_some(s)
+        },
+    )
+    .await;
+    let value = secret.data.expect("data")["secret"].0.clone();
+    assert_eq!(value.len(), 64, "32 random bytes, hex");
+    let service = eventually("the network Service is owned by both", CONVERGE, || async {
+        let s = services.get("peers-family").await.ok()?;
+        (owners_of(s.owner_references()) == ["cousins", "family"]).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        service.spec.expect("spec").selector.expect("selector")["hostrole.dev/network"],
+        "family"
+    );
+    // The index mounts the network's secret; status lists the network's peers.
+    let hr = eventually("family's status lists three peers", CONVERGE, || async {
+        let hr = api::<HostRole>(&env.client, &ns).get("family").await.ok()?;
+        let network = hr.status.clone()?.network?;
+        (network.peers.len() == 3 && network.peers.iter().all(|p| p.ready)).then_some(hr)
+    })
+    .await;
+    let network = hr.status.expect("status").network.expect("network");
+    assert_eq!(network.mode, "hybrid");
+    assert_eq!(network.secret, "peers-family");
+    let policy = api::<NetworkPolicy>(&env.client, &ns)
+        .get("tracker")
+        .await
+        .expect("the index's NetworkPolicy");
+    let text = serde_json::to_string(&policy.spec).expect("json");
+    assert!(
+        text.contains("hostrole.dev/network") && text.contains("7000"),
+        "{text}"
+    );
+
+    // The secret is never rewritten: a restart of the operator keeps it.
+    drop(operator);
+    let operator = env.operator(&ns, &["--network-policies"]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = secrets.get("peers-family").await.expect("secret");
+    assert_eq!(again.data.expect("data")["secret"].0, value);
+
+    // The network's objects stay while one member is left, and go with the last.
+    env.kubectl_ok(&["delete", "hr", "cousins", "-n", &ns, "--wait=true"]);
+    eventually(
+        "the network objects lost cousins as an owner",
+        CONVERGE,
+        || async {
+            let s = services.get("peers-family").await.ok()?;
+            (owners_of(s.owner_references()) == ["family"]).then_some(())
+        },
+    )
+    .await;
+    env.kubectl_ok(&["delete", "hr", "family", "-n", &ns, "--wait=true"]);
+    eventually("the network objects are collected", CONVERGE, || async {
+        let gone = secrets.get_opt("peers-family").await.ok()?.is_none()
+            && services.get_opt("peers-family").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+    let _ = secret.metadata.name;
+    drop(operator);
+    env.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+async fn network_policies_follow_the_declared_clients() {
+    let env = Env::new().await;
+    let ns = env.namespace("netpol").await;
+    let operator = env.operator(&ns, &[]);
+    apply_yaml(
+        &env,
+        &ns,
+        "metadata: {name: office}\nspec:\n  networkPolicy: true\n  servers:\n    web: {port: 8080}\n    file: {port: 8081}\n",
+    );
+    let policies = api::<NetworkPolicy>(&env.client, &ns);
+    let rules_of = |p: &NetworkPolicy| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.ingress.clone())
+            .unwrap_or_default()
+    };
+    eventually("only the admin port is open", CONVERGE, || async {
+        let p = policies.get("office").await.ok()?;
+        (rules_of(&p).len() == 1).then_some(())
+    })
+    .await;
+    apply_yaml(
+        &env,
+        &ns,
+        "metadata: {name: laptop}\nspec:\n  clients:\n    - {service: web, server: office}\n",
+    );
+    let p = eventually("the laptop may reach the web port", CONVERGE, || async {
+        let p = policies.get("office").await.ok()?;
+        (rules_of(&p).len() == 2).then_some(p)
+    })
+    .await;
+    let rule = &rules_of(&p)[1];
+    let text = serde_json::to_string(rule).expect("json");
+    assert!(text.contains("8080") && !text.contains("8081"), "{text}");
+    assert!(
+        text.contains("\"app.kubernetes.io/instance\":\"laptop\""),
+        "{text}"
+    );
+    // Turning the policy off removes it.
+    apply_yaml(
+        &env,
+        &ns,
+        "metadata: {name: office}\nspec:\n  servers:\n    web: {port: 8080}\n    file: {port: 8081}\n",
+    );
+    eventually("the policy is gone", CONVERGE, || async {
+        policies
+            .get_opt("office")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let _ = p.name_any();
+    drop(operator);
+    env.delete_namespace(&ns).await;
+}
