@@ -3,8 +3,8 @@
 //!
 //! It needs nodes that run containers and the images loaded into them (`e2e/kind.sh` does both).
 //! The local control plane used in CI simulates pods with kwok, so CI runs the chart and operator
-//! tests (`chart.rs`, `control_plane.rs`) instead of this one. Checks for the peer role join this
-//! suite with that role.
+//! tests (`chart.rs`, `control_plane.rs`) there, and this suite on a real local node
+//! (`e2e/real-node.sh`).
 
 use std::time::Duration;
 
@@ -181,6 +181,14 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
         "read over IMAP and POP3: {log}"
     );
 
+    // Peers (examples/p2p-*.yaml): in every network a file uploaded through one host's UI is
+    // found and fetched through another's, and arrives intact.
+    peers_exchange_a_file(&env, &ns, &hostroles).await;
+
+    // Clients (examples/home-office.yaml's laptop): every client's result reaches the laptop's
+    // status through its agent's report on its own pod, and the matrix shows it.
+    clients_report_healthy(&env, &ns, &hostroles).await;
+
     env.helm_ok(&["test", "hostrole", "-n", &system, "--timeout", "5m"]);
 
     env.kubectl_ok(&["delete", "namespace", &ns, "--wait=true", "--timeout=5m"]);
@@ -194,7 +202,7 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
         "5m",
     ]);
     let selector = "app.kubernetes.io/instance=hostrole";
-    let kinds = "deployments,pods,services,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings";
+    let kinds = "deployments,pods,services,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings,validatingadmissionpolicies,validatingadmissionpolicybindings";
     // Pods of the deleted Deployment stop on their own time (the operator's grace period).
     eventually(
         "nothing of the release is left",
@@ -206,4 +214,184 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
     )
     .await;
     env.delete_namespace(&system).await;
+}
+
+/// `kubectl port-forward` to a pod's port (the peer UI listens on the pod's loopback); killed
+/// when dropped.
+struct PortForward {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PortForward {
+    fn start(env: &Env, ns: &str, pod: &str, port: u16) -> PortForward {
+        let local = hostrole_e2e::free_port();
+        let child = std::process::Command::new(&env.kubectl)
+            .args(["port-forward", "-n", ns, &format!("pod/{pod}")])
+            .arg(format!("{local}:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("kubectl port-forward");
+        PortForward { child, port: local }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn curl(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--max-time", "20"])
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+async fn peers_exchange_a_file(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
+    let all = hostroles
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items;
+    let mut networks: std::collections::BTreeMap<String, Vec<(String, u16)>> = Default::default();
+    for hr in &all {
+        let Some(peer) = &hr.spec.peer else { continue };
+        for i in 0..hr.spec.replicas {
+            networks
+                .entry(peer.network.clone())
+                .or_default()
+                .push((format!("{}-{i}", hr.name_any()), peer.ui.port as u16));
+        }
+    }
+    assert!(
+        networks.len() >= 2,
+        "the examples hold a hybrid and a decentralized network: {networks:?}"
+    );
+    for (network, hosts) in networks {
+        assert!(hosts.len() >= 2, "{network}: at least two peers");
+        let (seeder, fetcher) = (&hosts[0], &hosts[hosts.len() - 1]);
+        let a = PortForward::start(env, ns, &seeder.0, seeder.1);
+        let b = PortForward::start(env, ns, &fetcher.0, fetcher.1);
+        let content: String = (0..50_000)
+            .map(|i| format!("{network} line {i}\n"))
+            .collect();
+        let dir = hostrole_e2e::TempDir::new();
+        let file = dir.0.join("upload.txt");
+        std::fs::write(&file, &content).expect("write");
+        let name = format!("e2e-{network}.txt");
+        eventually(
+            &format!("{network}: upload through {}'s UI", seeder.0),
+            WAIT,
+            || async {
+                curl(&[
+                    "-X",
+                    "POST",
+                    "--data-binary",
+                    &format!("@{}", file.display()),
+                    &a.url(&format!("/api/upload?name={name}")),
+                ])
+            },
+        )
+        .await;
+        let hash = eventually(
+            &format!("{network}: {} finds the file", fetcher.0),
+            WAIT,
+            || async {
+                let found = curl(&[&b.url(&format!("/api/search?q={name}"))])?;
+                let results: serde_json::Value = serde_json::from_str(&found).ok()?;
+                results
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["name"] == name.as_str())
+                    .and_then(|r| r["hash"].as_str().map(str::to_string))
+            },
+        )
+        .await;
+        curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &serde_json::json!({"hash": hash}).to_string(),
+            &b.url("/api/downloads"),
+        ])
+        .unwrap_or_else(|| panic!("{network}: start the download on {}", fetcher.0));
+        eventually(
+            &format!("{network}: the download completes on {}", fetcher.0),
+            WAIT,
+            || async {
+                let files = curl(&[&b.url("/api/files")])?;
+                let files: serde_json::Value = serde_json::from_str(&files).ok()?;
+                files
+                    .as_array()?
+                    .iter()
+                    .any(|f| f["hash"] == hash.as_str() && f["complete"] != false)
+                    .then_some(())
+            },
+        )
+        .await;
+        let _ = content;
+    }
+}
+
+async fn clients_report_healthy(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
+    let all = hostroles
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items;
+    let with_clients: Vec<String> = all
+        .iter()
+        .filter(|hr| !hr.spec.clients.is_empty())
+        .map(|hr| hr.name_any())
+        .collect();
+    assert!(!with_clients.is_empty(), "an example declares clients");
+    for name in &with_clients {
+        let hr = eventually(
+            &format!("{name}: every client reports ok"),
+            WAIT,
+            || async {
+                let hr = hostroles.get(name).await.ok()?;
+                let status = hr.status.clone()?;
+                let healthy = status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "ClientsHealthy" && c.status == "True");
+                healthy.then_some(hr)
+            },
+        )
+        .await;
+        let status = hr.status.expect("status");
+        for host in &status.hosts {
+            for c in &host.clients {
+                assert!(
+                    c.ok && c.latency_ms.is_some() && c.last_success.is_some(),
+                    "{c:?}"
+                );
+            }
+        }
+    }
+    let matrix = std::process::Command::new(&env.operator_bin)
+        .args(["matrix", "-n", ns])
+        .output()
+        .expect("hostrole-operator matrix");
+    let table = String::from_utf8_lossy(&matrix.stdout);
+    assert!(matrix.status.success(), "{table}");
+    assert!(
+        table.lines().count() >= 2 && table.contains(" ok "),
+        "{table}"
+    );
 }

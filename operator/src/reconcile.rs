@@ -215,6 +215,11 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
         .clone()
         .ok_or(Error::MissingField("namespace"))?;
     let client = ctx.client.clone();
+    if let Some(store) = &ctx.hostroles {
+        // References resolve against every HostRole, so wait for the first full list: an
+        // early reconcile would report a server that exists as missing.
+        let _ = store.wait_until_ready().await;
+    }
 
     let mut failure = None;
     let mut apply_error = None;

@@ -23,7 +23,7 @@ use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
 
-use crate::desired::{FIELD_MANAGER, Settings};
+use crate::desired::{FIELD_MANAGER, NETWORK_LABEL, Settings};
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::world::World;
@@ -199,6 +199,7 @@ async fn run_controller(client: Client, options: Options, metrics: Metrics) {
     );
     let controller = Controller::new(hostroles.clone(), watcher::Config::default());
     let store = controller.store();
+    let pod_store = store.clone();
     let ctx = Arc::new(
         Context::new(client, options.settings, metrics, recorder).with_store(store.clone()),
     );
@@ -213,9 +214,26 @@ async fn run_controller(client: Client, options: Options, metrics: Metrics) {
         .owns(statefulsets, managed.clone())
         .owns(services, managed.clone())
         .owns(configmaps, managed.clone())
-        .watches(pods, managed, |pod: Pod| {
-            let instance = pod.labels().get("app.kubernetes.io/instance")?.clone();
-            Some(ObjectRef::<HostRole>::new(&instance).within(&pod.namespace()?))
+        // A host pod changes its HostRole's status, and the peer list of every HostRole in its
+        // network.
+        .watches(pods, managed, move |pod: Pod| {
+            let Some(ns) = pod.namespace() else {
+                return Vec::new();
+            };
+            let mut refs = Vec::new();
+            if let Some(instance) = pod.labels().get("app.kubernetes.io/instance") {
+                refs.push(ObjectRef::<HostRole>::new(instance).within(&ns));
+            }
+            if let Some(network) = pod.labels().get(NETWORK_LABEL) {
+                let world = World::new(pod_store.state());
+                refs.extend(
+                    world
+                        .network_members(&ns, network)
+                        .into_iter()
+                        .map(ObjectRef::from_obj),
+                );
+            }
+            refs
         })
         .with_config(
             Config::default()
