@@ -41,7 +41,6 @@ use crate::rules;
     validation = rules::at_least_one_role(),
     validation = rules::unique_ports(),
     validation = rules::admin_port_reserved(),
-    validation = rules::client_role_not_served(),
     validation = rules::peer_role_not_served()
 )]
 pub struct HostRoleSpec {

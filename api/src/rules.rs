@@ -88,14 +88,6 @@ pub fn role_not_served(role: &str) -> Rule {
         .reason(Reason::FieldValueForbidden)
 }
 
-/// spec.clients: rejected until the agent runs clients.
-pub fn client_role_not_served() -> Rule {
-    Rule::new("!has(self.clients) || size(self.clients) == 0")
-        .message("the client role is not served by this release of hostrole yet: remove spec.clients (examples/planned/ shows the planned shape)")
-        .field_path(".clients")
-        .reason(Reason::FieldValueForbidden)
-}
-
 /// spec.peer: rejected until the agent runs peers.
 pub fn peer_role_not_served() -> Rule {
     Rule::new("!has(self.peer)")
