@@ -3,12 +3,15 @@
 //!
 //! - [`supervisor`] starts the roles a configuration names and stops them on SIGTERM;
 //! - [`admin`] serves `/healthz`, `/readyz` and `/metrics`;
+//! - [`clients`] is the client role: client loops against servers, their results (`/clients`,
+//!   metrics, pod conditions);
 //! - [`web`] is the web role; each role lives in its own module and is reached only through its
 //!   small public surface;
 //! - [`net`] is the bounded, gracefully-stopping HTTP listener the roles share;
 //! - [`standalone`] turns a HostRole manifest into a configuration, for `hostrole-agent up`.
 
 pub mod admin;
+pub mod clients;
 pub mod config;
 pub mod file;
 pub mod guard;

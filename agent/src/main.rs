@@ -152,6 +152,7 @@ fn serve(config: AgentConfig, print_urls: bool) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let name = config.host_role.clone();
+    let has_clients = !config.clients.is_empty();
     let result = runtime.block_on(supervisor::run(
         config,
         CancellationToken::new(),
@@ -162,6 +163,9 @@ fn serve(config: AgentConfig, print_urls: bool) -> ExitCode {
                     println!("  {label:<6} {}", url(label, addr));
                 }
                 println!("  admin  http://{}/readyz", started.admin);
+                if has_clients {
+                    println!("  client results: http://{}/clients", started.admin);
+                }
                 println!("Stop with Ctrl-C.");
             }
         },

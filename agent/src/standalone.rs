@@ -1,6 +1,8 @@
 //! `hostrole-agent up MANIFEST`: serve a HostRole's roles on this machine, without a cluster.
 //! The manifest is judged by the same schema and CEL rules as in a cluster.
 
+mod clients;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
@@ -44,6 +46,45 @@ pub enum StandaloneError {
         "the Secret {secret} is not in {manifest} (standalone, a users Secret must stand in the same file with a `users` key), or use users.file"
     )]
     SecretNotInManifest { secret: String, manifest: PathBuf },
+    #[error(
+        "spec.clients[{index}].server: no HostRole named {server} in {manifest} (it holds: {names}); standalone, a client's server must stand in the same manifest, or use url: instead (e.g. url: http://127.0.0.1:8080/)"
+    )]
+    ClientServerNotInManifest {
+        index: usize,
+        server: String,
+        manifest: PathBuf,
+        names: String,
+    },
+    #[error(
+        "spec.clients[{index}].server: the HostRole {server} serves no {service} role (spec.servers.{service}): point the client at a HostRole that does, or use url:"
+    )]
+    ClientServerRole {
+        index: usize,
+        server: String,
+        service: &'static str,
+    },
+    #[error("spec.clients[{index}].url: {url:?} {why}")]
+    ClientUrl {
+        index: usize,
+        url: String,
+        why: String,
+    },
+    #[error(
+        "spec.clients[{index}].{field}: {value:?} is not a duration (write it like 500ms, 30s, 5m or 1h30m)"
+    )]
+    ClientDuration {
+        index: usize,
+        field: &'static str,
+        value: String,
+    },
+    #[error(
+        "spec.clients[{index}].credentials: the Secret {secret} is not in {manifest} with keys username and password (standalone, a kubernetes.io/basic-auth Secret must stand in the same file)"
+    )]
+    ClientSecret {
+        index: usize,
+        secret: String,
+        manifest: PathBuf,
+    },
     #[error("{field}: {value:?} is not a size (write it like 1Gi, 500Mi or 1048576)")]
     Size { field: &'static str, value: String },
     #[error("{field}: {path} is not a directory: {source}")]
@@ -127,7 +168,7 @@ pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
         mail: mail_role(&hostrole, &options.manifest, &base, &data_dir)?,
         index: None,
         peer: None,
-        clients: Vec::new(),
+        clients: clients::clients(&hostrole, &options.manifest, &data_dir)?,
     })
 }
 

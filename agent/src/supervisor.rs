@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AgentMetrics, Readiness};
+use crate::clients::{self, Clients};
 use crate::file::{self, FileError, FileShare};
 use crate::mail::{self, Mail, MailError};
 use crate::net::{self, BindError, ServeOptions};
@@ -69,6 +70,7 @@ pub async fn run(
     let metrics = AgentMetrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    let clients = Clients::new(config.clients.clone(), &config.host_role, &mut registry);
     let readiness = Readiness::new(metrics.clone());
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
 
@@ -82,7 +84,7 @@ pub async fn run(
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(net::serve(
         admin_listener,
-        admin::router(Arc::new(registry), readiness.clone()),
+        admin::router(Arc::new(registry), readiness.clone()).merge(clients.router()),
         ServeOptions {
             role: "admin",
             max_connections: ADMIN_MAX_CONNECTIONS,
@@ -111,6 +113,12 @@ pub async fn run(
         bound.push(Box::new(
             Mail::bind(mail_config, config.bind, &metrics).await?,
         ));
+    }
+    // Clients count as a role: a host may only use services. The role is ready once its loops
+    // run; a failing client does not make the host unready (its results say so).
+    if !config.clients.is_empty() {
+        readiness.expect(clients::ROLE);
+        bound.push(Box::new(clients));
     }
 
     let roles_stop = CancellationToken::new();

@@ -28,7 +28,7 @@ fn the_home_office_example_serves_web_file_and_mail_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("home-office.yaml");
     std::fs::write(&path, manifest).expect("write");
-    let agent = Agent::up(&path, &dir.path().join("data"), &[]);
+    let agent = Agent::up(&path, &dir.path().join("data"), &["--name", "office"]);
     let stdout = agent.stdout();
     for label in ["web", "file", "smtp", "imap", "pop3", "submission"] {
         assert!(stdout.contains(label), "{label} is listed: {stdout}");

@@ -287,3 +287,135 @@ fn default_page(name: &str) -> String {
          to publish your own pages.</p>\n</body>\n</html>\n"
     )
 }
+
+/// Longest human detail a client condition carries; the API server caps a condition's message
+/// at 32768 bytes and a status line stays readable.
+pub const CLIENT_DETAIL_MAX: usize = 1024;
+
+/// The message of a client's pod condition, shared by the agent (who writes it) and the
+/// operator (who reads it into `status.hosts[].clients[]`). On the wire it is
+/// `latencyMs=<n>; lastSuccess=<RFC 3339>; <human detail>`, with `-` for an unknown latency
+/// (no run yet) or no success yet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientConditionMessage {
+    /// Duration of the last run, in milliseconds.
+    pub latency_ms: Option<u64>,
+    /// When the client last succeeded (RFC 3339).
+    pub last_success: Option<String>,
+    /// What happened, for people (the error of a failed run).
+    pub detail: String,
+}
+
+impl ClientConditionMessage {
+    /// `latencyMs=<n>; lastSuccess=<RFC 3339 or ->; <detail>`; the detail is cut to
+    /// [`CLIENT_DETAIL_MAX`] bytes (at a character boundary) and kept on one line.
+    pub fn format(&self) -> String {
+        let latency = self
+            .latency_ms
+            .map_or_else(|| "-".to_string(), |n| n.to_string());
+        let success = self.last_success.as_deref().unwrap_or("-");
+        let mut detail: String = self
+            .detail
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if detail.len() > CLIENT_DETAIL_MAX {
+            let mut end = CLIENT_DETAIL_MAX;
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+        }
+        format!("latencyMs={latency}; lastSuccess={success}; {detail}")
+    }
+
+    /// Reads what [`ClientConditionMessage::format`] wrote; `None` when the text does not
+    /// start with the `latencyMs=…; lastSuccess=…;` prefix.
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.strip_prefix("latencyMs=")?;
+        let (latency, rest) = rest.split_once(';')?;
+        let latency_ms = match latency {
+            "-" => None,
+            n => Some(n.parse().ok()?),
+        };
+        let rest = rest.strip_prefix(" lastSuccess=")?;
+        let (success, detail) = match rest.split_once(';') {
+            Some((s, d)) => (s, d.strip_prefix(' ').unwrap_or(d)),
+            None => (rest, ""),
+        };
+        if success.is_empty() || success.contains(' ') {
+            return None;
+        }
+        Some(Self {
+            latency_ms,
+            last_success: (success != "-").then(|| success.to_string()),
+            detail: detail.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(
+        latency: Option<u64>,
+        success: Option<&str>,
+        detail: &str,
+    ) -> ClientConditionMessage {
+        ClientConditionMessage {
+            latency_ms: latency,
+            last_success: success.map(str::to_string),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn client_messages_have_the_documented_prefix_and_read_back() {
+        let ok = message(Some(12), Some("2026-11-25T03:00:00Z"), "200 OK, 512 bytes");
+        assert_eq!(
+            ok.format(),
+            "latencyMs=12; lastSuccess=2026-11-25T03:00:00Z; 200 OK, 512 bytes"
+        );
+        assert_eq!(ClientConditionMessage::parse(&ok.format()), Some(ok));
+
+        let pending = message(None, None, "not run yet");
+        assert_eq!(pending.format(), "latencyMs=-; lastSuccess=-; not run yet");
+        assert_eq!(
+            ClientConditionMessage::parse(&pending.format()),
+            Some(pending)
+        );
+
+        // A detail may itself hold `;` and `=`.
+        let failed = message(Some(3), None, "PUT answered 507; quota=1Gi");
+        assert_eq!(
+            ClientConditionMessage::parse(&failed.format()),
+            Some(failed)
+        );
+        let empty = message(Some(0), None, "");
+        assert_eq!(ClientConditionMessage::parse(&empty.format()), Some(empty));
+    }
+
+    #[test]
+    fn client_message_details_are_one_bounded_line() {
+        let long = message(Some(1), None, &format!("a\nb{}", "é".repeat(2000)));
+        let text = long.format();
+        assert!(!text.contains('\n'));
+        let back = ClientConditionMessage::parse(&text).expect("parses");
+        assert!(back.detail.len() <= CLIENT_DETAIL_MAX);
+        assert!(back.detail.starts_with("a b"));
+    }
+
+    #[test]
+    fn other_messages_are_not_client_messages() {
+        for text in [
+            "",
+            "connection refused",
+            "latencyMs=abc; lastSuccess=-; x",
+            "latencyMs=1 lastSuccess=-; x",
+            "latencyMs=1; lastSuccess=; x",
+        ] {
+            assert_eq!(ClientConditionMessage::parse(text), None, "{text:?}");
+        }
+    }
+}

@@ -2,10 +2,10 @@
 //! rules, the agent configuration rendered from it, and manifest loading for standalone use.
 
 pub mod agent;
+pub mod duration;
 pub mod hostrole;
 pub mod manifest;
 pub mod quantity;
-pub mod report;
 pub mod rules;
 pub mod target;
 

@@ -11,9 +11,9 @@ use hostrole_api::agent::{
     NETWORK_SECRET_KEY, NETWORKS_DIR, PeerRoleConfig, SHARE_DIR, SITE_DIR, TlsFiles, USERS_DIR,
     USERS_KEY, WebRoleConfig, inline_site_files,
 };
+use hostrole_api::duration;
 use hostrole_api::quantity::parse_bytes;
 use hostrole_api::rules::ADMIN_PORT;
-use hostrole_api::target::parse_duration;
 use hostrole_api::{HostRole, SiteFile};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
@@ -332,7 +332,7 @@ pub fn agent_config(hr: &HostRole, name: &str, namespace: &str, world: &World) -
             ttl_seconds: index
                 .ttl
                 .as_deref()
-                .and_then(parse_duration)
+                .and_then(duration::parse)
                 .map_or(DEFAULT_INDEX_TTL_SECONDS, |d| d.as_secs().max(1)),
             networks_dir: NETWORKS_DIR.into(),
         }),
@@ -344,7 +344,7 @@ pub fn agent_config(hr: &HostRole, name: &str, namespace: &str, world: &World) -
                 .and_then(|i| world.get(namespace, i))
                 .and_then(|i| i.spec.servers.index.as_ref())
                 .and_then(|i| i.ttl.as_deref())
-                .and_then(parse_duration)
+                .and_then(duration::parse)
                 .map_or(DEFAULT_INDEX_TTL_SECONDS, |d| d.as_secs().max(1));
             PeerRoleConfig {
                 network: peer.network.clone(),

@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use hostrole_api::agent::CLIENT_CONDITION_PREFIX;
-use hostrole_api::report::ClientMessage;
+use hostrole_api::agent::{CLIENT_CONDITION_PREFIX, ClientConditionMessage};
 use hostrole_api::{
     ClientStatus, HostRole, HostRoleStatus, HostStatus, NetworkPeer, NetworkStatus, RoleState,
 };
@@ -236,7 +235,13 @@ fn client_results(hr: &HostRole, pod: Option<&Pod>, problems: &[Problem]) -> Vec
                     ..Default::default()
                 },
                 Some(c) => {
-                    let message = ClientMessage::parse(c.message.as_deref().unwrap_or_default());
+                    let text = c.message.clone().unwrap_or_default();
+                    let message =
+                        ClientConditionMessage::parse(&text).unwrap_or(ClientConditionMessage {
+                            latency_ms: None,
+                            last_success: None,
+                            detail: text,
+                        });
                     let ok = c.status == "True";
                     ClientStatus {
                         service,

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use hostrole_api::agent::{CLIENT_CREDENTIALS_DIR, ClientConfig, ClientTarget, MailTarget};
-use hostrole_api::target::{mail_target_from_url, parse_duration};
+use hostrole_api::duration;
+use hostrole_api::target::mail_target_from_url;
 use hostrole_api::{ClientService, ClientSpec, HostRole};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
@@ -249,7 +250,7 @@ fn resolve_client(i: usize, spec: &ClientSpec, namespace: &str, world: &World) -
     };
     let millis = |text: &Option<String>, default: u64| {
         text.as_deref()
-            .and_then(parse_duration)
+            .and_then(duration::parse)
             .map_or(default, |d| d.as_millis() as u64)
     };
     Ok(ClientConfig {
