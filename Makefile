@@ -15,6 +15,12 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
+# Benchmarks (root; installs their peers from Debian). BENCH=web|file|mail|p2p|agent|operator|all.
+BENCH ?= all
+.PHONY: bench
+bench:         ## each benchmark side by side with its peer, rows into bench/results.md (bench/README.md)
+	bench/run.sh $(BENCH)
+
 # Container images. VERSION defaults to the workspace version, SOURCE_DATE_EPOCH to the last
 # commit's time (both reproducible). Without a Docker engine, OCI archives in target/images/.
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)

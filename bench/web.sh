@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# web: static files, ours (the web role of `hostrole-agent up`) against nginx serving the same
+# directory with the same worker count (1 tokio worker thread / worker_processes 1), both
+# pinned to the server cores; wrk pinned to the load cores.
+# Measured per file (4 KiB, 1 MiB): wrk -t1 -c32 -d${DURATION}s --latency: req/s, p50, p99.
+set -euo pipefail
+export BENCH_NAME=web
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DURATION=${DURATION:-$(quick 3 15)}
+
+# make_site DIR: the two files, same bytes for both servers.
+make_site() {
+  mkdir -p "$1"
+  head -c 4096 /dev/urandom >"$1/4k.bin"
+  head -c 1048576 /dev/urandom >"$1/1m.bin"
+  echo '<!doctype html><title>bench</title>' >"$1/index.html"
+}
+
+start_ours() {
+  local port=$1 admin
+  admin=$(free_port)
+  cat >"$BENCH_TMP/web.yaml" <<YAML
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {name: bench-web}
+spec:
+  servers:
+    web:
+      port: $port
+      site: {path: site}
+YAML
+  start_agent_up "$BENCH_TMP/web.yaml" "$admin" "$BENCH_TMP/data" "$SERVER_CPUS" "$BENCH_TMP/agent.log"
+}
+
+start_nginx() {
+  local port=$1 d=$BENCH_TMP/nginx
+  mkdir -p "$d"
+  cat >"$d/nginx.conf" <<CONF
+daemon off;
+worker_processes ${BENCH_WORKERS:-1};
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+  include /etc/nginx/mime.types;
+  default_type application/octet-stream;
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  server {
+    listen 127.0.0.1:$port;
+    root $BENCH_TMP/site;
+  }
+}
+CONF
+  taskset -c "$SERVER_CPUS" nginx -c "$d/nginx.conf" -e "$d/error.log" &
+  NGINX_PID=$!
+  track "$NGINX_PID"
+  wait_port "$port" 10 || { cat "$d/error.log" >&2; die "nginx did not start"; }
+}
+
+# load URL: runs wrk; sets RPS, P50 and P99 (ms).
+load() {
+  local out
+  out=$(taskset -c "$LOAD_CPUS" timeout $((DURATION + 30)) \
+    wrk -t1 -c32 -d"${DURATION}s" --latency "$1")
+  RPS=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+  P50=$(awk '$1 == "50%" { print $2 }' <<<"$out" | to_ms)
+  P99=$(awk '$1 == "99%" { print $2 }' <<<"$out" | to_ms)
+  if grep -q 'Non-2xx' <<<"$out"; then log "warning: $(grep 'Non-2xx' <<<"$out")"; fi
+}
+
+# to_ms: wrk's "812.00us" / "1.23ms" / "2.00s" as milliseconds.
+to_ms() {
+  awk '{ v = $1 + 0; if ($1 ~ /us$/) v /= 1000; else if ($1 ~ /ms$/) v += 0;
+         else if ($1 ~ /m$/) v *= 60000; else if ($1 ~ /s$/) v *= 1000; printf "%.3f", v }'
+}
+
+main() {
+  local ours_port nginx_port f ors op5 op9
+  need_pkgs nginx wrk curl procps
+  bins
+  tmpdir
+  make_site "$BENCH_TMP/site"
+  ours_port=$(free_port)
+  nginx_port=$(free_port)
+  start_ours "$ours_port"
+  start_nginx "$nginx_port"
+  for f in 4k.bin 1m.bin; do
+    cmp -s <(curl -fsS "http://127.0.0.1:$ours_port/$f") "$BENCH_TMP/site/$f" || die "ours serves a different $f"
+    cmp -s <(curl -fsS "http://127.0.0.1:$nginx_port/$f") "$BENCH_TMP/site/$f" || die "nginx serves a different $f"
+    load "http://127.0.0.1:$ours_port/$f"
+    ors=$RPS op5=$P50 op9=$P99
+    load "http://127.0.0.1:$nginx_port/$f"
+    local cmd="wrk -t1 -c32 -d${DURATION}s --latency http://127.0.0.1:PORT/$f"
+    row "$f req/s" "$cmd" "$ors" "$RPS" ">1"
+    row "$f p50 ms" "$cmd" "$op5" "$P50" "<1"
+    row "$f p99 ms" "$cmd" "$op9" "$P99" "<1"
+  done
+}
+
+main "$@"
