@@ -8,8 +8,9 @@
 #   /etc/nsswitch.conf         hosts: files dns
 #   /home/nonroot              0700 (the builds give it to 65532:65532)
 #   /tmp                       1777
-# No shell, no CA bundle (see docs/decisions.md, "Images"). With SOURCE_DATE_EPOCH set,
-# every mtime is set to it.
+#   /etc/ssl/certs/ca-certificates.crt   the agent only: its clients may fetch https:// URLs
+# No shell; the operator gets no CA bundle (see docs/decisions.md, "Images"). With
+# SOURCE_DATE_EPOCH set, every mtime is set to it.
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -51,6 +52,11 @@ root:x:0:
 nonroot:x:65532:
 EOF
 echo 'hosts: files dns' >"$dest/etc/nsswitch.conf"
+if [[ $(basename "$bin") == hostrole-agent ]]; then
+  bundle=/etc/ssl/certs/ca-certificates.crt
+  [[ -f $bundle ]] || { echo "rootfs.sh: $bundle is missing (install ca-certificates)" >&2; exit 1; }
+  install -D -m 0644 "$bundle" "$dest$bundle"
+fi
 chmod 0644 "$dest"/etc/passwd "$dest"/etc/group "$dest"/etc/nsswitch.conf
 # Modes do not depend on the umask: directories 0755, but /tmp 1777 and the home 0700.
 find "$dest" -type d -exec chmod 0755 {} +

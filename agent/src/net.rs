@@ -93,6 +93,11 @@ pub async fn serve(
                 }
             },
         };
+        // Responses are written in a few small writes (headers, then body); with Nagle's
+        // algorithm on, the client's delayed ACK held small responses back by tens of ms.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(role = options.role, error = %e, "cannot set TCP_NODELAY");
+        }
         let service = TowerToHyperService::new(router.clone());
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
