@@ -5,6 +5,7 @@
 //! - [`admin`] serves `/healthz`, `/readyz` and `/metrics`;
 //! - [`web`] is the web role; each role lives in its own module and is reached only through its
 //!   small public surface;
+//! - [`index`] and [`peer`] are the peer-to-peer roles; [`p2p`] is the protocol they share;
 //! - [`net`] is the bounded, gracefully-stopping HTTP listener the roles share;
 //! - [`standalone`] turns a HostRole manifest into a configuration, for `hostrole-agent up`.
 
@@ -12,8 +13,11 @@ pub mod admin;
 pub mod config;
 pub mod file;
 pub mod guard;
+pub mod index;
 pub mod mail;
 pub mod net;
+pub mod p2p;
+pub mod peer;
 pub mod standalone;
 pub mod supervisor;
 pub mod users;

@@ -41,8 +41,7 @@ use crate::rules;
     validation = rules::at_least_one_role(),
     validation = rules::unique_ports(),
     validation = rules::admin_port_reserved(),
-    validation = rules::client_role_not_served(),
-    validation = rules::peer_role_not_served()
+    validation = rules::client_role_not_served()
 )]
 pub struct HostRoleSpec {
     /// Number of hosts. Hosts are named `<name>-0` … `<name>-(n-1)`, keep their names and own
@@ -76,7 +75,6 @@ fn default_replicas() -> i32 {
 /// Server roles. Each is optional; a host may run several at once.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = rules::role_not_served("index"))]
 pub struct Servers {
     /// A static web site over HTTP/1.1 and HTTP/2.
     #[serde(default, skip_serializing_if = "Option::is_none")]

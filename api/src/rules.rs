@@ -78,29 +78,11 @@ pub fn admin_port_reserved() -> Rule {
     )))
 }
 
-/// servers.<role>: rejected until the agent serves the role, so it is never silently ignored.
-pub fn role_not_served(role: &str) -> Rule {
-    Rule::new(format!("!has(self.{role})"))
-        .message(Message::Message(format!(
-            "the {role} role is not served by this release of hostrole yet: remove spec.servers.{role} (examples/planned/ shows the planned shape)"
-        )))
-        .field_path(format!(".{role}"))
-        .reason(Reason::FieldValueForbidden)
-}
-
 /// spec.clients: rejected until the agent runs clients.
 pub fn client_role_not_served() -> Rule {
     Rule::new("!has(self.clients) || size(self.clients) == 0")
         .message("the client role is not served by this release of hostrole yet: remove spec.clients (examples/planned/ shows the planned shape)")
         .field_path(".clients")
-        .reason(Reason::FieldValueForbidden)
-}
-
-/// spec.peer: rejected until the agent runs peers.
-pub fn peer_role_not_served() -> Rule {
-    Rule::new("!has(self.peer)")
-        .message("the peer role is not served by this release of hostrole yet: remove spec.peer (examples/planned/ shows the planned shape)")
-        .field_path(".peer")
         .reason(Reason::FieldValueForbidden)
 }
 

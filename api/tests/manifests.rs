@@ -40,7 +40,7 @@ fn examples_are_valid() {
 #[test]
 fn planned_examples_fail_only_on_roles_not_served_yet() {
     let files = yaml_files(&root().join("examples/planned"));
-    assert!(files.len() >= 2);
+    assert!(!files.is_empty());
     for file in files {
         let text = std::fs::read_to_string(&file).expect("readable");
         let err = manifest::parse_all(&text, &file.display().to_string())
