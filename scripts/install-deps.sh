@@ -7,7 +7,9 @@ set -euo pipefail
 # iproute2 (ss): free ports; procps, util-linux (setsid), coreutils: process handling.
 # rclone, cadaver: the file role's clients; swaks: the mail role's SMTP client (Python's
 # smtplib/imaplib/poplib come with python3).
-packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver swaks libnet-ssleay-perl)
+# chromium, chromium-driver, python3-selenium: the peer UI's browser test (agent/tests/peer_ui.rs).
+packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver swaks libnet-ssleay-perl
+  chromium chromium-driver python3-selenium)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -7,6 +7,7 @@
 //!   metrics, pod conditions);
 //! - [`web`] is the web role; each role lives in its own module and is reached only through its
 //!   small public surface;
+//! - [`index`] and [`peer`] are the peer-to-peer roles; [`p2p`] is the protocol they share;
 //! - [`net`] is the bounded, gracefully-stopping HTTP listener the roles share;
 //! - [`standalone`] turns a HostRole manifest into a configuration, for `hostrole-agent up`.
 
@@ -15,8 +16,11 @@ pub mod clients;
 pub mod config;
 pub mod file;
 pub mod guard;
+pub mod index;
 pub mod mail;
 pub mod net;
+pub mod p2p;
+pub mod peer;
 pub mod standalone;
 pub mod supervisor;
 pub mod users;

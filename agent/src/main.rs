@@ -59,6 +59,13 @@ enum Command {
         /// Where inline site files are written (default: ~/.local/state/hostrole/NAME).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Added to the index, peer and peer UI ports: run a second peer of the same manifest on
+        /// this machine with `--port-offset 10 --admin-port 9911 --data-dir DIR`.
+        #[arg(long, default_value_t = 0)]
+        port_offset: u16,
+        /// A peer (`host:port`) a decentralized peer starts from; repeat for several.
+        #[arg(long = "seed")]
+        seeds: Vec<String>,
     },
     /// Print an Argon2 hash of a password (read from standard input) for a users file.
     HashPassword,
@@ -86,6 +93,8 @@ fn main() -> ExitCode {
             bind,
             admin_port,
             data_dir,
+            port_offset,
+            seeds,
         } => {
             let options = UpOptions {
                 manifest,
@@ -93,6 +102,8 @@ fn main() -> ExitCode {
                 bind,
                 admin_port,
                 data_dir,
+                port_offset,
+                seeds,
             };
             match standalone::prepare(&options) {
                 Ok(cfg) => serve(cfg, true),
@@ -179,7 +190,7 @@ fn serve(config: AgentConfig, print_urls: bool) -> ExitCode {
 /// How a person reaches a listener: a URL for HTTP roles, `scheme://host:port` otherwise.
 fn url(label: &str, addr: &std::net::SocketAddr) -> String {
     match label {
-        "web" | "file" => format!("http://{addr}/"),
+        "web" | "file" | "index" | "peer" | "peer-ui" => format!("http://{addr}/"),
         other => format!("{other}://{addr}"),
     }
 }

@@ -20,6 +20,8 @@ use hostrole_api::{HostRole, SiteFile, UsersRef};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Deserialize;
 
+mod p2p;
+
 /// Why a manifest cannot be served standalone.
 #[derive(Debug, thiserror::Error)]
 pub enum StandaloneError {
@@ -94,6 +96,8 @@ pub enum StandaloneError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{field}: {value:?} is not a duration (write it like 90s, 2m or 1h)")]
+    Duration { field: &'static str, value: String },
     #[error("cannot write the inline site files to {path}: {source}")]
     WriteSite {
         path: PathBuf,
@@ -112,6 +116,11 @@ pub struct UpOptions {
     pub admin_port: u16,
     /// Where inline files are written; a per-user state directory when absent.
     pub data_dir: Option<PathBuf>,
+    /// Added to this agent's own index, peer and peer UI ports (not to the index or seeds it
+    /// uses), to run several peers on one machine.
+    pub port_offset: u16,
+    /// Decentralized peers: more `host:port` addresses of peers to start from.
+    pub seeds: Vec<String>,
 }
 
 /// Reads the manifest and prepares everything its roles need on this machine.
@@ -166,8 +175,8 @@ pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
         web,
         file: file_role(&hostrole, &options.manifest, &base, &data_dir)?,
         mail: mail_role(&hostrole, &options.manifest, &base, &data_dir)?,
-        index: None,
-        peer: None,
+        index: p2p::index_role(&hostrole, options, &data_dir)?,
+        peer: p2p::peer_role(&hostrole, options, &data_dir)?,
         clients: clients::clients(&hostrole, &options.manifest, &data_dir)?,
     })
 }

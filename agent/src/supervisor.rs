@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AgentMetrics, Readiness};
 use crate::clients::{self, Clients};
 use crate::file::{self, FileError, FileShare};
+use crate::index::{self, Index, IndexError, IndexMetrics};
 use crate::mail::{self, Mail, MailError};
 use crate::net::{self, BindError, ServeOptions};
+use crate::peer::{self, Peer, PeerError, PeerMetrics};
 use crate::web::{self, Web, WebError};
 
 /// Connections the admin endpoint serves at once (probes and scrapes).
@@ -33,6 +35,10 @@ pub enum AgentError {
     File(#[from] FileError),
     #[error(transparent)]
     Mail(#[from] MailError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
     #[error("the configuration names no role: nothing to serve")]
     NoRole,
     #[error("the {0} role stopped unexpectedly")]
@@ -71,6 +77,13 @@ pub async fn run(
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let clients = Clients::new(config.clients.clone(), &config.host_role, &mut registry);
+    let (index_metrics, peer_metrics) = (IndexMetrics::default(), PeerMetrics::default());
+    if config.index.is_some() {
+        index_metrics.register(&mut registry);
+    }
+    if config.peer.is_some() {
+        peer_metrics.register(&mut registry);
+    }
     let readiness = Readiness::new(metrics.clone());
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
 
@@ -119,6 +132,16 @@ pub async fn run(
     if !config.clients.is_empty() {
         readiness.expect(clients::ROLE);
         bound.push(Box::new(clients));
+    }
+    if let Some(c) = &config.index {
+        readiness.expect(index::ROLE);
+        let role = Index::bind(c, config.bind, &metrics, &index_metrics).await?;
+        bound.push(Box::new(role));
+    }
+    if let Some(c) = &config.peer {
+        readiness.expect(peer::ROLE);
+        let role = Peer::bind(c, &config.host_role, config.bind, &metrics, &peer_metrics).await?;
+        bound.push(Box::new(role));
     }
 
     let roles_stop = CancellationToken::new();

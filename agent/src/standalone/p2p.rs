@@ -1,0 +1,288 @@
+//! The index and peer roles standalone.
+//!
+//! A network's secret comes from a Secret `peers-<network>` (key `secret`) in the same manifest,
+//! as the operator names it in a cluster; without one, a random secret is generated once and
+//! kept owner-only in `<data-dir>/networks/<network>`. Peers on several machines (or agents with
+//! different data directories) need the same secret: add the Secret to the manifest.
+//! `peer.index: NAME` is the HostRole NAME of the same manifest, on this machine
+//! (`http://127.0.0.1:<its index port>`). A decentralized peer's seeds are the peers of its
+//! network in the manifest (on this machine, at their ports) plus `--seed` addresses.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use hostrole_api::HostRole;
+use hostrole_api::agent::{IndexRoleConfig, NETWORK_SECRET_KEY, PeerRoleConfig};
+use hostrole_api::manifest;
+
+use super::{StandaloneError, UpOptions, secrets_in, size, write_private};
+
+/// Seconds a peer stays listed at a standalone index without heartbeat, when `ttl` is absent.
+const DEFAULT_TTL_SECONDS: u64 = 30;
+/// Seconds between a standalone peer's heartbeats and gossip rounds.
+const HEARTBEAT_SECONDS: u64 = 5;
+
+/// Name of the Secret that holds a network's shared secret.
+pub fn network_secret_name(network: &str) -> String {
+    format!("peers-{network}")
+}
+
+/// The index role on this machine: `<data-dir>/networks/` holds the secret of every network
+/// whose peers in the manifest name this index.
+pub fn index_role(
+    hostrole: &HostRole,
+    options: &UpOptions,
+    data_dir: &Path,
+) -> Result<Option<IndexRoleConfig>, StandaloneError> {
+    let Some(index) = &hostrole.spec.servers.index else {
+        return Ok(None);
+    };
+    let name = hostrole.metadata.name.clone().unwrap_or_default();
+    let all = manifest::load(&options.manifest)?;
+    let networks_dir = data_dir.join("networks");
+    for other in &all {
+        if let Some(peer) = &other.spec.peer
+            && peer.index.as_deref() == Some(name.as_str())
+        {
+            network_secret(options, data_dir, &peer.network)?;
+        }
+    }
+    std::fs::create_dir_all(&networks_dir).map_err(|source| StandaloneError::WriteSite {
+        path: networks_dir.clone(),
+        source,
+    })?;
+    let ttl_seconds = match &index.ttl {
+        Some(ttl) => parse_seconds(ttl).ok_or_else(|| StandaloneError::Duration {
+            field: "spec.servers.index.ttl",
+            value: ttl.clone(),
+        })?,
+        None => DEFAULT_TTL_SECONDS,
+    };
+    Ok(Some(IndexRoleConfig {
+        port: offset(index.port, options),
+        ttl_seconds,
+        networks_dir,
+    }))
+}
+
+/// The peer role on this machine: the share is `<data-dir>/share`.
+pub fn peer_role(
+    hostrole: &HostRole,
+    options: &UpOptions,
+    data_dir: &Path,
+) -> Result<Option<PeerRoleConfig>, StandaloneError> {
+    let Some(peer) = &hostrole.spec.peer else {
+        return Ok(None);
+    };
+    let all = manifest::load(&options.manifest)?;
+    let secret_file = network_secret(options, data_dir, &peer.network)?;
+    let index_url = match &peer.index {
+        None => None,
+        Some(index) => {
+            let port = all
+                .iter()
+                .find(|h| h.metadata.name.as_deref() == Some(index.as_str()))
+                .and_then(|h| h.spec.servers.index.as_ref())
+                .map(|i| i.port)
+                .ok_or(StandaloneError::NeedsCluster {
+                    field: "spec.peer.index",
+                    instead: "a HostRole with spec.servers.index in the same manifest",
+                })?;
+            // The offset moves this agent's own ports, not the index it uses.
+            Some(format!("http://127.0.0.1:{port}"))
+        }
+    };
+    let port = offset(peer.port, options);
+    let own = SocketAddr::new(options.bind, port).to_string();
+    let mut seeds: Vec<String> = Vec::new();
+    if index_url.is_none() {
+        for other in &all {
+            if let Some(p) = &other.spec.peer
+                && p.network == peer.network
+                && p.index.is_none()
+            {
+                seeds.push(format!("127.0.0.1:{}", p.port));
+            }
+        }
+        seeds.extend(options.seeds.iter().cloned());
+        seeds.retain(|s| *s != own);
+        seeds.sort();
+        seeds.dedup();
+        if seeds.is_empty() {
+            // The first peer: nobody to ask yet; it is found by those that seed it.
+            seeds.push(own);
+        }
+    }
+    Ok(Some(PeerRoleConfig {
+        network: peer.network.clone(),
+        port,
+        ui_port: offset(peer.ui.port, options),
+        ui_bind: None,
+        root: data_dir.join("share"),
+        quota_bytes: size(
+            "spec.peer.share.storage",
+            peer.share.as_ref().and_then(|s| s.storage.as_ref()),
+        )?,
+        secret_file,
+        index_url,
+        discovery_dns: None,
+        seeds,
+        advertise: None,
+        heartbeat_seconds: HEARTBEAT_SECONDS,
+        fetch: peer.fetch.clone(),
+        mirror: peer.mirror,
+    }))
+}
+
+fn offset(port: i32, options: &UpOptions) -> u16 {
+    (port as u16).saturating_add(options.port_offset)
+}
+
+/// `<data-dir>/networks/<network>`: from the manifest's `peers-<network>` Secret, else the
+/// secret generated earlier, else a new random one.
+fn network_secret(
+    options: &UpOptions,
+    data_dir: &Path,
+    network: &str,
+) -> Result<PathBuf, StandaloneError> {
+    let dir = data_dir.join("networks");
+    let path = dir.join(network);
+    let text = std::fs::read_to_string(&options.manifest).unwrap_or_default();
+    if let Some(secret) = secrets_in(&text)
+        .remove(&network_secret_name(network))
+        .and_then(|mut keys| keys.remove(NETWORK_SECRET_KEY))
+    {
+        return write_private(&dir, network, &secret);
+    }
+    if path.exists() {
+        return Ok(path);
+    }
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| StandaloneError::WriteSite {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    tracing::warn!(
+        network,
+        file = %path.display(),
+        "no Secret {} in the manifest: generated a network secret; peers on other machines need the same one (add the Secret)",
+        network_secret_name(network)
+    );
+    write_private(&dir, network, hex::encode(random).as_bytes())
+}
+
+/// `90s`, `2m`, `1h30m`, `1500ms` → whole seconds (at least 1).
+fn parse_seconds(text: &str) -> Option<u64> {
+    let mut total_ms: u64 = 0;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return None,
+        };
+        total_ms = total_ms.checked_add(n.checked_mul(factor)?)?;
+        rest = &rest[unit_len..];
+    }
+    Some((total_ms / 1000).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::standalone::prepare;
+
+    const HYBRID: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: peers-family}\nstringData: {secret: \"s3cret \\n\"}\n---\n\
+        apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: tracker}\nspec:\n  servers:\n    index: {port: 7100, ttl: 1m}\n---\n\
+        apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: family}\nspec:\n  replicas: 3\n  peer: {network: family, index: tracker, port: 7101, share: {storage: 1Mi}, ui: {port: 8190}}\n";
+
+    fn options(dir: &Path, text: &str, name: &str) -> UpOptions {
+        let manifest = dir.join("m.yaml");
+        std::fs::write(&manifest, text).expect("manifest");
+        UpOptions {
+            manifest,
+            name: Some(name.into()),
+            bind: "127.0.0.1".parse().expect("ip"),
+            admin_port: 9901,
+            data_dir: Some(dir.join(name)),
+            port_offset: 0,
+            seeds: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_hybrid_manifest_gives_the_index_and_its_peers_the_manifest_secret() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = prepare(&options(dir.path(), HYBRID, "tracker"))
+            .expect("tracker")
+            .index
+            .expect("index role");
+        assert_eq!((index.port, index.ttl_seconds), (7100, 60));
+        let secret = index.networks_dir.join("family");
+        assert_eq!(std::fs::read(&secret).expect("secret"), b"s3cret \n");
+        let mode = std::fs::metadata(&secret)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "owner-only");
+
+        let mut up = options(dir.path(), HYBRID, "family");
+        up.port_offset = 10;
+        let peer = prepare(&up).expect("family").peer.expect("peer role");
+        assert_eq!(peer.index_url.as_deref(), Some("http://127.0.0.1:7100"));
+        assert_eq!((peer.port, peer.ui_port), (7111, 8200));
+        assert_eq!(peer.root, dir.path().join("family/share"));
+        assert_eq!(peer.quota_bytes, Some(1 << 20));
+        assert_eq!(
+            crate::p2p::auth::read_secret(&peer.secret_file).expect("secret"),
+            b"s3cret"
+        );
+    }
+
+    #[test]
+    fn an_index_outside_the_manifest_needs_a_cluster() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = HYBRID.replace("index: tracker", "index: elsewhere");
+        let err = prepare(&options(dir.path(), &text, "family")).expect_err("refused");
+        assert!(err.to_string().contains("spec.peer.index"), "{err}");
+    }
+
+    #[test]
+    fn without_a_secret_one_is_generated_once_and_decentralized_peers_seed_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: friends}\nspec:\n  peer: {network: friends, port: 7201}\n";
+        let mut up = options(dir.path(), text, "friends");
+        up.port_offset = 10;
+        up.seeds = vec!["192.0.2.1:7201".into()];
+        let first = prepare(&up).expect("first").peer.expect("peer");
+        let secret = std::fs::read(&first.secret_file).expect("generated");
+        assert_eq!(secret.len(), 64);
+        let again = prepare(&up).expect("again").peer.expect("peer");
+        assert_eq!(std::fs::read(&again.secret_file).expect("kept"), secret);
+        assert_eq!(again.seeds, ["127.0.0.1:7201", "192.0.2.1:7201"]);
+        assert!(again.index_url.is_none());
+    }
+
+    #[test]
+    fn durations_in_the_manifest_become_seconds() {
+        assert_eq!(parse_seconds("90s"), Some(90));
+        assert_eq!(parse_seconds("1m30s"), Some(90));
+        assert_eq!(parse_seconds("1h"), Some(3600));
+        assert_eq!(parse_seconds("500ms"), Some(1));
+        for bad in ["", "90", "s", "1d", "-1s"] {
+            assert_eq!(parse_seconds(bad), None, "{bad}");
+        }
+    }
+}

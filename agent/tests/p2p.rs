@@ -1,0 +1,534 @@
+//! The index and peer roles as real agent processes on loopback: a file seeded on one peer
+//! reaches every other, verified by BLAKE3 on disk, drawn from several peers at once; bad
+//! chunks are rejected and refetched; a source killed mid-transfer does not stop the others;
+//! the index recovers from a restart within a heartbeat; requests without the network's
+//! secret are refused.
+
+mod p2p_support;
+
+use std::time::{Duration, Instant};
+
+use hostrole_agent::p2p::auth;
+use p2p_support::*;
+
+const SIZE: usize = 24 << 20;
+const CHUNK: usize = 1 << 20;
+
+fn sources(record: &serde_json::Value) -> Vec<String> {
+    record["sources"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn status_of(args: &[&str]) -> (u16, String) {
+    let mut all = vec!["-s", "-w", "\n%{http_code}"];
+    all.extend_from_slice(args);
+    let out = curl(&all);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart() {
+    let net = Net::new();
+    let index_port = free_port();
+    let mut index = net.index(index_port, 5);
+    let index_url = format!("http://127.0.0.1:{index_port}");
+
+    // Requests without the secret are refused, with a JSON reason.
+    let (code, body) = status_of(&[&format!("{index_url}/v1/networks/{NETWORK}/peers")]);
+    assert_eq!(code, 401, "{body}");
+    assert!(
+        body.contains("\"error\"") && body.contains("Authorization"),
+        "{body}"
+    );
+    let path = format!("/v1/networks/{NETWORK}/peers");
+    let wrong = auth::sign(
+        b"not the secret",
+        "intruder",
+        "GET",
+        &path,
+        auth::now(),
+        b"",
+    )
+    .expect("sign");
+    let (code, body) = status_of(&[
+        "-H",
+        &format!("Authorization: {wrong}"),
+        &format!("{index_url}{path}"),
+    ]);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("bad signature"), "{body}");
+    let stale = auth::sign(
+        SECRET.as_bytes(),
+        "p",
+        "GET",
+        &path,
+        auth::now() - 3600,
+        b"",
+    )
+    .expect("sign");
+    let (code, body) = status_of(&[
+        "-H",
+        &format!("Authorization: {stale}"),
+        &format!("{index_url}{path}"),
+    ]);
+    assert_eq!((code, body.contains("timestamp")), (401, true), "{body}");
+    let good = auth::sign(SECRET.as_bytes(), "p", "GET", &path, auth::now(), b"").expect("sign");
+    let (code, _) = status_of(&[
+        "-H",
+        &format!("Authorization: {good}"),
+        &format!("{index_url}{path}"),
+    ]);
+    assert_eq!(code, 200);
+    // A network added later is served without a restart.
+    std::fs::write(net.networks_dir().join("later"), "s2").expect("secret");
+    let later = "/v1/networks/later/peers";
+    let signed = auth::sign(b"s2", "p", "GET", later, auth::now(), b"").expect("sign");
+    let (code, _) = status_of(&[
+        "-H",
+        &format!("Authorization: {signed}"),
+        &format!("{index_url}{later}"),
+    ]);
+    assert_eq!(code, 200, "a network added after start");
+
+    // A large catalog (over axum's 2 MB default body limit) registers, and deregisters.
+    let chunks = 40_000usize;
+    let body = format!(
+        "{{\"address\":\"127.0.0.1:9\",\"resources\":[{{\"name\":\"huge.iso\",\"size\":{},\"hash\":\"{}\",\"chunkSize\":{CHUNK},\"chunks\":[{}]}}]}}",
+        chunks * CHUNK,
+        "ab".repeat(32),
+        vec![format!("\"{}\"", "cd".repeat(32)); chunks].join(",")
+    );
+    assert!(body.len() > 2 << 20);
+    let body_file = net.dir.path().join("catalog.json");
+    std::fs::write(&body_file, &body).expect("write");
+    let own = format!("/v1/networks/{NETWORK}/peers/bulky");
+    let put = auth::sign(
+        SECRET.as_bytes(),
+        "bulky",
+        "PUT",
+        &own,
+        auth::now(),
+        body.as_bytes(),
+    )
+    .expect("sign");
+    let (code, text) = status_of(&[
+        "-X",
+        "PUT",
+        "-H",
+        &format!("Authorization: {put}"),
+        "--data-binary",
+        &format!("@{}", body_file.display()),
+        &format!("{index_url}{own}"),
+    ]);
+    assert_eq!(code, 204, "{text}");
+    let other = format!("/v1/networks/{NETWORK}/peers/someone-else");
+    let forged = auth::sign(
+        SECRET.as_bytes(),
+        "bulky",
+        "DELETE",
+        &other,
+        auth::now(),
+        b"",
+    )
+    .expect("sign");
+    let (code, _) = status_of(&[
+        "-X",
+        "DELETE",
+        "-H",
+        &format!("Authorization: {forged}"),
+        &format!("{index_url}{other}"),
+    ]);
+    assert_eq!(code, 403, "a peer deregisters only itself");
+    let delete =
+        auth::sign(SECRET.as_bytes(), "bulky", "DELETE", &own, auth::now(), b"").expect("sign");
+    let (code, _) = status_of(&[
+        "-X",
+        "DELETE",
+        "-H",
+        &format!("Authorization: {delete}"),
+        &format!("{index_url}{own}"),
+    ]);
+    assert_eq!(code, 204);
+
+    let data = random_bytes(SIZE, 7);
+    let hash = blake3_hex(&data);
+    // Every peer serves chunks slowly enough to kill a source mid-transfer.
+    let options = PeerOptions {
+        index_url: Some(index_url.clone()),
+        chunk_delay_ms: Some(250),
+        ..PeerOptions::default()
+    };
+    let a = net.peer("a", options.clone(), &[("big.bin", &data)]);
+    let mut b = net.peer("b", options.clone(), &[]);
+    let c = net.peer("c", options.clone(), &[]);
+    let d = net.peer("d", options.clone(), &[]);
+    let e = net.peer("e", options.clone(), &[]);
+    let a_id = a.id();
+    let b_id = b.id();
+
+    // The peer protocol refuses strangers too.
+    let (code, _) = status_of(&[&format!("http://{}/v1/resources", a.address())]);
+    assert_eq!(code, 401);
+
+    // B finds the file at the index and fetches it from A.
+    let hit = wait_for(
+        Duration::from_secs(10),
+        "B to find big.bin at the index",
+        || {
+            b.search("BIG")
+                .into_iter()
+                .find(|h| h["hash"] == hash.as_str())
+        },
+    );
+    assert_eq!(hit["peers"], serde_json::json!([a_id]));
+    assert_eq!(b.start_download(&hash).0, 202);
+    wait_complete(&b, &hash, Duration::from_secs(30));
+    assert_eq!(file_hash(&b.share().join("big.bin")), Some(hash.clone()));
+
+    // The index restarts empty; within a heartbeat every peer is back and lookups work.
+    index.restart();
+    let restarted = Instant::now();
+    wait_for(
+        Duration::from_secs(5),
+        "lookups to work after the index restart",
+        || {
+            let hits = c.search("big");
+            let peers = hits.iter().find(|h| h["hash"] == hash.as_str())?["peers"].clone();
+            let peers: Vec<&str> = peers
+                .as_array()?
+                .iter()
+                .filter_map(|p| p.as_str())
+                .collect();
+            (peers.contains(&a_id.as_str()) && peers.contains(&b_id.as_str())).then_some(())
+        },
+    );
+    let recovered = restarted.elapsed();
+    assert!(
+        recovered < Duration::from_millis(2500),
+        "recovered in {recovered:?}"
+    );
+    let metrics = index.metrics();
+    assert!(metric(&metrics, "hostrole_index_peers") >= 2.0, "{metrics}");
+
+    // C, D and E fetch from A and B at once; B is killed mid-transfer.
+    for peer in [&c, &d, &e] {
+        assert_eq!(peer.start_download(&hash).0, 202);
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "every download to draw from B",
+        || {
+            [&c, &d, &e]
+                .iter()
+                .all(|p| {
+                    p.download(&hash)
+                        .is_some_and(|r| r["sources"][&b_id].as_u64() > Some(0))
+                })
+                .then_some(())
+        },
+    );
+    b.kill();
+    let at_kill = c.download(&hash).expect("record");
+    assert_eq!(
+        at_kill["state"], "running",
+        "B was killed mid-transfer: {at_kill}"
+    );
+    for peer in [&c, &d, &e] {
+        let record = wait_complete(peer, &hash, Duration::from_secs(60));
+        let from = sources(&record);
+        assert!(from.len() > 1, "chunks from several peers: {record}");
+        assert!(from.contains(&a_id) && from.contains(&b_id), "{record}");
+        assert_eq!(record["chunksDone"], (SIZE / CHUNK) as u64);
+        assert_eq!(file_hash(&peer.share().join("big.bin")), Some(hash.clone()));
+    }
+    let metrics = c.metrics();
+    assert_eq!(
+        metric(&metrics, "hostrole_peer_chunks_verified_total"),
+        (SIZE / CHUNK) as f64,
+        "{metrics}"
+    );
+    assert!(metric(&metrics, "hostrole_peer_fetched_bytes_total") >= SIZE as f64);
+    assert!(metric(&a.metrics(), "hostrole_peer_served_bytes_total") > 0.0);
+}
+
+#[test]
+fn decentralized_network_gossips_rejects_corrupt_chunks_and_mirrors() {
+    let net = Net::new();
+    let data = random_bytes(SIZE, 11);
+    let hash = blake3_hex(&data);
+    let a = net.peer(
+        "a",
+        PeerOptions {
+            seeds: vec![],
+            ..Default::default()
+        }
+        .with_seed_self(),
+        &[("big.bin", &data)],
+    );
+    let seeds = vec![a.address()];
+    let opts = |fetch: Vec<String>, mirror: bool| PeerOptions {
+        seeds: seeds.clone(),
+        fetch,
+        mirror,
+        ..PeerOptions::default()
+    };
+    // B fetches by name, unattended.
+    let b = net.peer("b", opts(vec!["big.bin".into()], false), &[]);
+    let c = net.peer("c", opts(vec![], false), &[]);
+    let d = net.peer("d", opts(vec![], false), &[]);
+    let a_id = a.id();
+    let b_id = b.id();
+    let b_record = wait_complete(&b, &hash, Duration::from_secs(30));
+    assert_eq!(sources(&b_record), vec![a_id.clone()]);
+    let b_file = b.share().join("big.bin");
+    assert_eq!(file_hash(&b_file), Some(hash.clone()));
+
+    // Gossip: A learns of B, C and D though they only know A's address.
+    wait_for(
+        Duration::from_secs(10),
+        "A to learn every peer by gossip",
+        || {
+            let peers = get_json(&a.ui("/api/peers"));
+            (peers.as_array()?.len() == 3).then_some(())
+        },
+    );
+
+    // B's copy rots on disk (same size, same mtime): the cached hashes still say it is good.
+    let mtime = std::fs::metadata(&b_file)
+        .expect("meta")
+        .modified()
+        .expect("mtime");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&b_file)
+            .expect("open");
+        for chunk in 0..SIZE / CHUNK {
+            f.write_all_at(b"rot", (chunk * CHUNK) as u64)
+                .expect("corrupt");
+        }
+        f.set_modified(mtime).expect("keep mtime");
+    }
+
+    // C fetches from A and B: B's chunks are rejected, B is skipped, the file is still right.
+    wait_for(
+        Duration::from_secs(10),
+        "C to see the file at A and B",
+        || {
+            let hit = c
+                .search("big")
+                .into_iter()
+                .find(|h| h["hash"] == hash.as_str())?;
+            (hit["peers"].as_array()?.len() == 2).then_some(())
+        },
+    );
+    assert_eq!(c.start_download(&hash).0, 202);
+    let record = wait_complete(&c, &hash, Duration::from_secs(30));
+    assert!(record["rejected"][&b_id].as_u64() >= Some(1), "{record}");
+    assert!(!sources(&record).contains(&b_id), "{record}");
+    assert_eq!(file_hash(&c.share().join("big.bin")), Some(hash.clone()));
+    assert!(metric(&c.metrics(), "hostrole_peer_chunks_rejected_total") >= 1.0);
+
+    // D draws from A and C at once (and rejects B).
+    wait_for(Duration::from_secs(10), "D to see C's copy", || {
+        let hit = d
+            .search("big")
+            .into_iter()
+            .find(|h| h["hash"] == hash.as_str())?;
+        (hit["peers"].as_array()?.len() == 3).then_some(())
+    });
+    assert_eq!(d.start_download(&hash).0, 202);
+    let record = wait_complete(&d, &hash, Duration::from_secs(30));
+    assert!(sources(&record).len() > 1, "{record}");
+    assert_eq!(file_hash(&d.share().join("big.bin")), Some(hash.clone()));
+
+    // A mirror joins late and takes everything the network shares.
+    let e = net.peer("e", opts(vec![], true), &[]);
+    wait_complete(&e, &hash, Duration::from_secs(30));
+    assert_eq!(file_hash(&e.share().join("big.bin")), Some(hash.clone()));
+    let _ = (a, b);
+}
+
+#[test]
+fn quota_and_uploads_are_enforced_through_the_ui() {
+    let net = Net::new();
+    let data = random_bytes(3 * CHUNK, 3);
+    let hash = blake3_hex(&data);
+    let a = net.peer(
+        "a",
+        PeerOptions::default().with_seed_self(),
+        &[("three.bin", &data)],
+    );
+    let small = net.peer(
+        "small",
+        PeerOptions {
+            seeds: vec![a.address()],
+            quota: Some(2 * CHUNK as u64),
+            ..PeerOptions::default()
+        },
+        &[],
+    );
+    wait_for(Duration::from_secs(10), "the file to be found", || {
+        (!small.search("three").is_empty()).then_some(())
+    });
+    let (code, body) = small.start_download(&hash);
+    assert_eq!(code, 507, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("quota")),
+        "{body}"
+    );
+
+    // Uploads: staged, then renamed into the share; a taken name is never overwritten.
+    let upload = |name: &str, bytes: &str| {
+        status_of(&[
+            "-H",
+            "X-Requested-With: test",
+            "--data-binary",
+            bytes,
+            &small.ui(&format!("/api/upload?name={name}")),
+        ])
+    };
+    let (code, body) = upload("note.txt", "hello");
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = upload("note.txt", "other");
+    assert_eq!(code, 201, "{body}");
+    assert!(body.contains("note (2).txt"), "{body}");
+    assert_eq!(
+        std::fs::read_to_string(small.share().join("note.txt")).expect("read"),
+        "hello"
+    );
+    assert_eq!(upload("..%2Fescape", "x").0, 400);
+    let big = net.dir.path().join("big.txt");
+    std::fs::write(&big, vec![b'x'; 2 * CHUNK + 1]).expect("write");
+    assert_eq!(upload("big.txt", &format!("@{}", big.display())).0, 507);
+    // Another site's form cannot post: no X-Requested-With.
+    let (code, _) = status_of(&["--data-binary", "x", &small.ui("/api/upload?name=y.txt")]);
+    assert_eq!(code, 403);
+    let files = get_json(&small.ui("/api/files"));
+    let names: Vec<&str> = files
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(names, ["note (2).txt", "note.txt"]);
+}
+
+trait SeedSelf {
+    fn with_seed_self(self) -> Self;
+}
+
+impl SeedSelf for PeerOptions {
+    /// The first peer of a decentralized network has nobody to ask yet; it lists a seed that
+    /// never answers, so it waits to be called.
+    fn with_seed_self(mut self) -> Self {
+        self.seeds = vec![format!("127.0.0.1:{}", free_port())];
+        self
+    }
+}
+
+#[test]
+fn a_download_killed_mid_way_resumes_after_a_restart_without_refetching() {
+    let net = Net::new();
+    let data = random_bytes(SIZE, 13);
+    let hash = blake3_hex(&data);
+    let a = net.peer(
+        "a",
+        PeerOptions {
+            chunk_delay_ms: Some(200),
+            ..PeerOptions::default()
+        }
+        .with_seed_self(),
+        &[("big.bin", &data)],
+    );
+    let mut b = net.peer(
+        "b",
+        PeerOptions {
+            seeds: vec![a.address()],
+            ..PeerOptions::default()
+        },
+        &[],
+    );
+    wait_for(Duration::from_secs(10), "B to see A's file", || {
+        (!b.search("big").is_empty()).then_some(())
+    });
+    assert_eq!(b.start_download(&hash).0, 202);
+    let before = wait_for(Duration::from_secs(20), "a third of the chunks", || {
+        let done = b.download(&hash)?["chunksDone"].as_u64()?;
+        (done >= 8).then_some(done)
+    });
+    b.kill();
+    let partial = b.share().join(format!(".hostrole/partial/{hash}.part"));
+    assert!(partial.exists(), "the partial file stays");
+    assert!(!b.share().join("big.bin").exists());
+
+    b.restart();
+    let record = wait_complete(&b, &hash, Duration::from_secs(30));
+    assert_eq!(file_hash(&b.share().join("big.bin")), Some(hash.clone()));
+    assert!(!partial.exists(), "the partial file became the file");
+    let fetched = metric(&b.metrics(), "hostrole_peer_chunks_verified_total") as u64;
+    assert!(
+        fetched <= (SIZE / CHUNK) as u64 - before,
+        "after the restart only the missing chunks were fetched: {fetched} fetched, {before} kept; {record}"
+    );
+}
+
+#[test]
+fn peers_downloading_at_once_trade_verified_chunks_of_their_partial_copies() {
+    let net = Net::new();
+    let data = random_bytes(SIZE, 17);
+    let hash = blake3_hex(&data);
+    // The only complete copy is slow to serve; the downloaders are not.
+    let a = net.peer(
+        "a",
+        PeerOptions {
+            chunk_delay_ms: Some(400),
+            ..PeerOptions::default()
+        }
+        .with_seed_self(),
+        &[("big.bin", &data)],
+    );
+    let a_id = a.id();
+    let peers: Vec<Node> = ["b", "c", "d"]
+        .iter()
+        .map(|name| {
+            net.peer(
+                name,
+                PeerOptions {
+                    seeds: vec![a.address()],
+                    ..PeerOptions::default()
+                },
+                &[],
+            )
+        })
+        .collect();
+    for p in &peers {
+        wait_for(
+            Duration::from_secs(10),
+            "every peer to know every other",
+            || {
+                let known = get_json(&p.ui("/api/peers"));
+                (known.as_array()?.len() == 3 && !p.search("big").is_empty()).then_some(())
+            },
+        );
+    }
+    for p in &peers {
+        assert_eq!(p.start_download(&hash).0, 202);
+    }
+    let mut traded = 0;
+    for p in &peers {
+        let record = wait_complete(p, &hash, Duration::from_secs(60));
+        assert_eq!(file_hash(&p.share().join("big.bin")), Some(hash.clone()));
+        println!("{}: {}", p.id(), record["sources"]);
+        traded += sources(&record).iter().filter(|s| **s != a_id).count();
+    }
+    assert!(
+        traded > 0,
+        "chunks also came from peers that were downloading"
+    );
+}

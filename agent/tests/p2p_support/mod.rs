@@ -1,0 +1,364 @@
+//! Starts index and peer agents (`hostrole-agent run --config`) with generated configurations
+//! on loopback, and talks to their UI API with curl.
+
+#![allow(dead_code)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use hostrole_api::agent::{AgentConfig, IndexRoleConfig, PeerRoleConfig};
+pub use support::{agent_bin, curl, free_port};
+
+pub const NETWORK: &str = "family";
+pub const SECRET: &str = "correct horse battery staple";
+
+/// A temporary network: its secret, and the folders of its members.
+pub struct Net {
+    pub dir: tempfile::TempDir,
+}
+
+impl Net {
+    pub fn new() -> Net {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("networks")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("networks").join(NETWORK),
+            format!("{SECRET}\n"),
+        )
+        .expect("secret");
+        Net { dir }
+    }
+
+    pub fn secret_file(&self) -> PathBuf {
+        self.dir.path().join("networks").join(NETWORK)
+    }
+
+    pub fn networks_dir(&self) -> PathBuf {
+        self.dir.path().join("networks")
+    }
+
+    /// An index agent on `port`.
+    pub fn index(&self, port: u16, ttl_seconds: u64) -> Node {
+        let mut config = base("tracker");
+        config.index = Some(IndexRoleConfig {
+            port,
+            ttl_seconds,
+            networks_dir: self.networks_dir(),
+        });
+        Node::start(self.dir.path().join("tracker.yaml"), config, &[], None)
+    }
+
+    /// A peer agent named `name`; `files` are written into its share before it starts.
+    pub fn peer(&self, name: &str, options: PeerOptions, files: &[(&str, &[u8])]) -> Node {
+        let root = self.dir.path().join(name).join("share");
+        std::fs::create_dir_all(&root).expect("share");
+        for (file, bytes) in files {
+            std::fs::write(root.join(file), bytes).expect("seed file");
+        }
+        let port = free_port();
+        let ui_port = free_port();
+        let mut config = base(name);
+        config.peer = Some(PeerRoleConfig {
+            network: NETWORK.into(),
+            port,
+            ui_port,
+            ui_bind: None,
+            root: root.clone(),
+            quota_bytes: options.quota,
+            secret_file: self.secret_file(),
+            index_url: options.index_url.clone(),
+            discovery_dns: None,
+            seeds: options.seeds.clone(),
+            advertise: Some(format!("127.0.0.1:{port}")),
+            heartbeat_seconds: 1,
+            fetch: options.fetch.clone(),
+            mirror: options.mirror,
+        });
+        let env: Vec<(String, String)> = options
+            .chunk_delay_ms
+            .map(|ms| vec![("HOSTROLE_PEER_CHUNK_DELAY_MS".to_string(), ms.to_string())])
+            .unwrap_or_default();
+        let mut node = Node::start(
+            self.dir.path().join(format!("{name}.yaml")),
+            config,
+            &env,
+            Some(root),
+        );
+        node.peer_port = port;
+        node.ui_port = ui_port;
+        node
+    }
+}
+
+#[derive(Default, Clone)]
+pub struct PeerOptions {
+    pub index_url: Option<String>,
+    pub seeds: Vec<String>,
+    pub fetch: Vec<String>,
+    pub mirror: bool,
+    pub quota: Option<u64>,
+    pub chunk_delay_ms: Option<u64>,
+}
+
+fn base(name: &str) -> AgentConfig {
+    AgentConfig {
+        host_role: name.into(),
+        namespace: None,
+        bind: "127.0.0.1".parse().expect("ip"),
+        admin_port: free_port(),
+        shutdown_grace_seconds: 2,
+        web: None,
+        file: None,
+        mail: None,
+        index: None,
+        peer: None,
+        clients: Vec::new(),
+    }
+}
+
+/// A running agent; killed when dropped.
+pub struct Node {
+    pub child: Child,
+    pub config_path: PathBuf,
+    pub admin_port: u16,
+    pub peer_port: u16,
+    pub ui_port: u16,
+    pub root: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    logs: PathBuf,
+}
+
+impl Node {
+    fn start(
+        config_path: PathBuf,
+        config: AgentConfig,
+        env: &[(String, String)],
+        root: Option<PathBuf>,
+    ) -> Node {
+        std::fs::write(&config_path, serde_yaml::to_string(&config).expect("yaml"))
+            .expect("config");
+        let logs = config_path.with_extension("log");
+        let child = spawn(&config_path, env, &logs);
+        let mut node = Node {
+            child,
+            config_path,
+            admin_port: config.admin_port,
+            peer_port: 0,
+            ui_port: 0,
+            root,
+            env: env.to_vec(),
+            logs,
+        };
+        node.wait_ready();
+        node
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the agent exited early ({status}): {}", self.log());
+            }
+            let out = curl(&[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://127.0.0.1:{}/readyz", self.admin_port),
+            ]);
+            if out.stdout == b"200" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the agent did not become ready: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.logs).unwrap_or_default()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same configuration again.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(&self.config_path, &self.env, &self.logs);
+        self.wait_ready();
+    }
+
+    pub fn ui(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ui_port)
+    }
+
+    pub fn metrics(&self) -> String {
+        let out = curl(&[
+            "-s",
+            &format!("http://127.0.0.1:{}/metrics", self.admin_port),
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn share(&self) -> &Path {
+        self.root.as_deref().expect("a peer has a share")
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        get_json(&self.ui("/api/status"))
+    }
+
+    pub fn id(&self) -> String {
+        self.status()["peerId"]
+            .as_str()
+            .expect("peerId")
+            .to_string()
+    }
+
+    pub fn downloads(&self) -> Vec<serde_json::Value> {
+        get_json(&self.ui("/api/downloads"))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn download(&self, hash: &str) -> Option<serde_json::Value> {
+        self.downloads().into_iter().find(|d| d["hash"] == hash)
+    }
+
+    /// POST /api/downloads; returns the HTTP status.
+    pub fn start_download(&self, hash: &str) -> (u16, serde_json::Value) {
+        post_json(
+            &self.ui("/api/downloads"),
+            &format!("{{\"hash\":\"{hash}\"}}"),
+        )
+    }
+
+    pub fn search(&self, q: &str) -> Vec<serde_json::Value> {
+        get_json(&self.ui(&format!("/api/search?q={q}")))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn spawn(config: &Path, env: &[(String, String)], logs: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs)
+        .expect("log file");
+    Command::new(agent_bin())
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start the agent")
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn get_json(url: &str) -> serde_json::Value {
+    let out = curl(&["-s", url]);
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// POSTs JSON as the UI does; returns status and body.
+pub fn post_json(url: &str, body: &str) -> (u16, serde_json::Value) {
+    let out = curl(&[
+        "-s",
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "X-Requested-With: test",
+        "--data-binary",
+        body,
+        url,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Polls `f` every 50 ms until it returns Some, or panics after `limit` with `what`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so a failure can be reproduced.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// BLAKE3 of a file on disk (None while it does not exist).
+pub fn file_hash(path: &Path) -> Option<String> {
+    std::fs::read(path).ok().map(|b| blake3_hex(&b))
+}
+
+/// Waits until the download of `hash` on `node` is complete; returns its record.
+pub fn wait_complete(node: &Node, hash: &str, limit: Duration) -> serde_json::Value {
+    wait_for(limit, "a download to complete", || {
+        let d = node.download(hash)?;
+        if d["state"] == "failed" {
+            panic!("download failed: {d}\n{}", node.log());
+        }
+        (d["state"] == "complete").then_some(d)
+    })
+}
+
+/// A metric's value summed over its series (0 when absent).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
