@@ -22,5 +22,8 @@ KUBECONFIG=$(mktemp)
 export KUBECONFIG
 kind get kubeconfig --name "$CLUSTER" >"$KUBECONFIG"
 
+# The suite prints the connectivity matrix with the operator binary.
+cargo build --locked -p hostrole-operator
+export HOSTROLE_OPERATOR_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/hostrole-operator
 HOSTROLE_IMAGE_TAG=$TAG HOSTROLE_IMAGE_PULL_POLICY=IfNotPresent \
   cargo test --locked -p hostrole-e2e --test suite -- --include-ignored --test-threads=1
