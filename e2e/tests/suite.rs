@@ -298,6 +298,8 @@ async fn peers_exchange_a_file(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
                 curl(&[
                     "-X",
                     "POST",
+                    "-H",
+                    "X-Requested-With: hostrole-e2e",
                     "--data-binary",
                     &format!("@{}", file.display()),
                     &a.url(&format!("/api/upload?name={name}")),
@@ -322,6 +324,8 @@ async fn peers_exchange_a_file(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
         curl(&[
             "-X",
             "POST",
+            "-H",
+            "X-Requested-With: hostrole-e2e",
             "-H",
             "content-type: application/json",
             "-d",
