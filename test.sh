@@ -18,7 +18,7 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-step "cargo test (unit, snapshots, CRD drift, schema and CEL rules; web, file and mail roles with curl, rclone, cadaver, swaks, mutt, Python's smtplib/imaplib/poplib)"
+step "cargo test (unit, snapshots, CRD drift, schema and CEL rules; web, file and mail roles with curl, rclone, cadaver, swaks, mutt, Python's smtplib/imaplib/poplib; clients against the real roles; peers and index with 5 agent processes; the peer UI in headless Chromium)"
 cargo test --locked
 
 step "fuzz the hand-written protocol parsers (SMTP, IMAP, POP3), ${FUZZ_SECONDS:=15}s each"
@@ -40,7 +40,7 @@ export HELM=$HELM_BIN/helm
 cargo build --locked -p hostrole-operator
 export HOSTROLE_OPERATOR_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/hostrole-operator
 
-step "operator and chart against the real API server (e2e/tests/control_plane.rs, chart.rs)"
+step "operator and chart against the real API server (e2e/tests/control_plane.rs, references.rs, chart.rs)"
 # suite.rs (in-cluster role checks) needs nodes that run containers: the real-node stage below.
 cargo test --locked -p hostrole-e2e -- --test-threads=4
 

@@ -33,7 +33,9 @@ cluster_up() {
   eval "$env"
   KUBECTL=$K8S_BIN/kubectl
   on_exit_do "bash '$REPO/e2e/cluster/down.sh'"
-  env=$(bash "$REPO/e2e/cluster/up.sh" | tail -n 1)
+  # Both runs' pods (ours, then the floor's) must fit on the fake node: a kubelet's default of
+  # 110 pods would stop the run at 110 hosts.
+  env=$(HOSTROLE_NODE_PODS=$((2 * N + 200)) bash "$REPO/e2e/cluster/up.sh" | tail -n 1)
   eval "$env" # export KUBECONFIG=...
   kc apply --server-side --force-conflicts -f "$REPO/crds/hostrole.dev_hostroles.yaml" >&2
   kc wait --for=condition=Established crd/hostroles.hostrole.dev --timeout=60s >&2

@@ -181,10 +181,17 @@ ours() {
   else
     discovery="  seeds: [\"127.0.0.1:$sport\"]"
   fi
+  # The peers' ports are known in advance: a decentralized seeder starts from them (a peer with
+  # no index, DNS name or seed has no way to find anyone), the peers start from the seeder.
+  local peer_ports=() seed_discovery=$discovery seeds
+  for ((k = 0; k < PEERS; k++)); do peer_ports+=("$(free_port)"); done
+  if [[ $mode != hybrid ]]; then
+    seeds=$(printf '"127.0.0.1:%s",' "${peer_ports[@]}")
+    seed_discovery="  seeds: [${seeds%,}]"
+  fi
   mkdir -p "$BENCH_TMP/ours-seed"
   ln "$BENCH_TMP/seed/big.bin" "$BENCH_TMP/ours-seed/big.bin"
-  agent_cfg bench-seed "$admin" "$(peer_yaml "$BENCH_TMP/ours-seed" "$sport" \
-    "${discovery/  seeds: */}")"
+  agent_cfg bench-seed "$admin" "$(peer_yaml "$BENCH_TMP/ours-seed" "$sport" "$seed_discovery")"
   run_agent bench-seed
   pids+=("$LAST_PID")
   if ! wait_http "http://127.0.0.1:$admin/readyz" 20 "$LAST_PID"; then
@@ -196,7 +203,7 @@ ours() {
   for ((k = 0; k < PEERS; k++)); do
     mkdir -p "$BENCH_TMP/ours$k"
     agent_cfg "bench-peer$k" "$(free_port)" \
-      "$(peer_yaml "$BENCH_TMP/ours$k" "$(free_port)" "$discovery" fetch)"
+      "$(peer_yaml "$BENCH_TMP/ours$k" "${peer_ports[$k]}" "$discovery" fetch)"
     run_agent "bench-peer$k"
     pids+=("$LAST_PID")
   done

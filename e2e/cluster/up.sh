@@ -271,6 +271,9 @@ start kwok "$KWOK_DIR/bin/kwok" \
   --node-ip=127.0.0.1 \
   --cidr=10.244.0.0/16
 
+# Pods the fake node takes (a kubelet's default is 110; the operator benchmark needs more).
+NODE_PODS=${HOSTROLE_NODE_PODS:-110}
+NODE_CPUS=$(( NODE_PODS < 3200 ? 32 : NODE_PODS / 100 ))
 # One fake node, no taint so ordinary pods schedule on it. Node status set on
 # create is kept (that is how kubelets register), so allocatable comes from here.
 FAILED_COMPONENT=kube-apiserver
@@ -288,8 +291,8 @@ metadata:
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+  allocatable: {cpu: "$NODE_CPUS", memory: 1Ti, pods: "$NODE_PODS"}
+  capacity: {cpu: "$NODE_CPUS", memory: 1Ti, pods: "$NODE_PODS"}
 EOF
 wait_for kwok "node $NODE Ready" \
   kubectl_admin wait --for=condition=Ready "node/$NODE" --timeout=2s

@@ -281,7 +281,8 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
     }
 }
 
-/// Applies every desired object and removes the Service when no server role needs it.
+/// Applies every desired object and removes those the HostRole no longer needs (the Service
+/// when no server role is left, the reporting ServiceAccount when no client is, …).
 /// Returns the live StatefulSet.
 async fn apply_all(
     hr: &HostRole,
@@ -300,12 +301,7 @@ async fn apply_all(
     .await?;
     let services = Api::<Service>::namespaced(client.clone(), ns);
     apply(hr, ctx, &services, want.headless_service).await?;
-    match want.service {
-        Some(service) => {
-            apply(hr, ctx, &services, service).await?;
-        }
-        None => delete_owned(hr, ctx, &services, &Names::service(&name)).await?,
-    }
+    apply_or_delete(hr, ctx, &services, want.service, &Names::service(&name)).await?;
     apply_or_delete(
         hr,
         ctx,
@@ -596,7 +592,7 @@ where
         EventType::Normal,
         "Deleted",
         "Delete",
-        format!("Deleted {kind} {name}: no server role needs it"),
+        format!("Deleted {kind} {name}: the HostRole no longer needs it"),
         Some(current.object_ref(&())),
     )
     .await;
