@@ -652,6 +652,8 @@ async fn an_idle_operator_writes_nothing() {
                 .iter()
                 .filter_map(|o| o.resource_version()),
         );
+        // A StatefulSet's status belongs to the StatefulSet controller, which may still update
+        // it (a late pod becoming available): compare what the operator owns, its spec.
         v.extend(
             api::<StatefulSet>(&env.client, &ns)
                 .list(&selector)
@@ -659,7 +661,7 @@ async fn an_idle_operator_writes_nothing() {
                 .expect("sts")
                 .items
                 .iter()
-                .filter_map(|o| o.resource_version()),
+                .map(|o| format!("{}@{:?}", o.name_any(), o.metadata.generation)),
         );
         v.extend(
             api::<Service>(&env.client, &ns)
