@@ -96,8 +96,6 @@ pub enum StandaloneError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{field}: {value:?} is not a duration (write it like 90s, 2m or 1h)")]
-    Duration { field: &'static str, value: String },
     #[error("cannot write the inline site files to {path}: {source}")]
     WriteSite {
         path: PathBuf,
@@ -125,8 +123,9 @@ pub struct UpOptions {
 
 /// Reads the manifest and prepares everything its roles need on this machine.
 pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
-    let hostroles = manifest::load(&options.manifest)?;
-    let hostrole = choose(hostroles, options)?;
+    // Read and judged once; the roles resolve their references against all of it.
+    let all = manifest::load(&options.manifest)?;
+    let hostrole = choose(all.clone(), options)?;
     let name = hostrole
         .metadata
         .name
@@ -175,9 +174,9 @@ pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
         web,
         file: file_role(&hostrole, &options.manifest, &base, &data_dir)?,
         mail: mail_role(&hostrole, &options.manifest, &base, &data_dir)?,
-        index: p2p::index_role(&hostrole, options, &data_dir)?,
-        peer: p2p::peer_role(&hostrole, options, &data_dir)?,
-        clients: clients::clients(&hostrole, &options.manifest, &data_dir)?,
+        index: p2p::index_role(&hostrole, &all, options, &data_dir)?,
+        peer: p2p::peer_role(&hostrole, &all, options, &data_dir)?,
+        clients: clients::clients(&hostrole, &all, &options.manifest, &data_dir)?,
     })
 }
 

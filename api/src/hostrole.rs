@@ -294,6 +294,34 @@ fn default_index_port() -> i32 {
     7000
 }
 
+/// How long an index keeps a silent peer when `ttl` is not given, in seconds.
+pub const DEFAULT_INDEX_TTL_SECONDS: u64 = 90;
+
+impl IndexServer {
+    /// `ttl` in whole seconds (at least 1), or the default.
+    pub fn ttl_seconds(&self) -> u64 {
+        self.ttl
+            .as_deref()
+            .and_then(crate::duration::parse)
+            .map_or(DEFAULT_INDEX_TTL_SECONDS, |d| d.as_secs().max(1))
+    }
+
+    /// How often the peers of this index send heartbeats: three per TTL, so one lost
+    /// heartbeat never expires a peer, and at least every 10 s.
+    pub fn heartbeat_seconds(&self) -> u64 {
+        Self::heartbeat_for(self.ttl_seconds())
+    }
+
+    /// The heartbeat of a decentralized peer (no index): as for an index with the default TTL.
+    pub fn default_heartbeat_seconds() -> u64 {
+        Self::heartbeat_for(DEFAULT_INDEX_TTL_SECONDS)
+    }
+
+    fn heartbeat_for(ttl_seconds: u64) -> u64 {
+        (ttl_seconds / 3).clamp(1, 10)
+    }
+}
+
 /// A reference to a Secret in the HostRole's namespace.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -318,6 +346,23 @@ pub enum ClientService {
     File,
     /// Send over SMTP, read back over IMAP or POP3.
     Mail,
+}
+
+impl ClientService {
+    /// The name manifests and reports use: `web`, `file`, `mail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientService::Web => "web",
+            ClientService::File => "file",
+            ClientService::Mail => "mail",
+        }
+    }
+
+    /// The name of the client at `position` in `spec.clients`: `<service>-<position>` (its
+    /// metrics series, pod condition and credentials directory).
+    pub fn client_name(self, position: usize) -> String {
+        format!("{}-{position}", self.as_str())
+    }
 }
 
 /// Client software on this host: exactly one of `server` (a HostRole) or `url`.
@@ -642,5 +687,34 @@ impl HostRoleSpec {
             ports.push(("peer", peer.port));
         }
         ports
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(ttl: Option<&str>) -> IndexServer {
+        IndexServer {
+            port: 7000,
+            ttl: ttl.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn an_index_ttl_becomes_whole_seconds_and_sets_the_heartbeat() {
+        assert_eq!(index(Some("1m30s")).ttl_seconds(), 90);
+        assert_eq!(index(Some("500ms")).ttl_seconds(), 1, "at least a second");
+        assert_eq!(index(None).ttl_seconds(), DEFAULT_INDEX_TTL_SECONDS);
+        assert_eq!(index(Some("30s")).heartbeat_seconds(), 10);
+        assert_eq!(index(Some("6s")).heartbeat_seconds(), 2);
+        assert_eq!(index(Some("1s")).heartbeat_seconds(), 1);
+        assert_eq!(IndexServer::default_heartbeat_seconds(), 10);
+    }
+
+    #[test]
+    fn clients_are_named_by_service_and_position() {
+        assert_eq!(ClientService::Mail.client_name(1), "mail-1");
+        assert_eq!(ClientService::Web.as_str(), "web");
     }
 }

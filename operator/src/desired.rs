@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use hostrole_api::AnonymousAccess;
+use hostrole_api::IndexServer;
 use hostrole_api::agent::{
     AgentConfig, CLIENT_CREDENTIALS_DIR, CONFIG_DIR, CONFIG_KEY, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_MESSAGE, DEFAULT_MAX_UPLOAD, ENV_POD_IP, ENV_POD_NAME, ENV_POD_NAMESPACE, FILE_DIR,
@@ -11,7 +12,6 @@ use hostrole_api::agent::{
     NETWORK_SECRET_KEY, NETWORKS_DIR, PeerRoleConfig, SHARE_DIR, SITE_DIR, TlsFiles, USERS_DIR,
     USERS_KEY, WebRoleConfig, inline_site_files,
 };
-use hostrole_api::duration;
 use hostrole_api::quantity::parse_bytes;
 use hostrole_api::rules::ADMIN_PORT;
 use hostrole_api::{HostRole, SiteFile};
@@ -118,6 +118,7 @@ pub struct Desired {
 /// The objects of a peer network that one of its HostRoles applies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetworkObjects {
+    pub network: String,
     pub service: Service,
     pub secret_name: String,
     /// Owner references to every HostRole of the network (none is the controller).
@@ -329,23 +330,20 @@ pub fn agent_config(hr: &HostRole, name: &str, namespace: &str, world: &World) -
         }),
         index: hr.spec.servers.index.as_ref().map(|index| IndexRoleConfig {
             port: index.port as u16,
-            ttl_seconds: index
-                .ttl
-                .as_deref()
-                .and_then(duration::parse)
-                .map_or(DEFAULT_INDEX_TTL_SECONDS, |d| d.as_secs().max(1)),
+            ttl_seconds: index.ttl_seconds(),
             networks_dir: NETWORKS_DIR.into(),
         }),
         peer: hr.spec.peer.as_ref().map(|peer| {
             let index_url = world::index_url(hr, namespace, world);
-            let ttl = peer
+            let heartbeat_seconds = peer
                 .index
                 .as_deref()
                 .and_then(|i| world.get(namespace, i))
                 .and_then(|i| i.spec.servers.index.as_ref())
-                .and_then(|i| i.ttl.as_deref())
-                .and_then(duration::parse)
-                .map_or(DEFAULT_INDEX_TTL_SECONDS, |d| d.as_secs().max(1));
+                .map_or(
+                    IndexServer::default_heartbeat_seconds(),
+                    IndexServer::heartbeat_seconds,
+                );
             PeerRoleConfig {
                 network: peer.network.clone(),
                 port: peer.port as u16,
@@ -365,8 +363,7 @@ pub fn agent_config(hr: &HostRole, name: &str, namespace: &str, world: &World) -
                 index_url,
                 seeds: peer.seeds.clone(),
                 advertise: None,
-                // Three heartbeats per TTL, so one lost heartbeat never expires a peer.
-                heartbeat_seconds: (ttl / 3).clamp(1, 10),
+                heartbeat_seconds,
                 fetch: peer.fetch.clone(),
                 mirror: peer.mirror,
             }
@@ -377,9 +374,6 @@ pub fn agent_config(hr: &HostRole, name: &str, namespace: &str, world: &World) -
             .collect(),
     }
 }
-
-/// How long an index keeps a silent peer when `ttl` is not given.
-pub const DEFAULT_INDEX_TTL_SECONDS: u64 = 90;
 
 /// ConfigMap keys may not hold '/', so inline site files are stored under numbered keys and
 /// mapped back to their paths by the volume's `items`.
@@ -703,7 +697,7 @@ fn volumes(hr: &HostRole, name: &str, world: &World) -> (Vec<Volume>, Vec<Volume
         let Some(credentials) = &client.credentials else {
             continue;
         };
-        let client_name = world::client_name(client.service, i);
+        let client_name = client.service.client_name(i);
         let volume = format!("client-{client_name}");
         volumes.push(Volume {
             name: volume.clone(),
@@ -1038,6 +1032,7 @@ fn network_objects(hr: &HostRole, namespace: &str, world: &World) -> Option<Netw
         ..Default::default()
     };
     Some(NetworkObjects {
+        network: peer.network.clone(),
         service,
         secret_name: object_name,
         owners,

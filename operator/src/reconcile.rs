@@ -434,14 +434,7 @@ async fn ensure_network_secret(
                 "Apply",
                 format!(
                     "Created Secret {name}: the shared secret of peer network {}",
-                    network
-                        .service
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(NETWORK_LABEL))
-                        .cloned()
-                        .unwrap_or_default()
+                    network.network
                 ),
                 Some(created.object_ref(&())),
             )

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::desired::selector_string;
-use crate::world::{Problem, client_name, network_object_name, service_name};
+use crate::world::{Problem, network_object_name};
 
 /// Condition types.
 pub const READY: &str = "Ready";
@@ -208,7 +208,7 @@ fn client_results(hr: &HostRole, pod: Option<&Pod>, problems: &[Problem]) -> Vec
                 .clone()
                 .or_else(|| spec.url.clone())
                 .unwrap_or_default();
-            let service = service_name(spec.service).to_string();
+            let service = spec.service.as_str().to_string();
             let prefix = format!("spec.clients[{i}]");
             if let Some(p) = problems.iter().find(|p| p.field.starts_with(&prefix)) {
                 return ClientStatus {
@@ -221,7 +221,7 @@ fn client_results(hr: &HostRole, pod: Option<&Pod>, problems: &[Problem]) -> Vec
                 };
             }
             let condition_type =
-                format!("{CLIENT_CONDITION_PREFIX}{}", client_name(spec.service, i));
+                format!("{CLIENT_CONDITION_PREFIX}{}", spec.service.client_name(i));
             let reported = pod
                 .and_then(|p| p.status.as_ref())
                 .and_then(|s| s.conditions.as_ref())

@@ -40,19 +40,6 @@ pub fn network_object_name(network: &str) -> String {
     format!("peers-{network}")
 }
 
-/// Name of a client: `<service>-<position in spec.clients>`.
-pub fn client_name(service: ClientService, index: usize) -> String {
-    format!("{}-{index}", service_name(service))
-}
-
-pub fn service_name(service: ClientService) -> &'static str {
-    match service {
-        ClientService::Web => "web",
-        ClientService::File => "file",
-        ClientService::Mail => "mail",
-    }
-}
-
 impl World {
     pub fn new(hostroles: impl IntoIterator<Item = Arc<HostRole>>) -> Self {
         let by_key = hostroles
@@ -180,8 +167,8 @@ pub fn resolve_clients(hr: &HostRole, namespace: &str, world: &World) -> Vec<Res
 }
 
 fn resolve_client(i: usize, spec: &ClientSpec, namespace: &str, world: &World) -> Resolved {
-    let name = client_name(spec.service, i);
-    let service = service_name(spec.service);
+    let name = spec.service.client_name(i);
+    let service = spec.service.as_str();
     let (server, target) = match (&spec.server, &spec.url) {
         (Some(reference), _) => {
             let field = format!("spec.clients[{i}].server");

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use hostrole_api::agent::{ClientConfig, ClientTarget, MailTarget};
-use hostrole_api::manifest::{self, ManifestError};
+use hostrole_api::manifest::ManifestError;
 use hostrole_api::{ClientService, HostRole};
 
 use super::{StandaloneError, secrets_in, write_private};
@@ -20,13 +20,13 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The clients of `hostrole`, resolved against the other HostRoles and Secrets of `manifest`.
 pub(super) fn clients(
     hostrole: &HostRole,
+    all: &[HostRole],
     manifest: &Path,
     data_dir: &Path,
 ) -> Result<Vec<ClientConfig>, StandaloneError> {
     if hostrole.spec.clients.is_empty() {
         return Ok(Vec::new());
     }
-    let all = manifest::load(manifest)?;
     let text = std::fs::read_to_string(manifest).map_err(|source| {
         StandaloneError::Manifest(ManifestError::Read {
             path: manifest.to_path_buf(),
@@ -36,12 +36,12 @@ pub(super) fn clients(
     let secrets = secrets_in(&text);
     let mut configs = Vec::new();
     for (index, spec) in hostrole.spec.clients.iter().enumerate() {
-        let service = service_name(spec.service);
+        let service = spec.service.as_str();
         let name = format!("{service}-{index}");
         let (server, target) = match (&spec.server, &spec.url) {
             (Some(server), _) => (
                 server.clone(),
-                loopback_target(index, server, spec.service, &all, manifest)?,
+                loopback_target(index, server, spec.service, all, manifest)?,
             ),
             (None, Some(url)) => (url.clone(), url_target(index, url, spec.service)?),
             (None, None) => {
@@ -111,14 +111,6 @@ fn owner_only(dir: &Path) -> Result<(), StandaloneError> {
     })
 }
 
-fn service_name(service: ClientService) -> &'static str {
-    match service {
-        ClientService::Web => "web",
-        ClientService::File => "file",
-        ClientService::Mail => "mail",
-    }
-}
-
 /// A HostRole of the same manifest, reached on loopback at its ports.
 fn loopback_target(
     index: usize,
@@ -147,7 +139,7 @@ fn loopback_target(
     let no_role = || StandaloneError::ClientServerRole {
         index,
         server: server.to_string(),
-        service: service_name(service),
+        service: service.as_str(),
     };
     match service {
         ClientService::Web => {

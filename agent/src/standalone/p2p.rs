@@ -11,16 +11,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use hostrole_api::HostRole;
 use hostrole_api::agent::{IndexRoleConfig, NETWORK_SECRET_KEY, PeerRoleConfig};
-use hostrole_api::manifest;
+use hostrole_api::{HostRole, IndexServer};
 
 use super::{StandaloneError, UpOptions, secrets_in, size, write_private};
-
-/// Seconds a peer stays listed at a standalone index without heartbeat, when `ttl` is absent.
-const DEFAULT_TTL_SECONDS: u64 = 30;
-/// Seconds between a standalone peer's heartbeats and gossip rounds.
-const HEARTBEAT_SECONDS: u64 = 5;
 
 /// Name of the Secret that holds a network's shared secret.
 pub fn network_secret_name(network: &str) -> String {
@@ -31,6 +25,7 @@ pub fn network_secret_name(network: &str) -> String {
 /// whose peers in the manifest name this index.
 pub fn index_role(
     hostrole: &HostRole,
+    all: &[HostRole],
     options: &UpOptions,
     data_dir: &Path,
 ) -> Result<Option<IndexRoleConfig>, StandaloneError> {
@@ -38,9 +33,8 @@ pub fn index_role(
         return Ok(None);
     };
     let name = hostrole.metadata.name.clone().unwrap_or_default();
-    let all = manifest::load(&options.manifest)?;
     let networks_dir = data_dir.join("networks");
-    for other in &all {
+    for other in all {
         if let Some(peer) = &other.spec.peer
             && peer.index.as_deref() == Some(name.as_str())
         {
@@ -51,16 +45,9 @@ pub fn index_role(
         path: networks_dir.clone(),
         source,
     })?;
-    let ttl_seconds = match &index.ttl {
-        Some(ttl) => parse_seconds(ttl).ok_or_else(|| StandaloneError::Duration {
-            field: "spec.servers.index.ttl",
-            value: ttl.clone(),
-        })?,
-        None => DEFAULT_TTL_SECONDS,
-    };
     Ok(Some(IndexRoleConfig {
         port: offset(index.port, options),
-        ttl_seconds,
+        ttl_seconds: index.ttl_seconds(),
         networks_dir,
     }))
 }
@@ -68,35 +55,33 @@ pub fn index_role(
 /// The peer role on this machine: the share is `<data-dir>/share`.
 pub fn peer_role(
     hostrole: &HostRole,
+    all: &[HostRole],
     options: &UpOptions,
     data_dir: &Path,
 ) -> Result<Option<PeerRoleConfig>, StandaloneError> {
     let Some(peer) = &hostrole.spec.peer else {
         return Ok(None);
     };
-    let all = manifest::load(&options.manifest)?;
     let secret_file = network_secret(options, data_dir, &peer.network)?;
-    let index_url = match &peer.index {
+    let index = match &peer.index {
         None => None,
-        Some(index) => {
-            let port = all
-                .iter()
-                .find(|h| h.metadata.name.as_deref() == Some(index.as_str()))
+        Some(name) => Some(
+            all.iter()
+                .find(|h| h.metadata.name.as_deref() == Some(name.as_str()))
                 .and_then(|h| h.spec.servers.index.as_ref())
-                .map(|i| i.port)
                 .ok_or(StandaloneError::NeedsCluster {
                     field: "spec.peer.index",
                     instead: "a HostRole with spec.servers.index in the same manifest",
-                })?;
-            // The offset moves this agent's own ports, not the index it uses.
-            Some(format!("http://127.0.0.1:{port}"))
-        }
+                })?,
+        ),
     };
+    // The offset moves this agent's own ports, not the index it uses.
+    let index_url = index.map(|i| format!("http://127.0.0.1:{}", i.port));
     let port = offset(peer.port, options);
     let own = SocketAddr::new(options.bind, port).to_string();
     let mut seeds: Vec<String> = Vec::new();
     if index_url.is_none() {
-        for other in &all {
+        for other in all {
             if let Some(p) = &other.spec.peer
                 && p.network == peer.network
                 && p.index.is_none()
@@ -128,7 +113,10 @@ pub fn peer_role(
         discovery_dns: None,
         seeds,
         advertise: None,
-        heartbeat_seconds: HEARTBEAT_SECONDS,
+        heartbeat_seconds: index.map_or(
+            IndexServer::default_heartbeat_seconds(),
+            IndexServer::heartbeat_seconds,
+        ),
         fetch: peer.fetch.clone(),
         mirror: peer.mirror,
     }))
@@ -169,33 +157,6 @@ fn network_secret(
         network_secret_name(network)
     );
     write_private(&dir, network, hex::encode(random).as_bytes())
-}
-
-/// `90s`, `2m`, `1h30m`, `1500ms` → whole seconds (at least 1).
-fn parse_seconds(text: &str) -> Option<u64> {
-    let mut total_ms: u64 = 0;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            _ => return None,
-        };
-        total_ms = total_ms.checked_add(n.checked_mul(factor)?)?;
-        rest = &rest[unit_len..];
-    }
-    Some((total_ms / 1000).max(1))
 }
 
 #[cfg(test)]
@@ -273,16 +234,5 @@ mod tests {
         assert_eq!(std::fs::read(&again.secret_file).expect("kept"), secret);
         assert_eq!(again.seeds, ["127.0.0.1:7201", "192.0.2.1:7201"]);
         assert!(again.index_url.is_none());
-    }
-
-    #[test]
-    fn durations_in_the_manifest_become_seconds() {
-        assert_eq!(parse_seconds("90s"), Some(90));
-        assert_eq!(parse_seconds("1m30s"), Some(90));
-        assert_eq!(parse_seconds("1h"), Some(3600));
-        assert_eq!(parse_seconds("500ms"), Some(1));
-        for bad in ["", "90", "s", "1d", "-1s"] {
-            assert_eq!(parse_seconds(bad), None, "{bad}");
-        }
     }
 }
