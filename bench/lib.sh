@@ -205,6 +205,7 @@ HDR
 row() {
   local fig=$1 cmd=$2 ours=$3 peer=$4 better=$5 r
   [[ $QUICK == 1 ]] && fig="$fig (quick)"
+  [[ -n ${BENCH_NOTE:-} ]] && fig="$fig ($BENCH_NOTE)"
   r=$(ratio "$ours" "$peer")
   printf '%-8s %-48s ours=%-12s peer=%-12s ratio=%s (%s better)\n' \
     "${BENCH_NAME:-}" "$fig" "$ours" "$peer" "$r" "$better"

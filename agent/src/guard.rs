@@ -19,6 +19,17 @@ pub struct Policy {
     pub hide_dotfiles: bool,
     /// A top-level name the role keeps for itself (e.g. the file role's upload staging area).
     pub reserved: Option<&'static str>,
+    /// Who refuses symlinks that leave the root.
+    pub symlinks: Symlinks,
+}
+
+/// Where the symlink check happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Symlinks {
+    /// Here, before the handler (one `canonicalize` per request).
+    Guard,
+    /// In the handler, which resolves every path it opens anyway (the web role's file cache).
+    Handler,
 }
 
 /// The root directory, canonical (symlinks resolved), and the policy.
@@ -93,7 +104,9 @@ pub async fn guard(State(site): State<Site>, request: Request, next: Next) -> Re
         Err(Refusal::Malformed) => return (StatusCode::BAD_REQUEST, "bad path\n").into_response(),
         Err(Refusal::Hidden) => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
     };
-    if escapes(&site.root, &site.root.join(&relative)).await {
+    if site.policy.symlinks == Symlinks::Guard
+        && escapes(&site.root, &site.root.join(&relative)).await
+    {
         tracing::warn!(path = %request.uri().path(), "refused a path that leaves the root through a symlink");
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
@@ -107,10 +120,12 @@ mod tests {
     const WEB: Policy = Policy {
         hide_dotfiles: true,
         reserved: None,
+        symlinks: Symlinks::Handler,
     };
     const SHARE: Policy = Policy {
         hide_dotfiles: false,
         reserved: Some(".uploads"),
+        symlinks: Symlinks::Guard,
     };
 
     fn relative_path(raw: &str) -> Result<PathBuf, Refusal> {

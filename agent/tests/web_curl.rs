@@ -87,7 +87,7 @@ fn manifest(site: &Path, max_connections: Option<u32>) -> (tempfile::TempDir, Pa
 struct Running {
     agent: Agent,
     port: u16,
-    _site: Site,
+    site: Site,
     _manifest: tempfile::TempDir,
     _data: tempfile::TempDir,
 }
@@ -101,7 +101,7 @@ impl Running {
         Running {
             agent,
             port,
-            _site: site,
+            site,
             _manifest: manifest_dir,
             _data: data,
         }
@@ -224,6 +224,60 @@ fn range_requests_answer_206() {
     let resumed = fetch(&["-C", "500000", &web.url("/big.bin")]);
     assert_eq!(resumed.status, 206);
     assert_eq!(resumed.body, full.body[500_000..]);
+
+    // The same on a small file (served from the role's memory cache, big.bin from disk).
+    let css = fetch(&[&web.url("/css/site.css")]);
+    let part = fetch(&["-r", "22-43", &web.url("/css/site.css")]);
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, css.body[22..44]);
+}
+
+/// Polls `url` until its body is `want` (the role trusts a cached file for a second).
+fn eventually_serves(url: &str, want: &str) -> support::Response {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = fetch(&[url]);
+        if r.text() == want || std::time::Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn changes_on_disk_are_served_soon_after() {
+    let web = Running::start(None);
+    let root = web.site.path().to_path_buf();
+    let first = fetch(&[&web.url("/data.json")]);
+    assert_eq!(first.text(), "{\"ok\": true}\n");
+    let etag = first.header("etag").expect("etag").to_string();
+
+    // Rewritten in place, to a body of the same length.
+    std::fs::write(root.join("data.json"), "{\"ok\": 1234}\n").expect("write");
+    let changed = eventually_serves(&web.url("/data.json"), "{\"ok\": 1234}\n");
+    assert_eq!(changed.text(), "{\"ok\": 1234}\n");
+    assert_ne!(changed.header("etag"), Some(etag.as_str()), "a new ETag");
+
+    // Replaced by rename, as deployment tools (and ConfigMap volumes) do.
+    std::fs::write(root.join(".next"), "<h1>v2</h1>\n").expect("write");
+    std::fs::rename(root.join(".next"), root.join("index.html")).expect("rename");
+    assert_eq!(
+        eventually_serves(&web.url("/"), "<h1>v2</h1>\n").text(),
+        "<h1>v2</h1>\n"
+    );
+
+    // Removed: gone. Added: served.
+    std::fs::remove_file(root.join("app.js")).expect("remove");
+    std::fs::write(root.join("new.txt"), "new\n").expect("write");
+    assert_eq!(fetch(&[&web.url("/new.txt")]).text(), "new\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fetch(&[&web.url("/app.js")]).status != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a removed file is still served"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

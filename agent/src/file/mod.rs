@@ -148,6 +148,7 @@ fn router(
                 guard::Policy {
                     hide_dotfiles: false,
                     reserved: Some(fs::STAGING),
+                    symlinks: guard::Symlinks::Guard,
                 },
             ),
             guard::guard,

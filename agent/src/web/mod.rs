@@ -1,10 +1,14 @@
 //! The web role: a static site over HTTP/1.1 and HTTP/2.
 //!
 //! tower-http's `ServeDir` does the file serving (content types, index.html, ETag and
-//! Last-Modified with conditional requests, Range, HEAD); this module adds what a public server
-//! needs around it: no path may leave the site (dot segments, hidden files, symlinks that point
-//! outside), compression where the client asks (never on partial content), request metrics, and
-//! the shared bounded listener.
+//! Last-Modified with conditional requests, Range, HEAD) over the role's file cache ([`cache`]:
+//! small files from memory, revalidated each second); this module adds what a public server
+//! needs around it: no path may leave the site (dot segments and hidden files in the guard,
+//! symlinks that point outside in the cache, which resolves every path it serves), compression
+//! where the client asks (never on partial content), request metrics, and the shared bounded
+//! listener.
+
+mod cache;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -78,7 +82,8 @@ fn not_partial(status: StatusCode, _: Version, headers: &HeaderMap, _: &http::Ex
 }
 
 fn router(root: PathBuf, metrics: AgentMetrics) -> Router {
-    let files = ServeDir::new(&root).append_index_html_on_directories(true);
+    let files = ServeDir::with_backend(&root, cache::SiteCache::new(root.clone()))
+        .append_index_html_on_directories(true);
     Router::new()
         .fallback_service(files)
         .layer(from_fn_with_state(
@@ -87,6 +92,7 @@ fn router(root: PathBuf, metrics: AgentMetrics) -> Router {
                 guard::Policy {
                     hide_dotfiles: true,
                     reserved: None,
+                    symlinks: guard::Symlinks::Handler,
                 },
             ),
             guard::guard,
