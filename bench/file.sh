@@ -7,6 +7,7 @@
 # Floor, no HTTP: the large file copied through a plain loopback socket with socat, 1 MiB buffers (into a file
 # on the same disk for PUT, into /dev/null for GET) and `cat file > /dev/null`; the small files
 # written with one `split` process and read back with one `cat` (the filesystem's own floor).
+# FILE_STORAGE (e.g. 8Gi) gives ours a storage quota (nginx has none): the cost of counting usage.
 set -euo pipefail
 export BENCH_NAME=file
 # shellcheck source=SCRIPTDIR/lib.sh
@@ -28,7 +29,8 @@ spec:
     file:
       port: $port
       anonymous: ReadWrite
-      maxUploadSize: $((BIG_MB * 2))Mi
+      maxUploadSize: $((BIG_MB * 2))Mi${FILE_STORAGE:+
+      storage: $FILE_STORAGE}
 YAML
   start_agent_up "$BENCH_TMP/file.yaml" "$admin" "$BENCH_TMP/ours" "$SERVER_CPUS" "$BENCH_TMP/agent.log"
 }

@@ -360,6 +360,28 @@ fn uploads_are_atomic_and_limited() {
     );
     assert!(!share.root().join("second.bin").exists());
     assert!(staging_is_empty(&share.root()));
+
+    // The role's count of what the share holds follows each write (no second 1 MiB fits), and a
+    // delete makes room at once.
+    let mib = share.local("mib.bin", &vec![3u8; 1024 * 1024]);
+    let put = |name: &str| {
+        status(&[
+            "-u",
+            ALICE,
+            "-T",
+            mib.to_str().expect("utf-8"),
+            &share.url(name),
+        ])
+    };
+    assert_eq!(put("/one.bin"), 201, "1.5 + 1 MiB fit in the 3 MiB quota");
+    assert_eq!(put("/two.bin"), 507, "1.5 + 1 + 1 MiB do not");
+    let deleted = status(&["-u", ALICE, "-X", "DELETE", &share.url("/big.bin")]);
+    assert!(deleted == 204 || deleted == 200, "DELETE: {deleted}");
+    assert_eq!(
+        put("/two.bin"),
+        201,
+        "the room a delete made counts at once"
+    );
     let metrics = fetch(&[&share.agent.admin_url("/metrics")]).text();
     assert!(
         metrics.contains("hostrole_agent_errors_total{role=\"file\",reason=\"QuotaExceeded\"}"),

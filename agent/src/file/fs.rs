@@ -5,8 +5,8 @@
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes};
 use dav_server::davpath::DavPath;
@@ -30,12 +30,19 @@ pub struct Limits {
     pub max_upload_bytes: u64,
 }
 
+/// How long a walk of the share stands for its usage (uploads and copies through the role are
+/// added meanwhile). Walking a share is linear in its files: once per write made a share of many
+/// small files quadratic to fill.
+const USAGE_FRESH: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct ShareFs {
     inner: Box<LocalFs>,
     root: Arc<PathBuf>,
     limits: Limits,
     metrics: AgentMetrics,
+    /// The last walk's time and the bytes counted since (see [`USAGE_FRESH`]).
+    usage: Arc<Mutex<Option<(Instant, u64)>>>,
 }
 
 impl ShareFs {
@@ -51,6 +58,7 @@ impl ShareFs {
             root: Arc::new(root),
             limits,
             metrics,
+            usage: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -82,12 +90,42 @@ impl ShareFs {
         walk(&self.root, Some(&self.root.join(STAGING)))
     }
 
-    /// [`Self::used_bytes`], walked off the async threads.
-    async fn used(&self) -> FsResult<u64> {
+    /// Bytes the share holds: the last walk plus what the role wrote since, while the walk is
+    /// younger than [`USAGE_FRESH`]; else a new walk, off the async threads. A write that the
+    /// remembered figure would refuse (`need` more bytes over the quota) walks again first, so a
+    /// client that just deleted files to make room is not refused on a stale count.
+    async fn used(&self, need: u64) -> FsResult<u64> {
+        let remembered = self
+            .usage
+            .lock()
+            .map_err(|_| FsError::GeneralFailure)?
+            .filter(|(at, _)| at.elapsed() < USAGE_FRESH)
+            .map(|(_, bytes)| bytes);
+        let fits = |used: u64| {
+            self.limits
+                .quota_bytes
+                .is_none_or(|quota| used.saturating_add(need) <= quota)
+        };
+        if let Some(used) = remembered
+            && fits(used)
+        {
+            return Ok(used);
+        }
         let share = self.clone();
-        tokio::task::spawn_blocking(move || share.used_bytes())
+        let walked = tokio::task::spawn_blocking(move || share.used_bytes())
             .await
-            .map_err(|_| FsError::GeneralFailure)
+            .map_err(|_| FsError::GeneralFailure)?;
+        *self.usage.lock().map_err(|_| FsError::GeneralFailure)? = Some((Instant::now(), walked));
+        Ok(walked)
+    }
+
+    /// Counts a completed write (`grown` may be negative: a smaller file replaced a larger one).
+    fn grew(usage: &Mutex<Option<(Instant, u64)>>, grown: i128) {
+        if let Ok(mut usage) = usage.lock()
+            && let Some((_, bytes)) = usage.as_mut()
+        {
+            *bytes = (i128::from(*bytes) + grown).clamp(0, i128::from(u64::MAX)) as u64;
+        }
     }
 
     async fn open_for_write(
@@ -110,7 +148,8 @@ impl ShareFs {
         let replaced = existing.as_ref().map_or(0, std::fs::Metadata::len);
         let room = match self.limits.quota_bytes {
             Some(quota) => {
-                let used = self.used().await?;
+                let need = options.size.unwrap_or(0).saturating_sub(replaced);
+                let used = self.used(need).await?;
                 quota.saturating_sub(used.saturating_sub(replaced))
             }
             None => u64::MAX,
@@ -151,9 +190,11 @@ impl ShareFs {
             staging: Some(staging),
             target,
             written,
+            replaced,
             room,
             max_upload: self.limits.max_upload_bytes,
             metrics: self.metrics.clone(),
+            usage: self.usage.clone(),
         }))
     }
 }
@@ -233,11 +274,14 @@ impl DavFileSystem for ShareFs {
                     .await
                     .map(|m| m.len())
                     .unwrap_or(0);
-                let used = self.used().await?;
+                let used = self.used(size).await?;
                 if used.saturating_add(size) > quota {
                     self.metrics.error(super::ROLE, "QuotaExceeded");
                     return Err(FsError::InsufficientStorage);
                 }
+                self.inner.copy(from, to).await?;
+                Self::grew(&self.usage, i128::from(size));
+                return Ok(());
             }
             self.inner.copy(from, to).await
         })
@@ -261,7 +305,7 @@ impl DavFileSystem for ShareFs {
 
     fn get_quota(&self) -> FsFuture<'_, (u64, Option<u64>)> {
         Box::pin(async move {
-            let used = self.used().await?;
+            let used = self.used(0).await?;
             Ok((used, self.limits.quota_bytes))
         })
     }
@@ -275,9 +319,12 @@ struct StagedFile {
     staging: Option<PathBuf>,
     target: PathBuf,
     written: u64,
+    /// Size of the file this upload replaces (0 for a new one).
+    replaced: u64,
     room: u64,
     max_upload: u64,
     metrics: AgentMetrics,
+    usage: Arc<Mutex<Option<(Instant, u64)>>>,
 }
 
 impl StagedFile {
@@ -338,6 +385,10 @@ impl DavFile for StagedFile {
             self.file.sync_all().await?;
             tokio::fs::rename(&staging, &self.target).await?;
             self.staging = None;
+            ShareFs::grew(
+                &self.usage,
+                i128::from(self.written) - i128::from(self.replaced),
+            );
             if let Some(parent) = self.target.parent() {
                 // The rename is durable once the directory is.
                 tokio::fs::File::open(parent).await?.sync_all().await?;
