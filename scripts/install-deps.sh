@@ -5,10 +5,10 @@ set -euo pipefail
 
 # curl: the web role's tests and the cluster scripts; openssl: per-run cluster certificates;
 # iproute2 (ss): free ports; procps, util-linux (setsid), coreutils: process handling.
-# rclone, cadaver: the file role's clients; swaks: the mail role's SMTP client (Python's
-# smtplib/imaplib/poplib come with python3).
+# rclone, cadaver, davfs2 (a FUSE mount): the file role's clients; swaks: the mail role's SMTP
+# client, mutt its mail reader (Python's smtplib/imaplib/poplib come with python3).
 # chromium, chromium-driver, python3-selenium: the peer UI's browser test (agent/tests/peer_ui.rs).
-packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver swaks libnet-ssleay-perl
+packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver davfs2 swaks libnet-ssleay-perl mutt
   chromium chromium-driver python3-selenium)
 missing=()
 for pkg in "${packages[@]}"; do
