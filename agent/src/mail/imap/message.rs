@@ -1,6 +1,8 @@
 //! Pieces of a stored message as IMAP returns them: header and text, chosen header fields,
 //! the ENVELOPE structure, flags. Pure functions over the message bytes.
 
+use mail_parser::{Addr, Address, MessageParser};
+
 /// The header (with the blank line that ends it) and the text of a message.
 pub fn split(message: &[u8]) -> (&[u8], &[u8]) {
     let mut pos = 0;
@@ -96,94 +98,109 @@ fn nstring(s: Option<&str>) -> Vec<u8> {
     }
 }
 
-/// Splits an address list at commas outside quotes, comments and angle brackets.
-fn split_addresses(list: &str) -> Vec<&str> {
-    let (mut out, mut start, mut depth, mut quoted, mut angle) =
-        (Vec::new(), 0, 0i32, false, false);
-    let bytes = list.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if quoted => i += 1,
-            b'"' => quoted = !quoted,
-            b'(' if !quoted => depth += 1,
-            b')' if !quoted => depth -= 1,
-            b'<' if !quoted => angle = true,
-            b'>' if !quoted => angle = false,
-            b',' if !quoted && depth <= 0 && !angle => {
-                out.push(&list[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
+/// An ENVELOPE name: as a quoted string when it is printable ASCII, else as an RFC 2047 encoded
+/// word (mail-parser hands names over decoded; ENVELOPE strings are 7-bit, and clients decode
+/// encoded words there as they do in headers).
+fn name_string(name: &str) -> Vec<u8> {
+    if name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        string(name.as_bytes())
+    } else {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(name);
+        string(format!("=?utf-8?b?{encoded}?=").as_bytes())
     }
-    out.push(&list[start..]);
-    out.into_iter()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect()
 }
 
-/// `(name NIL mailbox host)` for each address, or NIL.
-fn address_list(value: Option<&str>) -> Vec<u8> {
-    let Some(value) = value else {
-        return b"NIL".to_vec();
+/// `(name NIL mailbox host)`.
+fn address(addr: &Addr<'_>) -> Vec<u8> {
+    let spec = addr.address.as_deref();
+    let (mailbox, host) = match spec.and_then(|s| s.rsplit_once('@')) {
+        Some((m, h)) => (Some(m), Some(h)),
+        None => (spec, None),
     };
-    let addresses = split_addresses(value);
-    if addresses.is_empty() {
+    let mut out = b"(".to_vec();
+    match addr.name.as_deref().filter(|n| !n.is_empty()) {
+        Some(name) => out.extend(name_string(name)),
+        None => out.extend_from_slice(b"NIL"),
+    }
+    out.extend_from_slice(b" NIL ");
+    out.extend(nstring(mailbox));
+    out.push(b' ');
+    out.extend(nstring(host));
+    out.push(b')');
+    out
+}
+
+/// An address list as ENVELOPE has it: each address, a named group between its start marker
+/// `(NIL NIL name NIL)` and end marker `(NIL NIL NIL NIL)` (RFC 3501 section 7.4.2); NIL when
+/// empty.
+fn address_list(value: Option<&Address<'_>>) -> Vec<u8> {
+    let mut items = Vec::new();
+    match value {
+        Some(Address::List(list)) => items.extend(list.iter().map(address)),
+        Some(Address::Group(groups)) => {
+            for group in groups {
+                match group.name.as_deref() {
+                    Some(name) => {
+                        let mut start = b"(NIL NIL ".to_vec();
+                        start.extend(name_string(name));
+                        start.extend_from_slice(b" NIL)");
+                        items.push(start);
+                        items.extend(group.addresses.iter().map(address));
+                        items.push(b"(NIL NIL NIL NIL)".to_vec());
+                    }
+                    // Addresses outside any group, in a list that also has groups.
+                    None => items.extend(group.addresses.iter().map(address)),
+                }
+            }
+        }
+        None => {}
+    }
+    if items.is_empty() {
         return b"NIL".to_vec();
     }
     let mut out = b"(".to_vec();
-    for a in addresses {
-        let (name, spec) = match (a.find('<'), a.rfind('>')) {
-            (Some(l), Some(r)) if l < r => {
-                let name = a[..l].trim().trim_matches('"').trim();
-                ((!name.is_empty()).then_some(name), &a[l + 1..r])
-            }
-            _ => (None, a),
-        };
-        let (mailbox, host) = match spec.rsplit_once('@') {
-            Some((m, h)) => (Some(m), Some(h)),
-            None => (Some(spec), None),
-        };
-        out.push(b'(');
-        out.extend(nstring(name));
-        out.extend_from_slice(b" NIL ");
-        out.extend(nstring(mailbox));
-        out.push(b' ');
-        out.extend(nstring(host));
-        out.push(b')');
+    for item in items {
+        out.extend(item);
     }
     out.push(b')');
     out
 }
 
-/// The ENVELOPE of a message (RFC 3501 section 7.4.2). Encoded words stay as sent.
+/// The ENVELOPE of a message (RFC 3501 section 7.4.2). Addresses are parsed by mail-parser;
+/// date, subject and message ids are the fields as sent (unfolded), encoded words included.
 pub fn envelope(header: &[u8]) -> Vec<u8> {
-    let get = |n: &str| header_value(header, n);
-    let from = get("FROM");
-    let sender = get("SENDER").or_else(|| from.clone());
-    let reply_to = get("REPLY-TO").or_else(|| from.clone());
+    let parsed = MessageParser::default().parse_headers(header);
+    let m = parsed.as_ref();
+    let raw = |n: &str| header_value(header, n);
+    let from = address_list(m.and_then(|m| m.from()));
+    let sender = match m.and_then(|m| m.sender()) {
+        Some(a) => address_list(Some(a)),
+        None => from.clone(),
+    };
+    let reply_to = match m.and_then(|m| m.reply_to()) {
+        Some(a) => address_list(Some(a)),
+        None => from.clone(),
+    };
     let mut out = b"(".to_vec();
-    out.extend(nstring(get("DATE").as_deref()));
+    out.extend(nstring(raw("DATE").as_deref()));
     out.push(b' ');
-    out.extend(nstring(get("SUBJECT").as_deref()));
-    for list in [
-        &from,
-        &sender,
-        &reply_to,
-        &get("TO"),
-        &get("CC"),
-        &get("BCC"),
+    out.extend(nstring(raw("SUBJECT").as_deref()));
+    for part in [
+        from,
+        sender,
+        reply_to,
+        address_list(m.and_then(|m| m.to())),
+        address_list(m.and_then(|m| m.cc())),
+        address_list(m.and_then(|m| m.bcc())),
     ] {
         out.push(b' ');
-        out.extend(address_list(list.as_deref()));
+        out.extend(part);
     }
     out.push(b' ');
-    out.extend(nstring(get("IN-REPLY-TO").as_deref()));
+    out.extend(nstring(raw("IN-REPLY-TO").as_deref()));
     out.push(b' ');
-    out.extend(nstring(get("MESSAGE-ID").as_deref()));
+    out.extend(nstring(raw("MESSAGE-ID").as_deref()));
     out.push(b')');
     out
 }
@@ -249,5 +266,39 @@ mod tests {
         );
         assert_eq!(flags("ST"), "(\\Seen \\Deleted)");
         assert!(contains(MSG, "ALICE"));
+    }
+
+    #[test]
+    fn envelope_addresses_the_way_rfc_5322_writes_them() {
+        let h = b"From: \"Doe, Jane\" <jane@example.org> (work)\r\n\
+                  To: undisclosed-recipients:;\r\n\
+                  Cc: team: ann@x.example, bo@y.example;, solo@z.example\r\n\
+                  Reply-To: =?utf-8?q?J=C3=B6rg?= <jorg@example.org>\r\n\
+                  Message-ID: <1@example.org>\r\n\r\n";
+        let env = String::from_utf8(envelope(h)).expect("7-bit");
+        assert!(
+            env.contains("((\"Doe, Jane (work)\" NIL \"jane\" \"example.org\"))"),
+            "a comma inside a quoted name; mail-parser keeps the comment in the name: {env}"
+        );
+        assert!(
+            env.contains("((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL))"),
+            "an empty group: {env}"
+        );
+        assert!(
+            env.contains(
+                "((NIL NIL \"team\" NIL)(NIL NIL \"ann\" \"x.example\")(NIL NIL \"bo\" \"y.example\")(NIL NIL NIL NIL)(NIL NIL \"solo\" \"z.example\"))"
+            ),
+            "a group then an address: {env}"
+        );
+        assert!(
+            env.contains("((\"=?utf-8?b?SsO2cmc=?=\" NIL \"jorg\" \"example.org\"))"),
+            "a non-ASCII name goes back out as an encoded word: {env}"
+        );
+        assert!(env.ends_with(" NIL NIL \"<1@example.org>\")"), "{env}");
+        // No header at all: every field NIL.
+        assert_eq!(
+            String::from_utf8(envelope(b"\r\n")).expect("ascii"),
+            "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
+        );
     }
 }
