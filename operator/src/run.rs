@@ -107,17 +107,35 @@ pub async fn run(options: Options) -> Result<(), RunError> {
 
     // A replica that is not the leader is still ready: it serves metrics and waits its turn.
     ready.store(true, Ordering::SeqCst);
-    let result = match options.leader_election.clone() {
-        None => {
-            metrics.leader.set(1);
-            run_controller(client, options, metrics).await;
+    let work = async {
+        match options.leader_election.clone() {
+            None => {
+                metrics.leader.set(1);
+                run_controller(client, options, metrics).await;
+                Ok(())
+            }
+            Some(le) => run_as_leader(client, options, metrics, le).await,
+        }
+    };
+    // The controller stops on SIGTERM once its reconciles finish; but with the API server out of
+    // reach it was seen to wait for its watches for minutes. The pod's grace period is 30 s.
+    let deadline = async {
+        shutdown_signal().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        result = work => result,
+        _ = deadline => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "the controller did not stop within its grace period after SIGTERM; exiting");
             Ok(())
         }
-        Some(le) => run_as_leader(client, options, metrics, le).await,
     };
     http.abort();
     result
 }
+
+/// How long the controller may take to stop after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn run_as_leader(
     client: Client,

@@ -1,0 +1,58 @@
+//! The operator binary as a process, without a cluster.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// With the API server out of reach the controller keeps retrying its watches; SIGTERM must
+/// still end the process well inside a pod's 30 s termination grace period.
+#[test]
+fn sigterm_ends_the_operator_even_when_the_api_server_is_unreachable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    // Port 1 on loopback: nothing listens there, every connection is refused.
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\n\
+         users: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n\
+         current-context: c\n",
+    )
+    .expect("kubeconfig");
+    let mut operator = Command::new(env!("CARGO_BIN_EXE_hostrole-operator"))
+        .args([
+            "run",
+            "--agent-image",
+            "example/agent:1",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the operator");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        operator.try_wait().expect("status").is_none(),
+        "the operator keeps running (and retrying) while the API server is away"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &operator.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let sent = Instant::now();
+    let exited = loop {
+        if let Some(status) = operator.try_wait().expect("status") {
+            break Some(status);
+        }
+        if sent.elapsed() > Duration::from_secs(25) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let Some(status) = exited else {
+        let _ = operator.kill();
+        panic!("still running 25 s after SIGTERM");
+    };
+    assert!(status.success(), "exit status {status}");
+}
