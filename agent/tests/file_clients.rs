@@ -441,18 +441,29 @@ fn rclone(share: &Share, args: &[&str]) -> String {
         ),
     )
     .expect("rclone config");
-    let out = Command::new("rclone")
-        .arg("--config")
-        .arg(&config)
-        .args(args)
-        .output()
-        .expect("rclone");
-    assert!(
-        out.status.success(),
-        "rclone {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new("rclone")
+            .arg("--config")
+            .arg(&config)
+            .args(args),
+        &format!("rclone {args:?}"),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a client to the end and fails the test, with its output, unless it succeeds.
+fn succeed(command: &mut Command, what: &str) -> std::process::Output {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 #[test]
@@ -513,19 +524,13 @@ impl DavMount {
             ),
         )
         .expect("conf");
-        let out = Command::new("mount")
-            .args(["-t", "davfs", "-o"])
-            .arg(format!("conf={},uid=0,gid=0", conf.display()))
-            .arg(share.url("/"))
-            .arg(&point)
-            .stdin(Stdio::null())
-            .output()
-            .expect("mount.davfs");
-        assert!(
-            out.status.success(),
-            "mount -t davfs: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            Command::new("mount")
+                .args(["-t", "davfs", "-o"])
+                .arg(format!("conf={},uid=0,gid=0", conf.display()))
+                .arg(share.url("/"))
+                .arg(&point),
+            "mount -t davfs",
         );
         DavMount {
             point,
@@ -536,15 +541,7 @@ impl DavMount {
     /// Unmounts; davfs2 uploads what is still dirty before it returns.
     fn unmount(&mut self) {
         if std::mem::take(&mut self.mounted) {
-            let out = Command::new("umount")
-                .arg(&self.point)
-                .output()
-                .expect("umount");
-            assert!(
-                out.status.success(),
-                "umount: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            succeed(Command::new("umount").arg(&self.point), "umount");
         }
     }
 }
@@ -569,26 +566,16 @@ fn davfs2_mount_reads_writes_renames_and_deletes() {
     }
     let share = Share::start();
     let hello = share.local("hello.txt", b"hello from curl\n");
-    assert_eq!(
-        status(&[
+    for name in ["/hello.txt", "/old.txt"] {
+        let put = [
             "-u",
             ALICE,
             "-T",
             hello.to_str().expect("utf-8"),
-            &share.url("/hello.txt")
-        ]),
-        201
-    );
-    assert_eq!(
-        status(&[
-            "-u",
-            ALICE,
-            "-T",
-            hello.to_str().expect("utf-8"),
-            &share.url("/old.txt")
-        ]),
-        201
-    );
+            &share.url(name),
+        ];
+        assert_eq!(status(&put), 201, "{name}");
+    }
     let mut mount = DavMount::new(&share);
     let mnt = mount.point.clone();
 
