@@ -101,6 +101,9 @@ many_config() {
 # measure NAME BASE: sets <NAME>_PUT/_GET (MB/s) and <NAME>_MPUT/_MGET (files/s).
 measure() {
   local name=$1 base=$2 s
+  # Each timed phase starts with no dirty pages: otherwise the writeback of the previous phase
+  # (1 GiB) lands in the next one's fsyncs (ours fsyncs each upload; nginx does not).
+  sync
   s=$(timed_curl -T "$BENCH_TMP/big.bin" "$base/big.bin" -o /dev/null)
   printf -v "${name}_PUT" '%s' "$(awk -v m="$BIG_MB" -v s="$s" 'BEGIN { printf "%.1f", m / s }')"
   s=$(timed_curl "$base/big.bin" -o "$BENCH_TMP/got.bin")
@@ -111,6 +114,7 @@ measure() {
   curl -sS -f -X MKCOL "$base/many/" -o /dev/null
   many_config "$base" put >"$BENCH_TMP/put.cfg"
   many_config "$base" get >"$BENCH_TMP/get.cfg"
+  sync
   s=$(timed_curl --config "$BENCH_TMP/put.cfg")
   printf -v "${name}_MPUT" '%s' "$(awk -v n="$NFILES" -v s="$s" 'BEGIN { printf "%.0f", n / s }')"
   s=$(timed_curl --config "$BENCH_TMP/get.cfg")
@@ -120,6 +124,7 @@ measure() {
 # floor: socket copies of the big file, cat, split/cat of the small files. Sets FLOOR_*.
 floor() {
   local port t0 s rpid
+  sync
   port=$(free_port)
   # PUT floor: bytes from the load cores over a socket into a file on the same disk.
   taskset -c "$SERVER_CPUS" socat -b 1048576 -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" \
