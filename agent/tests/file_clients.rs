@@ -494,6 +494,23 @@ fn rclone_copies_syncs_checks_and_deletes() {
     assert!(!share.root().join("backup").exists());
 }
 
+/// Whether this machine lets us mount at all (a container may lack CAP_SYS_ADMIN): a tmpfs is
+/// mounted and unmounted, independent of the share.
+fn can_mount() -> bool {
+    let Ok(dir) = tempfile::tempdir() else {
+        return false;
+    };
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "none"])
+        .arg(dir.path())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if mounted {
+        let _ = Command::new("umount").arg(dir.path()).output();
+    }
+    mounted
+}
+
 /// A davfs2 mount of a share; unmounted (uploads flushed) on drop.
 struct DavMount {
     point: PathBuf,
@@ -560,8 +577,10 @@ fn davfs2_mount_reads_writes_renames_and_deletes() {
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if !root_user || !Path::new("/dev/fuse").exists() {
-        eprintln!("davfs2 needs root and /dev/fuse, which this machine does not give; not run");
+    if !root_user || !Path::new("/dev/fuse").exists() || !can_mount() {
+        eprintln!(
+            "davfs2 needs root, /dev/fuse and the right to mount, which this machine does not give; not run"
+        );
         return;
     }
     let share = Share::start();
