@@ -123,9 +123,9 @@ pub struct UpOptions {
 
 /// Reads the manifest and prepares everything its roles need on this machine.
 pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
-    // Read and judged once; the roles resolve their references against all of it.
-    let all = manifest::load(&options.manifest)?;
-    let hostrole = choose(all.clone(), options)?;
+    // Read and judged once; the roles resolve their references and Secrets against it.
+    let m = Manifest::read(&options.manifest)?;
+    let hostrole = choose(m.hostroles.clone(), options)?;
     let name = hostrole
         .metadata
         .name
@@ -172,25 +172,65 @@ pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
         admin_port: options.admin_port,
         shutdown_grace_seconds: 10,
         web,
-        file: file_role(&hostrole, &options.manifest, &base, &data_dir)?,
-        mail: mail_role(&hostrole, &options.manifest, &base, &data_dir)?,
-        index: p2p::index_role(&hostrole, &all, options, &data_dir)?,
-        peer: p2p::peer_role(&hostrole, &all, options, &data_dir)?,
-        clients: clients::clients(&hostrole, &all, &options.manifest, &data_dir)?,
+        file: file_role(&hostrole, &m, &base, &data_dir)?,
+        mail: mail_role(&hostrole, &m, &base, &data_dir)?,
+        index: p2p::index_role(&hostrole, &m, options, &data_dir)?,
+        peer: p2p::peer_role(&hostrole, &m, options, &data_dir)?,
+        clients: clients::clients(&hostrole, &m, &data_dir)?,
     })
+}
+
+/// The Secrets of a manifest: name → key → bytes.
+type Secrets = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+
+/// A manifest file, read once: its HostRoles (validated) and its Secrets.
+struct Manifest {
+    path: PathBuf,
+    hostroles: Vec<HostRole>,
+    secrets: Secrets,
+}
+
+impl Manifest {
+    fn read(path: &Path) -> Result<Manifest, StandaloneError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            StandaloneError::Manifest(manifest::ManifestError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        })?;
+        Ok(Manifest {
+            path: path.to_path_buf(),
+            hostroles: manifest::parse_all(&text, &path.display().to_string())?,
+            secrets: secrets_in(&text),
+        })
+    }
+
+    /// The keys of Secret `name`, or the error that says the manifest lacks it.
+    fn secret(&self, name: &str) -> Result<&BTreeMap<String, Vec<u8>>, StandaloneError> {
+        self.secrets
+            .get(name)
+            .ok_or_else(|| self.missing_secret(name))
+    }
+
+    fn missing_secret(&self, name: &str) -> StandaloneError {
+        StandaloneError::SecretNotInManifest {
+            secret: name.to_string(),
+            manifest: self.path.clone(),
+        }
+    }
 }
 
 /// The file role on this machine: the share lives in `<data-dir>/file`.
 fn file_role(
     hostrole: &HostRole,
-    manifest: &Path,
+    m: &Manifest,
     base: &Path,
     data_dir: &Path,
 ) -> Result<Option<FileRoleConfig>, StandaloneError> {
     let Some(file) = &hostrole.spec.servers.file else {
         return Ok(None);
     };
-    let users_file = users_file(file.users.as_ref(), manifest, base, data_dir, "file")?;
+    let users_file = users_file(file.users.as_ref(), m, base, data_dir, "file")?;
     Ok(Some(FileRoleConfig {
         port: file.port as u16,
         root: data_dir.join("file"),
@@ -209,16 +249,16 @@ fn file_role(
 /// The mail role on this machine: Maildirs live in `<data-dir>/mail`.
 fn mail_role(
     hostrole: &HostRole,
-    manifest: &Path,
+    m: &Manifest,
     base: &Path,
     data_dir: &Path,
 ) -> Result<Option<MailRoleConfig>, StandaloneError> {
     let Some(mail) = &hostrole.spec.servers.mail else {
         return Ok(None);
     };
-    let users_file = users_file(mail.users.as_ref(), manifest, base, data_dir, "mail")?;
+    let users_file = users_file(mail.users.as_ref(), m, base, data_dir, "mail")?;
     let tls = match &mail.tls {
-        Some(secret) => Some(secret_tls(manifest, &secret.secret, data_dir)?),
+        Some(secret) => Some(secret_tls(m, &secret.secret, data_dir)?),
         None => None,
     };
     Ok(Some(MailRoleConfig {
@@ -246,21 +286,15 @@ fn mail_role(
 
 /// A `kubernetes.io/tls` Secret standalone: read from the same manifest (`tls.crt`, `tls.key`)
 /// and written owner-only to `<data-dir>/tls/`.
-fn secret_tls(manifest: &Path, secret: &str, data_dir: &Path) -> Result<TlsFiles, StandaloneError> {
-    let missing = || StandaloneError::SecretNotInManifest {
-        secret: secret.to_string(),
-        manifest: manifest.to_path_buf(),
-    };
-    let text = std::fs::read_to_string(manifest).map_err(|_| missing())?;
-    let mut keys = secrets_in(&text).remove(secret).ok_or_else(missing)?;
-    let (cert, key) = match (keys.remove("tls.crt"), keys.remove("tls.key")) {
-        (Some(c), Some(k)) => (c, k),
-        _ => return Err(missing()),
+fn secret_tls(m: &Manifest, secret: &str, data_dir: &Path) -> Result<TlsFiles, StandaloneError> {
+    let keys = m.secret(secret)?;
+    let (Some(cert), Some(key)) = (keys.get("tls.crt"), keys.get("tls.key")) else {
+        return Err(m.missing_secret(secret));
     };
     let dir = data_dir.join("tls");
     Ok(TlsFiles {
-        cert: write_private(&dir, "tls.crt", &cert)?,
-        key: write_private(&dir, "tls.key", &key)?,
+        cert: write_private(&dir, "tls.crt", cert)?,
+        key: write_private(&dir, "tls.key", key)?,
     })
 }
 
@@ -291,14 +325,14 @@ fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Standa
 /// Secret in the manifest (see [`secret_users`]).
 fn users_file(
     users: Option<&UsersRef>,
-    manifest: &Path,
+    m: &Manifest,
     base: &Path,
     data_dir: &Path,
     role: &str,
 ) -> Result<Option<PathBuf>, StandaloneError> {
     let Some(users) = users else { return Ok(None) };
     match (&users.secret, &users.file) {
-        (Some(secret), _) => secret_users(manifest, secret, data_dir, role).map(Some),
+        (Some(secret), _) => secret_users(m, secret, data_dir, role).map(Some),
         (None, Some(file)) => Ok(Some(base.join(file))),
         (None, None) => Ok(None),
     }
@@ -307,26 +341,21 @@ fn users_file(
 /// A users Secret standalone: the Secret must stand in the same manifest; its `users` key is
 /// written (owner-only) to `<data-dir>/users/<role>` and that file is used.
 fn secret_users(
-    manifest: &Path,
+    m: &Manifest,
     secret: &str,
     data_dir: &Path,
     role: &str,
 ) -> Result<PathBuf, StandaloneError> {
-    let missing = || StandaloneError::SecretNotInManifest {
-        secret: secret.to_string(),
-        manifest: manifest.to_path_buf(),
-    };
-    let text = std::fs::read_to_string(manifest).map_err(|_| missing())?;
-    let users = secrets_in(&text)
-        .remove(secret)
-        .and_then(|mut keys| keys.remove(USERS_KEY))
-        .ok_or_else(missing)?;
-    write_private(&data_dir.join("users"), role, &users)
+    let users = m
+        .secret(secret)?
+        .get(USERS_KEY)
+        .ok_or_else(|| m.missing_secret(secret))?;
+    write_private(&data_dir.join("users"), role, users)
 }
 
 /// The Secrets of a multi-document manifest: name → key → bytes (`data` is base64,
 /// `stringData` is text and wins, as on the API server).
-fn secrets_in(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+fn secrets_in(text: &str) -> Secrets {
     use base64::Engine;
     let mut secrets = BTreeMap::new();
     for doc in serde_yaml::Deserializer::from_str(text) {

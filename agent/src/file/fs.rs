@@ -41,8 +41,38 @@ pub struct ShareFs {
     root: Arc<PathBuf>,
     limits: Limits,
     metrics: AgentMetrics,
-    /// The last walk's time and the bytes counted since (see [`USAGE_FRESH`]).
-    usage: Arc<Mutex<Option<(Instant, u64)>>>,
+    usage: Arc<Usage>,
+}
+
+/// The share's usage as last counted: the walk's time and its bytes, plus what the role wrote
+/// since (see [`USAGE_FRESH`]).
+#[derive(Debug, Default)]
+struct Usage(Mutex<Option<(Instant, u64)>>);
+
+impl Usage {
+    /// The count, while its walk is fresh.
+    fn fresh(&self) -> Option<u64> {
+        let usage = self.0.lock().ok()?;
+        usage
+            .filter(|(at, _)| at.elapsed() < USAGE_FRESH)
+            .map(|(_, bytes)| bytes)
+    }
+
+    /// A walk just counted `bytes`.
+    fn walked(&self, bytes: u64) {
+        if let Ok(mut usage) = self.0.lock() {
+            *usage = Some((Instant::now(), bytes));
+        }
+    }
+
+    /// A write completed: `added` bytes stored, `removed` bytes (a replaced file) gone.
+    fn grew(&self, added: u64, removed: u64) {
+        if let Ok(mut usage) = self.0.lock()
+            && let Some((_, bytes)) = usage.as_mut()
+        {
+            *bytes = bytes.saturating_add(added).saturating_sub(removed);
+        }
+    }
 }
 
 impl ShareFs {
@@ -58,7 +88,7 @@ impl ShareFs {
             root: Arc::new(root),
             limits,
             metrics,
-            usage: Arc::new(Mutex::new(None)),
+            usage: Arc::default(),
         })
     }
 
@@ -95,18 +125,12 @@ impl ShareFs {
     /// remembered figure would refuse (`need` more bytes over the quota) walks again first, so a
     /// client that just deleted files to make room is not refused on a stale count.
     async fn used(&self, need: u64) -> FsResult<u64> {
-        let remembered = self
-            .usage
-            .lock()
-            .map_err(|_| FsError::GeneralFailure)?
-            .filter(|(at, _)| at.elapsed() < USAGE_FRESH)
-            .map(|(_, bytes)| bytes);
         let fits = |used: u64| {
             self.limits
                 .quota_bytes
                 .is_none_or(|quota| used.saturating_add(need) <= quota)
         };
-        if let Some(used) = remembered
+        if let Some(used) = self.usage.fresh()
             && fits(used)
         {
             return Ok(used);
@@ -115,17 +139,8 @@ impl ShareFs {
         let walked = tokio::task::spawn_blocking(move || share.used_bytes())
             .await
             .map_err(|_| FsError::GeneralFailure)?;
-        *self.usage.lock().map_err(|_| FsError::GeneralFailure)? = Some((Instant::now(), walked));
+        self.usage.walked(walked);
         Ok(walked)
-    }
-
-    /// Counts a completed write (`grown` may be negative: a smaller file replaced a larger one).
-    fn grew(usage: &Mutex<Option<(Instant, u64)>>, grown: i128) {
-        if let Ok(mut usage) = usage.lock()
-            && let Some((_, bytes)) = usage.as_mut()
-        {
-            *bytes = (i128::from(*bytes) + grown).clamp(0, i128::from(u64::MAX)) as u64;
-        }
     }
 
     async fn open_for_write(
@@ -269,21 +284,21 @@ impl DavFileSystem for ShareFs {
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         // A copy grows the share like an upload does.
         Box::pin(async move {
-            if let Some(quota) = self.limits.quota_bytes {
-                let size = tokio::fs::metadata(self.real(from))
-                    .await
-                    .map(|m| m.len())
-                    .unwrap_or(0);
-                let used = self.used(size).await?;
-                if used.saturating_add(size) > quota {
-                    self.metrics.error(super::ROLE, "QuotaExceeded");
-                    return Err(FsError::InsufficientStorage);
-                }
-                self.inner.copy(from, to).await?;
-                Self::grew(&self.usage, i128::from(size));
-                return Ok(());
+            let Some(quota) = self.limits.quota_bytes else {
+                return self.inner.copy(from, to).await;
+            };
+            let size = tokio::fs::metadata(self.real(from))
+                .await
+                .map(|m| m.len())
+                .unwrap_or(0);
+            let used = self.used(size).await?;
+            if used.saturating_add(size) > quota {
+                self.metrics.error(super::ROLE, "QuotaExceeded");
+                return Err(FsError::InsufficientStorage);
             }
-            self.inner.copy(from, to).await
+            self.inner.copy(from, to).await?;
+            self.usage.grew(size, 0);
+            Ok(())
         })
     }
 
@@ -324,7 +339,7 @@ struct StagedFile {
     room: u64,
     max_upload: u64,
     metrics: AgentMetrics,
-    usage: Arc<Mutex<Option<(Instant, u64)>>>,
+    usage: Arc<Usage>,
 }
 
 impl StagedFile {
@@ -385,10 +400,7 @@ impl DavFile for StagedFile {
             self.file.sync_all().await?;
             tokio::fs::rename(&staging, &self.target).await?;
             self.staging = None;
-            ShareFs::grew(
-                &self.usage,
-                i128::from(self.written) - i128::from(self.replaced),
-            );
+            self.usage.grew(self.written, self.replaced);
             if let Some(parent) = self.target.parent() {
                 // The rename is durable once the directory is.
                 tokio::fs::File::open(parent).await?.sync_all().await?;

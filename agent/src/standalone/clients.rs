@@ -8,10 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use hostrole_api::agent::{ClientConfig, ClientTarget, MailTarget};
-use hostrole_api::manifest::ManifestError;
 use hostrole_api::{ClientService, HostRole};
 
-use super::{StandaloneError, secrets_in, write_private};
+use super::{Manifest, StandaloneError, write_private};
 
 /// Client run defaults when the manifest does not say.
 const DEFAULT_EVERY: Duration = Duration::from_secs(30);
@@ -20,28 +19,16 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The clients of `hostrole`, resolved against the other HostRoles and Secrets of `manifest`.
 pub(super) fn clients(
     hostrole: &HostRole,
-    all: &[HostRole],
-    manifest: &Path,
+    m: &Manifest,
     data_dir: &Path,
 ) -> Result<Vec<ClientConfig>, StandaloneError> {
-    if hostrole.spec.clients.is_empty() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(manifest).map_err(|source| {
-        StandaloneError::Manifest(ManifestError::Read {
-            path: manifest.to_path_buf(),
-            source,
-        })
-    })?;
-    let secrets = secrets_in(&text);
     let mut configs = Vec::new();
     for (index, spec) in hostrole.spec.clients.iter().enumerate() {
-        let service = spec.service.as_str();
-        let name = format!("{service}-{index}");
+        let name = spec.service.client_name(index);
         let (server, target) = match (&spec.server, &spec.url) {
             (Some(server), _) => (
                 server.clone(),
-                loopback_target(index, server, spec.service, all, manifest)?,
+                loopback_target(index, server, spec.service, m)?,
             ),
             (None, Some(url)) => (url.clone(), url_target(index, url, spec.service)?),
             (None, None) => {
@@ -71,9 +58,9 @@ pub(super) fn clients(
                 let missing = || StandaloneError::ClientSecret {
                     index,
                     secret: secret.secret.clone(),
-                    manifest: manifest.to_path_buf(),
+                    manifest: m.path.clone(),
                 };
-                let keys = secrets.get(&secret.secret).ok_or_else(missing)?;
+                let keys = m.secrets.get(&secret.secret).ok_or_else(missing)?;
                 let (Some(username), Some(password)) = (keys.get("username"), keys.get("password"))
                 else {
                     return Err(missing());
@@ -116,19 +103,20 @@ fn loopback_target(
     index: usize,
     server: &str,
     service: ClientService,
-    all: &[HostRole],
-    manifest: &Path,
+    m: &Manifest,
 ) -> Result<ClientTarget, StandaloneError> {
     let name = server.rsplit('/').next().unwrap_or(server);
-    let Some(host) = all
+    let Some(host) = m
+        .hostroles
         .iter()
         .find(|h| h.metadata.name.as_deref() == Some(name))
     else {
         return Err(StandaloneError::ClientServerNotInManifest {
             index,
             server: server.to_string(),
-            manifest: manifest.to_path_buf(),
-            names: all
+            manifest: m.path.clone(),
+            names: m
+                .hostroles
                 .iter()
                 .filter_map(|h| h.metadata.name.clone())
                 .collect::<Vec<_>>()

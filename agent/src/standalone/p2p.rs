@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use hostrole_api::agent::{IndexRoleConfig, NETWORK_SECRET_KEY, PeerRoleConfig};
 use hostrole_api::{HostRole, IndexServer};
 
-use super::{StandaloneError, UpOptions, secrets_in, size, write_private};
+use super::{Manifest, StandaloneError, UpOptions, size, write_private};
 
 /// Name of the Secret that holds a network's shared secret.
 pub fn network_secret_name(network: &str) -> String {
@@ -25,7 +25,7 @@ pub fn network_secret_name(network: &str) -> String {
 /// whose peers in the manifest name this index.
 pub fn index_role(
     hostrole: &HostRole,
-    all: &[HostRole],
+    m: &Manifest,
     options: &UpOptions,
     data_dir: &Path,
 ) -> Result<Option<IndexRoleConfig>, StandaloneError> {
@@ -34,11 +34,11 @@ pub fn index_role(
     };
     let name = hostrole.metadata.name.clone().unwrap_or_default();
     let networks_dir = data_dir.join("networks");
-    for other in all {
+    for other in &m.hostroles {
         if let Some(peer) = &other.spec.peer
             && peer.index.as_deref() == Some(name.as_str())
         {
-            network_secret(options, data_dir, &peer.network)?;
+            network_secret(m, data_dir, &peer.network)?;
         }
     }
     std::fs::create_dir_all(&networks_dir).map_err(|source| StandaloneError::WriteSite {
@@ -55,18 +55,19 @@ pub fn index_role(
 /// The peer role on this machine: the share is `<data-dir>/share`.
 pub fn peer_role(
     hostrole: &HostRole,
-    all: &[HostRole],
+    m: &Manifest,
     options: &UpOptions,
     data_dir: &Path,
 ) -> Result<Option<PeerRoleConfig>, StandaloneError> {
     let Some(peer) = &hostrole.spec.peer else {
         return Ok(None);
     };
-    let secret_file = network_secret(options, data_dir, &peer.network)?;
+    let secret_file = network_secret(m, data_dir, &peer.network)?;
     let index = match &peer.index {
         None => None,
         Some(name) => Some(
-            all.iter()
+            m.hostroles
+                .iter()
                 .find(|h| h.metadata.name.as_deref() == Some(name.as_str()))
                 .and_then(|h| h.spec.servers.index.as_ref())
                 .ok_or(StandaloneError::NeedsCluster {
@@ -81,7 +82,7 @@ pub fn peer_role(
     let own = SocketAddr::new(options.bind, port).to_string();
     let mut seeds: Vec<String> = Vec::new();
     if index_url.is_none() {
-        for other in all {
+        for other in &m.hostroles {
             if let Some(p) = &other.spec.peer
                 && p.network == peer.network
                 && p.index.is_none()
@@ -129,18 +130,18 @@ fn offset(port: i32, options: &UpOptions) -> u16 {
 /// `<data-dir>/networks/<network>`: from the manifest's `peers-<network>` Secret, else the
 /// secret generated earlier, else a new random one.
 fn network_secret(
-    options: &UpOptions,
+    m: &Manifest,
     data_dir: &Path,
     network: &str,
 ) -> Result<PathBuf, StandaloneError> {
     let dir = data_dir.join("networks");
     let path = dir.join(network);
-    let text = std::fs::read_to_string(&options.manifest).unwrap_or_default();
-    if let Some(secret) = secrets_in(&text)
-        .remove(&network_secret_name(network))
-        .and_then(|mut keys| keys.remove(NETWORK_SECRET_KEY))
+    if let Some(secret) = m
+        .secrets
+        .get(&network_secret_name(network))
+        .and_then(|keys| keys.get(NETWORK_SECRET_KEY))
     {
-        return write_private(&dir, network, &secret);
+        return write_private(&dir, network, secret);
     }
     if path.exists() {
         return Ok(path);

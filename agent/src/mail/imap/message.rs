@@ -57,15 +57,17 @@ pub fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
 pub fn header_value(header: &[u8], name: &str) -> Option<String> {
     let (_, raw) = fields(header).into_iter().find(|(n, _)| n == name)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let value = text.split_once(':').map(|(_, v)| v).unwrap_or("");
-    Some(
-        value
-            .split(['\r', '\n'])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    Some(unfold(text.split_once(':').map(|(_, v)| v).unwrap_or("")))
+}
+
+/// A field value on one line: continuation lines joined by a space, ends trimmed.
+fn unfold(value: &str) -> String {
+    value
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// An IMAP string: quoted when it can be, a literal otherwise.
@@ -167,12 +169,13 @@ fn address_list(value: Option<&Address<'_>>) -> Vec<u8> {
     out
 }
 
-/// The ENVELOPE of a message (RFC 3501 section 7.4.2). Addresses are parsed by mail-parser;
-/// date, subject and message ids are the fields as sent (unfolded), encoded words included.
+/// The ENVELOPE of a message (RFC 3501 section 7.4.2), from one mail-parser pass over the
+/// header: addresses parsed; date, subject and message ids as sent (unfolded), encoded words
+/// included.
 pub fn envelope(header: &[u8]) -> Vec<u8> {
     let parsed = MessageParser::default().parse_headers(header);
     let m = parsed.as_ref();
-    let raw = |n: &str| header_value(header, n);
+    let raw = |name: &str| m.and_then(|m| m.header_raw(name)).map(unfold);
     let from = address_list(m.and_then(|m| m.from()));
     let sender = match m.and_then(|m| m.sender()) {
         Some(a) => address_list(Some(a)),
@@ -183,9 +186,9 @@ pub fn envelope(header: &[u8]) -> Vec<u8> {
         None => from.clone(),
     };
     let mut out = b"(".to_vec();
-    out.extend(nstring(raw("DATE").as_deref()));
+    out.extend(nstring(raw("Date").as_deref()));
     out.push(b' ');
-    out.extend(nstring(raw("SUBJECT").as_deref()));
+    out.extend(nstring(raw("Subject").as_deref()));
     for part in [
         from,
         sender,
@@ -198,9 +201,9 @@ pub fn envelope(header: &[u8]) -> Vec<u8> {
         out.extend(part);
     }
     out.push(b' ');
-    out.extend(nstring(raw("IN-REPLY-TO").as_deref()));
+    out.extend(nstring(raw("In-Reply-To").as_deref()));
     out.push(b' ');
-    out.extend(nstring(raw("MESSAGE-ID").as_deref()));
+    out.extend(nstring(raw("Message-ID").as_deref()));
     out.push(b')');
     out
 }
