@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hostrole_api::agent::AgentConfig;
+use hostrole_config::AgentConfig;
 
 /// Why a configuration could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use hostrole_agent::standalone::{self, UpOptions};
 use hostrole_agent::{config, supervisor};
-use hostrole_api::agent::AgentConfig;
 use hostrole_api::manifest;
 use hostrole_api::rules::ADMIN_PORT;
+use hostrole_config::AgentConfig;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]

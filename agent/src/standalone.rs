@@ -1,32 +1,33 @@
 //! `hostrole-agent up MANIFEST`: serve a HostRole's roles on this machine, without a cluster.
-//! The manifest is judged by the same schema and CEL rules as in a cluster.
-
-mod clients;
+//!
+//! A thin adapter around the one translator (`hostrole_api::render`) with the local
+//! environment: the manifest is judged by the same schema and CEL rules as in a cluster, rendered
+//! as the operator renders it, and what a pod would mount is written into the data directory
+//! instead: Secrets of the same manifest (owner-only), inline site files, the network secret
+//! (from the manifest's `peers-<network>` Secret, else generated once and kept), directories for
+//! the roles' data. A reference the manifest cannot honour (a client's server or a peer's index
+//! that is not in it) is an error here rather than a condition.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
 
-use hostrole_api::AnonymousAccess;
-use hostrole_api::agent::USERS_KEY;
-use hostrole_api::agent::{
-    AgentConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_UPLOAD, FileRoleConfig,
-    MailRoleConfig, TlsFiles, WebRoleConfig, inline_site_files,
-};
 use hostrole_api::manifest::{self, ManifestError};
-use hostrole_api::quantity::parse_bytes;
-use hostrole_api::{HostRole, SiteFile, UsersRef};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use hostrole_api::render::{
+    self, Environment, Local, Mount, NETWORK_SECRET_KEY, RenderError, Source, network_object_name,
+};
+use hostrole_api::{HostRole, SiteFile};
+use hostrole_config::AgentConfig;
 use serde::Deserialize;
-
-mod p2p;
 
 /// Why a manifest cannot be served standalone.
 #[derive(Debug, thiserror::Error)]
 pub enum StandaloneError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
     #[error("{path} holds no HostRole")]
     NoHostRole { path: PathBuf },
     #[error("{path} holds several HostRoles ({names}): choose one with --name")]
@@ -37,58 +38,17 @@ pub enum StandaloneError {
         name: String,
         names: String,
     },
+    /// References the manifest cannot honour, one per line.
+    #[error("{}", .0.join("\n"))]
+    References(Vec<String>),
     #[error(
-        "{field} needs a cluster (it names an object in the cluster); for a standalone host use {instead}"
+        "the Secret {secret} is not in {manifest} with the keys {keys} (standalone, a Secret the HostRole names must stand in the same file)"
     )]
-    NeedsCluster {
-        field: &'static str,
-        instead: &'static str,
-    },
-    #[error(
-        "the Secret {secret} is not in {manifest} (standalone, a users Secret must stand in the same file with a `users` key), or use users.file"
-    )]
-    SecretNotInManifest { secret: String, manifest: PathBuf },
-    #[error(
-        "spec.clients[{index}].server: no HostRole named {server} in {manifest} (it holds: {names}); standalone, a client's server must stand in the same manifest, or use url: instead (e.g. url: http://127.0.0.1:8080/)"
-    )]
-    ClientServerNotInManifest {
-        index: usize,
-        server: String,
-        manifest: PathBuf,
-        names: String,
-    },
-    #[error(
-        "spec.clients[{index}].server: the HostRole {server} serves no {service} role (spec.servers.{service}): point the client at a HostRole that does, or use url:"
-    )]
-    ClientServerRole {
-        index: usize,
-        server: String,
-        service: &'static str,
-    },
-    #[error("spec.clients[{index}].url: {url:?} {why}")]
-    ClientUrl {
-        index: usize,
-        url: String,
-        why: String,
-    },
-    #[error(
-        "spec.clients[{index}].{field}: {value:?} is not a duration (write it like 500ms, 30s, 5m or 1h30m)"
-    )]
-    ClientDuration {
-        index: usize,
-        field: &'static str,
-        value: String,
-    },
-    #[error(
-        "spec.clients[{index}].credentials: the Secret {secret} is not in {manifest} with keys username and password (standalone, a kubernetes.io/basic-auth Secret must stand in the same file)"
-    )]
-    ClientSecret {
-        index: usize,
+    SecretNotInManifest {
         secret: String,
+        keys: String,
         manifest: PathBuf,
     },
-    #[error("{field}: {value:?} is not a size (write it like 1Gi, 500Mi or 1048576)")]
-    Size { field: &'static str, value: String },
     #[error("{field}: {path} is not a directory: {source}")]
     SitePath {
         field: &'static str,
@@ -96,8 +56,8 @@ pub enum StandaloneError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot write the inline site files to {path}: {source}")]
-    WriteSite {
+    #[error("cannot write {path}: {source}")]
+    Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -112,7 +72,7 @@ pub struct UpOptions {
     pub name: Option<String>,
     pub bind: IpAddr,
     pub admin_port: u16,
-    /// Where inline files are written; a per-user state directory when absent.
+    /// Where the agent keeps its files; a per-user state directory when absent.
     pub data_dir: Option<PathBuf>,
     /// Added to this agent's own index, peer and peer UI ports (not to the index or seeds it
     /// uses), to run several peers on one machine.
@@ -121,63 +81,76 @@ pub struct UpOptions {
     pub seeds: Vec<String>,
 }
 
-/// Reads the manifest and prepares everything its roles need on this machine.
+/// Reads the manifest, renders the chosen HostRole for this machine and writes what its roles
+/// need into the data directory.
 pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
-    // Read and judged once; the roles resolve their references and Secrets against it.
+    // Read and judged once; references and Secrets are resolved against it.
     let m = Manifest::read(&options.manifest)?;
-    let hostrole = choose(m.hostroles.clone(), options)?;
-    let name = hostrole
-        .metadata
-        .name
-        .clone()
-        .unwrap_or_else(|| "host".into());
-    let base = options
-        .manifest
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let data_dir = options
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| default_data_dir(&name));
-
-    let web = match &hostrole.spec.servers.web {
-        None => None,
-        Some(web) => {
-            let site = web.site.as_ref();
-            let root = if site.is_some_and(|s| s.config_map.is_some()) {
-                return Err(StandaloneError::NeedsCluster {
-                    field: "spec.servers.web.site.configMap",
-                    instead: "site.path or site.files",
-                });
-            } else if let Some(path) = site.and_then(|s| s.path.as_deref()) {
-                site_path(&base.join(path))?
-            } else {
-                let files = inline_site_files(&name, &hostrole.spec).unwrap_or_default();
-                write_site(&data_dir, &files)?
-            };
-            Some(WebRoleConfig {
-                port: web.port as u16,
-                root,
-                max_connections: web
-                    .max_connections
-                    .map_or(DEFAULT_MAX_CONNECTIONS, |m| m as usize),
-            })
-        }
-    };
-    Ok(AgentConfig {
-        host_role: name,
-        namespace: None,
+    let hostrole = choose(&m.hostroles, options)?;
+    let name = hostrole.metadata.name.as_deref().unwrap_or("host");
+    let local = Local {
+        data_dir: options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| default_data_dir(name)),
+        manifest_dir: options
+            .manifest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
         bind: options.bind,
         admin_port: options.admin_port,
-        shutdown_grace_seconds: 10,
-        web,
-        file: file_role(&hostrole, &m, &base, &data_dir)?,
-        mail: mail_role(&hostrole, &m, &base, &data_dir)?,
-        index: p2p::index_role(&hostrole, &m, options, &data_dir)?,
-        peer: p2p::peer_role(&hostrole, &m, options, &data_dir)?,
-        clients: clients::clients(&hostrole, &m, &data_dir)?,
-    })
+        port_offset: options.port_offset,
+        seeds: options.seeds.clone(),
+    };
+    let plan = render::render(hostrole, Environment::Local(&local), &m.hostroles)?;
+    if !plan.problems.is_empty() {
+        return Err(StandaloneError::References(
+            plan.problems.into_iter().map(|p| p.message).collect(),
+        ));
+    }
+    if let Some(web) = &plan.config.web
+        && !plan.mounts().any(|m| m.volume == "site")
+    {
+        site_path(&web.root)?;
+    }
+    for mount in plan.mounts() {
+        materialize(mount, &m)?;
+    }
+    Ok(plan.config)
+}
+
+/// Puts what a pod would mount at `mount.path`.
+fn materialize(mount: &Mount, m: &Manifest) -> Result<(), StandaloneError> {
+    let dir = &mount.path;
+    match &mount.source {
+        Source::Data { .. } => create_dir(dir),
+        Source::InlineSite { files } => {
+            let parent = dir.parent().unwrap_or(dir);
+            write_site(parent, files).map(|_| ())
+        }
+        Source::Secret { name, items } => {
+            let keys = m.secret(name).ok_or_else(|| m.missing(name, items))?;
+            for (key, file) in items {
+                let bytes = keys.get(*key).ok_or_else(|| m.missing(name, items))?;
+                write_private(dir, file, bytes)?;
+            }
+            owner_only(dir)
+        }
+        Source::NetworkSecret { network } => {
+            network_secret(m, dir, NETWORK_SECRET_KEY, network)?;
+            owner_only(dir)
+        }
+        Source::NetworkSecrets { networks } => {
+            create_dir(dir)?;
+            for network in networks {
+                network_secret(m, dir, network, network)?;
+            }
+            owner_only(dir)
+        }
+        // render refuses a site ConfigMap standalone.
+        Source::ConfigMap { .. } => Ok(()),
+    }
 }
 
 /// The Secrets of a manifest: name → key → bytes.
@@ -205,96 +178,66 @@ impl Manifest {
         })
     }
 
-    /// The keys of Secret `name`, or the error that says the manifest lacks it.
-    fn secret(&self, name: &str) -> Result<&BTreeMap<String, Vec<u8>>, StandaloneError> {
-        self.secrets
-            .get(name)
-            .ok_or_else(|| self.missing_secret(name))
+    fn secret(&self, name: &str) -> Option<&BTreeMap<String, Vec<u8>>> {
+        self.secrets.get(name)
     }
 
-    fn missing_secret(&self, name: &str) -> StandaloneError {
+    fn missing(&self, name: &str, items: &[(&str, String)]) -> StandaloneError {
         StandaloneError::SecretNotInManifest {
             secret: name.to_string(),
+            keys: items.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "),
             manifest: self.path.clone(),
         }
     }
 }
 
-/// The file role on this machine: the share lives in `<data-dir>/file`.
-fn file_role(
-    hostrole: &HostRole,
+/// `<dir>/<file>` of a network's secret: from the manifest's `peers-<network>` Secret, else the
+/// secret generated earlier, else a new random one.
+fn network_secret(
     m: &Manifest,
-    base: &Path,
-    data_dir: &Path,
-) -> Result<Option<FileRoleConfig>, StandaloneError> {
-    let Some(file) = &hostrole.spec.servers.file else {
-        return Ok(None);
-    };
-    let users_file = users_file(file.users.as_ref(), m, base, data_dir, "file")?;
-    Ok(Some(FileRoleConfig {
-        port: file.port as u16,
-        root: data_dir.join("file"),
-        users_file,
-        anonymous: file.anonymous.unwrap_or(AnonymousAccess::None),
-        quota_bytes: size("spec.servers.file.storage", file.storage.as_ref())?,
-        max_upload_bytes: size(
-            "spec.servers.file.maxUploadSize",
-            file.max_upload_size.as_ref(),
-        )?
-        .unwrap_or(DEFAULT_MAX_UPLOAD),
-        max_connections: DEFAULT_MAX_CONNECTIONS,
-    }))
+    dir: &Path,
+    file: &str,
+    network: &str,
+) -> Result<PathBuf, StandaloneError> {
+    let path = dir.join(file);
+    if let Some(secret) = m
+        .secret(&network_object_name(network))
+        .and_then(|keys| keys.get(NETWORK_SECRET_KEY))
+    {
+        return write_private(dir, file, secret);
+    }
+    if path.exists() {
+        return Ok(path);
+    }
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| StandaloneError::Write {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    tracing::warn!(
+        network,
+        file = %path.display(),
+        "no Secret {} in the manifest: generated a network secret; peers on other machines need the same one (add the Secret)",
+        network_object_name(network)
+    );
+    write_private(dir, file, hex::encode(random).as_bytes())
 }
 
-/// The mail role on this machine: Maildirs live in `<data-dir>/mail`.
-fn mail_role(
-    hostrole: &HostRole,
-    m: &Manifest,
-    base: &Path,
-    data_dir: &Path,
-) -> Result<Option<MailRoleConfig>, StandaloneError> {
-    let Some(mail) = &hostrole.spec.servers.mail else {
-        return Ok(None);
-    };
-    let users_file = users_file(mail.users.as_ref(), m, base, data_dir, "mail")?;
-    let tls = match &mail.tls {
-        Some(secret) => Some(secret_tls(m, &secret.secret, data_dir)?),
-        None => None,
-    };
-    Ok(Some(MailRoleConfig {
-        hostname: hostrole
-            .metadata
-            .name
-            .clone()
-            .unwrap_or_else(|| "localhost".into()),
-        smtp_port: mail.smtp_port as u16,
-        submission_port: mail.submission_port as u16,
-        imap_port: mail.imap_port as u16,
-        pop3_port: mail.pop3_port as u16,
-        domains: mail.domains.clone(),
-        root: data_dir.join("mail"),
-        users_file,
-        max_message_bytes: size(
-            "spec.servers.mail.maxMessageSize",
-            mail.max_message_size.as_ref(),
-        )?
-        .unwrap_or(DEFAULT_MAX_MESSAGE),
-        tls,
-        max_connections: DEFAULT_MAX_CONNECTIONS,
-    }))
+fn create_dir(dir: &Path) -> Result<(), StandaloneError> {
+    std::fs::create_dir_all(dir).map_err(|source| StandaloneError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
-/// A `kubernetes.io/tls` Secret standalone: read from the same manifest (`tls.crt`, `tls.key`)
-/// and written owner-only to `<data-dir>/tls/`.
-fn secret_tls(m: &Manifest, secret: &str, data_dir: &Path) -> Result<TlsFiles, StandaloneError> {
-    let keys = m.secret(secret)?;
-    let (Some(cert), Some(key)) = (keys.get("tls.crt"), keys.get("tls.key")) else {
-        return Err(m.missing_secret(secret));
-    };
-    let dir = data_dir.join("tls");
-    Ok(TlsFiles {
-        cert: write_private(&dir, "tls.crt", cert)?,
-        key: write_private(&dir, "tls.key", key)?,
+/// Makes a directory of secrets readable by its owner only.
+fn owner_only(dir: &Path) -> Result<(), StandaloneError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|source| {
+        StandaloneError::Write {
+            path: dir.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -302,7 +245,7 @@ fn secret_tls(m: &Manifest, secret: &str, data_dir: &Path) -> Result<TlsFiles, S
 fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StandaloneError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(name);
-    let write_err = |source| StandaloneError::WriteSite {
+    let write_err = |source| StandaloneError::Write {
         path: path.clone(),
         source,
     };
@@ -320,39 +263,6 @@ fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Standa
     std::fs::rename(&staging, &path).map_err(write_err)?;
     Ok(path)
 }
-
-/// Where a role's accounts come from on this machine: a users file beside the manifest, or a
-/// Secret in the manifest (see [`secret_users`]).
-fn users_file(
-    users: Option<&UsersRef>,
-    m: &Manifest,
-    base: &Path,
-    data_dir: &Path,
-    role: &str,
-) -> Result<Option<PathBuf>, StandaloneError> {
-    let Some(users) = users else { return Ok(None) };
-    match (&users.secret, &users.file) {
-        (Some(secret), _) => secret_users(m, secret, data_dir, role).map(Some),
-        (None, Some(file)) => Ok(Some(base.join(file))),
-        (None, None) => Ok(None),
-    }
-}
-
-/// A users Secret standalone: the Secret must stand in the same manifest; its `users` key is
-/// written (owner-only) to `<data-dir>/users/<role>` and that file is used.
-fn secret_users(
-    m: &Manifest,
-    secret: &str,
-    data_dir: &Path,
-    role: &str,
-) -> Result<PathBuf, StandaloneError> {
-    let users = m
-        .secret(secret)?
-        .get(USERS_KEY)
-        .ok_or_else(|| m.missing_secret(secret))?;
-    write_private(&data_dir.join("users"), role, users)
-}
-
 /// The Secrets of a multi-document manifest: name → key → bytes (`data` is base64,
 /// `stringData` is text and wins, as on the API server).
 fn secrets_in(text: &str) -> Secrets {
@@ -394,18 +304,10 @@ fn secrets_in(text: &str) -> Secrets {
     secrets
 }
 
-fn size(field: &'static str, quantity: Option<&Quantity>) -> Result<Option<u64>, StandaloneError> {
-    quantity
-        .map(|q| {
-            parse_bytes(&q.0).ok_or_else(|| StandaloneError::Size {
-                field,
-                value: q.0.clone(),
-            })
-        })
-        .transpose()
-}
-
-fn choose(mut hostroles: Vec<HostRole>, options: &UpOptions) -> Result<HostRole, StandaloneError> {
+fn choose<'a>(
+    hostroles: &'a [HostRole],
+    options: &UpOptions,
+) -> Result<&'a HostRole, StandaloneError> {
     let path = options.manifest.clone();
     let names = || {
         hostroles
@@ -416,7 +318,7 @@ fn choose(mut hostroles: Vec<HostRole>, options: &UpOptions) -> Result<HostRole,
     };
     match (&options.name, hostroles.len()) {
         (_, 0) => Err(StandaloneError::NoHostRole { path }),
-        (None, 1) => Ok(hostroles.remove(0)),
+        (None, 1) => Ok(&hostroles[0]),
         (None, _) => Err(StandaloneError::Ambiguous {
             path,
             names: names(),
@@ -425,7 +327,7 @@ fn choose(mut hostroles: Vec<HostRole>, options: &UpOptions) -> Result<HostRole,
             .iter()
             .position(|h| h.metadata.name.as_ref() == Some(name))
         {
-            Some(i) => Ok(hostroles.remove(i)),
+            Some(i) => Ok(&hostroles[i]),
             None => Err(StandaloneError::NotFound {
                 path,
                 name: name.clone(),
@@ -466,7 +368,7 @@ pub fn write_site(dir: &Path, files: &[SiteFile]) -> Result<PathBuf, StandaloneE
     let staging = dir.join(format!(".site-staging-{}", std::process::id()));
     let err = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| StandaloneError::WriteSite { path, source }
+        move |source| StandaloneError::Write { path, source }
     };
     std::fs::create_dir_all(dir).map_err(err(dir))?;
     if staging.exists() {
@@ -489,7 +391,7 @@ pub fn write_site(dir: &Path, files: &[SiteFile]) -> Result<PathBuf, StandaloneE
 fn fill(staging: &Path, files: &[SiteFile]) -> Result<(), StandaloneError> {
     let err = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| StandaloneError::WriteSite { path, source }
+        move |source| StandaloneError::Write { path, source }
     };
     for file in files {
         let relative = Path::new(&file.path);
@@ -564,6 +466,123 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("site/index.html")).expect("read"),
             "kept"
+        );
+    }
+
+    const HYBRID: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: peers-family}\nstringData: {secret: \"s3cret \\n\"}\n---\n\
+        apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: tracker}\nspec:\n  servers:\n    index: {port: 7100, ttl: 1m}\n---\n\
+        apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: family}\nspec:\n  replicas: 3\n  peer: {network: family, index: tracker, port: 7101, share: {storage: 1Mi}, ui: {port: 8190}}\n";
+
+    fn options(dir: &Path, text: &str, name: &str) -> UpOptions {
+        let manifest = dir.join("m.yaml");
+        std::fs::write(&manifest, text).expect("manifest");
+        UpOptions {
+            manifest,
+            name: Some(name.into()),
+            bind: "127.0.0.1".parse().expect("ip"),
+            admin_port: 9901,
+            data_dir: Some(dir.join(name)),
+            port_offset: 0,
+            seeds: Vec::new(),
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).expect("meta").permissions().mode()
+    }
+
+    #[test]
+    fn a_hybrid_manifest_gives_the_index_and_its_peers_the_manifest_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = prepare(&options(dir.path(), HYBRID, "tracker"))
+            .expect("tracker")
+            .index
+            .expect("index role");
+        assert_eq!((index.port, index.ttl_seconds), (7100, 60));
+        let secret = index.networks_dir.join("family");
+        assert_eq!(std::fs::read(&secret).expect("secret"), b"s3cret \n");
+        assert_eq!(mode(&secret) & 0o077, 0, "owner-only");
+
+        let mut up = options(dir.path(), HYBRID, "family");
+        up.port_offset = 10;
+        let peer = prepare(&up).expect("family").peer.expect("peer role");
+        assert_eq!(peer.index_url.as_deref(), Some("http://127.0.0.1:7100"));
+        assert_eq!((peer.port, peer.ui_port), (7111, 8200));
+        assert_eq!(peer.root, dir.path().join("family/share"));
+        assert!(peer.root.is_dir(), "the share exists");
+        assert_eq!(peer.quota_bytes, Some(1 << 20));
+        assert_eq!(
+            crate::p2p::auth::read_secret(&peer.secret_file).expect("secret"),
+            b"s3cret"
+        );
+    }
+
+    #[test]
+    fn an_index_outside_the_manifest_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = HYBRID.replace("index: tracker", "index: elsewhere");
+        let err = prepare(&options(dir.path(), &text, "family")).expect_err("refused");
+        let err = err.to_string();
+        assert!(err.contains("spec.peer.index"), "{err}");
+        assert!(
+            err.contains("elsewhere") && err.contains("tracker, family"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn without_a_secret_one_is_generated_once_and_decentralized_peers_seed_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: friends}\nspec:\n  peer: {network: friends, port: 7201}\n";
+        let mut up = options(dir.path(), text, "friends");
+        up.port_offset = 10;
+        up.seeds = vec!["192.0.2.1:7201".into()];
+        let first = prepare(&up).expect("first").peer.expect("peer");
+        let secret = std::fs::read(&first.secret_file).expect("generated");
+        assert_eq!(secret.len(), 64);
+        let again = prepare(&up).expect("again").peer.expect("peer");
+        assert_eq!(std::fs::read(&again.secret_file).expect("kept"), secret);
+        assert_eq!(again.seeds, ["127.0.0.1:7201", "192.0.2.1:7201"]);
+        assert!(again.index_url.is_none());
+    }
+
+    #[test]
+    fn secrets_of_the_manifest_are_written_owner_only_where_a_pod_would_mount_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: accounts}\nstringData: {users: \"alice:x\\n\"}\n---\n\
+            apiVersion: v1\nkind: Secret\nmetadata: {name: cert}\nstringData: {tls.crt: C, tls.key: K}\n---\n\
+            apiVersion: v1\nkind: Secret\nmetadata: {name: login}\nstringData: {username: alice, password: pw}\n---\n\
+            apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: office}\nspec:\n  servers:\n    mail: {domains: [office.lan], users: {secret: accounts}, tls: {secret: cert}}\n  clients:\n    - {service: mail, server: office, credentials: {secret: login}}\n";
+        let config = prepare(&options(dir.path(), text, "office")).expect("office");
+        let mail = config.mail.expect("mail");
+        let users = mail.users_file.expect("users file");
+        assert_eq!(users, dir.path().join("office/users/mail/users"));
+        assert_eq!(std::fs::read(&users).expect("users"), b"alice:x\n");
+        let tls = mail.tls.expect("tls");
+        assert_eq!(std::fs::read(&tls.key).expect("key"), b"K");
+        assert_eq!(mode(&tls.key) & 0o077, 0);
+        let client = &config.clients[0];
+        let creds = client.credentials_dir.as_ref().expect("credentials");
+        assert_eq!(std::fs::read(creds.join("password")).expect("pw"), b"pw");
+        assert_eq!(mode(creds) & 0o077, 0, "directory owner-only");
+        assert!(matches!(
+            &client.target,
+            hostrole_config::ClientTarget::Mail(t) if t.host == "127.0.0.1" && t.smtp_port == 2525
+        ));
+    }
+
+    #[test]
+    fn a_secret_missing_from_the_manifest_names_it_and_its_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: login}\nstringData: {username: alice}\n---\n\
+            apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: laptop}\nspec:\n  clients:\n    - {service: web, url: \"http://127.0.0.1:1/\", credentials: {secret: login}}\n";
+        let err = prepare(&options(dir.path(), text, "laptop"))
+            .expect_err("no password key")
+            .to_string();
+        assert!(
+            err.contains("login") && err.contains("username, password"),
+            "{err}"
         );
     }
 }

@@ -1,11 +1,12 @@
 //! The HostRole API shared by the operator and the agent: the custom resource and its schema
-//! rules, the agent configuration rendered from it, and manifest loading for standalone use.
+//! rules, manifest loading for standalone use, and [`render`], the one translator from a
+//! HostRole to what its agent runs (the configuration types themselves are `hostrole-config`).
 
-pub mod agent;
 pub mod duration;
 pub mod hostrole;
 pub mod manifest;
 pub mod quantity;
+pub mod render;
 pub mod rules;
 pub mod target;
 

@@ -1,7 +1,7 @@
 //! A mail client's explicit target as the manifest writes it, read the same way by the operator
 //! and the standalone agent.
 
-use crate::agent::MailTarget;
+use hostrole_config::MailTarget;
 
 /// How a mail client URL is written.
 pub const MAIL_URL_FORM: &str = "write it smtp://HOST[:PORT]?imap=PORT[&domain=DOMAIN]";

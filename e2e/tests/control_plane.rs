@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hostrole_api::HostRole;
-use hostrole_api::agent::{AgentConfig, CONFIG_KEY};
+use hostrole_api::render::CONFIG_KEY;
+use hostrole_config::AgentConfig;
 use hostrole_e2e::{AGENT_IMAGE, Env, eventually, repo_root};
 use hostrole_operator::desired::{CONFIG_HASH_ANNOTATION, digest_data, selector_string};
 use k8s_openapi::api::apps::v1::StatefulSet;

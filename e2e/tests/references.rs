@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use hostrole_api::HostRole;
-use hostrole_api::agent::{AgentConfig, CONFIG_KEY, ClientTarget};
+use hostrole_api::render::CONFIG_KEY;
+use hostrole_config::{AgentConfig, ClientTarget};
 use hostrole_e2e::{Env, TempDir, eventually};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;

@@ -3,18 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use hostrole_api::AnonymousAccess;
-use hostrole_api::IndexServer;
-use hostrole_api::agent::{
-    AgentConfig, CLIENT_CREDENTIALS_DIR, CONFIG_DIR, CONFIG_KEY, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_MESSAGE, DEFAULT_MAX_UPLOAD, ENV_POD_IP, ENV_POD_NAME, ENV_POD_NAMESPACE, FILE_DIR,
-    FileRoleConfig, IndexRoleConfig, MAIL_DIR, MailRoleConfig, NETWORK_SECRET_DIR,
-    NETWORK_SECRET_KEY, NETWORKS_DIR, PeerRoleConfig, SHARE_DIR, SITE_DIR, TlsFiles, USERS_DIR,
-    USERS_KEY, WebRoleConfig, inline_site_files,
+use hostrole_api::HostRole;
+use hostrole_api::SiteFile;
+use hostrole_api::render::{
+    self, CONFIG_DIR, CONFIG_KEY, Environment, HostPlan, Mount, NETWORK_SECRET_KEY, Problem,
+    RenderError, Source, inline_site_files, network_object_name,
 };
-use hostrole_api::quantity::parse_bytes;
 use hostrole_api::rules::ADMIN_PORT;
-use hostrole_api::{HostRole, SiteFile};
+use hostrole_config::{ENV_POD_IP, ENV_POD_NAME, ENV_POD_NAMESPACE};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
@@ -35,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use sha2::{Digest, Sha256};
 
-use crate::world::{self, Problem, World, network_object_name};
+use crate::world::World;
 
 /// The single field manager every write of the operator uses.
 pub const FIELD_MANAGER: &str = "hostrole-operator";
@@ -63,37 +59,9 @@ pub struct Settings {
 
 /// Label on peer pods naming their network (the network Service selects on it).
 pub const NETWORK_LABEL: &str = "hostrole.dev/network";
-/// Name of the peer role's share volume (and of its claim template).
-pub const SHARE_VOLUME: &str = "share-data";
 
 /// Why a HostRole cannot be realised, even though the API server accepted it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SpecError {
-    /// A field that only a standalone agent can honour.
-    #[error("{field} is for standalone agents only ({why}); in a cluster use {instead}")]
-    StandaloneOnly {
-        field: &'static str,
-        why: &'static str,
-        instead: &'static str,
-    },
-    /// A size the agent cannot read.
-    #[error("{field}: {value:?} is not a size; write it like 1Gi, 500Mi or 1048576")]
-    Size { field: &'static str, value: String },
-    /// The HostRole has no name or namespace (never true of an object read from the API).
-    #[error("the HostRole has no {0}")]
-    Missing(&'static str),
-}
-
-impl SpecError {
-    /// A CamelCase reason for conditions and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            SpecError::StandaloneOnly { .. } => "UnsupportedInCluster",
-            SpecError::Size { .. } => "InvalidSize",
-            SpecError::Missing(_) => "InvalidObject",
-        }
-    }
-}
+pub type SpecError = RenderError;
 
 /// Every object a HostRole owns.
 #[derive(Clone, Debug, PartialEq)]
@@ -193,21 +161,15 @@ pub fn desired(hr: &HostRole, settings: &Settings, world: &World) -> Result<Desi
         .namespace
         .as_deref()
         .ok_or(SpecError::Missing("namespace"))?;
-    check_in_cluster(hr)?;
-
     let world = world.clone().with(hr);
-    let config_map = config_map(hr, name, namespace, &world)?;
+    let plan = plan(hr, namespace, &world)?;
+    let config_map = config_map(hr, name, namespace, &plan)?;
     let config_hash = digest_data(config_map.data.as_ref());
-    let mut problems: Vec<Problem> = world::resolve_clients(hr, namespace, &world)
-        .into_iter()
-        .filter_map(Result::err)
-        .collect();
-    problems.extend(world::index_problem(hr, namespace, &world));
     let reports = !hr.spec.clients.is_empty();
     Ok(Desired {
-        headless_service: headless_service(hr, name, namespace),
-        service: service(hr, name, namespace),
-        stateful_set: stateful_set(hr, name, namespace, settings, &config_hash, &world),
+        headless_service: headless_service(hr, name, namespace, &plan),
+        service: service(hr, name, namespace, &plan),
+        stateful_set: stateful_set(hr, name, namespace, settings, &config_hash, &plan),
         config_map,
         service_account: reports.then(|| service_account(hr, name, namespace)),
         role_binding: reports.then(|| role_binding(hr, name, namespace, settings)),
@@ -215,164 +177,16 @@ pub fn desired(hr: &HostRole, settings: &Settings, world: &World) -> Result<Desi
         network_policy: (hr.spec.network_policy || settings.network_policies)
             .then(|| network_policy(hr, name, namespace, &world))
             .flatten(),
-        problems,
+        problems: plan.problems,
     })
 }
 
-/// Fields the API server accepts but only a standalone agent can honour.
-fn check_in_cluster(hr: &HostRole) -> Result<(), SpecError> {
-    let site = hr.spec.servers.web.as_ref().and_then(|w| w.site.as_ref());
-    if site.is_some_and(|s| s.path.is_some()) {
-        return Err(SpecError::StandaloneOnly {
-            field: "spec.servers.web.site.path",
-            why: "a pod cannot see the machine's directories",
-            instead: "site.configMap or site.files",
-        });
-    }
-    if let Some(file) = &hr.spec.servers.file {
-        if file.users.as_ref().is_some_and(|u| u.file.is_some()) {
-            return Err(SpecError::StandaloneOnly {
-                field: "spec.servers.file.users.file",
-                why: "a pod cannot see the machine's files",
-                instead: "users.secret",
-            });
-        }
-        for (field, q) in [
-            ("spec.servers.file.storage", &file.storage),
-            ("spec.servers.file.maxUploadSize", &file.max_upload_size),
-        ] {
-            if let Some(q) = q.as_ref().filter(|q| parse_bytes(&q.0).is_none()) {
-                return Err(SpecError::Size {
-                    field,
-                    value: q.0.clone(),
-                });
-            }
-        }
-    }
-    if let Some(mail) = &hr.spec.servers.mail {
-        if mail.users.as_ref().is_some_and(|u| u.file.is_some()) {
-            return Err(SpecError::StandaloneOnly {
-                field: "spec.servers.mail.users.file",
-                why: "a pod cannot see the machine's files",
-                instead: "users.secret",
-            });
-        }
-        for (field, q) in [
-            ("spec.servers.mail.storage", &mail.storage),
-            ("spec.servers.mail.maxMessageSize", &mail.max_message_size),
-        ] {
-            if let Some(q) = q.as_ref().filter(|q| parse_bytes(&q.0).is_none()) {
-                return Err(SpecError::Size {
-                    field,
-                    value: q.0.clone(),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The agent configuration rendered into the host ConfigMap.
-pub fn agent_config(hr: &HostRole, name: &str, namespace: &str, world: &World) -> AgentConfig {
-    AgentConfig {
-        host_role: name.to_string(),
-        namespace: Some(namespace.to_string()),
-        bind: std::net::Ipv4Addr::UNSPECIFIED.into(),
-        admin_port: ADMIN_PORT as u16,
-        shutdown_grace_seconds: 20,
-        web: hr.spec.servers.web.as_ref().map(|web| WebRoleConfig {
-            port: web.port as u16,
-            root: SITE_DIR.into(),
-            max_connections: web
-                .max_connections
-                .map_or(DEFAULT_MAX_CONNECTIONS, |m| m as usize),
-        }),
-        file: hr.spec.servers.file.as_ref().map(|file| FileRoleConfig {
-            port: file.port as u16,
-            root: FILE_DIR.into(),
-            users_file: file
-                .users
-                .as_ref()
-                .and_then(|u| u.secret.as_ref())
-                .map(|_| format!("{USERS_DIR}/file/{USERS_KEY}").into()),
-            anonymous: file.anonymous.unwrap_or(AnonymousAccess::None),
-            quota_bytes: file.storage.as_ref().and_then(|q| parse_bytes(&q.0)),
-            max_upload_bytes: file
-                .max_upload_size
-                .as_ref()
-                .and_then(|q| parse_bytes(&q.0))
-                .unwrap_or(DEFAULT_MAX_UPLOAD),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-        }),
-        mail: hr.spec.servers.mail.as_ref().map(|mail| MailRoleConfig {
-            hostname: name.to_string(),
-            smtp_port: mail.smtp_port as u16,
-            submission_port: mail.submission_port as u16,
-            imap_port: mail.imap_port as u16,
-            pop3_port: mail.pop3_port as u16,
-            domains: mail.domains.clone(),
-            root: MAIL_DIR.into(),
-            users_file: mail
-                .users
-                .as_ref()
-                .and_then(|u| u.secret.as_ref())
-                .map(|_| format!("{USERS_DIR}/mail/{USERS_KEY}").into()),
-            max_message_bytes: mail
-                .max_message_size
-                .as_ref()
-                .and_then(|q| parse_bytes(&q.0))
-                .unwrap_or(DEFAULT_MAX_MESSAGE),
-            tls: mail.tls.as_ref().map(|_| TlsFiles {
-                cert: format!("{MAIL_TLS_DIR}/tls.crt").into(),
-                key: format!("{MAIL_TLS_DIR}/tls.key").into(),
-            }),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-        }),
-        index: hr.spec.servers.index.as_ref().map(|index| IndexRoleConfig {
-            port: index.port as u16,
-            ttl_seconds: index.ttl_seconds(),
-            networks_dir: NETWORKS_DIR.into(),
-        }),
-        peer: hr.spec.peer.as_ref().map(|peer| {
-            let index_url = world::index_url(hr, namespace, world);
-            let heartbeat_seconds = peer
-                .index
-                .as_deref()
-                .and_then(|i| world.get(namespace, i))
-                .and_then(|i| i.spec.servers.index.as_ref())
-                .map_or(
-                    IndexServer::default_heartbeat_seconds(),
-                    IndexServer::heartbeat_seconds,
-                );
-            PeerRoleConfig {
-                network: peer.network.clone(),
-                port: peer.port as u16,
-                ui_port: peer.ui.port as u16,
-                ui_bind: Some(std::net::Ipv4Addr::LOCALHOST.into()),
-                root: SHARE_DIR.into(),
-                quota_bytes: peer
-                    .share
-                    .as_ref()
-                    .and_then(|s| s.storage.as_ref())
-                    .and_then(|q| parse_bytes(&q.0)),
-                secret_file: format!("{NETWORK_SECRET_DIR}/{NETWORK_SECRET_KEY}").into(),
-                discovery_dns: peer
-                    .index
-                    .is_none()
-                    .then(|| format!("{}.{namespace}.svc", network_object_name(&peer.network))),
-                index_url,
-                seeds: peer.seeds.clone(),
-                advertise: None,
-                heartbeat_seconds,
-                fetch: peer.fetch.clone(),
-                mirror: peer.mirror,
-            }
-        }),
-        clients: world::resolve_clients(hr, namespace, world)
-            .into_iter()
-            .filter_map(Result::ok)
-            .collect(),
-    }
+/// What the host's agent runs and mounts in a pod of `namespace`: the one translator
+/// ([`render::render`]) with the cluster's placement.
+pub fn plan(hr: &HostRole, namespace: &str, world: &World) -> Result<HostPlan, SpecError> {
+    // The store may lag behind the object being reconciled.
+    let world = world.clone().with(hr);
+    render::render(hr, Environment::Cluster { namespace }, &world)
 }
 
 /// ConfigMap keys may not hold '/', so inline site files are stored under numbered keys and
@@ -385,18 +199,13 @@ fn config_map(
     hr: &HostRole,
     name: &str,
     namespace: &str,
-    world: &World,
+    plan: &HostPlan,
 ) -> Result<ConfigMap, SpecError> {
-    let config = agent_config(hr, name, namespace, world);
     // Serializing plain data structures to YAML cannot fail; keep the error typed anyway.
-    let rendered = serde_yaml::to_string(&config)
+    let rendered = serde_yaml::to_string(&plan.config)
         .map_err(|_| SpecError::Missing("renderable agent configuration"))?;
     let mut data = BTreeMap::from([(CONFIG_KEY.to_string(), rendered)]);
-    for (i, file) in inline_site_files(name, &hr.spec)
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (i, file) in inline_site_files(hr).unwrap_or_default().iter().enumerate() {
         data.insert(site_key(i), file.content.clone());
     }
     Ok(ConfigMap {
@@ -437,7 +246,7 @@ fn admin_port() -> (&'static str, i32) {
     ("admin", ADMIN_PORT)
 }
 
-fn service_port((name, port): (&str, i32)) -> ServicePort {
+fn service_port((name, port): (&'static str, i32)) -> ServicePort {
     ServicePort {
         name: Some(name.to_string()),
         port,
@@ -447,13 +256,13 @@ fn service_port((name, port): (&str, i32)) -> ServicePort {
     }
 }
 
-fn headless_service(hr: &HostRole, name: &str, namespace: &str) -> Service {
-    let mut ports: Vec<ServicePort> = hr
-        .spec
-        .server_ports()
-        .into_iter()
-        .map(service_port)
-        .collect();
+/// The ports the host serves to others, as (name, port).
+fn server_ports(plan: &HostPlan) -> impl Iterator<Item = (&'static str, i32)> + '_ {
+    plan.ports().map(|(name, port)| (name, i32::from(port)))
+}
+
+fn headless_service(hr: &HostRole, name: &str, namespace: &str, plan: &HostPlan) -> Service {
+    let mut ports: Vec<ServicePort> = server_ports(plan).map(service_port).collect();
     ports.push(service_port(admin_port()));
     Service {
         metadata: meta(hr, Names::headless_service(name), namespace),
@@ -469,13 +278,8 @@ fn headless_service(hr: &HostRole, name: &str, namespace: &str) -> Service {
     }
 }
 
-fn service(hr: &HostRole, name: &str, namespace: &str) -> Option<Service> {
-    let ports: Vec<ServicePort> = hr
-        .spec
-        .server_ports()
-        .into_iter()
-        .map(service_port)
-        .collect();
+fn service(hr: &HostRole, name: &str, namespace: &str, plan: &HostPlan) -> Option<Service> {
+    let ports: Vec<ServicePort> = server_ports(plan).map(service_port).collect();
     if ports.is_empty() {
         return None;
     }
@@ -534,8 +338,9 @@ fn default_resources() -> ResourceRequirements {
     }
 }
 
-/// Volumes and mounts of the host pod.
-fn volumes(hr: &HostRole, name: &str, world: &World) -> (Vec<Volume>, Vec<VolumeMount>) {
+/// Volumes and mounts of the host pod: its configuration and scratch space, then every role's
+/// mounts as the plan names them.
+fn volumes(name: &str, plan: &HostPlan) -> (Vec<Volume>, Vec<VolumeMount>) {
     let config_map_name = Names::config_map(name);
     let mut volumes = vec![
         Volume {
@@ -564,235 +369,119 @@ fn volumes(hr: &HostRole, name: &str, world: &World) -> (Vec<Volume>, Vec<Volume
         mount("config", CONFIG_DIR, true),
         mount("tmp", "/tmp", false),
     ];
-
-    if let Some(web) = &hr.spec.servers.web {
-        let source = match web.site.as_ref().and_then(|s| s.config_map.clone()) {
-            Some(user_config_map) => ConfigMapVolumeSource {
-                name: user_config_map,
-                ..Default::default()
-            },
-            None => ConfigMapVolumeSource {
-                name: config_map_name,
-                items: Some(site_items(
-                    &inline_site_files(name, &hr.spec).unwrap_or_default(),
-                )),
-                ..Default::default()
-            },
-        };
-        volumes.push(Volume {
-            name: "site".into(),
-            config_map: Some(source),
-            ..Default::default()
-        });
-        mounts.push(mount("site", SITE_DIR, true));
-    }
-
-    if let Some(file) = &hr.spec.servers.file {
-        // With `storage`, the share is a per-host claim (a volumeClaimTemplate); without, it
-        // lives as long as the pod.
-        if file.storage.is_none() {
-            volumes.push(Volume {
-                name: FILE_VOLUME.into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Default::default()
-            });
+    for m in plan.mounts() {
+        if let Some(volume) = volume(&config_map_name, m) {
+            volumes.push(volume);
         }
-        mounts.push(mount(FILE_VOLUME, FILE_DIR, false));
-        if let Some(secret) = file.users.as_ref().and_then(|u| u.secret.clone()) {
-            volumes.push(users_volume("file-users", secret));
-            mounts.push(mount("file-users", &format!("{USERS_DIR}/file"), true));
-        }
-    }
-
-    if let Some(mail) = &hr.spec.servers.mail {
-        if mail.storage.is_none() {
-            volumes.push(Volume {
-                name: MAIL_VOLUME.into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Default::default()
-            });
-        }
-        mounts.push(mount(MAIL_VOLUME, MAIL_DIR, false));
-        if let Some(secret) = mail.users.as_ref().and_then(|u| u.secret.clone()) {
-            volumes.push(users_volume("mail-users", secret));
-            mounts.push(mount("mail-users", &format!("{USERS_DIR}/mail"), true));
-        }
-        if let Some(tls) = &mail.tls {
-            volumes.push(Volume {
-                name: "mail-tls".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(tls.secret.clone()),
-                    default_mode: Some(0o440),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
-            mounts.push(mount("mail-tls", MAIL_TLS_DIR, true));
-        }
-    }
-    if hr.spec.servers.index.is_some() {
-        // One file per network whose peers use this index; optional, so an index whose
-        // networks have no Secret yet still starts (it answers 401 until the file appears).
-        let namespace = hr.metadata.namespace.as_deref().unwrap_or_default();
-        let name = hr.metadata.name.as_deref().unwrap_or_default();
-        let sources: Vec<VolumeProjection> = world
-            .networks_using_index(namespace, name)
-            .into_iter()
-            .map(|network| VolumeProjection {
-                secret: Some(SecretProjection {
-                    name: network_object_name(&network),
-                    items: Some(vec![KeyToPath {
-                        key: NETWORK_SECRET_KEY.into(),
-                        path: network,
-                        ..Default::default()
-                    }]),
-                    optional: Some(true),
-                }),
-                ..Default::default()
-            })
-            .collect();
-        volumes.push(Volume {
-            name: "networks".into(),
-            projected: Some(ProjectedVolumeSource {
-                sources: Some(sources),
-                default_mode: Some(0o440),
-            }),
-            ..Default::default()
-        });
-        mounts.push(mount("networks", NETWORKS_DIR, true));
-    }
-
-    if let Some(peer) = &hr.spec.peer {
-        if peer
-            .share
-            .as_ref()
-            .and_then(|s| s.storage.as_ref())
-            .is_none()
-        {
-            volumes.push(Volume {
-                name: SHARE_VOLUME.into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Default::default()
-            });
-        }
-        mounts.push(mount(SHARE_VOLUME, SHARE_DIR, false));
-        volumes.push(Volume {
-            name: "network".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(network_object_name(&peer.network)),
-                items: Some(vec![KeyToPath {
-                    key: NETWORK_SECRET_KEY.into(),
-                    path: NETWORK_SECRET_KEY.into(),
-                    ..Default::default()
-                }]),
-                default_mode: Some(0o440),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        mounts.push(mount("network", NETWORK_SECRET_DIR, true));
-    }
-
-    for (i, client) in hr.spec.clients.iter().enumerate() {
-        let Some(credentials) = &client.credentials else {
-            continue;
-        };
-        let client_name = client.service.client_name(i);
-        let volume = format!("client-{client_name}");
-        volumes.push(Volume {
-            name: volume.clone(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(credentials.secret.clone()),
-                items: Some(
-                    ["username", "password"]
-                        .into_iter()
-                        .map(|k| KeyToPath {
-                            key: k.into(),
-                            path: k.into(),
-                            ..Default::default()
-                        })
-                        .collect(),
-                ),
-                default_mode: Some(0o440),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        mounts.push(mount(
-            &volume,
-            &format!("{CLIENT_CREDENTIALS_DIR}/{client_name}"),
-            true,
-        ));
+        let read_only = !matches!(m.source, Source::Data { .. });
+        mounts.push(mount(&m.volume, &m.path.to_string_lossy(), read_only));
     }
     (volumes, mounts)
 }
 
-/// Name of the mail role's volume (and of its claim template).
-pub const MAIL_VOLUME: &str = "mail-data";
-/// Where the pod mounts the mail role's TLS Secret (`tls.crt`, `tls.key`).
-pub const MAIL_TLS_DIR: &str = "/etc/hostrole/tls/mail";
-
-/// Name of the file role's volume (and of its claim template).
-pub const FILE_VOLUME: &str = "file-data";
-
-/// A users Secret mounted as `<dir>/users`, readable by the agent's group only.
-fn users_volume(name: &str, secret: String) -> Volume {
-    Volume {
-        name: name.into(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(secret),
-            items: Some(vec![KeyToPath {
-                key: USERS_KEY.into(),
-                path: USERS_KEY.into(),
-                ..Default::default()
-            }]),
-            default_mode: Some(0o440),
-            ..Default::default()
-        }),
+/// The pod volume behind one mount; `None` for data kept on a claim (a volumeClaimTemplate of
+/// the same name).
+fn volume(config_map_name: &str, m: &Mount) -> Option<Volume> {
+    let secret = |name: String, items: Vec<(&str, String)>| SecretVolumeSource {
+        secret_name: Some(name),
+        items: Some(
+            items
+                .into_iter()
+                .map(|(key, path)| KeyToPath {
+                    key: key.into(),
+                    path,
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        default_mode: Some(0o440),
         ..Default::default()
+    };
+    let mut volume = Volume {
+        name: m.volume.clone(),
+        ..Default::default()
+    };
+    match &m.source {
+        Source::Data { storage: Some(_) } => return None,
+        Source::Data { storage: None } => {
+            volume.empty_dir = Some(EmptyDirVolumeSource::default());
+        }
+        Source::Secret { name, items } => {
+            volume.secret = Some(secret(name.clone(), items.clone()));
+        }
+        Source::NetworkSecret { network } => {
+            volume.secret = Some(secret(
+                network_object_name(network),
+                vec![(NETWORK_SECRET_KEY, NETWORK_SECRET_KEY.to_string())],
+            ));
+        }
+        Source::NetworkSecrets { networks } => {
+            // Optional, so an index whose networks have no Secret yet still starts (it answers
+            // 401 until the file appears).
+            let sources = networks
+                .iter()
+                .map(|network| VolumeProjection {
+                    secret: Some(SecretProjection {
+                        name: network_object_name(network),
+                        items: Some(vec![KeyToPath {
+                            key: NETWORK_SECRET_KEY.into(),
+                            path: network.clone(),
+                            ..Default::default()
+                        }]),
+                        optional: Some(true),
+                    }),
+                    ..Default::default()
+                })
+                .collect();
+            volume.projected = Some(ProjectedVolumeSource {
+                sources: Some(sources),
+                default_mode: Some(0o440),
+            });
+        }
+        Source::ConfigMap { name } => {
+            volume.config_map = Some(ConfigMapVolumeSource {
+                name: name.clone(),
+                ..Default::default()
+            });
+        }
+        Source::InlineSite { files } => {
+            volume.config_map = Some(ConfigMapVolumeSource {
+                name: config_map_name.to_string(),
+                items: Some(site_items(files)),
+                ..Default::default()
+            });
+        }
     }
+    Some(volume)
 }
 
-/// Per-host claims of the roles that keep data (`storage`).
-fn claim_templates(hr: &HostRole, name: &str) -> Option<Vec<PersistentVolumeClaim>> {
-    let servers = &hr.spec.servers;
-    let claims: Vec<PersistentVolumeClaim> = [
-        (
-            FILE_VOLUME,
-            servers.file.as_ref().and_then(|f| f.storage.clone()),
-        ),
-        (
-            MAIL_VOLUME,
-            servers.mail.as_ref().and_then(|m| m.storage.clone()),
-        ),
-        (
-            SHARE_VOLUME,
-            hr.spec
-                .peer
-                .as_ref()
-                .and_then(|p| p.share.as_ref())
-                .and_then(|s| s.storage.clone()),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(volume, size)| Some((volume, size?)))
-    .map(|(volume, size)| PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(volume.into()),
-            labels: Some(selector_labels(name)),
-            ..Default::default()
-        },
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".into(), size)])),
+/// Per-host claims of the roles that keep data with `storage`.
+fn claim_templates(name: &str, plan: &HostPlan) -> Option<Vec<PersistentVolumeClaim>> {
+    let claims: Vec<PersistentVolumeClaim> = plan
+        .mounts()
+        .filter_map(|m| match &m.source {
+            Source::Data {
+                storage: Some(size),
+            } => Some((m.volume.clone(), size.clone())),
+            _ => None,
+        })
+        .map(|(volume, size)| PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some(volume),
+                labels: Some(selector_labels(name)),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([("storage".into(), size)])),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .collect();
+        })
+        .collect();
     (!claims.is_empty()).then_some(claims)
 }
 
@@ -823,14 +512,11 @@ fn stateful_set(
     namespace: &str,
     settings: &Settings,
     config_hash: &str,
-    world: &World,
+    plan: &HostPlan,
 ) -> StatefulSet {
     let template = hr.spec.template.clone().unwrap_or_default();
-    let (volumes, volume_mounts) = volumes(hr, name, world);
-    let mut ports: Vec<ContainerPort> = hr
-        .spec
-        .server_ports()
-        .into_iter()
+    let (volumes, volume_mounts) = volumes(name, plan);
+    let mut ports: Vec<ContainerPort> = server_ports(plan)
         .chain([admin_port()])
         .map(|(port_name, port)| ContainerPort {
             name: Some(port_name.into()),
@@ -892,7 +578,7 @@ fn stateful_set(
                 match_labels: Some(selector_labels(name)),
                 ..Default::default()
             },
-            volume_claim_templates: claim_templates(hr, name),
+            volume_claim_templates: claim_templates(name, plan),
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
                 ..Default::default()

@@ -414,7 +414,7 @@ async fn ensure_network_secret(
         },
         type_: Some("Opaque".into()),
         string_data: Some(std::collections::BTreeMap::from([(
-            hostrole_api::agent::NETWORK_SECRET_KEY.to_string(),
+            hostrole_api::render::NETWORK_SECRET_KEY.to_string(),
             hex::encode(bytes),
         )])),
         ..Default::default()

@@ -2,16 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use hostrole_api::agent::{CLIENT_CONDITION_PREFIX, ClientConditionMessage};
 use hostrole_api::{
     ClientStatus, HostRole, HostRoleStatus, HostStatus, NetworkPeer, NetworkStatus, RoleState,
 };
+use hostrole_config::{CLIENT_CONDITION_PREFIX, ClientConditionMessage};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::desired::selector_string;
-use crate::world::{Problem, network_object_name};
+use hostrole_api::render::{Problem, network_object_name};
 
 /// Condition types.
 pub const READY: &str = "Ready";
@@ -157,7 +157,7 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
                     .iter()
                     .map(|p| p.message.as_str())
                     .collect();
-                cond(DEGRADED, true, first.reason, &all.join("; "))
+                cond(DEGRADED, true, first.reason.as_str(), &all.join("; "))
             } else {
                 cond(DEGRADED, false, "AsExpected", "no host is failing")
             };
@@ -215,7 +215,7 @@ fn client_results(hr: &HostRole, pod: Option<&Pod>, problems: &[Problem]) -> Vec
                     service,
                     server,
                     ok: false,
-                    reason: p.reason.to_string(),
+                    reason: p.reason.as_str().to_string(),
                     last_error: p.message.clone(),
                     ..Default::default()
                 };
@@ -269,7 +269,12 @@ fn clients_condition(hosts: &[HostStatus], problems: &[Problem]) -> Condition {
         .iter()
         .find(|p| p.field.starts_with("spec.clients"))
     {
-        return cond(CLIENTS_HEALTHY, false, first.reason, &first.message);
+        return cond(
+            CLIENTS_HEALTHY,
+            false,
+            first.reason.as_str(),
+            &first.message,
+        );
     }
     let failing: Vec<String> = results
         .iter()

@@ -1,43 +1,21 @@
-//! Pure resolution of the references between HostRoles: a client's server, a peer's index,
-//! the members of a peer network. The controller hands in a snapshot of every HostRole it
+//! The HostRoles the operator knows of, and who depends on whom: the members of a peer network,
+//! the clients of a server, what to reconcile when one changes. (Resolving a client's server or a
+//! peer's index is the translator's job: `hostrole_api::render`, which reads this as its
+//! [`Directory`].) The controller hands in a snapshot of every HostRole it
 //! watches; nothing here talks to the API server.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use hostrole_api::agent::{CLIENT_CREDENTIALS_DIR, ClientConfig, ClientTarget, MailTarget};
-use hostrole_api::duration;
-use hostrole_api::target::mail_target_from_url;
-use hostrole_api::{ClientService, ClientSpec, HostRole};
+use hostrole_api::render::{Directory, split_ref};
+use hostrole_api::{ClientService, HostRole};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-
-/// How often a client runs and how long a run may take when the manifest does not say.
-pub const DEFAULT_EVERY_MS: u64 = 30_000;
-pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
 /// Every HostRole the operator knows of, by namespace and name.
 #[derive(Clone, Debug, Default)]
 pub struct World {
     by_key: BTreeMap<(String, String), Arc<HostRole>>,
-}
-
-/// A reference that cannot be honoured (yet): the condition reason and what to do about it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// The field that holds the reference, e.g. `spec.clients[1].server`.
-    pub field: String,
-    /// `ServerNotFound`, `RoleMissing`, `IndexNotFound`, `IndexRoleMissing`, `InvalidTarget`.
-    pub reason: &'static str,
-    pub message: String,
-}
-
-/// The client of position `index` in `spec.clients`: its configuration, or why not.
-pub type Resolved = Result<ClientConfig, Problem>;
-
-/// Name of the Secret and of the headless Service of a peer network.
-pub fn network_object_name(network: &str) -> String {
-    format!("peers-{network}")
 }
 
 impl World {
@@ -151,143 +129,12 @@ impl World {
     }
 }
 
-/// `name` or `namespace/name`, relative to `namespace`.
-pub fn split_ref<'a>(namespace: &'a str, reference: &'a str) -> (&'a str, &'a str) {
-    reference.split_once('/').unwrap_or((namespace, reference))
-}
-
-/// Resolves every client of `hr` (in `namespace`) to what its agent connects to.
-pub fn resolve_clients(hr: &HostRole, namespace: &str, world: &World) -> Vec<Resolved> {
-    hr.spec
-        .clients
-        .iter()
-        .enumerate()
-        .map(|(i, spec)| resolve_client(i, spec, namespace, world))
-        .collect()
-}
-
-fn resolve_client(i: usize, spec: &ClientSpec, namespace: &str, world: &World) -> Resolved {
-    let name = spec.service.client_name(i);
-    let service = spec.service.as_str();
-    let (server, target) = match (&spec.server, &spec.url) {
-        (Some(reference), _) => {
-            let field = format!("spec.clients[{i}].server");
-            let (ns, server_name) = split_ref(namespace, reference);
-            let Some(server) = world.get(ns, server_name) else {
-                return Err(Problem {
-                    field: field.clone(),
-                    reason: "ServerNotFound",
-                    message: format!(
-                        "{field}: no HostRole {ns}/{server_name}; create it, or point the client at another server"
-                    ),
-                });
-            };
-            let host = format!("{server_name}.{ns}.svc");
-            let servers = &server.spec.servers;
-            let target = match spec.service {
-                ClientService::Web => servers
-                    .web
-                    .as_ref()
-                    .map(|w| ClientTarget::Url(format!("http://{host}:{}/", w.port))),
-                ClientService::File => servers
-                    .file
-                    .as_ref()
-                    .map(|f| ClientTarget::Url(format!("http://{host}:{}/", f.port))),
-                ClientService::Mail => servers.mail.as_ref().map(|m| {
-                    ClientTarget::Mail(MailTarget {
-                        host: host.clone(),
-                        smtp_port: m.smtp_port as u16,
-                        imap_port: Some(m.imap_port as u16),
-                        pop3_port: Some(m.pop3_port as u16),
-                        domain: m.domains.first().cloned(),
-                    })
-                }),
-            };
-            let Some(target) = target else {
-                return Err(Problem {
-                    field: field.clone(),
-                    reason: "RoleMissing",
-                    message: format!(
-                        "{field}: HostRole {ns}/{server_name} does not serve {service} (add spec.servers.{service} to it, or point the client at another server)"
-                    ),
-                });
-            };
-            (reference.clone(), target)
-        }
-        (None, Some(url)) => {
-            let target = match spec.service {
-                ClientService::Mail => {
-                    ClientTarget::Mail(mail_target_from_url(url).map_err(|e| Problem {
-                        field: format!("spec.clients[{i}].url"),
-                        reason: "InvalidTarget",
-                        message: format!("spec.clients[{i}].url: {e}"),
-                    })?)
-                }
-                ClientService::Web | ClientService::File => ClientTarget::Url(url.clone()),
-            };
-            (url.clone(), target)
-        }
-        (None, None) => {
-            return Err(Problem {
-                field: format!("spec.clients[{i}]"),
-                reason: "InvalidTarget",
-                message: format!("spec.clients[{i}]: set server or url"),
-            });
-        }
-    };
-    let millis = |text: &Option<String>, default: u64| {
-        text.as_deref()
-            .and_then(duration::parse)
-            .map_or(default, |d| d.as_millis() as u64)
-    };
-    Ok(ClientConfig {
-        name: name.clone(),
-        service: spec.service,
-        server,
-        target,
-        every_ms: millis(&spec.every, DEFAULT_EVERY_MS),
-        timeout_ms: millis(&spec.timeout, DEFAULT_TIMEOUT_MS),
-        path: spec.path.clone(),
-        expect: spec.expect.clone(),
-        credentials_dir: spec
-            .credentials
-            .as_ref()
-            .map(|_| format!("{CLIENT_CREDENTIALS_DIR}/{name}").into()),
-    })
-}
-
-/// Why a hybrid peer's index cannot be used, if it cannot.
-pub fn index_problem(hr: &HostRole, namespace: &str, world: &World) -> Option<Problem> {
-    let index = hr.spec.peer.as_ref()?.index.as_deref()?;
-    let field = "spec.peer.index".to_string();
-    match world.get(namespace, index) {
-        None => Some(Problem {
-            message: format!(
-                "{field}: no HostRole {namespace}/{index}; create it with spec.servers.index, or remove spec.peer.index for a decentralized network"
-            ),
-            field,
-            reason: "IndexNotFound",
-        }),
-        Some(target) if target.spec.servers.index.is_none() => Some(Problem {
-            message: format!(
-                "{field}: HostRole {namespace}/{index} has no spec.servers.index; add it there, or name another index"
-            ),
-            field,
-            reason: "IndexRoleMissing",
-        }),
-        Some(_) => None,
+impl Directory for World {
+    fn each(&self) -> Box<dyn Iterator<Item = (&str, &HostRole)> + '_> {
+        Box::new(self.all())
     }
-}
 
-/// The index's base URL for a hybrid peer, when the index exists and serves.
-pub fn index_url(hr: &HostRole, namespace: &str, world: &World) -> Option<String> {
-    let index = hr.spec.peer.as_ref()?.index.as_deref()?;
-    let port = world
-        .get(namespace, index)?
-        .spec
-        .servers
-        .index
-        .as_ref()?
-        .port;
-    Some(format!("http://{index}.{namespace}.svc:{port}"))
+    fn get(&self, namespace: &str, name: &str) -> Option<&HostRole> {
+        World::get(self, namespace, name)
+    }
 }

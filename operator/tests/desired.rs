@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use hostrole_api::agent::{AgentConfig, CONFIG_KEY, SITE_DIR};
 use hostrole_api::manifest;
+use hostrole_api::render::{CONFIG_KEY, Location};
 use hostrole_api::{HostRole, HostTemplate};
+use hostrole_config::AgentConfig;
 use hostrole_operator::desired::{self, CONFIG_HASH_ANNOTATION, Desired, Settings, SpecError};
 use hostrole_operator::world::World;
 use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements, Toleration};
@@ -196,7 +197,7 @@ fn the_rendered_config_is_what_the_agent_reads() {
     assert_eq!(config.bind.to_string(), "0.0.0.0");
     let web = config.web.expect("web role");
     assert_eq!((web.port, web.max_connections), (8080, 77));
-    assert_eq!(web.root, std::path::PathBuf::from(SITE_DIR));
+    assert_eq!(web.root, Location::Site.cluster_path());
 }
 
 #[test]
@@ -334,7 +335,7 @@ fn a_standalone_only_field_is_refused_with_the_field_named() {
     let hr = web("\n      site: {path: ./site}");
     let err = desired::desired(&hr, &settings(), &World::default())
         .expect_err("site.path needs a standalone agent");
-    assert!(matches!(err, SpecError::StandaloneOnly { .. }));
+    assert!(matches!(err, SpecError::Unsupported { .. }));
     assert_eq!(err.reason(), "UnsupportedInCluster");
     assert!(
         err.to_string().contains("spec.servers.web.site.path"),
@@ -389,7 +390,10 @@ fn the_file_role_gets_a_claim_per_host_its_users_and_its_limits() {
         .iter()
         .find(|m| m.name == "file-data")
         .expect("data mount");
-    assert_eq!(data.mount_path, hostrole_api::agent::FILE_DIR);
+    assert_eq!(
+        data.mount_path,
+        Location::FileData.cluster_path().to_string_lossy()
+    );
     assert_eq!(data.read_only, None, "the share is writable");
 
     let config: AgentConfig =
@@ -397,7 +401,7 @@ fn the_file_role_gets_a_claim_per_host_its_users_and_its_limits() {
     let file = config.file.expect("file role");
     assert_eq!(file.quota_bytes, Some(2 << 30));
     assert_eq!(file.max_upload_bytes, 100 << 20);
-    assert_eq!(file.anonymous, hostrole_api::AnonymousAccess::ReadOnly);
+    assert_eq!(file.anonymous, hostrole_config::AnonymousAccess::ReadOnly);
     assert_eq!(
         file.users_file.as_deref(),
         Some(std::path::Path::new("/etc/hostrole/users/file/users"))
@@ -488,7 +492,14 @@ fn the_home_office_example_runs_three_roles_with_their_volumes_secrets_and_ports
         .into_iter()
         .map(|m| m.mount_path)
         .collect();
-    assert!(mounts.contains(&hostrole_api::agent::MAIL_DIR.to_string()));
+    assert!(
+        mounts.contains(
+            &Location::MailData
+                .cluster_path()
+                .to_string_lossy()
+                .to_string()
+        )
+    );
     let ports: Vec<String> = d
         .service
         .and_then(|s| s.spec)

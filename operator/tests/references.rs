@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use hostrole_api::agent::{ClientTarget, MailTarget};
 use hostrole_api::manifest;
 use hostrole_api::{HostRole, RoleState};
+use hostrole_config::{ClientTarget, MailTarget};
 use hostrole_operator::desired::{self, Desired, NETWORK_LABEL, Settings};
 use hostrole_operator::matrix;
 use hostrole_operator::status::{self, CLIENTS_HEALTHY, DEGRADED, Observed};
@@ -66,7 +66,7 @@ fn clients_resolve_to_the_servers_services_and_ports() {
     let w = world(&[&office, &laptop]);
     let d = build(&laptop, &w, false);
     assert!(d.problems.is_empty(), "{:?}", d.problems);
-    let config = desired::agent_config(&laptop, "laptop", "lan", &w);
+    let config = desired::plan(&laptop, "lan", &w).expect("renders").config;
     let names: Vec<&str> = config.clients.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["web-0", "mail-1", "file-2", "web-3"]);
     assert_eq!(
@@ -125,7 +125,7 @@ fn a_missing_server_or_role_is_a_problem_naming_the_field() {
     let reasons: Vec<(&str, &str)> = d
         .problems
         .iter()
-        .map(|p| (p.field.as_str(), p.reason))
+        .map(|p| (p.field.as_str(), p.reason.as_str()))
         .collect();
     assert_eq!(
         reasons,
@@ -137,7 +137,9 @@ fn a_missing_server_or_role_is_a_problem_naming_the_field() {
     );
     assert!(d.problems[0].message.contains("no HostRole lan/office"));
     // Unresolved clients are left out of the agent's configuration; the URL one stays.
-    let config = desired::agent_config(&laptop, "laptop", "lan", &world(&[&laptop]));
+    let config = desired::plan(&laptop, "lan", &world(&[&laptop]))
+        .expect("renders")
+        .config;
     assert_eq!(config.clients.len(), 1);
 
     let web_only = hostrole(
@@ -145,7 +147,7 @@ fn a_missing_server_or_role_is_a_problem_naming_the_field() {
         "metadata: {name: office}\nspec:\n  servers:\n    web: {port: 8080}\n",
     );
     let d = build(&laptop, &world(&[&laptop, &web_only]), false);
-    let reasons: Vec<&str> = d.problems.iter().map(|p| p.reason).collect();
+    let reasons: Vec<&str> = d.problems.iter().map(|p| p.reason.as_str()).collect();
     assert_eq!(reasons, ["RoleMissing", "RoleMissing"]);
     assert!(d.problems[0].message.contains("does not serve mail"));
 }
@@ -215,7 +217,7 @@ fn peers_of_a_network_share_a_secret_and_a_headless_service() {
     assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
     assert_eq!(spec.selector.unwrap()[NETWORK_LABEL], "family");
 
-    let config = desired::agent_config(&family, "family", "lan", &w);
+    let config = desired::plan(&family, "lan", &w).expect("renders").config;
     let peer = config.peer.expect("peer config");
     assert_eq!(
         peer.index_url.as_deref(),
@@ -237,7 +239,7 @@ fn peers_of_a_network_share_a_secret_and_a_headless_service() {
     assert_eq!(claims, ["share-data"]);
 
     // The index mounts the secret of every network that uses it, optional until it exists.
-    let config = desired::agent_config(&tracker, "tracker", "lan", &w);
+    let config = desired::plan(&tracker, "lan", &w).expect("renders").config;
     assert_eq!(config.index.expect("index").ttl_seconds, 30);
     let pod = build(&tracker, &w, false)
         .stateful_set
@@ -265,7 +267,9 @@ fn peers_of_a_network_share_a_secret_and_a_headless_service() {
         "lan",
         "metadata: {name: friends}\nspec:\n  peer: {network: friends, mirror: true}\n",
     );
-    let config = desired::agent_config(&friends, "friends", "lan", &world(&[&friends]));
+    let config = desired::plan(&friends, "lan", &world(&[&friends]))
+        .expect("renders")
+        .config;
     let peer = config.peer.unwrap();
     assert_eq!(peer.discovery_dns.as_deref(), Some("peers-friends.lan.svc"));
     assert_eq!(peer.index_url, None);
@@ -280,14 +284,14 @@ fn a_peer_whose_index_is_missing_or_serves_no_index_is_a_problem() {
     );
     let d = build(&family, &world(&[&family]), false);
     assert_eq!(d.problems.len(), 1);
-    assert_eq!(d.problems[0].reason, "IndexNotFound");
+    assert_eq!(d.problems[0].reason.as_str(), "IndexNotFound");
     assert_eq!(d.problems[0].field, "spec.peer.index");
     let not_an_index = hostrole(
         "lan",
         "metadata: {name: tracker}\nspec:\n  servers:\n    web: {}\n",
     );
     let d = build(&family, &world(&[&family, &not_an_index]), false);
-    assert_eq!(d.problems[0].reason, "IndexRoleMissing");
+    assert_eq!(d.problems[0].reason.as_str(), "IndexRoleMissing");
     assert!(d.problems[0].message.contains("has no spec.servers.index"));
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hostrole_api::agent::ClientConfig;
+use hostrole_config::ClientConfig;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -249,7 +249,7 @@ mod tests {
 
     use axum::body::Bytes;
     use axum::http::{Method as HttpMethod, StatusCode as HttpStatus, Uri};
-    use hostrole_api::ClientService;
+    use hostrole_config::ClientService;
 
     use super::*;
 
@@ -315,7 +315,7 @@ mod tests {
             name: "file-0".into(),
             service: ClientService::File,
             server: "nas".into(),
-            target: hostrole_api::agent::ClientTarget::Url(url.into()),
+            target: hostrole_config::ClientTarget::Url(url.into()),
             every_ms: 1000,
             timeout_ms: 5000,
             path: None,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_imap::Session;
 use futures_util::TryStreamExt;
-use hostrole_api::agent::{ClientConfig, ClientTarget, MailTarget};
+use hostrole_config::{ClientConfig, ClientTarget, MailTarget};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::extension::ClientId;

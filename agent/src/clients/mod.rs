@@ -27,8 +27,8 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use hostrole_api::ClientService;
-use hostrole_api::agent::ClientConfig;
+use hostrole_config::ClientConfig;
+use hostrole_config::ClientService;
 use k8s_openapi::jiff::Timestamp;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -470,7 +470,7 @@ impl Clients {
             results.put(ClientResult::pending(config));
             metrics.up.get_or_create(&labels(config)).set(0);
         }
-        let host = std::env::var(hostrole_api::agent::ENV_POD_NAME)
+        let host = std::env::var(hostrole_config::ENV_POD_NAME)
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| host_role.to_string());

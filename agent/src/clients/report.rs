@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hostrole_api::agent::{
+use hostrole_config::{
     CLIENT_CONDITION_PREFIX, ClientConditionMessage, ENV_POD_NAME, ENV_POD_NAMESPACE,
 };
 use k8s_openapi::api::core::v1::{Pod, PodCondition};
@@ -218,7 +218,7 @@ pub fn patch_body(pod: &str, namespace: &str, conditions: &[PodCondition]) -> se
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hostrole_api::ClientService;
+    use hostrole_config::ClientService;
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + s).expect("time")

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hostrole_api::agent::{ClientConfig, ClientTarget};
+use hostrole_config::{ClientConfig, ClientTarget};
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
@@ -88,7 +88,7 @@ pub(crate) async fn run(config: &ClientConfig, deadline: Instant) -> Result<Succ
     let status = response.status();
     let expect = config.expect.clone().unwrap_or_default();
     let status_ok = match expect.status {
-        Some(want) => i32::from(status.as_u16()) == want,
+        Some(want) => status.as_u16() == want,
         None => status.is_success(),
     };
     if !status_ok {
@@ -146,7 +146,7 @@ fn describe(status: StatusCode) -> String {
 
 #[cfg(test)]
 mod tests {
-    use hostrole_api::ClientService;
+    use hostrole_config::ClientService;
 
     use super::*;
 

@@ -18,7 +18,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use dav_server::DavHandler;
 use dav_server::memls::MemLs;
-use hostrole_api::agent::FileRoleConfig;
+use hostrole_config::FileRoleConfig;
 use http::StatusCode;
 
 use crate::admin::{AgentMetrics, track};

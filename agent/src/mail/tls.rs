@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use hostrole_api::agent::TlsFiles;
+use hostrole_config::TlsFiles;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::ring;

@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hostrole_api::agent::{ENV_POD_IP, ENV_POD_NAME, PeerRoleConfig};
+use hostrole_config::{ENV_POD_IP, ENV_POD_NAME, PeerRoleConfig};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
-use hostrole_api::agent::WebRoleConfig;
+use hostrole_config::WebRoleConfig;
 use http::{HeaderMap, StatusCode, Version};
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use hostrole_api::agent::{AgentConfig, IndexRoleConfig, PeerRoleConfig};
+use hostrole_config::{AgentConfig, IndexRoleConfig, PeerRoleConfig};
 pub use support::{agent_bin, curl, free_port};
 
 pub const NETWORK: &str = "family";

@@ -1,34 +1,19 @@
-//! The agent's configuration: what the operator renders into the host's ConfigMap and what the
-//! standalone agent derives from a manifest. One format, so a host runs the same way in a pod
-//! and on a laptop.
+//! What a hostrole agent runs: the configuration that hostrole-api's one translator
+//! (`hostrole_api::render`) writes, for a pod (into the host's ConfigMap) and for a standalone
+//! agent alike, and that the agent reads. Serde only: no Kubernetes types, so the agent's role
+//! crates depend on this and nothing of the API.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hostrole::{HostRoleSpec, SiteFile};
-
-/// Key of the rendered configuration in the host ConfigMap, and its file name in the pod.
-pub const CONFIG_KEY: &str = "agent.yaml";
-/// Where the pod mounts the configuration.
-pub const CONFIG_DIR: &str = "/etc/hostrole";
-/// Where the pod mounts the web site.
-pub const SITE_DIR: &str = "/srv/hostrole/site";
-/// Connections the web role serves at once when the manifest does not say.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Where the pod mounts the file role's volume.
-pub const FILE_DIR: &str = "/var/lib/hostrole/file";
-/// Where the pod mounts the mail role's volume.
-pub const MAIL_DIR: &str = "/var/lib/hostrole/mail";
-/// Where the pod mounts a role's users Secret (`<dir>/<role>/users`).
-pub const USERS_DIR: &str = "/etc/hostrole/users";
-/// Key of the users file in a users Secret.
-pub const USERS_KEY: &str = "users";
-/// Largest upload when the manifest does not say: 1 GiB.
-pub const DEFAULT_MAX_UPLOAD: u64 = 1 << 30;
-/// Largest message when the manifest does not say: 25 MiB.
-pub const DEFAULT_MAX_MESSAGE: u64 = 25 << 20;
+/// Environment variables a pod sets from the downward API; the agent reads them.
+pub const ENV_POD_NAME: &str = "POD_NAME";
+pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
+pub const ENV_POD_IP: &str = "POD_IP";
+/// Prefix of the pod condition types a host's clients report (`<prefix><client name>`).
+pub const CLIENT_CONDITION_PREFIX: &str = "clients.hostrole.dev/";
 
 /// Everything the agent needs to start a host's roles.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -65,23 +50,6 @@ pub struct AgentConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<ClientConfig>,
 }
-
-/// Where the pod mounts the peer role's shared folder.
-pub const SHARE_DIR: &str = "/var/lib/hostrole/share";
-/// Where the pod mounts its network's shared secret (`<dir>/secret`).
-pub const NETWORK_SECRET_DIR: &str = "/etc/hostrole/network";
-/// Where an index pod mounts the secrets of the networks it serves (`<dir>/<network>`).
-pub const NETWORKS_DIR: &str = "/etc/hostrole/networks";
-/// Key of the shared secret in a network Secret.
-pub const NETWORK_SECRET_KEY: &str = "secret";
-/// Where the pod mounts a client's credentials (`<dir>/<client name>/{username,password}`).
-pub const CLIENT_CREDENTIALS_DIR: &str = "/etc/hostrole/clients";
-/// Prefix of the pod condition types a host's clients report (`<prefix><client name>`).
-pub const CLIENT_CONDITION_PREFIX: &str = "clients.hostrole.dev/";
-/// Environment variables the pod sets from the downward API.
-pub const ENV_POD_NAME: &str = "POD_NAME";
-pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
-pub const ENV_POD_IP: &str = "POD_IP";
 
 /// The index role's configuration.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -149,7 +117,7 @@ pub struct ClientConfig {
     /// Unique among the host's clients, a DNS label: `<service>-<position in spec.clients>`,
     /// e.g. `web-0`. Names the metrics series and the pod condition it reports.
     pub name: String,
-    pub service: crate::hostrole::ClientService,
+    pub service: ClientService,
     /// The server as the manifest wrote it (a HostRole `name`/`ns/name` or the URL), for reports.
     pub server: String,
     /// Where the client connects.
@@ -163,7 +131,7 @@ pub struct ClientConfig {
     pub path: Option<String>,
     /// Web: what the answer must look like.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expect: Option<crate::hostrole::Expectation>,
+    pub expect: Option<Expectation>,
     /// Directory with `username` and `password` files (a `kubernetes.io/basic-auth` Secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_dir: Option<PathBuf>,
@@ -207,7 +175,7 @@ pub struct FileRoleConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users_file: Option<PathBuf>,
     /// What clients that do not log in may do.
-    pub anonymous: crate::hostrole::AnonymousAccess,
+    pub anonymous: AnonymousAccess,
     /// Most bytes the share may hold; unlimited when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_bytes: Option<u64>,
@@ -243,6 +211,52 @@ pub struct MailRoleConfig {
     pub max_connections: usize,
 }
 
+/// A service a host uses as a client.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientService {
+    Web,
+    File,
+    Mail,
+}
+
+impl ClientService {
+    /// The name manifests, reports and metrics use: `web`, `file`, `mail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientService::Web => "web",
+            ClientService::File => "file",
+            ClientService::Mail => "mail",
+        }
+    }
+
+    /// The name of the client at `position` in `spec.clients`: `<service>-<position>` (its
+    /// metrics series, pod condition and credentials directory).
+    pub fn client_name(self, position: usize) -> String {
+        format!("{}-{position}", self.as_str())
+    }
+}
+
+/// What a web client expects of the answer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Expectation {
+    /// HTTP status; any 2xx when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// A string the body must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+}
+
+/// What clients that do not log in may do on a file share.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnonymousAccess {
+    None,
+    ReadOnly,
+    ReadWrite,
+}
+
 /// PEM files of a TLS certificate chain and its key.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -265,27 +279,6 @@ pub struct WebRoleConfig {
     pub root: PathBuf,
     /// Most connections served at once.
     pub max_connections: usize,
-}
-
-/// The inline files of a web site, or the generated page when the manifest names no site.
-/// `None` when the site comes from a ConfigMap or a path, or the host has no web role.
-pub fn inline_site_files(name: &str, spec: &HostRoleSpec) -> Option<Vec<SiteFile>> {
-    let web = spec.servers.web.as_ref()?;
-    match &web.site {
-        Some(site) => site.files.clone(),
-        None => Some(vec![SiteFile {
-            path: "index.html".into(),
-            content: default_page(name),
-        }]),
-    }
-}
-
-fn default_page(name: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{name}</title></head>\n\
-         <body>\n<h1>{name}</h1>\n<p>This host is served by hostrole. Set <code>spec.servers.web.site</code> \
-         to publish your own pages.</p>\n</body>\n</html>\n"
-    )
 }
 
 /// Longest human detail a client condition carries; the API server caps a condition's message

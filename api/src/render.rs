@@ -1,0 +1,1033 @@
+//! The one translator from a HostRole to what its agent runs, for a pod and for a standalone
+//! agent alike.
+//!
+//! [`render`] is pure: given a HostRole, the environment it runs in and the other HostRoles it
+//! may name, it returns a [`HostPlan`] — the agent's configuration, and for every role the ports
+//! it serves and the files it needs ([`Mount`]s). What differs between a cluster and a laptop is
+//! only *where* things are ([`Environment`]): mounted volumes at fixed paths and Service DNS
+//! names in a pod; a data directory, the manifest's directory and loopback on a machine. The two
+//! callers are thin adapters: the operator turns mounts into volumes and claims, the standalone
+//! agent writes the same files into its data directory. Defaults, names and checks live here
+//! once, so the two worlds agree by construction.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use hostrole_config::{
+    AgentConfig, ClientConfig, ClientTarget, FileRoleConfig, IndexRoleConfig, MailRoleConfig,
+    MailTarget, PeerRoleConfig, TlsFiles, WebRoleConfig,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::hostrole::{
+    AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, SiteFile,
+    UsersRef,
+};
+use crate::quantity::parse_bytes;
+use crate::rules::ADMIN_PORT;
+use crate::target::mail_target_from_url;
+
+/// Key of the users file in a users Secret.
+pub const USERS_KEY: &str = "users";
+/// Key of the shared secret in a network Secret.
+pub const NETWORK_SECRET_KEY: &str = "secret";
+/// Keys of a `kubernetes.io/tls` Secret.
+pub const TLS_CERT_KEY: &str = "tls.crt";
+pub const TLS_KEY_KEY: &str = "tls.key";
+/// Keys of a `kubernetes.io/basic-auth` Secret a client logs in with.
+pub const USERNAME_KEY: &str = "username";
+pub const PASSWORD_KEY: &str = "password";
+
+/// Connections a role serves at once when the manifest does not say.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Largest upload when the manifest does not say: 1 GiB.
+pub const DEFAULT_MAX_UPLOAD: u64 = 1 << 30;
+/// Largest message when the manifest does not say: 25 MiB.
+pub const DEFAULT_MAX_MESSAGE: u64 = 25 << 20;
+/// How often a client runs and how long a run may take when the manifest does not say.
+pub const DEFAULT_CLIENT_EVERY_MS: u64 = 30_000;
+pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 10_000;
+
+/// In a pod: the directory holding the agent's configuration, and the file's key in the host
+/// ConfigMap.
+pub const CONFIG_DIR: &str = "/etc/hostrole";
+pub const CONFIG_KEY: &str = "agent.yaml";
+
+/// Name of the Secret and of the headless Service of a peer network.
+pub fn network_object_name(network: &str) -> String {
+    format!("peers-{network}")
+}
+
+/// `name` or `namespace/name`, relative to `namespace`.
+pub fn split_ref<'a>(namespace: &'a str, reference: &'a str) -> (&'a str, &'a str) {
+    reference.split_once('/').unwrap_or((namespace, reference))
+}
+
+/// Where a HostRole's agent runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Environment<'a> {
+    /// A pod in `namespace`: the agent's files are volumes mounted at fixed paths
+    /// ([`Location::cluster_path`]); other hosts are reached by their Services' DNS names.
+    Cluster { namespace: &'a str },
+    /// `hostrole-agent up` on a machine.
+    Local(&'a Local),
+}
+
+/// A standalone agent's surroundings.
+#[derive(Debug, Clone)]
+pub struct Local {
+    /// Where the agent keeps its files ([`Location::relative`] under it).
+    pub data_dir: PathBuf,
+    /// Relative paths of the manifest (`site.path`, `users.file`) start here.
+    pub manifest_dir: PathBuf,
+    pub bind: IpAddr,
+    pub admin_port: u16,
+    /// Added to this agent's own index, peer and peer UI ports, to run several peers of one
+    /// manifest on one machine (not to the ports it connects to).
+    pub port_offset: u16,
+    /// Decentralized peers: more `host:port` addresses to start from.
+    pub seeds: Vec<String>,
+}
+
+/// The other HostRoles a HostRole may name (its clients' servers, its index, its network).
+/// In a cluster, every HostRole the operator watches; standalone, those of the manifest.
+pub trait Directory {
+    /// Every HostRole with its namespace.
+    fn each(&self) -> Box<dyn Iterator<Item = (&str, &HostRole)> + '_>;
+
+    /// The HostRole `name` in `namespace`.
+    fn get(&self, namespace: &str, name: &str) -> Option<&HostRole> {
+        self.each()
+            .find(|(ns, hr)| *ns == namespace && hr.metadata.name.as_deref() == Some(name))
+            .map(|(_, hr)| hr)
+    }
+}
+
+/// The HostRoles of one manifest, all on this machine: they share one (empty) namespace.
+impl Directory for Vec<HostRole> {
+    fn each(&self) -> Box<dyn Iterator<Item = (&str, &HostRole)> + '_> {
+        Box::new(self.iter().map(|hr| ("", hr)))
+    }
+}
+
+/// A file or directory a role needs, by meaning; each environment puts it at its own path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The web role's site.
+    Site,
+    /// The file role's share.
+    FileData,
+    /// The mail role's Maildirs.
+    MailData,
+    /// The peer role's shared folder.
+    ShareData,
+    /// A role's users file (`<dir>/users`).
+    Users(&'static str),
+    /// The mail role's certificate and key.
+    MailTls,
+    /// An index's network secrets, one file per network.
+    Networks,
+    /// A peer's network secret (`<dir>/secret`).
+    Network,
+    /// A client's credentials (`<dir>/{username,password}`).
+    ClientCredentials(String),
+}
+
+impl Location {
+    /// The path in a pod, where the operator mounts it.
+    pub fn cluster_path(&self) -> PathBuf {
+        match self {
+            Location::Site => PathBuf::from("/srv/hostrole/site"),
+            Location::FileData | Location::MailData | Location::ShareData => {
+                Path::new("/var/lib/hostrole").join(self.relative())
+            }
+            _ => Path::new(CONFIG_DIR).join(self.relative()),
+        }
+    }
+
+    /// The path under a standalone agent's data directory.
+    pub fn relative(&self) -> PathBuf {
+        match self {
+            Location::Site => "site".into(),
+            Location::FileData => "file".into(),
+            Location::MailData => "mail".into(),
+            Location::ShareData => "share".into(),
+            Location::Users(role) => Path::new("users").join(role),
+            Location::MailTls => "tls/mail".into(),
+            Location::Networks => "networks".into(),
+            Location::Network => "network".into(),
+            Location::ClientCredentials(name) => Path::new("clients").join(name),
+        }
+    }
+}
+
+/// What a HostRole's agent runs and needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostPlan {
+    pub config: AgentConfig,
+    /// One plan per role, in the order web, file, mail, index, peer, clients.
+    pub roles: Vec<RolePlan>,
+    /// References that cannot be honoured yet; the affected clients are left out of `config`.
+    /// A cluster shows them in status (they recover when the other HostRole appears); a
+    /// standalone agent refuses to start.
+    pub problems: Vec<Problem>,
+}
+
+impl HostPlan {
+    /// Every mount of every role, in role order.
+    pub fn mounts(&self) -> impl Iterator<Item = &Mount> {
+        self.roles.iter().flat_map(|r| r.mounts.iter())
+    }
+
+    /// Every port the host serves to others, in role order (the peer UI is not one: it is for
+    /// the host's own user).
+    pub fn ports(&self) -> impl Iterator<Item = (&'static str, u16)> + '_ {
+        self.roles.iter().flat_map(|r| r.ports.iter().copied())
+    }
+}
+
+/// One role's part of a host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolePlan {
+    /// `web`, `file`, `mail`, `index`, `peer` or `clients`.
+    pub role: &'static str,
+    /// Ports served to other hosts: (name, port).
+    pub ports: Vec<(&'static str, u16)>,
+    pub mounts: Vec<Mount>,
+}
+
+/// A file or directory a role needs, where it is, and where it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mount {
+    /// Name of the pod volume (and of the claim template for data with `storage`).
+    pub volume: String,
+    pub location: Location,
+    /// Where it is in this environment (the agent configuration names paths under it).
+    pub path: PathBuf,
+    pub source: Source,
+}
+
+/// Where a mount's content comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Data the role keeps: a claim of `storage` per host when given, else scratch space that
+    /// lives as long as the pod (a directory of the data directory standalone).
+    Data { storage: Option<Quantity> },
+    /// Keys of a Secret, each as a file (`(key, file name)`), readable by the agent only.
+    Secret {
+        name: String,
+        items: Vec<(&'static str, String)>,
+    },
+    /// A peer network's secret (`secret`), in the Secret the operator keeps for the network;
+    /// standalone, from that Secret in the manifest, else generated once and kept.
+    NetworkSecret { network: String },
+    /// The secret of each network whose peers use this index, one file per network, each
+    /// optional (a network whose Secret does not exist yet is answered 401 until it does).
+    NetworkSecrets { networks: BTreeSet<String> },
+    /// A ConfigMap of the namespace whose keys are the site's files (clusters only).
+    ConfigMap { name: String },
+    /// Files written in the manifest (or the generated page): stored in the host's ConfigMap,
+    /// written to the data directory standalone.
+    InlineSite { files: Vec<SiteFile> },
+}
+
+/// A reference that cannot be honoured (yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The field that holds the reference, e.g. `spec.clients[1].server`.
+    pub field: String,
+    pub reason: ProblemReason,
+    pub message: String,
+}
+
+/// Why a reference cannot be honoured: the reason of the Degraded and ClientsHealthy
+/// conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProblemReason {
+    ServerNotFound,
+    RoleMissing,
+    InvalidTarget,
+    IndexNotFound,
+    IndexRoleMissing,
+}
+
+impl ProblemReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemReason::ServerNotFound => "ServerNotFound",
+            ProblemReason::RoleMissing => "RoleMissing",
+            ProblemReason::InvalidTarget => "InvalidTarget",
+            ProblemReason::IndexNotFound => "IndexNotFound",
+            ProblemReason::IndexRoleMissing => "IndexRoleMissing",
+        }
+    }
+}
+
+/// Why a HostRole cannot be rendered at all in this environment.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RenderError {
+    /// A field only the other environment can honour.
+    #[error("{field} {why}; {instead}")]
+    Unsupported {
+        field: &'static str,
+        why: &'static str,
+        instead: &'static str,
+    },
+    /// A size the agent cannot read.
+    #[error("{field}: {value:?} is not a size; write it like 1Gi, 500Mi or 1048576")]
+    Size { field: &'static str, value: String },
+    /// A duration the agent cannot read.
+    #[error("{field}: {value:?} is not a duration; write it like 500ms, 30s, 5m or 1h30m")]
+    Duration { field: String, value: String },
+    /// The HostRole has no name (never true of an object read from the API).
+    #[error("the HostRole has no {0}")]
+    Missing(&'static str),
+}
+
+impl RenderError {
+    /// A CamelCase reason for conditions and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RenderError::Unsupported { .. } => "UnsupportedInCluster",
+            RenderError::Size { .. } => "InvalidSize",
+            RenderError::Duration { .. } => "InvalidDuration",
+            RenderError::Missing(_) => "InvalidObject",
+        }
+    }
+}
+
+/// Renders what the agent of `hr` runs in `env`; `others` holds the HostRoles it may name.
+pub fn render(
+    hr: &HostRole,
+    env: Environment<'_>,
+    others: &dyn Directory,
+) -> Result<HostPlan, RenderError> {
+    let name = hr
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(RenderError::Missing("name"))?;
+    let r = Renderer {
+        hr,
+        name,
+        env,
+        others,
+    };
+    let mut roles = Vec::new();
+    let mut problems = Vec::new();
+    let web = r.web(&mut roles)?;
+    let file = r.file(&mut roles)?;
+    let mail = r.mail(&mut roles)?;
+    let index = r.index(&mut roles);
+    let peer = r.peer(&mut roles, &mut problems)?;
+    let clients = r.clients(&mut roles, &mut problems)?;
+    let (namespace, bind, admin_port, shutdown_grace_seconds) = match env {
+        Environment::Cluster { namespace } => (
+            Some(namespace.to_string()),
+            Ipv4Addr::UNSPECIFIED.into(),
+            ADMIN_PORT as u16,
+            20,
+        ),
+        Environment::Local(local) => (None, local.bind, local.admin_port, 10),
+    };
+    Ok(HostPlan {
+        config: AgentConfig {
+            host_role: name.to_string(),
+            namespace,
+            bind,
+            admin_port,
+            shutdown_grace_seconds,
+            web,
+            file,
+            mail,
+            index,
+            peer,
+            clients,
+        },
+        roles,
+        problems,
+    })
+}
+
+/// The inline files of a web site, or the generated page when the manifest names no site.
+/// `None` when the site comes from a ConfigMap or a path, or the host has no web role.
+pub fn inline_site_files(hr: &HostRole) -> Option<Vec<SiteFile>> {
+    let web = hr.spec.servers.web.as_ref()?;
+    let name = hr.metadata.name.as_deref().unwrap_or("host");
+    match &web.site {
+        Some(site) => site.files.clone(),
+        None => Some(vec![SiteFile {
+            path: "index.html".into(),
+            content: default_page(name),
+        }]),
+    }
+}
+
+fn default_page(name: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{name}</title></head>\n\
+         <body>\n<h1>{name}</h1>\n<p>This host is served by hostrole. Set <code>spec.servers.web.site</code> \
+         to publish your own pages.</p>\n</body>\n</html>\n"
+    )
+}
+
+struct Renderer<'a> {
+    hr: &'a HostRole,
+    name: &'a str,
+    env: Environment<'a>,
+    others: &'a dyn Directory,
+}
+
+impl Renderer<'_> {
+    /// Where `location` is in this environment.
+    fn path(&self, location: &Location) -> PathBuf {
+        match self.env {
+            Environment::Cluster { .. } => location.cluster_path(),
+            Environment::Local(local) => local.data_dir.join(location.relative()),
+        }
+    }
+
+    fn mount(&self, volume: &str, location: Location, source: Source) -> Mount {
+        Mount {
+            volume: volume.to_string(),
+            path: self.path(&location),
+            location,
+            source,
+        }
+    }
+
+    fn local(&self) -> Option<&Local> {
+        match self.env {
+            Environment::Local(local) => Some(local),
+            Environment::Cluster { .. } => None,
+        }
+    }
+
+    /// This agent's own port (the standalone port offset applies).
+    fn own_port(&self, port: i32) -> u16 {
+        let offset = self.local().map_or(0, |l| l.port_offset);
+        (port as u16).saturating_add(offset)
+    }
+
+    /// A path the manifest gives on the machine: standalone only.
+    fn machine_path(
+        &self,
+        field: &'static str,
+        path: &str,
+        instead: &'static str,
+    ) -> Result<PathBuf, RenderError> {
+        match self.local() {
+            Some(local) => Ok(local.manifest_dir.join(path)),
+            None => Err(RenderError::Unsupported {
+                field,
+                why: "is for standalone agents only (a pod cannot see the machine's files)",
+                instead,
+            }),
+        }
+    }
+
+    fn web(&self, roles: &mut Vec<RolePlan>) -> Result<Option<WebRoleConfig>, RenderError> {
+        let Some(web) = &self.hr.spec.servers.web else {
+            return Ok(None);
+        };
+        let site = web.site.as_ref();
+        let mut mounts = Vec::new();
+        let root = if let Some(config_map) = site.and_then(|s| s.config_map.clone()) {
+            if self.local().is_some() {
+                return Err(RenderError::Unsupported {
+                    field: "spec.servers.web.site.configMap",
+                    why: "needs a cluster (it names an object in the cluster)",
+                    instead: "for a standalone host use site.path or site.files",
+                });
+            }
+            mounts.push(self.mount(
+                "site",
+                Location::Site,
+                Source::ConfigMap { name: config_map },
+            ));
+            self.path(&Location::Site)
+        } else if let Some(path) = site.and_then(|s| s.path.as_deref()) {
+            self.machine_path(
+                "spec.servers.web.site.path",
+                path,
+                "in a cluster use site.configMap or site.files",
+            )?
+        } else {
+            let files = inline_site_files(self.hr).unwrap_or_default();
+            mounts.push(self.mount("site", Location::Site, Source::InlineSite { files }));
+            self.path(&Location::Site)
+        };
+        let port = web.port as u16;
+        roles.push(RolePlan {
+            role: "web",
+            ports: vec![("web", port)],
+            mounts,
+        });
+        Ok(Some(WebRoleConfig {
+            port,
+            root,
+            max_connections: web
+                .max_connections
+                .map_or(DEFAULT_MAX_CONNECTIONS, |m| m as usize),
+        }))
+    }
+
+    /// A role's users file: from a Secret (mounted, or written from the manifest) or a file on
+    /// the machine (standalone only).
+    fn users(
+        &self,
+        role: &'static str,
+        users: Option<&UsersRef>,
+        mounts: &mut Vec<Mount>,
+    ) -> Result<Option<PathBuf>, RenderError> {
+        let Some(users) = users else { return Ok(None) };
+        if let Some(secret) = &users.secret {
+            let location = Location::Users(role);
+            let path = self.path(&location).join(USERS_KEY);
+            mounts.push(self.mount(
+                &format!("{role}-users"),
+                location,
+                Source::Secret {
+                    name: secret.clone(),
+                    items: vec![(USERS_KEY, USERS_KEY.to_string())],
+                },
+            ));
+            return Ok(Some(path));
+        }
+        match &users.file {
+            Some(file) => {
+                let field = match role {
+                    "file" => "spec.servers.file.users.file",
+                    _ => "spec.servers.mail.users.file",
+                };
+                self.machine_path(field, file, "in a cluster use users.secret")
+                    .map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn file(&self, roles: &mut Vec<RolePlan>) -> Result<Option<FileRoleConfig>, RenderError> {
+        let Some(file) = &self.hr.spec.servers.file else {
+            return Ok(None);
+        };
+        let mut mounts = vec![self.mount(
+            FILE_VOLUME,
+            Location::FileData,
+            Source::Data {
+                storage: file.storage.clone(),
+            },
+        )];
+        let users_file = self.users("file", file.users.as_ref(), &mut mounts)?;
+        let config = FileRoleConfig {
+            port: file.port as u16,
+            root: self.path(&Location::FileData),
+            users_file,
+            anonymous: anonymous(file.anonymous),
+            quota_bytes: size("spec.servers.file.storage", file.storage.as_ref())?,
+            max_upload_bytes: size(
+                "spec.servers.file.maxUploadSize",
+                file.max_upload_size.as_ref(),
+            )?
+            .unwrap_or(DEFAULT_MAX_UPLOAD),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        };
+        roles.push(RolePlan {
+            role: "file",
+            ports: vec![("webdav", config.port)],
+            mounts,
+        });
+        Ok(Some(config))
+    }
+
+    fn mail(&self, roles: &mut Vec<RolePlan>) -> Result<Option<MailRoleConfig>, RenderError> {
+        let Some(mail) = &self.hr.spec.servers.mail else {
+            return Ok(None);
+        };
+        let mut mounts = vec![self.mount(
+            MAIL_VOLUME,
+            Location::MailData,
+            Source::Data {
+                storage: mail.storage.clone(),
+            },
+        )];
+        let users_file = self.users("mail", mail.users.as_ref(), &mut mounts)?;
+        // Checked although only the claim uses it: a size the agent could not read is an error
+        // in both worlds.
+        size("spec.servers.mail.storage", mail.storage.as_ref())?;
+        let tls = mail.tls.as_ref().map(|secret| {
+            let dir = self.path(&Location::MailTls);
+            mounts.push(self.mount(
+                "mail-tls",
+                Location::MailTls,
+                Source::Secret {
+                    name: secret.secret.clone(),
+                    items: vec![
+                        (TLS_CERT_KEY, TLS_CERT_KEY.to_string()),
+                        (TLS_KEY_KEY, TLS_KEY_KEY.to_string()),
+                    ],
+                },
+            ));
+            TlsFiles {
+                cert: dir.join(TLS_CERT_KEY),
+                key: dir.join(TLS_KEY_KEY),
+            }
+        });
+        let config = MailRoleConfig {
+            hostname: self.name.to_string(),
+            smtp_port: mail.smtp_port as u16,
+            submission_port: mail.submission_port as u16,
+            imap_port: mail.imap_port as u16,
+            pop3_port: mail.pop3_port as u16,
+            domains: mail.domains.clone(),
+            root: self.path(&Location::MailData),
+            users_file,
+            max_message_bytes: size(
+                "spec.servers.mail.maxMessageSize",
+                mail.max_message_size.as_ref(),
+            )?
+            .unwrap_or(DEFAULT_MAX_MESSAGE),
+            tls,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        };
+        roles.push(RolePlan {
+            role: "mail",
+            ports: vec![
+                ("smtp", config.smtp_port),
+                ("submission", config.submission_port),
+                ("imap", config.imap_port),
+                ("pop3", config.pop3_port),
+            ],
+            mounts,
+        });
+        Ok(Some(config))
+    }
+
+    /// The namespace references are relative to ("" standalone: one manifest, one machine).
+    fn namespace(&self) -> &str {
+        match self.env {
+            Environment::Cluster { namespace } => namespace,
+            Environment::Local(_) => "",
+        }
+    }
+
+    /// The networks whose peers name this HostRole as their index.
+    fn networks_using_me(&self) -> BTreeSet<String> {
+        let namespace = self.namespace();
+        self.others
+            .each()
+            .filter(|(ns, _)| *ns == namespace)
+            .filter_map(|(_, hr)| hr.spec.peer.as_ref())
+            .filter(|p| p.index.as_deref() == Some(self.name))
+            .map(|p| p.network.clone())
+            .collect()
+    }
+
+    fn index(&self, roles: &mut Vec<RolePlan>) -> Option<IndexRoleConfig> {
+        let index = self.hr.spec.servers.index.as_ref()?;
+        let port = self.own_port(index.port);
+        roles.push(RolePlan {
+            role: "index",
+            ports: vec![("index", port)],
+            mounts: vec![self.mount(
+                "networks",
+                Location::Networks,
+                Source::NetworkSecrets {
+                    networks: self.networks_using_me(),
+                },
+            )],
+        });
+        Some(IndexRoleConfig {
+            port,
+            ttl_seconds: index.ttl_seconds(),
+            networks_dir: self.path(&Location::Networks),
+        })
+    }
+
+    /// How another HostRole's servers are reached from this one: the host name of its
+    /// Service, or loopback on one machine.
+    fn host_of(&self, namespace: &str, name: &str) -> String {
+        match self.env {
+            Environment::Cluster { .. } => format!("{name}.{namespace}.svc"),
+            Environment::Local(_) => "127.0.0.1".to_string(),
+        }
+    }
+
+    /// The HostRole a reference names, with its namespace, or the problem.
+    fn lookup<'s>(
+        &'s self,
+        field: &str,
+        reference: &'s str,
+        not_found: ProblemReason,
+    ) -> Result<(&'s str, &'s HostRole), Problem> {
+        let (ns, name) = match self.env {
+            Environment::Cluster { namespace } => split_ref(namespace, reference),
+            // One manifest, one machine: a namespace in the reference is not one here.
+            Environment::Local(_) => ("", reference.rsplit('/').next().unwrap_or(reference)),
+        };
+        match self.others.get(ns, name) {
+            Some(hr) => Ok((ns, hr)),
+            None => {
+                let names = || {
+                    self.others
+                        .each()
+                        .filter_map(|(_, h)| h.metadata.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let message = match (self.env, not_found) {
+                    (Environment::Cluster { .. }, ProblemReason::IndexNotFound) => format!(
+                        "{field}: no HostRole {ns}/{name}; create it with spec.servers.index, or remove spec.peer.index for a decentralized network"
+                    ),
+                    (Environment::Cluster { .. }, _) => format!(
+                        "{field}: no HostRole {ns}/{name}; create it, or point the client at another server"
+                    ),
+                    (Environment::Local(_), ProblemReason::IndexNotFound) => format!(
+                        "{field}: no HostRole named {name} in the manifest (it holds: {}); standalone, the index must stand in the same manifest with spec.servers.index",
+                        names()
+                    ),
+                    (Environment::Local(_), _) => format!(
+                        "{field}: no HostRole named {name} in the manifest (it holds: {}); standalone, a client's server must stand in the same manifest, or use url: instead (e.g. url: http://127.0.0.1:8080/)",
+                        names()
+                    ),
+                };
+                Err(Problem {
+                    field: field.to_string(),
+                    reason: not_found,
+                    message,
+                })
+            }
+        }
+    }
+
+    fn peer(
+        &self,
+        roles: &mut Vec<RolePlan>,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Option<PeerRoleConfig>, RenderError> {
+        let Some(peer) = &self.hr.spec.peer else {
+            return Ok(None);
+        };
+        // Hybrid: the index, when it exists and serves.
+        let index = match peer.index.as_deref() {
+            None => None,
+            Some(reference) => {
+                let field = "spec.peer.index";
+                match self.lookup(field, reference, ProblemReason::IndexNotFound) {
+                    Err(problem) => {
+                        problems.push(problem);
+                        None
+                    }
+                    Ok((ns, hr)) => match hr.spec.servers.index.as_ref() {
+                        None => {
+                            problems.push(Problem {
+                                field: field.into(),
+                                reason: ProblemReason::IndexRoleMissing,
+                                message: format!(
+                                    "{field}: HostRole {} has no spec.servers.index; add it there, or name another index",
+                                    qualified(ns, reference)
+                                ),
+                            });
+                            None
+                        }
+                        Some(index) => Some((self.host_of(ns, reference), index)),
+                    },
+                }
+            }
+        };
+        let index_url = index
+            .as_ref()
+            .map(|(host, index)| format!("http://{host}:{}", index.port));
+        let port = self.own_port(peer.port);
+        let mut seeds = peer.seeds.clone();
+        let discovery_dns = match self.env {
+            Environment::Cluster { namespace } => peer
+                .index
+                .is_none()
+                .then(|| format!("{}.{namespace}.svc", network_object_name(&peer.network))),
+            Environment::Local(local) => {
+                if peer.index.is_none() {
+                    // The other peers of the network in the manifest, on this machine.
+                    for (_, other) in self.others.each() {
+                        if let Some(p) = &other.spec.peer
+                            && p.network == peer.network
+                            && p.index.is_none()
+                        {
+                            seeds.push(format!("127.0.0.1:{}", p.port));
+                        }
+                    }
+                    seeds.extend(local.seeds.iter().cloned());
+                    let own = std::net::SocketAddr::new(local.bind, port).to_string();
+                    seeds.retain(|s| *s != own);
+                    seeds.sort();
+                    seeds.dedup();
+                    if seeds.is_empty() {
+                        // The first peer: nobody to ask yet; it is found by those that seed it.
+                        seeds.push(own);
+                    }
+                }
+                None
+            }
+        };
+        let share = peer.share.as_ref().and_then(|s| s.storage.clone());
+        let network_location = Location::Network;
+        let secret_file = self.path(&network_location).join(NETWORK_SECRET_KEY);
+        roles.push(RolePlan {
+            role: "peer",
+            ports: vec![("peer", port)],
+            mounts: vec![
+                self.mount(
+                    SHARE_VOLUME,
+                    Location::ShareData,
+                    Source::Data {
+                        storage: share.clone(),
+                    },
+                ),
+                self.mount(
+                    "network",
+                    network_location,
+                    Source::NetworkSecret {
+                        network: peer.network.clone(),
+                    },
+                ),
+            ],
+        });
+        Ok(Some(PeerRoleConfig {
+            network: peer.network.clone(),
+            port,
+            ui_port: self.own_port(peer.ui.port),
+            // In a pod the UI is for the pod's user only (`kubectl port-forward`).
+            ui_bind: match self.env {
+                Environment::Cluster { .. } => Some(Ipv4Addr::LOCALHOST.into()),
+                Environment::Local(_) => None,
+            },
+            root: self.path(&Location::ShareData),
+            quota_bytes: size("spec.peer.share.storage", share.as_ref())?,
+            secret_file,
+            index_url,
+            discovery_dns,
+            seeds,
+            advertise: None,
+            heartbeat_seconds: index
+                .map_or(IndexServer::default_heartbeat_seconds(), |(_, index)| {
+                    index.heartbeat_seconds()
+                }),
+            fetch: peer.fetch.clone(),
+            mirror: peer.mirror,
+        }))
+    }
+
+    fn clients(
+        &self,
+        roles: &mut Vec<RolePlan>,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Vec<ClientConfig>, RenderError> {
+        let mut configs = Vec::new();
+        let mut mounts = Vec::new();
+        for (i, spec) in self.hr.spec.clients.iter().enumerate() {
+            match self.client(i, spec, &mut mounts)? {
+                Ok(config) => configs.push(config),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        if !self.hr.spec.clients.is_empty() {
+            roles.push(RolePlan {
+                role: "clients",
+                ports: Vec::new(),
+                mounts,
+            });
+        }
+        Ok(configs)
+    }
+
+    /// One client: its configuration, or the problem with its target. The credentials are
+    /// mounted even when the target is missing, so the pod does not change when it appears.
+    fn client(
+        &self,
+        i: usize,
+        spec: &ClientSpec,
+        mounts: &mut Vec<Mount>,
+    ) -> Result<Result<ClientConfig, Problem>, RenderError> {
+        let service = client_service(spec.service);
+        let name = service.client_name(i);
+        let millis = |field: &str, text: &Option<String>, default: u64| match text {
+            None => Ok(default),
+            Some(value) => crate::duration::parse(value)
+                .map(|d| d.as_millis() as u64)
+                .ok_or_else(|| RenderError::Duration {
+                    field: format!("spec.clients[{i}].{field}"),
+                    value: value.clone(),
+                }),
+        };
+        let every_ms = millis("every", &spec.every, DEFAULT_CLIENT_EVERY_MS)?;
+        let timeout_ms = millis("timeout", &spec.timeout, DEFAULT_CLIENT_TIMEOUT_MS)?;
+        let credentials_dir = spec.credentials.as_ref().map(|secret| {
+            let location = Location::ClientCredentials(name.clone());
+            let dir = self.path(&location);
+            mounts.push(self.mount(
+                &format!("client-{name}"),
+                location,
+                Source::Secret {
+                    name: secret.secret.clone(),
+                    items: vec![
+                        (USERNAME_KEY, USERNAME_KEY.to_string()),
+                        (PASSWORD_KEY, PASSWORD_KEY.to_string()),
+                    ],
+                },
+            ));
+            dir
+        });
+        let target = match (&spec.server, &spec.url) {
+            (Some(reference), _) => self
+                .server_target(i, reference, service)
+                .map(|t| (reference.clone(), t)),
+            (None, Some(url)) => url_target(i, url, service).map(|t| (url.clone(), t)),
+            (None, None) => Err(Problem {
+                field: format!("spec.clients[{i}]"),
+                reason: ProblemReason::InvalidTarget,
+                message: format!("spec.clients[{i}]: set server or url"),
+            }),
+        };
+        Ok(target.map(|(server, target)| ClientConfig {
+            name,
+            service,
+            server,
+            target,
+            every_ms,
+            timeout_ms,
+            path: spec.path.clone(),
+            expect: spec.expect.as_ref().map(expectation),
+            credentials_dir,
+        }))
+    }
+
+    /// Where a client of `service` reaches the HostRole `reference`.
+    fn server_target(
+        &self,
+        i: usize,
+        reference: &str,
+        service: hostrole_config::ClientService,
+    ) -> Result<ClientTarget, Problem> {
+        use hostrole_config::ClientService as S;
+        let field = format!("spec.clients[{i}].server");
+        let (ns, server) = self.lookup(&field, reference, ProblemReason::ServerNotFound)?;
+        let server_name = server.metadata.name.as_deref().unwrap_or(reference);
+        let host = self.host_of(ns, server_name);
+        let servers = &server.spec.servers;
+        let target = match service {
+            S::Web => servers
+                .web
+                .as_ref()
+                .map(|w| ClientTarget::Url(format!("http://{host}:{}/", w.port))),
+            S::File => servers
+                .file
+                .as_ref()
+                .map(|f| ClientTarget::Url(format!("http://{host}:{}/", f.port))),
+            S::Mail => servers.mail.as_ref().map(|m| {
+                ClientTarget::Mail(MailTarget {
+                    host: host.clone(),
+                    smtp_port: m.smtp_port as u16,
+                    imap_port: Some(m.imap_port as u16),
+                    pop3_port: Some(m.pop3_port as u16),
+                    domain: m.domains.first().cloned(),
+                })
+            }),
+        };
+        target.ok_or_else(|| {
+            let service = service.as_str();
+            Problem {
+                field: field.clone(),
+                reason: ProblemReason::RoleMissing,
+                message: format!(
+                    "{field}: HostRole {} does not serve {service} (add spec.servers.{service} to it, or point the client at another server, or use url:)",
+                    qualified(ns, server_name)
+                ),
+            }
+        })
+    }
+}
+
+/// `ns/name`, or `name` where there are no namespaces.
+fn qualified(ns: &str, name: &str) -> String {
+    if ns.is_empty() {
+        name.to_string()
+    } else {
+        format!("{ns}/{name}")
+    }
+}
+
+/// A URL as written; for mail `smtp://host[:port]?imap=PORT[&pop3=PORT][&domain=D]`.
+fn url_target(
+    i: usize,
+    url: &str,
+    service: hostrole_config::ClientService,
+) -> Result<ClientTarget, Problem> {
+    use hostrole_config::ClientService as S;
+    let field = format!("spec.clients[{i}].url");
+    let invalid = |why: String| Problem {
+        message: format!("{field}: {why}"),
+        field: field.clone(),
+        reason: ProblemReason::InvalidTarget,
+    };
+    match service {
+        S::Mail => mail_target_from_url(url)
+            .map(ClientTarget::Mail)
+            .map_err(|e| invalid(e.to_string())),
+        S::Web | S::File => {
+            let parsed =
+                url::Url::parse(url).map_err(|e| invalid(format!("{url:?} is not a URL: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid(format!(
+                    "{url:?} must be an http:// or https:// URL"
+                )));
+            }
+            Ok(ClientTarget::Url(url.to_string()))
+        }
+    }
+}
+
+/// Name of the file role's volume (and of its claim template).
+pub const FILE_VOLUME: &str = "file-data";
+/// Name of the mail role's volume (and of its claim template).
+pub const MAIL_VOLUME: &str = "mail-data";
+/// Name of the peer role's share volume (and of its claim template).
+pub const SHARE_VOLUME: &str = "share-data";
+
+fn size(field: &'static str, quantity: Option<&Quantity>) -> Result<Option<u64>, RenderError> {
+    quantity
+        .map(|q| {
+            parse_bytes(&q.0).ok_or_else(|| RenderError::Size {
+                field,
+                value: q.0.clone(),
+            })
+        })
+        .transpose()
+}
+
+fn anonymous(access: Option<AnonymousAccess>) -> hostrole_config::AnonymousAccess {
+    use hostrole_config::AnonymousAccess as A;
+    match access {
+        None | Some(AnonymousAccess::None) => A::None,
+        Some(AnonymousAccess::ReadOnly) => A::ReadOnly,
+        Some(AnonymousAccess::ReadWrite) => A::ReadWrite,
+    }
+}
+
+/// The agent's name for a service of the API.
+pub fn client_service(service: ClientService) -> hostrole_config::ClientService {
+    use hostrole_config::ClientService as S;
+    match service {
+        ClientService::Web => S::Web,
+        ClientService::File => S::File,
+        ClientService::Mail => S::Mail,
+    }
+}
+
+fn expectation(e: &Expectation) -> hostrole_config::Expectation {
+    hostrole_config::Expectation {
+        // The schema holds it to 100..=599.
+        status: e.status.and_then(|s| u16::try_from(s).ok()),
+        contains: e.contains.clone(),
+    }
+}
