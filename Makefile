@@ -15,7 +15,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
-# Benchmarks (root; installs their peers from Debian). BENCH=web|file|mail|p2p|agent|operator|all.
+# Benchmarks (root; installs their peers from Debian). BENCH=web|file|mail|p2p|index|agent|operator|all.
 BENCH ?= all
 .PHONY: bench
 bench:         ## each benchmark side by side with its peer, rows into bench/results.md (bench/README.md)

@@ -8,8 +8,9 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use hostrole_testkit::mail::Maildir;
 use serde_json::Value;
-use support::{Agent, fetch, free_port, repo_root};
+use support::{Agent, fetch, free_port, repo_root, with_free_ports};
 
 /// The users Secret of examples/home-office.yaml (alice: change-me, bob: change-me-too).
 fn users_secret() -> String {
@@ -132,12 +133,12 @@ fn wait_for(agent: &Agent, name: &str, reason: &str, limit: Duration) -> Value {
     }
 }
 
-/// Files in a directory tree whose name contains `needle`.
+/// Files in a directory tree whose name contains `needle`. The directory must exist: an empty
+/// list read from a wrong path would prove nothing.
 fn files_named(dir: &Path, needle: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -147,18 +148,6 @@ fn files_named(dir: &Path, needle: &str) -> Vec<String> {
         }
     }
     found
-}
-
-/// Messages in a user's Maildir (`new/` and `cur/`).
-fn messages(mail_root: &Path, user: &str) -> usize {
-    ["new", "cur"]
-        .iter()
-        .map(|d| {
-            std::fs::read_dir(mail_root.join(user).join(d))
-                .map(|e| e.count())
-                .unwrap_or(0)
-        })
-        .sum()
 }
 
 fn start(dir: &Path, text: &str, name: &str) -> Agent {
@@ -248,7 +237,8 @@ fn web_file_and_mail_clients_succeed_against_the_real_roles_and_leave_nothing_be
         files_named(&office_data.join("file"), "hostrole-probe"),
         Vec::<String>::new()
     );
-    assert_eq!(messages(&office_data.join("mail"), "alice"), 0);
+    // The probes went to alice (the client's credentials): her Maildir exists, and is empty.
+    assert_eq!(Maildir::new(office_data.join("mail")).messages("alice"), 0);
     drop(office);
 }
 
@@ -367,14 +357,9 @@ fn failures_carry_a_clear_reason_and_clients_recover_when_the_server_comes_back(
 
 #[test]
 fn the_home_office_laptop_uses_the_offices_web_file_and_mail_standalone() {
-    let text =
+    let example =
         std::fs::read_to_string(repo_root().join("examples/home-office.yaml")).expect("example");
-    let mut text = text;
-    for from in ["8080", "8081", "2525", "2587", "1143", "1110"] {
-        let to = free_port();
-        text = text.replace(&format!("Port: {from}"), &format!("Port: {to}"));
-        text = text.replace(&format!("port: {from}"), &format!("port: {to}"));
-    }
+    let (text, _) = with_free_ports(&example, &[8080, 8081, 2525, 2587, 1143, 1110]);
     let dir = tempfile::tempdir().expect("tempdir");
     let office = start(dir.path(), &text, "office");
     let laptop = start(dir.path(), &text, "laptop");

@@ -1,6 +1,8 @@
 //! The file role (WebDAV), started as the real agent binary on loopback and used by real
 //! clients: curl (every method), rclone (webdav backend), cadaver and a davfs2 mount.
-//! Debian packages: curl, rclone, cadaver, davfs2 (the mount needs root and /dev/fuse).
+//! Debian packages: curl, rclone, cadaver, davfs2 (the mount needs root and /dev/fuse; where the
+//! machine cannot mount, the davfs2 test fails on CI (`CI=true`) and is not run elsewhere;
+//! `HOSTROLE_SKIP_DAVFS2=1` skips it on purpose).
 
 mod support;
 
@@ -9,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hostrole_agent::users::hash_password;
-use support::{Agent, curl, fetch, free_port};
+use support::{Agent, curl, fetch, free_port, wait_until};
 
 const QUOTA: u64 = 3 * 1024 * 1024;
 const MAX_UPLOAD: u64 = 2 * 1024 * 1024;
@@ -64,8 +66,14 @@ fn status(args: &[&str]) -> u16 {
     String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
 }
 
+/// Whether the role's staging area holds nothing. It must exist (the role makes it at start): an
+/// empty answer for a wrong path would prove nothing.
 fn staging_is_empty(root: &Path) -> bool {
-    std::fs::read_dir(root.join(".hostrole-uploads")).map_or(true, |mut d| d.next().is_none())
+    let staging = root.join(".hostrole-uploads");
+    std::fs::read_dir(&staging)
+        .unwrap_or_else(|e| panic!("no staging area at {}: {e}", staging.display()))
+        .next()
+        .is_none()
 }
 
 #[test]
@@ -287,7 +295,9 @@ fn uploads_are_atomic_and_limited() {
         .stdin(Stdio::null())
         .spawn()
         .expect("curl");
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until("the upload to be staged", Duration::from_secs(10), || {
+        !staging_is_empty(&share.root())
+    });
     assert_eq!(
         status(&["-u", ALICE, &share.url("/big.bin")]),
         404,
@@ -295,8 +305,8 @@ fn uploads_are_atomic_and_limited() {
     );
     assert!(!share.root().join("big.bin").exists());
     assert!(
-        !staging_is_empty(&share.root()),
-        "the upload is staged meanwhile"
+        upload.try_wait().expect("try_wait").is_none(),
+        "the upload was still in flight while it was looked for"
     );
     assert!(upload.wait().expect("curl").success());
     assert_eq!(
@@ -324,15 +334,20 @@ fn uploads_are_atomic_and_limited() {
         .stdin(Stdio::null())
         .spawn()
         .expect("curl");
-    std::thread::sleep(Duration::from_millis(1200));
+    // Killed once part of it is staged, so that there is something to leave behind.
+    wait_until(
+        "the cut upload to be staged",
+        Duration::from_secs(10),
+        || !staging_is_empty(&share.root()),
+    );
     cut.kill().expect("kill curl");
     let _ = cut.wait();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !staging_is_empty(&share.root()) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        "the staged part to be removed",
+        Duration::from_secs(5),
+        || staging_is_empty(&share.root()),
+    );
     assert!(!share.root().join("cut.bin").exists(), "no partial file");
-    assert!(staging_is_empty(&share.root()), "no staged leftovers");
 
     // Larger than maxUploadSize: 413. Beyond the quota: 507.
     let huge = share.local("huge.bin", &vec![1u8; (MAX_UPLOAD + 1) as usize]);
@@ -578,9 +593,18 @@ fn davfs2_mount_reads_writes_renames_and_deletes() {
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     if !root_user || !Path::new("/dev/fuse").exists() || !can_mount() {
-        eprintln!(
-            "davfs2 needs root, /dev/fuse and the right to mount, which this machine does not give; not run"
+        let why =
+            "davfs2 needs root, /dev/fuse and the right to mount, which this machine does not give";
+        // cargo shows a skipped test as `ok`: on CI a skip must fail instead, unless asked for.
+        if std::env::var("HOSTROLE_SKIP_DAVFS2").as_deref() == Ok("1") {
+            eprintln!("{why}; not run (HOSTROLE_SKIP_DAVFS2=1)");
+            return;
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{why}: on CI that is a failure (HOSTROLE_SKIP_DAVFS2=1 skips this test on purpose)"
         );
+        eprintln!("{why}; not run (on CI this fails; HOSTROLE_SKIP_DAVFS2=1 skips it everywhere)");
         return;
     }
     let share = Share::start();

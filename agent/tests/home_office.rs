@@ -3,28 +3,14 @@
 
 mod support;
 
-use support::{Agent, curl, fetch, free_port, repo_root};
+use support::{Agent, curl, fetch, repo_root, with_free_ports};
 
 #[test]
 fn the_home_office_example_serves_web_file_and_mail_at_once() {
     let text =
         std::fs::read_to_string(repo_root().join("examples/home-office.yaml")).expect("example");
-    let ports: Vec<(&str, u16)> = ["8080", "8081", "2525", "2587", "1143", "1110"]
-        .into_iter()
-        .map(|p| (p, free_port()))
-        .collect();
-    let mut manifest = text.clone();
-    for (from, to) in &ports {
-        manifest = manifest.replace(&format!("Port: {from}"), &format!("Port: {to}"));
-        manifest = manifest.replace(&format!("port: {from}"), &format!("port: {to}"));
-    }
-    let port = |p: &str| {
-        ports
-            .iter()
-            .find(|(f, _)| *f == p)
-            .map(|(_, t)| *t)
-            .expect("port")
-    };
+    let (manifest, ports) = with_free_ports(&text, &[8080, 8081, 2525, 2587, 1143, 1110]);
+    let port = |p: &str| ports[&p.parse::<u16>().expect("a port")];
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("home-office.yaml");
     std::fs::write(&path, manifest).expect("write");

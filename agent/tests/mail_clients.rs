@@ -10,11 +10,13 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{agent_bin, curl, free_port};
+use hostrole_testkit::http::status;
+use hostrole_testkit::mail::{Maildir, RawSmtp, swaks};
+use support::{Proc, agent_bin, curl, free_port, wait_ready, wait_until};
 
 const ALICE_PASSWORD: &str = "alice-s3cret";
 const BOB_PASSWORD: &str = "bob pass";
@@ -46,8 +48,10 @@ fn users_file_text() -> &'static str {
     })
 }
 
-/// A mail host on free loopback ports with its own store; killed when dropped.
+/// A mail host on free loopback ports with its own store; killed when dropped (the process
+/// first: fields drop in order).
 struct MailHost {
+    proc: Option<Proc>,
     dir: tempfile::TempDir,
     config: PathBuf,
     smtp: u16,
@@ -55,7 +59,7 @@ struct MailHost {
     imap: u16,
     pop3: u16,
     admin: u16,
-    child: Option<Child>,
+    maildir: Maildir,
 }
 
 impl MailHost {
@@ -115,55 +119,39 @@ impl MailHost {
         );
         std::fs::write(&config, text).expect("config");
         let mut host = MailHost {
-            dir,
+            proc: None,
             config,
             smtp,
             submission,
             imap,
             pop3,
             admin,
-            child: None,
+            maildir: Maildir::new(dir.path().join("mail")),
+            dir,
         };
         host.spawn();
         host
     }
 
+    /// Starts the agent (again, after a kill: its logs continue in the same files).
     fn spawn(&mut self) {
-        let child = Command::new(agent_bin())
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .stdout(std::fs::File::create(self.dir.path().join("stdout")).expect("stdout"))
-            .stderr(std::fs::File::create(self.dir.path().join("stderr")).expect("stderr"))
-            .spawn()
-            .expect("start the agent");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.as_mut().expect("child").try_wait() {
-                panic!("the agent exited early ({status}): {}", self.logs());
-            }
-            if self.ready_code() == "200" {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not become ready: {}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut proc = Proc::spawn(
+            "agent",
+            Command::new(agent_bin())
+                .args(["run", "--config"])
+                .arg(&self.config),
+            self.dir.path(),
+        );
+        wait_ready(&mut proc, self.admin, Duration::from_secs(20));
+        self.proc = Some(proc);
     }
 
-    fn ready_code(&self) -> String {
-        let out = curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://127.0.0.1:{}/readyz", self.admin),
-        ]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    fn proc(&mut self) -> &mut Proc {
+        self.proc.as_mut().expect("running")
+    }
+
+    fn ready_code(&self) -> u16 {
+        status(&[&format!("http://127.0.0.1:{}/readyz", self.admin)])
     }
 
     fn metrics(&self) -> String {
@@ -174,58 +162,13 @@ impl MailHost {
     }
 
     fn logs(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+        self.proc.as_ref().map(Proc::stderr).unwrap_or_default()
     }
 
-    fn maildir(&self, user: &str, sub: &str) -> PathBuf {
-        self.dir.path().join("mail").join(user).join(sub)
-    }
-
-    /// The files of `<user>/<sub>/`.
+    /// The files of `<user>/<sub>/` (none when the user has no Maildir yet).
     fn files(&self, user: &str, sub: &str) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.maildir(user, sub))
-            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.sort();
-        files
+        self.maildir.files(user, sub)
     }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        let child = self.child.as_mut().expect("running");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for MailHost {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn swaks(args: &[&str]) -> Output {
-    Command::new("swaks")
-        .args(["--timeout", "20", "--helo", "client.example"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("swaks is installed (Debian package swaks)")
 }
 
 fn text(out: &Output) -> String {
@@ -295,18 +238,11 @@ fn swaks_delivers_locally_and_refuses_relay_unknown_users_and_oversized_mail() {
     let data = host.dir.path().join("message.eml");
     write_for_swaks(&data);
 
-    let out = swaks(&[
-        "--server",
-        &server,
-        "--from",
-        "sender@example.org",
-        "--to",
-        "alice@home.example",
-        "--data",
-        &format!("@{}", data.display()),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    let all = text(&out);
+    let all = swaks(&server)
+        .from("sender@example.org")
+        .to("alice@home.example")
+        .data_file(&data)
+        .deliver();
     for ext in [
         "SIZE 65536",
         "8BITMIME",
@@ -327,55 +263,27 @@ fn swaks_delivers_locally_and_refuses_relay_unknown_users_and_oversized_mail() {
     assert!(host.files("alice", "tmp").is_empty());
 
     // Not an open relay.
-    let out = swaks(&[
-        "--server",
-        &server,
-        "--from",
-        "sender@example.org",
-        "--to",
-        "victim@elsewhere.example",
-    ]);
-    assert!(!out.status.success());
+    let out = swaks(&server)
+        .from("sender@example.org")
+        .to("victim@elsewhere.example")
+        .refused();
     assert!(
-        text(&out).contains("554 5.7.1 <victim@elsewhere.example>: relay access denied"),
-        "{}",
-        text(&out)
+        out.contains("554 5.7.1 <victim@elsewhere.example>: relay access denied"),
+        "{out}"
     );
 
-    let out = swaks(&["--server", &server, "--to", "nobody@home.example"]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("550 5.1.1 <nobody@home.example>"),
-        "{}",
-        text(&out)
-    );
+    let out = swaks(&server).to("nobody@home.example").refused();
+    assert!(out.contains("550 5.1.1 <nobody@home.example>"), "{out}");
 
     // Too big: announced with SIZE, refused at MAIL.
     let big = host.dir.path().join("big.txt");
     std::fs::write(&big, "0123456789abcdef\n".repeat(8 * 1024)).expect("big");
-    let out = swaks(&[
-        "--server",
-        &server,
-        "--to",
-        "alice@home.example",
-        "--attach",
-        &format!("@{}", big.display()),
-    ]);
-    assert!(!out.status.success());
-    assert!(text(&out).contains("552 5.3.4"), "{}", text(&out));
+    let too_big = swaks(&server).to("alice@home.example").attach(&big);
+    let out = too_big.refused();
+    assert!(out.contains("552 5.3.4"), "{out}");
     // Too big without SIZE (plain SMTP, HELO): refused after DATA, nothing kept.
-    let out = swaks(&[
-        "--server",
-        &server,
-        "--protocol",
-        "SMTP",
-        "--to",
-        "alice@home.example",
-        "--attach",
-        &format!("@{}", big.display()),
-    ]);
-    assert!(!out.status.success());
-    assert!(text(&out).contains("552 5.3.4"), "{}", text(&out));
+    let out = too_big.protocol("SMTP").refused();
+    assert!(out.contains("552 5.3.4"), "{out}");
     assert_eq!(host.files("alice", "new").len(), 1);
     assert!(host.files("alice", "tmp").is_empty());
 
@@ -403,84 +311,41 @@ fn swaks_submits_with_auth_plain_and_login_only_after_auth() {
     let host = MailHost::start(1024 * 1024);
     let server = format!("127.0.0.1:{}", host.submission);
 
-    let out = swaks(&["--server", &server, "--to", "alice@home.example"]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("530 5.7.0 authentication required"),
-        "{}",
-        text(&out)
-    );
+    let out = swaks(&server).to("alice@home.example").refused();
+    assert!(out.contains("530 5.7.0 authentication required"), "{out}");
 
     for (mechanism, user, password) in [
         ("PLAIN", "alice", ALICE_PASSWORD),
         ("LOGIN", "bob", BOB_PASSWORD),
     ] {
-        let out = swaks(&[
-            "--server",
-            &server,
-            "--from",
-            &format!("{user}@home.example"),
-            "--to",
-            "alice@home.example",
-            "--auth",
-            mechanism,
-            "--auth-user",
-            user,
-            "--auth-password",
-            password,
-            "--header",
-            &format!("Subject: via {mechanism}"),
-        ]);
-        assert!(out.status.success(), "{}", text(&out));
-        assert!(text(&out).contains("235 2.7.0"), "{}", text(&out));
+        let out = swaks(&server)
+            .from(&format!("{user}@home.example"))
+            .to("alice@home.example")
+            .auth(mechanism, user, password)
+            .header(&format!("Subject: via {mechanism}"))
+            .deliver();
+        assert!(out.contains("235 2.7.0"), "{out}");
     }
     assert_eq!(host.files("alice", "new").len(), 2);
 
-    let out = swaks(&[
-        "--server",
-        &server,
-        "--to",
-        "alice@home.example",
-        "--auth",
-        "LOGIN",
-        "--auth-user",
-        "alice",
-        "--auth-password",
-        "wrong",
-    ]);
-    assert!(!out.status.success());
-    assert!(text(&out).contains("535 5.7.8"), "{}", text(&out));
+    let out = swaks(&server)
+        .to("alice@home.example")
+        .auth("LOGIN", "alice", "wrong")
+        .refused();
+    assert!(out.contains("535 5.7.8"), "{out}");
 
     // Authenticated users still cannot send out: this host has no outbound delivery.
-    let out = swaks(&[
-        "--server",
-        &server,
-        "--to",
-        "someone@elsewhere.example",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "alice",
-        "--auth-password",
-        ALICE_PASSWORD,
-    ]);
-    assert!(!out.status.success());
-    assert!(text(&out).contains("550 5.7.1"), "{}", text(&out));
+    let out = swaks(&server)
+        .to("someone@elsewhere.example")
+        .auth("PLAIN", "alice", ALICE_PASSWORD)
+        .refused();
+    assert!(out.contains("550 5.7.1"), "{out}");
 
     // The SMTP port offers no AUTH at all.
-    let out = swaks(&[
-        "--server",
-        &format!("127.0.0.1:{}", host.smtp),
-        "--to",
-        "alice@home.example",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "alice",
-        "--auth-password",
-        ALICE_PASSWORD,
-    ]);
-    assert!(!out.status.success(), "{}", text(&out));
+    swaks(format!("127.0.0.1:{}", host.smtp))
+        .to("alice@home.example")
+        .auth("PLAIN", "alice", ALICE_PASSWORD)
+        .refused();
     assert_eq!(host.files("alice", "new").len(), 2);
 }
 
@@ -653,17 +518,11 @@ fn curl_lists_and_fetches_over_imap_and_pop3() {
     let host = MailHost::start(1024 * 1024);
     let data = host.dir.path().join("message.eml");
     write_for_swaks(&data);
-    let out = swaks(&[
-        "--server",
-        &format!("127.0.0.1:{}", host.smtp),
-        "--from",
-        "sender@example.org",
-        "--to",
-        "alice@home.example",
-        "--data",
-        &format!("@{}", data.display()),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    swaks(format!("127.0.0.1:{}", host.smtp))
+        .from("sender@example.org")
+        .to("alice@home.example")
+        .data_file(&data)
+        .deliver();
     let user = format!("alice:{ALICE_PASSWORD}");
     let run = |url: &str| {
         let out = curl(&["-s", "-S", "-u", &user, url]);
@@ -723,42 +582,22 @@ fn starttls_protects_passwords_on_submission_imap_and_pop3() {
     let host = MailHost::start_with(1024 * 1024, true);
     let submission = format!("127.0.0.1:{}", host.submission);
     // Without TLS the submission port offers no AUTH, so swaks cannot log in.
-    let out = swaks(&[
-        "--server",
-        &submission,
-        "--to",
-        "alice@home.example",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "alice",
-        "--auth-password",
-        ALICE_PASSWORD,
-    ]);
-    assert!(!out.status.success(), "{}", text(&out));
+    let out = swaks(&submission)
+        .to("alice@home.example")
+        .auth("PLAIN", "alice", ALICE_PASSWORD)
+        .refused();
     assert!(
-        text(&out).contains("250 STARTTLS") || text(&out).contains("250-STARTTLS"),
-        "{}",
-        text(&out)
+        out.contains("250 STARTTLS") || out.contains("250-STARTTLS"),
+        "{out}"
     );
-    let out = swaks(&[
-        "--server",
-        &submission,
-        "--tls",
-        "--to",
-        "alice@home.example",
-        "--auth",
-        "LOGIN",
-        "--auth-user",
-        "alice",
-        "--auth-password",
-        ALICE_PASSWORD,
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = swaks(&submission)
+        .tls()
+        .to("alice@home.example")
+        .auth("LOGIN", "alice", ALICE_PASSWORD)
+        .deliver();
     assert!(
-        text(&out).contains("220 2.0.0 ready to start TLS") && text(&out).contains("235 2.7.0"),
-        "{}",
-        text(&out)
+        out.contains("220 2.0.0 ready to start TLS") && out.contains("235 2.7.0"),
+        "{out}"
     );
     assert_eq!(host.files("alice", "new").len(), 1);
 
@@ -781,79 +620,11 @@ fn starttls_protects_passwords_on_submission_imap_and_pop3() {
     assert_eq!(out.status.code(), Some(67), "{}", text(&out));
 }
 
-/// A raw SMTP client, for what no stock client does on purpose (stopping mid-DATA).
-struct RawSmtp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl RawSmtp {
-    fn connect(port: u16) -> RawSmtp {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let mut raw = RawSmtp {
-            reader: BufReader::new(stream.try_clone().expect("clone")),
-            writer: stream,
-        };
-        assert!(raw.reply().starts_with("220 "));
-        raw
-    }
-
-    /// One whole reply (the last line of a multi-line one).
-    fn reply(&mut self) -> String {
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).expect("reply");
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return line;
-            }
-        }
-    }
-
-    fn command(&mut self, line: &str) -> String {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("send");
-        self.reply()
-    }
-
-    fn start_data(&mut self) {
-        assert!(self.command("EHLO raw.example").starts_with("250 "));
-        assert!(
-            self.command("MAIL FROM:<raw@example.org>")
-                .starts_with("250 ")
-        );
-        assert!(
-            self.command("RCPT TO:<alice@home.example>")
-                .starts_with("250 ")
-        );
-        assert!(self.command("DATA").starts_with("354 "));
-    }
-}
-
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
 #[test]
 fn sigterm_lets_the_current_command_finish_then_exits_zero() {
     let mut host = MailHost::start(1024 * 1024);
     let mut smtp = RawSmtp::connect(host.smtp);
-    smtp.start_data();
+    smtp.start_data("raw@example.org", "alice@home.example");
     smtp.writer
         .write_all(b"Subject: in flight\r\n\r\nfirst half\r\n")
         .expect("send");
@@ -867,9 +638,9 @@ fn sigterm_lets_the_current_command_finish_then_exits_zero() {
     imap.read_line(&mut greeting).expect("greeting");
     assert!(greeting.starts_with("* OK"), "{greeting}");
 
-    signal(host.pid(), "-TERM");
-    wait_for("readiness to turn off", Duration::from_secs(10), || {
-        host.ready_code() != "200"
+    host.proc().terminate();
+    wait_until("readiness to turn off", Duration::from_secs(10), || {
+        host.ready_code() != 200
     });
     let mut bye = String::new();
     imap.read_line(&mut bye).expect("bye");
@@ -883,7 +654,7 @@ fn sigterm_lets_the_current_command_finish_then_exits_zero() {
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
     let closing = smtp.reply();
     assert!(closing.starts_with("421 4.3.2"), "{closing}");
-    let status = host.wait_exit(Duration::from_secs(15));
+    let status = host.proc().wait_exit(Duration::from_secs(15));
     assert!(status.success(), "exit status {status}: {}", host.logs());
     let new = host.files("alice", "new");
     assert_eq!(new.len(), 1);
@@ -898,14 +669,14 @@ fn sigterm_lets_the_current_command_finish_then_exits_zero() {
 fn a_crash_mid_data_leaves_no_partial_mail_after_restart() {
     let mut host = MailHost::start(8 * 1024 * 1024);
     let mut smtp = RawSmtp::connect(host.smtp);
-    smtp.start_data();
+    smtp.start_data("raw@example.org", "alice@home.example");
     // A large message sent slowly: stop half way, once the server has written part of it.
     let line = format!("{}\r\n", "x".repeat(998));
     for _ in 0..512 {
         smtp.writer.write_all(line.as_bytes()).expect("send");
     }
     smtp.writer.flush().expect("flush");
-    wait_for(
+    wait_until(
         "the partial message in tmp/",
         Duration::from_secs(10),
         || {
@@ -916,8 +687,7 @@ fn a_crash_mid_data_leaves_no_partial_mail_after_restart() {
     );
     assert!(host.files("alice", "new").is_empty());
 
-    signal(host.pid(), "-KILL");
-    let _ = host.wait_exit(Duration::from_secs(10));
+    host.proc().kill();
     let mut rest = Vec::new();
     let _ = smtp.reader.read_to_end(&mut rest);
     assert!(host.files("alice", "new").is_empty());
@@ -940,14 +710,14 @@ fn a_crash_mid_data_leaves_no_partial_mail_after_restart() {
 fn a_client_that_disconnects_mid_data_leaves_nothing_behind() {
     let host = MailHost::start(1024 * 1024);
     let mut smtp = RawSmtp::connect(host.smtp);
-    smtp.start_data();
+    smtp.start_data("raw@example.org", "alice@home.example");
     smtp.writer
         .write_all(b"Subject: cut\r\n\r\npartial\r\n")
         .expect("send");
     // The delivery's tmp/ file exists from the 354 reply on.
     assert_eq!(host.files("alice", "tmp").len(), 1);
     drop(smtp);
-    wait_for("tmp/ to be cleaned", Duration::from_secs(10), || {
+    wait_until("tmp/ to be cleaned", Duration::from_secs(10), || {
         host.files("alice", "tmp").is_empty()
     });
     assert!(host.files("alice", "new").is_empty());
@@ -962,17 +732,11 @@ fn mutt_reads_the_mailbox_over_imap_in_batch_mode() {
     let host = MailHost::start(1024 * 1024);
     let data = host.dir.path().join("message.eml");
     write_for_swaks(&data);
-    let out = swaks(&[
-        "--server",
-        &format!("127.0.0.1:{}", host.smtp),
-        "--from",
-        "sender@example.org",
-        "--to",
-        "alice@home.example",
-        "--data",
-        &format!("@{}", data.display()),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    swaks(format!("127.0.0.1:{}", host.smtp))
+        .from("sender@example.org")
+        .to("alice@home.example")
+        .data_file(&data)
+        .deliver();
 
     let saved = host.dir.path().join("saved.eml");
     let muttrc = host.dir.path().join("muttrc");
@@ -1043,17 +807,14 @@ fn imap_idle_reports_mail_that_arrives_meanwhile() {
     assert!(until("a2 OK").contains("* 0 EXISTS"));
     writer.write_all(b"a3 IDLE\r\n").expect("send");
     until("+ ");
-    let out = swaks(&[
-        "--server",
-        &format!("127.0.0.1:{}", host.smtp),
-        "--to",
-        "alice@home.example",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    let delivery = swaks(format!("127.0.0.1:{}", host.smtp)).to("alice@home.example");
+    delivery.deliver();
     until("* 1 EXISTS");
-    // DONE split across two writes, around a poll, still ends IDLE.
+    // DONE split across two writes, around a poll, still ends IDLE. A second message that
+    // arrives after the first half is reported by a poll: proof that one ran in between.
     writer.write_all(b"DO").expect("send");
-    std::thread::sleep(Duration::from_millis(2500));
+    delivery.deliver();
+    until("* 2 EXISTS");
     writer.write_all(b"NE\r\n").expect("send");
     until("a3 OK");
     writer
@@ -1067,7 +828,7 @@ fn imap_idle_reports_mail_that_arrives_meanwhile() {
 fn only_crlf_dot_crlf_ends_a_message_so_nothing_is_smuggled() {
     let host = MailHost::start(1024 * 1024);
     let mut smtp = RawSmtp::connect(host.smtp);
-    smtp.start_data();
+    smtp.start_data("raw@example.org", "alice@home.example");
     smtp.writer
         .write_all(b"Subject: one\r\n\r\nbody\n.\nMAIL FROM:<evil@example.org>\r\nRCPT TO:<bob@home.example>\r\n.\r\n")
         .expect("send");

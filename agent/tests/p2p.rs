@@ -1,15 +1,16 @@
 //! The index and peer roles as real agent processes on loopback: a file seeded on one peer
 //! reaches every other, verified by BLAKE3 on disk, drawn from several peers at once; bad
 //! chunks are rejected and refetched; a source killed mid-transfer does not stop the others;
-//! the index recovers from a restart within a heartbeat; requests without the network's
-//! secret are refused.
+//! the index recovers from a restart (how fast is measured by bench/index-recovery.sh); requests
+//! without the network's secret are refused.
 
-mod p2p_support;
+mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hostrole_agent::p2p::auth;
-use p2p_support::*;
+use support::curl;
+use support::p2p::*;
 
 const SIZE: usize = 24 << 20;
 const CHUNK: usize = 1 << 20;
@@ -176,8 +177,8 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
 
     // B finds the file at the index and fetches it from A.
     let hit = wait_for(
-        Duration::from_secs(10),
         "B to find big.bin at the index",
+        Duration::from_secs(10),
         || {
             b.search("BIG")
                 .into_iter()
@@ -189,12 +190,12 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
     wait_complete(&b, &hash, Duration::from_secs(30));
     assert_eq!(file_hash(&b.share().join("big.bin")), Some(hash.clone()));
 
-    // The index restarts empty; within a heartbeat every peer is back and lookups work.
+    // The index restarts empty; the peers register again and lookups work. (How fast: a
+    // benchmark, bench/index-recovery.sh, not a bound here.)
     index.restart();
-    let restarted = Instant::now();
     wait_for(
-        Duration::from_secs(5),
         "lookups to work after the index restart",
+        Duration::from_secs(30),
         || {
             let hits = c.search("big");
             let peers = hits.iter().find(|h| h["hash"] == hash.as_str())?["peers"].clone();
@@ -206,11 +207,6 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
             (peers.contains(&a_id.as_str()) && peers.contains(&b_id.as_str())).then_some(())
         },
     );
-    let recovered = restarted.elapsed();
-    assert!(
-        recovered < Duration::from_millis(2500),
-        "recovered in {recovered:?}"
-    );
     let metrics = index.metrics();
     assert!(metric(&metrics, "hostrole_index_peers") >= 2.0, "{metrics}");
 
@@ -219,8 +215,8 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
         assert_eq!(peer.start_download(&hash).0, 202);
     }
     wait_for(
-        Duration::from_secs(20),
         "every download to draw from B",
+        Duration::from_secs(20),
         || {
             [&c, &d, &e]
                 .iter()
@@ -289,8 +285,8 @@ fn decentralized_network_gossips_rejects_corrupt_chunks_and_mirrors() {
 
     // Gossip: A learns of B, C and D though they only know A's address.
     wait_for(
-        Duration::from_secs(10),
         "A to learn every peer by gossip",
+        Duration::from_secs(10),
         || {
             let peers = get_json(&a.ui("/api/peers"));
             (peers.as_array()?.len() == 3).then_some(())
@@ -317,8 +313,8 @@ fn decentralized_network_gossips_rejects_corrupt_chunks_and_mirrors() {
 
     // C fetches from A and B: B's chunks are rejected, B is skipped, the file is still right.
     wait_for(
-        Duration::from_secs(10),
         "C to see the file at A and B",
+        Duration::from_secs(10),
         || {
             let hit = c
                 .search("big")
@@ -335,7 +331,7 @@ fn decentralized_network_gossips_rejects_corrupt_chunks_and_mirrors() {
     assert!(metric(&c.metrics(), "hostrole_peer_chunks_rejected_total") >= 1.0);
 
     // D draws from A and C at once (and rejects B).
-    wait_for(Duration::from_secs(10), "D to see C's copy", || {
+    wait_for("D to see C's copy", Duration::from_secs(10), || {
         let hit = d
             .search("big")
             .into_iter()
@@ -373,7 +369,7 @@ fn quota_and_uploads_are_enforced_through_the_ui() {
         },
         &[],
     );
-    wait_for(Duration::from_secs(10), "the file to be found", || {
+    wait_for("the file to be found", Duration::from_secs(10), || {
         (!small.search("three").is_empty()).then_some(())
     });
     let (code, body) = small.start_download(&hash);
@@ -454,11 +450,11 @@ fn a_download_killed_mid_way_resumes_after_a_restart_without_refetching() {
         },
         &[],
     );
-    wait_for(Duration::from_secs(10), "B to see A's file", || {
+    wait_for("B to see A's file", Duration::from_secs(10), || {
         (!b.search("big").is_empty()).then_some(())
     });
     assert_eq!(b.start_download(&hash).0, 202);
-    let before = wait_for(Duration::from_secs(20), "a third of the chunks", || {
+    let before = wait_for("a third of the chunks", Duration::from_secs(20), || {
         let done = b.download(&hash)?["chunksDone"].as_u64()?;
         (done >= 8).then_some(done)
     });
@@ -509,8 +505,8 @@ fn peers_downloading_at_once_trade_verified_chunks_of_their_partial_copies() {
         .collect();
     for p in &peers {
         wait_for(
-            Duration::from_secs(10),
             "every peer to know every other",
+            Duration::from_secs(10),
             || {
                 let known = get_json(&p.ui("/api/peers"));
                 (known.as_array()?.len() == 3 && !p.search("big").is_empty()).then_some(())

@@ -1,14 +1,15 @@
 //! The peer's UI in a real browser: headless Chromium driven by chromedriver through Python's
 //! selenium (Debian packages chromium, chromium-driver, python3-selenium; see
-//! scripts/install-deps.sh). Search, Download, live progress to "complete", the file listed
-//! locally; then an upload through the form.
+//! scripts/install-deps.sh). Search, Download, the progress the page shows while the source is
+//! paused part-way, then "complete", the file listed locally; then an upload through the form.
 
-mod p2p_support;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use p2p_support::*;
+use support::p2p::*;
+use support::{Proc, wait_until};
 
 #[test]
 fn a_user_downloads_and_uploads_through_the_page_in_chromium() {
@@ -29,7 +30,7 @@ fn a_user_downloads_and_uploads_through_the_page_in_chromium() {
         "a",
         PeerOptions {
             seeds: vec![format!("127.0.0.1:{}", free_port())],
-            // Slow enough that the page shows the progress moving.
+            // Slow enough that the test pauses A before the download ends (12 chunks, 4 at once).
             chunk_delay_ms: Some(500),
             ..PeerOptions::default()
         },
@@ -43,27 +44,66 @@ fn a_user_downloads_and_uploads_through_the_page_in_chromium() {
         },
         &[],
     );
-    wait_for(Duration::from_secs(10), "B to know A's files", || {
+    wait_for("B to know A's files", Duration::from_secs(10), || {
         (!b.search("holiday").is_empty()).then_some(())
     });
     let upload = net.dir.path().join("notes from the browser.txt");
     std::fs::write(&upload, "uploaded through the form\n").expect("write");
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/peer_ui.py");
-    let out = Command::new("/usr/bin/python3")
-        .arg(&script)
-        .arg(b.ui("/"))
-        .arg("holiday")
-        .arg(&hash)
-        .arg(&upload)
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut browser = Proc::spawn(
+        "browser",
+        Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(b.ui("/"))
+            .arg("holiday")
+            .arg(&hash)
+            .arg(&upload),
+        net.dir.path(),
+    );
+    let session = |browser: &Proc| {
+        format!(
+            "stdout:\n{}\nstderr:\n{}\nagent log:\n{}",
+            browser.stdout(),
+            browser.stderr(),
+            b.log()
+        )
+    };
+
+    // Once the page has started the download and a chunk has arrived, the only source pauses:
+    // the download stands part-way until the page has shown that (the script says "partial:").
+    let done_at_pause = wait_for(
+        "the download started from the page to fetch a chunk",
+        Duration::from_secs(60),
+        || {
+            browser.assert_running();
+            let done = b.download(&hash)?["chunksDone"].as_u64()?;
+            (done > 0).then_some(done)
+        },
+    );
+    a.proc.signal("-STOP");
+    let chunks = (data.len() >> 20) as u64; // 1 MiB chunks
     assert!(
-        out.status.success(),
-        "browser session failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nagent log:\n{}",
-        b.log()
+        done_at_pause < chunks,
+        "the download finished before its source could be paused ({done_at_pause} chunks)"
+    );
+    wait_until(
+        "the page to show the paused download part done",
+        Duration::from_secs(60),
+        || {
+            if browser.exited().is_some() {
+                panic!("browser session ended early\n{}", session(&browser));
+            }
+            browser.stdout().contains("partial:")
+        },
+    );
+    a.proc.signal("-CONT");
+    let status = browser.wait_exit(Duration::from_secs(120));
+    let stdout = browser.stdout();
+    assert!(
+        status.success(),
+        "browser session failed\n{}",
+        session(&browser)
     );
     println!("{stdout}");
     assert!(
@@ -78,5 +118,5 @@ fn a_user_downloads_and_uploads_through_the_page_in_chromium() {
         std::fs::read_to_string(b.share().join("notes from the browser.txt")).expect("uploaded"),
         "uploaded through the form\n"
     );
-    let _ = a;
+    drop(a);
 }

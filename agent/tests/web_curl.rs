@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Agent, curl, fetch, free_port, idle_connection};
+use support::{Agent, curl, fetch, free_port, idle_connection, listening, wait_until};
 
 const BIG_SIZE: usize = 2 * 1024 * 1024;
 
@@ -451,13 +451,25 @@ fn sigterm_finishes_in_flight_downloads_then_exits() {
         .stdin(Stdio::null())
         .spawn()
         .expect("curl");
-    std::thread::sleep(Duration::from_millis(700));
+    wait_until(
+        "the download to be under way",
+        Duration::from_secs(10),
+        || std::fs::metadata(&target).is_ok_and(|m| m.len() > 0),
+    );
     web.agent.terminate();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(
+        "the listener to close after SIGTERM",
+        Duration::from_secs(5),
+        || !listening(web.port),
+    );
     let refused = curl(&["-s", "--max-time", "2", "-o", "/dev/null", &web.url("/")]);
     assert!(
         !refused.status.success(),
         "no new connections after SIGTERM"
+    );
+    assert!(
+        download.try_wait().expect("try_wait").is_none(),
+        "the download was still in flight when new connections were refused"
     );
 
     let status = download.wait().expect("curl finishes");

@@ -5,9 +5,8 @@
 //! Pod Security Standard on every pod the operator asks for, and its own operator process that
 //! watches only that namespace. Processes are killed when their guard drops, also on failure.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hostrole_api::HostRole;
@@ -16,13 +15,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt};
 
+use hostrole_testkit::Proc;
+pub use hostrole_testkit::{TempDir, TempManifest, eventually, free_port, repo_root, tempdir};
+
 /// Image name given to the operator; kwok's fake node never pulls it.
 pub const AGENT_IMAGE: &str = "example.invalid/hostrole-agent:e2e";
-
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// What every test needs: a client, kubectl and the operator binary.
 pub struct Env {
@@ -240,9 +237,8 @@ impl Drop for Provisioner {
 
 /// A running operator process, killed when dropped.
 pub struct Operator {
-    child: Child,
+    proc: Proc,
     pub metrics_port: u16,
-    pub log: PathBuf,
     _dir: TempDir,
 }
 
@@ -253,32 +249,26 @@ impl Operator {
             "{} is missing: cargo build -p hostrole-operator (or set HOSTROLE_OPERATOR_BIN)",
             bin.display()
         );
-        let dir = TempDir::new();
-        let log = dir.0.join("operator.log");
+        let dir = tempdir().expect("tempdir");
         let metrics_port = free_port();
         let mut command = Command::new(bin);
         command
             .args(["run", "--agent-image", AGENT_IMAGE])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(args)
-            .env("RUST_LOG", "info,kube=warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
+            .env("RUST_LOG", "info,kube=warn");
         if let Some(kubeconfig) = kubeconfig {
             command.env("KUBECONFIG", kubeconfig);
         }
-        let child = command.spawn().expect("start the operator");
+        let proc = Proc::spawn("operator", &mut command, dir.path());
         let mut op = Operator {
-            child,
+            proc,
             metrics_port,
-            log,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while op.metrics().is_none() {
-            if let Ok(Some(status)) = op.child.try_wait() {
-                panic!("the operator exited ({status}): {}", op.logs());
-            }
+            op.proc.assert_running();
             assert!(
                 Instant::now() < deadline,
                 "the operator did not serve /metrics: {}",
@@ -305,107 +295,67 @@ impl Operator {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Sum of a metric family's samples, e.g. `hostrole_api_writes_total`.
-    pub fn metric_sum(&self, name: &str) -> f64 {
-        let text = self.metrics().unwrap_or_default();
-        text.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+    /// The operator's `/metrics`; one that does not answer fails the test (it must not read as
+    /// zeros).
+    fn metrics_text(&self) -> String {
+        self.metrics().unwrap_or_else(|| {
+            panic!(
+                "the operator's /metrics (port {}) does not answer: {}",
+                self.metrics_port,
+                self.logs()
+            )
+        })
+    }
+
+    /// Sum of the samples of metric `name` whose labels contain every `labels` pair, e.g.
+    /// `metric("hostrole_api_writes_total", &[("kind", "Secret")])`; 0 when there are none (a
+    /// family with labels shows nothing until its first sample). An operator that does not
+    /// answer fails the test.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        samples(&self.metrics_text(), name)
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
 
+    /// Sum of metric `name`'s samples, which must exist (a plain counter or gauge, e.g.
+    /// `hostrole_reconciles_total`, always has one): an operator that does not answer, or a name
+    /// it does not report, fails the test instead of reading as 0.
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        let text = self.metrics_text();
+        let values: Vec<f64> = samples(&text, name)
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .collect();
+        assert!(!values.is_empty(), "no metric {name} in:\n{text}");
+        values.iter().sum()
+    }
+
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.proc.stderr()
     }
 
     /// SIGKILL: no chance to finish anything.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill();
     }
 
     /// Whether the process still runs.
     pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.proc.running()
+    }
+
+    /// The operator's process (signals, exit status).
+    pub fn process(&mut self) -> &mut Proc {
+        &mut self.proc
     }
 }
 
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "hostrole-e2e-{}-{:08x}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        std::fs::create_dir_all(&path).expect("temp dir");
-        TempDir(path)
-    }
-}
-
-impl Default for TempDir {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A free TCP port on loopback for a server the test starts (bound, then released for it to take).
-///
-/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`), so no
-/// client connection made by a concurrent test can take the port between the check and
-/// the server's bind, or while a server restarts on the same port. Each process starts
-/// at an offset from its pid and walks forward, so concurrent test binaries rarely meet.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 12_000;
-    let high: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768)
-        .max(LOW + 2_000);
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let span = high - LOW;
-    let start = std::process::id().wrapping_mul(2_654_435_761) % span;
-    for _ in 0..span {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = LOW + (start + n) % span;
-        let port = u16::try_from(port).expect("ports are below 65536");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port below the ephemeral range")
-}
-
-/// Polls `check` every 250 ms until it returns `Some`, or panics after `limit` naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+/// The sample lines of metric `name` in a Prometheus text.
+fn samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    text.lines()
+        .filter(move |l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hostrole_api::HostRole;
-use hostrole_e2e::{Env, TempDir, eventually, repo_root};
+use hostrole_e2e::{Env, TempDir, eventually, repo_root, tempdir};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::Api;
@@ -63,8 +63,8 @@ async fn lint_rejects_wrong_values_and_the_render_passes_a_server_dry_run() {
         "--set",
         "networkPolicy.enabled=true",
     ]);
-    let dir = TempDir::new();
-    let file = dir.0.join("rendered.yaml");
+    let dir = tempdir().expect("tempdir");
+    let file = dir.path().join("rendered.yaml");
     std::fs::write(&file, &rendered).expect("write");
     let out = env.kubectl_ok(&[
         "apply",
@@ -229,7 +229,7 @@ fn service_account_kubeconfig(
         "current-context": "sa",
     });
     let path = dir
-        .0
+        .path()
         .join(format!("{sa}-{}.kubeconfig", pod.unwrap_or("any")));
     std::fs::write(&path, serde_json::to_string(&kubeconfig).expect("json")).expect("write");
     path
@@ -304,7 +304,7 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
     );
 
     // The real operator, authenticated as the chart's ServiceAccount, does its whole job.
-    let dir = TempDir::new();
+    let dir = tempdir().expect("tempdir");
     let kubeconfig = service_account_kubeconfig(&env, &system, &full, None, &dir);
     let operator = env.operator_as(
         &kubeconfig,
@@ -370,7 +370,7 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
     assert_eq!(sts.trim(), "statefulset.apps/web");
 
     // Clients, a peer network with its index, and NetworkPolicies: still nothing forbidden.
-    let more = dir.0.join("more.yaml");
+    let more = dir.path().join("more.yaml");
     std::fs::write(&more, MORE_HOSTROLES).expect("manifest");
     env.kubectl_ok(&["apply", "-n", &apps, "-f", more.to_str().expect("utf-8")]);
     for hr in ["laptop", "tracker", "family"] {

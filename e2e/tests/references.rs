@@ -8,7 +8,7 @@ use std::time::Duration;
 use hostrole_api::HostRole;
 use hostrole_api::render::CONFIG_KEY;
 use hostrole_config::{AgentConfig, ClientTarget};
-use hostrole_e2e::{Env, TempDir, eventually};
+use hostrole_e2e::{Env, TempManifest, eventually};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{Api, Client, ResourceExt};
@@ -23,18 +23,15 @@ where
 }
 
 fn apply_yaml(env: &Env, ns: &str, yaml: &str) {
-    let dir = TempDir::new();
-    let path = dir.0.join("manifest.yaml");
-    std::fs::write(
-        &path,
-        format!(
+    let manifest = TempManifest::new(
+        "manifest.yaml",
+        &format!(
             "apiVersion: hostrole.dev/v1alpha1
 kind: HostRole
 {yaml}"
         ),
-    )
-    .expect("write manifest");
-    env.kubectl_ok(&["apply", "-n", ns, "-f", path.to_str().expect("utf-8")]);
+    );
+    env.kubectl_ok(&["apply", "-n", ns, "-f", manifest.arg()]);
 }
 
 /// Waits until the HostRole's condition `type_` has `status` and `reason`.
@@ -301,12 +298,29 @@ async fn a_peer_network_gets_one_secret_and_service_owned_by_every_member() {
         "{text}"
     );
 
-    // The secret is never rewritten: a restart of the operator keeps it.
+    // The secret is never rewritten: a restarted operator remembers nothing, so its reconcile
+    // of a member finds the Secret there and applies its owners again (the write it counts as
+    // Secret/apply); the value stays. Judged once that write has happened, not after a while.
     drop(operator);
     let operator = env.operator(&ns, &["--network-policies"]);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let secret_applies = || {
+        operator.metric(
+            "hostrole_api_writes_total",
+            &[("kind", "Secret"), ("verb", "apply")],
+        )
+    };
+    eventually(
+        "the restarted operator applies the network Secret",
+        CONVERGE,
+        || async { (secret_applies() >= 1.0).then_some(()) },
+    )
+    .await;
     let again = secrets.get("peers-family").await.expect("secret");
-    assert_eq!(again.data.expect("data")["secret"].0, value);
+    assert_eq!(
+        String::from_utf8_lossy(&again.data.expect("data")["secret"].0),
+        String::from_utf8_lossy(&value),
+        "the restarted operator rewrote the network secret"
+    );
 
     // The network's objects stay while one member is left, and go with the last.
     env.kubectl_ok(&["delete", "hr", "cousins", "-n", &ns, "--wait=true"]);

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use hostrole_api::HostRole;
+use hostrole_api::rules::ADMIN_PORT;
 use hostrole_e2e::{Env, eventually, repo_root};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, LogParams, PostParams};
@@ -126,6 +127,10 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
         .await;
     }
 
+    // Every host's agent reports each of its roles ready on its own /metrics (read from inside
+    // the cluster), and the status says Serving for each.
+    roles_report_ready(&env, &ns, &hostroles).await;
+
     // The web role, through the Service and through each host's own DNS name.
     let log = in_cluster(
         &env,
@@ -216,35 +221,95 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
     env.delete_namespace(&system).await;
 }
 
+/// Each host's agent, asked on its admin port from a pod, reports every role it plays ready
+/// (`hostrole_agent_role_ready{role=...} 1`); the HostRole's status calls every server role of
+/// every host Serving.
+async fn roles_report_ready(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
+    let all = hostroles
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items;
+    let mut script = String::new();
+    let mut expected = Vec::new();
+    for hr in &all {
+        let name = hr.name_any();
+        let mut roles = hr.spec.server_roles();
+        if hr.spec.peer.is_some() {
+            roles.push("peer");
+        }
+        if roles.is_empty() {
+            continue;
+        }
+        let status = hr.status.clone().expect("status");
+        assert_eq!(status.hosts.len() as i32, hr.spec.replicas, "{name}");
+        for host in &status.hosts {
+            let serving: Vec<&str> = host
+                .roles
+                .iter()
+                .filter(|(_, state)| **state == hostrole_api::RoleState::Serving)
+                .map(|(role, _)| role.as_str())
+                .collect();
+            assert_eq!(
+                serving,
+                {
+                    let mut r = hr.spec.server_roles();
+                    r.sort_unstable();
+                    r
+                },
+                "{name}: {} serves every server role",
+                host.name
+            );
+            script.push_str(&format!(
+                "m=$(curl -sf http://{h}.{name}-hosts.{ns}.svc:{ADMIN_PORT}/metrics)\n",
+                h = host.name
+            ));
+            for role in &roles {
+                script.push_str(&format!(
+                    "case \"$m\" in *'hostrole_agent_role_ready{{role=\"{role}\"}} 1'*) echo 'ready {h} {role}';; *) echo 'NOT READY {h} {role}';; esac\n",
+                    h = host.name
+                ));
+                expected.push(format!("ready {} {role}", host.name));
+            }
+        }
+    }
+    assert!(!expected.is_empty(), "the examples have hosts with roles");
+    let log = in_cluster(env, ns, "roles-client", &script).await;
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|line| !log.lines().any(|l| l == line.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "not reported ready: {missing:?}\n{log}");
+}
+
 /// `kubectl port-forward` to a pod's port (the peer UI listens on the pod's loopback); killed
 /// when dropped.
 struct PortForward {
-    child: std::process::Child,
+    _proc: hostrole_testkit::Proc,
     port: u16,
+    _logs: hostrole_e2e::TempDir,
 }
 
 impl PortForward {
     fn start(env: &Env, ns: &str, pod: &str, port: u16) -> PortForward {
         let local = hostrole_e2e::free_port();
-        let child = std::process::Command::new(&env.kubectl)
-            .args(["port-forward", "-n", ns, &format!("pod/{pod}")])
-            .arg(format!("{local}:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("kubectl port-forward");
-        PortForward { child, port: local }
+        let logs = hostrole_e2e::tempdir().expect("tempdir");
+        let proc = hostrole_testkit::Proc::spawn(
+            "port-forward",
+            std::process::Command::new(&env.kubectl)
+                .args(["port-forward", "-n", ns, &format!("pod/{pod}")])
+                .arg(format!("{local}:{port}")),
+            logs.path(),
+        );
+        PortForward {
+            _proc: proc,
+            port: local,
+            _logs: logs,
+        }
     }
 
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for PortForward {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -287,8 +352,12 @@ async fn peers_exchange_a_file(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
         let content: String = (0..50_000)
             .map(|i| format!("{network} line {i}\n"))
             .collect();
-        let dir = hostrole_e2e::TempDir::new();
-        let file = dir.0.join("upload.txt");
+        // Peers address files by their BLAKE3 hash and verify every chunk against it: a file
+        // with this hash and size is, byte for byte, the one uploaded.
+        let want = blake3::hash(content.as_bytes()).to_hex().to_string();
+        let size = content.len() as u64;
+        let dir = hostrole_e2e::tempdir().expect("tempdir");
+        let file = dir.path().join("upload.txt");
         std::fs::write(&file, &content).expect("write");
         let name = format!("e2e-{network}.txt");
         eventually(
@@ -307,6 +376,26 @@ async fn peers_exchange_a_file(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
             },
         )
         .await;
+        let listed = |files: &str| -> Option<serde_json::Value> {
+            let files: serde_json::Value = serde_json::from_str(files).ok()?;
+            files
+                .as_array()?
+                .iter()
+                .find(|f| f["name"] == name.as_str() && f["complete"] == true)
+                .cloned()
+        };
+        let seeded = eventually(
+            &format!("{network}: {} lists {name}", seeder.0),
+            WAIT,
+            || async { listed(&curl(&[&a.url("/api/files")])?) },
+        )
+        .await;
+        assert_eq!(
+            (seeded["hash"].as_str(), seeded["size"].as_u64()),
+            (Some(want.as_str()), Some(size)),
+            "{network}: {} shares what was uploaded",
+            seeder.0
+        );
         let hash = eventually(
             &format!("{network}: {} finds the file", fetcher.0),
             WAIT,
@@ -321,6 +410,7 @@ async fn peers_exchange_a_file(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
             },
         )
         .await;
+        assert_eq!(hash, want, "{network}: the file found is the one uploaded");
         curl(&[
             "-X",
             "POST",
@@ -333,21 +423,19 @@ async fn peers_exchange_a_file(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
             &b.url("/api/downloads"),
         ])
         .unwrap_or_else(|| panic!("{network}: start the download on {}", fetcher.0));
-        eventually(
+        let fetched = eventually(
             &format!("{network}: the download completes on {}", fetcher.0),
             WAIT,
-            || async {
-                let files = curl(&[&b.url("/api/files")])?;
-                let files: serde_json::Value = serde_json::from_str(&files).ok()?;
-                files
-                    .as_array()?
-                    .iter()
-                    .any(|f| f["hash"] == hash.as_str() && f["complete"] != false)
-                    .then_some(())
-            },
+            || async { listed(&curl(&[&b.url("/api/files")])?) },
         )
         .await;
-        let _ = content;
+        assert_eq!(
+            (fetched["hash"].as_str(), fetched["size"].as_u64()),
+            (Some(want.as_str()), Some(size)),
+            "{network}: {} holds, complete, what was uploaded to {}",
+            fetcher.0,
+            seeder.0
+        );
     }
 }
 

@@ -50,8 +50,10 @@ const MAX_CONNECTIONS: usize = 256;
 const UI_MAX_CONNECTIONS: usize = 64;
 /// Chunk requests in flight at once, over all downloads.
 const TOTAL_FETCHES: usize = 16;
-/// Environment variable that delays every chunk this peer serves, in milliseconds: a crude
-/// upload throttle for demonstrations and tests (watching a transfer, killing a source mid-way).
+/// Environment variable that delays every chunk this peer serves, in milliseconds, so that a
+/// test can act while a transfer runs (kill or pause a source mid-way). Test builds only: the
+/// `test-knobs` feature, which release builds and images never have.
+#[cfg(feature = "test-knobs")]
 pub const ENV_CHUNK_DELAY_MS: &str = "HOSTROLE_PEER_CHUNK_DELAY_MS";
 
 /// Why the peer role cannot start.
@@ -267,12 +269,7 @@ impl Peer {
         catalog.rescan().await.map_err(share_err)?;
         let client = client::Client::new(secret.clone(), id.clone(), address.clone())
             .map_err(PeerError::Client)?;
-        let chunk_delay = Duration::from_millis(
-            std::env::var(ENV_CHUNK_DELAY_MS)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-        );
+        let chunk_delay = chunk_delay();
         let listener = net::bind(ROLE, SocketAddr::new(ip, config.port)).await?;
         let ui_ip = config.ui_bind.unwrap_or(ip);
         let ui_listener = net::bind(UI, SocketAddr::new(ui_ip, config.ui_port)).await?;
@@ -315,6 +312,23 @@ impl Peer {
             agent: metrics.clone(),
         })
     }
+}
+
+/// The delay before each chunk this peer serves: `HOSTROLE_PEER_CHUNK_DELAY_MS` in test builds,
+/// none otherwise.
+#[cfg(feature = "test-knobs")]
+fn chunk_delay() -> Duration {
+    Duration::from_millis(
+        std::env::var(ENV_CHUNK_DELAY_MS)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+#[cfg(not(feature = "test-knobs"))]
+fn chunk_delay() -> Duration {
+    Duration::ZERO
 }
 
 /// `$POD_NAME`, else `<host role>-<random>` kept in `<share>/.hostrole/id`.

@@ -1,13 +1,16 @@
 """Drives a peer's UI in headless Chromium (Debian: chromium, chromium-driver, python3-selenium).
 
 Usage: peer_ui.py UI_URL QUERY HASH UPLOAD_PATH
-Searches for QUERY, clicks Download on the result with HASH, waits for the download to reach
-"complete" and the file to be listed locally; then uploads UPLOAD_PATH through the form and waits
+Searches for QUERY, clicks Download on the result with HASH, waits until the page shows the
+download part done (the test pauses its source meanwhile: "partial:" on stdout), then "complete"
+and the file listed locally; then uploads UPLOAD_PATH through the form and waits
 for it to be listed. Prints what it saw; exits non-zero on any failure.
 """
 
+import json
 import os
 import sys
+import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -42,21 +45,40 @@ def main():
 
         # The table is redrawn every 500 ms: read the row in one script call, not via elements
         # that may be replaced between two WebDriver commands.
-        def progressed(d):
+        def row_now(d):
             row = d.execute_script(
                 "const r = document.querySelector(`#downloads tr[data-hash='${arguments[0]}']`);"
-                "return r && [r.dataset.state, r.querySelector('progress').value, r.innerText];",
+                "return r && [r.dataset.state, r.querySelector('progress').value,"
+                " r.querySelector('progress').max, r.innerText];",
                 digest)
-            if not row:
-                return False
-            seen.add(row[1])
-            return row if row[0] == "complete" else False
+            if row:
+                seen.add(row[1])
+            return row
 
-        row = wait.until(progressed)
-        if len(seen) < 3:
-            raise AssertionError(f"the page never showed progress between start and end: {seen}")
-        print("download:", row[2].replace("\t", " ").replace("\n", " "),
-              "| progress values seen:", sorted(seen))
+        def api_done():
+            with urllib.request.urlopen(url.rstrip("/") + "/api/downloads", timeout=5) as r:
+                for d in json.load(r):
+                    if d["hash"] == digest:
+                        return d["chunksDone"]
+            return None
+
+        # The test pauses the only source part-way (SIGSTOP), so the download cannot move on
+        # until the page has shown where it stands: a running download, part done, the same
+        # count the API reports.
+        def partial(d):
+            row = row_now(d)
+            if not row or row[0] != "running" or not 0 < row[1] < row[2]:
+                return False
+            return row if row[1] == api_done() else False
+
+        row = wait.until(partial)
+        print(f"partial: {row[1]:g}/{row[2]:g} chunks shown while the source is paused", flush=True)
+
+        row = wait.until(lambda d: (r := row_now(d)) and r[0] == "complete" and r)
+        if row[1] != row[2]:
+            raise AssertionError(f"complete, but the bar shows {row[1]} of {row[2]}")
+        print("download:", row[3].replace("\t", " ").replace("\n", " "),
+              "| progress values seen:", sorted(seen), flush=True)
         wait.until(EC.presence_of_element_located(
             (By.CSS_SELECTOR, f'#files tr[data-hash="{digest}"]')))
         print("listed locally")

@@ -1,17 +1,15 @@
 //! Starts index and peer agents (`hostrole-agent run --config`) with generated configurations
 //! on loopback, and talks to their UI API with curl.
 
-#![allow(dead_code)]
-
-#[path = "../support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use hostrole_agent::peer::ENV_CHUNK_DELAY_MS;
 use hostrole_config::{AgentConfig, IndexRoleConfig, PeerRoleConfig};
-pub use support::{agent_bin, curl, free_port};
+pub use hostrole_testkit::{free_port, wait_for};
+
+use super::{Proc, agent_bin, curl, wait_ready};
 
 pub const NETWORK: &str = "family";
 pub const SECRET: &str = "correct horse battery staple";
@@ -80,7 +78,7 @@ impl Net {
         });
         let env: Vec<(String, String)> = options
             .chunk_delay_ms
-            .map(|ms| vec![("HOSTROLE_PEER_CHUNK_DELAY_MS".to_string(), ms.to_string())])
+            .map(|ms| vec![(ENV_CHUNK_DELAY_MS.to_string(), ms.to_string())])
             .unwrap_or_default();
         let mut node = Node::start(
             self.dir.path().join(format!("{name}.yaml")),
@@ -122,14 +120,13 @@ fn base(name: &str) -> AgentConfig {
 
 /// A running agent; killed when dropped.
 pub struct Node {
-    pub child: Child,
+    pub proc: Proc,
     pub config_path: PathBuf,
     pub admin_port: u16,
     pub peer_port: u16,
     pub ui_port: u16,
     pub root: Option<PathBuf>,
     env: Vec<(String, String)>,
-    logs: PathBuf,
 }
 
 impl Node {
@@ -141,71 +138,46 @@ impl Node {
     ) -> Node {
         std::fs::write(&config_path, serde_yaml::to_string(&config).expect("yaml"))
             .expect("config");
-        let logs = config_path.with_extension("log");
-        let child = spawn(&config_path, env, &logs);
-        let mut node = Node {
-            child,
+        let mut proc = spawn(&config_path, env);
+        wait_ready(&mut proc, config.admin_port, Duration::from_secs(30));
+        Node {
+            proc,
             config_path,
             admin_port: config.admin_port,
             peer_port: 0,
             ui_port: 0,
             root,
             env: env.to_vec(),
-            logs,
-        };
-        node.wait_ready();
-        node
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the agent exited early ({status}): {}", self.log());
-            }
-            let out = curl(&[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &format!("http://127.0.0.1:{}/readyz", self.admin_port),
-            ]);
-            if out.stdout == b"200" {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the agent did not become ready: {}", self.log());
     }
 
+    /// What the agent logged (it logs to stderr; stdout holds its addresses).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.logs).unwrap_or_default()
+        format!("{}{}", self.proc.stdout(), self.proc.stderr())
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill();
     }
 
-    /// Starts the same configuration again.
+    /// Starts the same configuration again (its log continues in the same files).
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(&self.config_path, &self.env, &self.logs);
-        self.wait_ready();
+        self.proc = spawn(&self.config_path, &self.env);
+        wait_ready(&mut self.proc, self.admin_port, Duration::from_secs(30));
     }
 
     pub fn ui(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.ui_port)
     }
 
+    /// The agent's `/metrics`; an agent that does not answer fails the test (an empty text
+    /// would read as zeros).
     pub fn metrics(&self) -> String {
-        let out = curl(&[
-            "-s",
-            &format!("http://127.0.0.1:{}/metrics", self.admin_port),
-        ]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let response = super::fetch(&[&format!("http://127.0.0.1:{}/metrics", self.admin_port)]);
+        assert_eq!(response.status, 200, "/metrics: {}", response.text());
+        response.text()
     }
 
     pub fn address(&self) -> String {
@@ -254,28 +226,22 @@ impl Node {
     }
 }
 
-fn spawn(config: &Path, env: &[(String, String)], logs: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(logs)
-        .expect("log file");
-    Command::new(agent_bin())
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start the agent")
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `hostrole-agent run --config CONFIG`, logging to `CONFIG.out`/`CONFIG.err` beside it.
+fn spawn(config: &Path, env: &[(String, String)]) -> Proc {
+    let name = config
+        .file_stem()
+        .and_then(|n| n.to_str())
+        .expect("a config file name");
+    Proc::spawn(
+        name,
+        Command::new(agent_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "info"),
+        config.parent().expect("the config's directory"),
+    )
 }
 
 pub fn get_json(url: &str) -> serde_json::Value {
@@ -305,21 +271,6 @@ pub fn post_json(url: &str, body: &str) -> (u16, serde_json::Value) {
     )
 }
 
-/// Polls `f` every 50 ms until it returns Some, or panics after `limit` with `what`.
-pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Deterministic pseudo-random bytes (xorshift), so a failure can be reproduced.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -345,7 +296,7 @@ pub fn file_hash(path: &Path) -> Option<String> {
 
 /// Waits until the download of `hash` on `node` is complete; returns its record.
 pub fn wait_complete(node: &Node, hash: &str, limit: Duration) -> serde_json::Value {
-    wait_for(limit, "a download to complete", || {
+    wait_for("a download to complete", limit, || {
         let d = node.download(hash)?;
         if d["state"] == "failed" {
             panic!("download failed: {d}\n{}", node.log());
@@ -354,11 +305,15 @@ pub fn wait_complete(node: &Node, hash: &str, limit: Duration) -> serde_json::Va
     })
 }
 
-/// A metric's value summed over its series (0 when absent).
+/// A metric's value summed over its series. A metric the text does not have fails the test: a
+/// wrong name, or a text that is not the agent's metrics, must not read as 0.
 pub fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
+    let values: Vec<f64> = text
+        .lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter(|l| l[name.len()..].starts_with([' ', '{']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .collect();
+    assert!(!values.is_empty(), "no metric {name} in:\n{text}");
+    values.iter().sum()
 }
