@@ -426,7 +426,8 @@ fn paths_outside_the_share_are_refused() {
     );
 }
 
-fn rclone(share: &Share, args: &[&str]) -> String {
+/// An rclone configuration with the remote `share:` (alice's account).
+fn rclone_config(share: &Share) -> PathBuf {
     let obscured = Command::new("rclone")
         .args(["obscure", "change-me"])
         .output()
@@ -441,6 +442,11 @@ fn rclone(share: &Share, args: &[&str]) -> String {
         ),
     )
     .expect("rclone config");
+    config
+}
+
+fn rclone(share: &Share, args: &[&str]) -> String {
+    let config = rclone_config(share);
     let out = succeed(
         Command::new("rclone")
             .arg("--config")
@@ -676,5 +682,217 @@ fn cadaver_scripted_session() {
     assert_eq!(
         std::fs::read(share.root().join("notes/renamed.txt")).expect("moved"),
         b"hello from cadaver\n"
+    );
+}
+
+/// Puts `name` with `body` (curl PUT) and checks it was created.
+fn put(share: &Share, name: &str, body: &[u8]) {
+    let local = share.local("upload.tmp", body);
+    let code = status(&[
+        "-u",
+        ALICE,
+        "-T",
+        local.to_str().expect("utf-8"),
+        &share.url(name),
+    ]);
+    assert_eq!(code, 201, "PUT {name}");
+}
+
+/// A share holding a few files of two users' kinds, to check that nothing of it is lost.
+fn populated() -> Share {
+    let share = Share::start();
+    assert_eq!(
+        status(&["-u", ALICE, "-X", "MKCOL", &share.url("/docs/")]),
+        201
+    );
+    put(&share, "/a.txt", b"a\n");
+    put(&share, "/docs/b.txt", b"b\n");
+    share
+}
+
+fn everything_is_there(share: &Share) {
+    let root = share.root();
+    assert_eq!(
+        std::fs::read(root.join("a.txt")).expect("a.txt kept"),
+        b"a\n"
+    );
+    assert_eq!(
+        std::fs::read(root.join("docs/b.txt")).expect("docs/b.txt kept"),
+        b"b\n"
+    );
+}
+
+fn copy_move(share: &Share, method: &str, from: &str, destination: &str) -> u16 {
+    status(&[
+        "-u",
+        ALICE,
+        "-X",
+        method,
+        "-H",
+        &format!("Destination: {destination}"),
+        &share.url(from),
+    ])
+}
+
+#[test]
+fn copy_move_or_delete_never_remove_the_share_root() {
+    let share = populated();
+    let bare = format!("http://127.0.0.1:{}", share.port);
+    for method in ["COPY", "MOVE"] {
+        for (from, destination) in [
+            ("/a.txt", "/".to_string()),
+            ("/a.txt", bare.clone()),
+            ("/a.txt", share.url("/")),
+            ("/docs/b.txt", share.url("/docs/")),
+            ("/docs/b.txt", share.url("/docs")),
+            ("/docs/", share.url("/")),
+        ] {
+            let code = copy_move(&share, method, from, &destination);
+            assert_eq!(code, 403, "{method} {from} → {destination}");
+            everything_is_there(&share);
+        }
+    }
+    assert_eq!(copy_move(&share, "MOVE", "/", &share.url("/moved/")), 403);
+    assert_eq!(status(&["-u", ALICE, "-X", "DELETE", &share.url("/")]), 403);
+    assert_eq!(
+        status(&["-u", ALICE, "-X", "DELETE", "-H", "Depth: infinity", &bare]),
+        403
+    );
+    everything_is_there(&share);
+    assert!(
+        staging_is_empty(&share.root()) && share.root().join(".hostrole-uploads").is_dir(),
+        "the staging area is intact"
+    );
+}
+
+/// rclone checks a destination itself (PROPFIND first: `"share:" is a directory`) and sends
+/// `Overwrite: F` on server-side moves, so it never asked for the loss that curl shows above; this
+/// keeps the share intact along rclone's own path, including `--no-check-dest`, which does reach
+/// the server with a parent collection as Destination.
+#[test]
+fn rclone_moveto_onto_the_root_loses_nothing() {
+    let share = populated();
+    let config = rclone_config(&share);
+    for args in [
+        ["moveto", "share:a.txt", "share:"].as_slice(),
+        &["moveto", "share:a.txt", "share:/"],
+        &["moveto", "--no-check-dest", "share:a.txt", "share:"],
+        &[
+            "moveto",
+            "--no-check-dest",
+            "share:docs/b.txt",
+            "share:docs",
+        ],
+        &["moveto", "share:docs", "share:"],
+    ] {
+        let out = Command::new("rclone")
+            .arg("--config")
+            .arg(&config)
+            .args(["--retries", "1", "--low-level-retries", "1"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("rclone");
+        assert!(!out.status.success(), "rclone {args:?} is refused");
+        everything_is_there(&share);
+    }
+}
+
+#[test]
+fn destinations_through_symlinks_or_into_the_staging_area_are_refused() {
+    let share = populated();
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("victim.txt"), "outside\n").expect("write");
+    std::os::unix::fs::symlink(outside.path(), share.root().join("escape")).expect("symlink");
+    std::os::unix::fs::symlink(
+        outside.path().join("victim.txt"),
+        share.root().join("victim-link.txt"),
+    )
+    .expect("symlink");
+    for method in ["COPY", "MOVE"] {
+        for destination in [
+            share.url("/escape/planted.txt"),
+            share.url("/escape/victim.txt"),
+            share.url("/victim-link.txt"),
+            "/escape/new/".to_string(),
+        ] {
+            let code = copy_move(&share, method, "/a.txt", &destination);
+            assert_eq!(code, 403, "{method} → {destination}");
+        }
+    }
+    assert!(
+        !outside.path().join("planted.txt").exists(),
+        "nothing written outside"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("victim.txt")).expect("victim"),
+        "outside\n",
+        "nothing outside overwritten"
+    );
+    // The staging area: no method reaches it, by path or by Destination.
+    for destination in [
+        share.url("/.hostrole-uploads"),
+        share.url("/.hostrole-uploads/"),
+        share.url("/.hostrole-uploads/x"),
+        share.url("/%2ehostrole-uploads/x"),
+        share.url("/docs/../.hostrole-uploads/x"),
+    ] {
+        for method in ["COPY", "MOVE"] {
+            let code = copy_move(&share, method, "/docs/", &destination);
+            assert!(
+                code == 403 || code == 400,
+                "{method} → {destination}: {code}"
+            );
+        }
+    }
+    assert!(share.root().join(".hostrole-uploads").is_dir());
+    assert!(staging_is_empty(&share.root()));
+    everything_is_there(&share);
+}
+
+#[test]
+fn a_copy_into_the_staging_area_cannot_bypass_the_quota() {
+    let share = Share::start();
+    // 2 MiB fit in the 3 MiB quota once, not twice: a copy that the walk of the share would not
+    // count (the staging area is not counted) would store a second one.
+    put(&share, "/two.bin", &vec![9u8; 2 * 1024 * 1024]);
+    let code = copy_move(
+        &share,
+        "COPY",
+        "/two.bin",
+        &share.url("/.hostrole-uploads/two.bin"),
+    );
+    assert!(code == 403 || code == 400, "{code}");
+    assert_eq!(
+        copy_move(&share, "COPY", "/two.bin", &share.url("/copy.bin")),
+        507,
+        "a copy counts against the quota"
+    );
+    assert!(staging_is_empty(&share.root()));
+}
+
+#[test]
+fn destinations_on_other_hosts_are_refused() {
+    let share = populated();
+    let other_port = format!("http://127.0.0.1:{}/x.txt", free_port());
+    for method in ["COPY", "MOVE"] {
+        for destination in [
+            "http://evil.example.com/x.txt",
+            &other_port,
+            "ftp://127.0.0.1/x.txt",
+        ] {
+            let code = copy_move(&share, method, "/a.txt", destination);
+            assert_eq!(code, 502, "{method} → {destination}");
+        }
+    }
+    assert!(
+        !share.root().join("x.txt").exists(),
+        "nothing written locally"
+    );
+    everything_is_there(&share);
+    // The same Destination with this share's host and port works.
+    assert_eq!(
+        copy_move(&share, "COPY", "/a.txt", &share.url("/x.txt")),
+        201
     );
 }

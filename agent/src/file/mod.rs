@@ -6,6 +6,7 @@
 //! `guard`), metrics, and the bounded listener.
 
 mod auth;
+mod checks;
 mod fs;
 
 use std::net::{IpAddr, SocketAddr};
@@ -100,6 +101,13 @@ async fn probe_writable(root: &std::path::Path) -> std::io::Result<()> {
     tokio::fs::remove_file(&probe).await
 }
 
+/// The share's path policy: dotfiles are the users' own, the staging area is nobody's.
+const POLICY: guard::Policy = guard::Policy {
+    hide_dotfiles: false,
+    reserved: Some(fs::STAGING),
+    symlinks: guard::Symlinks::Guard,
+};
+
 fn router(
     root: PathBuf,
     share: fs::ShareFs,
@@ -143,14 +151,15 @@ fn router(
             }
         })
         .layer(from_fn_with_state(
-            guard::Site::new(
-                root,
-                guard::Policy {
-                    hide_dotfiles: false,
-                    reserved: Some(fs::STAGING),
-                    symlinks: guard::Symlinks::Guard,
-                },
-            ),
+            checks::Checks {
+                root: std::sync::Arc::new(root.clone()),
+                policy: POLICY,
+                metrics: metrics.clone(),
+            },
+            checks::check,
+        ))
+        .layer(from_fn_with_state(
+            guard::Site::new(root, POLICY),
             guard::guard,
         ))
         .layer(from_fn_with_state(access, auth::require))
