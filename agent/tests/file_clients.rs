@@ -26,11 +26,12 @@ impl Share {
         let port = free_port();
         let alice = hash_password("change-me").expect("hash");
         let guest = hash_password("guest").expect("hash");
+        let bob = hash_password("bob-pass").expect("hash");
         let manifest = dir.path().join("share.yaml");
         std::fs::write(
             &manifest,
             format!(
-                "apiVersion: v1\nkind: Secret\nmetadata: {{name: share-users}}\nstringData:\n  users: |\n    alice:{alice}\n    guest:{guest}:ro\n---\n\
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: share-users}}\nstringData:\n  users: |\n    alice:{alice}\n    bob:{bob}\n    guest:{guest}:ro\n---\n\
                  apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: share}}\nspec:\n  servers:\n    file:\n      port: {port}\n      storage: {QUOTA}\n      maxUploadSize: {MAX_UPLOAD}\n      users: {{secret: share-users}}\n"
             ),
         )
@@ -895,4 +896,143 @@ fn destinations_on_other_hosts_are_refused() {
         copy_move(&share, "COPY", "/a.txt", &share.url("/x.txt")),
         201
     );
+}
+
+const BOB: &str = "bob:bob-pass";
+
+const LOCKINFO: &str = r#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>test</D:owner></D:lockinfo>"#;
+
+/// LOCKs `path` as `who`, with a `Timeout` header when given; the response.
+fn lock(share: &Share, who: &str, path: &str, timeout: Option<&str>) -> support::Response {
+    let timeout = timeout.map(|t| format!("Timeout: {t}"));
+    let mut args = vec![
+        "-u",
+        who,
+        "-X",
+        "LOCK",
+        "-H",
+        "Content-Type: application/xml",
+        "--data",
+        LOCKINFO,
+    ];
+    if let Some(t) = &timeout {
+        args.extend(["-H", t.as_str()]);
+    }
+    let url = share.url(path);
+    args.push(&url);
+    fetch(&args)
+}
+
+#[test]
+fn locks_expire_belong_to_their_owner_and_are_capped() {
+    let share = populated();
+    let body = share.local("body.txt", b"new\n");
+    let body = body.to_str().expect("utf-8");
+
+    // A lock without Timeout (or Infinite) is granted a bounded one.
+    for timeout in [None, Some("Infinite"), Some("Second-4100000000")] {
+        let l = lock(&share, ALICE, "/a.txt", timeout);
+        assert_eq!(l.status, 200, "{timeout:?}");
+        assert!(l.text().contains("Second-600"), "{timeout:?}: {}", l.text());
+        let token = l.header("lock-token").expect("Lock-Token").to_string();
+        let unlock = [
+            "-u",
+            ALICE,
+            "-X",
+            "UNLOCK",
+            "-H",
+            &format!("Lock-Token: {token}"),
+            &share.url("/a.txt"),
+        ];
+        assert_eq!(status(&unlock), 204);
+    }
+
+    // A lock ends when its timeout does.
+    let l = lock(&share, ALICE, "/a.txt", Some("Second-1"));
+    assert_eq!(l.status, 200);
+    assert_eq!(
+        status(&["-u", ALICE, "-T", body, &share.url("/a.txt")]),
+        423,
+        "locked"
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(
+        status(&["-u", ALICE, "-T", body, &share.url("/a.txt")]),
+        204,
+        "the lock expired"
+    );
+
+    // A lock is its owner's: another user cannot use its token, refresh it or unlock it.
+    let l = lock(&share, ALICE, "/docs/b.txt", Some("Second-60"));
+    let token = l.header("lock-token").expect("Lock-Token").to_string();
+    let if_header = format!("If: ({token})");
+    assert_eq!(
+        status(&[
+            "-u",
+            BOB,
+            "-H",
+            &if_header,
+            "-T",
+            body,
+            &share.url("/docs/b.txt")
+        ]),
+        423,
+        "bob cannot write with alice's token"
+    );
+    assert_eq!(
+        status(&[
+            "-u",
+            BOB,
+            "-X",
+            "LOCK",
+            "-H",
+            &if_header,
+            &share.url("/docs/b.txt")
+        ]),
+        412,
+        "bob cannot refresh alice's lock"
+    );
+    let unlock = |who: &str| {
+        status(&[
+            "-u",
+            who,
+            "-X",
+            "UNLOCK",
+            "-H",
+            &format!("Lock-Token: {token}"),
+            &share.url("/docs/b.txt"),
+        ])
+    };
+    assert_eq!(unlock(BOB), 403, "bob cannot unlock alice's lock");
+    assert_eq!(
+        status(&[
+            "-u",
+            ALICE,
+            "-H",
+            &if_header,
+            "-T",
+            body,
+            &share.url("/docs/b.txt")
+        ]),
+        204,
+        "alice writes with her token"
+    );
+    assert_eq!(unlock(ALICE), 204);
+
+    // A user holds a bounded number of locks; others are not affected.
+    assert_eq!(
+        status(&["-u", ALICE, "-X", "MKCOL", &share.url("/many/")]),
+        201
+    );
+    let mut granted = 0;
+    let mut last = 0;
+    for i in 0..300 {
+        last = lock(&share, ALICE, &format!("/many/f{i}"), None).status;
+        if last != 201 {
+            break;
+        }
+        granted += 1;
+    }
+    assert_eq!((granted, last), (256, 507), "256 locks, then 507");
+    assert_eq!(lock(&share, BOB, "/many/bob", None).status, 201);
 }

@@ -112,7 +112,12 @@ pub async fn require(State(access): State<Access>, request: Request, next: Next)
                     access.metrics.error(super::ROLE, "ReadOnlyUser");
                     (StatusCode::FORBIDDEN, "this account may only read\n").into_response()
                 }
-                Some(_) => next.run(request).await,
+                Some(user) => {
+                    // The lock system and dead properties act for this user.
+                    let mut request = request;
+                    request.extensions_mut().insert(user);
+                    next.run(request).await
+                }
                 None => {
                     access.metrics.error(super::ROLE, "AuthFailed");
                     challenge()

@@ -8,6 +8,7 @@
 mod auth;
 mod checks;
 mod fs;
+mod locks;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -17,15 +18,14 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
-use dav_server::DavHandler;
-use dav_server::memls::MemLs;
+use dav_server::{DavConfig, DavHandler};
 use hostrole_api::agent::FileRoleConfig;
 use http::StatusCode;
 
 use crate::admin::{AgentMetrics, track};
 use crate::guard;
 use crate::net::{self, BindError, HttpRole};
-use crate::users::{Users, UsersError};
+use crate::users::{User, Users, UsersError};
 
 /// The role's name in logs, metrics and readiness.
 pub const ROLE: &str = "file";
@@ -115,15 +115,16 @@ fn router(
     max_upload: u64,
     metrics: AgentMetrics,
 ) -> Router {
+    let locks = locks::ShareLs::new();
     let dav = DavHandler::builder()
         .filesystem(Box::new(share))
-        .locksystem(MemLs::new())
         .build_handler();
     let out_metrics = metrics.clone();
     Router::new()
         .fallback(move |request: Request| {
             let dav = dav.clone();
             let metrics = out_metrics.clone();
+            let locks = locks.clone();
             async move {
                 let too_big = request
                     .headers()
@@ -138,8 +139,18 @@ fn router(
                     )
                         .into_response();
                 }
+                let user = request.extensions().get::<User>().map(|u| u.name.clone());
+                if let Err(refused) = lock_rules(&locks, user.as_deref(), &request) {
+                    metrics.error(ROLE, refused.reason());
+                    return refused.into_response();
+                }
+                // Locks are taken and checked as this user (dav-server's principal).
+                let mut config = DavConfig::new().locksystem(locks.for_user(user.as_deref()));
+                if let Some(user) = user {
+                    config = config.principal(user);
+                }
                 let is_get = request.method() == http::Method::GET;
-                let response = dav.handle(request).await;
+                let response = dav.handle_with(config, request).await;
                 if is_get && response.status().is_success() {
                     let len = response
                         .headers()
@@ -164,4 +175,41 @@ fn router(
         ))
         .layer(from_fn_with_state(access, auth::require))
         .layer(from_fn_with_state((ROLE, metrics), track))
+}
+
+/// A new LOCK (one with a body) needs room under the user's cap; an UNLOCK must name the user's
+/// own lock.
+fn lock_rules(
+    locks: &locks::ShareLs,
+    user: Option<&str>,
+    request: &Request,
+) -> Result<(), locks::LockRefusal> {
+    match request.method().as_str() {
+        "LOCK" => {
+            let headers = request.headers();
+            let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
+                || headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .is_some_and(|n| n > 0);
+            if has_body && locks.may_lock(user).is_err() {
+                return Err(locks::LockRefusal::TooMany);
+            }
+            Ok(())
+        }
+        "UNLOCK" => {
+            let token = request
+                .headers()
+                .get("lock-token")
+                .and_then(|v| v.to_str().ok())
+                .map(|t| t.trim().trim_matches(|c| c == '<' || c == '>'));
+            match token {
+                Some(token) if locks.may_unlock(user, token).is_err() => {
+                    Err(locks::LockRefusal::NotYours)
+                }
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
 }
