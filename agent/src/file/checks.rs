@@ -20,7 +20,7 @@ use crate::admin::AgentMetrics;
 use crate::guard::{self, Policy, Refusal};
 
 /// The file role's bookkeeping names: never a path a client may name, at any depth.
-pub const RESERVED_ANYWHERE: &[&str] = &[];
+pub const RESERVED_ANYWHERE: &[&str] = &[super::props::PROPS];
 
 /// Why a request is refused, and the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,9 @@ pub enum Refused {
     NotFound,
     /// 502: a Destination on another server (RFC 4918 sections 9.8.5 and 9.9.4).
     BadGateway(&'static str),
+    /// 403 with the `propfind-finite-depth` precondition (RFC 4918 section 9.1): a PROPFIND of
+    /// unbounded depth would walk the whole share in one response.
+    FiniteDepth,
 }
 
 impl Refused {
@@ -43,6 +46,7 @@ impl Refused {
             Refused::Forbidden(_) => "Forbidden",
             Refused::NotFound => "ReservedPath",
             Refused::BadGateway(_) => "ForeignDestination",
+            Refused::FiniteDepth => "InfiniteDepth",
         }
     }
 }
@@ -54,6 +58,14 @@ impl IntoResponse for Refused {
             Refused::Forbidden(why) => (StatusCode::FORBIDDEN, format!("{why}\n")),
             Refused::NotFound => (StatusCode::NOT_FOUND, "not found\n".to_string()),
             Refused::BadGateway(why) => (StatusCode::BAD_GATEWAY, format!("{why}\n")),
+            Refused::FiniteDepth => {
+                return (
+                    StatusCode::FORBIDDEN,
+                    [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+                    "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n",
+                )
+                    .into_response();
+            }
         }
         .into_response()
     }
@@ -268,6 +280,7 @@ async fn refuse(checks: &Checks, request: &mut Request) -> Result<(), Refused> {
         "DELETE" if is_root(&source) => {
             Err(Refused::Forbidden("the share's root cannot be deleted"))
         }
+        "PROPFIND" if depth_infinity(request) => Err(Refused::FiniteDepth),
         "COPY" | "MOVE" => {
             let raw = request
                 .headers()
@@ -306,6 +319,14 @@ async fn refuse(checks: &Checks, request: &mut Request) -> Result<(), Refused> {
         }
         _ => Ok(()),
     }
+}
+
+fn depth_infinity(request: &Request) -> bool {
+    request
+        .headers()
+        .get("depth")
+        .and_then(|d| d.to_str().ok())
+        .is_some_and(|d| d.trim().eq_ignore_ascii_case("infinity"))
 }
 
 #[cfg(test)]
@@ -374,6 +395,7 @@ mod tests {
             "/.hostrole-uploads/x",
             "http://127.0.0.1:8080/.hostrole-uploads",
             "/../etc/passwd",
+            "/a/.hostrole-props/b",
         ] {
             assert!(matches!(dest(raw), Err(Refused::Forbidden(_))), "{raw}");
         }

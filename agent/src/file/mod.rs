@@ -9,9 +9,11 @@ mod auth;
 mod checks;
 mod fs;
 mod locks;
+mod props;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -118,13 +120,17 @@ fn router(
     let locks = locks::ShareLs::new();
     let dav = DavHandler::builder()
         .filesystem(Box::new(share))
+        // GET of a collection: an HTML listing (names escaped, sizes, dates, links).
+        .autoindex(true)
         .build_handler();
+    let share_root = Arc::new(root.clone());
     let out_metrics = metrics.clone();
     Router::new()
         .fallback(move |request: Request| {
             let dav = dav.clone();
             let metrics = out_metrics.clone();
             let locks = locks.clone();
+            let share_root = share_root.clone();
             async move {
                 let too_big = request
                     .headers()
@@ -150,7 +156,24 @@ fn router(
                     config = config.principal(user);
                 }
                 let is_get = request.method() == http::Method::GET;
+                let copy = copy_request(&request);
+                let collection_copy = collection_copy(&share_root, copy).await;
                 let response = dav.handle_with(config, request).await;
+                if let Some((from, to, depth_zero)) = collection_copy
+                    && matches!(
+                        response.status(),
+                        StatusCode::CREATED | StatusCode::NO_CONTENT
+                    )
+                {
+                    let root = share_root.clone();
+                    let copied = tokio::task::spawn_blocking(move || {
+                        props::copy_collections(&root, &from, &to, depth_zero)
+                    })
+                    .await;
+                    if !matches!(copied, Ok(Ok(()))) {
+                        tracing::warn!("a collection was copied without its dead properties");
+                    }
+                }
                 if is_get && response.status().is_success() {
                     let len = response
                         .headers()
@@ -163,7 +186,7 @@ fn router(
         })
         .layer(from_fn_with_state(
             checks::Checks {
-                root: std::sync::Arc::new(root.clone()),
+                root: Arc::new(root.clone()),
                 policy: POLICY,
                 metrics: metrics.clone(),
             },
@@ -212,4 +235,35 @@ fn lock_rules(
         }
         _ => Ok(()),
     }
+}
+
+/// A COPY (source, destination relative to the root, Depth: 0) whose source may be a collection:
+/// its collections' own dead properties are copied after dav-server has copied the tree (it
+/// creates collections itself and copies only files through the filesystem).
+fn copy_request(request: &Request) -> Option<(PathBuf, PathBuf, bool)> {
+    if request.method().as_str() != "COPY" {
+        return None;
+    }
+    let from = guard::relative_path(request.uri().path(), POLICY).ok()?;
+    // The checks rewrote the Destination to the checked absolute path.
+    let to = request.headers().get("destination")?.to_str().ok()?;
+    let to = guard::relative_path(to, POLICY).ok()?;
+    let depth_zero = request
+        .headers()
+        .get("depth")
+        .is_some_and(|d| d.as_bytes() == b"0");
+    Some((from, to, depth_zero))
+}
+
+/// The COPY of [`copy_request`], when its source is a collection.
+async fn collection_copy(
+    root: &Path,
+    copy: Option<(PathBuf, PathBuf, bool)>,
+) -> Option<(PathBuf, PathBuf, bool)> {
+    let copy = copy?;
+    tokio::fs::metadata(root.join(&copy.0))
+        .await
+        .ok()?
+        .is_dir()
+        .then_some(copy)
 }
