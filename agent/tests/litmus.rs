@@ -136,15 +136,25 @@ impl Nginx {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let mut child = child;
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(Nginx { child, _dir: dir });
         None
     }
 }
 
 impl Drop for Nginx {
+    /// SIGTERM to the master, which stops its workers (SIGKILL would orphan them); SIGKILL only
+    /// if it has not exited within 5 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
