@@ -82,7 +82,7 @@ pub fn relative_path(raw: &str, policy: Policy) -> Result<PathBuf, Refusal> {
 /// True when `candidate` resolves (through symlinks) outside `root`. A path that does not exist
 /// yet (an upload, a new directory) is judged by its nearest existing ancestor, so that a
 /// symlinked directory cannot be used to write outside the root either.
-async fn escapes(root: &Path, candidate: &Path) -> bool {
+pub async fn escapes(root: &Path, candidate: &Path) -> bool {
     let mut probe = candidate.to_path_buf();
     loop {
         match tokio::fs::canonicalize(&probe).await {

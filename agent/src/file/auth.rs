@@ -77,7 +77,11 @@ pub fn writes(method: &Method) -> bool {
 
 /// Decodes `Authorization: Basic …` into (name, password).
 pub fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
-    let encoded = value.to_str().ok()?.strip_prefix("Basic ")?;
+    // The scheme name is case-insensitive (RFC 9110 section 11.1).
+    let (scheme, encoded) = value.to_str().ok()?.trim_start().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;
@@ -112,7 +116,12 @@ pub async fn require(State(access): State<Access>, request: Request, next: Next)
                     access.metrics.error(super::ROLE, "ReadOnlyUser");
                     (StatusCode::FORBIDDEN, "this account may only read\n").into_response()
                 }
-                Some(_) => next.run(request).await,
+                Some(user) => {
+                    // The lock system and dead properties act for this user.
+                    let mut request = request;
+                    request.extensions_mut().insert(user);
+                    next.run(request).await
+                }
                 None => {
                     access.metrics.error(super::ROLE, "AuthFailed");
                     challenge()
@@ -171,6 +180,14 @@ mod tests {
             basic_credentials(&v),
             Some(("alice".into(), "s3cr:t".into()))
         );
+        for scheme in ["basic", "BASIC", "bAsIc"] {
+            let v = HeaderValue::from_str(&format!("{scheme} YWxpY2U6czNjcjp0")).expect("value");
+            assert_eq!(
+                basic_credentials(&v),
+                Some(("alice".into(), "s3cr:t".into())),
+                "{scheme}"
+            );
+        }
         assert_eq!(
             basic_credentials(&HeaderValue::from_static("Bearer x")),
             None

@@ -18,6 +18,7 @@ use dav_server::localfs::LocalFs;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+use super::props::{self, PROPS};
 use crate::admin::AgentMetrics;
 
 /// Top-level directory of the share where uploads are staged; hidden from clients.
@@ -42,6 +43,7 @@ pub struct ShareFs {
     limits: Limits,
     metrics: AgentMetrics,
     usage: Arc<Usage>,
+    props: props::Store,
 }
 
 /// The share's usage as last counted: the walk's time and its bytes, plus what the role wrote
@@ -89,11 +91,18 @@ impl ShareFs {
             limits,
             metrics,
             usage: Arc::default(),
+            props: props::Store::new(staging),
         })
     }
 
     fn real(&self, path: &DavPath) -> PathBuf {
         self.root.join(path.as_rel_ospath())
+    }
+
+    /// Where the dead properties of `path` are kept (see `props`), judged by what it is now.
+    async fn props_location(&self, path: &DavPath) -> FsResult<PathBuf> {
+        let meta = tokio::fs::metadata(self.real(path)).await?;
+        props::location(&self.root, path.as_rel_ospath(), meta.is_dir()).ok_or(FsError::Forbidden)
     }
 
     /// Bytes the share holds now (the staging area excluded).
@@ -179,10 +188,7 @@ impl ShareFs {
                 return Err(FsError::InsufficientStorage);
             }
         }
-        let staging =
-            self.root
-                .join(STAGING)
-                .join(format!("{:016x}{:016x}", fastrand_u64(), fastrand_u64()));
+        let staging = self.root.join(STAGING).join(random_name());
         let mut file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -200,9 +206,15 @@ impl ShareFs {
                 file.seek(SeekFrom::Start(0)).await?;
             }
         }
+        // A new file starts without properties, even if a file of that name once had some.
+        let stale_props = existing
+            .is_none()
+            .then(|| props::location(&self.root, path.as_rel_ospath(), false))
+            .flatten();
         Ok(Box::new(StagedFile {
             file,
             staging: Some(staging),
+            stale_props,
             target,
             written,
             replaced,
@@ -212,6 +224,11 @@ impl ShareFs {
             usage: self.usage.clone(),
         }))
     }
+}
+
+/// A random name for a file in the staging area.
+pub fn random_name() -> String {
+    format!("{:016x}{:016x}", fastrand_u64(), fastrand_u64())
 }
 
 fn fastrand_u64() -> u64 {
@@ -246,11 +263,12 @@ impl DavFileSystem for ShareFs {
         let at_root = path.as_rel_ospath().as_os_str().is_empty();
         Box::pin(async move {
             let entries = self.inner.read_dir(path, meta).await?;
-            if !at_root {
-                return Ok(entries);
-            }
-            let visible = entries.filter(|e| {
-                let hidden = e.as_ref().is_ok_and(|e| e.name() == STAGING.as_bytes());
+            // The role's own names are no client's entries (nor copied or deleted as theirs).
+            let visible = entries.filter(move |e| {
+                let hidden = e.as_ref().is_ok_and(|e| {
+                    let name = e.name();
+                    name == PROPS.as_bytes() || (at_root && name == STAGING.as_bytes())
+                });
                 std::future::ready(!hidden)
             });
             Ok(Box::pin(visible) as FsStream<Box<dyn DavDirEntry>>)
@@ -269,52 +287,167 @@ impl DavFileSystem for ShareFs {
         self.inner.create_dir(path)
     }
 
+    /// A collection goes with its properties (those of its own and of its entries, which are
+    /// gone by now: dav-server removes the entries first).
     fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        self.inner.remove_dir(path)
+        Box::pin(async move {
+            let dir = self.real(path);
+            let mut entries = tokio::fs::read_dir(&dir).await?;
+            let mut only_props = true;
+            while let Some(entry) = entries.next_entry().await? {
+                only_props &= entry.file_name() == PROPS;
+            }
+            if only_props {
+                let _guard = self.props.writer().await;
+                match tokio::fs::remove_dir_all(dir.join(PROPS)).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            self.inner.remove_dir(path).await
+        })
     }
 
     fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
-        self.inner.remove_file(path)
-    }
-
-    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
-        self.inner.rename(from, to)
-    }
-
-    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
-        // A copy grows the share like an upload does.
         Box::pin(async move {
-            let Some(quota) = self.limits.quota_bytes else {
-                return self.inner.copy(from, to).await;
-            };
-            let size = tokio::fs::metadata(self.real(from))
-                .await
-                .map(|m| m.len())
-                .unwrap_or(0);
-            let used = self.used(size).await?;
-            if used.saturating_add(size) > quota {
-                self.metrics.error(super::ROLE, "QuotaExceeded");
-                return Err(FsError::InsufficientStorage);
+            let location = props::location(&self.root, path.as_rel_ospath(), false);
+            self.inner.remove_file(path).await?;
+            if let Some(location) = location {
+                let _guard = self.props.writer().await;
+                self.props.remove(&location).await?;
             }
-            self.inner.copy(from, to).await?;
-            self.usage.grew(size, 0);
             Ok(())
         })
     }
 
-    /// The share keeps no dead properties (yet): PROPPATCH answers 207 with 403 for each
-    /// property, which RFC 4918 (9.2) allows; live properties are served as usual.
+    /// A file's properties are moved with it; a collection's travel inside it.
+    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        Box::pin(async move {
+            let is_dir = tokio::fs::symlink_metadata(self.real(from))
+                .await
+                .is_ok_and(|m| m.is_dir());
+            self.inner.rename(from, to).await?;
+            if !is_dir
+                && let (Some(old), Some(new)) = (
+                    props::location(&self.root, from.as_rel_ospath(), false),
+                    props::location(&self.root, to.as_rel_ospath(), false),
+                )
+            {
+                let _guard = self.props.writer().await;
+                self.props.rename(&old, &new).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// dav-server calls this for files only (it creates collections itself): the file and its
+    /// properties.
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        // A copy grows the share like an upload does.
+        Box::pin(async move {
+            if let Some(quota) = self.limits.quota_bytes {
+                let size = tokio::fs::metadata(self.real(from))
+                    .await
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                let used = self.used(size).await?;
+                if used.saturating_add(size) > quota {
+                    self.metrics.error(super::ROLE, "QuotaExceeded");
+                    return Err(FsError::InsufficientStorage);
+                }
+                self.inner.copy(from, to).await?;
+                self.usage.grew(size, 0);
+            } else {
+                self.inner.copy(from, to).await?;
+            }
+            if let (Some(src), Some(dst)) = (
+                props::location(&self.root, from.as_rel_ospath(), false),
+                props::location(&self.root, to.as_rel_ospath(), false),
+            ) {
+                let _guard = self.props.writer().await;
+                self.props.copy(&src, &dst).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn have_props<'a>(
+        &'a self,
+        _path: &'a DavPath,
+    ) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(std::future::ready(true))
+    }
+
+    /// Dead properties, kept beside the files (`props`). All or nothing: a patch that would not
+    /// fit ([`props::MAX_BYTES`] per resource, or the quota) changes nothing (507 for each).
     fn patch_props<'a>(
         &'a self,
         path: &'a DavPath,
         patch: Vec<(bool, DavProp)>,
     ) -> FsFuture<'a, Vec<(http::StatusCode, DavProp)>> {
         Box::pin(async move {
-            self.inner.metadata(path).await?;
-            Ok(patch
+            let location = self.props_location(path).await?;
+            let _guard = self.props.writer().await;
+            let before = self.props.read(&location).await?;
+            let old_len = props::encode(&before).len();
+            let (after, statuses) = props::apply(before, &patch);
+            let new_len = props::encode(&after).len();
+            let failed = statuses.iter().any(|s| !s.is_success());
+            let grows = new_len.saturating_sub(old_len) as u64;
+            let too_big = new_len > props::MAX_BYTES
+                || match self.limits.quota_bytes {
+                    Some(quota) if grows > 0 => {
+                        self.used(grows).await?.saturating_add(grows) > quota
+                    }
+                    _ => false,
+                };
+            let answer = |fail: http::StatusCode| {
+                patch
+                    .iter()
+                    .zip(&statuses)
+                    .map(|((_, p), s)| {
+                        let status = if s.is_success() { fail } else { *s };
+                        (
+                            status,
+                            DavProp {
+                                xml: None,
+                                ..p.clone()
+                            },
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            if too_big {
+                self.metrics.error(super::ROLE, "QuotaExceeded");
+                return Ok(answer(http::StatusCode::INSUFFICIENT_STORAGE));
+            }
+            if failed {
+                // RFC 4918 9.2: all instructions succeed, or none.
+                return Ok(answer(http::StatusCode::FAILED_DEPENDENCY));
+            }
+            self.props.write(&location, &after).await?;
+            self.usage.grew(grows, 0);
+            Ok(answer(http::StatusCode::OK))
+        })
+    }
+
+    fn get_props<'a>(&'a self, path: &'a DavPath, do_content: bool) -> FsFuture<'a, Vec<DavProp>> {
+        Box::pin(async move {
+            let location = self.props_location(path).await?;
+            let stored = self.props.read(&location).await?;
+            Ok(stored.iter().map(|p| p.to_prop(do_content)).collect())
+        })
+    }
+
+    fn get_prop<'a>(&'a self, path: &'a DavPath, prop: DavProp) -> FsFuture<'a, Vec<u8>> {
+        Box::pin(async move {
+            let location = self.props_location(path).await?;
+            let stored = self.props.read(&location).await?;
+            stored
                 .into_iter()
-                .map(|(_, prop)| (http::StatusCode::FORBIDDEN, prop))
-                .collect())
+                .find(|p| p.name == prop.name && p.namespace == prop.namespace)
+                .map(|p| p.xml.into_bytes())
+                .ok_or(FsError::NotFound)
         })
     }
 
@@ -332,6 +465,8 @@ struct StagedFile {
     file: tokio::fs::File,
     /// `None` once committed.
     staging: Option<PathBuf>,
+    /// Properties a former file of this name may have left (removed when a new file lands).
+    stale_props: Option<PathBuf>,
     target: PathBuf,
     written: u64,
     /// Size of the file this upload replaces (0 for a new one).
@@ -400,6 +535,12 @@ impl DavFile for StagedFile {
             self.file.sync_all().await?;
             tokio::fs::rename(&staging, &self.target).await?;
             self.staging = None;
+            if let Some(stale) = self.stale_props.take() {
+                match tokio::fs::remove_file(&stale).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
             self.usage.grew(self.written, self.replaced);
             if let Some(parent) = self.target.parent() {
                 // The rename is durable once the directory is.

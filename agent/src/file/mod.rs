@@ -6,25 +6,28 @@
 //! `guard`), metrics, and the bounded listener.
 
 mod auth;
+mod checks;
 mod fs;
+mod locks;
+mod props;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
-use dav_server::DavHandler;
-use dav_server::memls::MemLs;
+use dav_server::{DavConfig, DavHandler};
 use hostrole_config::FileRoleConfig;
 use http::StatusCode;
 
 use crate::admin::{AgentMetrics, track};
 use crate::guard;
 use crate::net::{self, BindError, HttpRole};
-use crate::users::{Users, UsersError};
+use crate::users::{User, Users, UsersError};
 
 /// The role's name in logs, metrics and readiness.
 pub const ROLE: &str = "file";
@@ -100,6 +103,13 @@ async fn probe_writable(root: &std::path::Path) -> std::io::Result<()> {
     tokio::fs::remove_file(&probe).await
 }
 
+/// The share's path policy: dotfiles are the users' own, the staging area is nobody's.
+const POLICY: guard::Policy = guard::Policy {
+    hide_dotfiles: false,
+    reserved: Some(fs::STAGING),
+    symlinks: guard::Symlinks::Guard,
+};
+
 fn router(
     root: PathBuf,
     share: fs::ShareFs,
@@ -107,15 +117,20 @@ fn router(
     max_upload: u64,
     metrics: AgentMetrics,
 ) -> Router {
+    let locks = locks::ShareLs::new();
     let dav = DavHandler::builder()
         .filesystem(Box::new(share))
-        .locksystem(MemLs::new())
+        // GET of a collection: an HTML listing (names escaped, sizes, dates, links).
+        .autoindex(true)
         .build_handler();
+    let share_root = Arc::new(root.clone());
     let out_metrics = metrics.clone();
     Router::new()
         .fallback(move |request: Request| {
             let dav = dav.clone();
             let metrics = out_metrics.clone();
+            let locks = locks.clone();
+            let share_root = share_root.clone();
             async move {
                 let too_big = request
                     .headers()
@@ -130,8 +145,35 @@ fn router(
                     )
                         .into_response();
                 }
+                let user = request.extensions().get::<User>().map(|u| u.name.clone());
+                if let Err(refused) = lock_rules(&locks, user.as_deref(), &request) {
+                    metrics.error(ROLE, refused.reason());
+                    return refused.into_response();
+                }
+                // Locks are taken and checked as this user (dav-server's principal).
+                let mut config = DavConfig::new().locksystem(locks.for_user(user.as_deref()));
+                if let Some(user) = user {
+                    config = config.principal(user);
+                }
                 let is_get = request.method() == http::Method::GET;
-                let response = dav.handle(request).await;
+                let copy = copy_request(&request);
+                let collection_copy = collection_copy(&share_root, copy).await;
+                let response = dav.handle_with(config, request).await;
+                if let Some((from, to, depth_zero)) = collection_copy
+                    && matches!(
+                        response.status(),
+                        StatusCode::CREATED | StatusCode::NO_CONTENT
+                    )
+                {
+                    let root = share_root.clone();
+                    let copied = tokio::task::spawn_blocking(move || {
+                        props::copy_collections(&root, &from, &to, depth_zero)
+                    })
+                    .await;
+                    if !matches!(copied, Ok(Ok(()))) {
+                        tracing::warn!("a collection was copied without its dead properties");
+                    }
+                }
                 if is_get && response.status().is_success() {
                     let len = response
                         .headers()
@@ -143,16 +185,85 @@ fn router(
             }
         })
         .layer(from_fn_with_state(
-            guard::Site::new(
-                root,
-                guard::Policy {
-                    hide_dotfiles: false,
-                    reserved: Some(fs::STAGING),
-                    symlinks: guard::Symlinks::Guard,
-                },
-            ),
+            checks::Checks {
+                root: Arc::new(root.clone()),
+                policy: POLICY,
+                metrics: metrics.clone(),
+            },
+            checks::check,
+        ))
+        .layer(from_fn_with_state(
+            guard::Site::new(root, POLICY),
             guard::guard,
         ))
         .layer(from_fn_with_state(access, auth::require))
         .layer(from_fn_with_state((ROLE, metrics), track))
+}
+
+/// A new LOCK (one with a body) needs room under the user's cap; an UNLOCK must name the user's
+/// own lock.
+fn lock_rules(
+    locks: &locks::ShareLs,
+    user: Option<&str>,
+    request: &Request,
+) -> Result<(), locks::LockRefusal> {
+    match request.method().as_str() {
+        "LOCK" => {
+            let headers = request.headers();
+            let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
+                || headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .is_some_and(|n| n > 0);
+            if has_body && locks.may_lock(user).is_err() {
+                return Err(locks::LockRefusal::TooMany);
+            }
+            Ok(())
+        }
+        "UNLOCK" => {
+            let token = request
+                .headers()
+                .get("lock-token")
+                .and_then(|v| v.to_str().ok())
+                .map(|t| t.trim().trim_matches(|c| c == '<' || c == '>'));
+            match token {
+                Some(token) if locks.may_unlock(user, token).is_err() => {
+                    Err(locks::LockRefusal::NotYours)
+                }
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A COPY (source, destination relative to the root, Depth: 0) whose source may be a collection:
+/// its collections' own dead properties are copied after dav-server has copied the tree (it
+/// creates collections itself and copies only files through the filesystem).
+fn copy_request(request: &Request) -> Option<(PathBuf, PathBuf, bool)> {
+    if request.method().as_str() != "COPY" {
+        return None;
+    }
+    let from = guard::relative_path(request.uri().path(), POLICY).ok()?;
+    // The checks rewrote the Destination to the checked absolute path.
+    let to = request.headers().get("destination")?.to_str().ok()?;
+    let to = guard::relative_path(to, POLICY).ok()?;
+    let depth_zero = request
+        .headers()
+        .get("depth")
+        .is_some_and(|d| d.as_bytes() == b"0");
+    Some((from, to, depth_zero))
+}
+
+/// The COPY of [`copy_request`], when its source is a collection.
+async fn collection_copy(
+    root: &Path,
+    copy: Option<(PathBuf, PathBuf, bool)>,
+) -> Option<(PathBuf, PathBuf, bool)> {
+    let copy = copy?;
+    tokio::fs::metadata(root.join(&copy.0))
+        .await
+        .ok()?
+        .is_dir()
+        .then_some(copy)
 }

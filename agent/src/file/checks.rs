@@ -1,0 +1,439 @@
+//! What the share refuses before dav-server sees a request: writes that would remove or replace the
+//! share's root, a COPY/MOVE `Destination` that the request path itself could not name (another
+//! host, the staging area, a symlink out of the share, a collection that holds the source), the
+//! role's own bookkeeping names at any depth, and `PROPFIND` of unbounded depth.
+//!
+//! The request path has already passed the shared `guard`; the Destination passes the same checks
+//! here and is then handed to dav-server rewritten as the plain path that was checked, so that the
+//! path dav-server acts on is the one that was judged.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode, header};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+use crate::admin::AgentMetrics;
+use crate::guard::{self, Policy, Refusal};
+
+/// The file role's bookkeeping names: never a path a client may name, at any depth.
+pub const RESERVED_ANYWHERE: &[&str] = &[super::props::PROPS];
+
+/// Why a request is refused, and the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// 400: not something a client may send.
+    BadRequest(&'static str),
+    /// 403: understood, and never allowed.
+    Forbidden(&'static str),
+    /// 404: a name the share keeps for itself.
+    NotFound,
+    /// 502: a Destination on another server (RFC 4918 sections 9.8.5 and 9.9.4).
+    BadGateway(&'static str),
+    /// 403 with the `propfind-finite-depth` precondition (RFC 4918 section 9.1): a PROPFIND of
+    /// unbounded depth would walk the whole share in one response.
+    FiniteDepth,
+}
+
+impl Refused {
+    /// The metric reason (a fixed string).
+    fn reason(self) -> &'static str {
+        match self {
+            Refused::BadRequest(_) => "BadDestination",
+            Refused::Forbidden(_) => "Forbidden",
+            Refused::NotFound => "ReservedPath",
+            Refused::BadGateway(_) => "ForeignDestination",
+            Refused::FiniteDepth => "InfiniteDepth",
+        }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::BadRequest(why) => (StatusCode::BAD_REQUEST, format!("{why}\n")),
+            Refused::Forbidden(why) => (StatusCode::FORBIDDEN, format!("{why}\n")),
+            Refused::NotFound => (StatusCode::NOT_FOUND, "not found\n".to_string()),
+            Refused::BadGateway(why) => (StatusCode::BAD_GATEWAY, format!("{why}\n")),
+            Refused::FiniteDepth => {
+                return (
+                    StatusCode::FORBIDDEN,
+                    [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+                    "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n",
+                )
+                    .into_response();
+            }
+        }
+        .into_response()
+    }
+}
+
+/// A checked Destination: the path relative to the share root, and whether it ended in `/`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub relative: PathBuf,
+    pub collection: bool,
+}
+
+impl Destination {
+    /// The Destination as dav-server gets it: the absolute path, each segment percent-encoded.
+    pub fn header_value(&self) -> String {
+        let mut out = String::new();
+        for segment in self.relative.iter() {
+            out.push('/');
+            out.extend(utf8_percent_encode(&segment.to_string_lossy(), SEGMENT));
+        }
+        if out.is_empty() || self.collection {
+            out.push('/');
+        }
+        out
+    }
+}
+
+/// What a path segment must not hold raw in a Destination handed on (dav-server accepts only
+/// printable ASCII; `%`, `?`, `#` and `/` would change the meaning).
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\');
+
+/// Checks a path relative to the root for the names the role keeps at every depth.
+fn reserved_anywhere(relative: &Path) -> bool {
+    relative
+        .iter()
+        .any(|s| RESERVED_ANYWHERE.iter().any(|r| s == *r))
+}
+
+/// Parses and checks a Destination header (RFC 4918 section 10.3: an absolute URI or an absolute
+/// path). `authority` is the request's own (`Host`, or the HTTP/2 `:authority`).
+pub fn destination(
+    raw: &str,
+    authority: Option<&str>,
+    policy: Policy,
+) -> Result<Destination, Refused> {
+    if raw.contains('#') {
+        return Err(Refused::BadRequest(
+            "the Destination must not hold a fragment",
+        ));
+    }
+    if raw.contains('?') {
+        return Err(Refused::BadRequest("the Destination must not hold a query"));
+    }
+    let path = if raw.starts_with("//") {
+        // A network-path reference names a host without a scheme.
+        return Err(Refused::BadRequest(
+            "the Destination must be an absolute URI or an absolute path",
+        ));
+    } else if raw.starts_with('/') {
+        raw.to_string()
+    } else {
+        // RFC 3986: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+        let scheme = raw.split_once(':').map(|(s, _)| s).filter(|s| {
+            s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        });
+        let Some(scheme) = scheme.map(str::to_ascii_lowercase) else {
+            return Err(Refused::BadRequest(
+                "the Destination must be an absolute URI or an absolute path",
+            ));
+        };
+        if !matches!(scheme.as_str(), "http" | "https") {
+            return Err(Refused::BadGateway(
+                "the Destination is not on this share (another scheme)",
+            ));
+        }
+        let uri: http::Uri = raw.parse().map_err(|_| {
+            Refused::BadRequest("the Destination must be an absolute URI or an absolute path")
+        })?;
+        let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
+        let Some(scheme @ ("http" | "https")) = scheme.as_deref() else {
+            return Err(Refused::BadGateway(
+                "the Destination is not on this share (another scheme)",
+            ));
+        };
+        let Some(theirs) = uri.authority() else {
+            return Err(Refused::BadRequest("the Destination has no host"));
+        };
+        let Some(ours) = authority else {
+            return Err(Refused::BadRequest(
+                "a Destination with a host needs a Host header to compare it with",
+            ));
+        };
+        if !same_authority(scheme, theirs.as_str(), ours) {
+            return Err(Refused::BadGateway(
+                "the Destination is not on this share (another host or port)",
+            ));
+        }
+        uri.path().to_string()
+    };
+    let collection = path.ends_with('/');
+    let relative = guard::relative_path(&path, policy).map_err(|r| match r {
+        Refusal::Malformed => Refused::BadRequest("the Destination path is malformed"),
+        Refusal::Hidden => Refused::Forbidden("the Destination names a path the share refuses"),
+    })?;
+    if reserved_anywhere(&relative) {
+        return Err(Refused::Forbidden(
+            "the Destination names a path the share refuses",
+        ));
+    }
+    Ok(Destination {
+        relative,
+        collection,
+    })
+}
+
+/// Host and port compared without case; a missing port is the scheme's default.
+fn same_authority(scheme: &str, theirs: &str, ours: &str) -> bool {
+    let default = if scheme == "https" { 443 } else { 80 };
+    let split = |a: &str| -> (String, Option<u16>) {
+        let a = a
+            .rsplit_once('@')
+            .map_or(a, |(_, h)| h)
+            .to_ascii_lowercase();
+        // "[::1]:80", "host:80", "host", "[::1]"
+        match a.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (host.to_string(), port.parse().ok()),
+            _ => (a, None),
+        }
+    };
+    let (their_host, their_port) = split(theirs);
+    let (our_host, our_port) = split(ours);
+    their_host == our_host && their_port.unwrap_or(default) == our_port.unwrap_or(default)
+}
+
+/// True when `ancestor` is `path` or a collection holding it (both relative to the root).
+fn contains(ancestor: &Path, path: &Path) -> bool {
+    path.starts_with(ancestor)
+}
+
+/// Why a COPY/MOVE from `source` to `dest` would lose data, if it would.
+pub fn copy_move(method: &Method, source: &Path, dest: &Path) -> Result<(), Refused> {
+    if is_root(dest) {
+        return Err(Refused::Forbidden(
+            "the share's root cannot be overwritten (Destination is the root)",
+        ));
+    }
+    if method.as_str() == "MOVE" && is_root(source) {
+        return Err(Refused::Forbidden("the share's root cannot be moved"));
+    }
+    if contains(dest, source) {
+        // Overwrite would delete the Destination first, and the source with it (Apache: 403).
+        return Err(Refused::Forbidden(
+            "the Destination is the source or a collection holding it",
+        ));
+    }
+    if contains(source, dest) {
+        return Err(Refused::Forbidden(
+            "the Destination is inside the source collection",
+        ));
+    }
+    Ok(())
+}
+
+fn is_root(relative: &Path) -> bool {
+    relative
+        .components()
+        .all(|c| matches!(c, Component::CurDir))
+}
+
+/// The checks' state: the canonical share root and the guard's policy.
+#[derive(Clone)]
+pub struct Checks {
+    pub root: Arc<PathBuf>,
+    pub policy: Policy,
+    pub metrics: AgentMetrics,
+}
+
+/// The middleware (after the shared `guard`, which has checked the request path).
+pub async fn check(State(checks): State<Checks>, mut request: Request, next: Next) -> Response {
+    match refuse(&checks, &mut request).await {
+        Ok(()) => next.run(request).await,
+        Err(refused) => {
+            checks.metrics.error(super::ROLE, refused.reason());
+            refused.into_response()
+        }
+    }
+}
+
+async fn refuse(checks: &Checks, request: &mut Request) -> Result<(), Refused> {
+    // The guard has let the path through, so it decodes.
+    let source =
+        guard::relative_path(request.uri().path(), checks.policy).map_err(|_| Refused::NotFound)?;
+    if reserved_anywhere(&source) {
+        return Err(Refused::NotFound);
+    }
+    let method = request.method().clone();
+    match method.as_str() {
+        "DELETE" if is_root(&source) => {
+            Err(Refused::Forbidden("the share's root cannot be deleted"))
+        }
+        "PROPFIND" if depth_infinity(request) => Err(Refused::FiniteDepth),
+        "COPY" | "MOVE" => {
+            let raw = request
+                .headers()
+                .get("destination")
+                .ok_or(Refused::BadRequest(
+                    "COPY and MOVE need a Destination header",
+                ))?
+                .to_str()
+                .map_err(|_| Refused::BadRequest("the Destination is not ASCII"))?;
+            let authority = request
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .or_else(|| {
+                    request
+                        .headers()
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_string)
+                });
+            let dest = destination(raw, authority.as_deref(), checks.policy)?;
+            copy_move(&method, &source, &dest.relative)?;
+            if guard::escapes(&checks.root, &checks.root.join(&dest.relative)).await {
+                tracing::warn!(
+                    destination = raw,
+                    "refused a Destination that leaves the share through a symlink"
+                );
+                return Err(Refused::Forbidden(
+                    "the Destination names a path the share refuses",
+                ));
+            }
+            let value = HeaderValue::from_str(&dest.header_value())
+                .map_err(|_| Refused::BadRequest("the Destination path is malformed"))?;
+            request.headers_mut().insert("destination", value);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn depth_infinity(request: &Request) -> bool {
+    request
+        .headers()
+        .get("depth")
+        .and_then(|d| d.to_str().ok())
+        .is_some_and(|d| d.trim().eq_ignore_ascii_case("infinity"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::Symlinks;
+
+    const SHARE: Policy = Policy {
+        hide_dotfiles: false,
+        reserved: Some(".hostrole-uploads"),
+        symlinks: Symlinks::Guard,
+    };
+    const HOST: Option<&str> = Some("127.0.0.1:8080");
+
+    fn dest(raw: &str) -> Result<Destination, Refused> {
+        destination(raw, HOST, SHARE)
+    }
+
+    fn rel(raw: &str) -> PathBuf {
+        dest(raw).expect("accepted").relative
+    }
+
+    #[test]
+    fn destinations_on_this_share_are_accepted() {
+        assert_eq!(rel("/a/b.txt"), PathBuf::from("a/b.txt"));
+        assert_eq!(
+            rel("http://127.0.0.1:8080/a/b.txt"),
+            PathBuf::from("a/b.txt")
+        );
+        assert_eq!(rel("HTTP://127.0.0.1:8080/a%20b"), PathBuf::from("a b"));
+        assert_eq!(rel("https://127.0.0.1:8080/x"), PathBuf::from("x"));
+        assert_eq!(rel("http://127.0.0.1:8080"), PathBuf::new());
+        assert_eq!(
+            destination("http://Example.COM/x", Some("example.com:80"), SHARE)
+                .expect("default port")
+                .relative,
+            PathBuf::from("x")
+        );
+        assert_eq!(
+            destination("http://[::1]:9/x", Some("[::1]:9"), SHARE)
+                .expect("ipv6")
+                .relative,
+            PathBuf::from("x")
+        );
+    }
+
+    #[test]
+    fn destinations_elsewhere_are_bad_gateway() {
+        for raw in [
+            "http://evil.example.com/x",
+            "http://127.0.0.1:8081/x",
+            "ftp://127.0.0.1:8080/x",
+            "file:///etc/passwd",
+            "http://127.0.0.1/x",
+        ] {
+            assert!(matches!(dest(raw), Err(Refused::BadGateway(_))), "{raw}");
+        }
+    }
+
+    #[test]
+    fn malformed_or_hidden_destinations_are_refused() {
+        for raw in ["/a#frag", "/a?q=1", "//evil.example.com/x", "a/b", "/a%00b"] {
+            assert!(matches!(dest(raw), Err(Refused::BadRequest(_))), "{raw}");
+        }
+        for raw in [
+            "/.hostrole-uploads/x",
+            "http://127.0.0.1:8080/.hostrole-uploads",
+            "/../etc/passwd",
+            "/a/.hostrole-props/b",
+        ] {
+            assert!(matches!(dest(raw), Err(Refused::Forbidden(_))), "{raw}");
+        }
+        assert!(matches!(
+            destination("http://127.0.0.1:8080/x", None, SHARE),
+            Err(Refused::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn the_header_handed_on_is_the_checked_path() {
+        let d = dest("http://127.0.0.1:8080/d%C3%A9j%C3%A0/a%20b%23c%3Fd%25/").expect("ok");
+        assert_eq!(d.relative, PathBuf::from("déjà/a b#c?d%"));
+        assert_eq!(d.header_value(), "/d%C3%A9j%C3%A0/a%20b%23c%3Fd%25/");
+        assert_eq!(rel("/"), PathBuf::new());
+        assert_eq!(dest("/").expect("root").header_value(), "/");
+    }
+
+    #[test]
+    fn nothing_overwrites_the_root_or_a_collection_holding_the_source() {
+        let copy = Method::from_bytes(b"COPY").expect("method");
+        let mv = Method::from_bytes(b"MOVE").expect("method");
+        let p = Path::new;
+        for m in [&copy, &mv] {
+            assert!(copy_move(m, p("a.txt"), p("")).is_err(), "onto the root");
+            assert!(
+                copy_move(m, p("a/b/c.txt"), p("a")).is_err(),
+                "onto a parent"
+            );
+            assert!(copy_move(m, p("a"), p("a/b")).is_err(), "into itself");
+            assert!(copy_move(m, p("a.txt"), p("a.txt")).is_err(), "onto itself");
+            assert!(copy_move(m, p("a/b.txt"), p("c/b.txt")).is_ok());
+            assert!(
+                copy_move(m, p("ab"), p("a")).is_ok(),
+                "a sibling with a prefix"
+            );
+        }
+        assert!(copy_move(&mv, p(""), p("x")).is_err(), "the root itself");
+        assert!(copy_move(&copy, p(""), p("x")).is_err(), "into itself");
+    }
+}
