@@ -239,15 +239,21 @@ pub fn patch_if_ours(network: &str, labels: &[(&str, &str)], owners: &Value) -> 
     Value::Array(ops)
 }
 
-/// A JSON patch that can never be written: its `test` fails (422) unless the Secret is labelled
-/// for `network`, and if it passes, renaming the object makes the API server refuse it (400)
-/// before admission and storage. So the answer tells whether a user labelled the Secret for the
-/// network, and nothing is read or changed either way.
-pub fn probe_consent(network: &str, name: &str) -> Value {
+/// A JSON patch that can never be written, to learn whether a Secret carries the label
+/// `key=value` without reading it: the `test` fails (422) unless it does, and if it passes,
+/// renaming the object makes the API server refuse the patch (400) before admission and
+/// storage. Nothing is read or changed either way; a missing Secret answers 404. (For item 4's
+/// rule too: a Secret is usable by HostRoles only when its owner labelled it.)
+pub fn probe_label(key: &str, value: &str, name: &str) -> Value {
     json!([
-        {"op": "test", "path": format!("/metadata/labels/{}", pointer(NETWORK_LABEL)), "value": network},
+        {"op": "test", "path": format!("/metadata/labels/{}", pointer(key)), "value": value},
         {"op": "replace", "path": "/metadata/name", "value": format!("{name}.probe")},
     ])
+}
+
+/// [`probe_label`] for a Secret labelled for a peer network.
+pub fn probe_consent(network: &str, name: &str) -> Value {
+    probe_label(NETWORK_LABEL, network, name)
 }
 
 #[cfg(test)]
