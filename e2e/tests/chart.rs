@@ -421,6 +421,42 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
         "no permission errors: {logs}"
     );
 
+    // A peer gaining storage changes the StatefulSet's claim templates, which cannot change:
+    // the operator deletes it (orphaning pods and claims) and applies the new one.
+    let statefulsets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(env.client.clone(), &apps);
+    let old_uid = statefulsets
+        .get("family")
+        .await
+        .expect("family's StatefulSet")
+        .metadata
+        .uid;
+    env.kubectl_ok(&[
+        "patch",
+        "hr",
+        "family",
+        "-n",
+        &apps,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"peer":{"share":{"storage":"1Gi"}}}}"#,
+    ]);
+    eventually(
+        "the StatefulSet is recreated with a claim template under the chart's RBAC",
+        Duration::from_secs(60),
+        || async {
+            let sts = statefulsets.get("family").await.ok()?;
+            let claims = sts.spec.as_ref()?.volume_claim_templates.as_ref()?.len();
+            (sts.metadata.uid != old_uid && claims == 1).then_some(())
+        },
+    )
+    .await;
+    let logs = operator.logs();
+    assert!(
+        !logs.to_lowercase().contains("forbidden"),
+        "no permission errors: {logs}"
+    );
+
     // The laptop's agent may report on its own pod, its client conditions only; nothing else.
     let agent = format!("system:serviceaccount:{apps}:laptop-host");
     for (verb, resource, allowed) in [
