@@ -164,7 +164,10 @@ impl Answer {
 /// A request on the network Secret, in the order they are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
-    /// Create it with a random secret (first request, always).
+    /// Check, without writing, that a Secret the operator made a while ago is still there and
+    /// still its own (first request when it has made it before).
+    ProbeOurs,
+    /// Create it with a random secret (first request otherwise).
     Create,
     /// Set its owners and labels, only if it carries the operator's labels for this network.
     PatchIfOurs,
@@ -175,6 +178,8 @@ pub enum Request {
 /// What the network Secret turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// Still the operator's, with nothing to change.
+    StillOurs,
     /// Created now.
     Created,
     /// The operator's; now with the network's owners and labels.
@@ -197,11 +202,16 @@ pub enum Next {
 }
 
 /// What follows the answer to `request`. Each request leads only to a later one, so at most
-/// three requests are made.
+/// four requests are made (three when the operator did not make the Secret before).
 pub fn next_secret_step(request: Request, answer: Answer) -> Next {
     use Request::*;
     use Verdict::*;
     match (request, answer) {
+        (ProbeOurs, Answer::BadRequest) => Next::Done(StillOurs),
+        // Deleted by hand: make it again (the peers cannot start without it).
+        (ProbeOurs, Answer::NotFound) => Next::Ask(Create),
+        // Replaced by a Secret without the operator's labels: a user's, or someone else's.
+        (ProbeOurs, Answer::TestFailed) => Next::Ask(ProbeConsent),
         (Create, Answer::Ok) => Next::Done(Created),
         (Create, Answer::AlreadyExists) => Next::Ask(PatchIfOurs),
         (PatchIfOurs, Answer::Ok) => Next::Done(Updated),
@@ -254,6 +264,16 @@ pub fn probe_label(key: &str, value: &str, name: &str) -> Value {
 /// [`probe_label`] for a Secret labelled for a peer network.
 pub fn probe_consent(network: &str, name: &str) -> Value {
     probe_label(NETWORK_LABEL, network, name)
+}
+
+/// A never-written probe that passes its tests (400) only while the Secret carries the
+/// operator's labels for the network.
+pub fn probe_ours(network: &str, name: &str) -> Value {
+    json!([
+        {"op": "test", "path": format!("/metadata/labels/{}", pointer(MANAGED_BY_LABEL)), "value": FIELD_MANAGER},
+        {"op": "test", "path": format!("/metadata/labels/{}", pointer(NETWORK_LABEL)), "value": network},
+        {"op": "replace", "path": "/metadata/name", "value": format!("{name}.probe")},
+    ])
 }
 
 #[cfg(test)]
@@ -415,6 +435,24 @@ mod tests {
             Next::Done(Failed(400))
         );
         assert_eq!(next_secret_step(Create, code(404)), Next::Done(Failed(404)));
+        // Looking again at a Secret made before: no write unless it went or changed hands.
+        assert_eq!(
+            next_secret_step(ProbeOurs, code(400)),
+            Next::Done(StillOurs)
+        );
+        assert_eq!(next_secret_step(ProbeOurs, code(404)), Next::Ask(Create));
+        assert_eq!(
+            next_secret_step(ProbeOurs, code(422)),
+            Next::Ask(ProbeConsent)
+        );
+        assert_eq!(
+            next_secret_step(ProbeOurs, code(403)),
+            Next::Done(Failed(403))
+        );
+        assert_eq!(
+            next_secret_step(ProbeOurs, code(200)),
+            Next::Done(Failed(200))
+        );
         // A probe must never be accepted: if the API server ever did, stop rather than go on.
         assert_eq!(
             next_secret_step(ProbeConsent, code(200)),
@@ -423,18 +461,19 @@ mod tests {
     }
 
     #[test]
-    fn the_network_secret_takes_at_most_three_requests() {
+    fn the_network_secret_takes_at_most_four_requests() {
         let answers = [200, 201, 400, 403, 404, 409, 422, 500, 503].map(Answer::from_status);
-        // Every sequence of answers ends in a verdict within three requests.
-        fn walk(request: Request, depth: usize, answers: &[Answer]) {
-            assert!(depth <= 3, "more than three requests");
+        // Every sequence of answers ends in a verdict within `limit` requests.
+        fn walk(request: Request, depth: usize, limit: usize, answers: &[Answer]) {
+            assert!(depth <= limit, "more than {limit} requests");
             for &a in answers {
                 if let Next::Ask(next) = next_secret_step(request, a) {
-                    walk(next, depth + 1, answers);
+                    walk(next, depth + 1, limit, answers);
                 }
             }
         }
-        walk(Request::Create, 1, &answers);
+        walk(Request::Create, 1, 3, &answers);
+        walk(Request::ProbeOurs, 1, 4, &answers);
     }
 
     #[test]
@@ -456,6 +495,16 @@ mod tests {
             ops.last().expect("ops")["path"],
             "/metadata/ownerReferences"
         );
+
+        let probe = probe_ours("family", "peers-family");
+        let ops = probe.as_array().expect("a list of operations");
+        assert_eq!(ops.len(), 3);
+        assert_eq!(
+            ops[0]["path"],
+            "/metadata/labels/app.kubernetes.io~1managed-by"
+        );
+        assert_eq!(ops[1]["path"], "/metadata/labels/hostrole.dev~1network");
+        assert_eq!(ops[2]["path"], "/metadata/name");
 
         let probe = probe_consent("family", "peers-family");
         let ops = probe.as_array().expect("a list of operations");

@@ -131,8 +131,9 @@ pub struct Context {
 /// What the operator learnt about a network Secret.
 #[derive(Clone, Debug, PartialEq)]
 enum KnownSecret {
-    /// The operator's, with these owners and labels (a digest of them) applied.
-    Ours(String),
+    /// The operator's, with these owners and labels (a digest of them) applied; looked at
+    /// again (without a write) after a while, since it may be deleted or replaced by hand.
+    Ours(String, Instant),
     /// A user's, labelled for the network; looked at again after a while (it may go).
     Consented(Instant),
 }
@@ -633,8 +634,14 @@ async fn ensure_network_secret(
         .unwrap_or_else(PoisonError::into_inner)
         .get(&key)
         .cloned();
-    match known {
-        Some(KnownSecret::Ours(d)) if d == digest => return Ok(None),
+    let mut request = Request::Create;
+    match &known {
+        Some(KnownSecret::Ours(d, at)) if *d == digest => {
+            if at.elapsed() < RESYNC {
+                return Ok(None);
+            }
+            request = Request::ProbeOurs;
+        }
         Some(KnownSecret::Consented(at)) if at.elapsed() < RESYNC => return Ok(None),
         _ => {}
     }
@@ -655,9 +662,16 @@ async fn ensure_network_secret(
             source,
         })
     };
-    let mut request = Request::Create;
     let (verdict, verb, result) = loop {
         let (verb, result) = match request {
+            Request::ProbeOurs => {
+                let patch = json_patch(ownership::probe_ours(&network.network, &name))?;
+                let params = PatchParams::default();
+                let result = secrets
+                    .patch(&name, &params, &Patch::<()>::Json(patch))
+                    .await;
+                ("probe", result.map(|_| ()))
+            }
             Request::Create => {
                 let mut bytes = [0u8; 32];
                 getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
@@ -739,12 +753,16 @@ async fn ensure_network_secret(
                 Some(secret_ref()),
             )
             .await;
-            remember(ctx, key, Some(KnownSecret::Ours(digest)));
+            remember(ctx, key, Some(KnownSecret::Ours(digest, Instant::now())));
             Ok(None)
         }
         Verdict::Updated => {
             ctx.metrics.wrote("Secret", "patch");
-            remember(ctx, key, Some(KnownSecret::Ours(digest)));
+            remember(ctx, key, Some(KnownSecret::Ours(digest, Instant::now())));
+            Ok(None)
+        }
+        Verdict::StillOurs => {
+            remember(ctx, key, Some(KnownSecret::Ours(digest, Instant::now())));
             Ok(None)
         }
         Verdict::Consented => {
