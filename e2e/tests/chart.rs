@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hostrole_api::HostRole;
-use hostrole_e2e::{Env, TempDir, eventually, repo_root, tempdir};
+use hostrole_e2e::{AGENT_IMAGE, Env, TempDir, eventually, repo_root, tempdir};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::Api;
@@ -240,6 +240,9 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
     let env = Env::new().await;
     let system = env.namespace("chart-rbac").await;
     let name = release("rbac");
+    // The operator below runs with the e2e agent image; the admission policy allows only the
+    // chart's agent image in StatefulSets, so the chart is told the same one.
+    let (repository, tag) = AGENT_IMAGE.rsplit_once(':').expect("image:tag");
     env.helm_ok(&[
         "install",
         &name,
@@ -248,6 +251,10 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
         &system,
         "--set",
         "replicaCount=1",
+        "--set",
+        &format!("agent.image.repository={repository}"),
+        "--set",
+        &format!("agent.image.tag={tag}"),
     ]);
     let full = format!("{name}-hostrole-operator");
     let who = format!("system:serviceaccount:{system}:{full}");
@@ -256,12 +263,17 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
         ("list", "hostroles.hostrole.dev", true),
         ("patch", "hostroles.hostrole.dev --subresource=status", true),
         ("patch", "statefulsets.apps", true),
+        // A StatefulSet whose claim templates change is deleted (orphaning its pods) and applied.
+        ("delete", "statefulsets.apps", true),
         ("delete", "services", true),
         ("create", "events.events.k8s.io", true),
+        ("get", "hostroles.hostrole.dev", false),
         ("update", "hostroles.hostrole.dev", false),
-        ("delete", "statefulsets.apps", false),
         ("delete", "configmaps", false),
         ("get", "secrets", false),
+        ("list", "secrets", false),
+        ("delete", "secrets", false),
+        ("create", "serviceaccounts --subresource=token", false),
         ("create", "pods", false),
         ("get", "nodes", false),
     ] {
@@ -409,6 +421,42 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
         "no permission errors: {logs}"
     );
 
+    // A peer gaining storage changes the StatefulSet's claim templates, which cannot change:
+    // the operator deletes it (orphaning pods and claims) and applies the new one.
+    let statefulsets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(env.client.clone(), &apps);
+    let old_uid = statefulsets
+        .get("family")
+        .await
+        .expect("family's StatefulSet")
+        .metadata
+        .uid;
+    env.kubectl_ok(&[
+        "patch",
+        "hr",
+        "family",
+        "-n",
+        &apps,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"peer":{"share":{"storage":"1Gi"}}}}"#,
+    ]);
+    eventually(
+        "the StatefulSet is recreated with a claim template under the chart's RBAC",
+        Duration::from_secs(60),
+        || async {
+            let sts = statefulsets.get("family").await.ok()?;
+            let claims = sts.spec.as_ref()?.volume_claim_templates.as_ref()?.len();
+            (sts.metadata.uid != old_uid && claims == 1).then_some(())
+        },
+    )
+    .await;
+    let logs = operator.logs();
+    assert!(
+        !logs.to_lowercase().contains("forbidden"),
+        "no permission errors: {logs}"
+    );
+
     // The laptop's agent may report on its own pod, its client conditions only; nothing else.
     let agent = format!("system:serviceaccount:{apps}:laptop-host");
     for (verb, resource, allowed) in [
@@ -517,3 +565,480 @@ spec:
   replicas: 2
   peer: {network: family, index: tracker}
 "#;
+
+/// Runs kubectl with another kubeconfig; Ok(stdout) or Err(stderr).
+fn kubectl_as(env: &Env, kubeconfig: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let mut all = vec!["--kubeconfig", kubeconfig.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    let out = env.kubectl(&all);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Creates the objects of `yaml` in `ns` with another kubeconfig.
+fn create_as(
+    env: &Env,
+    kubeconfig: &std::path::Path,
+    ns: &str,
+    yaml: &str,
+) -> Result<String, String> {
+    let dir = tempdir().expect("tempdir");
+    let file = dir.path().join("object.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    kubectl_as(
+        env,
+        kubeconfig,
+        &["create", "-n", ns, "-f", file.to_str().expect("utf-8")],
+    )
+}
+
+/// A client authenticated by a kubeconfig file.
+async fn client_from(kubeconfig: &std::path::Path) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig"),
+        &Default::default(),
+    )
+    .await
+    .expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
+/// Asserts that the chart's admission policy refused a write, with `why` in its message.
+fn refused(what: &str, result: Result<String, String>, why: &str) {
+    match result {
+        Ok(out) => panic!("{what} was allowed: {out}"),
+        Err(e) => assert!(
+            e.contains("ValidatingAdmissionPolicy") && e.contains(why),
+            "{what}: refused for another reason than {why:?}: {e}"
+        ),
+    }
+}
+
+const MANAGED_LABELS: &str = "{app.kubernetes.io/managed-by: hostrole-operator}";
+
+#[tokio::test]
+async fn a_compromised_operator_can_write_only_the_objects_it_makes() {
+    let env = Env::new().await;
+    let system = env.namespace("chart-vap").await;
+    let name = release("vap");
+    env.helm_ok(&[
+        "install",
+        &name,
+        &chart(),
+        "-n",
+        &system,
+        "--set",
+        "replicaCount=1",
+    ]);
+    let full = format!("{name}-hostrole-operator");
+    let apps = env.namespace("chart-vap-apps").await;
+    // Someone else's objects in a namespace the operator serves.
+    env.kubectl_ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        &apps,
+        "--from-literal=db=prod",
+    ]);
+    env.kubectl_ok(&["create", "serviceaccount", "deployer", "-n", &apps]);
+    let dir = tempdir().expect("tempdir");
+    let operator = service_account_kubeconfig(&env, &system, &full, None, &dir);
+
+    // The policies take effect once the API server has loaded them: probe the first and the
+    // last of the chart's (each probe that gets through is a harmless object of its own).
+    let mut attempt = 0;
+    eventually(
+        "the operator's admission policies are in force",
+        Duration::from_secs(30),
+        || {
+            attempt += 1;
+            let unlabelled =
+                format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: probe-{attempt}}}\n");
+            let every_pod = format!(
+                "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: probe-{attempt}\n  labels: {MANAGED_LABELS}\nspec: {{podSelector: {{matchLabels: {{app: probe}}}}}}\n"
+            );
+            let in_force = create_as(&env, &operator, &apps, &unlabelled).is_err()
+                && create_as(&env, &operator, &apps, &every_pod).is_err();
+            async move { in_force.then_some(()) }
+        },
+    )
+    .await;
+
+    // Minting a token for any ServiceAccount, to read it back from the create's answer.
+    refused(
+        "a service-account token Secret",
+        create_as(
+            &env,
+            &operator,
+            &apps,
+            &format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: peers-token\n  labels: {MANAGED_LABELS}\n  annotations: {{kubernetes.io/service-account.name: deployer}}\ntype: kubernetes.io/service-account-token\n"
+            ),
+        ),
+        "named peers-*, of type Opaque",
+    );
+    refused(
+        "an Opaque Secret not named peers-*",
+        create_as(
+            &env,
+            &operator,
+            &apps,
+            &format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: registry-login\n  labels: {MANAGED_LABELS}\ntype: Opaque\nstringData: {{token: abc}}\n"
+            ),
+        ),
+        "named peers-*, of type Opaque",
+    );
+    refused(
+        "an unlabelled Secret",
+        create_as(
+            &env,
+            &operator,
+            &apps,
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: peers-unlabelled}\ntype: Opaque\n",
+        ),
+        "labelled app.kubernetes.io/managed-by=hostrole-operator",
+    );
+    refused(
+        "a patch of someone else's ConfigMap",
+        kubectl_as(
+            &env,
+            &operator,
+            &[
+                "patch",
+                "configmap",
+                "settings",
+                "-n",
+                &apps,
+                "--type=merge",
+                "-p",
+                r#"{"data":{"db":"attacker"}}"#,
+            ],
+        ),
+        "labelled app.kubernetes.io/managed-by=hostrole-operator",
+    );
+    refused(
+        "taking over someone else's ConfigMap by labelling it",
+        kubectl_as(
+            &env,
+            &operator,
+            &[
+                "patch",
+                "configmap",
+                "settings",
+                "-n",
+                &apps,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"labels":{"app.kubernetes.io/managed-by":"hostrole-operator"}}}"#,
+            ],
+        ),
+        "may not take over an object it did not create",
+    );
+    refused(
+        "deleting someone else's ServiceAccount",
+        kubectl_as(
+            &env,
+            &operator,
+            &["delete", "serviceaccount", "deployer", "-n", &apps],
+        ),
+        "labelled app.kubernetes.io/managed-by=hostrole-operator",
+    );
+    refused(
+        "a StatefulSet running another image",
+        create_as(
+            &env,
+            &operator,
+            &apps,
+            &format!(
+                "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: miner\n  labels: {MANAGED_LABELS}\nspec:\n  serviceName: miner\n  selector: {{matchLabels: {{app.kubernetes.io/name: hostrole-host}}}}\n  template:\n    metadata: {{labels: {{app.kubernetes.io/name: hostrole-host}}}}\n    spec:\n      containers: [{{name: agent, image: example.invalid/miner:1}}]\n"
+            ),
+        ),
+        "runs the agent image only",
+    );
+    refused(
+        "a StatefulSet mounting a Secret through a hostPath",
+        create_as(
+            &env,
+            &operator,
+            &apps,
+            &format!(
+                "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: peek\n  labels: {MANAGED_LABELS}\nspec:\n  serviceName: peek\n  selector: {{matchLabels: {{app.kubernetes.io/name: hostrole-host}}}}\n  template:\n    metadata: {{labels: {{app.kubernetes.io/name: hostrole-host}}}}\n    spec:\n      containers: [{{name: agent, image: hostrole/agent:0.1.0}}]\n      volumes: [{{name: node, hostPath: {{path: /}}}}]\n"
+            ),
+        ),
+        "runs the agent image only",
+    );
+    refused(
+        "a Service with externalIPs (intercepting traffic to that address)",
+        create_as(
+            &env,
+            &operator,
+            &apps,
+            &format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: intercept\n  labels: {MANAGED_LABELS}\nspec:\n  selector: {{app.kubernetes.io/name: hostrole-host}}\n  externalIPs: [10.0.0.1]\n  ports: [{{port: 443}}]\n"
+            ),
+        ),
+        "without externalIPs",
+    );
+    refused(
+        "a RoleBinding granting the agent role to another ServiceAccount",
+        create_as(
+            &env,
+            &operator,
+            &apps,
+            &format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: web-host\n  labels: {MANAGED_LABELS}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {full}-agent}}\nsubjects: [{{kind: ServiceAccount, name: deployer, namespace: {apps}}}]\n"
+            ),
+        ),
+        "binds the agent ClusterRole to the host ServiceAccount of the same name",
+    );
+    refused(
+        "a NetworkPolicy isolating every pod of the namespace",
+        create_as(
+            &env,
+            &operator,
+            &apps,
+            &format!(
+                "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: lockdown\n  labels: {MANAGED_LABELS}\nspec:\n  podSelector: {{}}\n  policyTypes: [Ingress]\n"
+            ),
+        ),
+        "selects host pods only",
+    );
+
+    // What the operator does make still passes: a network Secret, a host ConfigMap.
+    let network_secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: peers-ok\n  labels: {MANAGED_LABELS}\ntype: Opaque\nstringData: {{secret: abc}}\n"
+    );
+    create_as(&env, &operator, &apps, &network_secret).expect("a network Secret");
+    create_as(
+        &env,
+        &operator,
+        &apps,
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-host\n  labels: {MANAGED_LABELS}\n"),
+    )
+    .expect("a host ConfigMap");
+    // (kubectl patch reads the object first, which the operator may not do for Secrets.)
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client_from(&operator).await, &apps);
+    refused(
+        "changing a network secret's value",
+        secrets
+            .patch(
+                "peers-ok",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({"stringData": {"secret": "known"}})),
+            )
+            .await
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
+        "never changes the value of a network secret",
+    );
+    // And nothing of the refused writes happened.
+    let settings = env.kubectl_ok(&["get", "configmap", "settings", "-n", &apps, "-o", "json"]);
+    assert!(
+        settings.contains("\"db\": \"prod\"") && !settings.contains("hostrole-operator"),
+        "{settings}"
+    );
+    env.kubectl_ok(&["get", "serviceaccount", "deployer", "-n", &apps]);
+    let secrets = env.kubectl_ok(&["get", "secrets", "-n", &apps, "-o", "name"]);
+    assert_eq!(secrets.trim(), "secret/peers-ok", "{secrets}");
+
+    env.helm_ok(&["uninstall", &name, "-n", &system]);
+    env.delete_namespace(&apps).await;
+    env.delete_namespace(&system).await;
+}
+
+#[tokio::test]
+async fn a_host_agent_cannot_change_its_pod_beyond_its_client_conditions() {
+    let env = Env::new().await;
+    let system = env.namespace("chart-agent").await;
+    let name = release("agent");
+    env.helm_ok(&[
+        "install",
+        &name,
+        &chart(),
+        "-n",
+        &system,
+        "--set",
+        "replicaCount=1",
+    ]);
+    let full = format!("{name}-hostrole-operator");
+    let apps = env.namespace("chart-agent-apps").await;
+    // What the operator makes for a host with clients: its ServiceAccount bound to the agent
+    // ClusterRole, and its pod (here made directly, restricted as the operator's are).
+    let pod = |pod: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  labels: {{app.kubernetes.io/name: hostrole-host, app.kubernetes.io/instance: spy}}\nspec:\n  serviceAccountName: spy-host\n  securityContext: {{runAsNonRoot: true, runAsUser: 65532, seccompProfile: {{type: RuntimeDefault}}}}\n  containers:\n    - name: agent\n      image: example.invalid/hostrole-agent:e2e\n      securityContext: {{allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}\n---\n"
+        )
+    };
+    let dir = tempdir().expect("tempdir");
+    let manifest = dir.path().join("spy.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: spy-host}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: spy-host}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {full}-agent}}\nsubjects: [{{kind: ServiceAccount, name: spy-host, namespace: {apps}}}]\n---\n{}{}",
+            pod("spy-0"),
+            pod("other-0")
+        ),
+    )
+    .expect("write");
+    env.kubectl_ok(&[
+        "apply",
+        "-n",
+        &apps,
+        "-f",
+        manifest.to_str().expect("utf-8"),
+    ]);
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), &apps);
+    let before = eventually(
+        "the pod runs, with an IP",
+        Duration::from_secs(60),
+        || async {
+            let p = pods.get("spy-0").await.ok()?;
+            let ready = hostrole_operator::status::pod_ready(&p);
+            (ready && p.status.as_ref()?.pod_ip.is_some()).then_some(p)
+        },
+    )
+    .await;
+
+    let kubeconfig = service_account_kubeconfig(&env, &apps, "spy-host", Some("spy-0"), &dir);
+    let agent: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(client_from(&kubeconfig).await, &apps);
+    let merge = |body: serde_json::Value| {
+        let agent = agent.clone();
+        async move {
+            agent
+                .patch_status(
+                    "spy-0",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&body),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    };
+    // In force once reporting on another pod is refused.
+    eventually(
+        "the agent's admission policy is in force",
+        Duration::from_secs(30),
+        || async {
+            let body = serde_json::json!({"status": {"conditions": [{"type": "clients.hostrole.dev/web-0", "status": "True"}]}});
+            agent
+                .patch_status("other-0", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&body))
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    let expect_refused = |what: &str, result: Result<(), String>, why: &str| match result {
+        Ok(()) => panic!("the agent could change {what}"),
+        Err(e) => assert!(e.contains(why), "{what}: {e}"),
+    };
+
+    // Its own client condition: allowed (what the agent is for).
+    let own = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "status": {"conditions": [{"type": "clients.hostrole.dev/web-0", "status": "True", "reason": "Ok"}]},
+    });
+    agent
+        .patch_status(
+            "spy-0",
+            &kube::api::PatchParams::apply("hostrole-agent").force(),
+            &kube::api::Patch::Apply(&own),
+        )
+        .await
+        .expect("the agent reports its client result");
+
+    let status_only = "nothing else of its pod's status";
+    // Its pod IP: the endpoints of every Service selecting the pod would send traffic there.
+    expect_refused(
+        "its pod IP",
+        merge(
+            serde_json::json!({"status": {"podIP": "10.96.0.1", "podIPs": [{"ip": "10.96.0.1"}]}}),
+        )
+        .await,
+        status_only,
+    );
+    expect_refused(
+        "its phase",
+        merge(serde_json::json!({"status": {"phase": "Failed"}})).await,
+        status_only,
+    );
+    expect_refused(
+        "its status message",
+        merge(serde_json::json!({"status": {"message": "all good, nothing to see"}})).await,
+        status_only,
+    );
+    expect_refused(
+        "its container states",
+        merge(serde_json::json!({"status": {"containerStatuses": []}})).await,
+        status_only,
+    );
+    // pods/status also writes metadata: a new label would make the pod another HostRole's host.
+    expect_refused(
+        "its labels",
+        merge(serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/instance": "web"}}}))
+            .await,
+        "labels, annotations or finalizers",
+    );
+    expect_refused(
+        "its finalizers",
+        merge(serde_json::json!({"metadata": {"finalizers": ["example.com/keep"]}})).await,
+        "labels, annotations or finalizers",
+    );
+    // Another condition, even keeping its status: only client conditions are the agent's.
+    let ready = before
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().position(|c| c.type_ == "Ready"))
+        .expect("a Ready condition");
+    let json_patch = |ops: serde_json::Value| {
+        let agent = agent.clone();
+        async move {
+            let patch: json_patch::Patch = serde_json::from_value(ops).expect("json patch");
+            agent
+                .patch_status(
+                    "spy-0",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::<()>::Json(patch),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    };
+    expect_refused(
+        "the message of its Ready condition",
+        json_patch(serde_json::json!([{"op": "add", "path": format!("/status/conditions/{ready}/message"), "value": "trust me"}])).await,
+        "only change its clients.hostrole.dev/* conditions",
+    );
+    expect_refused(
+        "removing its Ready condition",
+        json_patch(
+            serde_json::json!([{"op": "remove", "path": format!("/status/conditions/{ready}")}]),
+        )
+        .await,
+        "only change its clients.hostrole.dev/* conditions",
+    );
+
+    let after = pods.get("spy-0").await.expect("pod");
+    let (b, a) = (
+        before.status.expect("status"),
+        after.status.expect("status"),
+    );
+    assert_eq!(a.pod_ip, b.pod_ip);
+    assert_eq!(a.phase, b.phase);
+    assert_eq!(after.metadata.labels, before.metadata.labels);
+    assert_eq!(after.metadata.finalizers, before.metadata.finalizers);
+    env.helm_ok(&["uninstall", &name, "-n", &system]);
+    env.delete_namespace(&apps).await;
+    env.delete_namespace(&system).await;
+}

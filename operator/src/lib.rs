@@ -1,6 +1,8 @@
 //! The hostrole operator: turns HostRole resources into the Kubernetes objects that realise them.
 //!
 //! - [`desired`] and [`status`]: pure functions from a HostRole to its objects and its status;
+//! - [`ownership`]: pure decisions on whose an existing object is (the operator writes only
+//!   to its own);
 //! - [`reconcile`]: the thin layer that reads, applies, publishes events and writes status;
 //! - [`run`]: wiring of the controller, leader election and the HTTP endpoints.
 
@@ -8,6 +10,7 @@ pub mod desired;
 pub mod diff;
 pub mod matrix;
 pub mod metrics;
+pub mod ownership;
 pub mod reconcile;
 pub mod run;
 pub mod status;

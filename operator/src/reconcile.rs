@@ -15,7 +15,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
@@ -30,11 +30,16 @@ use crate::desired::{
 };
 use crate::diff::is_subset;
 use crate::metrics::Metrics;
+use crate::ownership::{
+    self, Answer, Claim, Conflict, NAME_CONFLICT, Next, Owner, Request, Verdict, conflicts_message,
+};
 use crate::status::{self, CLIENTS_HEALTHY, DEGRADED, Observed, READY};
 use crate::world::World;
 
 /// How often a HostRole is looked at again when nothing happens (reads only).
 const RESYNC: Duration = Duration::from_secs(300);
+/// How soon a HostRole blocked by a name conflict looks again (foreign objects are not watched).
+const CONFLICT_RETRY: Duration = Duration::from_secs(30);
 /// Back-off after a failure: doubles from the first step up to the cap, with jitter.
 const BACKOFF_FIRST: Duration = Duration::from_secs(2);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
@@ -62,6 +67,10 @@ pub enum Error {
     MissingField(&'static str),
     #[error("cannot draw random bytes for a network secret: {0}")]
     Random(String),
+    #[error(
+        "the API server accepted a request on Secret {namespace}/{name} that must always be refused (the probe of whether a user labelled it for a network); not using the Secret"
+    )]
+    ProbeAccepted { namespace: String, name: String },
 }
 
 impl Error {
@@ -93,6 +102,7 @@ impl Error {
             Error::Encode { kind, .. } => format!("Encode{kind}Failed"),
             Error::MissingField(_) => "InvalidObject".into(),
             Error::Random(_) => "RandomFailed".into(),
+            Error::ProbeAccepted { .. } => "ProbeAccepted".into(),
         }
     }
 }
@@ -113,9 +123,19 @@ pub struct Context {
     /// Every HostRole the controller watches, to resolve references between them.
     pub hostroles: Option<Store<HostRole>>,
     failures: Mutex<HashMap<(String, String), u32>>,
-    /// Network Secrets known to exist with the owners last applied (namespace, name) → digest,
-    /// so that an idle operator does not write them again.
-    network_secrets: Mutex<HashMap<(String, String), String>>,
+    /// Network Secrets known to exist, (namespace, name) → what they are, so that an idle
+    /// operator does not write (or probe) them again.
+    network_secrets: Mutex<HashMap<(String, String), KnownSecret>>,
+}
+
+/// What the operator learnt about a network Secret.
+#[derive(Clone, Debug, PartialEq)]
+enum KnownSecret {
+    /// The operator's, with these owners and labels (a digest of them) applied; looked at
+    /// again (without a write) after a while, since it may be deleted or replaced by hand.
+    Ours(String, Instant),
+    /// A user's, labelled for the network; looked at again after a while (it may go).
+    Consented(Instant),
 }
 
 impl Context {
@@ -214,6 +234,7 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
         .namespace
         .clone()
         .ok_or(Error::MissingField("namespace"))?;
+    let uid = hr.metadata.uid.clone().ok_or(Error::MissingField("uid"))?;
     let client = ctx.client.clone();
     if let Some(store) = &ctx.hostroles {
         // References resolve against every HostRole, so wait for the first full list: an
@@ -225,12 +246,21 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
     let mut apply_error = None;
     let mut problems = Vec::new();
     let mut network = None;
+    let mut conflicts = Vec::new();
     let stateful_set = match desired::desired(hr, &ctx.settings, &ctx.world()) {
         Ok(want) => {
             problems = want.problems.clone();
             network = hr.spec.peer.as_ref().map(|p| p.network.clone());
-            match apply_all(hr, ctx, &ns, want).await {
-                Ok(sts) => Some(sts),
+            match apply_all(hr, ctx, &ns, &uid, want).await {
+                Ok(Realised::Applied(sts)) => Some(sts),
+                Ok(Realised::Blocked {
+                    conflicts: found,
+                    stateful_set,
+                }) => {
+                    failure = Some((NAME_CONFLICT.to_string(), conflicts_message(&found)));
+                    conflicts = found;
+                    stateful_set
+                }
                 Err(e) => {
                     failure = Some(("ApplyFailed".to_string(), e.to_string()));
                     apply_error = Some(e);
@@ -238,6 +268,11 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
                         .get_opt(&Names::stateful_set(&name))
                         .await
                         .map_err(|e| api_error("get", "StatefulSet", &ns, &name, e))?
+                        // Someone else's StatefulSet of that name says nothing about this one.
+                        .filter(|s| {
+                            ownership::claim(Some(s.meta()), Owner::HostRole { uid: &uid })
+                                == Claim::Ours
+                        })
                 }
             }
         }
@@ -273,90 +308,71 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
     let new_status = status::status(hr, &observed, &now);
     if hr.status.as_ref() != Some(&new_status) {
         write_status(hr, ctx, &ns, &name, &new_status).await?;
+        let said = |s: Option<&HostRoleStatus>| {
+            status::condition(s, DEGRADED).map(|c| (c.reason.clone(), c.message.clone()))
+        };
+        if !conflicts.is_empty() && said(hr.status.as_ref()) != said(Some(&new_status)) {
+            for conflict in &conflicts {
+                publish(
+                    ctx,
+                    hr,
+                    EventType::Warning,
+                    NAME_CONFLICT,
+                    "Apply",
+                    conflict.message(),
+                    Some(ObjectReference {
+                        api_version: Some(conflict.api_version.into()),
+                        kind: Some(conflict.kind.into()),
+                        namespace: Some(conflict.namespace.clone()),
+                        name: Some(conflict.name.clone()),
+                        ..Default::default()
+                    }),
+                )
+                .await;
+            }
+        }
         publish_transitions(ctx, hr, hr.status.as_ref(), &new_status).await;
     }
     match apply_error {
         Some(e) => Err(e),
+        None if !conflicts.is_empty() => Ok(Action::requeue(CONFLICT_RETRY)),
         None => Ok(Action::requeue(RESYNC)),
     }
 }
 
-/// Applies every desired object and removes those the HostRole no longer needs (the Service
-/// when no server role is left, the reporting ServiceAccount when no client is, …).
-/// Returns the live StatefulSet.
-async fn apply_all(
-    hr: &HostRole,
-    ctx: &Context,
-    ns: &str,
-    want: Desired,
-) -> Result<StatefulSet, Error> {
-    let client = &ctx.client;
-    let name = hr.name_any();
-    apply(
-        hr,
-        ctx,
-        &Api::<ConfigMap>::namespaced(client.clone(), ns),
-        want.config_map,
-    )
-    .await?;
-    let services = Api::<Service>::namespaced(client.clone(), ns);
-    apply(hr, ctx, &services, want.headless_service).await?;
-    apply_or_delete(hr, ctx, &services, want.service, &Names::service(&name)).await?;
-    apply_or_delete(
-        hr,
-        ctx,
-        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
-        want.service_account,
-        &Names::service_account(&name),
-    )
-    .await?;
-    apply_or_delete(
-        hr,
-        ctx,
-        &Api::<RoleBinding>::namespaced(client.clone(), ns),
-        want.role_binding,
-        &Names::role_binding(&name),
-    )
-    .await?;
-    apply_or_delete(
-        hr,
-        ctx,
-        &Api::<NetworkPolicy>::namespaced(client.clone(), ns),
-        want.network_policy,
-        &Names::network_policy(&name),
-    )
-    .await?;
-    if let Some(network) = want.network {
-        ensure_network_secret(hr, ctx, ns, &network).await?;
-        apply(hr, ctx, &services, network.service).await?;
-    }
-    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns);
-    match apply(hr, ctx, &sts, want.stateful_set.clone()).await {
-        Err(e) if e.is_immutable_statefulset_change() => {
-            // A role that gains or loses storage changes volumeClaimTemplates, which a
-            // StatefulSet cannot change. Delete it but keep its pods and claims (orphan), then
-            // apply the new one: it adopts the pods and rolls them; the data stays.
-            let name = Names::stateful_set(&hr.name_any());
-            tracing::info!(hostrole = %hr.name_any(), "recreating the StatefulSet: its claim templates changed");
-            sts.delete(&name, &DeleteParams::orphan())
-                .await
-                .map_err(|e| api_error("delete", "StatefulSet", ns, &name, e))?;
-            ctx.metrics.wrote("StatefulSet", "delete");
-            wait_gone(&sts, &name, ns).await?;
-            apply(hr, ctx, &sts, want.stateful_set).await
-        }
-        other => other,
-    }
+/// What applying a HostRole's objects came to.
+enum Realised {
+    /// Every object is applied; the live StatefulSet.
+    Applied(StatefulSet),
+    /// Names the HostRole needs are taken by objects that are not its own: nothing was written
+    /// to them (nor, when found before any write, to anything else). The StatefulSet, when it
+    /// exists and is this HostRole's, for status.
+    Blocked {
+        conflicts: Vec<Conflict>,
+        stateful_set: Option<StatefulSet>,
+    },
 }
 
-/// Applies an optional object, or deletes it (if this HostRole owns it) when no longer wanted.
-async fn apply_or_delete<K>(
-    hr: &HostRole,
-    ctx: &Context,
-    api: &Api<K>,
+/// Who must own an object for the operator to write to it (see [`ownership`]).
+#[derive(Clone, Debug)]
+enum Rule {
+    /// This HostRole (by UID).
+    HostRole,
+    /// The peer network of that name (by the operator's labels).
+    Network(String),
+}
+
+/// An object the HostRole wants (or no longer wants) under a name, and what exists there.
+struct Slot<K> {
+    api: Api<K>,
+    namespace: String,
+    name: String,
     want: Option<K>,
-    name: &str,
-) -> Result<(), Error>
+    current: Option<K>,
+    rule: Rule,
+}
+
+impl<K> Slot<K>
 where
     K: Resource<DynamicType = ()>
         + k8s_openapi::Resource
@@ -365,23 +381,243 @@ where
         + Clone
         + Debug,
 {
-    match want {
-        Some(object) => apply(hr, ctx, api, object).await.map(|_| ()),
-        None => delete_owned(hr, ctx, api, name).await,
+    /// Reads what exists under `name` (the shell's only part in deciding ownership).
+    async fn fetch(
+        api: Api<K>,
+        namespace: &str,
+        name: String,
+        want: Option<K>,
+        rule: Rule,
+    ) -> Result<Self, Error> {
+        let kind = <K as k8s_openapi::Resource>::KIND;
+        let current = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| api_error("get", kind, namespace, &name, e))?;
+        Ok(Slot {
+            api,
+            namespace: namespace.to_string(),
+            name,
+            want,
+            current,
+            rule,
+        })
+    }
+
+    fn owner<'a>(&'a self, uid: &'a str) -> Owner<'a> {
+        match &self.rule {
+            Rule::HostRole => Owner::HostRole { uid },
+            Rule::Network(network) => Owner::Network { network },
+        }
+    }
+
+    fn claim(&self, uid: &str) -> Claim {
+        ownership::claim(self.current.as_ref().map(|c| c.meta()), self.owner(uid))
+    }
+
+    /// The conflict, when the HostRole wants this object and the name is someone else's.
+    fn conflict(&self, hostrole: &str, uid: &str) -> Option<Conflict> {
+        self.want.as_ref()?;
+        (self.claim(uid) == Claim::Foreign).then(|| {
+            Conflict::new(
+                (
+                    <K as k8s_openapi::Resource>::API_VERSION,
+                    <K as k8s_openapi::Resource>::KIND,
+                ),
+                &self.namespace,
+                &self.name,
+                hostrole,
+                self.owner(uid),
+            )
+        })
+    }
+
+    /// The live object, when it is ours.
+    fn ours(&self, uid: &str) -> Option<K> {
+        (self.claim(uid) == Claim::Ours)
+            .then(|| self.current.clone())
+            .flatten()
+    }
+
+    /// Applies the wanted object, or deletes the unwanted one if it is ours. Only called once
+    /// [`Slot::conflict`] found no conflict.
+    async fn write(self, hr: &HostRole, ctx: &Context, uid: &str) -> Result<Option<K>, Error> {
+        let ours = self.ours(uid);
+        match self.want {
+            Some(object) => apply(hr, ctx, &self.api, object, ours).await.map(Some),
+            None => {
+                if let Some(current) = ours {
+                    delete_owned(hr, ctx, &self.api, &current).await?;
+                }
+                Ok(None)
+            }
+        }
     }
 }
 
+/// Applies every desired object and removes those the HostRole no longer needs (the Service
+/// when no server role is left, the reporting ServiceAccount when no client is, …). First reads
+/// every name it needs: if one is taken by an object that is not its own, nothing is written.
+async fn apply_all(
+    hr: &HostRole,
+    ctx: &Context,
+    ns: &str,
+    uid: &str,
+    want: Desired,
+) -> Result<Realised, Error> {
+    let client = &ctx.client;
+    let name = hr.name_any();
+    let services = Api::<Service>::namespaced(client.clone(), ns);
+    let config_map = Slot::fetch(
+        Api::<ConfigMap>::namespaced(client.clone(), ns),
+        ns,
+        Names::config_map(&name),
+        Some(want.config_map),
+        Rule::HostRole,
+    )
+    .await?;
+    let headless = Slot::fetch(
+        services.clone(),
+        ns,
+        Names::headless_service(&name),
+        Some(want.headless_service),
+        Rule::HostRole,
+    )
+    .await?;
+    let service = Slot::fetch(
+        services.clone(),
+        ns,
+        Names::service(&name),
+        want.service,
+        Rule::HostRole,
+    )
+    .await?;
+    let service_account = Slot::fetch(
+        Api::<ServiceAccount>::namespaced(client.clone(), ns),
+        ns,
+        Names::service_account(&name),
+        want.service_account,
+        Rule::HostRole,
+    )
+    .await?;
+    let role_binding = Slot::fetch(
+        Api::<RoleBinding>::namespaced(client.clone(), ns),
+        ns,
+        Names::role_binding(&name),
+        want.role_binding,
+        Rule::HostRole,
+    )
+    .await?;
+    let network_policy = Slot::fetch(
+        Api::<NetworkPolicy>::namespaced(client.clone(), ns),
+        ns,
+        Names::network_policy(&name),
+        want.network_policy,
+        Rule::HostRole,
+    )
+    .await?;
+    let network_service = match &want.network {
+        Some(network) => Some(
+            Slot::fetch(
+                services.clone(),
+                ns,
+                network.service.name_any(),
+                Some(network.service.clone()),
+                Rule::Network(network.network.clone()),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let stateful_set = Slot::fetch(
+        Api::<StatefulSet>::namespaced(client.clone(), ns),
+        ns,
+        Names::stateful_set(&name),
+        Some(want.stateful_set.clone()),
+        Rule::HostRole,
+    )
+    .await?;
+
+    let mut conflicts: Vec<Conflict> = [
+        config_map.conflict(&name, uid),
+        headless.conflict(&name, uid),
+        service.conflict(&name, uid),
+        service_account.conflict(&name, uid),
+        role_binding.conflict(&name, uid),
+        network_policy.conflict(&name, uid),
+        network_service
+            .as_ref()
+            .and_then(|s| s.conflict(&name, uid)),
+        stateful_set.conflict(&name, uid),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if conflicts.is_empty()
+        && let Some(network) = &want.network
+    {
+        conflicts.extend(ensure_network_secret(hr, ctx, ns, network).await?);
+    }
+    if !conflicts.is_empty() {
+        return Ok(Realised::Blocked {
+            conflicts,
+            stateful_set: stateful_set.ours(uid),
+        });
+    }
+
+    config_map.write(hr, ctx, uid).await?;
+    headless.write(hr, ctx, uid).await?;
+    service.write(hr, ctx, uid).await?;
+    service_account.write(hr, ctx, uid).await?;
+    role_binding.write(hr, ctx, uid).await?;
+    network_policy.write(hr, ctx, uid).await?;
+    if let Some(slot) = network_service {
+        slot.write(hr, ctx, uid).await?;
+    }
+    let sts = stateful_set.api.clone();
+    let sts_uid = stateful_set
+        .current
+        .as_ref()
+        .and_then(|s| s.metadata.uid.clone());
+    let live = match stateful_set.write(hr, ctx, uid).await {
+        Err(e) if e.is_immutable_statefulset_change() => {
+            // A role that gains or loses storage changes volumeClaimTemplates, which a
+            // StatefulSet cannot change. Delete it but keep its pods and claims (orphan), then
+            // apply the new one: it adopts the pods and rolls them; the data stays.
+            let name = Names::stateful_set(&hr.name_any());
+            tracing::info!(hostrole = %hr.name_any(), "recreating the StatefulSet: its claim templates changed");
+            // Only the StatefulSet just found to be ours (by its UID), never one put in its place.
+            let mut params = DeleteParams::orphan();
+            params.preconditions = Some(Preconditions {
+                uid: sts_uid,
+                resource_version: None,
+            });
+            sts.delete(&name, &params)
+                .await
+                .map_err(|e| api_error("delete", "StatefulSet", ns, &name, e))?;
+            ctx.metrics.wrote("StatefulSet", "delete");
+            wait_gone(&sts, &name, ns).await?;
+            apply(hr, ctx, &sts, want.stateful_set, None).await?
+        }
+        other => other?.ok_or(Error::MissingField("StatefulSet"))?,
+    };
+    Ok(Realised::Applied(live))
+}
+
 /// The network's shared secret: created once with random bytes (never rewritten, so peers keep
-/// agreeing), then its owners kept in step with the network's members by a metadata-only apply.
-/// The operator never reads Secrets; it remembers what it applied.
+/// agreeing), then its owners kept in step with the network's members by a metadata-only patch
+/// that the API server refuses unless the Secret carries the operator's labels. A user's Secret
+/// labelled for the network is used as it is; any other Secret of that name is a conflict.
+/// The operator never reads Secrets: every decision comes from the API server's answers
+/// ([`ownership::next_secret_step`]), and it remembers what it learnt.
 async fn ensure_network_secret(
     hr: &HostRole,
     ctx: &Context,
     ns: &str,
     network: &NetworkObjects,
-) -> Result<(), Error> {
+) -> Result<Option<Conflict>, Error> {
     let name = network.secret_name.clone();
-    let labels = network.service.metadata.labels.clone();
+    let labels = network.service.metadata.labels.clone().unwrap_or_default();
     let digest = hex::encode(
         &Sha256::digest(
             serde_json::to_vec(&(&network.owners, &labels)).map_err(|source| Error::Encode {
@@ -392,39 +628,117 @@ async fn ensure_network_secret(
         )[..8],
     );
     let key = (ns.to_string(), name.clone());
-    if ctx
+    let known = ctx
         .network_secrets
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&key)
-        == Some(&digest)
-    {
-        return Ok(());
+        .cloned();
+    let mut request = Request::Create;
+    match &known {
+        Some(KnownSecret::Ours(d, at)) if *d == digest => {
+            if at.elapsed() < RESYNC {
+                return Ok(None);
+            }
+            request = Request::ProbeOurs;
+        }
+        Some(KnownSecret::Consented(at)) if at.elapsed() < RESYNC => return Ok(None),
+        _ => {}
     }
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), ns);
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(ns.to_string()),
-            labels: labels.clone(),
-            owner_references: Some(network.owners.clone()),
-            ..Default::default()
-        },
-        type_: Some("Opaque".into()),
-        string_data: Some(std::collections::BTreeMap::from([(
-            hostrole_api::render::NETWORK_SECRET_KEY.to_string(),
-            hex::encode(bytes),
-        )])),
+    let label_pairs: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let owners = serde_json::to_value(&network.owners).map_err(|source| Error::Encode {
+        kind: "Secret",
+        name: name.clone(),
+        source,
+    })?;
+    let json_patch = |value: serde_json::Value| {
+        serde_json::from_value::<json_patch::Patch>(value).map_err(|source| Error::Encode {
+            kind: "Secret",
+            name: name.clone(),
+            source,
+        })
+    };
+    let (verdict, verb, result) = loop {
+        let (verb, result) = match request {
+            Request::ProbeOurs => {
+                let patch = json_patch(ownership::probe_ours(&network.network, &name))?;
+                let params = PatchParams::default();
+                let result = secrets
+                    .patch(&name, &params, &Patch::<()>::Json(patch))
+                    .await;
+                ("probe", result.map(|_| ()))
+            }
+            Request::Create => {
+                let mut bytes = [0u8; 32];
+                getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
+                let secret = Secret {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(ns.to_string()),
+                        labels: Some(labels.clone()),
+                        owner_references: Some(network.owners.clone()),
+                        ..Default::default()
+                    },
+                    type_: Some("Opaque".into()),
+                    string_data: Some(std::collections::BTreeMap::from([(
+                        hostrole_api::render::NETWORK_SECRET_KEY.to_string(),
+                        hex::encode(bytes),
+                    )])),
+                    ..Default::default()
+                };
+                let params = PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                ("create", secrets.create(&params, &secret).await.map(|_| ()))
+            }
+            Request::PatchIfOurs => {
+                let patch = json_patch(ownership::patch_if_ours(
+                    &network.network,
+                    &label_pairs,
+                    &owners,
+                ))?;
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                let result = secrets
+                    .patch(&name, &params, &Patch::<()>::Json(patch))
+                    .await;
+                ("patch", result.map(|_| ()))
+            }
+            Request::ProbeConsent => {
+                let patch = json_patch(ownership::probe_consent(&network.network, &name))?;
+                let params = PatchParams::default();
+                let result = secrets
+                    .patch(&name, &params, &Patch::<()>::Json(patch))
+                    .await;
+                ("probe", result.map(|_| ()))
+            }
+        };
+        let answer = match &result {
+            Ok(()) => Answer::Ok,
+            Err(kube::Error::Api(status)) => Answer::from_status(status.code),
+            Err(_) => Answer::Other(0),
+        };
+        match ownership::next_secret_step(request, answer) {
+            Next::Ask(next) => request = next,
+            Next::Done(verdict) => break (verdict, verb, result),
+        }
+    };
+    let secret_ref = || ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Secret".into()),
+        namespace: Some(ns.to_string()),
+        name: Some(name.clone()),
         ..Default::default()
     };
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    match secrets.create(&params, &secret).await {
-        Ok(created) => {
+    match verdict {
+        Verdict::Created => {
             ctx.metrics.wrote("Secret", "create");
             publish(
                 ctx,
@@ -436,38 +750,74 @@ async fn ensure_network_secret(
                     "Created Secret {name}: the shared secret of peer network {}",
                     network.network
                 ),
-                Some(created.object_ref(&())),
+                Some(secret_ref()),
             )
             .await;
+            remember(ctx, key, Some(KnownSecret::Ours(digest, Instant::now())));
+            Ok(None)
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            let patch = serde_json::json!({
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {
-                    "name": name,
-                    "namespace": ns,
-                    "labels": labels,
-                    "ownerReferences": network.owners,
-                },
-            });
-            secrets
-                .patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&patch),
+        Verdict::Updated => {
+            ctx.metrics.wrote("Secret", "patch");
+            remember(ctx, key, Some(KnownSecret::Ours(digest, Instant::now())));
+            Ok(None)
+        }
+        Verdict::StillOurs => {
+            remember(ctx, key, Some(KnownSecret::Ours(digest, Instant::now())));
+            Ok(None)
+        }
+        Verdict::Consented => {
+            if !matches!(known, Some(KnownSecret::Consented(_))) {
+                publish(
+                    ctx,
+                    hr,
+                    EventType::Normal,
+                    "UsingSecret",
+                    "Apply",
+                    format!(
+                        "Using Secret {name}, labelled {NETWORK_LABEL}={network}, as the shared secret of peer network {network}; the operator never changes or deletes it",
+                        network = network.network
+                    ),
+                    Some(secret_ref()),
                 )
-                .await
-                .map_err(|e| api_error("apply", "Secret", ns, &name, e))?;
-            ctx.metrics.wrote("Secret", "apply");
+                .await;
+            }
+            remember(ctx, key, Some(KnownSecret::Consented(Instant::now())));
+            Ok(None)
         }
-        Err(e) => return Err(api_error("create", "Secret", ns, &name, e)),
+        Verdict::Foreign => {
+            remember(ctx, key, None);
+            Ok(Some(Conflict::new(
+                ("v1", "Secret"),
+                ns,
+                &name,
+                &hr.name_any(),
+                Owner::Network {
+                    network: &network.network,
+                },
+            )))
+        }
+        Verdict::Retry | Verdict::Failed(_) => {
+            remember(ctx, key, None);
+            Err(match result {
+                Err(e) => api_error(verb, "Secret", ns, &name, e),
+                Ok(()) => Error::ProbeAccepted {
+                    namespace: ns.to_string(),
+                    name: name.clone(),
+                },
+            })
+        }
     }
-    ctx.network_secrets
+}
+
+fn remember(ctx: &Context, key: (String, String), known: Option<KnownSecret>) {
+    let mut secrets = ctx
+        .network_secrets
         .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(key, digest);
-    Ok(())
+        .unwrap_or_else(PoisonError::into_inner);
+    match known {
+        Some(known) => secrets.insert(key, known),
+        None => secrets.remove(&key),
+    };
 }
 
 /// Waits (briefly) until an object deleted with orphan propagation is gone.
@@ -485,8 +835,15 @@ async fn wait_gone(api: &Api<StatefulSet>, name: &str, ns: &str) -> Result<(), E
     Ok(())
 }
 
-/// Server-side applies `desired` unless the live object already holds it.
-async fn apply<K>(hr: &HostRole, ctx: &Context, api: &Api<K>, mut desired: K) -> Result<K, Error>
+/// Server-side applies `desired` unless the live object `current` (which must be this
+/// HostRole's, or absent) already holds it.
+async fn apply<K>(
+    hr: &HostRole,
+    ctx: &Context,
+    api: &Api<K>,
+    mut desired: K,
+    current: Option<K>,
+) -> Result<K, Error>
 where
     K: Resource<DynamicType = ()>
         + k8s_openapi::Resource
@@ -508,11 +865,10 @@ where
         .annotations_mut()
         .insert(APPLIED_HASH_ANNOTATION.into(), hash.clone());
 
-    let current = api
-        .get_opt(&name)
-        .await
-        .map_err(|e| api_error("get", kind, &ns, &name, e))?;
     if let Some(current) = &current {
+        // The UID found to be ours is a precondition of the write: if the object was replaced
+        // since it was read, the API server refuses the apply instead of taking the new one.
+        desired.meta_mut().uid = current.meta().uid.clone();
         let same_hash = current.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash);
         let want = serde_json::to_value(&desired).map_err(encode)?;
         let have = serde_json::to_value(current).map_err(encode)?;
@@ -548,36 +904,33 @@ where
     Ok(applied)
 }
 
-/// Deletes an object the HostRole owns, if it exists and is owned by it.
+/// Deletes `current`, an object of this HostRole that it no longer needs (the UID it was read
+/// with is a precondition: a replacement is never deleted).
 async fn delete_owned<K>(
     hr: &HostRole,
     ctx: &Context,
     api: &Api<K>,
-    name: &str,
+    current: &K,
 ) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + k8s_openapi::Resource + DeserializeOwned + Clone + Debug,
 {
     let kind = <K as k8s_openapi::Resource>::KIND;
     let ns = hr.namespace().unwrap_or_default();
-    let Some(current) = api
-        .get_opt(name)
-        .await
-        .map_err(|e| api_error("get", kind, &ns, name, e))?
-    else {
-        return Ok(());
-    };
-    let uid = hr.uid();
-    if !current
-        .owner_references()
-        .iter()
-        .any(|o| Some(&o.uid) == uid.as_ref())
-    {
-        return Ok(());
+    let name = current.name_any();
+    let mut params = DeleteParams::background();
+    params.preconditions = Some(Preconditions {
+        uid: current.meta().uid.clone(),
+        resource_version: None,
+    });
+    match api.delete(&name, &params).await {
+        Ok(_) => {}
+        // Gone already, or replaced by another object: nothing of ours to delete.
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+            return Ok(());
+        }
+        Err(e) => return Err(api_error("delete", kind, &ns, &name, e)),
     }
-    api.delete(name, &DeleteParams::background())
-        .await
-        .map_err(|e| api_error("delete", kind, &ns, name, e))?;
     ctx.metrics.wrote(kind, "delete");
     publish(
         ctx,
