@@ -5,9 +5,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use hostrole_agent::standalone::{self, UpOptions};
 use hostrole_agent::{config, supervisor};
+use hostrole_agent_core::telemetry::{LogFormat, init_logs};
 use hostrole_api::manifest;
 use hostrole_api::rules::ADMIN_PORT;
 use hostrole_config::AgentConfig;
@@ -27,12 +28,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Plain,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -79,7 +74,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    init_logs(cli.log_format, "info");
     match cli.command {
         Command::Check { manifests } => check(&manifests),
         Command::HashPassword => hash_password(),
@@ -122,7 +117,7 @@ fn hash_password() -> ExitCode {
     if password.is_empty() {
         return fail(&"no password on standard input");
     }
-    match hostrole_agent::users::hash_password(password) {
+    match hostrole_agent_core::users::hash_password(password) {
         Ok(hash) => {
             println!("{hash}");
             ExitCode::SUCCESS
@@ -198,17 +193,4 @@ fn url(label: &str, addr: &std::net::SocketAddr) -> String {
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("error: {error}");
     ExitCode::FAILURE
-}
-
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
 }

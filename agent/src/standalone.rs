@@ -243,26 +243,16 @@ fn owner_only(dir: &Path) -> Result<(), StandaloneError> {
 
 /// Writes `bytes` to `<dir>/<name>` readable by the owner only, atomically.
 fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StandaloneError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(name);
-    let write_err = |source| StandaloneError::Write {
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(write_err)?;
-    let staging = dir.join(format!(".{name}.tmp"));
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&staging)
-        .map_err(write_err)?;
-    out.write_all(bytes).map_err(write_err)?;
-    out.sync_all().map_err(write_err)?;
-    std::fs::rename(&staging, &path).map_err(write_err)?;
+    hostrole_agent_core::fsutil::write_atomic(&path, bytes, 0o600).map_err(|source| {
+        StandaloneError::Write {
+            path: path.clone(),
+            source,
+        }
+    })?;
     Ok(path)
 }
+
 /// The Secrets of a multi-document manifest: name → key → bytes (`data` is base64,
 /// `stringData` is text and wins, as on the API server).
 fn secrets_in(text: &str) -> Secrets {
@@ -513,7 +503,7 @@ mod tests {
         assert!(peer.root.is_dir(), "the share exists");
         assert_eq!(peer.quota_bytes, Some(1 << 20));
         assert_eq!(
-            crate::p2p::auth::read_secret(&peer.secret_file).expect("secret"),
+            hostrole_p2p::auth::read_secret(&peer.secret_file).expect("secret"),
             b"s3cret"
         );
     }

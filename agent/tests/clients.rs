@@ -202,7 +202,7 @@ fn web_file_and_mail_clients_succeed_against_the_real_roles_and_leave_nothing_be
         "role=\"file\",method=\"PUT\",code=\"201\"",
         "role=\"file\",method=\"PROPFIND\",code=\"207\"",
         "role=\"file\",method=\"DELETE\",code=\"204\"",
-        "role=\"imap\",method=\"EXPUNGE\"",
+        "hostrole_agent_commands_total{role=\"imap\",command=\"EXPUNGE\",outcome=\"Ok\"}",
     ] {
         assert!(
             server_metrics.contains(needle),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use hostrole_agent::users::hash_password;
+use hostrole_agent_core::users::hash_password;
 use support::{Agent, curl, fetch, free_port, wait_until};
 
 const QUOTA: u64 = 3 * 1024 * 1024;

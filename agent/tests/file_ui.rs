@@ -7,7 +7,7 @@ mod support;
 
 use std::process::Command;
 
-use hostrole_agent::users::hash_password;
+use hostrole_agent_core::users::hash_password;
 use support::{Agent, curl, free_port};
 
 #[test]

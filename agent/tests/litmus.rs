@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hostrole_agent::users::hash_password;
+use hostrole_agent_core::users::hash_password;
 use support::{Agent, curl, free_port};
 
 /// Warnings litmus gives that the file role cannot remove (see the report / docs/decisions.md):

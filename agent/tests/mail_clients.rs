@@ -289,7 +289,9 @@ fn swaks_delivers_locally_and_refuses_relay_unknown_users_and_oversized_mail() {
 
     let metrics = host.metrics();
     assert!(
-        metrics.contains("role=\"smtp\",method=\"RCPT\",code=\"554\""),
+        metrics.contains(
+            "hostrole_agent_commands_total{role=\"smtp\",command=\"RCPT\",outcome=\"Rejected\"}"
+        ),
         "{metrics}"
     );
     assert!(

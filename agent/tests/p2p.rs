@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use hostrole_agent::p2p::auth;
+use hostrole_p2p::auth;
 use support::curl;
 use support::p2p::*;
 

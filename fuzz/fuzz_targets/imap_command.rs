@@ -2,9 +2,7 @@
 //! non-empty, and the literal detector agrees with what it finds.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../agent/src/mail/imap/parse.rs"]
-mod parse;
+use hostrole_proto::imap as parse;
 
 use libfuzzer_sys::fuzz_target;
 

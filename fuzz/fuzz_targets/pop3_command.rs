@@ -1,9 +1,7 @@
 //! POP3 command lines: the parser never panics; message numbers are numbers.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../agent/src/mail/pop3/parse.rs"]
-mod parse;
+use hostrole_proto::pop3 as parse;
 
 use libfuzzer_sys::fuzz_target;
 

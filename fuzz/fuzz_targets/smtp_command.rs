@@ -1,11 +1,9 @@
 //! SMTP command lines: the parser never panics, and what it accepts is well-formed.
 #![no_main]
 
-// The parsers use only `std`, so they are compiled in directly: no agent dependencies to build
-// with sanitizers.
-#[allow(dead_code)]
-#[path = "../../agent/src/mail/smtp/parse.rs"]
-mod parse;
+// The parsers live in hostrole-proto, which depends on serde alone: nothing of the servers is
+// built with sanitizers.
+use hostrole_proto::smtp as parse;
 
 use libfuzzer_sys::fuzz_target;
 

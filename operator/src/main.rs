@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use hostrole_agent_core::telemetry::{LogFormat, init_logs};
 use hostrole_api::HostRole;
 use hostrole_operator::desired::Settings;
 use hostrole_operator::run::{LeaderElection, Options, run};
@@ -36,12 +37,6 @@ enum Command {
         #[arg(short = 'A', long)]
         all_namespaces: bool,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Plain,
-    Json,
 }
 
 #[derive(clap::Args)]
@@ -125,7 +120,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => {
-            init_logs(args.log_format);
+            init_logs(args.log_format, "info,kube=warn");
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -161,17 +156,5 @@ fn main() -> ExitCode {
                 }
             }
         }
-    }
-}
-
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }

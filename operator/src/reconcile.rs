@@ -210,9 +210,12 @@ pub fn error_policy(hr: Arc<HostRole>, error: &Error, ctx: Arc<Context>) -> Acti
 
 /// The delay before attempt `attempt` (1-based), with `jitter` in [0, 1) spreading it by ±20%.
 pub fn backoff(attempt: u32, jitter: f64) -> Duration {
-    let exp = BACKOFF_FIRST.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let capped = exp.min(BACKOFF_CAP);
-    capped.mul_f64(0.8 + 0.4 * jitter)
+    hostrole_agent_core::backoff::Backoff {
+        first: BACKOFF_FIRST,
+        cap: BACKOFF_CAP,
+        jitter: hostrole_agent_core::backoff::Jitter::Around(0.2),
+    }
+    .delay_with(attempt, jitter)
 }
 
 fn key(hr: &HostRole) -> (String, String) {

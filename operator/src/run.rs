@@ -27,6 +27,7 @@ use crate::desired::{FIELD_MANAGER, NETWORK_LABEL, Settings};
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::world::World;
+use hostrole_agent_core::telemetry::shutdown_signal;
 
 /// Why the operator stopped.
 #[derive(Debug, thiserror::Error)]
@@ -305,24 +306,5 @@ async fn serve_ready(State(state): State<HttpState>) -> impl IntoResponse {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting")
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = term => {},
-        _ = tokio::signal::ctrl_c() => {},
     }
 }

@@ -1,6 +1,7 @@
 //! Who may do what on the share: HTTP Basic against the users file, read-only users, and
 //! anonymous access only as the manifest allows.
 
+use hostrole_agent_core::metrics::Reason;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -13,8 +14,8 @@ use hostrole_config::AnonymousAccess;
 use http::{HeaderValue, Method, StatusCode, header};
 use sha2::{Digest, Sha256};
 
-use crate::admin::AgentMetrics;
-use crate::users::{User, Users};
+use hostrole_agent_core::metrics::AgentMetrics;
+use hostrole_agent_core::users::{User, Users};
 
 /// A verified password is remembered this long, so that clients that authenticate every
 /// request (rclone, davfs2) do not pay for a password hash each time.
@@ -113,7 +114,7 @@ pub async fn require(State(access): State<Access>, request: Request, next: Next)
             };
             match access.verify(&name, &password).await {
                 Some(user) if write && user.read_only => {
-                    access.metrics.error(super::ROLE, "ReadOnlyUser");
+                    access.metrics.error(super::ROLE, Reason::ReadOnlyUser);
                     (StatusCode::FORBIDDEN, "this account may only read\n").into_response()
                 }
                 Some(user) => {
@@ -123,7 +124,7 @@ pub async fn require(State(access): State<Access>, request: Request, next: Next)
                     next.run(request).await
                 }
                 None => {
-                    access.metrics.error(super::ROLE, "AuthFailed");
+                    access.metrics.error(super::ROLE, Reason::AuthFailed);
                     challenge()
                 }
             }

@@ -7,6 +7,7 @@
 //! here and is then handed to dav-server rewritten as the plain path that was checked, so that the
 //! path dav-server acts on is the one that was judged.
 
+use hostrole_agent_core::metrics::Reason;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use crate::admin::AgentMetrics;
-use crate::guard::{self, Policy, Refusal};
+use hostrole_agent_core::guard::{self, Policy, Refusal};
+use hostrole_agent_core::metrics::AgentMetrics;
 
 /// The file role's bookkeeping names: never a path a client may name, at any depth.
 pub const RESERVED_ANYWHERE: &[&str] = &[super::props::PROPS];
@@ -40,13 +41,13 @@ pub enum Refused {
 
 impl Refused {
     /// The metric reason (a fixed string).
-    fn reason(self) -> &'static str {
+    fn reason(self) -> Reason {
         match self {
-            Refused::BadRequest(_) => "BadDestination",
-            Refused::Forbidden(_) => "Forbidden",
-            Refused::NotFound => "ReservedPath",
-            Refused::BadGateway(_) => "ForeignDestination",
-            Refused::FiniteDepth => "InfiniteDepth",
+            Refused::BadRequest(_) => Reason::BadDestination,
+            Refused::Forbidden(_) => Reason::Forbidden,
+            Refused::NotFound => Reason::ReservedPath,
+            Refused::BadGateway(_) => Reason::ForeignDestination,
+            Refused::FiniteDepth => Reason::InfiniteDepth,
         }
     }
 }
@@ -332,7 +333,7 @@ fn depth_infinity(request: &Request) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guard::Symlinks;
+    use hostrole_agent_core::guard::Symlinks;
 
     const SHARE: Policy = Policy {
         hide_dotfiles: false,

@@ -3,6 +3,7 @@
 //! partial file, and an upload cut short (client gone, crash) leaves nothing in the share.
 //! Writes also enforce the share's quota (507) and the largest upload (413).
 
+use hostrole_agent_core::metrics::{Direction, Reason};
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::props::{self, PROPS};
-use crate::admin::AgentMetrics;
+use hostrole_agent_core::metrics::AgentMetrics;
 
 /// Top-level directory of the share where uploads are staged; hidden from clients.
 pub const STAGING: &str = ".hostrole-uploads";
@@ -180,11 +181,11 @@ impl ShareFs {
         };
         if let Some(size) = options.size {
             if size > self.limits.max_upload_bytes {
-                self.metrics.error(super::ROLE, "UploadTooLarge");
+                self.metrics.error(super::ROLE, Reason::UploadTooLarge);
                 return Err(FsError::TooLarge);
             }
             if size > room {
-                self.metrics.error(super::ROLE, "QuotaExceeded");
+                self.metrics.error(super::ROLE, Reason::QuotaExceeded);
                 return Err(FsError::InsufficientStorage);
             }
         }
@@ -352,7 +353,7 @@ impl DavFileSystem for ShareFs {
                     .unwrap_or(0);
                 let used = self.used(size).await?;
                 if used.saturating_add(size) > quota {
-                    self.metrics.error(super::ROLE, "QuotaExceeded");
+                    self.metrics.error(super::ROLE, Reason::QuotaExceeded);
                     return Err(FsError::InsufficientStorage);
                 }
                 self.inner.copy(from, to).await?;
@@ -418,7 +419,7 @@ impl DavFileSystem for ShareFs {
                     .collect::<Vec<_>>()
             };
             if too_big {
-                self.metrics.error(super::ROLE, "QuotaExceeded");
+                self.metrics.error(super::ROLE, Reason::QuotaExceeded);
                 return Ok(answer(http::StatusCode::INSUFFICIENT_STORAGE));
             }
             if failed {
@@ -481,16 +482,17 @@ impl StagedFile {
     async fn write(&mut self, bytes: Bytes) -> FsResult<()> {
         let after = self.written.saturating_add(bytes.len() as u64);
         if after > self.max_upload {
-            self.metrics.error(super::ROLE, "UploadTooLarge");
+            self.metrics.error(super::ROLE, Reason::UploadTooLarge);
             return Err(FsError::TooLarge);
         }
         if after > self.room {
-            self.metrics.error(super::ROLE, "QuotaExceeded");
+            self.metrics.error(super::ROLE, Reason::QuotaExceeded);
             return Err(FsError::InsufficientStorage);
         }
         self.file.write_all(&bytes).await?;
         self.written = after;
-        self.metrics.moved(super::ROLE, "in", bytes.len() as u64);
+        self.metrics
+            .moved(super::ROLE, Direction::In, bytes.len() as u64);
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 //! Locks live in memory (as with `MemLs`): a restart releases them, which clients survive (they
 //! see 412 on refresh and lock again).
 
+use hostrole_agent_core::metrics::Reason;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -57,10 +58,10 @@ pub enum LockRefusal {
 
 impl LockRefusal {
     /// The metric reason.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            LockRefusal::TooMany => "TooManyLocks",
-            LockRefusal::NotYours => "LockNotYours",
+            LockRefusal::TooMany => Reason::TooManyLocks,
+            LockRefusal::NotYours => Reason::LockNotYours,
         }
     }
 }

@@ -11,6 +11,7 @@ mod fs;
 mod locks;
 mod props;
 
+use hostrole_agent_core::metrics::{Direction, Reason};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,10 +25,10 @@ use dav_server::{DavConfig, DavHandler};
 use hostrole_config::FileRoleConfig;
 use http::StatusCode;
 
-use crate::admin::{AgentMetrics, track};
-use crate::guard;
-use crate::net::{self, BindError, HttpRole};
-use crate::users::{User, Users, UsersError};
+use hostrole_agent_core::guard;
+use hostrole_agent_core::metrics::{AgentMetrics, track};
+use hostrole_agent_core::net::{self, BindError, HttpRole};
+use hostrole_agent_core::users::{User, Users, UsersError};
 
 /// The role's name in logs, metrics and readiness.
 pub const ROLE: &str = "file";
@@ -138,7 +139,7 @@ fn router(
                     .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
                     .is_some_and(|n| n > max_upload);
                 if too_big {
-                    metrics.error(ROLE, "UploadTooLarge");
+                    metrics.error(ROLE, Reason::UploadTooLarge);
                     return (
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "upload larger than the share accepts\n",
@@ -179,7 +180,7 @@ fn router(
                         .headers()
                         .get(http::header::CONTENT_LENGTH)
                         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                    metrics.moved(ROLE, "out", len.unwrap_or(0));
+                    metrics.moved(ROLE, Direction::Out, len.unwrap_or(0));
                 }
                 response.map(Body::new)
             }

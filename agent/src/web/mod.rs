@@ -21,9 +21,9 @@ use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::services::ServeDir;
 
-use crate::admin::{AgentMetrics, track};
-use crate::guard;
-use crate::net::{self, BindError, HttpRole};
+use hostrole_agent_core::guard;
+use hostrole_agent_core::metrics::{AgentMetrics, track};
+use hostrole_agent_core::net::{self, BindError, HttpRole};
 
 /// The role's name in logs, metrics and readiness.
 pub const ROLE: &str = "web";

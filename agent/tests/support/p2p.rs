@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use hostrole_agent::peer::ENV_CHUNK_DELAY_MS;
 use hostrole_config::{AgentConfig, IndexRoleConfig, PeerRoleConfig};
+use hostrole_p2p::peer::ENV_CHUNK_DELAY_MS;
 pub use hostrole_testkit::{free_port, wait_for};
 
 use super::{Proc, agent_bin, curl, wait_ready};

@@ -1,0 +1,88 @@
+//! Writing a file so that a crash leaves either the old content or the new, never a part: the
+//! bytes go to a temporary file beside the target, are fsynced, renamed over the target, and the
+//! directory is fsynced so the rename itself survives.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` atomically and durably, creating the parent directory if needed.
+/// `mode` is the new file's permission bits (e.g. `0o600` for a secret).
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let staging = staging_path(path);
+    let result = (|| {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&staging)?;
+        out.write_all(bytes)?;
+        out.sync_all()?;
+        std::fs::rename(&staging, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&staging);
+    }
+    result
+}
+
+/// Fsyncs a directory, so that entries created, renamed or removed in it are on disk.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Async [`sync_dir`], off the async threads.
+pub async fn sync_dir_async(dir: &Path) -> std::io::Result<()> {
+    tokio::fs::File::open(dir).await?.sync_all().await
+}
+
+/// `.<name>.<pid>.tmp` beside `path`: hidden, and unique per process.
+fn staging_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn replaces_the_content_whole_with_the_mode_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/secret");
+        write_atomic(&path, b"one", 0o600).expect("write");
+        write_atomic(&path, b"two", 0o600).expect("rewrite");
+        assert_eq!(std::fs::read(&path).expect("read"), b"two");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("secret")]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("file");
+        write_atomic(&path, b"old", 0o644).expect("write");
+        // A directory where the target should be: the rename fails, the staging file goes.
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir_all(blocked.join("inside")).expect("dir");
+        assert!(write_atomic(&blocked, b"new", 0o644).is_err());
+        assert_eq!(std::fs::read(&path).expect("read"), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 2);
+    }
+}

@@ -1,0 +1,293 @@
+//! The agent's metrics, shared by every role (the admin endpoint serves them on `/metrics`).
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    pub role: String,
+}
+
+/// Why a role counted a failure. A closed set: a label value never comes from a client, so no
+/// client can add series.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Reason {
+    // Accounts and access.
+    AuthFailed,
+    AuthRequired,
+    ReadOnlyUser,
+    UnknownUser,
+    // Limits.
+    QuotaExceeded,
+    UploadTooLarge,
+    MessageTooBig,
+    LineTooLong,
+    CommandTooLong,
+    TooManyCommands,
+    TooManyErrors,
+    TooManyLocks,
+    Timeout,
+    // TLS.
+    TlsFailed,
+    TlsRequired,
+    // Mail routing.
+    RelayDenied,
+    OutboundUnavailable,
+    DataAborted,
+    // Storage.
+    StorageFailed,
+    // WebDAV requests refused before they reach the share.
+    BadDestination,
+    Forbidden,
+    ReservedPath,
+    ForeignDestination,
+    InfiniteDepth,
+    LockNotYours,
+    // Peers and the index.
+    AuthMissing,
+    AuthMalformed,
+    AuthStale,
+    AuthBadSignature,
+    UnknownNetwork,
+    BodyTooLarge,
+    DownloadFailed,
+    ChunkRejected,
+    IndexUnreachable,
+}
+
+/// Which way payload bytes went: `in` (received from clients) or `out` (sent to them).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl EncodeLabelValue for Direction {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        })
+    }
+}
+
+/// How a line-protocol command was answered: SMTP 2xx/3xx, IMAP OK and POP3 +OK are `Ok`; a
+/// refusal (SMTP 4xx/5xx for a well-formed command, IMAP NO, POP3 -ERR) is `Rejected`; a
+/// command that could not be read (SMTP 500–504, IMAP BAD) is `Malformed`. The label values
+/// are the variant names.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Outcome {
+    Ok,
+    Rejected,
+    Malformed,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub role: String,
+    pub reason: Reason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    pub role: String,
+    pub direction: Direction,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    pub role: String,
+    /// The command's verb as the parser names it (a fixed set; `UNKNOWN` when unreadable).
+    pub command: &'static str,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub role: String,
+    pub method: String,
+    pub code: u16,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+/// The agent's metrics, shared by every role.
+#[derive(Clone)]
+pub struct AgentMetrics {
+    pub role_ready: Family<RoleLabels, Gauge>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RoleLabels, Histogram, fn() -> Histogram>,
+    pub connections: Family<RoleLabels, Gauge>,
+    /// Payload bytes moved by a role (uploads, downloads, messages).
+    pub bytes: Family<DirectionLabels, Counter>,
+    /// Failures by role and reason.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Commands of the line protocols (SMTP, IMAP, POP3), by role, command and outcome.
+    pub commands: Family<CommandLabels, Counter>,
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        Self {
+            role_ready: Family::default(),
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram),
+            connections: Family::default(),
+            bytes: Family::default(),
+            errors: Family::default(),
+            commands: Family::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AgentMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentMetrics")
+    }
+}
+
+impl AgentMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("hostrole_agent");
+        r.register(
+            "role_ready",
+            "1 while the role listens",
+            self.role_ready.clone(),
+        );
+        r.register(
+            "http_requests",
+            "HTTP requests answered, by role, method and status",
+            self.requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request (headers), by role",
+            self.request_seconds.clone(),
+        );
+        r.register(
+            "open_connections",
+            "Connections open now, by role",
+            self.connections.clone(),
+        );
+        r.register(
+            "bytes",
+            "Payload bytes moved, by role and direction",
+            self.bytes.clone(),
+        );
+        r.register(
+            "errors",
+            "Failures, by role and reason",
+            self.errors.clone(),
+        );
+        r.register(
+            "commands",
+            "Line-protocol commands answered (SMTP, IMAP, POP3), by role, command and outcome",
+            self.commands.clone(),
+        );
+    }
+
+    /// Counts `n` payload bytes of `role` in `direction`.
+    pub fn moved(&self, role: &str, direction: Direction, n: u64) {
+        self.bytes
+            .get_or_create(&DirectionLabels {
+                role: role.to_string(),
+                direction,
+            })
+            .inc_by(n);
+    }
+
+    /// Counts one failure of `role` for `reason`.
+    pub fn error(&self, role: &str, reason: Reason) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                role: role.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts one answered command of a line protocol.
+    pub fn command(&self, role: &str, command: &'static str, outcome: Outcome) {
+        self.commands
+            .get_or_create(&CommandLabels {
+                role: role.to_string(),
+                command,
+                outcome,
+            })
+            .inc();
+    }
+
+    /// The open-connections gauge of one role.
+    pub fn connections_of(&self, role: &str) -> Gauge {
+        self.connections.get_or_create(&label(role)).clone()
+    }
+}
+
+pub fn label(role: &str) -> RoleLabels {
+    RoleLabels {
+        role: role.to_string(),
+    }
+}
+
+/// A middleware that counts and times every request of `role`.
+pub async fn track(
+    State((role, metrics)): State<(&'static str, AgentMetrics)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .request_seconds
+        .get_or_create(&label(role))
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            role: role.to_string(),
+            method,
+            code: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_the_documented_ones() {
+        let metrics = AgentMetrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        metrics.moved("smtp", Direction::In, 3);
+        metrics.error("smtp", Reason::RelayDenied);
+        metrics.command("imap", "FETCH", Outcome::Rejected);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        for line in [
+            "hostrole_agent_bytes_total{role=\"smtp\",direction=\"in\"} 3",
+            "hostrole_agent_errors_total{role=\"smtp\",reason=\"RelayDenied\"} 1",
+            "hostrole_agent_commands_total{role=\"imap\",command=\"FETCH\",outcome=\"Rejected\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Commands on the selected mailbox: FETCH, STORE, SEARCH (and their UID forms) and EXPUNGE.
+
+use super::message;
+use super::parse::{FetchItem, SearchKey, Section, SeqSet, StoreMode};
+use super::{Io, Session};
+use crate::store::Message;
+use crate::time;
+
+impl Session {
+    /// Indexes of the messages a set names (by sequence number or UID).
+    fn matching(&self, set: &SeqSet, uid: bool) -> Vec<usize> {
+        let Some(sel) = &self.selected else {
+            return Vec::new();
+        };
+        let star = if uid {
+            sel.messages.last().map(|m| m.uid).unwrap_or(0)
+        } else {
+            sel.messages.len() as u32
+        };
+        sel.messages
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| set.contains(if uid { m.uid } else { *i as u32 + 1 }, star))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    async fn set_flags(&mut self, i: usize, flags: String) -> Io<()> {
+        let sel = self.selected.as_mut().expect("selected");
+        let lock = self.shared.store.lock(&sel.user);
+        let _guard = lock.lock().await;
+        self.shared
+            .store
+            .set_flags(&sel.user, &mut sel.messages[i], &flags)
+    }
+
+    pub(super) async fn fetch(
+        &mut self,
+        tag: &str,
+        verb: &'static str,
+        uid: bool,
+        set: &SeqSet,
+        items: &[FetchItem],
+    ) -> Io<()> {
+        let needs_content = items.iter().any(|i| {
+            !matches!(
+                i,
+                FetchItem::Flags | FetchItem::Uid | FetchItem::InternalDate | FetchItem::Rfc822Size
+            )
+        });
+        let sets_seen = items.iter().any(|i| {
+            matches!(
+                i,
+                FetchItem::Rfc822 | FetchItem::Rfc822Text | FetchItem::Body { peek: false, .. }
+            )
+        });
+        let read_only = self.selected.as_ref().is_some_and(|s| s.read_only);
+        let mut missing = false;
+        for i in self.matching(set, uid) {
+            let m = self.selected.as_ref().expect("selected").messages[i].clone();
+            let content = if needs_content {
+                match tokio::fs::read(&m.path).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "a message is gone");
+                        missing = true;
+                        continue;
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let mut flags_changed = false;
+            if sets_seen && !read_only && !m.flags.contains('S') {
+                if let Err(e) = self.set_flags(i, format!("{}S", m.flags)).await {
+                    tracing::warn!(error = %e, "cannot mark a message seen");
+                } else {
+                    flags_changed = true;
+                }
+            }
+            let m = self.selected.as_ref().expect("selected").messages[i].clone();
+            let (header, text) = message::split(&content);
+            let mut parts: Vec<Vec<u8>> = Vec::new();
+            if uid && !items.contains(&FetchItem::Uid) {
+                parts.push(format!("UID {}", m.uid).into_bytes());
+            }
+            for item in items {
+                let with = |name: &str, bytes: &[u8]| {
+                    let mut p = format!("{name} ").into_bytes();
+                    p.extend(message::literal(bytes));
+                    p
+                };
+                parts.push(match item {
+                    FetchItem::Flags => format!("FLAGS {}", message::flags(&m.flags)).into_bytes(),
+                    FetchItem::Uid => format!("UID {}", m.uid).into_bytes(),
+                    FetchItem::InternalDate => {
+                        format!("INTERNALDATE \"{}\"", time::internal_date(m.mtime)).into_bytes()
+                    }
+                    FetchItem::Rfc822Size => format!("RFC822.SIZE {}", m.size).into_bytes(),
+                    FetchItem::Rfc822 => with("RFC822", &content),
+                    FetchItem::Rfc822Header => with("RFC822.HEADER", header),
+                    FetchItem::Rfc822Text => with("RFC822.TEXT", text),
+                    FetchItem::Envelope => {
+                        let mut p = b"ENVELOPE ".to_vec();
+                        p.extend(message::envelope(header));
+                        p
+                    }
+                    FetchItem::Body {
+                        section, partial, ..
+                    } => {
+                        let (spec, bytes): (String, Vec<u8>) = match section {
+                            Section::Full => (String::new(), content.clone()),
+                            Section::Header => ("HEADER".into(), header.to_vec()),
+                            Section::Text => ("TEXT".into(), text.to_vec()),
+                            Section::HeaderFields { not, fields } => (
+                                format!(
+                                    "HEADER.FIELDS{} ({})",
+                                    if *not { ".NOT" } else { "" },
+                                    fields.join(" ")
+                                ),
+                                message::header_fields(header, fields, *not),
+                            ),
+                        };
+                        match partial {
+                            Some((start, len)) => {
+                                let s = (*start as usize).min(bytes.len());
+                                let e = s.saturating_add(*len as usize).min(bytes.len());
+                                with(&format!("BODY[{spec}]<{start}>"), &bytes[s..e])
+                            }
+                            None => with(&format!("BODY[{spec}]"), &bytes),
+                        }
+                    }
+                });
+            }
+            if flags_changed && !items.contains(&FetchItem::Flags) {
+                parts.push(format!("FLAGS {}", message::flags(&m.flags)).into_bytes());
+            }
+            let mut line = format!("* {} FETCH (", i + 1).into_bytes();
+            line.extend(parts.join(&b' '));
+            line.extend_from_slice(b")\r\n");
+            self.conn.write(&line).await?;
+        }
+        if missing {
+            self.tagged(
+                tag,
+                verb,
+                "NO",
+                "some messages were removed by another session",
+            )
+            .await
+        } else {
+            self.tagged(tag, verb, "OK", &format!("{verb} completed"))
+                .await
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn store(
+        &mut self,
+        tag: &str,
+        verb: &'static str,
+        uid: bool,
+        set: &SeqSet,
+        mode: StoreMode,
+        silent: bool,
+        flags: &[String],
+    ) -> Io<()> {
+        if self.selected.as_ref().is_some_and(|s| s.read_only) {
+            return self
+                .tagged(tag, verb, "NO", "[READ-ONLY] mailbox is read-only")
+                .await;
+        }
+        let letters: String = flags.iter().filter_map(|f| message::letter(f)).collect();
+        for i in self.matching(set, uid) {
+            let current = self.selected.as_ref().expect("selected").messages[i]
+                .flags
+                .clone();
+            let new: String = match mode {
+                StoreMode::Replace => letters.clone(),
+                StoreMode::Add => format!("{current}{letters}"),
+                StoreMode::Remove => current.chars().filter(|c| !letters.contains(*c)).collect(),
+            };
+            if let Err(e) = self.set_flags(i, new).await {
+                tracing::warn!(error = %e, "cannot change flags");
+                return self
+                    .tagged(tag, verb, "NO", "a message was removed by another session")
+                    .await;
+            }
+            if !silent {
+                let m = &self.selected.as_ref().expect("selected").messages[i];
+                let uid_part = if uid {
+                    format!(" UID {}", m.uid)
+                } else {
+                    String::new()
+                };
+                let text = format!(
+                    "{} FETCH (FLAGS {}{uid_part})",
+                    i + 1,
+                    message::flags(&m.flags)
+                );
+                self.untagged(&text).await?;
+            }
+        }
+        self.tagged(tag, verb, "OK", &format!("{verb} completed"))
+            .await
+    }
+
+    pub(super) async fn search(
+        &mut self,
+        tag: &str,
+        verb: &'static str,
+        uid: bool,
+        keys: &[SearchKey],
+    ) -> Io<()> {
+        let sel = self.selected.as_ref().expect("selected");
+        let all = SearchKey::And(keys.to_vec());
+        let needs_content = needs_content(&all);
+        let star_seq = sel.messages.len() as u32;
+        let star_uid = sel.messages.last().map(|m| m.uid).unwrap_or(0);
+        let mut hits = Vec::new();
+        for (i, m) in sel.messages.iter().enumerate() {
+            let content = if needs_content {
+                tokio::fs::read(&m.path).await.unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let ctx = Ctx {
+                m,
+                seq: i as u32 + 1,
+                star_seq,
+                star_uid,
+                recent: sel.recent.contains(&m.uid),
+                content: &content,
+            };
+            if matches(&all, &ctx) {
+                hits.push(if uid { m.uid } else { i as u32 + 1 });
+            }
+        }
+        let mut text = String::from("SEARCH");
+        for h in hits {
+            text.push_str(&format!(" {h}"));
+        }
+        self.untagged(&text).await?;
+        self.tagged(tag, verb, "OK", &format!("{verb} completed"))
+            .await
+    }
+
+    /// Removes the messages flagged `\Deleted`, reporting each (when `report`) as EXPUNGE.
+    pub(super) async fn expunge(&mut self, report: bool) -> Io<()> {
+        let sel = self.selected.as_mut().expect("selected");
+        let lock = self.shared.store.lock(&sel.user);
+        let _guard = lock.lock().await;
+        let mut gone = Vec::new();
+        let mut kept = Vec::new();
+        for (i, m) in std::mem::take(&mut sel.messages).into_iter().enumerate() {
+            if m.flags.contains('T') {
+                if let Err(e) = self.shared.store.remove(&m) {
+                    tracing::error!(error = %e, "cannot expunge a message");
+                    kept.push(m);
+                    continue;
+                }
+                gone.push(i + 1 - gone.len());
+            } else {
+                kept.push(m);
+            }
+        }
+        sel.messages = kept;
+        if report {
+            for seq in gone {
+                self.untagged(&format!("{seq} EXPUNGE")).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Ctx<'a> {
+    m: &'a Message,
+    seq: u32,
+    star_seq: u32,
+    star_uid: u32,
+    recent: bool,
+    content: &'a [u8],
+}
+
+fn needs_content(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::Header(..) | SearchKey::Body(_) | SearchKey::Text(_) => true,
+        SearchKey::Not(k) => needs_content(k),
+        SearchKey::Or(a, b) => needs_content(a) || needs_content(b),
+        SearchKey::And(keys) => keys.iter().any(needs_content),
+        _ => false,
+    }
+}
+
+fn matches(key: &SearchKey, c: &Ctx) -> bool {
+    match key {
+        SearchKey::All => true,
+        SearchKey::Flag(letter, set) => c.m.flags.contains(*letter) == *set,
+        SearchKey::New => c.recent && !c.m.flags.contains('S'),
+        SearchKey::Old => !c.recent,
+        SearchKey::Recent => c.recent,
+        SearchKey::Seq(set) => set.contains(c.seq, c.star_seq),
+        SearchKey::Uid(set) => set.contains(c.m.uid, c.star_uid),
+        SearchKey::Not(k) => !matches(k, c),
+        SearchKey::Or(a, b) => matches(a, c) || matches(b, c),
+        SearchKey::And(keys) => keys.iter().all(|k| matches(k, c)),
+        SearchKey::Header(field, text) => {
+            let (header, _) = message::split(c.content);
+            message::header_value(header, field)
+                .is_some_and(|v| message::contains(v.as_bytes(), text))
+        }
+        SearchKey::Body(text) => message::contains(message::split(c.content).1, text),
+        SearchKey::Text(text) => message::contains(c.content, text),
+        SearchKey::Larger(n) => c.m.size > *n,
+        SearchKey::Smaller(n) => c.m.size < *n,
+    }
+}

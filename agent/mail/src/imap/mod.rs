@@ -1,0 +1,643 @@
+//! IMAP4rev1 (RFC 3501), the subset common clients need, over a user's Maildir as the single
+//! mailbox `INBOX`: SELECT moves `new/` to `cur/` (those messages are `\Recent`), flags live in
+//! file names, UIDs in the store's uid list. Replies count in metrics with OK = 200, NO = 400
+//! and BAD = 500.
+
+mod mailbox;
+mod message;
+pub use hostrole_proto::imap as parse;
+
+use hostrole_agent_core::metrics::{Outcome, Reason};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use self::parse::{Command, ParseError, Request};
+use super::conn::{Conn, ReadError, trim_eol};
+use super::store::Message;
+use super::{Protocol, Shared, sasl};
+use hostrole_agent_core::users::User;
+
+const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR IDLE NAMESPACE UNSELECT";
+/// RFC 3501 section 5.4: an autologout timer of at least 30 minutes.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Time for a literal's bytes to arrive.
+const LITERAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often IDLE looks for new mail.
+const IDLE_POLL: Duration = Duration::from_secs(2);
+const MAX_LINE: usize = 8 * 1024;
+/// A whole command with its literals.
+const MAX_COMMAND: usize = 64 * 1024;
+const MAX_ERRORS: usize = 20;
+const MAX_COMMANDS: usize = 100_000;
+
+struct Selected {
+    user: String,
+    read_only: bool,
+    messages: Vec<Message>,
+    recent: HashSet<u32>,
+    next: u32,
+}
+
+struct Session {
+    conn: Conn,
+    shared: Arc<Shared>,
+    user: Option<User>,
+    selected: Option<Selected>,
+}
+
+enum Next {
+    Continue,
+    Close,
+}
+
+type Io<T> = std::io::Result<T>;
+
+pub(crate) async fn session(conn: Conn, shared: Arc<Shared>, stop: CancellationToken) -> Io<()> {
+    let mut s = Session {
+        conn,
+        shared,
+        user: None,
+        selected: None,
+    };
+    let hello = format!(
+        "* OK [CAPABILITY {}] {} IMAP4rev1 ready\r\n",
+        s.capabilities(),
+        s.shared.hostname
+    );
+    s.conn.send(hello.as_bytes()).await?;
+    let (mut errors, mut commands) = (0, 0);
+    loop {
+        if !s.conn.has_buffered_input() {
+            s.conn.flush().await?;
+        }
+        let read = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return s.conn.send(b"* BYE server shutting down\r\n").await,
+            r = read_command(&mut s.conn) => r,
+        };
+        let input = match read {
+            Ok(input) => input,
+            Err(ReadError::Closed) => return Ok(()),
+            Err(ReadError::Timeout) => {
+                s.shared.error(Protocol::Imap, Reason::Timeout);
+                return s.conn.send(b"* BYE autologout; idle too long\r\n").await;
+            }
+            Err(ReadError::TooLong(_)) => {
+                s.shared.error(Protocol::Imap, Reason::CommandTooLong);
+                return s.conn.send(b"* BYE command too long\r\n").await;
+            }
+            Err(ReadError::Io(e)) => return Err(e),
+        };
+        commands += 1;
+        if commands > MAX_COMMANDS {
+            return s.conn.send(b"* BYE too many commands\r\n").await;
+        }
+        match parse::parse(&input) {
+            Ok(request) => {
+                if let Next::Close = s.handle(request, &stop).await? {
+                    return s.conn.flush().await;
+                }
+            }
+            Err(ParseError { tag, why }) => {
+                s.shared
+                    .count(Protocol::Imap, "UNKNOWN", Outcome::Malformed);
+                let tag = tag.unwrap_or_else(|| "*".into());
+                s.conn
+                    .write(format!("{tag} BAD {why}\r\n").as_bytes())
+                    .await?;
+                errors += 1;
+                if errors >= MAX_ERRORS {
+                    return s.conn.send(b"* BYE too many errors\r\n").await;
+                }
+            }
+        }
+    }
+}
+
+/// Reads one command with its literals (sending `+` for synchronizing ones).
+async fn read_command(conn: &mut Conn) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        conn.read_line(&mut line, MAX_LINE, IDLE_TIMEOUT).await?;
+        let content = trim_eol(&line);
+        match parse::trailing_literal(content) {
+            Some((n, plus)) => {
+                if out.len() + content.len() + n > MAX_COMMAND {
+                    return Err(ReadError::TooLong(MAX_COMMAND));
+                }
+                out.extend_from_slice(content);
+                out.extend_from_slice(b"\r\n");
+                if !plus {
+                    conn.send(b"+ go ahead\r\n").await?;
+                }
+                conn.read_exact(n, &mut out, LITERAL_TIMEOUT).await?;
+            }
+            None => {
+                out.extend_from_slice(content);
+                return Ok(out);
+            }
+        }
+    }
+}
+
+impl Session {
+    async fn tagged(&mut self, tag: &str, verb: &'static str, status: &str, text: &str) -> Io<()> {
+        let outcome = match status {
+            "OK" => Outcome::Ok,
+            "NO" => Outcome::Rejected,
+            _ => Outcome::Malformed,
+        };
+        self.shared.count(Protocol::Imap, verb, outcome);
+        self.conn
+            .write(format!("{tag} {status} {text}\r\n").as_bytes())
+            .await
+    }
+
+    async fn untagged(&mut self, text: &str) -> Io<()> {
+        self.conn.write(format!("* {text}\r\n").as_bytes()).await
+    }
+
+    async fn handle(&mut self, request: Request, stop: &CancellationToken) -> Io<Next> {
+        let Request { tag, command } = request;
+        let verb = command.verb();
+        let needs_auth = !matches!(
+            command,
+            Command::Capability
+                | Command::Noop
+                | Command::Logout
+                | Command::StartTls
+                | Command::Login { .. }
+                | Command::Authenticate { .. }
+        );
+        if needs_auth && self.user.is_none() {
+            self.tagged(&tag, verb, "BAD", "log in first").await?;
+            return Ok(Next::Continue);
+        }
+        let needs_selected = matches!(
+            command,
+            Command::Fetch { .. }
+                | Command::Store { .. }
+                | Command::Search { .. }
+                | Command::Expunge
+                | Command::Close
+                | Command::Unselect
+        );
+        if needs_selected && self.selected.is_none() {
+            self.tagged(&tag, verb, "BAD", "no mailbox selected")
+                .await?;
+            return Ok(Next::Continue);
+        }
+        match command {
+            Command::Capability => {
+                let text = format!("CAPABILITY {}", self.capabilities());
+                self.untagged(&text).await?;
+                self.tagged(&tag, verb, "OK", "CAPABILITY completed")
+                    .await?;
+            }
+            Command::Noop | Command::Check => {
+                self.refresh().await?;
+                self.tagged(&tag, verb, "OK", "completed").await?;
+            }
+            Command::Logout => {
+                self.untagged("BYE logging out").await?;
+                self.tagged(&tag, verb, "OK", "LOGOUT completed").await?;
+                return Ok(Next::Close);
+            }
+            Command::StartTls => return self.start_tls(&tag, verb).await,
+            Command::Login { user, password } => self.login(&tag, verb, &user, &password).await?,
+            Command::Authenticate { mechanism, initial } => {
+                self.authenticate(&tag, verb, &mechanism, initial).await?
+            }
+            Command::Select(mailbox) => self.select(&tag, verb, &mailbox, false).await?,
+            Command::Examine(mailbox) => self.select(&tag, verb, &mailbox, true).await?,
+            Command::List { reference, pattern } | Command::Lsub { reference, pattern } => {
+                let name = if verb == "LIST" { "LIST" } else { "LSUB" };
+                if pattern.is_empty() && name == "LIST" {
+                    self.untagged("LIST (\\Noselect) \"/\" \"\"").await?;
+                } else if wildcard_match(&format!("{reference}{pattern}"), "INBOX") {
+                    self.untagged(&format!("{name} (\\HasNoChildren) \"/\" \"INBOX\""))
+                        .await?;
+                }
+                self.tagged(&tag, verb, "OK", &format!("{name} completed"))
+                    .await?;
+            }
+            Command::Namespace => {
+                self.untagged("NAMESPACE ((\"\" \"/\")) NIL NIL").await?;
+                self.tagged(&tag, verb, "OK", "NAMESPACE completed").await?;
+            }
+            Command::Status { mailbox, items } => self.status(&tag, verb, &mailbox, &items).await?,
+            Command::Fetch { uid, set, items } => self.fetch(&tag, verb, uid, &set, &items).await?,
+            Command::Store {
+                uid,
+                set,
+                mode,
+                silent,
+                flags,
+            } => {
+                self.store(&tag, verb, uid, &set, mode, silent, &flags)
+                    .await?
+            }
+            Command::Search { uid, keys } => self.search(&tag, verb, uid, &keys).await?,
+            Command::Expunge => {
+                if self.selected.as_ref().is_some_and(|s| s.read_only) {
+                    self.tagged(&tag, verb, "NO", "[READ-ONLY] mailbox is read-only")
+                        .await?;
+                } else {
+                    self.expunge(true).await?;
+                    self.tagged(&tag, verb, "OK", "EXPUNGE completed").await?;
+                }
+            }
+            Command::Close => {
+                if self.selected.as_ref().is_some_and(|s| !s.read_only) {
+                    self.expunge(false).await?;
+                }
+                self.selected = None;
+                self.tagged(&tag, verb, "OK", "CLOSE completed").await?;
+            }
+            Command::Unselect => {
+                self.selected = None;
+                self.tagged(&tag, verb, "OK", "UNSELECT completed").await?;
+            }
+            Command::Idle => return self.idle(&tag, verb, stop).await,
+            Command::Unsupported(name) => {
+                let text =
+                    format!("[CANNOT] {name} is not supported: each user has one mailbox, INBOX");
+                self.tagged(&tag, verb, "NO", &text).await?;
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    /// What the server offers now: STARTTLS until TLS is on; when the role has a certificate,
+    /// passwords only over TLS (RFC 3501 section 6.2.3, LOGINDISABLED).
+    fn capabilities(&self) -> String {
+        let mut caps = CAPABILITIES.to_string();
+        if self.shared.tls.is_some() && !self.conn.tls {
+            caps.push_str(" STARTTLS LOGINDISABLED");
+        } else {
+            caps.push_str(" AUTH=PLAIN");
+        }
+        caps
+    }
+
+    fn login_allowed(&self) -> bool {
+        self.shared.tls.is_none() || self.conn.tls
+    }
+
+    async fn start_tls(&mut self, tag: &str, verb: &'static str) -> Io<Next> {
+        let acceptor = match (&self.shared.tls, self.conn.tls) {
+            (Some(a), false) => a.clone(),
+            (Some(_), true) => {
+                self.tagged(tag, verb, "BAD", "TLS already active").await?;
+                return Ok(Next::Continue);
+            }
+            (None, _) => {
+                self.tagged(tag, verb, "NO", "TLS is not available").await?;
+                return Ok(Next::Continue);
+            }
+        };
+        if self.user.is_some() {
+            self.tagged(tag, verb, "BAD", "STARTTLS only before login")
+                .await?;
+            return Ok(Next::Continue);
+        }
+        self.tagged(tag, verb, "OK", "begin TLS negotiation now")
+            .await?;
+        if let Err(e) = self.conn.start_tls(&acceptor).await {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            self.shared.error(Protocol::Imap, Reason::TlsFailed);
+            return Ok(Next::Close);
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn login(&mut self, tag: &str, verb: &'static str, name: &str, password: &str) -> Io<()> {
+        if self.user.is_some() {
+            return self.tagged(tag, verb, "BAD", "already authenticated").await;
+        }
+        if !self.login_allowed() {
+            return self
+                .tagged(tag, verb, "NO", "[PRIVACYREQUIRED] use STARTTLS first")
+                .await;
+        }
+        match self.shared.verify(name, password).await {
+            Some(user) => {
+                tracing::debug!(user = user.name, "imap login");
+                self.user = Some(user);
+                self.tagged(
+                    tag,
+                    verb,
+                    "OK",
+                    &format!("[CAPABILITY {}] logged in", self.capabilities()),
+                )
+                .await
+            }
+            None => {
+                self.shared.error(Protocol::Imap, Reason::AuthFailed);
+                self.tagged(
+                    tag,
+                    verb,
+                    "NO",
+                    "[AUTHENTICATIONFAILED] invalid user name or password",
+                )
+                .await
+            }
+        }
+    }
+
+    async fn authenticate(
+        &mut self,
+        tag: &str,
+        verb: &'static str,
+        mechanism: &str,
+        initial: Option<String>,
+    ) -> Io<()> {
+        if self.user.is_some() {
+            return self.tagged(tag, verb, "BAD", "already authenticated").await;
+        }
+        if !self.login_allowed() {
+            return self
+                .tagged(tag, verb, "NO", "[PRIVACYREQUIRED] use STARTTLS first")
+                .await;
+        }
+        if mechanism != "PLAIN" {
+            return self
+                .tagged(tag, verb, "NO", "unsupported mechanism; use PLAIN")
+                .await;
+        }
+        let response = match initial {
+            Some(r) if r == "=" => Vec::new(),
+            Some(r) => r.into_bytes(),
+            None => {
+                self.conn.send(b"+ \r\n").await?;
+                let mut line = Vec::new();
+                match self.conn.read_line(&mut line, MAX_LINE, IDLE_TIMEOUT).await {
+                    Ok(()) => trim_eol(&line).to_vec(),
+                    Err(ReadError::Io(e)) => return Err(e),
+                    Err(e) => return Err(std::io::Error::other(e)),
+                }
+            }
+        };
+        if response == b"*" {
+            return self
+                .tagged(tag, verb, "BAD", "authentication cancelled")
+                .await;
+        }
+        let user = match sasl::plain(&response) {
+            Some((name, password)) => self.shared.verify(&name, &password).await,
+            None => None,
+        };
+        match user {
+            Some(user) => {
+                self.user = Some(user);
+                self.tagged(
+                    tag,
+                    verb,
+                    "OK",
+                    &format!("[CAPABILITY {}] authenticated", self.capabilities()),
+                )
+                .await
+            }
+            None => {
+                self.shared.error(Protocol::Imap, Reason::AuthFailed);
+                self.tagged(
+                    tag,
+                    verb,
+                    "NO",
+                    "[AUTHENTICATIONFAILED] invalid credentials",
+                )
+                .await
+            }
+        }
+    }
+
+    /// Scans the user's Maildir (moving `new/` to `cur/` when `take_new`) and gives UIDs.
+    async fn load(&self, user: &str, take_new: bool) -> Io<(Vec<Message>, usize, u32, u32)> {
+        let lock = self.shared.store.lock(user);
+        let _guard = lock.lock().await;
+        let shared = self.shared.clone();
+        let user = user.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (mut messages, moved) = shared.store.scan(&user, take_new)?;
+            let (validity, next) = shared.store.assign_uids(&user, &mut messages)?;
+            Ok((messages, moved, validity, next))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    async fn select(
+        &mut self,
+        tag: &str,
+        verb: &'static str,
+        mailbox: &str,
+        examine: bool,
+    ) -> Io<()> {
+        self.selected = None;
+        if !mailbox.eq_ignore_ascii_case("INBOX") {
+            return self
+                .tagged(
+                    tag,
+                    verb,
+                    "NO",
+                    "[NONEXISTENT] no such mailbox; there is only INBOX",
+                )
+                .await;
+        }
+        let user = self.user.clone().expect("checked by handle");
+        let read_only = examine || user.read_only;
+        let (messages, moved, validity, next) = match self.load(&user.name, !read_only).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open a mailbox");
+                self.shared.error(Protocol::Imap, Reason::StorageFailed);
+                return self
+                    .tagged(tag, verb, "NO", "[SERVERBUG] cannot open the mailbox")
+                    .await;
+            }
+        };
+        let recent: HashSet<u32> = if moved > 0 {
+            // The moved ones are the newest messages, hence the highest UIDs.
+            messages.iter().rev().take(moved).map(|m| m.uid).collect()
+        } else {
+            HashSet::new()
+        };
+        let first_unseen = messages.iter().position(|m| !m.flags.contains('S'));
+        self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
+            .await?;
+        self.untagged(
+            "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] flags kept",
+        )
+        .await?;
+        self.untagged(&format!("{} EXISTS", messages.len())).await?;
+        self.untagged(&format!("{} RECENT", recent.len())).await?;
+        if let Some(i) = first_unseen {
+            self.untagged(&format!("OK [UNSEEN {}] first unseen", i + 1))
+                .await?;
+        }
+        self.untagged(&format!("OK [UIDVALIDITY {validity}] UIDs valid"))
+            .await?;
+        self.untagged(&format!("OK [UIDNEXT {next}] predicted next UID"))
+            .await?;
+        self.selected = Some(Selected {
+            user: user.name,
+            read_only,
+            messages,
+            recent,
+            next,
+        });
+        let mode = if read_only {
+            "[READ-ONLY]"
+        } else {
+            "[READ-WRITE]"
+        };
+        self.tagged(tag, verb, "OK", &format!("{mode} {verb} completed"))
+            .await
+    }
+
+    /// Picks up messages delivered since SELECT and reports them with `EXISTS`.
+    async fn refresh(&mut self) -> Io<()> {
+        let Some(sel) = &self.selected else {
+            return Ok(());
+        };
+        let (user, read_only) = (sel.user.clone(), sel.read_only);
+        let Ok((fresh, moved, _, next)) = self.load(&user, !read_only).await else {
+            return Ok(());
+        };
+        let sel = self.selected.as_mut().expect("selected above");
+        let last = sel.messages.last().map(|m| m.uid).unwrap_or(0);
+        for m in &mut sel.messages {
+            if let Some(f) = fresh.iter().find(|f| f.uid == m.uid) {
+                m.path = f.path.clone();
+                m.flags = f.flags.clone();
+            }
+        }
+        let before = sel.messages.len();
+        let added: Vec<Message> = fresh.into_iter().filter(|m| m.uid > last).collect();
+        if moved > 0 {
+            sel.recent
+                .extend(added.iter().rev().take(moved).map(|m| m.uid));
+        }
+        sel.messages.extend(added);
+        sel.next = next;
+        let (after, recent) = (sel.messages.len(), sel.recent.len());
+        if after != before {
+            self.untagged(&format!("{after} EXISTS")).await?;
+            self.untagged(&format!("{recent} RECENT")).await?;
+        }
+        Ok(())
+    }
+
+    async fn status(
+        &mut self,
+        tag: &str,
+        verb: &'static str,
+        mailbox: &str,
+        items: &[String],
+    ) -> Io<()> {
+        if !mailbox.eq_ignore_ascii_case("INBOX") {
+            return self
+                .tagged(tag, verb, "NO", "[NONEXISTENT] no such mailbox")
+                .await;
+        }
+        let user = self.user.clone().expect("checked by handle");
+        let Ok((messages, _, validity, next)) = self.load(&user.name, false).await else {
+            return self
+                .tagged(tag, verb, "NO", "[SERVERBUG] cannot read the mailbox")
+                .await;
+        };
+        let mut parts = Vec::new();
+        for item in items {
+            let value = match item.as_str() {
+                "MESSAGES" => messages.len() as u64,
+                "RECENT" => messages
+                    .iter()
+                    .filter(|m| m.path.parent().is_some_and(|p| p.ends_with("new")))
+                    .count() as u64,
+                "UIDNEXT" => u64::from(next),
+                "UIDVALIDITY" => u64::from(validity),
+                "UNSEEN" => messages.iter().filter(|m| !m.flags.contains('S')).count() as u64,
+                _ => {
+                    return self
+                        .tagged(tag, verb, "BAD", &format!("unknown status item {item}"))
+                        .await;
+                }
+            };
+            parts.push(format!("{item} {value}"));
+        }
+        self.untagged(&format!("STATUS \"INBOX\" ({})", parts.join(" ")))
+            .await?;
+        self.tagged(tag, verb, "OK", "STATUS completed").await
+    }
+
+    async fn idle(&mut self, tag: &str, verb: &'static str, stop: &CancellationToken) -> Io<Next> {
+        self.conn.send(b"+ idling\r\n").await?;
+        let mut line = Vec::new();
+        let deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
+        loop {
+            let read = tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    self.conn.send(b"* BYE server shutting down\r\n").await?;
+                    return Ok(Next::Close);
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.conn.send(b"* BYE autologout; idle too long\r\n").await?;
+                    return Ok(Next::Close);
+                }
+                _ = tokio::time::sleep(IDLE_POLL) => None,
+                // Not `read_line`: the poll may interrupt a line, which must not be lost.
+                r = self.conn.continue_line(&mut line, MAX_LINE) => Some(r),
+            };
+            match read {
+                None => {
+                    self.refresh().await?;
+                    self.conn.flush().await?;
+                }
+                Some(Ok(())) if trim_eol(&line).eq_ignore_ascii_case(b"DONE") => {
+                    self.refresh().await?;
+                    self.tagged(tag, verb, "OK", "IDLE terminated").await?;
+                    return Ok(Next::Continue);
+                }
+                Some(Ok(())) => {
+                    self.tagged(tag, verb, "BAD", "expected DONE").await?;
+                    return Ok(Next::Continue);
+                }
+                Some(Err(ReadError::Io(e))) => return Err(e),
+                Some(Err(_)) => return Ok(Next::Close),
+            }
+        }
+    }
+}
+
+/// LIST pattern matching against one name: `*` and `%` match any run (there is no hierarchy).
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some((b'*' | b'%', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
+            Some((c, rest)) => {
+                n.first().is_some_and(|d| d.eq_ignore_ascii_case(c)) && go(rest, &n[1..])
+            }
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    #[test]
+    fn list_patterns() {
+        assert!(wildcard_match("*", "INBOX"));
+        assert!(wildcard_match("INBOX*", "INBOX"));
+        assert!(wildcard_match("inbox", "INBOX"));
+        assert!(wildcard_match("IN%", "INBOX"));
+        assert!(!wildcard_match("Sent", "INBOX"));
+    }
+}

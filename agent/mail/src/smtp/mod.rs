@@ -1,0 +1,576 @@
+//! SMTP (RFC 5321) for the role's domains, and message submission (RFC 6409) with AUTH PLAIN
+//! and LOGIN (RFC 4954).
+//!
+//! Not an open relay: on the SMTP port only local, existing mailboxes are accepted; foreign
+//! domains get `554 5.7.1`. The submission port requires AUTH before MAIL; it delivers to local
+//! mailboxes too, and refuses foreign domains with `550 5.7.1` because this host does not send
+//! mail out (there is no outbound queue yet).
+
+pub use hostrole_proto::smtp as parse;
+
+use hostrole_agent_core::metrics::{Outcome, Reason};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use self::parse::{Address, Command, ParseError};
+use super::conn::{Conn, ReadError, trim_eol};
+use super::{Protocol, Shared, sasl, time};
+use hostrole_agent_core::users::User;
+
+/// Waiting for a command (RFC 5321 section 4.5.3.2.7 says at least 5 minutes).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// Waiting for the next line of a message (section 4.5.3.2.5: 3 minutes per data block).
+const DATA_TIMEOUT: Duration = Duration::from_secs(180);
+/// Longest command line; longer than RFC 5321's 512 for AUTH with a long initial response.
+const MAX_COMMAND_LINE: usize = 4096;
+/// Longest line inside a message (RFC 5322 allows 998 + CRLF; be lenient, but bounded).
+const MAX_DATA_LINE: usize = 64 * 1024;
+const MAX_RECIPIENTS: usize = 100;
+/// Bad commands before the server hangs up.
+const MAX_ERRORS: usize = 10;
+/// Commands in one session before the server hangs up.
+const MAX_COMMANDS: usize = 1000;
+
+#[derive(Default)]
+struct Transaction {
+    from: Option<Option<Address>>,
+    /// Local mailboxes accepted so far.
+    mailboxes: Vec<String>,
+}
+
+struct Session {
+    conn: Conn,
+    shared: Arc<Shared>,
+    protocol: Protocol,
+    helo: Option<String>,
+    esmtp: bool,
+    user: Option<User>,
+    tx: Transaction,
+    errors: usize,
+}
+
+/// Where a session goes after a command.
+enum Next {
+    Continue,
+    Close,
+}
+
+pub(crate) async fn session(
+    conn: Conn,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let protocol = conn.protocol();
+    let mut s = Session {
+        conn,
+        shared,
+        protocol,
+        helo: None,
+        esmtp: false,
+        user: None,
+        tx: Transaction::default(),
+        errors: 0,
+    };
+    let banner = format!("220 {} ESMTP hostrole\r\n", s.shared.hostname);
+    s.conn.send(banner.as_bytes()).await?;
+    let mut line = Vec::new();
+    let mut commands = 0;
+    loop {
+        if !s.conn.has_buffered_input() {
+            s.conn.flush().await?;
+        }
+        let read = tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                let bye = format!("421 4.3.2 {} shutting down\r\n", s.shared.hostname);
+                return s.conn.send(bye.as_bytes()).await;
+            }
+            r = s.conn.read_line(&mut line, MAX_COMMAND_LINE, COMMAND_TIMEOUT) => r,
+        };
+        match read {
+            Ok(()) => {}
+            Err(ReadError::Closed) => return Ok(()),
+            Err(ReadError::Timeout) => {
+                s.shared.error(protocol, Reason::Timeout);
+                return s.conn.send(b"421 4.4.2 idle too long, closing\r\n").await;
+            }
+            Err(ReadError::TooLong(_)) => {
+                s.reply("LONG", 500, "5.5.2 line too long").await?;
+                if s.bad().await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(ReadError::Io(e)) => return Err(e),
+        }
+        commands += 1;
+        if commands > MAX_COMMANDS {
+            s.shared.error(protocol, Reason::TooManyCommands);
+            return s
+                .conn
+                .send(b"421 4.7.0 too many commands, closing\r\n")
+                .await;
+        }
+        let next = match parse::parse(trim_eol(&line)) {
+            Ok(command) => s.command(command).await?,
+            Err(e) => {
+                match e {
+                    ParseError::Unknown => {
+                        s.reply("UNKNOWN", 500, "5.5.1 command unrecognized")
+                            .await?
+                    }
+                    ParseError::Syntax(why) => {
+                        s.reply("SYNTAX", 501, &format!("5.5.4 {why}")).await?
+                    }
+                    ParseError::BadAddress(why) => s.reply("SYNTAX", 501, why).await?,
+                }
+                if s.bad().await? {
+                    Next::Close
+                } else {
+                    Next::Continue
+                }
+            }
+        };
+        if let Next::Close = next {
+            return s.conn.flush().await;
+        }
+    }
+}
+
+impl Session {
+    async fn reply(&mut self, verb: &'static str, code: u16, text: &str) -> std::io::Result<()> {
+        self.shared.count(self.protocol, verb, outcome(code));
+        self.conn
+            .write(format!("{code} {text}\r\n").as_bytes())
+            .await
+    }
+
+    /// Counts a bad command; true when the session must end.
+    async fn bad(&mut self) -> std::io::Result<bool> {
+        self.errors += 1;
+        if self.errors >= MAX_ERRORS {
+            self.shared.error(self.protocol, Reason::TooManyErrors);
+            self.conn
+                .send(b"421 4.7.0 too many errors, closing\r\n")
+                .await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn command(&mut self, command: Command) -> std::io::Result<Next> {
+        let verb = command.verb();
+        match command {
+            Command::Helo(name) | Command::Ehlo(name) => {
+                self.esmtp = verb == "EHLO";
+                self.helo = Some(name.clone());
+                self.tx = Transaction::default();
+                if self.esmtp {
+                    let mut lines = vec![
+                        format!("{} greets {name}", self.shared.hostname),
+                        format!("SIZE {}", self.shared.max_message_bytes),
+                        "8BITMIME".to_string(),
+                        "PIPELINING".to_string(),
+                        "ENHANCEDSTATUSCODES".to_string(),
+                    ];
+                    if self.shared.tls.is_some() && !self.conn.tls {
+                        lines.push("STARTTLS".to_string());
+                    }
+                    if self.protocol == Protocol::Submission && self.auth_allowed() {
+                        lines.push("AUTH PLAIN LOGIN".to_string());
+                    }
+                    let last = lines.len() - 1;
+                    let mut text = String::new();
+                    for (i, l) in lines.iter().enumerate() {
+                        text.push_str(&format!("250{}{l}\r\n", if i == last { ' ' } else { '-' }));
+                    }
+                    self.shared.count(self.protocol, verb, Outcome::Ok);
+                    self.conn.write(text.as_bytes()).await?;
+                } else {
+                    let text = format!("{} greets {name}", self.shared.hostname);
+                    self.reply(verb, 250, &text).await?;
+                }
+            }
+            Command::Mail { from, params } => self.mail(from, params).await?,
+            Command::Rcpt { to, .. } => self.rcpt(to).await?,
+            Command::Data => return self.data().await,
+            Command::Rset => {
+                self.tx = Transaction::default();
+                self.reply(verb, 250, "2.0.0 Ok").await?;
+            }
+            Command::Noop => self.reply(verb, 250, "2.0.0 Ok").await?,
+            Command::Quit => {
+                self.reply(verb, 221, "2.0.0 Bye").await?;
+                return Ok(Next::Close);
+            }
+            Command::Vrfy => {
+                self.reply(verb, 252, "2.5.0 Cannot VRFY user; try RCPT")
+                    .await?
+            }
+            Command::Help => self.reply(verb, 214, "2.0.0 See RFC 5321").await?,
+            Command::StartTls => return self.start_tls().await,
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await?,
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Passwords travel only over TLS when the role has a certificate.
+    fn auth_allowed(&self) -> bool {
+        self.shared.tls.is_none() || self.conn.tls
+    }
+
+    async fn start_tls(&mut self) -> std::io::Result<Next> {
+        let acceptor = match (&self.shared.tls, self.conn.tls) {
+            (Some(a), false) => a.clone(),
+            (Some(_), true) => {
+                self.reply("STARTTLS", 503, "5.5.1 TLS already active")
+                    .await?;
+                return Ok(Next::Continue);
+            }
+            (None, _) => {
+                self.reply("STARTTLS", 454, "4.7.0 TLS not available")
+                    .await?;
+                return Ok(Next::Continue);
+            }
+        };
+        self.reply("STARTTLS", 220, "2.0.0 ready to start TLS")
+            .await?;
+        if let Err(e) = self.conn.start_tls(&acceptor).await {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            self.shared.error(self.protocol, Reason::TlsFailed);
+            return Ok(Next::Close);
+        }
+        // RFC 3207 section 4.2: forget everything learnt before TLS.
+        self.helo = None;
+        self.esmtp = false;
+        self.user = None;
+        self.tx = Transaction::default();
+        Ok(Next::Continue)
+    }
+
+    async fn mail(
+        &mut self,
+        from: Option<Address>,
+        params: Vec<(String, Option<String>)>,
+    ) -> std::io::Result<()> {
+        if self.helo.is_none() {
+            return self
+                .reply("MAIL", 503, "5.5.1 send HELO or EHLO first")
+                .await;
+        }
+        if self.protocol == Protocol::Submission && self.user.is_none() {
+            self.shared.error(self.protocol, Reason::AuthRequired);
+            return self
+                .reply("MAIL", 530, "5.7.0 authentication required")
+                .await;
+        }
+        if self.tx.from.is_some() {
+            return self.reply("MAIL", 503, "5.5.1 nested MAIL command").await;
+        }
+        for (key, value) in &params {
+            match (key.as_str(), value.as_deref()) {
+                ("SIZE", Some(v)) => match v.parse::<u64>() {
+                    Ok(size) if size > self.shared.max_message_bytes => {
+                        self.shared.error(self.protocol, Reason::MessageTooBig);
+                        return self
+                            .reply(
+                                "MAIL",
+                                552,
+                                "5.3.4 message size exceeds fixed maximum message size",
+                            )
+                            .await;
+                    }
+                    Ok(_) => {}
+                    Err(_) => return self.reply("MAIL", 501, "5.5.4 malformed SIZE").await,
+                },
+                ("BODY", Some(v))
+                    if v.eq_ignore_ascii_case("7BIT") || v.eq_ignore_ascii_case("8BITMIME") => {}
+                ("AUTH", Some(_)) => {} // RFC 4954 section 5: accepted and not passed on.
+                _ => {
+                    let text = format!("5.5.4 unsupported parameter {key}");
+                    return self.reply("MAIL", 555, &text).await;
+                }
+            }
+        }
+        self.tx.from = Some(from);
+        self.reply("MAIL", 250, "2.1.0 Ok").await
+    }
+
+    async fn rcpt(&mut self, to: Address) -> std::io::Result<()> {
+        if self.tx.from.is_none() {
+            return self.reply("RCPT", 503, "5.5.1 need MAIL before RCPT").await;
+        }
+        if self.tx.mailboxes.len() >= MAX_RECIPIENTS {
+            return self.reply("RCPT", 452, "4.5.3 too many recipients").await;
+        }
+        let whole = format!("<{}@{}>", to.local, to.domain);
+        if !self.shared.is_local_domain(&to.domain) {
+            if self.user.is_some() {
+                self.shared
+                    .error(self.protocol, Reason::OutboundUnavailable);
+                let text = format!("5.7.1 {whole}: this host does not send mail to other domains");
+                return self.reply("RCPT", 550, &text).await;
+            }
+            self.shared.error(self.protocol, Reason::RelayDenied);
+            let text = format!("5.7.1 {whole}: relay access denied");
+            return self.reply("RCPT", 554, &text).await;
+        }
+        match self.shared.mailbox_of(&to.local) {
+            Some(mailbox) => {
+                if !self.tx.mailboxes.contains(&mailbox) {
+                    self.tx.mailboxes.push(mailbox);
+                }
+                self.reply("RCPT", 250, "2.1.5 Ok").await
+            }
+            None => {
+                self.shared.error(self.protocol, Reason::UnknownUser);
+                let text = format!("5.1.1 {whole}: no such user here");
+                self.reply("RCPT", 550, &text).await
+            }
+        }
+    }
+
+    async fn data(&mut self) -> std::io::Result<Next> {
+        if self.tx.from.is_none() {
+            self.reply("DATA", 503, "5.5.1 need MAIL before DATA")
+                .await?;
+            return Ok(Next::Continue);
+        }
+        if self.tx.mailboxes.is_empty() {
+            self.reply("DATA", 554, "5.5.1 no valid recipients").await?;
+            return Ok(Next::Continue);
+        }
+        let mut draft = match self.shared.store.draft(&self.tx.mailboxes[0]).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a delivery");
+                self.shared.error(self.protocol, Reason::StorageFailed);
+                self.reply("DATA", 451, "4.3.0 cannot store the message now")
+                    .await?;
+                return Ok(Next::Continue);
+            }
+        };
+        self.reply("DATA", 354, "End data with <CR><LF>.<CR><LF>")
+            .await?;
+        self.conn.flush().await?;
+
+        let from = match &self.tx.from {
+            Some(Some(a)) => format!("{}@{}", a.local, a.domain),
+            _ => String::new(),
+        };
+        let with = match (self.esmtp, self.user.is_some()) {
+            (true, true) => "ESMTPA",
+            (true, false) => "ESMTP",
+            _ => "SMTP",
+        };
+        let trace = format!(
+            "Return-Path: <{from}>\r\nReceived: from {} ([{}])\r\n\tby {} (hostrole) with {with};\r\n\t{}\r\n",
+            self.helo.as_deref().unwrap_or("unknown"),
+            self.conn.peer.ip(),
+            self.shared.hostname,
+            time::rfc5322(SystemTime::now()),
+        );
+        let mut failed = draft.write(trace.as_bytes()).await.err();
+        let max = self.shared.max_message_bytes;
+        let (mut size, mut oversize, mut too_long) = (0u64, false, false);
+        let mut line = Vec::new();
+        let mut last_crlf = true;
+        loop {
+            match self
+                .conn
+                .read_line(&mut line, MAX_DATA_LINE, DATA_TIMEOUT)
+                .await
+            {
+                Ok(()) => {}
+                Err(ReadError::TooLong(_)) => {
+                    too_long = true;
+                    continue;
+                }
+                Err(ReadError::Timeout) => {
+                    // The draft is dropped: its tmp/ file goes with it.
+                    self.shared.error(self.protocol, Reason::Timeout);
+                    self.conn
+                        .send(b"421 4.4.2 timeout while receiving the message\r\n")
+                        .await?;
+                    return Ok(Next::Close);
+                }
+                Err(ReadError::Closed) => {
+                    self.shared.error(self.protocol, Reason::DataAborted);
+                    return Ok(Next::Close);
+                }
+                Err(ReadError::Io(e)) => return Err(e),
+            }
+            // Only CRLF . CRLF ends the data: accepting a bare LF there would let a message
+            // smuggle a second one past a relay that reads it differently (SMTP smuggling).
+            let after_crlf = std::mem::replace(&mut last_crlf, line.ends_with(b"\r\n"));
+            if after_crlf && line == b".\r\n" {
+                break;
+            }
+            let content = line.strip_prefix(b".").unwrap_or(&line);
+            size += content.len() as u64;
+            if size > max {
+                oversize = true;
+            }
+            if !oversize && !too_long && failed.is_none() {
+                failed = draft.write(content).await.err();
+            }
+        }
+        let mailboxes = std::mem::take(&mut self.tx.mailboxes);
+        self.tx = Transaction::default();
+        if oversize {
+            self.shared.error(self.protocol, Reason::MessageTooBig);
+            self.reply(
+                "DATA",
+                552,
+                "5.3.4 message size exceeds fixed maximum message size",
+            )
+            .await?;
+        } else if too_long {
+            self.shared.error(self.protocol, Reason::LineTooLong);
+            let text = format!("5.6.0 a line of the message is longer than {MAX_DATA_LINE} bytes");
+            self.reply("DATA", 554, &text).await?;
+        } else if let Some(e) = failed {
+            tracing::error!(error = %e, "cannot write a message");
+            self.shared.error(self.protocol, Reason::StorageFailed);
+            self.reply("DATA", 451, "4.3.0 cannot store the message now")
+                .await?;
+        } else {
+            match self.shared.store.commit(draft, &mailboxes).await {
+                Ok(id) => {
+                    tracing::info!(role = self.protocol.name(), id, recipients = ?mailboxes, bytes = size, "delivered");
+                    let text = format!("2.0.0 Ok: queued as {id}");
+                    self.reply("DATA", 250, &text).await?;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot deliver a message");
+                    self.shared.error(self.protocol, Reason::StorageFailed);
+                    self.reply("DATA", 451, "4.3.0 cannot store the message now")
+                        .await?;
+                }
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> std::io::Result<()> {
+        if self.protocol != Protocol::Submission {
+            return self
+                .reply("AUTH", 502, "5.5.1 AUTH is offered on the submission port")
+                .await;
+        }
+        if !self.auth_allowed() {
+            self.shared.error(self.protocol, Reason::TlsRequired);
+            return self
+                .reply(
+                    "AUTH",
+                    538,
+                    "5.7.11 encryption required: use STARTTLS first",
+                )
+                .await;
+        }
+        if self.user.is_some() {
+            return self.reply("AUTH", 503, "5.5.1 already authenticated").await;
+        }
+        if self.tx.from.is_some() {
+            return self
+                .reply(
+                    "AUTH",
+                    503,
+                    "5.5.1 AUTH not allowed during a mail transaction",
+                )
+                .await;
+        }
+        let credentials = match mechanism {
+            "PLAIN" => {
+                let response = match initial {
+                    Some(r) if r != "=" => Some(r.into_bytes()),
+                    Some(_) => Some(Vec::new()),
+                    None => self.challenge("").await?,
+                };
+                match response {
+                    None => {
+                        return self
+                            .reply("AUTH", 501, "5.0.0 authentication cancelled")
+                            .await;
+                    }
+                    Some(r) => sasl::plain(&r),
+                }
+            }
+            "LOGIN" => {
+                let name = match initial {
+                    Some(r) => Some(r.into_bytes()),
+                    None => self.challenge("VXNlcm5hbWU6").await?,
+                };
+                let Some(name) = name else {
+                    return self
+                        .reply("AUTH", 501, "5.0.0 authentication cancelled")
+                        .await;
+                };
+                let Some(password) = self.challenge("UGFzc3dvcmQ6").await? else {
+                    return self
+                        .reply("AUTH", 501, "5.0.0 authentication cancelled")
+                        .await;
+                };
+                sasl::text(&name).zip(sasl::text(&password))
+            }
+            _ => {
+                return self
+                    .reply("AUTH", 504, "5.5.4 unrecognized authentication type")
+                    .await;
+            }
+        };
+        let user = match credentials {
+            Some((name, password)) => self.shared.verify(&name, &password).await,
+            None => None,
+        };
+        match user {
+            Some(user) => {
+                tracing::info!(
+                    role = self.protocol.name(),
+                    user = user.name,
+                    "authenticated"
+                );
+                self.user = Some(user);
+                self.reply("AUTH", 235, "2.7.0 authentication successful")
+                    .await
+            }
+            None => {
+                self.shared.error(self.protocol, Reason::AuthFailed);
+                self.reply("AUTH", 535, "5.7.8 authentication credentials invalid")
+                    .await
+            }
+        }
+    }
+
+    /// Sends a `334` challenge and reads the answer; `None` when the client cancels with `*`.
+    async fn challenge(&mut self, prompt: &str) -> std::io::Result<Option<Vec<u8>>> {
+        self.conn
+            .send(format!("334 {prompt}\r\n").as_bytes())
+            .await?;
+        let mut line = Vec::new();
+        match self
+            .conn
+            .read_line(&mut line, MAX_COMMAND_LINE, COMMAND_TIMEOUT)
+            .await
+        {
+            Ok(()) => {
+                let answer = trim_eol(&line);
+                Ok((answer != b"*").then(|| answer.to_vec()))
+            }
+            Err(ReadError::Io(e)) => Err(e),
+            Err(ReadError::TooLong(_)) => Ok(None),
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// What an SMTP reply code says about the command: 500–504 mean it could not be read.
+fn outcome(code: u16) -> Outcome {
+    match code {
+        200..=399 => Outcome::Ok,
+        500..=504 => Outcome::Malformed,
+        _ => Outcome::Rejected,
+    }
+}

@@ -1,0 +1,282 @@
+//! The index's soft state: per network, the peers that registered and what they hold. Pure (no
+//! I/O, time passed in), so expiry, caps and lookups are tested without a server.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::valid_address;
+use crate::wire::{Found, Holder, PeerEntry, Registration, Resource};
+
+/// Bounds that keep one network from filling the index's memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_peers_per_network: usize,
+    pub max_resources_per_peer: usize,
+}
+
+/// Why a registration is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegisterError {
+    #[error("network {network} already lists {max} peers: the index's limit")]
+    TooManyPeers { network: String, max: usize },
+    #[error("a peer may list at most {max} resources; this one lists {got}")]
+    TooManyResources { max: usize, got: usize },
+    #[error("resource {name:?}: its chunk list does not match its size, or a hash is malformed")]
+    Inconsistent { name: String },
+    #[error("address {0:?} is not host:port")]
+    Address(String),
+}
+
+struct Peer {
+    address: String,
+    last_seen: u64,
+    resources: Vec<Resource>,
+}
+
+/// Every network's peers.
+pub struct Directory {
+    ttl: u64,
+    limits: Limits,
+    networks: HashMap<String, BTreeMap<String, Peer>>,
+}
+
+impl Directory {
+    pub fn new(ttl: u64, limits: Limits) -> Self {
+        Self {
+            ttl,
+            limits,
+            networks: HashMap::new(),
+        }
+    }
+
+    /// Registers or renews a peer (a heartbeat is the same PUT).
+    pub fn register(
+        &mut self,
+        network: &str,
+        id: &str,
+        registration: Registration,
+        now: u64,
+    ) -> Result<(), RegisterError> {
+        if registration.resources.len() > self.limits.max_resources_per_peer {
+            return Err(RegisterError::TooManyResources {
+                max: self.limits.max_resources_per_peer,
+                got: registration.resources.len(),
+            });
+        }
+        if let Some(bad) = registration.resources.iter().find(|r| !r.consistent()) {
+            return Err(RegisterError::Inconsistent {
+                name: bad.name.clone(),
+            });
+        }
+        if !valid_address(&registration.address) {
+            return Err(RegisterError::Address(registration.address));
+        }
+        self.expire(now);
+        let peers = self.networks.entry(network.to_string()).or_default();
+        if !peers.contains_key(id) && peers.len() >= self.limits.max_peers_per_network {
+            return Err(RegisterError::TooManyPeers {
+                network: network.to_string(),
+                max: self.limits.max_peers_per_network,
+            });
+        }
+        peers.insert(
+            id.to_string(),
+            Peer {
+                address: registration.address,
+                last_seen: now,
+                resources: registration.resources,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a peer; whether it was listed.
+    pub fn deregister(&mut self, network: &str, id: &str) -> bool {
+        self.networks
+            .get_mut(network)
+            .is_some_and(|p| p.remove(id).is_some())
+    }
+
+    /// Drops peers whose last heartbeat is older than the TTL.
+    pub fn expire(&mut self, now: u64) {
+        let ttl = self.ttl;
+        for peers in self.networks.values_mut() {
+            peers.retain(|_, p| now.saturating_sub(p.last_seen) <= ttl);
+        }
+        self.networks.retain(|_, p| !p.is_empty());
+    }
+
+    /// Peers listed per network (for the gauge).
+    pub fn counts(&self) -> Vec<(String, usize)> {
+        self.networks
+            .iter()
+            .map(|(n, p)| (n.clone(), p.len()))
+            .collect()
+    }
+
+    /// The network's live peers, freshest first.
+    pub fn peers(&self, network: &str, now: u64) -> Vec<PeerEntry> {
+        let mut list: Vec<PeerEntry> = self
+            .live(network, now)
+            .map(|(id, p)| PeerEntry {
+                id: id.clone(),
+                address: p.address.clone(),
+                last_seen: p.last_seen,
+                resources: p.resources.clone(),
+            })
+            .collect();
+        list.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id)));
+        list
+    }
+
+    /// Resources whose name contains `name` (case-insensitive) or whose hash is `hash`, each
+    /// with the peers holding it, freshest first.
+    pub fn lookup(&self, network: &str, query: &Query, now: u64) -> Vec<Found> {
+        let mut found: BTreeMap<String, Found> = BTreeMap::new();
+        for (id, peer) in self.live(network, now) {
+            for r in peer.resources.iter().filter(|r| query.matches(r)) {
+                let entry = found.entry(r.hash.clone()).or_insert_with(|| Found {
+                    resource: r.clone(),
+                    peers: Vec::new(),
+                });
+                entry.peers.push(Holder {
+                    id: id.clone(),
+                    address: peer.address.clone(),
+                    last_seen: peer.last_seen,
+                });
+            }
+        }
+        let mut list: Vec<Found> = found.into_values().collect();
+        for f in &mut list {
+            f.peers
+                .sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id)));
+        }
+        list.sort_by(|a, b| a.resource.name.cmp(&b.resource.name));
+        list
+    }
+
+    fn live<'a>(
+        &'a self,
+        network: &str,
+        now: u64,
+    ) -> impl Iterator<Item = (&'a String, &'a Peer)> + 'a {
+        let ttl = self.ttl;
+        self.networks
+            .get(network)
+            .into_iter()
+            .flat_map(|p| p.iter())
+            .filter(move |(_, p)| now.saturating_sub(p.last_seen) <= ttl)
+    }
+}
+
+/// What a lookup asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// Case-insensitive substring of the name.
+    Name(String),
+    /// Exact content hash.
+    Hash(String),
+}
+
+impl Query {
+    /// Parses `name=…` or `hash=…` from a query string (already percent-decoded pairs).
+    pub fn from_pairs(pairs: &HashMap<String, String>) -> Option<Query> {
+        match (pairs.get("name"), pairs.get("hash")) {
+            (Some(n), None) => Some(Query::Name(n.to_lowercase())),
+            (None, Some(h)) => Some(Query::Hash(h.to_lowercase())),
+            _ => None,
+        }
+    }
+
+    pub fn matches(&self, r: &Resource) -> bool {
+        match self {
+            Query::Name(n) => r.name.to_lowercase().contains(n.as_str()),
+            Query::Hash(h) => r.hash == *h,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(name: &str, byte: u8) -> Resource {
+        Resource {
+            name: name.into(),
+            size: 10,
+            hash: format!("{byte:02x}").repeat(32),
+            chunk_size: 1 << 20,
+            chunks: vec![format!("{byte:02x}").repeat(32)],
+        }
+    }
+
+    fn reg(address: &str, resources: Vec<Resource>) -> Registration {
+        Registration {
+            address: address.into(),
+            resources,
+        }
+    }
+
+    const LIMITS: Limits = Limits {
+        max_peers_per_network: 2,
+        max_resources_per_peer: 2,
+    };
+
+    #[test]
+    fn lookups_by_name_and_hash_list_holders_freshest_first() {
+        let mut d = Directory::new(10, LIMITS);
+        d.register("n", "a", reg("h:1", vec![resource("Movie.mkv", 1)]), 100)
+            .expect("a");
+        d.register("n", "b", reg("h:2", vec![resource("movie.mkv", 1)]), 105)
+            .expect("b");
+        let found = d.lookup("n", &Query::Name("movie".into()), 106);
+        assert_eq!(found.len(), 1, "one entry per hash");
+        let ids: Vec<_> = found[0].peers.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["b", "a"]);
+        let by_hash = d.lookup("n", &Query::Hash("01".repeat(32)), 106);
+        assert_eq!(by_hash.len(), 1);
+        assert!(
+            d.lookup("other", &Query::Name("movie".into()), 106)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn peers_expire_without_heartbeat_and_may_deregister() {
+        let mut d = Directory::new(10, LIMITS);
+        d.register("n", "a", reg("h:1", vec![]), 100).expect("a");
+        d.register("n", "b", reg("h:2", vec![]), 100).expect("b");
+        d.register("n", "a", reg("h:1", vec![]), 109)
+            .expect("heartbeat");
+        assert_eq!(d.peers("n", 111).len(), 1, "b expired, a renewed");
+        assert!(d.deregister("n", "a"));
+        assert!(d.peers("n", 111).is_empty());
+    }
+
+    #[test]
+    fn caps_and_consistency_are_enforced() {
+        let mut d = Directory::new(10, LIMITS);
+        d.register("n", "a", reg("h:1", vec![]), 0).expect("a");
+        d.register("n", "b", reg("h:1", vec![]), 0).expect("b");
+        assert!(matches!(
+            d.register("n", "c", reg("h:1", vec![]), 0),
+            Err(RegisterError::TooManyPeers { .. })
+        ));
+        d.register("n", "a", reg("h:1", vec![]), 1)
+            .expect("a known peer renews at the cap");
+        let three = vec![resource("x", 1), resource("y", 2), resource("z", 3)];
+        assert!(matches!(
+            d.register("n", "a", reg("h:1", three), 1),
+            Err(RegisterError::TooManyResources { .. })
+        ));
+        let mut bad = resource("x", 1);
+        bad.chunks.push("00".repeat(32));
+        assert!(matches!(
+            d.register("n", "a", reg("h:1", vec![bad]), 1),
+            Err(RegisterError::Inconsistent { .. })
+        ));
+        assert!(matches!(
+            d.register("n", "a", reg("nohostport", vec![]), 1),
+            Err(RegisterError::Address(_))
+        ));
+    }
+}

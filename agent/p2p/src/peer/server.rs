@@ -1,0 +1,117 @@
+//! The peer protocol other members of the network call: what this peer holds, its chunks, and
+//! the peers it knows (for gossip). Every request is signed with the network secret.
+
+use hostrole_agent_core::metrics::Direction;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use http::StatusCode;
+
+use super::{ROLE, Shared, catalog, discovery, swarm};
+use crate::auth::{self, Authenticated, Gate, error_response};
+use crate::valid_hash;
+use crate::wire::{Catalog, HaveMap, PeerEntry};
+use hostrole_agent_core::metrics::track;
+
+/// Largest request body: peers only send GETs.
+const MAX_BODY: usize = 64 << 10;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let secret = shared.secret.clone();
+    let refused = shared.agent.clone();
+    let gate = Gate {
+        secrets: Arc::new(move |_| Ok(secret.as_ref().clone())),
+        max_body: MAX_BODY,
+        on_refused: Arc::new(move |e| refused.error(ROLE, e.reason())),
+    };
+    let metrics = shared.agent.clone();
+    Router::new()
+        .route("/v1/resources", get(resources))
+        .route("/v1/peers", get(peers))
+        .route("/v1/chunks/{hash}/{index}", get(chunk))
+        .route("/v1/have/{hash}", get(have))
+        .layer(from_fn_with_state(gate, auth::require))
+        .with_state(shared)
+        .layer(from_fn_with_state((ROLE, metrics), track))
+}
+
+async fn resources(
+    State(shared): State<Arc<Shared>>,
+    Extension(who): Extension<Authenticated>,
+) -> Json<Catalog> {
+    discovery::heard_from(&shared, &who.peer, who.address.as_deref());
+    Json(Catalog {
+        id: shared.id.clone(),
+        address: shared.address.clone(),
+        resources: shared.catalog.resources(),
+    })
+}
+
+async fn peers(
+    State(shared): State<Arc<Shared>>,
+    Extension(who): Extension<Authenticated>,
+) -> Json<Vec<PeerEntry>> {
+    discovery::heard_from(&shared, &who.peer, who.address.as_deref());
+    let mut list = discovery::known_peers(&shared);
+    // Gossip carries who is where; catalogs are pulled from each peer itself.
+    for p in &mut list {
+        p.resources.clear();
+    }
+    Json(list)
+}
+
+async fn have(State(shared): State<Arc<Shared>>, Path(hash): Path<String>) -> Response {
+    match swarm::have_map(&shared, &hash) {
+        Some(have) => Json(HaveMap { have }).into_response(),
+        None => error_response(StatusCode::NOT_FOUND, format!("no chunk of {hash} here")),
+    }
+}
+
+async fn chunk(
+    State(shared): State<Arc<Shared>>,
+    Path((hash, index)): Path<(String, u64)>,
+) -> Response {
+    if !valid_hash(&hash) {
+        return error_response(StatusCode::BAD_REQUEST, "not a content hash");
+    }
+    let (path, offset, len) = match shared.catalog.by_hash(&hash) {
+        Some(file) if index < file.resource.chunks.len() as u64 => (
+            file.path.clone(),
+            index * file.resource.chunk_size,
+            file.resource.chunk_len(index),
+        ),
+        // Verified chunks of a download in progress are served too.
+        _ => match swarm::partial_chunk(&shared, &hash, index) {
+            Some(found) => found,
+            None => {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    format!("no chunk {index} of {hash} here"),
+                );
+            }
+        },
+    };
+    if !shared.chunk_delay.is_zero() {
+        tokio::time::sleep(shared.chunk_delay).await;
+    }
+    match tokio::task::spawn_blocking(move || catalog::read_at(&path, offset, len)).await {
+        Ok(Ok(bytes)) => {
+            shared.metrics.bytes_served.inc_by(bytes.len() as u64);
+            shared.agent.moved(ROLE, Direction::Out, bytes.len() as u64);
+            (
+                [(http::header::CONTENT_TYPE, "application/octet-stream")],
+                bytes,
+            )
+                .into_response()
+        }
+        _ => {
+            // The file changed or went away since the last scan: look again.
+            shared.changed.notify_one();
+            error_response(StatusCode::GONE, "the file changed; rescanning")
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Swarming: the verified chunks of a download in progress are served to other peers, and the
+//! peers that hold part of a resource are sources for the chunks they have (`/v1/have/{hash}`).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use super::client::peer_url;
+use super::{Shared, discovery};
+use crate::wire::{HaveMap, Holder, Resource};
+
+/// A download in progress whose verified chunks are served to other peers (swarming).
+#[derive(Clone)]
+pub struct Partial {
+    pub path: PathBuf,
+    pub resource: Resource,
+    pub done: Arc<Mutex<Vec<bool>>>,
+}
+
+/// Where to read chunk `index` of `hash` when it is verified in a partial download.
+pub fn partial_chunk(shared: &Shared, hash: &str, index: u64) -> Option<(PathBuf, u64, u64)> {
+    let partials = shared.partials.lock().ok()?;
+    let p = partials.get(hash)?;
+    let done = p.done.lock().ok()?;
+    done.get(index as usize).copied().filter(|d| *d).map(|_| {
+        (
+            p.path.clone(),
+            index * p.resource.chunk_size,
+            p.resource.chunk_len(index),
+        )
+    })
+}
+
+/// Which chunks of `hash` this peer can serve: `1`/`0` per chunk; `None` when it has none.
+pub fn have_map(shared: &Shared, hash: &str) -> Option<String> {
+    if let Some(f) = shared.catalog.by_hash(hash) {
+        return Some("1".repeat(f.resource.chunks.len()));
+    }
+    let partials = shared.partials.lock().ok()?;
+    let done = partials.get(hash)?.done.lock().ok()?.clone();
+    Some(done.iter().map(|d| if *d { '1' } else { '0' }).collect())
+}
+
+/// Which chunks a peer holds, shared with the workers that fetch from it.
+pub type ChunkMap = Arc<Mutex<Vec<bool>>>;
+
+/// Peers (other than the complete holders) that already hold verified chunks of the resource,
+/// with their chunk maps (`GET /v1/have/{hash}`).
+pub async fn partial_sources(
+    shared: &Shared,
+    resource: &Resource,
+    complete: &[Holder],
+) -> Vec<(Holder, Vec<bool>)> {
+    use futures_util::StreamExt;
+    let candidates: Vec<Holder> = discovery::known_peers(shared)
+        .into_iter()
+        .filter(|p| p.id != shared.id && !complete.iter().any(|c| c.id == p.id))
+        .map(|p| Holder {
+            id: p.id,
+            address: p.address,
+            last_seen: p.last_seen,
+        })
+        .collect();
+    let total = resource.chunks.len();
+    futures_util::stream::iter(candidates)
+        .map(|holder| async move {
+            let url = peer_url(&holder.address, &format!("/v1/have/{}", resource.hash));
+            let map: HaveMap = shared.client.get_json(&url).await.ok()?;
+            let have: Vec<bool> = map.have.chars().map(|c| c == '1').collect();
+            (have.len() == total && have.iter().any(|h| *h)).then_some((holder, have))
+        })
+        .buffer_unordered(8)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await
+}
+
+/// The chunks in random order, so that peers downloading at once fetch different chunks first
+/// and can trade them.
+pub fn shuffled(mut list: VecDeque<u64>) -> VecDeque<u64> {
+    fastrand::shuffle(list.make_contiguous());
+    list
+}
