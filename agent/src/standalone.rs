@@ -177,6 +177,7 @@ pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
         index: p2p::index_role(&hostrole, &m, options, &data_dir)?,
         peer: p2p::peer_role(&hostrole, &m, options, &data_dir)?,
         clients: clients::clients(&hostrole, &m, &data_dir)?,
+        http: None,
     })
 }
 

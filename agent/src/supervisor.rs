@@ -85,6 +85,8 @@ pub async fn run(
         peer_metrics.register(&mut registry);
     }
     let readiness = Readiness::new(metrics.clone());
+    // Every HTTP listener (admin, web, file, index, peer) takes its limits from here.
+    net::limits::configure(net::HttpLimits::from_config(config.http.as_ref()));
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
 
     let admin_listener =

@@ -372,6 +372,7 @@ pub fn agent_config(hr: &HostRole, name: &str, namespace: &str, world: &World) -
             .into_iter()
             .filter_map(Result::ok)
             .collect(),
+        http: None,
     }
 }
 

@@ -83,6 +83,31 @@ impl Agent {
         agent
     }
 
+    /// Starts `hostrole-agent run --config CONFIG` (an agent configuration whose admin port is
+    /// `admin_port`) and waits until `/readyz` answers 200.
+    pub fn run(config: &Path, admin_port: u16) -> Agent {
+        let logs = tempfile::tempdir().expect("tempdir");
+        let stdout_path = logs.path().join("stdout");
+        let stderr_path = logs.path().join("stderr");
+        let child = Command::new(agent_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+            .spawn()
+            .expect("start the agent");
+        let mut agent = Agent {
+            child,
+            admin_port,
+            stdout_path,
+            stderr_path,
+            _logs: logs,
+        };
+        agent.wait_ready();
+        agent
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
