@@ -408,3 +408,35 @@ fn header_limits_are_coherent_bytes_and_count() {
         "HTTP/2: one 40 KB field"
     );
 }
+
+#[test]
+fn bogus_methods_do_not_add_metric_series() {
+    let host = Host::start("", 64);
+    let series = |host: &Host| {
+        fetch(&[&host.agent.admin_url("/metrics")])
+            .text()
+            .lines()
+            .filter(|l| l.starts_with("hostrole_agent_http_requests_total"))
+            .count()
+    };
+    fetch(&["-X", "FOO0", &host.url("/")]);
+    let before = series(&host);
+    for i in 1..100 {
+        let method = format!("ATTACK{i}");
+        for port in [host.web, host.file, host.agent.admin_port] {
+            let r = fetch(&["-X", &method, &format!("http://127.0.0.1:{port}/")]);
+            assert!(r.status >= 400, "{method} on {port}: {}", r.status);
+        }
+    }
+    let after = series(&host);
+    let metrics = fetch(&[&host.agent.admin_url("/metrics")]).text();
+    assert!(
+        after <= before + 3,
+        "{before} series before, {after} after:\n{metrics}"
+    );
+    assert!(
+        !metrics.contains("ATTACK"),
+        "client input in a label:\n{metrics}"
+    );
+    assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
+}
