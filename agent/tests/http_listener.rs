@@ -440,3 +440,41 @@ fn bogus_methods_do_not_add_metric_series() {
     );
     assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
 }
+
+#[test]
+fn the_file_role_honours_if_range_and_several_ranges_too() {
+    // The file role serves GET through dav-server, which evaluates If-Range itself.
+    let host = Host::start("", 64);
+    let url = format!("http://127.0.0.1:{}/doc.txt", host.file);
+    let put = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-T",
+        "-",
+        &url,
+    ]);
+    assert!(put.status.success());
+    std::fs::write(
+        host._dir.path().join("share/doc.txt"),
+        "0123456789".repeat(10),
+    )
+    .expect("write");
+    let first = fetch(&[&url]);
+    let etag = first.header("etag").expect("etag").to_string();
+    let r = fetch(&["-r", "10-19", "-H", &format!("If-Range: {etag}"), &url]);
+    assert_eq!((r.status, r.text().as_str()), (206, "0123456789"));
+    let r = fetch(&["-r", "10-19", "-H", "If-Range: \"stale\"", &url]);
+    assert_eq!(r.status, 200, "a stale If-Range gets the whole file");
+    assert_eq!(r.body.len(), 100);
+    let r = fetch(&["-r", "0-1,10-11", &url]);
+    assert_eq!(r.status, 206);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|t| t.starts_with("multipart/byteranges")),
+        "{:?}",
+        r.headers
+    );
+}
