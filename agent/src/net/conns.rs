@@ -384,6 +384,16 @@ impl AsyncRead for Io {
                 Start::NeedMore => {}
                 Start::Invalid => {
                     this.start = None;
+                    // Read what else the client sent, so that closing sends a FIN, not the RST
+                    // that unread data causes (a client may read that as an error, not a close).
+                    let mut scratch = [0u8; 4096];
+                    for _ in 0..16 {
+                        let mut sink = ReadBuf::new(&mut scratch);
+                        match Pin::new(&mut this.inner).poll_read(cx, &mut sink) {
+                            Poll::Ready(Ok(())) if !sink.filled().is_empty() => {}
+                            _ => break,
+                        }
+                    }
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         "neither an HTTP/1 request line nor the HTTP/2 connection preface",

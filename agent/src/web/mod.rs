@@ -160,6 +160,25 @@ async fn head_as_get(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// Request body bytes read (and dropped) before answering: a static site wants no body, but
+/// reading a small one first lets HTTP/2 report a malformed request (a second HEADERS frame, a
+/// wrong content-length) as the stream error it is rather than racing it with the answer; a
+/// larger body is not waited for.
+const DRAINED_BODY_BYTES: usize = 64 << 10;
+/// …and at most this long.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn drain_small_body(request: Request, next: Next) -> Response {
+    use http_body::Body as _;
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, DRAINED_BODY_BYTES)).await;
+    next.run(Request::from_parts(parts, axum::body::Body::empty()))
+        .await
+}
+
 fn router(root: PathBuf, metrics: AgentMetrics) -> Router {
     let cache = cache::SiteCache::new(root.clone());
     let files = ServeDir::with_backend(&root, cache.clone()).append_index_html_on_directories(true);
@@ -187,6 +206,7 @@ fn router(root: PathBuf, metrics: AgentMetrics) -> Router {
                 .compress_when(Worthwhile),
         )
         .layer(from_fn(head_as_get))
+        .layer(from_fn(drain_small_body))
         .layer(from_fn_with_state((ROLE, metrics), track))
 }
 
