@@ -18,7 +18,7 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-step "cargo test (unit, snapshots, CRD drift, schema and CEL rules; web, file and mail roles with curl, h2spec (HTTP/2, built from the Go module proxy and cached), rclone, cadaver, a davfs2 mount, swaks, mutt, Python's smtplib/imaplib/poplib; clients against the real roles; peers and index with 5 agent processes; the peer UI in headless Chromium)"
+step "cargo test (unit, snapshots, CRD drift, schema and CEL rules; web, file and mail roles with curl, h2spec (HTTP/2, built from the Go module proxy and cached), rclone, cadaver, a davfs2 mount, swaks, mutt, Python's smtplib/imaplib/poplib; clients against the real roles; peers and index with 5 agent processes; the peer UI and the web role's error pages in headless Chromium)"
 cargo test --locked
 
 step "fuzz the hand-written protocol parsers (SMTP, IMAP, POP3), ${FUZZ_SECONDS:=15}s each"
