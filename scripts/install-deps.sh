@@ -34,7 +34,8 @@ fi
 for tool in cargo rustfmt cargo-clippy; do
   command -v "$tool" >/dev/null || { echo "missing $tool: install Rust 1.95 with rustfmt and clippy" >&2; exit 1; }
 done
-# Go builds the local control plane (e2e/cluster/build.sh); only needed when its cache is cold.
+# Go builds the local control plane (e2e/cluster/build.sh) and h2spec for the web role's HTTP/2
+# test (agent/tests/tools/h2spec/build.sh, run by that test); only needed when their cache is cold.
 if ! command -v go >/dev/null && [[ ! -x /usr/local/go/bin/go ]]; then
-  echo "note: no Go toolchain; e2e/cluster/build.sh needs Go >= 1.26 unless ~/.cache/hostrole holds the binaries" >&2
+  echo "note: no Go toolchain; e2e/cluster/build.sh and agent/tests/tools/h2spec/build.sh need Go >= 1.26 unless ~/.cache/hostrole holds the binaries" >&2
 fi

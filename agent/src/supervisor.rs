@@ -50,6 +50,8 @@ pub async fn run(
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let readiness = Readiness::new(metrics.clone());
+    // Every HTTP listener (admin, web, file, index, peer) takes its limits from here.
+    net::limits::configure(net::HttpLimits::from_config(config.http.as_ref()));
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
 
     // The admin port is taken first, so a clash is reported before any role starts.

@@ -399,12 +399,41 @@ fn admin_endpoint_reports_health_readiness_and_metrics() {
     );
 }
 
+/// A download slow enough to keep its request in flight for the test's length: 64 MiB (more
+/// than the socket buffers hold, so the server's writes wait on the client) at 32 KiB/s.
+fn slow_download(web: &Running) -> std::process::Child {
+    let huge = web.site.path().join("huge.bin");
+    if !huge.exists() {
+        std::fs::File::create(&huge)
+            .and_then(|f| f.set_len(64 << 20))
+            .expect("sparse file");
+    }
+    Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "60",
+            "--limit-rate",
+            "32K",
+            "-o",
+            "/dev/null",
+        ])
+        .arg(web.url("/huge.bin"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("curl")
+}
+
 #[test]
-fn connections_beyond_the_limit_wait_for_a_free_slot() {
+fn connections_beyond_the_limit_wait_while_all_are_busy() {
     let web = Running::start(Some(2));
-    let first = idle_connection(web.port);
-    let second = idle_connection(web.port);
-    std::thread::sleep(Duration::from_millis(200));
+    let mut first = slow_download(&web);
+    let mut second = slow_download(&web);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        first.try_wait().expect("wait").is_none() && second.try_wait().expect("wait").is_none(),
+        "the slow downloads run"
+    );
     let blocked = curl(&[
         "-s",
         "--max-time",
@@ -417,9 +446,10 @@ fn connections_beyond_the_limit_wait_for_a_free_slot() {
     ]);
     assert!(
         !blocked.status.success(),
-        "a third connection is not served while two are open"
+        "a third connection is not served while two requests are in flight: {blocked:?}"
     );
-    drop(first);
+    let _ = first.kill();
+    let _ = first.wait();
     let served = curl(&[
         "-s",
         "--max-time",
@@ -435,7 +465,19 @@ fn connections_beyond_the_limit_wait_for_a_free_slot() {
         "200",
         "served once a slot is free"
     );
-    drop(second);
+    let _ = second.kill();
+    let _ = second.wait();
+}
+
+#[test]
+fn idle_connections_make_room_for_new_clients() {
+    let web = Running::start(Some(2));
+    let first = idle_connection(web.port);
+    let second = idle_connection(web.port);
+    std::thread::sleep(Duration::from_millis(200));
+    let served = fetch(&["--max-time", "2", &web.url("/")]);
+    assert_eq!(served.status, 200, "the longest-idle connection made room");
+    drop((first, second));
 }
 
 #[test]
@@ -516,4 +558,205 @@ fn standalone_up_serves_the_shipped_example() {
         data.path().join("site/index.html").is_file(),
         "inline files are written to the data dir"
     );
+}
+
+#[test]
+fn if_range_with_an_old_validator_gets_the_whole_new_file() {
+    let web = Running::start(None);
+    let url = web.url("/css/site.css");
+    let first = fetch(&[&url]);
+    let etag = first.header("etag").expect("etag").to_string();
+    let modified = first.header("last-modified").expect("lm").to_string();
+
+    // Current validators: the range is served.
+    for validator in [&etag, &modified] {
+        let r = fetch(&["-r", "10-19", "-H", &format!("If-Range: {validator}"), &url]);
+        assert_eq!(r.status, 206, "If-Range: {validator}");
+        assert_eq!(r.body, first.body[10..20]);
+    }
+    // A weak tag never matches (strong comparison).
+    let weak = fetch(&["-r", "10-19", "-H", &format!("If-Range: W/{etag}"), &url]);
+    assert_eq!(weak.status, 200);
+
+    // The file changes; a client resuming with the old ETag must get the new file whole, not
+    // new bytes to splice onto its old ones.
+    std::fs::write(
+        web.site.path().join("css/site.css"),
+        "p { margin: 0; }\n".repeat(300),
+    )
+    .expect("write");
+    let new_body = eventually_serves(&url, &"p { margin: 0; }\n".repeat(300)).body;
+    for validator in [&etag, "Wed, 21 Oct 2015 07:28:00 GMT"] {
+        let r = fetch(&["-r", "10-19", "-H", &format!("If-Range: {validator}"), &url]);
+        assert_eq!(r.status, 200, "stale If-Range: {validator}");
+        assert_eq!(r.header("content-range"), None);
+        assert_eq!(r.body, new_body, "the whole current file");
+    }
+    // The same on a large file served from disk, and on HTTP/2.
+    let big = web.url("/big.bin");
+    let big_etag = fetch(&["-I", &big])
+        .header("etag")
+        .expect("etag")
+        .to_string();
+    let r = fetch(&[
+        "--http2-prior-knowledge",
+        "-r",
+        "0-9",
+        "-H",
+        &format!("If-Range: {big_etag}"),
+        &big,
+    ]);
+    assert_eq!((r.status, r.body.len()), (206, 10));
+    let r = fetch(&[
+        "-r",
+        "0-9",
+        "-H",
+        "If-Range: \"stale\"",
+        "-o",
+        "/dev/null",
+        &big,
+    ]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some(BIG_SIZE.to_string().as_str())
+    );
+}
+
+#[test]
+fn several_ranges_get_one_range_that_covers_them() {
+    let web = Running::start(None);
+    let full = fetch(&[&web.url("/big.bin")]).body;
+    let r = fetch(&["-r", "0-9,100-109", &web.url("/big.bin")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 0-109/{BIG_SIZE}").as_str())
+    );
+    assert_eq!(r.body, full[..110]);
+    let r = fetch(&["-r", "500-599,-100", &web.url("/big.bin")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, full[500..]);
+}
+
+#[test]
+fn a_path_segment_too_long_for_the_file_system_is_not_found() {
+    let web = Running::start(None);
+    for path in [
+        format!("/{}", "a".repeat(256)),
+        format!("/{}/x", "b".repeat(300)),
+        format!("/css/{}.css", "c".repeat(4000)),
+    ] {
+        let r = fetch(&[&web.url(&path)]);
+        assert_eq!(r.status, 404, "{} bytes", path.len());
+    }
+    assert!(
+        !web.agent.stderr().contains("ERROR"),
+        "no error logged: {}",
+        web.agent.stderr()
+    );
+}
+
+#[test]
+fn errors_are_small_html_pages_and_the_site_can_bring_its_own_404() {
+    let web = Running::start(None);
+    for (args, status) in [
+        (vec![web.url("/nope.html")], 404),
+        (
+            vec![
+                "-X".into(),
+                "POST".into(),
+                "-d".into(),
+                "x".into(),
+                web.url("/"),
+            ],
+            405,
+        ),
+        (vec!["--path-as-is".into(), web.url("/a%00b")], 400),
+        (vec![web.url("/.secret")], 404),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = fetch(&args);
+        assert_eq!(r.status, status, "{args:?}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert!(
+            r.text().contains(&format!("<title>{status} ")),
+            "{}",
+            r.text()
+        );
+        assert!(!r.text().contains("do not serve"));
+    }
+    std::fs::write(
+        web.site.path().join("404.html"),
+        "<h1>Lost? Our own page.</h1>\n",
+    )
+    .expect("write");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = fetch(&[&web.url("/still/missing")]);
+        assert_eq!(r.status, 404);
+        if r.text() == "<h1>Lost? Our own page.</h1>\n" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the site's 404.html is used: {}",
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn head_describes_what_get_sends_under_compression() {
+    let web = Running::start(None);
+    for encoding in ["gzip", "br", "identity"] {
+        let accept = format!("Accept-Encoding: {encoding}");
+        let get = fetch(&["-H", &accept, &web.url("/css/site.css")]);
+        let head = fetch(&[
+            "-I",
+            "-o",
+            "/dev/null",
+            "-H",
+            &accept,
+            &web.url("/css/site.css"),
+        ]);
+        assert_eq!(head.status, get.status);
+        for name in [
+            "content-encoding",
+            "content-length",
+            "content-type",
+            "etag",
+            "vary",
+        ] {
+            assert_eq!(head.header(name), get.header(name), "{encoding}: {name}");
+        }
+        assert!(head.body.is_empty());
+    }
+}
+
+#[test]
+fn incompressible_content_is_sent_as_it_is() {
+    let web = Running::start(None);
+    std::fs::write(web.site.path().join("photo.png"), vec![0x42u8; 64 << 10]).expect("write");
+    for path in ["/big.bin", "/photo.png"] {
+        let r = fetch(&[
+            "-H",
+            "Accept-Encoding: br, gzip",
+            "-o",
+            "/dev/null",
+            &web.url(path),
+        ]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), None, "{path}");
+    }
+    // Text is still compressed.
+    let r = fetch(&[
+        "-H",
+        "Accept-Encoding: br",
+        "-o",
+        "/dev/null",
+        &web.url("/css/site.css"),
+    ]);
+    assert_eq!(r.header("content-encoding"), Some("br"));
 }

@@ -338,6 +338,7 @@ pub fn render(
             bind,
             admin_port,
             shutdown_grace_seconds,
+            http: None,
             web,
             file,
             mail,

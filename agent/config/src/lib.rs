@@ -49,6 +49,29 @@ pub struct AgentConfig {
     /// Client software: one loop per service this host uses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<ClientConfig>,
+    /// Limits of every HTTP listener (web, file, index, peer and its UI, admin); defaults when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpLimitsConfig>,
+}
+
+/// Overrides of the HTTP listeners' limits; each absent field keeps its default (see the agent's
+/// `net` module and docs/decisions.md).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpLimitsConfig {
+    /// Seconds a client has to send a complete request head: from connecting (before the HTTP
+    /// version is known) and between keep-alive requests. Default 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_timeout_seconds: Option<u64>,
+    /// Seconds a connection may stay open with no request in flight (HTTP/1 and HTTP/2).
+    /// Default 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<u64>,
+    /// Connections one client address (an IPv6 /64) may hold on one listener. Default: a quarter
+    /// of the listener's connection limit, at least 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// The index role's configuration.

@@ -244,13 +244,40 @@ pub fn label(role: &str) -> RoleLabels {
     }
 }
 
+/// The `method` label of a request: a method of HTTP or WebDAV, else `OTHER`, so that clients
+/// cannot add series (a method is any token a client sends).
+pub fn method_label(method: &http::Method) -> &'static str {
+    const KNOWN: [&str; 16] = [
+        "GET",
+        "HEAD",
+        "POST",
+        "PUT",
+        "DELETE",
+        "OPTIONS",
+        "PATCH",
+        "TRACE",
+        "CONNECT",
+        "PROPFIND",
+        "PROPPATCH",
+        "MKCOL",
+        "COPY",
+        "MOVE",
+        "LOCK",
+        "UNLOCK",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or("OTHER")
+}
+
 /// A middleware that counts and times every request of `role`.
 pub async fn track(
     State((role, metrics)): State<(&'static str, AgentMetrics)>,
     request: Request,
     next: Next,
 ) -> Response {
-    let method = request.method().to_string();
+    let method = method_label(request.method()).to_string();
     let started = Instant::now();
     let response = next.run(request).await;
     metrics
@@ -271,6 +298,15 @@ pub async fn track(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_outside_http_and_webdav_are_one_label() {
+        let label = |m: &str| method_label(&http::Method::from_bytes(m.as_bytes()).expect("token"));
+        assert_eq!(label("GET"), "GET");
+        assert_eq!(label("PROPFIND"), "PROPFIND");
+        assert_eq!(label("get"), "OTHER");
+        assert_eq!(label("ATTACK1"), "OTHER");
+    }
 
     #[test]
     fn label_values_are_the_documented_ones() {

@@ -1,6 +1,28 @@
 //! The HTTP listener every HTTP role and the admin endpoint share: HTTP/1.1 and HTTP/2 (prior
-//! knowledge, h2c) on one port, a bound on open connections, a header read timeout against slow
-//! clients, and a graceful stop that lets in-flight requests finish.
+//! knowledge, h2c) on one port, a bound on open connections and on each client address's share
+//! of them, timeouts for silent, idle and stuck connections, header size limits, and a graceful
+//! stop that lets in-flight requests finish.
+//!
+//! Limits (defaults in [`limits`], overridable by `http:` in the agent configuration):
+//! - a new connection must send a complete request head within the header timeout (20 s), which
+//!   also covers HTTP version detection; HTTP/1 gets the same time for each later request head;
+//! - a connection with no request in flight for the idle timeout (60 s) is closed (HTTP/1
+//!   keep-alive and HTTP/2); HTTP/2 connections are PINGed every half idle timeout and dropped
+//!   when a PING is not answered within the header timeout; a response the client stops reading for the idle timeout is
+//!   dropped (nginx's `send_timeout`);
+//! - `max_connections` are served at once; when they are all open, the connection idle longest
+//!   is closed for a new one, and only when every connection has a request in flight do new
+//!   clients wait in the kernel's accept queue. One client address (an IPv6 /64) holds at most
+//!   a quarter of them (at least 8): beyond that its own longest-idle connection makes room, or
+//!   the new connection is closed when all of its connections are busy;
+//! - request heads: 32 KiB (request line and fields) and 256 fields for HTTP/1 (431 beyond),
+//!   the same 32 KiB as HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE;
+//! - a connection that starts with neither an HTTP/1 request line nor the HTTP/2 preface is
+//!   closed without an answer; a 5xx caused by a malformed request body is answered 400.
+
+mod conns;
+pub mod limits;
+mod preface;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,19 +33,20 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::Role;
+use conns::{Admission, ClientKey, Conn, Io, Registry, Tracked, Verdict};
+pub use limits::HttpLimits;
 
-/// A request's headers must arrive within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after an accept error (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// After an idle connection is asked to close (HTTP/2: GOAWAY), how long it may take.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Binding a listener failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +71,7 @@ pub async fn bind(role: &str, addr: SocketAddr) -> Result<TcpListener, BindError
 pub struct ServeOptions {
     /// Name used in logs.
     pub role: &'static str,
-    /// Connections served at once; further clients wait in the kernel's accept queue.
+    /// Connections served at once (see the module's documentation for what happens beyond).
     pub max_connections: usize,
     /// How long in-flight requests may take after `stop` is cancelled.
     pub grace: Duration,
@@ -56,32 +79,50 @@ pub struct ServeOptions {
     pub open_connections: Gauge,
 }
 
-/// Serves `router` on `listener` until `stop` is cancelled, then stops accepting, lets open
-/// connections finish their requests for up to `grace`, and returns.
+fn builder(limits_of: &HttpLimits) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits_of.header_timeout)
+        .max_buf_size(limits::MAX_HEADER_BYTES)
+        .max_headers(limits::MAX_HEADERS);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits_of.h2_ping_interval())
+        .keep_alive_timeout(limits_of.h2_ping_timeout())
+        .max_header_list_size(limits::MAX_HEADER_BYTES as u32);
+    builder
+}
+
+/// Serves `router` on `listener` with the agent's limits (see [`serve_with`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     options: ServeOptions,
     stop: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    serve_with(listener, router, options, limits::current(), stop).await
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled, then stops accepting, lets open
+/// connections finish their requests for up to `grace`, and returns.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    limits: HttpLimits,
+    stop: CancellationToken,
+) {
+    let max_connections = options.max_connections.max(1);
+    let per_client = limits.per_ip(max_connections);
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let registry = Arc::new(Registry::new());
+    let tasks = TaskTracker::new();
+    let builder = Arc::new(builder(&limits));
 
     loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break, // the semaphore is never closed
-            },
-        };
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -93,36 +134,139 @@ pub async fn serve(
                 }
             },
         };
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Full: make room by closing the longest-idle connection; when every
+                // connection is busy, wait for one to end (new clients queue in the kernel).
+                if registry.evict_one() {
+                    tracing::debug!(
+                        role = options.role,
+                        "full: closed the longest-idle connection"
+                    );
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(p) => p,
+                        Err(_) => break, // the semaphore is never closed
+                    },
+                }
+            }
+        };
+        let conn = match registry.admit(ClientKey::of(peer.ip()), per_client) {
+            Admission::Admitted(conn) => conn,
+            Admission::ClientFull => {
+                tracing::debug!(role = options.role, %peer, "refused: the client holds its share of connections, all busy");
+                continue;
+            }
+        };
         // Responses are written in a few small writes (headers, then body); with Nagle's
         // algorithm on, the client's delayed ACK held small responses back by tens of ms.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(role = options.role, error = %e, "cannot set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
         let open = options.open_connections.clone();
         let role = options.role;
+        let (builder, registry, router, stop) = (
+            builder.clone(),
+            registry.clone(),
+            router.clone(),
+            stop.clone(),
+        );
         open.inc();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(role, %peer, error = %e, "connection ended with an error");
-            }
+        tasks.spawn(async move {
+            connection(
+                stream,
+                conn.clone(),
+                &builder,
+                router,
+                limits,
+                stop,
+                role,
+                peer,
+            )
+            .await;
+            registry.remove(&conn);
             open.dec();
             drop(permit);
         });
     }
     drop(listener);
+    tasks.close();
     tracing::info!(
         role = options.role,
         "stopped accepting; finishing in-flight requests"
     );
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!(role = options.role, "all connections closed"),
+        _ = tasks.wait() => tracing::info!(role = options.role, "all connections closed"),
         _ = tokio::time::sleep(options.grace) => {
             tracing::warn!(role = options.role, grace = ?options.grace, "grace period over; dropping open connections");
+        }
+    }
+}
+
+/// Serves one connection until it ends, is evicted, times out, or the server stops.
+#[allow(clippy::too_many_arguments)]
+async fn connection(
+    stream: TcpStream,
+    conn: Arc<Conn>,
+    builder: &Builder<TokioExecutor>,
+    router: Router,
+    limits: HttpLimits,
+    stop: CancellationToken,
+    role: &'static str,
+    peer: SocketAddr,
+) {
+    let service = Tracked {
+        router,
+        conn: conn.clone(),
+    };
+    let served = builder
+        .serve_connection_with_upgrades(TokioIo::new(Io::new(stream, conn.clone())), service);
+    tokio::pin!(served);
+    let watchdog = tokio::time::sleep(limits.header_timeout.min(limits.idle_timeout));
+    tokio::pin!(watchdog);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            ended = served.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(role, %peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = conn.closed() => {
+                tracing::debug!(role, %peer, evicted = conn.evicted(), "connection closed to make room");
+                return;
+            }
+            _ = stop.cancelled(), if !closing => {
+                closing = true;
+                served.as_mut().graceful_shutdown();
+            }
+            _ = watchdog.as_mut() => {
+                if closing {
+                    // Asked to close and did not within the grace: drop it.
+                    if !stop.is_cancelled() {
+                        return;
+                    }
+                    watchdog.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+                    continue;
+                }
+                match conn.verdict(&limits) {
+                    Verdict::Fine(at) => watchdog.as_mut().reset(at.into()),
+                    Verdict::Idle => {
+                        tracing::debug!(role, %peer, "closing an idle connection");
+                        closing = true;
+                        served.as_mut().graceful_shutdown();
+                        watchdog.as_mut().reset(tokio::time::Instant::now() + CLOSE_GRACE);
+                    }
+                    Verdict::Stuck => {
+                        tracing::debug!(role, %peer, "dropping a connection whose client stopped reading");
+                        return;
+                    }
+                }
+            }
         }
     }
 }

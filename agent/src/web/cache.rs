@@ -146,10 +146,21 @@ impl SiteCache {
         let key = path.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             load(&inner.root, &key, previous.as_deref(), inner.max_file)
+                .map_err(not_found_if_unservable)
         })
         .await
         .map_err(|e| io::Error::other(format!("web cache task: {e}")))?;
         self.store(path, loaded)
+    }
+
+    /// A small file's bytes from memory (such as the site's `404.html`), if it exists inside the
+    /// site and fits the memory cache.
+    pub async fn small_file(&self, path: PathBuf) -> Option<Bytes> {
+        let entry = self.entry(path).await.ok()?;
+        match &entry.content {
+            Content::Memory(bytes) if !entry.identity.is_dir => Some(bytes.clone()),
+            _ => None,
+        }
     }
 
     /// Records a load's outcome and returns the entry to answer with.
@@ -182,6 +193,21 @@ impl SiteCache {
         let entry = Arc::new(entry);
         table.entries.insert(path, entry.clone());
         Ok(entry)
+    }
+}
+
+/// Names no file can have (a segment of 256 bytes or more: ENAMETOOLONG) and symlink loops
+/// (ELOOP) are "not found", not server errors: `ServeDir` answers any other error with a 500
+/// and an error log line, which a client could cause at will.
+fn not_found_if_unservable(e: io::Error) -> io::Error {
+    const ENAMETOOLONG: i32 = 36;
+    const ELOOP: i32 = 40;
+    if matches!(e.raw_os_error(), Some(ENAMETOOLONG | ELOOP))
+        || e.kind() == io::ErrorKind::InvalidFilename
+    {
+        io::Error::new(io::ErrorKind::NotFound, e)
+    } else {
+        e
     }
 }
 
@@ -479,6 +505,16 @@ mod tests {
         std::os::unix::fs::symlink(outside.path().join("secret"), root.join("page"))
             .expect("symlink");
         assert!(read_all(&cache, &root.join("page")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn names_too_long_for_the_file_system_are_not_found() {
+        let (_dir, root) = site();
+        let cache = SiteCache::new(root.clone());
+        let long = root.join("a".repeat(300)).join("b");
+        let err = read_all(&cache, &long).await.expect_err("too long");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(cache.metadata(root.join("x".repeat(256))).await.is_err());
     }
 
     #[tokio::test]

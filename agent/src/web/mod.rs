@@ -5,20 +5,26 @@
 //! small files from memory, revalidated each second); this module adds what a public server
 //! needs around it: no path may leave the site (dot segments and hidden files in the guard,
 //! symlinks that point outside in the cache, which resolves every path it serves), compression
-//! where the client asks (never on partial content), request metrics, and the shared bounded
-//! listener.
+//! where the client asks and it pays (text-like types, never on partial content, bounded work),
+//! If-Range and multi-range requests ([`ranges`]), HTML error pages and the site's `404.html`
+//! ([`errors`]), HEAD answered with exactly GET's headers, request metrics, and the shared
+//! bounded listener.
 
 mod cache;
+mod errors;
+mod ranges;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use axum::Router;
-use axum::middleware::from_fn_with_state;
+use axum::extract::Request;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::Response;
 use hostrole_config::WebRoleConfig;
-use http::{HeaderMap, StatusCode, Version};
+use http::{Method, StatusCode};
 use tower_http::compression::CompressionLayer;
-use tower_http::compression::predicate::{DefaultPredicate, Predicate};
+use tower_http::compression::predicate::Predicate;
 use tower_http::services::ServeDir;
 
 use hostrole_agent_core::guard;
@@ -75,20 +81,112 @@ impl Web {
     }
 }
 
-/// Range responses are never compressed: a byte range of the compressed stream would not be the
-/// range the client asked for.
-fn not_partial(status: StatusCode, _: Version, headers: &HeaderMap, _: &http::Extensions) -> bool {
-    status != StatusCode::PARTIAL_CONTENT && !headers.contains_key(http::header::CONTENT_RANGE)
+/// Largest body compressed on the fly: compressing is work per request (brotli at quality 4 is
+/// ~75 ms for 2 MB), and larger files are served as they are.
+const MAX_COMPRESSED_BYTES: u64 = 2 << 20;
+/// Smaller bodies gain nothing from compression.
+const MIN_COMPRESSED_BYTES: u64 = 256;
+
+/// Compress only what shrinks, and within bounded work: text-like types (HTML, CSS, JavaScript,
+/// JSON, XML, SVG, plain text, WebAssembly, uncompressed fonts) of 256 B to 2 MiB. Images, audio,
+/// video, archives and fonts in WOFF are compressed already; `application/octet-stream` is
+/// unknown and often random. Never partial content: a byte range of the compressed stream
+/// would not be the range the client asked for.
+#[derive(Clone, Copy)]
+struct Worthwhile;
+
+impl Predicate for Worthwhile {
+    fn should_compress<B>(&self, response: &http::Response<B>) -> bool
+    where
+        B: http_body::Body,
+    {
+        let headers = response.headers();
+        if response.status() == StatusCode::PARTIAL_CONTENT
+            || headers.contains_key(http::header::CONTENT_RANGE)
+        {
+            return false;
+        }
+        let size = response.body().size_hint().exact().or_else(|| {
+            headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        });
+        let size_ok =
+            size.is_none_or(|n| (MIN_COMPRESSED_BYTES..=MAX_COMPRESSED_BYTES).contains(&n));
+        size_ok
+            && headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(compressible)
+    }
+}
+
+/// Whether a content type is worth compressing.
+fn compressible(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence.starts_with("text/")
+        || essence.ends_with("+json")
+        || essence.ends_with("+xml")
+        || matches!(
+            essence.as_str(),
+            "application/json"
+                | "application/javascript"
+                | "application/xml"
+                | "application/wasm"
+                | "application/manifest+json"
+                | "image/svg+xml"
+                | "image/x-icon"
+                | "image/vnd.microsoft.icon"
+                | "image/bmp"
+                | "font/ttf"
+                | "font/otf"
+                | "application/x-font-ttf"
+        )
+}
+
+/// HEAD is served as GET, and only the body is left out (by axum): the headers are then exactly
+/// GET's, Content-Encoding and Content-Length included (`ServeDir` answers HEAD itself with the
+/// file's length, which the compression around it does not change).
+async fn head_as_get(mut request: Request, next: Next) -> Response {
+    if request.method() == Method::HEAD {
+        *request.method_mut() = Method::GET;
+    }
+    next.run(request).await
+}
+
+/// Request body bytes read (and dropped) before answering: a static site wants no body, but
+/// reading a small one first lets HTTP/2 report a malformed request (a second HEADERS frame, a
+/// wrong content-length) as the stream error it is rather than racing it with the answer; a
+/// larger body is not waited for.
+const DRAINED_BODY_BYTES: usize = 64 << 10;
+/// …and at most this long.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn drain_small_body(request: Request, next: Next) -> Response {
+    use http_body::Body as _;
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, DRAINED_BODY_BYTES)).await;
+    next.run(Request::from_parts(parts, axum::body::Body::empty()))
+        .await
 }
 
 fn router(root: PathBuf, metrics: AgentMetrics) -> Router {
-    let files = ServeDir::with_backend(&root, cache::SiteCache::new(root.clone()))
-        .append_index_html_on_directories(true);
+    let cache = cache::SiteCache::new(root.clone());
+    let files = ServeDir::with_backend(&root, cache.clone()).append_index_html_on_directories(true);
     Router::new()
-        .fallback_service(files)
+        .fallback_service(ranges::Ranges::new(files))
         .layer(from_fn_with_state(
             guard::Site::new(
-                root,
+                root.clone(),
                 guard::Policy {
                     hide_dotfiles: true,
                     reserved: None,
@@ -97,11 +195,45 @@ fn router(root: PathBuf, metrics: AgentMetrics) -> Router {
             ),
             guard::guard,
         ))
+        .layer(from_fn_with_state(
+            errors::ErrorPages { cache, root },
+            errors::error_pages,
+        ))
         .layer(
             CompressionLayer::new()
                 .gzip(true)
                 .br(true)
-                .compress_when(DefaultPredicate::new().and(not_partial)),
+                .compress_when(Worthwhile),
         )
+        .layer(from_fn(head_as_get))
+        .layer(from_fn(drain_small_body))
         .layer(from_fn_with_state((ROLE, metrics), track))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_text_like_types_are_compressed() {
+        for t in [
+            "text/html",
+            "text/css; charset=utf-8",
+            "application/json",
+            "image/svg+xml",
+            "application/ld+json",
+        ] {
+            assert!(compressible(t), "{t}");
+        }
+        for t in [
+            "image/png",
+            "application/octet-stream",
+            "application/zip",
+            "application/gzip",
+            "video/mp4",
+            "font/woff2",
+        ] {
+            assert!(!compressible(t), "{t}");
+        }
+    }
 }

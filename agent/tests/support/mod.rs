@@ -73,6 +73,26 @@ impl Agent {
         }
     }
 
+    /// Starts `hostrole-agent run --config CONFIG` (an agent configuration whose admin port is
+    /// `admin_port`) and waits until `/readyz` answers 200.
+    pub fn run(config: &Path, admin_port: u16) -> Agent {
+        let logs = tempfile::tempdir().expect("tempdir");
+        let mut proc = Proc::spawn(
+            "agent",
+            Command::new(agent_bin())
+                .arg("run")
+                .arg("--config")
+                .arg(config),
+            logs.path(),
+        );
+        wait_ready(&mut proc, admin_port, Duration::from_secs(20));
+        Agent {
+            proc,
+            admin_port,
+            _logs: logs,
+        }
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
     }

@@ -115,6 +115,7 @@ fn base(name: &str) -> AgentConfig {
         index: None,
         peer: None,
         clients: Vec::new(),
+        http: None,
     }
 }
 
