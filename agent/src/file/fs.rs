@@ -546,7 +546,7 @@ impl DavFile for StagedFile {
             self.usage.grew(self.written, self.replaced);
             if let Some(parent) = self.target.parent() {
                 // The rename is durable once the directory is.
-                tokio::fs::File::open(parent).await?.sync_all().await?;
+                hostrole_agent_core::fsutil::sync_dir_async(parent).await?;
             }
             Ok(())
         })

@@ -12,6 +12,7 @@
 //! `{"format":1,"props":[{"name","namespace","prefix","xml"}]}`, `xml` being the property's
 //! element as the client sent it. See docs/decisions.md (File role) for why not xattrs.
 
+use hostrole_agent_core::fsutil::sync_dir_async;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -167,7 +168,7 @@ impl Store {
             tokio::io::AsyncWriteExt::write_all(&mut file, &encode(props)).await?;
             file.sync_all().await?;
             tokio::fs::rename(&temp, location).await?;
-            sync_dir(dir).await
+            sync_dir_async(dir).await
         }
         .await;
         if result.is_err() {
@@ -206,16 +207,12 @@ impl Store {
         let dir = to.parent().ok_or(FsError::GeneralFailure)?;
         tokio::fs::create_dir_all(dir).await?;
         tokio::fs::rename(from, to).await?;
-        sync_dir(dir).await?;
+        sync_dir_async(dir).await?;
         if let Some(old) = from.parent() {
             let _ = tokio::fs::remove_dir(old).await;
         }
         Ok(())
     }
-}
-
-async fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    tokio::fs::File::open(dir).await?.sync_all().await
 }
 
 /// After a COPY of the collection `from` to `to` (relative to `root`), gives each collection the
