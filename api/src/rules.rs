@@ -147,8 +147,9 @@ pub fn allow_clients_from_not_empty() -> Rule {
 /// budget for CEL, and a key no namespace can carry matches none. Values are checked by the
 /// schema.)
 pub fn label_keys() -> Rule {
-    Rule::new("self.all(k, size(k) >= 1 && size(k) <= 317)")
-        .message("each key must be a label key such as team or example.com/tier (at most 317 characters)")
+    Rule::new("self.all(k, size(k) >= 1 && size(k) <= 317)").message(
+        "each key must be a label key such as team or example.com/tier (at most 317 characters)",
+    )
 }
 
 /// A selector requirement: values for In and NotIn, none for Exists and DoesNotExist.
