@@ -717,7 +717,8 @@ pub struct ClientStatus {
     /// Duration of the last run, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<i64>,
-    /// Why the last run failed (or `Succeeded`, `Pending`, `ServerNotFound`, `RoleMissing`).
+    /// Why the last run failed (or `Succeeded`, `Pending`, or why it cannot run: `ServerNotFound`,
+    /// `Forbidden`, `RoleMissing`, `InvalidTarget`, `ReferenceNotAllowed`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
     /// Error of the last failed run.
