@@ -20,7 +20,7 @@ manifest() {
   cat >"$BENCH_TMP/all.yaml" <<YAML
 apiVersion: v1
 kind: Secret
-metadata: {name: bench-users}
+metadata: {name: bench-users, labels: {hostrole.dev/use: "true"}}
 stringData:
   users: |
     u:$hash

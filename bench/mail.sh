@@ -25,7 +25,7 @@ start_ours() {
   cat >"$BENCH_TMP/mail.yaml" <<YAML
 apiVersion: v1
 kind: Secret
-metadata: {name: bench-users}
+metadata: {name: bench-users, labels: {hostrole.dev/use: "true"}}
 stringData:
   users: |
     u:$hash

@@ -6,7 +6,8 @@
 //! instead: Secrets of the same manifest (owner-only), inline site files, the network secret
 //! (from the manifest's `peers-<network>` Secret, else generated once and kept), directories for
 //! the roles' data. A reference the manifest cannot honour (a client's server or a peer's index
-//! that is not in it) is an error here rather than a condition.
+//! that is not in it, a Secret that is not in it labelled `hostrole.dev/use: "true"`, as a
+//! cluster requires) is an error here rather than a condition.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,7 +16,8 @@ use std::path::{Component, Path, PathBuf};
 
 use hostrole_api::manifest::{self, ManifestError};
 use hostrole_api::render::{
-    self, Environment, Local, Mount, NETWORK_SECRET_KEY, RenderError, Source, network_object_name,
+    self, Environment, Local, LocalDirectory, Mount, NETWORK_SECRET_KEY, RenderError, Source,
+    network_object_name,
 };
 use hostrole_api::{HostRole, SiteFile};
 use hostrole_config::AgentConfig;
@@ -86,7 +88,7 @@ pub struct UpOptions {
 pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
     // Read and judged once; references and Secrets are resolved against it.
     let m = Manifest::read(&options.manifest)?;
-    let hostrole = choose(&m.hostroles, options)?;
+    let hostrole = choose(&m.directory.hostroles, options)?;
     let name = hostrole.metadata.name.as_deref().unwrap_or("host");
     let local = Local {
         data_dir: options
@@ -103,7 +105,7 @@ pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
         port_offset: options.port_offset,
         seeds: options.seeds.clone(),
     };
-    let plan = render::render(hostrole, Environment::Local(&local), &m.hostroles)?;
+    let plan = render::render(hostrole, Environment::Local(&local), &m.directory)?;
     if !plan.problems.is_empty() {
         return Err(StandaloneError::References(
             plan.problems.into_iter().map(|p| p.message).collect(),
@@ -159,7 +161,8 @@ type Secrets = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 /// A manifest file, read once: its HostRoles (validated) and its Secrets.
 struct Manifest {
     path: PathBuf,
-    hostroles: Vec<HostRole>,
+    /// Its HostRoles, and its Secrets labelled for use.
+    directory: LocalDirectory,
     secrets: Secrets,
 }
 
@@ -173,7 +176,10 @@ impl Manifest {
         })?;
         Ok(Manifest {
             path: path.to_path_buf(),
-            hostroles: manifest::parse_all(&text, &path.display().to_string())?,
+            directory: LocalDirectory {
+                hostroles: manifest::parse_all(&text, &path.display().to_string())?,
+                labelled: manifest::labelled_for_use(&text),
+            },
             secrets: secrets_in(&text),
         })
     }
@@ -540,9 +546,9 @@ mod tests {
     #[test]
     fn secrets_of_the_manifest_are_written_owner_only_where_a_pod_would_mount_them() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: accounts}\nstringData: {users: \"alice:x\\n\"}\n---\n\
-            apiVersion: v1\nkind: Secret\nmetadata: {name: cert}\nstringData: {tls.crt: C, tls.key: K}\n---\n\
-            apiVersion: v1\nkind: Secret\nmetadata: {name: login}\nstringData: {username: alice, password: pw}\n---\n\
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: accounts, labels: {hostrole.dev/use: \"true\"}}\nstringData: {users: \"alice:x\\n\"}\n---\n\
+            apiVersion: v1\nkind: Secret\nmetadata: {name: cert, labels: {hostrole.dev/use: \"true\"}}\nstringData: {tls.crt: C, tls.key: K}\n---\n\
+            apiVersion: v1\nkind: Secret\nmetadata: {name: login, labels: {hostrole.dev/use: \"true\"}}\nstringData: {username: alice, password: pw}\n---\n\
             apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: office}\nspec:\n  servers:\n    mail: {domains: [office.lan], users: {secret: accounts}, tls: {secret: cert}}\n  clients:\n    - {service: mail, server: office, credentials: {secret: login}}\n";
         let config = prepare(&options(dir.path(), text, "office")).expect("office");
         let mail = config.mail.expect("mail");
@@ -563,9 +569,29 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_of_the_manifest_without_the_use_label_is_refused_as_in_a_cluster() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: login}\nstringData: {username: alice, password: pw}\n---\n\
+            apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: laptop}\nspec:\n  clients:\n    - {service: web, url: \"http://127.0.0.1:1/\", credentials: {secret: login}}\n";
+        let err = prepare(&options(dir.path(), text, "laptop"))
+            .expect_err("not labelled for use")
+            .to_string();
+        assert!(
+            err.contains("spec.clients[0].credentials.secret")
+                && err.contains("login")
+                && err.contains("hostrole.dev/use: \"true\""),
+            "{err}"
+        );
+        assert!(
+            !dir.path().join("laptop/clients").exists(),
+            "nothing of the Secret was written"
+        );
+    }
+
+    #[test]
     fn a_secret_missing_from_the_manifest_names_it_and_its_keys() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: login}\nstringData: {username: alice}\n---\n\
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: login, labels: {hostrole.dev/use: \"true\"}}\nstringData: {username: alice}\n---\n\
             apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: laptop}\nspec:\n  clients:\n    - {service: web, url: \"http://127.0.0.1:1/\", credentials: {secret: login}}\n";
         let err = prepare(&options(dir.path(), text, "laptop"))
             .expect_err("no password key")

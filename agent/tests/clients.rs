@@ -59,13 +59,13 @@ fn manifest(ports: &Ports, clients: &str) -> String {
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: right}}
+metadata: {{name: right, labels: {{hostrole.dev/use: "true"}}}}
 type: kubernetes.io/basic-auth
 stringData: {{username: alice, password: change-me}}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: wrong}}
+metadata: {{name: wrong, labels: {{hostrole.dev/use: "true"}}}}
 type: kubernetes.io/basic-auth
 stringData: {{username: alice, password: not-her-password}}
 ---

@@ -38,7 +38,7 @@ impl Share {
         std::fs::write(
             &manifest,
             format!(
-                "apiVersion: v1\nkind: Secret\nmetadata: {{name: share-users}}\nstringData:\n  users: |\n    alice:{alice}\n    bob:{bob}\n    guest:{guest}:ro\n---\n\
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: share-users, labels: {{hostrole.dev/use: \"true\"}}}}\nstringData:\n  users: |\n    alice:{alice}\n    bob:{bob}\n    guest:{guest}:ro\n---\n\
                  apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: share}}\nspec:\n  servers:\n    file:\n      port: {port}\n      storage: {QUOTA}\n      maxUploadSize: {MAX_UPLOAD}\n      users: {{secret: share-users}}\n{extra}"
             ),
         )

@@ -29,7 +29,7 @@ fn a_user_logs_in_sees_the_listing_and_downloads_a_file_in_chromium() {
     std::fs::write(
         &manifest,
         format!(
-            "apiVersion: v1\nkind: Secret\nmetadata: {{name: share-users}}\nstringData:\n  users: |\n    alice:{alice}\n---\n\
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: share-users, labels: {{hostrole.dev/use: \"true\"}}}}\nstringData:\n  users: |\n    alice:{alice}\n---\n\
              apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: share}}\nspec:\n  servers:\n    file:\n      port: {port}\n      users: {{secret: share-users}}\n"
         ),
     )

@@ -176,7 +176,7 @@ fn litmus_passes_every_suite_against_the_file_role() {
     std::fs::write(
         &manifest,
         format!(
-            "apiVersion: v1\nkind: Secret\nmetadata: {{name: share-users}}\nstringData:\n  users: |\n    alice:{alice}\n---\n\
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: share-users, labels: {{hostrole.dev/use: \"true\"}}}}\nstringData:\n  users: |\n    alice:{alice}\n---\n\
              apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: share}}\nspec:\n  servers:\n    file:\n      port: {port}\n      users: {{secret: share-users}}\n"
         ),
     )

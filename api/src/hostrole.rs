@@ -72,6 +72,12 @@ pub struct HostRoleSpec {
     /// allowed graph. The operator's `--network-policies` flag turns it on for every HostRole.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub network_policy: bool,
+    /// Namespaces whose HostRoles may be clients of this host's servers. HostRoles of the same
+    /// namespace always may; any other namespace only when allowed here. To a client in a
+    /// namespace that is not allowed, this HostRole looks as if it did not exist (its client
+    /// reports `Forbidden`), and this host's NetworkPolicy admits no one from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_clients_from: Option<AllowClientsFrom>,
 }
 
 fn default_replicas() -> i32 {
@@ -518,6 +524,92 @@ pub struct HostTemplate {
     pub priority_class_name: Option<String>,
 }
 
+/// Other namespaces whose HostRoles may be clients of this one: those named in `namespaces`,
+/// and those whose labels match `namespaceSelector` (a namespace allowed by either is allowed).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::allow_clients_from_not_empty())]
+pub struct AllowClientsFrom {
+    /// Namespaces allowed by name, e.g. `[team-a, team-b]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
+    pub namespaces: Vec<String>,
+    /// Namespaces allowed by their labels, as in a NetworkPolicy: `{matchLabels: {team: web}}`;
+    /// `{}` allows every namespace. Whoever may label namespaces (usually the cluster admin)
+    /// decides what it admits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<NamespaceSelector>,
+}
+
+/// A label selector over namespaces: every `matchLabels` pair and every `matchExpressions`
+/// requirement must hold. Empty, it selects every namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSelector {
+    /// Labels the namespace must carry with exactly these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 16,
+        "additionalProperties" = {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": "^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$"
+        }
+    ))]
+    #[x_kube(validation = rules::label_keys())]
+    pub match_labels: BTreeMap<String, String>,
+    /// Requirements on the namespace's labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub match_expressions: Vec<NamespaceRequirement>,
+}
+
+/// One requirement of a namespace selector, as in `matchExpressions` of Kubernetes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::requirement_values())]
+pub struct NamespaceRequirement {
+    /// The label key, e.g. `team` or `example.com/tier`.
+    #[schemars(
+        length(min = 1, max = 317),
+        regex(
+            pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+        )
+    )]
+    pub key: String,
+    pub operator: SelectorOperator,
+    /// The values for `In` and `NotIn` (at least one); none for `Exists` and `DoesNotExist`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(
+            length(max = 63),
+            regex(pattern = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+        )
+    )]
+    pub values: Vec<String>,
+}
+
+/// How a requirement relates a label to its values.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectorOperator {
+    /// The label's value is one of `values`.
+    In,
+    /// The label is absent, or its value is none of `values`.
+    NotIn,
+    /// The label is present (any value).
+    Exists,
+    /// The label is absent.
+    DoesNotExist,
+}
+
 /// What the operator observed of a HostRole.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -625,7 +717,8 @@ pub struct ClientStatus {
     /// Duration of the last run, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<i64>,
-    /// Why the last run failed (or `Succeeded`, `Pending`, `ServerNotFound`, `RoleMissing`).
+    /// Why the last run failed (or `Succeeded`, `Pending`, or why it cannot run: `ServerNotFound`,
+    /// `Forbidden`, `RoleMissing`, `InvalidTarget`, `ReferenceNotAllowed`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
     /// Error of the last failed run.

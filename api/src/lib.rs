@@ -2,6 +2,7 @@
 //! rules, manifest loading for standalone use, and [`render`], the one translator from a
 //! HostRole to what its agent runs (the configuration types themselves are `hostrole-config`).
 
+pub mod access;
 pub mod duration;
 pub mod hostrole;
 pub mod manifest;

@@ -1,6 +1,7 @@
 //! Reading a HostRole manifest without a cluster, judged the way the API server judges it:
 //! unknown fields, the OpenAPI schema (ranges, patterns, lengths) and the CEL rules.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -8,6 +9,7 @@ use kube::CustomResourceExt;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::access::{ObjectKind, USE_LABEL, USE_LABEL_VALUE};
 use crate::hostrole::HostRole;
 use crate::{GROUP, VERSION};
 
@@ -78,6 +80,35 @@ pub fn parse_all(text: &str, origin: &str) -> Result<Vec<HostRole>, ManifestErro
         hostroles.push(from_value(value, &doc_origin)?);
     }
     Ok(hostroles)
+}
+
+/// The Secrets and ConfigMaps of a multi-document manifest whose owner labelled them
+/// `hostrole.dev/use: "true"`, by kind and name: those its HostRoles may use standalone, as in a
+/// cluster (docs/security.md, item 4). Documents that are not YAML objects are skipped.
+pub fn labelled_for_use(text: &str) -> BTreeSet<(ObjectKind, String)> {
+    let mut labelled = BTreeSet::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let Ok(value) = Value::deserialize(document) else {
+            continue;
+        };
+        let kind = match value.get("kind").and_then(Value::as_str) {
+            Some("Secret") => ObjectKind::Secret,
+            Some("ConfigMap") => ObjectKind::ConfigMap,
+            _ => continue,
+        };
+        let metadata = value.get("metadata");
+        let Some(name) = metadata.and_then(|m| m.get("name")).and_then(Value::as_str) else {
+            continue;
+        };
+        let label = metadata
+            .and_then(|m| m.get("labels"))
+            .and_then(|l| l.get(USE_LABEL))
+            .and_then(Value::as_str);
+        if label == Some(USE_LABEL_VALUE) {
+            labelled.insert((kind, name.to_string()));
+        }
+    }
+    labelled
 }
 
 /// Parses one HostRole document and validates it.

@@ -10,7 +10,7 @@
 //! agent writes the same files into its data directory. Defaults, names and checks live here
 //! once, so the two worlds agree by construction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,7 @@ use hostrole_config::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use crate::access::{self, ObjectKind, USE_LABEL, USE_LABEL_VALUE};
 use crate::hostrole::{
     AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, SiteFile,
     UsersRef,
@@ -90,8 +91,10 @@ pub struct Local {
     pub seeds: Vec<String>,
 }
 
-/// The other HostRoles a HostRole may name (its clients' servers, its index, its network).
-/// In a cluster, every HostRole the operator watches; standalone, those of the manifest.
+/// What a HostRole may name: the other HostRoles (its clients' servers, its index, its
+/// network), the labels of their namespaces (for `allowClientsFrom`), and which Secrets and
+/// ConfigMaps their owners labelled for use. In a cluster, what the operator watches and probes;
+/// standalone, what the manifest holds. What is not known is not allowed.
 pub trait Directory {
     /// Every HostRole with its namespace.
     fn each(&self) -> Box<dyn Iterator<Item = (&str, &HostRole)> + '_>;
@@ -102,12 +105,42 @@ pub trait Directory {
             .find(|(ns, hr)| *ns == namespace && hr.metadata.name.as_deref() == Some(name))
             .map(|(_, hr)| hr)
     }
+
+    /// The labels of `namespace`, when known (a server's `allowClientsFrom.namespaceSelector`
+    /// matches them; an unknown namespace matches no selector).
+    fn namespace_labels(&self, _namespace: &str) -> Option<&BTreeMap<String, String>> {
+        None
+    }
+
+    /// Whether the Secret or ConfigMap `name` of `namespace` exists and its owner labelled it
+    /// `hostrole.dev/use: "true"` (docs/security.md, item 4). Unknown: no.
+    fn usable(&self, _kind: ObjectKind, _namespace: &str, _name: &str) -> bool {
+        false
+    }
 }
 
-/// The HostRoles of one manifest, all on this machine: they share one (empty) namespace.
+/// HostRoles on this machine with no Secrets at all: they share one (empty) namespace.
 impl Directory for Vec<HostRole> {
     fn each(&self) -> Box<dyn Iterator<Item = (&str, &HostRole)> + '_> {
         Box::new(self.iter().map(|hr| ("", hr)))
+    }
+}
+
+/// One manifest on one machine: its HostRoles (one empty namespace) and the Secrets and
+/// ConfigMaps in it that are labelled for use (`crate::manifest::labelled_for_use`).
+#[derive(Debug, Clone, Default)]
+pub struct LocalDirectory {
+    pub hostroles: Vec<HostRole>,
+    pub labelled: BTreeSet<(ObjectKind, String)>,
+}
+
+impl Directory for LocalDirectory {
+    fn each(&self) -> Box<dyn Iterator<Item = (&str, &HostRole)> + '_> {
+        Box::new(self.hostroles.iter().map(|hr| ("", hr)))
+    }
+
+    fn usable(&self, kind: ObjectKind, _namespace: &str, name: &str) -> bool {
+        self.labelled.contains(&(kind, name.to_string()))
     }
 }
 
@@ -212,8 +245,12 @@ pub struct Mount {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
     /// Data the role keeps: a claim of `storage` per host when given, else scratch space that
-    /// lives as long as the pod (a directory of the data directory standalone).
-    Data { storage: Option<Quantity> },
+    /// lives as long as the pod, of at most `scratch` (an emptyDir's `sizeLimit`; standalone, a
+    /// directory of the data directory, not limited).
+    Data {
+        storage: Option<Quantity>,
+        scratch: Quantity,
+    },
     /// Keys of a Secret, each as a file (`(key, file name)`), readable by the agent only.
     Secret {
         name: String,
@@ -246,20 +283,28 @@ pub struct Problem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ProblemReason {
     ServerNotFound,
+    /// A server in another namespace that does not exist or does not allow clients from this
+    /// one (the two are told apart nowhere: `spec.allowClientsFrom`).
+    Forbidden,
     RoleMissing,
     InvalidTarget,
     IndexNotFound,
     IndexRoleMissing,
+    /// A Secret or ConfigMap that does not exist or is not labelled `hostrole.dev/use: "true"`:
+    /// not mounted.
+    ReferenceNotAllowed,
 }
 
 impl ProblemReason {
     pub fn as_str(self) -> &'static str {
         match self {
             ProblemReason::ServerNotFound => "ServerNotFound",
+            ProblemReason::Forbidden => "Forbidden",
             ProblemReason::RoleMissing => "RoleMissing",
             ProblemReason::InvalidTarget => "InvalidTarget",
             ProblemReason::IndexNotFound => "IndexNotFound",
             ProblemReason::IndexRoleMissing => "IndexRoleMissing",
+            ProblemReason::ReferenceNotAllowed => "ReferenceNotAllowed",
         }
     }
 }
@@ -316,9 +361,9 @@ pub fn render(
     };
     let mut roles = Vec::new();
     let mut problems = Vec::new();
-    let web = r.web(&mut roles)?;
-    let file = r.file(&mut roles)?;
-    let mail = r.mail(&mut roles)?;
+    let web = r.web(&mut roles, &mut problems)?;
+    let file = r.file(&mut roles, &mut problems)?;
+    let mail = r.mail(&mut roles, &mut problems)?;
     let index = r.index(&mut roles);
     let peer = r.peer(&mut roles, &mut problems)?;
     let clients = r.clients(&mut roles, &mut problems)?;
@@ -365,6 +410,18 @@ pub fn inline_site_files(hr: &HostRole) -> Option<Vec<SiteFile>> {
     }
 }
 
+/// What a web role serves while its site's ConfigMap may not be used (nothing of why: the
+/// reason is in the HostRole's status, for its owner).
+fn unpublished_page(name: &str) -> SiteFile {
+    SiteFile {
+        path: "index.html".into(),
+        content: format!(
+            "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{name}</title></head>\n\
+             <body>\n<h1>{name}</h1>\n<p>This site is not published yet.</p>\n</body>\n</html>\n"
+        ),
+    }
+}
+
 fn default_page(name: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{name}</title></head>\n\
@@ -405,6 +462,37 @@ impl Renderer<'_> {
         }
     }
 
+    /// Whether the `kind` object `name`, named by `field`, may be used (item 4 of
+    /// docs/security.md); if not, the problem, saying what follows (`meanwhile`) and the fix.
+    fn may_use(
+        &self,
+        field: &str,
+        kind: ObjectKind,
+        name: &str,
+        meanwhile: &str,
+        problems: &mut Vec<Problem>,
+    ) -> bool {
+        if self.others.usable(kind, self.namespace(), name) {
+            return true;
+        }
+        let what = kind.as_str();
+        let message = match self.env {
+            Environment::Cluster { .. } => format!(
+                "{field}: {what} {name} does not exist or is not labelled {USE_LABEL}={USE_LABEL_VALUE}, so it is not used ({meanwhile}); its owner lets HostRoles of this namespace use it with: kubectl label {} {name} {USE_LABEL}={USE_LABEL_VALUE}",
+                kind.kubectl()
+            ),
+            Environment::Local(_) => format!(
+                "{field}: the manifest holds no {what} {name} labelled {USE_LABEL}: \"{USE_LABEL_VALUE}\"; add the label under its metadata.labels (a cluster asks for it too)"
+            ),
+        };
+        problems.push(Problem {
+            field: field.to_string(),
+            reason: ProblemReason::ReferenceNotAllowed,
+            message,
+        });
+        false
+    }
+
     /// This agent's own port (the standalone port offset applies).
     fn own_port(&self, port: i32) -> u16 {
         let offset = self.local().map_or(0, |l| l.port_offset);
@@ -428,7 +516,11 @@ impl Renderer<'_> {
         }
     }
 
-    fn web(&self, roles: &mut Vec<RolePlan>) -> Result<Option<WebRoleConfig>, RenderError> {
+    fn web(
+        &self,
+        roles: &mut Vec<RolePlan>,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Option<WebRoleConfig>, RenderError> {
         let Some(web) = &self.hr.spec.servers.web else {
             return Ok(None);
         };
@@ -442,11 +534,20 @@ impl Renderer<'_> {
                     instead: "for a standalone host use site.path or site.files",
                 });
             }
-            mounts.push(self.mount(
-                "site",
-                Location::Site,
-                Source::ConfigMap { name: config_map },
-            ));
+            let source = if self.may_use(
+                "spec.servers.web.site.configMap",
+                ObjectKind::ConfigMap,
+                &config_map,
+                "the web role serves a placeholder page until then",
+                problems,
+            ) {
+                Source::ConfigMap { name: config_map }
+            } else {
+                Source::InlineSite {
+                    files: vec![unpublished_page(self.name)],
+                }
+            };
+            mounts.push(self.mount("site", Location::Site, source));
             self.path(&Location::Site)
         } else if let Some(path) = site.and_then(|s| s.path.as_deref()) {
             self.machine_path(
@@ -481,9 +582,19 @@ impl Renderer<'_> {
         role: &'static str,
         users: Option<&UsersRef>,
         mounts: &mut Vec<Mount>,
+        problems: &mut Vec<Problem>,
     ) -> Result<Option<PathBuf>, RenderError> {
         let Some(users) = users else { return Ok(None) };
         if let Some(secret) = &users.secret {
+            if !self.may_use(
+                &format!("spec.servers.{role}.users.secret"),
+                ObjectKind::Secret,
+                secret,
+                &format!("the {role} role has no accounts until then"),
+                problems,
+            ) {
+                return Ok(None);
+            }
             let location = Location::Users(role);
             let path = self.path(&location).join(USERS_KEY);
             mounts.push(self.mount(
@@ -509,29 +620,35 @@ impl Renderer<'_> {
         }
     }
 
-    fn file(&self, roles: &mut Vec<RolePlan>) -> Result<Option<FileRoleConfig>, RenderError> {
+    fn file(
+        &self,
+        roles: &mut Vec<RolePlan>,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Option<FileRoleConfig>, RenderError> {
         let Some(file) = &self.hr.spec.servers.file else {
             return Ok(None);
         };
+        let max_upload_bytes = size(
+            "spec.servers.file.maxUploadSize",
+            file.max_upload_size.as_ref(),
+        )?
+        .unwrap_or(DEFAULT_MAX_UPLOAD);
         let mut mounts = vec![self.mount(
             FILE_VOLUME,
             Location::FileData,
             Source::Data {
                 storage: file.storage.clone(),
+                scratch: scratch(max_upload_bytes),
             },
         )];
-        let users_file = self.users("file", file.users.as_ref(), &mut mounts)?;
+        let users_file = self.users("file", file.users.as_ref(), &mut mounts, problems)?;
         let config = FileRoleConfig {
             port: file.port as u16,
             root: self.path(&Location::FileData),
             users_file,
             anonymous: anonymous(file.anonymous),
             quota_bytes: size("spec.servers.file.storage", file.storage.as_ref())?,
-            max_upload_bytes: size(
-                "spec.servers.file.maxUploadSize",
-                file.max_upload_size.as_ref(),
-            )?
-            .unwrap_or(DEFAULT_MAX_UPLOAD),
+            max_upload_bytes,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         };
         roles.push(RolePlan {
@@ -542,21 +659,42 @@ impl Renderer<'_> {
         Ok(Some(config))
     }
 
-    fn mail(&self, roles: &mut Vec<RolePlan>) -> Result<Option<MailRoleConfig>, RenderError> {
+    fn mail(
+        &self,
+        roles: &mut Vec<RolePlan>,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Option<MailRoleConfig>, RenderError> {
         let Some(mail) = &self.hr.spec.servers.mail else {
             return Ok(None);
         };
+        let max_message_bytes = size(
+            "spec.servers.mail.maxMessageSize",
+            mail.max_message_size.as_ref(),
+        )?
+        .unwrap_or(DEFAULT_MAX_MESSAGE);
+        // Checked although only the claim uses it: a size the agent could not read is an error
+        // in both worlds.
+        size("spec.servers.mail.storage", mail.storage.as_ref())?;
+        if let Some(tls) = &mail.tls
+            && !self.may_use(
+                "spec.servers.mail.tls.secret",
+                ObjectKind::Secret,
+                &tls.secret,
+                "the mail role is not served until then: without its certificate it would take passwords in the clear",
+                problems,
+            )
+        {
+            return Ok(None);
+        }
         let mut mounts = vec![self.mount(
             MAIL_VOLUME,
             Location::MailData,
             Source::Data {
                 storage: mail.storage.clone(),
+                scratch: scratch(max_message_bytes),
             },
         )];
-        let users_file = self.users("mail", mail.users.as_ref(), &mut mounts)?;
-        // Checked although only the claim uses it: a size the agent could not read is an error
-        // in both worlds.
-        size("spec.servers.mail.storage", mail.storage.as_ref())?;
+        let users_file = self.users("mail", mail.users.as_ref(), &mut mounts, problems)?;
         let tls = mail.tls.as_ref().map(|secret| {
             let dir = self.path(&Location::MailTls);
             mounts.push(self.mount(
@@ -584,11 +722,7 @@ impl Renderer<'_> {
             domains: mail.domains.clone(),
             root: self.path(&Location::MailData),
             users_file,
-            max_message_bytes: size(
-                "spec.servers.mail.maxMessageSize",
-                mail.max_message_size.as_ref(),
-            )?
-            .unwrap_or(DEFAULT_MAX_MESSAGE),
+            max_message_bytes,
             tls,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         };
@@ -667,6 +801,24 @@ impl Renderer<'_> {
             // One manifest, one machine: a namespace in the reference is not one here.
             Environment::Local(_) => ("", reference.rsplit('/').next().unwrap_or(reference)),
         };
+        let own = self.namespace();
+        if ns != own {
+            // Another namespace's HostRole, only with its consent; without, it is not there,
+            // and the answer says nothing more of it whether it exists or not.
+            let own_labels = self.others.namespace_labels(own);
+            return self
+                .others
+                .get(ns, name)
+                .filter(|server| access::allows_client(ns, server, own, own_labels))
+                .map(|server| (ns, server))
+                .ok_or_else(|| Problem {
+                    field: field.to_string(),
+                    reason: ProblemReason::Forbidden,
+                    message: format!(
+                        "{field}: HostRole {ns}/{name} does not exist or does not allow clients from namespace {own}; its owner can allow them in its spec.allowClientsFrom (namespaces: [{own}])"
+                    ),
+                });
+        }
         match self.others.get(ns, name) {
             Some(hr) => Ok((ns, hr)),
             None => {
@@ -783,6 +935,7 @@ impl Renderer<'_> {
                     Location::ShareData,
                     Source::Data {
                         storage: share.clone(),
+                        scratch: scratch(0),
                     },
                 ),
                 self.mount(
@@ -827,9 +980,8 @@ impl Renderer<'_> {
         let mut configs = Vec::new();
         let mut mounts = Vec::new();
         for (i, spec) in self.hr.spec.clients.iter().enumerate() {
-            match self.client(i, spec, &mut mounts)? {
-                Ok(config) => configs.push(config),
-                Err(problem) => problems.push(problem),
+            if let Some(config) = self.client(i, spec, &mut mounts, problems)? {
+                configs.push(config);
             }
         }
         if !self.hr.spec.clients.is_empty() {
@@ -842,14 +994,16 @@ impl Renderer<'_> {
         Ok(configs)
     }
 
-    /// One client: its configuration, or the problem with its target. The credentials are
-    /// mounted even when the target is missing, so the pod does not change when it appears.
+    /// One client's configuration, or none with the problems of its target and credentials.
+    /// The credentials are mounted even when the target is missing, so the pod does not change
+    /// when it appears; credentials that may not be used are not mounted, and the client waits.
     fn client(
         &self,
         i: usize,
         spec: &ClientSpec,
         mounts: &mut Vec<Mount>,
-    ) -> Result<Result<ClientConfig, Problem>, RenderError> {
+        problems: &mut Vec<Problem>,
+    ) -> Result<Option<ClientConfig>, RenderError> {
         let service = client_service(spec.service);
         let name = service.client_name(i);
         let millis = |field: &str, text: &Option<String>, default: u64| match text {
@@ -863,7 +1017,17 @@ impl Renderer<'_> {
         };
         let every_ms = millis("every", &spec.every, DEFAULT_CLIENT_EVERY_MS)?;
         let timeout_ms = millis("timeout", &spec.timeout, DEFAULT_CLIENT_TIMEOUT_MS)?;
-        let credentials_dir = spec.credentials.as_ref().map(|secret| {
+        let mut credential_problems = Vec::new();
+        let usable_credentials = spec.credentials.as_ref().filter(|secret| {
+            self.may_use(
+                &format!("spec.clients[{i}].credentials.secret"),
+                ObjectKind::Secret,
+                &secret.secret,
+                "the client does not run until then",
+                &mut credential_problems,
+            )
+        });
+        let credentials_dir = usable_credentials.map(|secret| {
             let location = Location::ClientCredentials(name.clone());
             let dir = self.path(&location);
             mounts.push(self.mount(
@@ -890,6 +1054,17 @@ impl Renderer<'_> {
                 message: format!("spec.clients[{i}]: set server or url"),
             }),
         };
+        let target = match target {
+            Ok(target) => Some(target),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        };
+        if !credential_problems.is_empty() {
+            problems.append(&mut credential_problems);
+            return Ok(None);
+        }
         Ok(target.map(|(server, target)| ClientConfig {
             name,
             service,
@@ -994,6 +1169,26 @@ pub const FILE_VOLUME: &str = "file-data";
 pub const MAIL_VOLUME: &str = "mail-data";
 /// Name of the peer role's share volume (and of its claim template).
 pub const SHARE_VOLUME: &str = "share-data";
+
+/// The least scratch space a role's data gets without `storage`: 1 GiB.
+pub const MIN_SCRATCH_BYTES: u64 = 1 << 30;
+
+/// Scratch space (an emptyDir's `sizeLimit`) for data without `storage`: room for two of the
+/// role's largest writes (an upload or a message is staged beside what it replaces or joins),
+/// and at least [`MIN_SCRATCH_BYTES`]. Past it the kubelet evicts the pod: the node's disk is
+/// never filled.
+pub fn scratch(largest_write: u64) -> Quantity {
+    let bytes = largest_write.saturating_mul(2).max(MIN_SCRATCH_BYTES);
+    const GI: u64 = 1 << 30;
+    const MI: u64 = 1 << 20;
+    Quantity(if bytes.is_multiple_of(GI) {
+        format!("{}Gi", bytes / GI)
+    } else if bytes.is_multiple_of(MI) {
+        format!("{}Mi", bytes / MI)
+    } else {
+        bytes.to_string()
+    })
+}
 
 fn size(field: &'static str, quantity: Option<&Quantity>) -> Result<Option<u64>, RenderError> {
     quantity

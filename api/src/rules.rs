@@ -129,3 +129,35 @@ pub fn duration(min: &str, max: &str) -> Rule {
         "must be a duration from {min} to {max}, written like 500ms, 30s, 5m or 1h30m"
     )))
 }
+
+/// allowClientsFrom: allows something (an empty one would read as "everyone" to some and
+/// "no one" to others).
+pub fn allow_clients_from_not_empty() -> Rule {
+    Rule::new(
+        "(has(self.namespaces) && size(self.namespaces) > 0) || has(self.namespaceSelector)",
+    )
+    .message(
+        "set namespaces (names), namespaceSelector (labels; {} allows every namespace) or both; remove allowClientsFrom to allow no other namespace",
+    )
+    .reason(Reason::FieldValueRequired)
+}
+
+/// A label selector's matchLabels: keys no longer than Kubernetes allows. (Their characters
+/// are not checked here: a regular expression on every key is over the API server's cost
+/// budget for CEL, and a key no namespace can carry matches none. Values are checked by the
+/// schema.)
+pub fn label_keys() -> Rule {
+    Rule::new("self.all(k, size(k) >= 1 && size(k) <= 317)").message(
+        "each key must be a label key such as team or example.com/tier (at most 317 characters)",
+    )
+}
+
+/// A selector requirement: values for In and NotIn, none for Exists and DoesNotExist.
+pub fn requirement_values() -> Rule {
+    Rule::new(
+        "self.operator == 'In' || self.operator == 'NotIn' ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)",
+    )
+    .message(
+        "values: give at least one with In and NotIn, and none with Exists and DoesNotExist",
+    )
+}

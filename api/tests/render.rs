@@ -2,13 +2,16 @@
 //! *where* things are (paths, host names, bind address). Every example is rendered in both
 //! environments and compared after mapping the placement away.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use hostrole_api::HostRole;
+use hostrole_api::access::ObjectKind;
 use hostrole_api::manifest;
 use hostrole_api::render::{
-    self, Environment, HostPlan, Local, Location, ProblemReason, RenderError, Source,
+    self, Environment, HostPlan, Local, LocalDirectory, Location, ProblemReason, RenderError,
+    Source,
 };
 use hostrole_config::{AgentConfig, ClientTarget};
 
@@ -38,15 +41,42 @@ fn in_namespace(hostroles: &[HostRole], namespace: &str) -> Vec<HostRole> {
         .collect()
 }
 
-/// A cluster Directory over a plain list (the operator's is its watch cache).
-struct Cluster(Vec<HostRole>);
+/// A cluster Directory over plain lists (the operator's is its watch cache and what the API
+/// server said of labels).
+#[derive(Default)]
+struct Cluster {
+    hostroles: Vec<HostRole>,
+    /// Namespace → its labels.
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Objects labelled for use: (kind, namespace, name).
+    labelled: BTreeSet<(ObjectKind, String, String)>,
+}
+
+impl Cluster {
+    fn of(hostroles: Vec<HostRole>) -> Cluster {
+        Cluster {
+            hostroles,
+            ..Default::default()
+        }
+    }
+}
+
 impl render::Directory for Cluster {
     fn each(&self) -> Box<dyn Iterator<Item = (&str, &HostRole)> + '_> {
         Box::new(
-            self.0
+            self.hostroles
                 .iter()
                 .map(|hr| (hr.metadata.namespace.as_deref().unwrap_or(""), hr)),
         )
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>> {
+        self.namespaces.get(namespace)
+    }
+
+    fn usable(&self, kind: ObjectKind, namespace: &str, name: &str) -> bool {
+        self.labelled
+            .contains(&(kind, namespace.to_string(), name.to_string()))
     }
 }
 
@@ -156,11 +186,25 @@ fn every_example_renders_the_same_in_a_cluster_and_on_a_machine() {
         if path.extension().is_none_or(|x| x != "yaml") {
             continue;
         }
+        let text = std::fs::read_to_string(&path).expect("readable");
         let hostroles = manifest::load(&path).expect("valid");
-        let cluster = Cluster(in_namespace(&hostroles, "lan"));
-        for (hr, in_cluster) in hostroles.iter().zip(&cluster.0) {
+        // What the manifest labels for use, in the cluster's namespace and on the machine.
+        let labelled = manifest::labelled_for_use(&text);
+        let cluster = Cluster {
+            hostroles: in_namespace(&hostroles, "lan"),
+            labelled: labelled
+                .iter()
+                .map(|(kind, name)| (*kind, "lan".to_string(), name.clone()))
+                .collect(),
+            ..Default::default()
+        };
+        let machine = LocalDirectory {
+            hostroles: hostroles.clone(),
+            labelled,
+        };
+        for (hr, in_cluster) in hostroles.iter().zip(&cluster.hostroles) {
             let here = local();
-            let local_plan = render::render(hr, Environment::Local(&here), &hostroles);
+            let local_plan = render::render(hr, Environment::Local(&here), &machine);
             let cluster_plan = render::render(
                 in_cluster,
                 Environment::Cluster { namespace: "lan" },
@@ -171,6 +215,13 @@ fn every_example_renders_the_same_in_a_cluster_and_on_a_machine() {
                 (Ok(l), Ok(c)) => {
                     assert_eq!(shape(&l), shape(&c), "{name}: roles, ports and mounts");
                     assert_eq!(l.problems, c.problems, "{name}: problems");
+                    assert!(
+                        l.problems
+                            .iter()
+                            .all(|p| p.reason != ProblemReason::ReferenceNotAllowed),
+                        "{name}: the examples label every Secret and ConfigMap they use: {:?}",
+                        l.problems
+                    );
                     assert_eq!(
                         placeless(l.config, false),
                         placeless(c.config, true),
@@ -209,7 +260,7 @@ fn client_defaults_names_and_problems_are_the_translators() {
     let plan = render::render(
         &hr,
         Environment::Cluster { namespace: "lan" },
-        &Cluster(vec![hr.clone()]),
+        &Cluster::of(vec![hr.clone()]),
     )
     .expect("renders");
     let problems: Vec<_> = plan
@@ -237,7 +288,7 @@ fn fields_of_one_environment_are_refused_by_the_other_with_the_fix() {
     let err = render::render(
         &path_site,
         Environment::Cluster { namespace: "lan" },
-        &Cluster(vec![]),
+        &Cluster::of(vec![]),
     )
     .expect_err("a pod cannot see the machine")
     .to_string();
@@ -272,18 +323,333 @@ fn data_with_storage_is_a_claim_and_without_is_scratch() {
     let plan = render::render(
         &hr,
         Environment::Cluster { namespace: "lan" },
-        &Cluster(vec![]),
+        &Cluster::of(vec![]),
     )
     .expect("renders");
     let data: Vec<_> = plan
         .mounts()
         .filter_map(|m| match &m.source {
-            Source::Data { storage } => {
-                Some((m.volume.as_str(), storage.as_ref().map(|q| q.0.as_str())))
-            }
+            Source::Data { storage, scratch } => Some((
+                m.volume.as_str(),
+                storage.as_ref().map(|q| q.0.as_str()),
+                scratch.0.as_str(),
+            )),
             _ => None,
         })
         .collect();
-    assert_eq!(data, [("file-data", Some("1Gi")), ("mail-data", None)]);
+    // Scratch space is room for two of the role's largest writes, at least 1 GiB: for the
+    // default 1 GiB upload 2 GiB, for the default 25 MiB message 1 GiB.
+    assert_eq!(
+        data,
+        [
+            ("file-data", Some("1Gi"), "2Gi"),
+            ("mail-data", None, "1Gi")
+        ]
+    );
     assert_eq!(plan.config.file.expect("file").quota_bytes, Some(1 << 30));
+    let big = hostrole(
+        "spec:\n  servers:\n    mail: {domains: [lan], maxMessageSize: 600Mi}\n  peer: {network: n}\n",
+    );
+    let plan = render::render(
+        &big,
+        Environment::Cluster { namespace: "lan" },
+        &Cluster::of(vec![]),
+    )
+    .expect("renders");
+    let scratch: Vec<_> = plan
+        .mounts()
+        .filter_map(|m| match &m.source {
+            Source::Data { scratch, .. } => Some((m.volume.as_str(), scratch.0.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(scratch, [("mail-data", "1200Mi"), ("share-data", "1Gi")]);
+}
+
+/// A HostRole `name` in `namespace`.
+fn in_ns(namespace: &str, name: &str, spec: &str) -> HostRole {
+    manifest::parse_all(
+        &format!(
+            "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: {name}, namespace: {namespace}}}\n{spec}"
+        ),
+        "test",
+    )
+    .expect("valid")
+    .remove(0)
+}
+
+const OFFICE: &str = "spec:\n  servers:\n    web: {port: 8443}\n    mail: {smtpPort: 2626, domains: [secret-office.example]}\n";
+
+fn office_allowing(allow: &str) -> HostRole {
+    in_ns(
+        "office",
+        "office",
+        &format!("{OFFICE}  allowClientsFrom: {allow}\n"),
+    )
+}
+
+fn guest_laptop() -> HostRole {
+    in_ns(
+        "guests",
+        "laptop",
+        "spec:\n  clients:\n    - {service: web, server: office/office}\n    - {service: mail, server: office/office}\n",
+    )
+}
+
+#[test]
+fn a_server_in_another_namespace_without_consent_is_forbidden_and_reveals_nothing() {
+    let laptop = guest_laptop();
+    let render_with = |others: Vec<HostRole>| {
+        let mut all = others;
+        all.push(laptop.clone());
+        render::render(
+            &laptop,
+            Environment::Cluster {
+                namespace: "guests",
+            },
+            &Cluster::of(all),
+        )
+        .expect("renders")
+    };
+    let office = in_ns("office", "office", OFFICE);
+    let not_consenting = render_with(vec![office]);
+    let missing = render_with(vec![]);
+    // Allowing another namespace is not allowing this one.
+    let others_only = render_with(vec![office_allowing("{namespaces: [friends]}")]);
+    for plan in [&not_consenting, &missing, &others_only] {
+        let reasons: Vec<_> = plan.problems.iter().map(|p| p.reason).collect();
+        assert_eq!(
+            reasons,
+            [ProblemReason::Forbidden, ProblemReason::Forbidden]
+        );
+        assert!(plan.config.clients.is_empty(), "no client of it runs");
+        let text = format!("{:?} {:?}", plan.problems, plan.config);
+        for secret in ["8443", "2626", "secret-office", "office.office.svc"] {
+            assert!(!text.contains(secret), "{secret} revealed in {text}");
+        }
+    }
+    // Whether it exists cannot be told from the answer.
+    assert_eq!(not_consenting.problems, missing.problems);
+    assert_eq!(others_only.problems, missing.problems);
+    let message = &missing.problems[0].message;
+    assert!(
+        message.contains("spec.clients[0].server")
+            && message.contains("office/office")
+            && message.contains("allowClientsFrom")
+            && message.contains("guests"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_server_that_allows_the_namespace_by_name_or_labels_is_resolved() {
+    let laptop = guest_laptop();
+    let guests_labels = BTreeMap::from([("team".to_string(), "visitors".to_string())]);
+    for (allow, labels) in [
+        ("{namespaces: [guests]}", None),
+        (
+            "{namespaceSelector: {matchLabels: {team: visitors}}}",
+            Some(guests_labels.clone()),
+        ),
+        (
+            "{namespaceSelector: {matchExpressions: [{key: team, operator: In, values: [visitors, staff]}]}}",
+            Some(guests_labels.clone()),
+        ),
+        ("{namespaceSelector: {}}", Some(BTreeMap::new())),
+    ] {
+        let cluster = Cluster {
+            hostroles: vec![office_allowing(allow), laptop.clone()],
+            namespaces: labels
+                .map(|l| BTreeMap::from([("guests".to_string(), l)]))
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let plan = render::render(
+            &laptop,
+            Environment::Cluster {
+                namespace: "guests",
+            },
+            &cluster,
+        )
+        .expect("renders");
+        assert!(plan.problems.is_empty(), "{allow}: {:?}", plan.problems);
+        assert_eq!(
+            plan.config.clients[0].target,
+            ClientTarget::Url("http://office.office.svc:8443/".into()),
+            "{allow}"
+        );
+    }
+    // A selector on labels the namespace does not carry, or a namespace whose labels are not
+    // known, is no consent.
+    for labels in [
+        Some(BTreeMap::from([(
+            "team".to_string(),
+            "strangers".to_string(),
+        )])),
+        None,
+    ] {
+        let cluster = Cluster {
+            hostroles: vec![
+                office_allowing("{namespaceSelector: {matchLabels: {team: visitors}}}"),
+                laptop.clone(),
+            ],
+            namespaces: labels
+                .map(|l| BTreeMap::from([("guests".to_string(), l)]))
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let plan = render::render(
+            &laptop,
+            Environment::Cluster {
+                namespace: "guests",
+            },
+            &cluster,
+        )
+        .expect("renders");
+        assert_eq!(plan.problems[0].reason, ProblemReason::Forbidden);
+    }
+}
+
+#[test]
+fn secrets_and_config_maps_without_the_use_label_are_not_mounted_and_name_the_fix() {
+    let hr = in_ns(
+        "lan",
+        "office",
+        "spec:\n  servers:\n    web: {site: {configMap: pages}}\n    file: {users: {secret: share-users}}\n    mail: {domains: [lan], tls: {secret: mail-cert}}\n  clients:\n    - {service: file, url: 'http://nas.lan/', credentials: {secret: login}}\n",
+    );
+    let nothing = Cluster::of(vec![hr.clone()]);
+    let plan =
+        render::render(&hr, Environment::Cluster { namespace: "lan" }, &nothing).expect("renders");
+    let problems: Vec<_> = plan
+        .problems
+        .iter()
+        .map(|p| (p.field.as_str(), p.reason))
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            (
+                "spec.servers.web.site.configMap",
+                ProblemReason::ReferenceNotAllowed
+            ),
+            (
+                "spec.servers.file.users.secret",
+                ProblemReason::ReferenceNotAllowed
+            ),
+            (
+                "spec.servers.mail.tls.secret",
+                ProblemReason::ReferenceNotAllowed
+            ),
+            (
+                "spec.clients[0].credentials.secret",
+                ProblemReason::ReferenceNotAllowed
+            ),
+        ]
+    );
+    let message = &plan.problems[1].message;
+    assert!(
+        message.contains("Secret share-users")
+            && message.contains("kubectl label secret share-users hostrole.dev/use=true"),
+        "{message}"
+    );
+    assert!(
+        plan.problems[0]
+            .message
+            .contains("kubectl label configmap pages hostrole.dev/use=true"),
+        "{}",
+        plan.problems[0].message
+    );
+    // Nothing of them is mounted or configured.
+    let named: Vec<String> = plan
+        .mounts()
+        .filter_map(|m| match &m.source {
+            Source::Secret { name, .. } | Source::ConfigMap { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(named.is_empty(), "{named:?}");
+    assert!(
+        plan.config
+            .file
+            .as_ref()
+            .expect("file")
+            .users_file
+            .is_none()
+    );
+    assert!(
+        plan.config.mail.is_none(),
+        "without its certificate the mail role would take passwords in the clear"
+    );
+    assert!(!plan.ports().any(|(name, _)| name == "smtp"));
+    assert!(plan.config.clients.is_empty());
+    let site = plan.mounts().find(|m| m.volume == "site").expect("site");
+    assert!(
+        matches!(&site.source, Source::InlineSite { files } if files[0].content.contains("not published yet")),
+        "a placeholder page: {:?}",
+        site.source
+    );
+
+    // Labelled, every one is used.
+    let labelled = Cluster {
+        hostroles: vec![hr.clone()],
+        labelled: [
+            (ObjectKind::ConfigMap, "pages"),
+            (ObjectKind::Secret, "share-users"),
+            (ObjectKind::Secret, "mail-cert"),
+            (ObjectKind::Secret, "login"),
+        ]
+        .into_iter()
+        .map(|(k, n)| (k, "lan".to_string(), n.to_string()))
+        .collect(),
+        ..Default::default()
+    };
+    let plan =
+        render::render(&hr, Environment::Cluster { namespace: "lan" }, &labelled).expect("renders");
+    assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    assert!(plan.config.mail.expect("mail").tls.is_some());
+    assert_eq!(plan.config.clients.len(), 1);
+    // A label in another namespace is not this one's.
+    let elsewhere = Cluster {
+        hostroles: vec![hr.clone()],
+        labelled: BTreeSet::from([(ObjectKind::Secret, "other".into(), "login".into())]),
+        ..Default::default()
+    };
+    let plan = render::render(&hr, Environment::Cluster { namespace: "lan" }, &elsewhere)
+        .expect("renders");
+    assert!(
+        plan.problems
+            .iter()
+            .any(|p| p.field == "spec.clients[0].credentials.secret")
+    );
+}
+
+#[test]
+fn a_machine_applies_the_same_label_rule_to_the_manifests_secrets() {
+    let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: login}\nstringData: {username: a, password: b}\n---\n\
+        apiVersion: v1\nkind: Secret\nmetadata: {name: users, labels: {hostrole.dev/use: \"true\"}}\nstringData: {users: x}\n---\n\
+        apiVersion: v1\nkind: ConfigMap\nmetadata: {name: pages, labels: {hostrole.dev/use: \"yes\"}}\n";
+    assert_eq!(
+        manifest::labelled_for_use(text),
+        BTreeSet::from([(ObjectKind::Secret, "users".to_string())]),
+        "only the exact label counts"
+    );
+    let hr = hostrole(
+        "spec:\n  servers:\n    file: {users: {secret: users}}\n  clients:\n    - {service: file, url: 'http://nas.lan/', credentials: {secret: login}}\n",
+    );
+    let machine = LocalDirectory {
+        hostroles: vec![hr.clone()],
+        labelled: manifest::labelled_for_use(text),
+    };
+    let here = local();
+    let plan = render::render(&hr, Environment::Local(&here), &machine).expect("renders");
+    let fields: Vec<_> = plan.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["spec.clients[0].credentials.secret"]);
+    assert!(
+        plan.problems[0]
+            .message
+            .contains("labelled hostrole.dev/use: \"true\""),
+        "{}",
+        plan.problems[0].message
+    );
+    assert!(plan.config.file.expect("file").users_file.is_some());
 }

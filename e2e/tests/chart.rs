@@ -276,6 +276,11 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
         ("create", "serviceaccounts --subresource=token", false),
         ("create", "pods", false),
         ("get", "nodes", false),
+        // Namespace labels, for allowClientsFrom.namespaceSelector: read, never written.
+        ("list", "namespaces", true),
+        ("watch", "namespaces", true),
+        ("patch", "namespaces", false),
+        ("get", "namespaces", false),
     ] {
         let mut args = vec!["auth", "can-i", verb];
         args.extend(resource.split(' '));
@@ -385,7 +390,7 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
     let more = dir.path().join("more.yaml");
     std::fs::write(&more, MORE_HOSTROLES).expect("manifest");
     env.kubectl_ok(&["apply", "-n", &apps, "-f", more.to_str().expect("utf-8")]);
-    for hr in ["laptop", "tracker", "family"] {
+    for hr in ["laptop", "tracker", "family", "nas"] {
         eventually(
             &format!("{hr} is Ready under the chart's RBAC"),
             Duration::from_secs(90),
@@ -415,6 +420,44 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
         "name",
     ]);
     assert_eq!(made.lines().count(), 6, "{made}");
+    // Without reading a Secret, the operator learns which carry hostrole.dev/use (item 4): the
+    // labelled users Secret is mounted, the unlabelled credentials are refused, by name.
+    let nas = eventually(
+        "nas refuses its unlabelled credentials under the chart's RBAC",
+        Duration::from_secs(60),
+        || async {
+            let hr = hostroles.get("nas").await.ok()?;
+            hr.status
+                .as_ref()?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Degraded" && c.reason == "ReferenceNotAllowed")
+                .then_some(hr)
+        },
+    )
+    .await;
+    let degraded = nas
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        degraded.contains("spec.clients[0].credentials.secret")
+            && degraded.contains("not-for-hosts")
+            && !degraded.contains("nas-users"),
+        "{degraded}"
+    );
+    let volumes = env.kubectl_ok(&[
+        "get",
+        "statefulset",
+        "nas",
+        "-n",
+        &apps,
+        "-o",
+        "jsonpath={.spec.template.spec.volumes[*].secret.secretName}",
+    ]);
+    assert_eq!(volumes.trim(), "nas-users");
     let logs = operator.logs();
     assert!(
         !logs.to_lowercase().contains("forbidden"),
@@ -564,6 +607,28 @@ metadata: {name: family}
 spec:
   replicas: 2
   peer: {network: family, index: tracker}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: nas-users
+  labels: {hostrole.dev/use: "true"}
+stringData: {users: "alice:$argon2id$v=19$m=19456,t=2,p=1$O/XIN5GQYily1IMlO0m5Ag$JYMabtH6rNn4sSxr01vli81N3DeANpvEwv81ZevXC64"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: not-for-hosts}
+type: kubernetes.io/basic-auth
+stringData: {username: alice, password: change-me}
+---
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {name: nas}
+spec:
+  servers:
+    file: {users: {secret: nas-users}}
+  clients:
+    - {service: file, server: nas, credentials: {secret: not-for-hosts}}
 "#;
 
 /// Runs kubectl with another kubeconfig; Ok(stdout) or Err(stderr).

@@ -7,7 +7,7 @@ use hostrole_api::HostRole;
 use hostrole_api::SiteFile;
 use hostrole_api::render::{
     self, CONFIG_DIR, CONFIG_KEY, Environment, HostPlan, Mount, NETWORK_SECRET_KEY, Problem,
-    RenderError, Source, inline_site_files, network_object_name,
+    RenderError, Source, network_object_name,
 };
 use hostrole_api::rules::ADMIN_PORT;
 use hostrole_config::{ENV_POD_IP, ENV_POD_NAME, ENV_POD_NAMESPACE};
@@ -205,7 +205,7 @@ fn config_map(
     let rendered = serde_yaml::to_string(&plan.config)
         .map_err(|_| SpecError::Missing("renderable agent configuration"))?;
     let mut data = BTreeMap::from([(CONFIG_KEY.to_string(), rendered)]);
-    for (i, file) in inline_site_files(hr).unwrap_or_default().iter().enumerate() {
+    for (i, file) in inline_files(plan).iter().enumerate() {
         data.insert(site_key(i), file.content.clone());
     }
     Ok(ConfigMap {
@@ -213,6 +213,17 @@ fn config_map(
         data: Some(data),
         ..Default::default()
     })
+}
+
+/// The site files the plan keeps in the host ConfigMap (the written site, the generated page,
+/// or the placeholder of a site whose ConfigMap may not be used).
+fn inline_files(plan: &HostPlan) -> &[SiteFile] {
+    plan.mounts()
+        .find_map(|m| match &m.source {
+            Source::InlineSite { files } => Some(files.as_slice()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// A short, stable digest of ConfigMap data.
@@ -402,9 +413,17 @@ fn volume(config_map_name: &str, m: &Mount) -> Option<Volume> {
         ..Default::default()
     };
     match &m.source {
-        Source::Data { storage: Some(_) } => return None,
-        Source::Data { storage: None } => {
-            volume.empty_dir = Some(EmptyDirVolumeSource::default());
+        Source::Data {
+            storage: Some(_), ..
+        } => return None,
+        Source::Data {
+            storage: None,
+            scratch,
+        } => {
+            volume.empty_dir = Some(EmptyDirVolumeSource {
+                size_limit: Some(scratch.clone()),
+                ..Default::default()
+            });
         }
         Source::Secret { name, items } => {
             volume.secret = Some(secret(name.clone(), items.clone()));
@@ -462,6 +481,7 @@ fn claim_templates(name: &str, plan: &HostPlan) -> Option<Vec<PersistentVolumeCl
         .filter_map(|m| match &m.source {
             Source::Data {
                 storage: Some(size),
+                ..
             } => Some((m.volume.clone(), size.clone())),
             _ => None,
         })

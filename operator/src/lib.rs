@@ -3,6 +3,8 @@
 //! - [`desired`] and [`status`]: pure functions from a HostRole to its objects and its status;
 //! - [`ownership`]: pure decisions on whose an existing object is (the operator writes only
 //!   to its own);
+//! - [`world`]: who depends on whom, and consent across namespaces; [`uses`]: which Secrets and
+//!   ConfigMaps a HostRole may use (the API server's answers, cached);
 //! - [`reconcile`]: the thin layer that reads, applies, publishes events and writes status;
 //! - [`run`]: wiring of the controller, leader election and the HTTP endpoints.
 
@@ -14,4 +16,5 @@ pub mod ownership;
 pub mod reconcile;
 pub mod run;
 pub mod status;
+pub mod uses;
 pub mod world;

@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use hostrole_api::{HostRole, HostRoleStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ObjectReference, Pod, Secret, Service, ServiceAccount,
+    ConfigMap, Namespace, ObjectReference, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{
+    DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
@@ -34,6 +36,7 @@ use crate::ownership::{
     self, Answer, Claim, Conflict, NAME_CONFLICT, Next, Owner, Request, Verdict, conflicts_message,
 };
 use crate::status::{self, CLIENTS_HEALTHY, DEGRADED, Observed, READY};
+use crate::uses::{self, UseCache};
 use crate::world::World;
 
 /// How often a HostRole is looked at again when nothing happens (reads only).
@@ -68,7 +71,7 @@ pub enum Error {
     #[error("cannot draw random bytes for a network secret: {0}")]
     Random(String),
     #[error(
-        "the API server accepted a request on Secret {namespace}/{name} that must always be refused (the probe of whether a user labelled it for a network); not using the Secret"
+        "the API server accepted a request on Secret {namespace}/{name} that must always be refused (the probe of whether its owner labelled it); not using the Secret"
     )]
     ProbeAccepted { namespace: String, name: String },
 }
@@ -122,6 +125,11 @@ pub struct Context {
     pub recorder: Recorder,
     /// Every HostRole the controller watches, to resolve references between them.
     pub hostroles: Option<Store<HostRole>>,
+    /// Every namespace's metadata, when the operator serves them all (for namespace selectors
+    /// in `allowClientsFrom`).
+    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    /// What the API server said of the labels of Secrets and ConfigMaps HostRoles name.
+    pub uses: Arc<Mutex<UseCache>>,
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Network Secrets known to exist, (namespace, name) → what they are, so that an idle
     /// operator does not write (or probe) them again.
@@ -146,6 +154,8 @@ impl Context {
             metrics,
             recorder,
             hostroles: None,
+            namespaces: None,
+            uses: Arc::new(Mutex::new(UseCache::default())),
             failures: Mutex::new(HashMap::new()),
             network_secrets: Mutex::new(HashMap::new()),
         }
@@ -157,11 +167,27 @@ impl Context {
         self
     }
 
+    /// Resolves namespace selectors against the controller's cache of namespaces.
+    pub fn with_namespaces(mut self, store: Store<PartialObjectMeta<Namespace>>) -> Self {
+        self.namespaces = Some(store);
+        self
+    }
+
     fn world(&self) -> World {
-        self.hostroles
+        let world = self
+            .hostroles
             .as_ref()
             .map(|s| World::new(s.state()))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        match &self.namespaces {
+            Some(store) => world.with_namespaces(
+                store
+                    .state()
+                    .iter()
+                    .map(|n| (n.name_any(), n.labels().clone())),
+            ),
+            None => world,
+        }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
@@ -244,13 +270,19 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
         // early reconcile would report a server that exists as missing.
         let _ = store.wait_until_ready().await;
     }
+    if let Some(store) = &ctx.namespaces {
+        let _ = store.wait_until_ready().await;
+    }
+    // Which Secrets and ConfigMaps it names may be used: the translator leaves the others out.
+    let uses = uses::check(&client, &ctx.uses, hr, &ns).await?;
+    let world = ctx.world().with_usable(uses.usable);
 
     let mut failure = None;
     let mut apply_error = None;
     let mut problems = Vec::new();
     let mut network = None;
     let mut conflicts = Vec::new();
-    let stateful_set = match desired::desired(hr, &ctx.settings, &ctx.world()) {
+    let stateful_set = match desired::desired(hr, &ctx.settings, &world) {
         Ok(want) => {
             problems = want.problems.clone();
             network = hr.spec.peer.as_ref().map(|p| p.network.clone());
@@ -339,6 +371,8 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
     match apply_error {
         Some(e) => Err(e),
         None if !conflicts.is_empty() => Ok(Action::requeue(CONFLICT_RETRY)),
+        // A label added to a Secret is not watched: look again soon.
+        None if uses.refused => Ok(Action::requeue(uses::REFUSED_RETRY)),
         None => Ok(Action::requeue(RESYNC)),
     }
 }

@@ -13,12 +13,14 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::StreamExt;
 use hostrole_api::HostRole;
+use hostrole_api::access::{ObjectKind, USE_LABEL, USE_LABEL_VALUE};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
@@ -219,10 +221,30 @@ async fn run_controller(client: Client, options: Options, metrics: Metrics) {
     let controller = Controller::new(hostroles.clone(), watcher::Config::default());
     let store = controller.store();
     let pod_store = store.clone();
-    let ctx = Arc::new(
-        Context::new(client, options.settings, metrics, recorder).with_store(store.clone()),
-    );
-    controller
+    let config_map_store = store.clone();
+    let namespace_store = store.clone();
+    let mut context =
+        Context::new(client.clone(), options.settings, metrics, recorder).with_store(store.clone());
+    // Serving every namespace: their labels, for namespace selectors in allowClientsFrom (one
+    // namespace: a HostRole there sees no other, so no selector is ever asked).
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let mut namespace_reflector = None;
+    if ns.is_none() {
+        let (reader, writer) = reflector::store();
+        context = context.with_namespaces(reader);
+        let metadata = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
+        let stream = reflector::reflector(writer, watcher(metadata, watcher::Config::default()))
+            .default_backoff()
+            .applied_objects();
+        namespace_reflector = Some(tokio::spawn(async move {
+            stream.for_each(|_| async {}).await;
+        }));
+    }
+    let ctx = Arc::new(context);
+    let uses_cache = ctx.uses.clone();
+    let labelled_for_use =
+        watcher::Config::default().labels(&format!("{USE_LABEL}={USE_LABEL_VALUE}"));
+    let mut controller = controller
         // A HostRole that appears, changes or goes re-reconciles those that refer to it
         // (clients of its servers, peers of its index or network): no polling.
         .watches(
@@ -232,7 +254,19 @@ async fn run_controller(client: Client, options: Options, metrics: Metrics) {
         )
         .owns(statefulsets, managed.clone())
         .owns(services, managed.clone())
-        .owns(configmaps, managed.clone())
+        .owns(configmaps.clone(), managed.clone())
+        // A ConfigMap labelled for use, or no longer (it leaves the watch), wakes the HostRoles
+        // that name it, and is asked about again.
+        .watches(configmaps, labelled_for_use, move |cm: ConfigMap| {
+            let (Some(ns), name) = (cm.namespace(), cm.name_any()) else {
+                return Vec::new();
+            };
+            uses_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .forget(&(ObjectKind::ConfigMap, ns.clone(), name.clone()));
+            World::new(config_map_store.state()).users_of(ObjectKind::ConfigMap, &ns, &name)
+        })
         // A host pod changes its HostRole's status, and the peer list of every HostRole in its
         // network.
         .watches(pods, managed, move |pod: Pod| {
@@ -253,7 +287,18 @@ async fn run_controller(client: Client, options: Options, metrics: Metrics) {
                 );
             }
             refs
-        })
+        });
+    if ns.is_none() {
+        // A namespace's labels may grant or withdraw consent (namespace selectors).
+        controller = controller.watches(
+            namespaces,
+            watcher::Config::default(),
+            move |namespace: Namespace| {
+                World::new(namespace_store.state()).affected_by_namespace(&namespace.name_any())
+            },
+        );
+    }
+    controller
         .with_config(
             Config::default()
                 .concurrency(options.concurrency)
@@ -268,6 +313,9 @@ async fn run_controller(client: Client, options: Options, metrics: Metrics) {
             }
         })
         .await;
+    if let Some(task) = namespace_reflector {
+        task.abort();
+    }
     tracing::info!("controller stopped");
 }
 

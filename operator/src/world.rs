@@ -2,11 +2,15 @@
 //! the clients of a server, what to reconcile when one changes. (Resolving a client's server or a
 //! peer's index is the translator's job: `hostrole_api::render`, which reads this as its
 //! [`Directory`].) The controller hands in a snapshot of every HostRole it
-//! watches; nothing here talks to the API server.
+//! watches, the labels of the namespaces (cluster-wide only) and, for the HostRole being
+//! reconciled, which of its Secrets and ConfigMaps may be used; nothing here talks to the API
+//! server. Consent across namespaces is decided by one function,
+//! [`hostrole_api::access::allows_client`], here and in the translator alike.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use hostrole_api::access::{ObjectKind, allows_client};
 use hostrole_api::render::{Directory, split_ref};
 use hostrole_api::{ClientService, HostRole};
 use kube::ResourceExt;
@@ -16,6 +20,10 @@ use kube::runtime::reflector::ObjectRef;
 #[derive(Clone, Debug, Default)]
 pub struct World {
     by_key: BTreeMap<(String, String), Arc<HostRole>>,
+    /// Namespace name → its labels (empty when the operator watches one namespace).
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Secrets and ConfigMaps (kind, namespace, name) labelled for use.
+    usable: BTreeSet<(ObjectKind, String, String)>,
 }
 
 impl World {
@@ -24,7 +32,28 @@ impl World {
             .into_iter()
             .filter_map(|hr| Some(((hr.namespace()?, hr.name_any()), hr)))
             .collect();
-        Self { by_key }
+        Self {
+            by_key,
+            ..Default::default()
+        }
+    }
+
+    /// With the labels of these namespaces (what `allowClientsFrom.namespaceSelector` matches).
+    pub fn with_namespaces(
+        mut self,
+        namespaces: impl IntoIterator<Item = (String, BTreeMap<String, String>)>,
+    ) -> Self {
+        self.namespaces.extend(namespaces);
+        self
+    }
+
+    /// With these Secrets and ConfigMaps (kind, namespace, name) known to be labelled for use.
+    pub fn with_usable(
+        mut self,
+        usable: impl IntoIterator<Item = (ObjectKind, String, String)>,
+    ) -> Self {
+        self.usable.extend(usable);
+        self
     }
 
     /// With `hr` itself in it (the store may lag behind the object being reconciled).
@@ -68,14 +97,25 @@ impl World {
             .collect()
     }
 
-    /// HostRoles (namespace, name) that declare a client of `service` against `ns/name`.
+    /// Whether `server` (in `server_ns`) lets HostRoles of `client_ns` use it: the one rule
+    /// ([`allows_client`]) with the labels this world knows.
+    pub fn consents(&self, server_ns: &str, server: &HostRole, client_ns: &str) -> bool {
+        allows_client(server_ns, server, client_ns, self.namespaces.get(client_ns))
+    }
+
+    /// HostRoles (namespace, name) that declare a client of `service` against `ns/name`, and
+    /// that `ns/name` consents to serve (none when it is unknown).
     pub fn clients_of(
         &self,
         namespace: &str,
         name: &str,
         service: ClientService,
     ) -> Vec<(String, String)> {
+        let Some(server) = self.get(namespace, name) else {
+            return Vec::new();
+        };
         self.all()
+            .filter(|(client_ns, _)| self.consents(namespace, server, client_ns))
             .filter(|(client_ns, hr)| {
                 hr.spec.clients.iter().any(|c| {
                     c.service == service
@@ -90,7 +130,9 @@ impl World {
     }
 
     /// The HostRoles whose desired objects or status depend on `changed`: those that use it as
-    /// a server or an index, the index it uses, and the other members of its network.
+    /// a server or an index (whether it consents or not: its consent may just have changed),
+    /// the servers it names that consent to it (their NetworkPolicies admit it), the index it
+    /// uses, and the other members of its network.
     pub fn dependents(&self, changed: &HostRole) -> Vec<ObjectRef<HostRole>> {
         let Some(ns) = changed.namespace() else {
             return Vec::new();
@@ -122,9 +164,59 @@ impl World {
         if let Some(index) = changed.spec.peer.as_ref().and_then(|p| p.index.clone()) {
             out.insert((ns.clone(), index));
         }
+        for client in &changed.spec.clients {
+            let Some((server_ns, server)) = client.server.as_deref().map(|s| split_ref(&ns, s))
+            else {
+                continue;
+            };
+            if self
+                .get(server_ns, server)
+                .is_some_and(|hr| self.consents(server_ns, hr, &ns))
+            {
+                out.insert((server_ns.to_string(), server.to_string()));
+            }
+        }
         out.remove(&(ns, name));
         out.into_iter()
             .map(|(ns, n)| ObjectRef::new(&n).within(&ns))
+            .collect()
+    }
+
+    /// The HostRoles a change of namespace `namespace`'s labels may concern (a namespace selector
+    /// in `allowClientsFrom` may now match or not): its HostRoles with a client of a server in
+    /// another namespace, and those servers.
+    pub fn affected_by_namespace(&self, namespace: &str) -> Vec<ObjectRef<HostRole>> {
+        let mut out: BTreeSet<(String, String)> = BTreeSet::new();
+        for (ns, hr) in self.all().filter(|(ns, _)| *ns == namespace) {
+            for server in hr.spec.clients.iter().filter_map(|c| c.server.as_deref()) {
+                let (server_ns, server) = split_ref(ns, server);
+                if server_ns != namespace {
+                    out.insert((ns.to_string(), hr.name_any()));
+                    out.insert((server_ns.to_string(), server.to_string()));
+                }
+            }
+        }
+        out.into_iter()
+            .map(|(ns, n)| ObjectRef::new(&n).within(&ns))
+            .collect()
+    }
+
+    /// The HostRoles of `namespace` that name `kind` object `name` (to reconcile when its label
+    /// changes).
+    pub fn users_of(
+        &self,
+        kind: ObjectKind,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<ObjectRef<HostRole>> {
+        self.all()
+            .filter(|(ns, hr)| {
+                *ns == namespace
+                    && hostrole_api::access::object_uses(hr)
+                        .iter()
+                        .any(|u| u.kind == kind && u.name == name)
+            })
+            .map(|(ns, hr)| ObjectRef::new(&hr.name_any()).within(ns))
             .collect()
     }
 }
@@ -136,5 +228,14 @@ impl Directory for World {
 
     fn get(&self, namespace: &str, name: &str) -> Option<&HostRole> {
         World::get(self, namespace, name)
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>> {
+        self.namespaces.get(namespace)
+    }
+
+    fn usable(&self, kind: ObjectKind, namespace: &str, name: &str) -> bool {
+        self.usable
+            .contains(&(kind, namespace.to_string(), name.to_string()))
     }
 }

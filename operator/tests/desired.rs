@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use hostrole_api::access::object_uses;
 use hostrole_api::manifest;
 use hostrole_api::render::{CONFIG_KEY, Location};
 use hostrole_api::{HostRole, HostTemplate};
@@ -46,8 +47,18 @@ fn web(extra: &str) -> HostRole {
     ))
 }
 
+/// A world in which the owners of every Secret and ConfigMap `hr` names labelled them for use.
+fn labelled(hr: &HostRole) -> World {
+    let ns = hr.metadata.namespace.clone().unwrap_or_default();
+    World::default().with_usable(
+        object_uses(hr)
+            .into_iter()
+            .map(|u| (u.kind, ns.clone(), u.name)),
+    )
+}
+
 fn build(hr: &HostRole) -> Desired {
-    desired::desired(hr, &settings(), &World::default()).expect("buildable")
+    desired::desired(hr, &settings(), &labelled(hr)).expect("buildable")
 }
 
 fn pod(d: &Desired) -> PodSpec {
@@ -242,6 +253,29 @@ fn inline_files_are_mapped_to_their_paths_and_a_configmap_site_is_mounted_whole(
         "every key of the user's ConfigMap is a file"
     );
 
+    // A ConfigMap that may not be used is not mounted: a placeholder page stands in, kept in the
+    // host ConfigMap like inline files (so the pod's volume finds its key).
+    let refused = web("\n      site: {configMap: office-site}");
+    let d = desired::desired(&refused, &settings(), &World::default()).expect("buildable");
+    assert_eq!(d.problems[0].reason.as_str(), "ReferenceNotAllowed");
+    let site = pod(&d)
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == "site")
+        .and_then(|v| v.config_map)
+        .expect("site volume");
+    assert_eq!(site.name, "office-host", "not the user's ConfigMap");
+    let keys: Vec<String> = site
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
+    let data = d.config_map.data.expect("data");
+    assert_eq!(keys, ["site-000"]);
+    assert!(data["site-000"].contains("not published yet"));
+
     let default_page = build(&web(""));
     let data = default_page.config_map.data.expect("data");
     assert!(
@@ -435,7 +469,30 @@ fn without_storage_the_share_is_an_empty_dir_and_bad_sizes_or_files_are_refused(
         .into_iter()
         .find(|v| v.name == "file-data")
         .expect("volume");
-    assert!(volume.empty_dir.is_some());
+    // Bounded scratch space: room for two of the largest uploads (default 1 GiB).
+    assert_eq!(
+        volume.empty_dir.expect("emptyDir").size_limit,
+        Some(Quantity("2Gi".into()))
+    );
+    // Every emptyDir the operator makes has a limit.
+    let mail_and_peer = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: box}\nspec:\n  servers:\n    mail: {domains: [lan], maxMessageSize: 10Mi}\n    file: {maxUploadSize: 700Mi}\n  peer: {network: n}\n",
+    );
+    let limits: Vec<(String, Option<String>)> = pod(&build(&mail_and_peer))
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| Some((v.name, v.empty_dir?.size_limit.map(|q| q.0))))
+        .collect();
+    assert_eq!(
+        limits,
+        [
+            ("tmp".to_string(), Some("64Mi".to_string())),
+            ("file-data".to_string(), Some("1400Mi".to_string())),
+            ("mail-data".to_string(), Some("1Gi".to_string())),
+            ("share-data".to_string(), Some("1Gi".to_string())),
+        ]
+    );
 
     let mut bad = hr.clone();
     if let Some(f) = bad.spec.servers.file.as_mut() {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use hostrole_api::access::ObjectKind;
 use hostrole_api::manifest;
 use hostrole_api::{HostRole, RoleState};
 use hostrole_config::{ClientTarget, MailTarget};
@@ -12,6 +13,7 @@ use hostrole_operator::status::{self, CLIENTS_HEALTHY, DEGRADED, Observed};
 use hostrole_operator::world::World;
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
 fn settings(network_policies: bool) -> Settings {
@@ -52,8 +54,13 @@ fn laptop() -> HostRole {
     )
 }
 
+/// The HostRoles, and the laptop's credentials Secret labelled for use by its owner.
 fn world(hrs: &[&HostRole]) -> World {
-    World::new(hrs.iter().map(|h| Arc::new((*h).clone())))
+    World::new(hrs.iter().map(|h| Arc::new((*h).clone()))).with_usable([(
+        ObjectKind::Secret,
+        "lan".to_string(),
+        "laptop-mail".to_string(),
+    )])
 }
 
 fn build(hr: &HostRole, world: &World, policies: bool) -> Desired {
@@ -542,4 +549,144 @@ fn all_clients_ok_is_healthy_and_hosts_without_clients_say_nothing() {
     let s = status::status(&office, &Observed::default(), &now);
     assert!(s.conditions.iter().all(|c| c.type_ != CLIENTS_HEALTHY));
     assert_eq!(s.clients, "");
+}
+
+/// A HostRole in namespace `guests` that uses every service of `lan/office`.
+fn guest() -> HostRole {
+    hostrole(
+        "guests",
+        "metadata: {name: visitor}\nspec:\n  clients:\n    - {service: web, server: lan/office}\n    - {service: mail, server: lan/office}\n",
+    )
+}
+
+fn office_allowing(allow: &str) -> HostRole {
+    let mut office = office();
+    let with: HostRole = hostrole(
+        "lan",
+        &format!(
+            "metadata: {{name: office}}\nspec:\n  servers:\n    web: {{}}\n  allowClientsFrom: {allow}\n"
+        ),
+    );
+    office.spec.allow_clients_from = with.spec.allow_clients_from;
+    office
+}
+
+/// Who the server's NetworkPolicy admits to its web port: (namespace, HostRole).
+fn admitted_to_web(office: &HostRole, w: &World) -> Vec<(String, String)> {
+    let policy = build(office, w, true).network_policy.expect("policy");
+    let rules = policy.spec.unwrap().ingress.unwrap();
+    rules
+        .iter()
+        .filter(|r| {
+            r.ports
+                .iter()
+                .flatten()
+                .any(|p| p.port == Some(IntOrString::Int(8080)))
+        })
+        .flat_map(|r| r.from.clone().unwrap_or_default())
+        .map(|peer| {
+            let ns = peer.namespace_selector.unwrap().match_labels.unwrap()
+                ["kubernetes.io/metadata.name"]
+                .clone();
+            let name =
+                peer.pod_selector.unwrap().match_labels.unwrap()["app.kubernetes.io/instance"]
+                    .clone();
+            (ns, name)
+        })
+        .collect()
+}
+
+#[test]
+fn a_client_in_another_namespace_gets_no_rule_and_learns_nothing_without_consent() {
+    let (office, guest) = (office(), guest());
+    let w = world(&[&office, &guest]);
+    // The server admits no one from there…
+    assert!(admitted_to_web(&office, &w).is_empty());
+    // …and the client's objects hold nothing of the server.
+    let d = build(&guest, &w, false);
+    let reasons: Vec<&str> = d.problems.iter().map(|p| p.reason.as_str()).collect();
+    assert_eq!(reasons, ["Forbidden", "Forbidden"]);
+    let data = serde_json::to_string(&d.config_map.data).expect("json");
+    for secret in ["office.lan.svc", "8080", "2525", "office.lan\"", "domain"] {
+        assert!(!data.contains(secret), "{secret} in {data}");
+    }
+    // The same answer as for a server that does not exist.
+    let alone = build(&guest, &world(&[&guest]), false);
+    assert_eq!(d.problems, alone.problems);
+    assert_eq!(d.config_map.data, alone.config_map.data);
+}
+
+#[test]
+fn a_client_in_another_namespace_gets_a_rule_once_the_server_consents() {
+    let guest = guest();
+    let by_name = office_allowing("{namespaces: [guests]}");
+    let w = world(&[&by_name, &guest]);
+    assert_eq!(
+        admitted_to_web(&by_name, &w),
+        [("guests".to_string(), "visitor".to_string())]
+    );
+    let d = build(&guest, &w, false);
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    let config = desired::plan(&guest, "guests", &w).expect("renders").config;
+    assert_eq!(
+        config.clients[0].target,
+        ClientTarget::Url("http://office.lan.svc:8080/".into())
+    );
+
+    // By labels: only when the namespace's labels are known and match, the same for the rule
+    // and for the client's resolution (one rule decides both).
+    let by_label = office_allowing("{namespaceSelector: {matchLabels: {team: visitors}}}");
+    let labelled = |labels: &[(&str, &str)]| {
+        world(&[&by_label, &guest]).with_namespaces([(
+            "guests".to_string(),
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )])
+    };
+    for (w, admitted) in [
+        (labelled(&[("team", "visitors")]), true),
+        (labelled(&[("team", "others")]), false),
+        (world(&[&by_label, &guest]), false),
+    ] {
+        assert_eq!(!admitted_to_web(&by_label, &w).is_empty(), admitted);
+        assert_eq!(build(&guest, &w, false).problems.is_empty(), admitted);
+    }
+}
+
+#[test]
+fn consent_changes_wake_the_clients_and_client_changes_wake_consenting_servers() {
+    let guest = guest();
+    let office = office();
+    let w = world(&[&office, &guest]);
+    let names = |w: &World, hr: &HostRole| -> Vec<(String, String)> {
+        w.dependents(hr)
+            .into_iter()
+            .map(|r| (r.namespace.unwrap_or_default(), r.name))
+            .collect()
+    };
+    // The server changes (e.g. gains allowClientsFrom): the client in the other namespace is
+    // reconciled, whether the server consented before or not.
+    let consenting = office_allowing("{namespaces: [guests]}");
+    assert!(names(&w, &consenting).contains(&("guests".into(), "visitor".into())));
+    // The client changes: a server that does not consent is not woken by it…
+    assert!(!names(&w, &guest).contains(&("lan".into(), "office".into())));
+    // …one that does is (its NetworkPolicy admits the client).
+    let w = world(&[&consenting, &guest]);
+    assert!(names(&w, &guest).contains(&("lan".into(), "office".into())));
+    // A namespace's labels change: its clients of other namespaces, and those servers.
+    let affected: Vec<(String, String)> = w
+        .affected_by_namespace("guests")
+        .into_iter()
+        .map(|r| (r.namespace.unwrap_or_default(), r.name))
+        .collect();
+    assert_eq!(
+        affected,
+        [
+            ("guests".to_string(), "visitor".to_string()),
+            ("lan".to_string(), "office".to_string())
+        ]
+    );
+    assert!(w.affected_by_namespace("lan").is_empty());
 }
