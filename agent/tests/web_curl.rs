@@ -487,7 +487,7 @@ fn sigterm_finishes_in_flight_downloads_then_exits() {
     let target = out_dir.path().join("big.bin");
     // A slow client: about 4 seconds for the whole file.
     let mut download = Command::new("curl")
-        .args(["-s", "--max-time", "30", "--limit-rate", "512K", "-o"])
+        .args(["-s", "--max-time", "30", "--limit-rate", "320K", "-o"])
         .arg(&target)
         .arg(web.url("/big.bin"))
         .stdin(Stdio::null())
