@@ -166,7 +166,11 @@ fn serve(config: AgentConfig, print_urls: bool) -> ExitCode {
             if print_urls {
                 println!("hostrole-agent: {name} is up");
                 for (label, addr) in &started.roles {
-                    println!("  {label:<6} {}", url(label, addr));
+                    println!(
+                        "  {:<6} {}",
+                        label.trim_end_matches("+tls"),
+                        url(label, addr)
+                    );
                 }
                 println!("  admin  http://{}/readyz", started.admin);
                 if has_clients {
@@ -185,7 +189,8 @@ fn serve(config: AgentConfig, print_urls: bool) -> ExitCode {
 /// How a person reaches a listener: a URL for HTTP roles, `scheme://host:port` otherwise.
 fn url(label: &str, addr: &std::net::SocketAddr) -> String {
     match label {
-        "web" | "file" | "index" | "peer" | "peer-ui" => format!("http://{addr}/"),
+        "web" | "web-redirect" | "file" | "index" | "peer" | "peer-ui" => format!("http://{addr}/"),
+        "web+tls" | "file+tls" | "index+tls" | "peer+tls" => format!("https://{addr}/"),
         other => format!("{other}://{addr}"),
     }
 }

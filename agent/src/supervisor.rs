@@ -74,6 +74,7 @@ pub async fn run(
             max_connections: ADMIN_MAX_CONNECTIONS,
             grace: Duration::from_secs(1),
             open_connections: metrics.connections_of("admin"),
+            tls: None,
         },
         admin_stop.clone(),
     ));

@@ -105,6 +105,7 @@ pub struct Servers {
 /// The web role: a static site.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::redirect_needs_tls())]
 pub struct WebServer {
     /// TCP port the site listens on.
     #[serde(default = "default_web_port")]
@@ -117,6 +118,14 @@ pub struct WebServer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
     pub max_connections: Option<i32>,
+    /// HTTPS on `port` (HTTP/2 by ALPN) with the certificate of a `kubernetes.io/tls` Secret
+    /// (labelled `hostrole.dev/use: "true"`); a rotated Secret is served without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SecretRef>,
+    /// With `tls`: a plain-HTTP port whose every request is redirected (308) to the HTTPS one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub http_redirect_port: Option<i32>,
 }
 
 impl Default for WebServer {
@@ -125,6 +134,8 @@ impl Default for WebServer {
             port: default_web_port(),
             site: None,
             max_connections: None,
+            tls: None,
+            http_redirect_port: None,
         }
     }
 }
@@ -190,6 +201,11 @@ pub struct FileServer {
     /// Largest upload accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_upload_size: Option<Quantity>,
+    /// WebDAV over HTTPS (HTTP/2 by ALPN) with the certificate of a `kubernetes.io/tls` Secret
+    /// (labelled `hostrole.dev/use: "true"`), so passwords never travel in the clear; a rotated
+    /// Secret is served without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SecretRef>,
 }
 
 fn default_file_port() -> i32 {

@@ -22,8 +22,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::access::{self, ObjectKind, USE_LABEL, USE_LABEL_VALUE};
 use crate::hostrole::{
-    AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, SiteFile,
-    UsersRef,
+    AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, SecretRef,
+    SiteFile, UsersRef,
 };
 use crate::quantity::parse_bytes;
 use crate::rules::ADMIN_PORT;
@@ -158,7 +158,7 @@ pub enum Location {
     /// A role's users file (`<dir>/users`).
     Users(&'static str),
     /// The mail role's certificate and key.
-    MailTls,
+    Tls(&'static str),
     /// An index's network secrets, one file per network.
     Networks,
     /// A peer's network secret (`<dir>/secret`).
@@ -187,7 +187,7 @@ impl Location {
             Location::MailData => "mail".into(),
             Location::ShareData => "share".into(),
             Location::Users(role) => Path::new("users").join(role),
-            Location::MailTls => "tls/mail".into(),
+            Location::Tls(role) => Path::new("tls").join(role),
             Location::Networks => "networks".into(),
             Location::Network => "network".into(),
             Location::ClientCredentials(name) => Path::new("clients").join(name),
@@ -524,6 +524,9 @@ impl Renderer<'_> {
         let Some(web) = &self.hr.spec.servers.web else {
             return Ok(None);
         };
+        let Some(tls) = self.tls("web", web.tls.as_ref(), problems) else {
+            return Ok(None);
+        };
         let site = web.site.as_ref();
         let mut mounts = Vec::new();
         let root = if let Some(config_map) = site.and_then(|s| s.config_map.clone()) {
@@ -561,9 +564,16 @@ impl Renderer<'_> {
             self.path(&Location::Site)
         };
         let port = web.port as u16;
+        let tls = tls.map(|t| self.tls_mount(t, &mut mounts));
+        let redirect_port = web
+            .http_redirect_port
+            .filter(|_| tls.is_some())
+            .map(|p| p as u16);
+        let mut ports = vec![("web", port)];
+        ports.extend(redirect_port.map(|p| ("web-redirect", p)));
         roles.push(RolePlan {
             role: "web",
-            ports: vec![("web", port)],
+            ports,
             mounts,
         });
         Ok(Some(WebRoleConfig {
@@ -572,6 +582,8 @@ impl Renderer<'_> {
             max_connections: web
                 .max_connections
                 .map_or(DEFAULT_MAX_CONNECTIONS, |m| m as usize),
+            tls,
+            redirect_port,
         }))
     }
 
@@ -620,12 +632,58 @@ impl Renderer<'_> {
         }
     }
 
+    /// A role's certificate: `Some(None)` without TLS, `Some(Some(secret))` with a usable
+    /// Secret, `None` when the Secret may not be used — the role is then not served at all
+    /// (plain text instead would send passwords and pages in the clear).
+    fn tls<'s>(
+        &self,
+        role: &'static str,
+        tls: Option<&'s SecretRef>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Option<(&'static str, &'s str)>> {
+        let Some(secret) = tls else {
+            return Some(None);
+        };
+        let usable = self.may_use(
+            &format!("spec.servers.{role}.tls.secret"),
+            ObjectKind::Secret,
+            &secret.secret,
+            &format!("the {role} role is not served until then: without its certificate it would speak in the clear"),
+            problems,
+        );
+        usable.then_some(Some((role, secret.secret.as_str())))
+    }
+
+    /// Mounts a role's `kubernetes.io/tls` Secret; the files the agent reads.
+    fn tls_mount(&self, (role, secret): (&'static str, &str), mounts: &mut Vec<Mount>) -> TlsFiles {
+        let location = Location::Tls(role);
+        let dir = self.path(&location);
+        mounts.push(self.mount(
+            &format!("{role}-tls"),
+            location,
+            Source::Secret {
+                name: secret.to_string(),
+                items: vec![
+                    (TLS_CERT_KEY, TLS_CERT_KEY.to_string()),
+                    (TLS_KEY_KEY, TLS_KEY_KEY.to_string()),
+                ],
+            },
+        ));
+        TlsFiles {
+            cert: dir.join(TLS_CERT_KEY),
+            key: dir.join(TLS_KEY_KEY),
+        }
+    }
+
     fn file(
         &self,
         roles: &mut Vec<RolePlan>,
         problems: &mut Vec<Problem>,
     ) -> Result<Option<FileRoleConfig>, RenderError> {
         let Some(file) = &self.hr.spec.servers.file else {
+            return Ok(None);
+        };
+        let Some(tls) = self.tls("file", file.tls.as_ref(), problems) else {
             return Ok(None);
         };
         let max_upload_bytes = size(
@@ -642,7 +700,9 @@ impl Renderer<'_> {
             },
         )];
         let users_file = self.users("file", file.users.as_ref(), &mut mounts, problems)?;
+        let tls = tls.map(|t| self.tls_mount(t, &mut mounts));
         let config = FileRoleConfig {
+            tls,
             port: file.port as u16,
             root: self.path(&Location::FileData),
             users_file,
@@ -675,17 +735,9 @@ impl Renderer<'_> {
         // Checked although only the claim uses it: a size the agent could not read is an error
         // in both worlds.
         size("spec.servers.mail.storage", mail.storage.as_ref())?;
-        if let Some(tls) = &mail.tls
-            && !self.may_use(
-                "spec.servers.mail.tls.secret",
-                ObjectKind::Secret,
-                &tls.secret,
-                "the mail role is not served until then: without its certificate it would take passwords in the clear",
-                problems,
-            )
-        {
+        let Some(tls) = self.tls("mail", mail.tls.as_ref(), problems) else {
             return Ok(None);
-        }
+        };
         let mut mounts = vec![self.mount(
             MAIL_VOLUME,
             Location::MailData,
@@ -695,24 +747,7 @@ impl Renderer<'_> {
             },
         )];
         let users_file = self.users("mail", mail.users.as_ref(), &mut mounts, problems)?;
-        let tls = mail.tls.as_ref().map(|secret| {
-            let dir = self.path(&Location::MailTls);
-            mounts.push(self.mount(
-                "mail-tls",
-                Location::MailTls,
-                Source::Secret {
-                    name: secret.secret.clone(),
-                    items: vec![
-                        (TLS_CERT_KEY, TLS_CERT_KEY.to_string()),
-                        (TLS_KEY_KEY, TLS_KEY_KEY.to_string()),
-                    ],
-                },
-            ));
-            TlsFiles {
-                cert: dir.join(TLS_CERT_KEY),
-                key: dir.join(TLS_KEY_KEY),
-            }
-        });
+        let tls = tls.map(|m| self.tls_mount(m, &mut mounts));
         let config = MailRoleConfig {
             hostname: self.name.to_string(),
             smtp_port: mail.smtp_port as u16,
@@ -1095,11 +1130,11 @@ impl Renderer<'_> {
             S::Web => servers
                 .web
                 .as_ref()
-                .map(|w| ClientTarget::Url(format!("http://{host}:{}/", w.port))),
+                .map(|w| ClientTarget::Url(format!("{}://{host}:{}/", scheme(&w.tls), w.port))),
             S::File => servers
                 .file
                 .as_ref()
-                .map(|f| ClientTarget::Url(format!("http://{host}:{}/", f.port))),
+                .map(|f| ClientTarget::Url(format!("{}://{host}:{}/", scheme(&f.tls), f.port))),
             S::Mail => servers.mail.as_ref().map(|m| {
                 ClientTarget::Mail(MailTarget {
                     host: host.clone(),
@@ -1122,6 +1157,11 @@ impl Renderer<'_> {
             }
         })
     }
+}
+
+/// The URL scheme of an HTTP role: `https` when it serves TLS.
+fn scheme(tls: &Option<SecretRef>) -> &'static str {
+    if tls.is_some() { "https" } else { "http" }
 }
 
 /// `ns/name`, or `name` where there are no namespaces.

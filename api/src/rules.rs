@@ -36,6 +36,7 @@ fn port_list() -> String {
     let index = has_server("index");
     format!(
         "(({web} ? [self.servers.web.port] : []) \
+         + ({web} && has(self.servers.web.httpRedirectPort) ? [self.servers.web.httpRedirectPort] : []) \
          + ({file} ? [self.servers.file.port] : []) \
          + ({mail} ? [self.servers.mail.smtpPort, self.servers.mail.submissionPort, self.servers.mail.imapPort, self.servers.mail.pop3Port] : []) \
          + ({index} ? [self.servers.index.port] : []) \
@@ -66,7 +67,7 @@ pub fn unique_ports() -> Rule {
     let ports = port_list();
     Rule::new(format!("{ports}.all(p, {ports}.filter(q, q == p).size() == 1)"))
         .message(
-            "two server roles use the same port: give each its own (spec.servers.web.port, spec.servers.file.port, spec.servers.mail.*Port, spec.servers.index.port, spec.peer.port, spec.peer.ui.port)",
+            "two server roles use the same port: give each its own (spec.servers.web.port, spec.servers.web.httpRedirectPort, spec.servers.file.port, spec.servers.mail.*Port, spec.servers.index.port, spec.peer.port, spec.peer.ui.port)",
         )
 }
 
@@ -76,6 +77,12 @@ pub fn admin_port_reserved() -> Rule {
     Rule::new(format!("{ports}.all(p, p != {ADMIN_PORT})")).message(Message::Message(format!(
         "port {ADMIN_PORT} is reserved for the agent's admin endpoint (/healthz, /readyz, /metrics): choose another port for the role"
     )))
+}
+
+/// servers.web: a redirect to HTTPS needs HTTPS.
+pub fn redirect_needs_tls() -> Rule {
+    Rule::new("!has(self.httpRedirectPort) || has(self.tls)")
+        .message("httpRedirectPort redirects to HTTPS: set tls too, or remove httpRedirectPort")
 }
 
 /// servers.web.site: one source of content.

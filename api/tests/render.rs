@@ -93,7 +93,9 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
                 Location::ShareData,
                 Location::Users("file"),
                 Location::Users("mail"),
-                Location::MailTls,
+                Location::Tls("mail"),
+                Location::Tls("web"),
+                Location::Tls("file"),
                 Location::Networks,
                 Location::Network,
             ] {
@@ -652,4 +654,50 @@ fn a_machine_applies_the_same_label_rule_to_the_manifests_secrets() {
         plan.problems[0].message
     );
     assert!(plan.config.file.expect("file").users_file.is_some());
+}
+
+#[test]
+fn https_mounts_the_certificate_serves_the_redirect_port_and_clients_use_https() {
+    let server = hostrole(
+        "spec:\n  servers:\n    web: {port: 8443, httpRedirectPort: 8080, tls: {secret: cert}}\n    file: {tls: {secret: cert}}\n",
+    );
+    let client = hostrole(
+        "spec:\n  clients:\n    - {service: web, server: h}\n    - {service: file, server: h}\n",
+    );
+    let mut cluster = Cluster::of(vec![server.clone()]);
+    let plan = |cluster: &Cluster, hr: &HostRole| {
+        render::render(hr, Environment::Cluster { namespace: "lan" }, cluster).expect("renders")
+    };
+    // Unlabelled: neither role is served in the clear instead.
+    let refused = plan(&cluster, &server);
+    assert!(refused.config.web.is_none() && refused.config.file.is_none());
+    assert_eq!(refused.problems.len(), 2, "{:?}", refused.problems);
+
+    cluster
+        .labelled
+        .insert((ObjectKind::Secret, "lan".into(), "cert".into()));
+    let served = plan(&cluster, &server);
+    let web = served.config.web.as_ref().expect("web");
+    assert_eq!(
+        web.tls.as_ref().map(|t| t.cert.clone()),
+        Some(PathBuf::from("/etc/hostrole/tls/web/tls.crt"))
+    );
+    assert_eq!(web.redirect_port, Some(8080));
+    let ports: Vec<_> = served.ports().collect();
+    assert!(ports.contains(&("web", 8443)) && ports.contains(&("web-redirect", 8080)));
+    let volumes: Vec<_> = served.mounts().map(|m| m.volume.as_str()).collect();
+    assert!(
+        volumes.contains(&"web-tls") && volumes.contains(&"file-tls"),
+        "{volumes:?}"
+    );
+
+    let clients = plan(&cluster, &client).config.clients;
+    let urls: Vec<_> = clients
+        .iter()
+        .map(|c| match &c.target {
+            ClientTarget::Url(u) => u.as_str(),
+            ClientTarget::Mail(_) => "",
+        })
+        .collect();
+    assert_eq!(urls, ["https://h.lan.svc:8443/", "https://h.lan.svc:8081/"]);
 }

@@ -204,6 +204,9 @@ pub struct FileRoleConfig {
     pub quota_bytes: Option<u64>,
     /// Largest single upload.
     pub max_upload_bytes: u64,
+    /// HTTPS (HTTP/2 by ALPN) with this certificate; plain HTTP when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
     /// Most connections served at once.
     pub max_connections: usize,
 }
@@ -302,6 +305,12 @@ pub struct WebRoleConfig {
     pub root: PathBuf,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// HTTPS (HTTP/2 by ALPN) with this certificate; plain HTTP when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    /// With `tls`: a plain-HTTP port that redirects every request to the HTTPS one (308).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_port: Option<u16>,
 }
 
 /// Longest human detail a client condition carries; the API server caps a condition's message

@@ -34,8 +34,9 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -77,6 +78,8 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// Open connections, for metrics.
     pub open_connections: Gauge,
+    /// HTTPS: the TLS handshake (ALPN `h2`, `http/1.1`) comes first, within the header timeout.
+    pub tls: Option<TlsAcceptor>,
 }
 
 fn builder(limits_of: &HttpLimits) -> Builder<TokioExecutor> {
@@ -168,25 +171,39 @@ pub async fn serve_with(
         }
         let open = options.open_connections.clone();
         let role = options.role;
-        let (builder, registry, router, stop) = (
+        let (builder, registry, router, stop, tls) = (
             builder.clone(),
             registry.clone(),
             router.clone(),
             stop.clone(),
+            options.tls.clone(),
         );
         open.inc();
         tasks.spawn(async move {
-            connection(
-                stream,
-                conn.clone(),
-                &builder,
-                router,
-                limits,
-                stop,
-                role,
-                peer,
-            )
-            .await;
+            match tls {
+                None => {
+                    connection(stream, conn.clone(), &builder, router, limits, stop, role, peer)
+                        .await
+                }
+                Some(acceptor) => {
+                    // The handshake is part of the request head: the same time limit, and it
+                    // ends when the connection is evicted or the server stops.
+                    let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream));
+                    let accepted = tokio::select! {
+                        r = handshake => r,
+                        _ = conn.closed() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
+                        _ = stop.cancelled() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
+                    };
+                    match accepted {
+                        Ok(Ok(tls_stream)) => {
+                            connection(tls_stream, conn.clone(), &builder, router, limits, stop, role, peer)
+                                .await
+                        }
+                        Ok(Err(e)) => tracing::debug!(role, %peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(role, %peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             registry.remove(&conn);
             open.dec();
             drop(permit);
@@ -208,8 +225,8 @@ pub async fn serve_with(
 
 /// Serves one connection until it ends, is evicted, times out, or the server stops.
 #[allow(clippy::too_many_arguments)]
-async fn connection(
-    stream: TcpStream,
+async fn connection<S>(
+    stream: S,
     conn: Arc<Conn>,
     builder: &Builder<TokioExecutor>,
     router: Router,
@@ -217,7 +234,9 @@ async fn connection(
     stop: CancellationToken,
     role: &'static str,
     peer: SocketAddr,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = Tracked {
         router,
         conn: conn.clone(),
@@ -278,6 +297,7 @@ pub struct HttpRole {
     router: Router,
     max_connections: usize,
     open_connections: Gauge,
+    tls: Option<TlsAcceptor>,
 }
 
 impl HttpRole {
@@ -294,7 +314,19 @@ impl HttpRole {
             router,
             max_connections,
             open_connections,
+            tls: None,
         }
+    }
+
+    /// Serves HTTPS with `acceptor` instead of plain HTTP.
+    pub fn with_tls(mut self, acceptor: Option<TlsAcceptor>) -> Self {
+        self.tls = acceptor;
+        self
+    }
+
+    /// Whether the role serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 }
 
@@ -303,10 +335,20 @@ impl Role for HttpRole {
         self.role
     }
 
+    /// The role's name, with `+tls` (a static name: `web+tls`, `file+tls`) when it serves HTTPS,
+    /// so that whoever prints its address knows the scheme.
     fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
+        let label = match (self.role, self.tls.is_some()) {
+            (role, false) => role,
+            ("web", true) => "web+tls",
+            ("file", true) => "file+tls",
+            ("index", true) => "index+tls",
+            ("peer", true) => "peer+tls",
+            (role, true) => role,
+        };
         self.listener
             .local_addr()
-            .map(|a| vec![(self.role, a)])
+            .map(|a| vec![(label, a)])
             .unwrap_or_default()
     }
 
@@ -320,6 +362,7 @@ impl Role for HttpRole {
             max_connections: self.max_connections,
             grace,
             open_connections: self.open_connections,
+            tls: self.tls,
         };
         Box::pin(serve(self.listener, self.router, options, stop))
     }

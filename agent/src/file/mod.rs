@@ -12,6 +12,7 @@ mod locks;
 mod props;
 
 use hostrole_agent_core::metrics::{Direction, Reason};
+use hostrole_agent_core::tls::{self, TlsError};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub enum FileError {
     Users(#[from] UsersError),
     #[error(transparent)]
     Bind(#[from] BindError),
+    #[error("file role: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Binds the role; the result is served by the supervisor.
@@ -80,6 +83,11 @@ impl FileShare {
         let share = fs::ShareFs::new(root.clone(), limits, metrics.clone()).map_err(storage_err)?;
         let listener = net::bind(ROLE, SocketAddr::new(ip, config.port)).await?;
         let access = auth::Access::new(users, config.anonymous, metrics.clone());
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|files| tls::acceptor(files, tls::ALPN_HTTP))
+            .transpose()?;
         Ok(HttpRole::new(
             ROLE,
             listener,
@@ -92,7 +100,8 @@ impl FileShare {
             ),
             config.max_connections,
             metrics.connections_of(ROLE),
-        ))
+        )
+        .with_tls(tls))
     }
 }
 

@@ -13,9 +13,13 @@
 mod cache;
 mod errors;
 mod ranges;
+mod redirect;
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
@@ -27,9 +31,12 @@ use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::Predicate;
 use tower_http::services::ServeDir;
 
+use hostrole_agent_core::Role;
 use hostrole_agent_core::guard;
 use hostrole_agent_core::metrics::{AgentMetrics, track};
 use hostrole_agent_core::net::{self, BindError, HttpRole};
+use hostrole_agent_core::tls::{self, TlsError};
+use tokio_util::sync::CancellationToken;
 
 /// The role's name in logs, metrics and readiness.
 pub const ROLE: &str = "web";
@@ -45,18 +52,23 @@ pub enum WebError {
     },
     #[error(transparent)]
     Bind(#[from] BindError),
+    #[error("web role: {0}")]
+    Tls(#[from] TlsError),
 }
 
-/// Binds the role; the result is served by the supervisor.
-pub struct Web;
+/// The web role, bound: the site, and with HTTPS perhaps a plain port that redirects to it.
+pub struct Web {
+    site: HttpRole,
+    redirect: Option<HttpRole>,
+}
 
 impl Web {
-    /// Checks the site root and binds the port.
+    /// Checks the site root and the certificate, and binds the ports.
     pub async fn bind(
         config: &WebRoleConfig,
         ip: IpAddr,
         metrics: &AgentMetrics,
-    ) -> Result<HttpRole, WebError> {
+    ) -> Result<Web, WebError> {
         let root = tokio::fs::canonicalize(&config.root)
             .await
             .and_then(|p| {
@@ -70,14 +82,66 @@ impl Web {
                 path: config.root.clone(),
                 source,
             })?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|files| tls::acceptor(files, tls::ALPN_HTTP))
+            .transpose()?;
         let listener = net::bind(ROLE, SocketAddr::new(ip, config.port)).await?;
-        Ok(HttpRole::new(
+        let redirect = match config.redirect_port.filter(|_| tls.is_some()) {
+            None => None,
+            Some(port) => {
+                let listener = net::bind(REDIRECT, SocketAddr::new(ip, port)).await?;
+                Some(HttpRole::new(
+                    REDIRECT,
+                    listener,
+                    redirect::router(config.port, metrics.clone()),
+                    config.max_connections,
+                    metrics.connections_of(REDIRECT),
+                ))
+            }
+        };
+        let site = HttpRole::new(
             ROLE,
             listener,
             router(root, metrics.clone()),
             config.max_connections,
             metrics.connections_of(ROLE),
-        ))
+        )
+        .with_tls(tls);
+        Ok(Web { site, redirect })
+    }
+}
+
+/// The redirect listener's name in logs and metrics.
+const REDIRECT: &str = "web-redirect";
+
+impl Role for Web {
+    fn name(&self) -> &'static str {
+        ROLE
+    }
+
+    fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut all = self.site.addresses();
+        all.extend(self.redirect.iter().flat_map(|r| r.addresses()));
+        all
+    }
+
+    fn run(
+        self: Box<Self>,
+        stop: CancellationToken,
+        grace: Duration,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let site = Box::new(self.site).run(stop.clone(), grace);
+        match self.redirect {
+            None => site,
+            Some(redirect) => {
+                let redirect = Box::new(redirect).run(stop, grace);
+                Box::pin(async move {
+                    tokio::join!(site, redirect);
+                })
+            }
+        }
     }
 }
 

@@ -347,14 +347,14 @@ impl Body for TrackedBody {
 /// The client's socket as hyper sees it: refuses a connection that starts with neither an
 /// HTTP/1 request line nor the HTTP/2 preface (closing it without an answer, RFC 9113 3.4),
 /// and notes when a write waits on the client.
-pub struct Io {
-    inner: TcpStream,
+pub struct Io<S = TcpStream> {
+    inner: S,
     conn: Arc<Conn>,
     start: Option<Vec<u8>>,
 }
 
-impl Io {
-    pub fn new(inner: TcpStream, conn: Arc<Conn>) -> Self {
+impl<S> Io<S> {
+    pub fn new(inner: S, conn: Arc<Conn>) -> Self {
         Self {
             inner,
             conn,
@@ -363,7 +363,7 @@ impl Io {
     }
 }
 
-impl AsyncRead for Io {
+impl<S: AsyncRead + Unpin> AsyncRead for Io<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -405,7 +405,7 @@ impl AsyncRead for Io {
     }
 }
 
-impl Io {
+impl<S> Io<S> {
     fn note_write<T>(&self, polled: &Poll<io::Result<T>>) {
         let blocked = &self.conn.write_blocked_since;
         if polled.is_pending() {
@@ -418,7 +418,7 @@ impl Io {
     }
 }
 
-impl AsyncWrite for Io {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Io<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

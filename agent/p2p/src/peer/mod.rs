@@ -396,6 +396,7 @@ impl Role for Peer {
                     max_connections: MAX_CONNECTIONS,
                     grace,
                     open_connections: agent.connections_of(ROLE),
+                    tls: None,
                 },
                 stop.clone(),
             );
@@ -407,6 +408,7 @@ impl Role for Peer {
                     max_connections: UI_MAX_CONNECTIONS,
                     grace,
                     open_connections: agent.connections_of(UI),
+                    tls: None,
                 },
                 stop.clone(),
             );
