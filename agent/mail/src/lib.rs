@@ -8,6 +8,7 @@
 //! before the server says `250`.
 
 mod conn;
+mod folders;
 mod sasl;
 mod server;
 mod store;

@@ -1,14 +1,14 @@
 //! Commands on the selected mailbox: FETCH, STORE, SEARCH (and their UID forms) and EXPUNGE.
 
 use super::message;
-use super::parse::{FetchItem, SearchKey, Section, SeqSet, StoreMode};
+use super::parse::{DateCmp, DateWhich, FetchItem, SearchKey, SeqSet, StoreMode};
 use super::{Io, Session};
 use crate::store::Message;
 use crate::time;
 
 impl Session {
     /// Indexes of the messages a set names (by sequence number or UID).
-    fn matching(&self, set: &SeqSet, uid: bool) -> Vec<usize> {
+    pub(super) fn matching(&self, set: &SeqSet, uid: bool) -> Vec<usize> {
         let Some(sel) = &self.selected else {
             return Vec::new();
         };
@@ -29,9 +29,18 @@ impl Session {
         let sel = self.selected.as_mut().expect("selected");
         let lock = self.shared.store.lock(&sel.user);
         let _guard = lock.lock().await;
-        self.shared
-            .store
-            .set_flags(&sel.user, &mut sel.messages[i], &flags)
+        let m = &mut sel.messages[i];
+        match self.shared.store.set_flags(m, &flags) {
+            // Renamed meanwhile by another session: found again by its unique name.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(path) = self.shared.store.locate(m) else {
+                    return Err(e);
+                };
+                m.path = path;
+                self.shared.store.set_flags(m, &flags)
+            }
+            r => r,
+        }
     }
 
     pub(super) async fn fetch(
@@ -59,7 +68,16 @@ impl Session {
         for i in self.matching(set, uid) {
             let m = self.selected.as_ref().expect("selected").messages[i].clone();
             let content = if needs_content {
-                match tokio::fs::read(&m.path).await {
+                let mut read = tokio::fs::read(&m.path).await;
+                if read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+                    && let Some(path) = self.shared.store.locate(&m)
+                {
+                    read = tokio::fs::read(&path).await;
+                    if let Some(sel) = self.selected.as_mut() {
+                        sel.messages[i].path = path;
+                    }
+                }
+                match read {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::debug!(error = %e, "a message is gone");
@@ -79,6 +97,7 @@ impl Session {
                 }
             }
             let m = self.selected.as_ref().expect("selected").messages[i].clone();
+            let keywords = &self.selected.as_ref().expect("selected").keywords;
             let (header, text) = message::split(&content);
             let mut parts: Vec<Vec<u8>> = Vec::new();
             if uid && !items.contains(&FetchItem::Uid) {
@@ -91,7 +110,9 @@ impl Session {
                     p
                 };
                 parts.push(match item {
-                    FetchItem::Flags => format!("FLAGS {}", message::flags(&m.flags)).into_bytes(),
+                    FetchItem::Flags => {
+                        format!("FLAGS {}", message::flags(&m.flags, keywords)).into_bytes()
+                    }
                     FetchItem::Uid => format!("UID {}", m.uid).into_bytes(),
                     FetchItem::InternalDate => {
                         format!("INTERNALDATE \"{}\"", time::internal_date(m.mtime)).into_bytes()
@@ -105,22 +126,21 @@ impl Session {
                         p.extend(message::envelope(header));
                         p
                     }
+                    FetchItem::BodyStructure { extended } => {
+                        let mut p = if *extended {
+                            b"BODYSTRUCTURE ".to_vec()
+                        } else {
+                            b"BODY ".to_vec()
+                        };
+                        p.extend(message::bodystructure(&content, *extended));
+                        p
+                    }
                     FetchItem::Body {
                         section, partial, ..
                     } => {
-                        let (spec, bytes): (String, Vec<u8>) = match section {
-                            Section::Full => (String::new(), content.clone()),
-                            Section::Header => ("HEADER".into(), header.to_vec()),
-                            Section::Text => ("TEXT".into(), text.to_vec()),
-                            Section::HeaderFields { not, fields } => (
-                                format!(
-                                    "HEADER.FIELDS{} ({})",
-                                    if *not { ".NOT" } else { "" },
-                                    fields.join(" ")
-                                ),
-                                message::header_fields(header, fields, *not),
-                            ),
-                        };
+                        let spec = section.spec();
+                        // A part that does not exist reads as empty, as in other servers.
+                        let bytes = message::section(&content, section).unwrap_or_default();
                         match partial {
                             Some((start, len)) => {
                                 let s = (*start as usize).min(bytes.len());
@@ -133,7 +153,7 @@ impl Session {
                 });
             }
             if flags_changed && !items.contains(&FetchItem::Flags) {
-                parts.push(format!("FLAGS {}", message::flags(&m.flags)).into_bytes());
+                parts.push(format!("FLAGS {}", message::flags(&m.flags, keywords)).into_bytes());
             }
             let mut line = format!("* {} FETCH (", i + 1).into_bytes();
             line.extend(parts.join(&b' '));
@@ -170,7 +190,27 @@ impl Session {
                 .tagged(tag, verb, "NO", "[READ-ONLY] mailbox is read-only")
                 .await;
         }
-        let letters: String = flags.iter().filter_map(|f| message::letter(f)).collect();
+        let dir = self.selected.as_ref().expect("selected").dir.clone();
+        let letters = match self
+            .letters(&dir, flags, mode != StoreMode::Remove)
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record a keyword");
+                return self
+                    .tagged(tag, verb, "NO", "[SERVERBUG] cannot record the keywords")
+                    .await;
+            }
+        };
+        // A new keyword changes the folder's FLAGS.
+        let keywords = crate::store::load_keywords(&dir).unwrap_or_default();
+        if self.selected.as_ref().is_some_and(|s| s.keywords != keywords) {
+            if let Some(sel) = self.selected.as_mut() {
+                sel.keywords = keywords.clone();
+            }
+            self.flag_lines(&keywords).await?;
+        }
         for i in self.matching(set, uid) {
             let current = self.selected.as_ref().expect("selected").messages[i]
                 .flags
@@ -187,7 +227,8 @@ impl Session {
                     .await;
             }
             if !silent {
-                let m = &self.selected.as_ref().expect("selected").messages[i];
+                let sel = self.selected.as_ref().expect("selected");
+                let m = &sel.messages[i];
                 let uid_part = if uid {
                     format!(" UID {}", m.uid)
                 } else {
@@ -196,7 +237,7 @@ impl Session {
                 let text = format!(
                     "{} FETCH (FLAGS {}{uid_part})",
                     i + 1,
-                    message::flags(&m.flags)
+                    message::flags(&m.flags, &sel.keywords)
                 );
                 self.untagged(&text).await?;
             }
@@ -226,6 +267,7 @@ impl Session {
             };
             let ctx = Ctx {
                 m,
+                keywords: &sel.keywords,
                 seq: i as u32 + 1,
                 star_seq,
                 star_uid,
@@ -245,26 +287,40 @@ impl Session {
             .await
     }
 
-    /// Removes the messages flagged `\Deleted`, reporting each (when `report`) as EXPUNGE.
-    pub(super) async fn expunge(&mut self, report: bool) -> Io<()> {
+    /// Removes the messages flagged `\Deleted` (only those with a UID in `only`, for UID
+    /// EXPUNGE), reporting each (when `report`) as EXPUNGE; the removals are fsynced.
+    pub(super) async fn expunge_only(&mut self, report: bool, only: Option<&[u32]>) -> Io<()> {
         let sel = self.selected.as_mut().expect("selected");
         let lock = self.shared.store.lock(&sel.user);
         let _guard = lock.lock().await;
         let mut gone = Vec::new();
         let mut kept = Vec::new();
         for (i, m) in std::mem::take(&mut sel.messages).into_iter().enumerate() {
-            if m.flags.contains('T') {
+            let chosen = only.is_none_or(|uids| uids.contains(&m.uid));
+            if chosen && m.flags.contains('T') {
+                let mut m = m;
+                if !m.path.exists()
+                    && let Some(p) = self.shared.store.locate(&m)
+                {
+                    m.path = p;
+                }
                 if let Err(e) = self.shared.store.remove(&m) {
                     tracing::error!(error = %e, "cannot expunge a message");
                     kept.push(m);
                     continue;
                 }
+                sel.recent.remove(&m.uid);
                 gone.push(i + 1 - gone.len());
             } else {
                 kept.push(m);
             }
         }
         sel.messages = kept;
+        if !gone.is_empty()
+            && let Err(e) = self.shared.store.sync_removals(&sel.dir)
+        {
+            tracing::error!(error = %e, "cannot make an expunge durable");
+        }
         if report {
             for seq in gone {
                 self.untagged(&format!("{seq} EXPUNGE")).await?;
@@ -276,6 +332,7 @@ impl Session {
 
 struct Ctx<'a> {
     m: &'a Message,
+    keywords: &'a [String],
     seq: u32,
     star_seq: u32,
     star_uid: u32,
@@ -285,7 +342,10 @@ struct Ctx<'a> {
 
 fn needs_content(key: &SearchKey) -> bool {
     match key {
-        SearchKey::Header(..) | SearchKey::Body(_) | SearchKey::Text(_) => true,
+        SearchKey::Header(..)
+        | SearchKey::Body(_)
+        | SearchKey::Text(_)
+        | SearchKey::Date(DateWhich::Sent, ..) => true,
         SearchKey::Not(k) => needs_content(k),
         SearchKey::Or(a, b) => needs_content(a) || needs_content(b),
         SearchKey::And(keys) => keys.iter().any(needs_content),
@@ -314,5 +374,42 @@ fn matches(key: &SearchKey, c: &Ctx) -> bool {
         SearchKey::Text(text) => message::contains(c.content, text),
         SearchKey::Larger(n) => c.m.size > *n,
         SearchKey::Smaller(n) => c.m.size < *n,
+        SearchKey::Keyword(word, set) => {
+            let has = c
+                .keywords
+                .iter()
+                .position(|k| k.eq_ignore_ascii_case(word))
+                .is_some_and(|i| c.m.flags.contains((b'a' + i as u8) as char));
+            has == *set
+        }
+        SearchKey::Date(which, cmp, date) => {
+            let day = match which {
+                DateWhich::Internal => {
+                    let (y, m, d) = crate::time::utc_date(c.m.mtime);
+                    Some((i32::from(y), i32::from(m), i32::from(d)))
+                }
+                // The date as written, its time and zone disregarded (RFC 3501 section 6.4.4).
+                DateWhich::Sent => {
+                    let (header, _) = message::split(c.content);
+                    mail_parser::MessageParser::default()
+                        .parse_headers(header)
+                        .and_then(|m| m.date().copied())
+                        .map(|d| (i32::from(d.year), i32::from(d.month), i32::from(d.day)))
+                }
+            };
+            let Some(day) = day else {
+                return false;
+            };
+            let want = (
+                i32::from(date.year),
+                i32::from(date.month),
+                i32::from(date.day),
+            );
+            match cmp {
+                DateCmp::Before => day < want,
+                DateCmp::On => day == want,
+                DateCmp::Since => day >= want,
+            }
+        }
     }
 }
