@@ -255,8 +255,7 @@ pub fn section(content: &[u8], section: &Section) -> Option<Vec<u8>> {
     let parsed = MessageParser::default().parse(content)?;
     let (msg, id) = resolve(&parsed, &section.path)?;
     let part = msg.parts.get(id)?;
-    let raw = msg.raw_message();
-    let slice = |a: u32, b: u32| raw.get(a as usize..b as usize).map(<[u8]>::to_vec);
+    let slice = |a: u32, b: u32| span(msg, a, b).map(<[u8]>::to_vec);
     match &section.text {
         SectionText::Full => slice(part.offset_body, part.offset_end),
         SectionText::Mime => slice(part.offset_header, part.offset_body),
@@ -265,9 +264,8 @@ pub fn section(content: &[u8], section: &Section) -> Option<Vec<u8>> {
             let PartType::Message(nested) = &part.body else {
                 return None;
             };
-            let bytes = nested.raw_message();
             let root = nested.parts.first()?;
-            let whole = bytes.get(root.offset_header as usize..root.offset_end as usize)?;
+            let whole = span(nested, root.offset_header, root.offset_end)?;
             let (header, body) = split(whole);
             Some(match text {
                 SectionText::Header => header.to_vec(),
@@ -277,6 +275,16 @@ pub fn section(content: &[u8], section: &Section) -> Option<Vec<u8>> {
             })
         }
     }
+}
+
+/// Bytes `a..b` of a message by mail-parser's offsets. A nested message/rfc822 keeps only its
+/// own bytes but (unless it was transfer-encoded) offsets into the outermost message; either
+/// way its root header starts at its first byte.
+fn span<'a>(msg: &'a Message<'_>, a: u32, b: u32) -> Option<&'a [u8]> {
+    let base = msg.parts.first().map_or(0, |p| p.offset_header);
+    let a = a.checked_sub(base)? as usize;
+    let b = b.checked_sub(base)? as usize;
+    msg.raw_message().get(a..b)
 }
 
 /// The part a section path names: (the message holding it, its index there).
@@ -311,9 +319,7 @@ fn raw_header(msg: &Message<'_>, id: usize, name: &str) -> Option<String> {
         .headers
         .iter()
         .find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
-    let raw = msg
-        .raw_message()
-        .get(h.offset_start as usize..h.offset_end as usize)?;
+    let raw = span(msg, h.offset_start, h.offset_end)?;
     Some(unfold(&String::from_utf8_lossy(raw)))
 }
 
@@ -335,13 +341,10 @@ fn params(attributes: Option<&[mail_parser::Attribute<'_>]>) -> Vec<u8> {
     out
 }
 
+/// Text lines of a body as Dovecot counts them: its line feeds (a part's last line ends at the
+/// boundary's CRLF, which belongs to the boundary).
 fn lines(bytes: &[u8]) -> usize {
-    let n = bytes.iter().filter(|b| **b == b'\n').count();
-    if bytes.last().is_some_and(|b| *b != b'\n') {
-        n + 1
-    } else {
-        n
-    }
+    bytes.iter().filter(|b| **b == b'\n').count()
 }
 
 /// `BODYSTRUCTURE` (`extended`) or `BODY` of a message (RFC 3501 section 7.4.2), from
@@ -443,19 +446,15 @@ fn structure(msg: &Message<'_>, id: usize, extended: bool, depth: usize) -> Vec<
     out.push(b' ');
     let encoding = raw_header(msg, id, "Content-Transfer-Encoding").unwrap_or_else(|| "7BIT".into());
     out.extend(upper(&encoding));
-    let raw = msg.raw_message();
-    let body = raw
-        .get(part.offset_body as usize..part.offset_end as usize)
-        .unwrap_or_default();
+    let body = span(msg, part.offset_body, part.offset_end).unwrap_or_default();
     out.extend(format!(" {}", body.len()).into_bytes());
     let is_message = main.eq_ignore_ascii_case("message") && sub.eq_ignore_ascii_case("rfc822");
     match &part.body {
         PartType::Message(nested) if is_message && depth < 64 => {
-            let nraw = nested.raw_message();
             let header = nested
                 .parts
                 .first()
-                .and_then(|r| nraw.get(r.offset_header as usize..r.offset_body as usize))
+                .and_then(|r| span(nested, r.offset_header, r.offset_body))
                 .unwrap_or_default();
             out.push(b' ');
             out.extend(envelope(header));
@@ -525,6 +524,67 @@ mod tests {
             "(\\Seen $Forwarded Work)"
         );
         assert!(contains(MSG, "ALICE"));
+    }
+
+    const MULTI: &[u8] = b"From: a@x.example\r\nSubject: parts\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"B1\"\r\n\r\npreamble\r\n--B1\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nhello\r\nworld\r\n--B1\r\n\
+Content-Type: application/pdf; name=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=\"a.pdf\"\r\n\r\nJVBERi0=\r\n--B1\r\n\
+Content-Type: message/rfc822\r\n\r\nFrom: b@y.example\r\nSubject: inner\r\n\
+Content-Type: multipart/alternative; boundary=B2\r\n\r\n--B2\r\nContent-Type: text/plain\r\n\r\n\
+plain\r\n--B2\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--B2--\r\n\r\n--B1--\r\n";
+
+    #[test]
+    fn parts_and_structure_of_a_nested_multipart() {
+        use crate::imap::parse::{Section, SectionText};
+        let sec = |path: &[u32], text: SectionText| {
+            let s = Section {
+                path: path.to_vec(),
+                text,
+            };
+            section(MULTI, &s).map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        assert_eq!(sec(&[1], SectionText::Full).as_deref(), Some("hello\r\nworld"));
+        assert_eq!(
+            sec(&[1], SectionText::Mime).as_deref(),
+            Some("Content-Type: text/plain; charset=utf-8\r\n\r\n")
+        );
+        assert_eq!(sec(&[2], SectionText::Full).as_deref(), Some("JVBERi0="));
+        assert_eq!(
+            sec(&[3], SectionText::Header).as_deref(),
+            Some("From: b@y.example\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=B2\r\n\r\n")
+        );
+        assert_eq!(sec(&[3, 1], SectionText::Full).as_deref(), Some("plain"));
+        assert_eq!(sec(&[3, 2], SectionText::Full).as_deref(), Some("<p>html</p>"));
+        assert_eq!(sec(&[4], SectionText::Full), None);
+        assert_eq!(sec(&[1, 1], SectionText::Full), None);
+        let single = b"Subject: x\r\n\r\nbody\r\n";
+        let s1 = Section {
+            path: vec![1],
+            text: SectionText::Full,
+        };
+        assert_eq!(section(single, &s1).as_deref(), Some(&b"body\r\n"[..]));
+        let bs = String::from_utf8(bodystructure(MULTI, true)).expect("ascii");
+        let inner = "(NIL \"inner\" ((NIL NIL \"b\" \"y.example\")) ((NIL NIL \"b\" \"y.example\")) \
+((NIL NIL \"b\" \"y.example\")) NIL NIL NIL NIL NIL) \
+((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 5 0 NIL NIL NIL NIL)\
+(\"TEXT\" \"HTML\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 11 0 NIL NIL NIL NIL) \
+\"ALTERNATIVE\" (\"BOUNDARY\" \"B2\") NIL NIL NIL) 13";
+        assert_eq!(
+            bs,
+            format!(
+                "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 12 1 NIL NIL NIL NIL)\
+(\"APPLICATION\" \"PDF\" (\"NAME\" \"a.pdf\") NIL NIL \"BASE64\" 8 NIL (\"ATTACHMENT\" (\"FILENAME\" \"a.pdf\")) NIL NIL)\
+(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 182 {inner} NIL NIL NIL NIL) \
+\"MIXED\" (\"BOUNDARY\" \"B1\") NIL NIL NIL)"
+            )
+        );
+        let basic = String::from_utf8(bodystructure(single, false)).expect("ascii");
+        assert_eq!(
+            basic,
+            "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 6 1)"
+        );
     }
 
     #[test]
