@@ -760,6 +760,7 @@ impl Renderer<'_> {
             max_message_bytes,
             tls,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            postmaster: mail.postmaster.clone(),
         };
         roles.push(RolePlan {
             role: "mail",
