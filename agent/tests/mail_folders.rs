@@ -377,16 +377,16 @@ print("folders ok")
 #[test]
 fn imaplib_folders_append_copy_move_uidplus_bodystructure_and_other_sessions() {
     let host = MailHost::start(|_| {});
-    let out = python(
-        IMAPLIB_FOLDERS,
-        &[&host.imap.to_string(), ALICE_PASSWORD],
-    );
+    let out = python(IMAPLIB_FOLDERS, &[&host.imap.to_string(), ALICE_PASSWORD]);
     assert!(out.contains("folders ok"), "{out}");
     // The layout on disk is Dovecot's Maildir++.
     let alice = host.mail().join("alice");
     for folder in [".Sent", ".Drafts", ".Trash", ".Junk", ".Archive"] {
         assert!(alice.join(folder).join("cur").is_dir(), "{folder}");
-        assert!(alice.join(folder).join("maildirfolder").is_file(), "{folder}");
+        assert!(
+            alice.join(folder).join("maildirfolder").is_file(),
+            "{folder}"
+        );
     }
     let uidlist = std::fs::read_to_string(alice.join(".Sent/dovecot-uidlist")).expect("uidlist");
     assert!(uidlist.starts_with("3 V"), "{uidlist}");
@@ -397,8 +397,15 @@ fn imaplib_folders_append_copy_move_uidplus_bodystructure_and_other_sessions() {
     assert!(subscriptions.starts_with("V\t2\n\n"), "{subscriptions}");
     let sent = host.messages("alice", ".Sent");
     assert_eq!(sent.len(), 1);
-    let name = sent[0].file_name().expect("name").to_string_lossy().into_owned();
-    assert!(name.ends_with(":2,Sab"), "flags and keyword letters: {name}");
+    let name = sent[0]
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        name.ends_with(":2,Sab"),
+        "flags and keyword letters: {name}"
+    );
     // Nothing is left half written.
     for folder in ["", ".Sent", ".Drafts", ".Archive"] {
         let tmp = std::fs::read_dir(alice.join(folder).join("tmp")).expect("tmp");
@@ -459,7 +466,10 @@ fn an_inbox_only_volume_of_the_previous_version_keeps_uidvalidity_and_uids() {
     let out = python(MIGRATION, &[&host.imap.to_string(), ALICE_PASSWORD]);
     assert!(out.contains("migrated ok"), "{out}");
     let alice = host.mail().join("alice");
-    assert!(!alice.join("hostrole-uidlist").exists(), "the old list is converted");
+    assert!(
+        !alice.join("hostrole-uidlist").exists(),
+        "the old list is converted"
+    );
     let list = std::fs::read_to_string(alice.join("dovecot-uidlist")).expect("uidlist");
     assert!(list.starts_with("3 V1234567 N12 G"), "{list}");
     assert!(
@@ -522,7 +532,14 @@ fn neomutt_sends_with_fcc_to_the_sent_folder() {
     let out = child.wait_with_output().expect("neomutt");
     let _ = typist.join();
     let all = text(&out);
-    let tail: String = all.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = all
+        .chars()
+        .rev()
+        .take(3000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     assert!(!all.contains("Fcc failed"), "{tail}");
     let delivered = host.messages("bob", "");
     assert_eq!(delivered.len(), 1, "bob got the message: {tail}");
@@ -586,13 +603,20 @@ fn mbsync_syncs_folders_both_ways() {
     // Down: INBOX and the special-use folders.
     let inbox: Vec<PathBuf> = ["new", "cur"]
         .iter()
-        .flat_map(|s| std::fs::read_dir(local.join("INBOX").join(s)).into_iter().flatten())
+        .flat_map(|s| {
+            std::fs::read_dir(local.join("INBOX").join(s))
+                .into_iter()
+                .flatten()
+        })
         .filter_map(Result::ok)
         .map(|e| e.path())
         .collect();
     assert_eq!(inbox.len(), 1, "the server's message came down");
     for folder in ["Sent", "Drafts", "Trash", "Junk", "Archive"] {
-        assert!(local.join(folder).join("cur").is_dir(), "{folder} came down");
+        assert!(
+            local.join(folder).join("cur").is_dir(),
+            "{folder} came down"
+        );
     }
     // Up: the local folder and its message, flags kept.
     let up = host.messages("alice", ".Mine");
@@ -600,7 +624,11 @@ fn mbsync_syncs_folders_both_ways() {
     assert!(up[0].to_string_lossy().ends_with(":2,S"), "{up:?}");
     // A flag set locally goes up on the next run.
     let local_copy = inbox[0].clone();
-    let name = local_copy.file_name().expect("name").to_string_lossy().into_owned();
+    let name = local_copy
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     let base = name.split(":2,").next().expect("base").to_string();
     let flagged = local.join("INBOX/cur").join(format!("{base}:2,FS"));
     std::fs::rename(&local_copy, &flagged).expect("flag locally");

@@ -31,7 +31,9 @@ pub enum NameError {
     TooDeep,
     #[error("a folder name part is empty (a leading, trailing or doubled '/')")]
     EmptyPart,
-    #[error("a folder name cannot contain {0:?} (the store keeps folders as Maildir++ directories)")]
+    #[error(
+        "a folder name cannot contain {0:?} (the store keeps folders as Maildir++ directories)"
+    )]
     BadChar(char),
 }
 
@@ -104,7 +106,10 @@ pub fn parents(name: &str) -> impl Iterator<Item = &str> {
 /// exponential.
 pub fn matches(pattern: &str, name: &str) -> bool {
     let canon_pattern;
-    let pattern = if pattern.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("INBOX")) {
+    let pattern = if pattern
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("INBOX"))
+    {
         canon_pattern = format!("INBOX{}", &pattern[5..]);
         canon_pattern.as_str()
     } else {
@@ -213,6 +218,9 @@ mod tests {
         let text = subscriptions_text(&names);
         assert_eq!(text, "V\t2\n\nSent\nWork\t2024\n");
         assert_eq!(parse_subscriptions(&text), names);
-        assert_eq!(parse_subscriptions("INBOX\nTrash\n"), vec!["INBOX", "Trash"]);
+        assert_eq!(
+            parse_subscriptions("INBOX\nTrash\n"),
+            vec!["INBOX", "Trash"]
+        );
     }
 }

@@ -563,11 +563,7 @@ impl Store {
 
     /// Gives every message of the folder in `dir` its UID (new messages get the next ones, in
     /// order) and returns (UIDVALIDITY, UIDNEXT). Messages end sorted by UID.
-    pub fn assign_uids(
-        &self,
-        dir: &Path,
-        messages: &mut [Message],
-    ) -> std::io::Result<(u32, u32)> {
+    pub fn assign_uids(&self, dir: &Path, messages: &mut [Message]) -> std::io::Result<(u32, u32)> {
         let mut list = UidList::load(dir)?;
         let mut changed = list.validity == 0;
         list.init(dir);
@@ -612,7 +608,9 @@ impl Store {
             .and_then(Path::parent)
             .ok_or_else(|| std::io::Error::other("a message outside a Maildir"))?
             .to_path_buf();
-        let target = folder.join("cur").join(format!("{}:2,{flags}", message.base));
+        let target = folder
+            .join("cur")
+            .join(format!("{}:2,{flags}", message.base));
         if target != message.path {
             std::fs::rename(&message.path, &target)?;
             message.path = target;
@@ -661,7 +659,12 @@ impl Store {
 
     /// The letter of a keyword in the folder `dir`, adding it to `dovecot-keywords` when `add`;
     /// `None` when unknown (and not added) or when the folder has all 26.
-    pub fn keyword_letter(&self, dir: &Path, keyword: &str, add: bool) -> std::io::Result<Option<char>> {
+    pub fn keyword_letter(
+        &self,
+        dir: &Path,
+        keyword: &str,
+        add: bool,
+    ) -> std::io::Result<Option<char>> {
         let mut words = load_keywords(dir)?;
         if let Some(i) = words.iter().position(|w| w.eq_ignore_ascii_case(keyword)) {
             return Ok(Some((b'a' + i as u8) as char));
@@ -719,7 +722,9 @@ impl Store {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-        let target = dir.join("cur").join(format!("{unique}:2,{}", sorted(flags)));
+        let target = dir
+            .join("cur")
+            .join(format!("{unique}:2,{}", sorted(flags)));
         if let Err(e) = std::fs::rename(&tmp, &target) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
@@ -786,7 +791,11 @@ impl Store {
             for m in messages {
                 self.remove(m)?;
             }
-            if let Some(from) = messages.first().and_then(|m| m.path.parent()).and_then(Path::parent) {
+            if let Some(from) = messages
+                .first()
+                .and_then(|m| m.path.parent())
+                .and_then(Path::parent)
+            {
                 self.sync_removals(from)?;
             }
         }
@@ -803,7 +812,8 @@ impl Store {
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            if let Some(name) = crate::folders::from_dir_name(&entry.file_name().to_string_lossy()) {
+            if let Some(name) = crate::folders::from_dir_name(&entry.file_name().to_string_lossy())
+            {
                 names.push(name);
             }
         }
@@ -855,7 +865,9 @@ impl Store {
         if !dir.is_dir() {
             return Err(FolderError::Missing);
         }
-        let aside = self.maildir(user).join(format!("{DELETING}{}", self.unique()));
+        let aside = self
+            .maildir(user)
+            .join(format!("{DELETING}{}", self.unique()));
         std::fs::rename(&dir, &aside)?;
         sync_dir(&self.maildir(user))?;
         self.touch(&dir);
@@ -874,13 +886,18 @@ impl Store {
             ));
         }
         if to == "INBOX" || to.starts_with(&format!("{from}/")) {
-            return Err(FolderError::Cannot("cannot rename a folder into itself or INBOX"));
+            return Err(FolderError::Cannot(
+                "cannot rename a folder into itself or INBOX",
+            ));
         }
         let all = self.folders(user)?;
         if !all.iter().any(|f| f.name == from) {
             return Err(FolderError::Missing);
         }
-        if all.iter().any(|f| f.name == to || f.name.starts_with(&format!("{to}/"))) {
+        if all
+            .iter()
+            .any(|f| f.name == to || f.name.starts_with(&format!("{to}/")))
+        {
             return Err(FolderError::Exists);
         }
         let moving: Vec<&FolderInfo> = all
@@ -925,7 +942,11 @@ impl Store {
         names.sort();
         names.dedup();
         let text = crate::folders::subscriptions_text(&names);
-        write_atomic(&self.maildir(user).join(SUBSCRIPTIONS), text.as_bytes(), 0o600)
+        write_atomic(
+            &self.maildir(user).join(SUBSCRIPTIONS),
+            text.as_bytes(),
+            0o600,
+        )
     }
 
     /// SUBSCRIBE / UNSUBSCRIBE (a name need not exist, RFC 3501 section 6.3.6).

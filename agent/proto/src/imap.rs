@@ -33,7 +33,10 @@ pub enum SectionText {
     Text,
     /// `BODY[1.MIME]`: a part's MIME header.
     Mime,
-    HeaderFields { not: bool, fields: Vec<String> },
+    HeaderFields {
+        not: bool,
+        fields: Vec<String>,
+    },
 }
 
 impl Section {

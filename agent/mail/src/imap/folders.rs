@@ -48,7 +48,10 @@ fn quoted_name(name: &str) -> String {
 
 impl Session {
     fn user_name(&self) -> String {
-        self.user.as_ref().map(|u| u.name.clone()).unwrap_or_default()
+        self.user
+            .as_ref()
+            .map(|u| u.name.clone())
+            .unwrap_or_default()
     }
 
     fn user_read_only(&self) -> bool {
@@ -114,9 +117,11 @@ impl Session {
             return self.tagged(tag, verb, "OK", "LIST completed").await;
         }
         let listed = self
-            .with_store(|store, user| -> std::io::Result<(Vec<FolderInfo>, Vec<String>)> {
-                Ok((store.folders(user)?, store.subscriptions(user)?))
-            })
+            .with_store(
+                |store, user| -> std::io::Result<(Vec<FolderInfo>, Vec<String>)> {
+                    Ok((store.folders(user)?, store.subscriptions(user)?))
+                },
+            )
             .await?;
         let (folders, subscribed) = match listed {
             Ok(x) => x,
@@ -206,10 +211,7 @@ impl Session {
             return Ok(());
         }
         // A trailing delimiter only says that the folder will have children (RFC 3501).
-        let name = name
-            .strip_suffix(DELIMITER)
-            .unwrap_or(name)
-            .to_string();
+        let name = name.strip_suffix(DELIMITER).unwrap_or(name).to_string();
         let result = self
             .with_store(move |store, user| store.create_folder(user, &name))
             .await?;
@@ -384,7 +386,12 @@ impl Session {
         };
         if bytes.len() as u64 > self.shared.max_message_bytes {
             return self
-                .tagged(tag, verb, "NO", "[TOOBIG] the message is larger than allowed")
+                .tagged(
+                    tag,
+                    verb,
+                    "NO",
+                    "[TOOBIG] the message is larger than allowed",
+                )
                 .await;
         }
         let date = match date {
@@ -430,7 +437,12 @@ impl Session {
         }
     }
 
-    async fn storage_failed(&mut self, tag: &str, verb: &'static str, e: &std::io::Error) -> Io<()> {
+    async fn storage_failed(
+        &mut self,
+        tag: &str,
+        verb: &'static str,
+        e: &std::io::Error,
+    ) -> Io<()> {
         tracing::error!(error = %e, "cannot write a message");
         self.shared.error(Protocol::Imap, Reason::StorageFailed);
         let code = if e.kind() == std::io::ErrorKind::StorageFull {
@@ -476,7 +488,12 @@ impl Session {
         };
         if is_move && sel.dir == to {
             return self
-                .tagged(tag, verb, "NO", "[CANNOT] the message is already in that folder")
+                .tagged(
+                    tag,
+                    verb,
+                    "NO",
+                    "[CANNOT] the message is already in that folder",
+                )
                 .await;
         }
         let indexes = self.matching(set, uid);
@@ -529,7 +546,12 @@ impl Session {
             Ok(x) => x,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return self
-                    .tagged(tag, verb, "NO", "[EXPUNGEISSUED] some messages were expunged meanwhile")
+                    .tagged(
+                        tag,
+                        verb,
+                        "NO",
+                        "[EXPUNGEISSUED] some messages were expunged meanwhile",
+                    )
                     .await;
             }
             Err(e) => return self.storage_failed(tag, verb, &e).await,

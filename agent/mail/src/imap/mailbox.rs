@@ -69,7 +69,9 @@ impl Session {
             let m = self.selected.as_ref().expect("selected").messages[i].clone();
             let content = if needs_content {
                 let mut read = tokio::fs::read(&m.path).await;
-                if read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+                if read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
                     && let Some(path) = self.shared.store.locate(&m)
                 {
                     read = tokio::fs::read(&path).await;
@@ -191,10 +193,7 @@ impl Session {
                 .await;
         }
         let dir = self.selected.as_ref().expect("selected").dir.clone();
-        let letters = match self
-            .letters(&dir, flags, mode != StoreMode::Remove)
-            .await
-        {
+        let letters = match self.letters(&dir, flags, mode != StoreMode::Remove).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot record a keyword");
@@ -205,7 +204,11 @@ impl Session {
         };
         // A new keyword changes the folder's FLAGS.
         let keywords = crate::store::load_keywords(&dir).unwrap_or_default();
-        if self.selected.as_ref().is_some_and(|s| s.keywords != keywords) {
+        if self
+            .selected
+            .as_ref()
+            .is_some_and(|s| s.keywords != keywords)
+        {
             if let Some(sel) = self.selected.as_mut() {
                 sel.keywords = keywords.clone();
             }

@@ -410,7 +410,13 @@ fn structure(msg: &Message<'_>, id: usize, extended: bool, depth: usize) -> Vec<
     let (mut main, mut sub) = match ctype {
         Some(c) => (
             c.ctype().to_string(),
-            c.subtype().unwrap_or(if c.ctype().eq_ignore_ascii_case("text") { "plain" } else { "octet-stream" }).to_string(),
+            c.subtype()
+                .unwrap_or(if c.ctype().eq_ignore_ascii_case("text") {
+                    "plain"
+                } else {
+                    "octet-stream"
+                })
+                .to_string(),
         ),
         None if matches!(part.body, PartType::Message(_)) => ("message".into(), "rfc822".into()),
         None => ("text".into(), "plain".into()),
@@ -427,7 +433,9 @@ fn structure(msg: &Message<'_>, id: usize, extended: bool, depth: usize) -> Vec<
     out.extend(upper(&sub));
     out.push(b' ');
     let attributes = ctype.and_then(|c| c.attributes());
-    if main.eq_ignore_ascii_case("text") && !attributes.is_some_and(|a| a.iter().any(|a| a.name.eq_ignore_ascii_case("charset"))) {
+    if main.eq_ignore_ascii_case("text")
+        && !attributes.is_some_and(|a| a.iter().any(|a| a.name.eq_ignore_ascii_case("charset")))
+    {
         let mut p = b"(\"CHARSET\" \"US-ASCII\"".to_vec();
         if let Some(rest) = attributes.filter(|a| !a.is_empty()) {
             let inner = params(Some(rest));
@@ -442,9 +450,12 @@ fn structure(msg: &Message<'_>, id: usize, extended: bool, depth: usize) -> Vec<
     out.push(b' ');
     out.extend(nstring(raw_header(msg, id, "Content-ID").as_deref()));
     out.push(b' ');
-    out.extend(nstring(raw_header(msg, id, "Content-Description").as_deref()));
+    out.extend(nstring(
+        raw_header(msg, id, "Content-Description").as_deref(),
+    ));
     out.push(b' ');
-    let encoding = raw_header(msg, id, "Content-Transfer-Encoding").unwrap_or_else(|| "7BIT".into());
+    let encoding =
+        raw_header(msg, id, "Content-Transfer-Encoding").unwrap_or_else(|| "7BIT".into());
     out.extend(upper(&encoding));
     let body = span(msg, part.offset_body, part.offset_end).unwrap_or_default();
     out.extend(format!(" {}", body.len()).into_bytes());
@@ -545,7 +556,10 @@ plain\r\n--B2\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--B2--\r\n\r\n--B
             };
             section(MULTI, &s).map(|b| String::from_utf8_lossy(&b).into_owned())
         };
-        assert_eq!(sec(&[1], SectionText::Full).as_deref(), Some("hello\r\nworld"));
+        assert_eq!(
+            sec(&[1], SectionText::Full).as_deref(),
+            Some("hello\r\nworld")
+        );
         assert_eq!(
             sec(&[1], SectionText::Mime).as_deref(),
             Some("Content-Type: text/plain; charset=utf-8\r\n\r\n")
@@ -553,10 +567,15 @@ plain\r\n--B2\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--B2--\r\n\r\n--B
         assert_eq!(sec(&[2], SectionText::Full).as_deref(), Some("JVBERi0="));
         assert_eq!(
             sec(&[3], SectionText::Header).as_deref(),
-            Some("From: b@y.example\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=B2\r\n\r\n")
+            Some(
+                "From: b@y.example\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=B2\r\n\r\n"
+            )
         );
         assert_eq!(sec(&[3, 1], SectionText::Full).as_deref(), Some("plain"));
-        assert_eq!(sec(&[3, 2], SectionText::Full).as_deref(), Some("<p>html</p>"));
+        assert_eq!(
+            sec(&[3, 2], SectionText::Full).as_deref(),
+            Some("<p>html</p>")
+        );
         assert_eq!(sec(&[4], SectionText::Full), None);
         assert_eq!(sec(&[1, 1], SectionText::Full), None);
         let single = b"Subject: x\r\n\r\nbody\r\n";

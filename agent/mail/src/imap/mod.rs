@@ -654,8 +654,7 @@ impl Session {
         };
         let (user, dir, read_only) = (sel.user.clone(), sel.dir.clone(), sel.read_only);
         let version = self.shared.store.version(&dir);
-        let Ok((fresh, moved, _, next, keywords)) = self.load(&user, &dir, !read_only).await
-        else {
+        let Ok((fresh, moved, _, next, keywords)) = self.load(&user, &dir, !read_only).await else {
             return Ok(());
         };
         let sel = self.selected.as_mut().expect("selected above");
@@ -752,4 +751,3 @@ impl Session {
         }
     }
 }
-
