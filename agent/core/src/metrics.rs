@@ -62,6 +62,16 @@ pub enum Reason {
     DownloadFailed,
     ChunkRejected,
     IndexUnreachable,
+    // Line-protocol sessions (mail).
+    /// An idle session closed to make room when the listener was full.
+    Evicted,
+    /// A connection refused: its address held its share of sessions, all busy.
+    TooManyConnections,
+    /// A session closed after repeated failed logins.
+    TooManyAuthFailures,
+    /// A login answered "try later" without checking the password: the address or the account
+    /// failed too often recently.
+    AuthThrottled,
 }
 
 /// Which way payload bytes went: `in` (received from clients) or `out` (sent to them).

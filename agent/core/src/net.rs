@@ -41,7 +41,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Role;
-use conns::{Admission, ClientKey, Conn, Io, Registry, Tracked, Verdict};
+use conns::{Conn, Io, Tracked, Verdict};
+// The connection registry (per-address caps, eviction of the longest-idle connection) is not
+// HTTP-specific: the mail role's line-protocol listener uses it too.
+pub use conns::{Admission, Busy, ClientKey, Conn as Slot, Registry};
 pub use limits::HttpLimits;
 
 /// Pause after an accept error (e.g. out of file descriptors) before trying again.

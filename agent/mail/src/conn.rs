@@ -1,7 +1,11 @@
 //! One client connection: buffered lines with a length limit and a time limit, and buffered
-//! replies. Byte counts go to the role's metrics.
+//! replies. Byte counts go to the role's metrics. The connection's slot in the listener's
+//! registry knows whether a command is in flight: a session waiting for its next command is
+//! idle (the listener may close it to make room, and the next read then says
+//! [`ReadError::Evicted`]).
 
 use hostrole_agent_core::metrics::Direction;
+use hostrole_agent_core::net::{Busy, Slot};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +13,6 @@ use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
     ReadHalf, WriteHalf,
 };
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::{Protocol, Shared};
@@ -23,6 +26,8 @@ pub enum ReadError {
     TooLong(usize),
     #[error("the client was silent too long")]
     Timeout,
+    #[error("the listener closed this idle session to make room for another")]
+    Evicted,
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -30,7 +35,7 @@ pub enum ReadError {
 /// A plain TCP stream, or one after STARTTLS.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
-type BoxStream = Box<dyn Stream>;
+pub(crate) type BoxStream = Box<dyn Stream>;
 
 const READ_BUFFER: usize = 16 * 1024;
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -56,23 +61,31 @@ pub(crate) struct Conn {
     protocol: Protocol,
     shared: Arc<Shared>,
     pub peer: std::net::SocketAddr,
+    slot: Arc<Slot>,
+    /// Held while a command is in flight: the session is not idle.
+    busy: Option<Busy>,
 }
 
 impl Conn {
+    /// A connection on `stream`; `tls` when the listener shook hands first (implicit TLS).
     pub fn new(
-        stream: TcpStream,
+        stream: BoxStream,
         peer: std::net::SocketAddr,
         protocol: Protocol,
+        slot: Arc<Slot>,
         shared: Arc<Shared>,
+        tls: bool,
     ) -> Conn {
-        let (reader, writer) = halves(Box::new(stream));
+        let (reader, writer) = halves(stream);
         Conn {
             reader,
             writer,
-            tls: false,
+            tls,
             protocol,
             shared,
             peer,
+            slot,
+            busy: None,
         }
     }
 
@@ -125,9 +138,16 @@ impl Conn {
     /// Reads the rest of a line into `buf`, after what an earlier, cancelled call left there.
     /// Cancel-safe: bytes taken from the socket are in `buf` whenever this future is dropped.
     pub async fn continue_line(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<(), ReadError> {
+        // Waiting for a command: idle until a whole line is in.
+        self.busy = None;
         let mut too_long = false;
         loop {
-            let available = self.reader.fill_buf().await?;
+            let slot = self.slot.clone();
+            let available = tokio::select! {
+                biased;
+                _ = slot.closed() => return Err(ReadError::Evicted),
+                r = self.reader.fill_buf() => r?,
+            };
             if available.is_empty() {
                 return Err(ReadError::Closed);
             }
@@ -144,6 +164,7 @@ impl Conn {
             self.reader.consume(take);
             self.shared.moved(self.protocol, Direction::In, take as u64);
             if done {
+                self.busy = Some(self.slot.busy());
                 return if too_long {
                     Err(ReadError::TooLong(max))
                 } else {

@@ -1,16 +1,20 @@
 //! The mail role: SMTP delivery into one Maildir per user, SMTP submission with AUTH, and
 //! retrieval over POP3 and IMAP4rev1.
 //!
-//! Laid out like tokio-rs/mini-redis: [`server`] accepts connections (bounded by a semaphore,
-//! stopped gracefully), [`conn`] reads lines with length limits and timeouts, each protocol has
-//! a pure parser (`*/parse.rs`, fuzzed in `fuzz/`) apart from its session (`*/mod.rs`), and
+//! Laid out like tokio-rs/mini-redis: [`listener`] accepts connections for every protocol
+//! (bounded per listener and per client address, idle sessions evicted when full, stopped
+//! gracefully), [`session`] drives every session's read loop (timeouts, error and login
+//! limits, goodbyes), [`conn`] reads lines with length limits and timeouts, each protocol has
+//! a pure parser (`hostrole-proto`, fuzzed in `fuzz/`) apart from its session type
+//! (`*/mod.rs`, implementing [`session::LineProtocol`]), and
 //! [`store`] is the Maildir: a message is streamed to `tmp/`, fsynced, and linked into `new/`
 //! before the server says `250`.
 
 mod conn;
 mod folders;
+mod listener;
 mod sasl;
-mod server;
+mod session;
 mod store;
 mod time;
 mod tls;
@@ -27,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hostrole_config::MailRoleConfig;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +39,7 @@ use hostrole_agent_core::metrics::{AgentMetrics, Direction, Outcome, Reason};
 use hostrole_agent_core::net::{self, BindError};
 use hostrole_agent_core::users::{Users, UsersError};
 
-pub use server::Protocol;
+pub use listener::Protocol;
 use store::Store;
 
 /// The role's name in logs, metrics and readiness.
@@ -144,7 +147,7 @@ impl Shared {
 
 /// The mail role with its four listeners bound and its store checked.
 pub struct Mail {
-    listeners: Vec<(Protocol, TcpListener, SocketAddr)>,
+    listeners: Vec<(listener::Listen, SocketAddr)>,
     shared: Arc<Shared>,
 }
 
@@ -194,7 +197,14 @@ impl Mail {
                 addr,
                 source,
             })?;
-            listeners.push((protocol, listener, local));
+            listeners.push((
+                listener::Listen {
+                    protocol,
+                    listener,
+                    implicit_tls: None,
+                },
+                local,
+            ));
         }
         Ok(Mail {
             listeners,
@@ -225,7 +235,7 @@ impl Role for Mail {
     fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
         self.listeners
             .iter()
-            .map(|(protocol, _, addr)| (protocol.name(), *addr))
+            .map(|(listen, addr)| (listen.protocol.name(), *addr))
             .collect()
     }
 
@@ -236,10 +246,9 @@ impl Role for Mail {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let mut servers = JoinSet::new();
-            for (protocol, listener, _) in self.listeners {
-                servers.spawn(server::serve(
-                    protocol,
-                    listener,
+            for (listen, _) in self.listeners {
+                servers.spawn(listener::serve(
+                    listen,
                     self.shared.clone(),
                     stop.clone(),
                     grace,

@@ -97,6 +97,12 @@ pub enum Verdict {
     Stuck,
 }
 
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Registry {
     pub fn new() -> Self {
         Self {
@@ -194,6 +200,12 @@ impl Conn {
         self.evicted.load(Ordering::Acquire)
     }
 
+    /// Marks the connection busy (a command or request in flight) until the guard drops: a
+    /// busy connection is never evicted, and its idle time starts when the guard drops.
+    pub fn busy(self: &Arc<Self>) -> Busy {
+        self.begin()
+    }
+
     fn begin(self: &Arc<Self>) -> InFlight {
         self.started.fetch_add(1, Ordering::AcqRel);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -234,7 +246,10 @@ fn duration_ms(d: Duration) -> u64 {
 }
 
 /// A request in flight; its end (the response body dropped) makes the connection idle.
-struct InFlight(Arc<Conn>);
+pub struct InFlight(Arc<Conn>);
+
+/// A command in flight on a line-protocol connection (see [`Conn::busy`]).
+pub type Busy = InFlight;
 
 impl Drop for InFlight {
     fn drop(&mut self) {

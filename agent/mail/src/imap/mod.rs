@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::parse::{Command, ParseError, Request};
 use super::conn::{Conn, ReadError, trim_eol};
+use super::session::{Ending, Limits, LineProtocol, Next, PRE_AUTH_IDLE};
 use super::store::Message;
 use super::{Protocol, Shared, sasl};
 use hostrole_agent_core::users::User;
@@ -33,8 +34,6 @@ const IDLE_POLL: Duration = Duration::from_secs(2);
 const MAX_LINE: usize = 8 * 1024;
 /// A whole command with its literals.
 const MAX_COMMAND: usize = 64 * 1024;
-const MAX_ERRORS: usize = 20;
-const MAX_COMMANDS: usize = 100_000;
 
 struct Selected {
     user: String,
@@ -51,79 +50,111 @@ struct Selected {
     next: u32,
 }
 
-struct Session {
+pub(crate) struct Session {
     conn: Conn,
     shared: Arc<Shared>,
     user: Option<User>,
     selected: Option<Selected>,
-}
-
-enum Next {
-    Continue,
-    Close,
+    /// Set by a failed LOGIN or AUTHENTICATE, taken by the driver's count.
+    auth_failed: bool,
 }
 
 type Io<T> = std::io::Result<T>;
 
-pub(crate) async fn session(conn: Conn, shared: Arc<Shared>, stop: CancellationToken) -> Io<()> {
-    let mut s = Session {
-        conn,
-        shared,
-        user: None,
-        selected: None,
-    };
-    let hello = format!(
-        "* OK [CAPABILITY {}] {} IMAP4rev1 ready\r\n",
-        s.capabilities(),
-        s.shared.hostname
-    );
-    s.conn.send(hello.as_bytes()).await?;
-    let (mut errors, mut commands) = (0, 0);
-    loop {
-        if !s.conn.has_buffered_input() {
-            s.conn.flush().await?;
+impl Session {
+    pub fn new(conn: Conn, shared: Arc<Shared>) -> Session {
+        Session {
+            conn,
+            shared,
+            user: None,
+            selected: None,
+            auth_failed: false,
         }
-        let read = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return s.conn.send(b"* BYE server shutting down\r\n").await,
-            r = read_command(&mut s.conn, s.shared.max_message_bytes) => r,
-        };
-        let input = match read {
-            Ok(input) => input,
-            Err(ReadError::Closed) => return Ok(()),
-            Err(ReadError::Timeout) => {
-                s.shared.error(Protocol::Imap, Reason::Timeout);
-                return s.conn.send(b"* BYE autologout; idle too long\r\n").await;
-            }
-            Err(ReadError::TooLong(_)) => {
-                s.shared.error(Protocol::Imap, Reason::CommandTooLong);
-                return s.conn.send(b"* BYE command too long\r\n").await;
-            }
-            Err(ReadError::Io(e)) => return Err(e),
-        };
-        commands += 1;
-        if commands > MAX_COMMANDS {
-            return s.conn.send(b"* BYE too many commands\r\n").await;
+    }
+}
+
+impl LineProtocol for Session {
+    const MAX_ERRORS: usize = 20;
+    const MAX_COMMANDS: usize = 100_000;
+
+    fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Imap
+    }
+
+    fn authenticated(&self) -> bool {
+        self.user.is_some()
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_line: MAX_LINE,
+            timeout: if self.user.is_some() {
+                IDLE_TIMEOUT
+            } else {
+                PRE_AUTH_IDLE
+            },
         }
-        match parse::parse(&input) {
+    }
+
+    async fn greet(&mut self) -> Io<()> {
+        let hello = format!(
+            "* OK [CAPABILITY {}] {} IMAP4rev1 ready\r\n",
+            self.capabilities(),
+            self.shared.hostname
+        );
+        self.conn.send(hello.as_bytes()).await
+    }
+
+    /// One command with its literals.
+    async fn read(&mut self, buf: &mut Vec<u8>) -> Result<(), ReadError> {
+        let timeout = self.limits().timeout;
+        read_command(&mut self.conn, buf, timeout, self.shared.max_message_bytes).await
+    }
+
+    async fn command(&mut self, input: &[u8], stop: &CancellationToken) -> Io<Next> {
+        match parse::parse(input) {
             Ok(request) => {
-                if let Next::Close = s.handle(request, &stop).await? {
-                    return s.conn.flush().await;
-                }
+                let next = self.handle(request, stop).await?;
+                Ok(match next {
+                    Next::Continue if std::mem::take(&mut self.auth_failed) => Next::AuthFailed,
+                    next => next,
+                })
             }
             Err(ParseError { tag, why }) => {
-                s.shared
+                self.shared
                     .count(Protocol::Imap, "UNKNOWN", Outcome::Malformed);
                 let tag = tag.unwrap_or_else(|| "*".into());
-                s.conn
+                self.conn
                     .write(format!("{tag} BAD {why}\r\n").as_bytes())
                     .await?;
-                errors += 1;
-                if errors >= MAX_ERRORS {
-                    return s.conn.send(b"* BYE too many errors\r\n").await;
-                }
+                Ok(Next::Bad)
             }
         }
+    }
+
+    async fn too_long(&mut self) -> Io<Option<Next>> {
+        Ok(None)
+    }
+
+    async fn goodbye(&mut self, why: Ending) -> Io<()> {
+        let text: &[u8] = match why {
+            Ending::Stopping => b"* BYE server shutting down\r\n",
+            Ending::Timeout => b"* BYE autologout; idle too long\r\n",
+            Ending::Evicted => b"* BYE too many connections; closing an idle one\r\n",
+            Ending::TooManyCommands => b"* BYE too many commands\r\n",
+            Ending::TooManyErrors => b"* BYE too many errors\r\n",
+            Ending::TooManyAuthFailures => b"* BYE too many failed logins\r\n",
+            Ending::TooLong => b"* BYE command too long\r\n",
+        };
+        self.conn.send(text).await
     }
 }
 
@@ -136,14 +167,21 @@ fn is_append(line: &[u8]) -> bool {
         .is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
 }
 
-/// Reads one command with its literals (sending `+` for synchronizing ones). APPEND may carry
-/// up to `max_message` bytes; a larger synchronizing literal is refused before it is sent.
-async fn read_command(conn: &mut Conn, max_message: u64) -> Result<Vec<u8>, ReadError> {
-    let mut out = Vec::new();
+/// Reads one command with its literals (sending `+` for synchronizing ones) into `out`.
+/// APPEND may carry up to `max_message` bytes; a larger synchronizing literal is refused
+/// before it is sent.
+async fn read_command(
+    conn: &mut Conn,
+    out: &mut Vec<u8>,
+    timeout: Duration,
+    max_message: u64,
+) -> Result<(), ReadError> {
+    out.clear();
+
     let mut line = Vec::new();
     let mut limit = MAX_COMMAND;
     loop {
-        conn.read_line(&mut line, MAX_LINE, IDLE_TIMEOUT).await?;
+        conn.read_line(&mut line, MAX_LINE, timeout).await?;
         let content = trim_eol(&line);
         if out.is_empty() && is_append(content) {
             limit = usize::try_from(max_message)
@@ -160,11 +198,11 @@ async fn read_command(conn: &mut Conn, max_message: u64) -> Result<Vec<u8>, Read
                 if !plus {
                     conn.send(b"+ go ahead\r\n").await?;
                 }
-                conn.read_exact(n, &mut out, LITERAL_TIMEOUT).await?;
+                conn.read_exact(n, out, LITERAL_TIMEOUT).await?;
             }
             None => {
                 out.extend_from_slice(content);
-                return Ok(out);
+                return Ok(());
             }
         }
     }
@@ -435,6 +473,7 @@ impl Session {
             }
             None => {
                 self.shared.error(Protocol::Imap, Reason::AuthFailed);
+                self.auth_failed = true;
                 self.tagged(
                     tag,
                     verb,
@@ -472,7 +511,11 @@ impl Session {
             None => {
                 self.conn.send(b"+ \r\n").await?;
                 let mut line = Vec::new();
-                match self.conn.read_line(&mut line, MAX_LINE, IDLE_TIMEOUT).await {
+                match self
+                    .conn
+                    .read_line(&mut line, MAX_LINE, PRE_AUTH_IDLE)
+                    .await
+                {
                     Ok(()) => trim_eol(&line).to_vec(),
                     Err(ReadError::Io(e)) => return Err(e),
                     Err(e) => return Err(std::io::Error::other(e)),
@@ -502,6 +545,7 @@ impl Session {
             }
             None => {
                 self.shared.error(Protocol::Imap, Reason::AuthFailed);
+                self.auth_failed = true;
                 self.tagged(
                     tag,
                     verb,

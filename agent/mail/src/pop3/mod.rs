@@ -12,16 +12,17 @@ use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 use self::parse::Command;
-use super::conn::{Conn, ReadError, trim_eol};
+use super::conn::{Conn, trim_eol};
+use super::session::{Ending, Limits, LineProtocol, Next, PRE_AUTH_IDLE};
 use super::store::Message;
 use super::{Protocol, Shared};
 
-/// RFC 1939 section 3: an inactivity timer of at least 10 minutes.
+/// RFC 1939 section 3: an inactivity timer of at least 10 minutes (after login; before it,
+/// [`PRE_AUTH_IDLE`]).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 const MAX_LINE: usize = 1024;
-const MAX_ERRORS: usize = 10;
-const MAX_COMMANDS: usize = 10_000;
 
+/// The maildrop of a logged-in session, locked against other POP3 sessions.
 struct Mailbox {
     user: String,
     read_only: bool,
@@ -30,213 +31,257 @@ struct Mailbox {
     _lock: tokio::sync::OwnedMutexGuard<()>,
 }
 
-pub(crate) async fn session(
-    mut conn: Conn,
+impl Mailbox {
+    /// The index of message `n` (1-based) unless it is deleted or does not exist.
+    fn live(&self, n: u32) -> Option<usize> {
+        let i = (n as usize).checked_sub(1)?;
+        (i < self.messages.len() && !self.deleted[i]).then_some(i)
+    }
+}
+
+/// RFC 1939's states: AUTHORIZATION (with the name of a USER awaiting PASS), then TRANSACTION
+/// on a locked maildrop. UPDATE is QUIT's work.
+enum State {
+    Authorization { user: Option<String> },
+    Transaction(Mailbox),
+}
+
+pub(crate) struct Session {
+    conn: Conn,
     shared: Arc<Shared>,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    let protocol = Protocol::Pop3;
-    conn.send(format!("+OK {} POP3 ready\r\n", shared.hostname).as_bytes())
-        .await?;
-    let mut line = Vec::new();
-    let mut pending_user: Option<String> = None;
-    let mut mailbox: Option<Mailbox> = None;
-    let (mut errors, mut commands) = (0, 0);
-    loop {
-        if !conn.has_buffered_input() {
-            conn.flush().await?;
+    state: State,
+}
+
+impl Session {
+    pub fn new(conn: Conn, shared: Arc<Shared>) -> Session {
+        Session {
+            conn,
+            shared,
+            state: State::Authorization { user: None },
         }
-        let read = tokio::select! {
-            biased;
-            _ = stop.cancelled() => {
-                // Nothing is deleted: the session did not reach QUIT.
-                return conn.send(b"-ERR server shutting down\r\n").await;
-            }
-            r = conn.read_line(&mut line, MAX_LINE, IDLE_TIMEOUT) => r,
-        };
-        match read {
-            Ok(()) => {}
-            Err(ReadError::Closed) => return Ok(()),
-            Err(ReadError::Timeout) => {
-                shared.error(protocol, Reason::Timeout);
-                return conn.send(b"-ERR idle too long, closing\r\n").await;
-            }
-            Err(ReadError::TooLong(_)) => {
-                errors += 1;
-                err(&mut conn, &shared, "LONG", "line too long").await?;
-                if errors >= MAX_ERRORS {
-                    return conn.flush().await;
-                }
-                continue;
-            }
-            Err(ReadError::Io(e)) => return Err(e),
+    }
+}
+
+impl LineProtocol for Session {
+    const MAX_ERRORS: usize = 10;
+    const MAX_COMMANDS: usize = 10_000;
+
+    fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Pop3
+    }
+
+    fn authenticated(&self) -> bool {
+        matches!(self.state, State::Transaction(_))
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_line: MAX_LINE,
+            timeout: if self.authenticated() {
+                IDLE_TIMEOUT
+            } else {
+                PRE_AUTH_IDLE
+            },
         }
-        commands += 1;
-        if commands > MAX_COMMANDS {
-            return conn.send(b"-ERR too many commands\r\n").await;
-        }
-        let command = match parse::parse(trim_eol(&line)) {
+    }
+
+    async fn greet(&mut self) -> Io<()> {
+        let text = format!("+OK {} POP3 ready\r\n", self.shared.hostname);
+        self.conn.send(text.as_bytes()).await
+    }
+
+    async fn command(&mut self, line: &[u8], _stop: &CancellationToken) -> Io<Next> {
+        let command = match parse::parse(trim_eol(line)) {
             Ok(c) => c,
             Err(e) => {
-                errors += 1;
-                err(&mut conn, &shared, "UNKNOWN", e.0).await?;
-                if errors >= MAX_ERRORS {
-                    return conn.flush().await;
-                }
-                continue;
+                self.err("UNKNOWN", e.0).await?;
+                return Ok(Next::Bad);
             }
         };
         let verb = command.verb();
-        if let Command::Capa = command {
-            let mut text = String::from("+OK capability list follows\r\n");
-            if shared.tls.is_some() && !conn.tls {
-                text.push_str("STLS\r\n");
-            } else {
-                text.push_str("USER\r\n");
-            }
-            text.push_str(
-                "UIDL\r\nTOP\r\nPIPELINING\r\nRESP-CODES\r\nIMPLEMENTATION hostrole\r\n.\r\n",
-            );
-            ok(&mut conn, &shared, verb, &text).await?;
-            continue;
+        match command {
+            Command::Capa => self.capa(verb).await.map(|()| Next::Continue),
+            Command::Stls => self.stls(verb).await,
+            Command::Quit => self.quit(verb).await,
+            command => match &mut self.state {
+                State::Authorization { .. } => self.authorization(verb, command).await,
+                State::Transaction(_) => self.transaction(verb, command).await,
+            },
         }
-        if let Command::Stls = command {
-            match (&shared.tls, conn.tls, mailbox.is_some()) {
-                (Some(acceptor), false, false) => {
-                    let acceptor = acceptor.clone();
-                    ok(&mut conn, &shared, verb, "+OK begin TLS negotiation\r\n").await?;
-                    if let Err(e) = conn.start_tls(&acceptor).await {
-                        tracing::debug!(error = %e, "TLS handshake failed");
-                        shared.error(protocol, Reason::TlsFailed);
-                        return Ok(());
-                    }
-                    pending_user = None;
-                }
-                (None, _, _) => err(&mut conn, &shared, verb, "TLS is not available").await?,
-                _ => err(&mut conn, &shared, verb, "STLS only once, before login").await?,
-            }
-            continue;
-        }
-        if let Command::Quit = command {
-            if let Some(mb) = mailbox.take() {
-                let mut failed = false;
-                for (m, deleted) in mb.messages.iter().zip(&mb.deleted) {
-                    if *deleted && let Err(e) = shared.store.remove(m) {
-                        tracing::error!(error = %e, user = mb.user, "cannot delete a message");
-                        failed = true;
-                    }
-                }
-                if failed {
-                    shared.error(protocol, Reason::StorageFailed);
-                    return err(
-                        &mut conn,
-                        &shared,
-                        verb,
-                        "some deleted messages not removed",
-                    )
-                    .await
-                    .and(conn.flush().await);
-                }
-            }
-            ok(
-                &mut conn,
-                &shared,
-                verb,
-                &format!("+OK {} POP3 signing off\r\n", shared.hostname),
-            )
-            .await?;
-            return conn.flush().await;
-        }
-        let Some(mb) = mailbox.as_mut() else {
-            // Authorization state.
-            match command {
-                Command::User(_) | Command::Pass(_) if shared.tls.is_some() && !conn.tls => {
-                    err(
-                        &mut conn,
-                        &shared,
-                        verb,
-                        "[AUTH] use STLS first: passwords only over TLS",
-                    )
-                    .await?;
-                }
-                Command::User(name) => {
-                    pending_user = Some(name);
-                    ok(&mut conn, &shared, verb, "+OK send PASS\r\n").await?;
-                }
-                Command::Pass(password) => {
-                    let Some(name) = pending_user.take() else {
-                        err(&mut conn, &shared, verb, "send USER first").await?;
-                        continue;
-                    };
-                    let Some(user) = shared.verify(&name, &password).await else {
-                        shared.error(protocol, Reason::AuthFailed);
-                        err(
-                            &mut conn,
-                            &shared,
-                            verb,
-                            "[AUTH] invalid user name or password",
-                        )
-                        .await?;
-                        errors += 1;
-                        if errors >= MAX_ERRORS {
-                            return conn.flush().await;
-                        }
-                        continue;
-                    };
-                    let Some(lock) = shared.store.pop_lock(&user.name) else {
-                        err(
-                            &mut conn,
-                            &shared,
-                            verb,
-                            "[IN-USE] the maildrop is already open",
-                        )
-                        .await?;
-                        continue;
-                    };
-                    let store_user = user.name.clone();
-                    let shared2 = shared.clone();
-                    let scanned =
-                        tokio::task::spawn_blocking(move || shared2.store.scan(&store_user, false))
-                            .await;
-                    match scanned {
-                        Ok(Ok((messages, _))) => {
-                            let n = messages.len();
-                            let size: u64 = messages.iter().map(|m| m.size).sum();
-                            mailbox = Some(Mailbox {
-                                user: user.name,
-                                read_only: user.read_only,
-                                deleted: vec![false; n],
-                                messages,
-                                _lock: lock,
-                            });
-                            ok(
-                                &mut conn,
-                                &shared,
-                                verb,
-                                &format!("+OK maildrop has {n} messages ({size} octets)\r\n"),
-                            )
-                            .await?;
-                        }
-                        _ => {
-                            shared.error(protocol, Reason::StorageFailed);
-                            err(
-                                &mut conn,
-                                &shared,
-                                verb,
-                                "[SYS/TEMP] cannot open the maildrop",
-                            )
-                            .await?;
-                        }
-                    }
-                }
-                _ => err(&mut conn, &shared, verb, "log in first (USER, PASS)").await?,
-            }
-            continue;
+    }
+
+    async fn too_long(&mut self) -> Io<Option<Next>> {
+        self.err("LONG", "line too long").await?;
+        Ok(Some(Next::Bad))
+    }
+
+    async fn goodbye(&mut self, why: Ending) -> Io<()> {
+        // Nothing is deleted: the session did not reach QUIT.
+        let text: &[u8] = match why {
+            Ending::Stopping => b"-ERR server shutting down\r\n",
+            Ending::Timeout => b"-ERR idle too long, closing\r\n",
+            Ending::Evicted => b"-ERR [SYS/TEMP] too many connections, closing an idle one\r\n",
+            Ending::TooManyCommands => b"-ERR too many commands\r\n",
+            Ending::TooManyErrors | Ending::TooLong => b"-ERR too many errors\r\n",
+            Ending::TooManyAuthFailures => b"-ERR [AUTH] too many failed logins\r\n",
         };
-        // Transaction state.
-        let live = |mb: &Mailbox, n: u32| -> Option<usize> {
-            let i = (n as usize).checked_sub(1)?;
-            (i < mb.messages.len() && !mb.deleted[i]).then_some(i)
+        self.conn.send(text).await
+    }
+}
+
+type Io<T> = std::io::Result<T>;
+
+impl Session {
+    async fn ok(&mut self, verb: &'static str, text: &str) -> Io<()> {
+        ok(&mut self.conn, &self.shared, verb, text).await
+    }
+
+    async fn err(&mut self, verb: &'static str, text: &str) -> Io<()> {
+        err(&mut self.conn, &self.shared, verb, text).await
+    }
+
+    async fn capa(&mut self, verb: &'static str) -> Io<()> {
+        let mut text = String::from("+OK capability list follows\r\n");
+        if self.shared.tls.is_some() && !self.conn.tls {
+            text.push_str("STLS\r\n");
+        } else {
+            text.push_str("USER\r\n");
+        }
+        text.push_str(
+            "UIDL\r\nTOP\r\nPIPELINING\r\nRESP-CODES\r\nIMPLEMENTATION hostrole\r\n.\r\n",
+        );
+        self.ok(verb, &text).await
+    }
+
+    async fn stls(&mut self, verb: &'static str) -> Io<Next> {
+        let logged_in = self.authenticated();
+        match (&self.shared.tls, self.conn.tls, logged_in) {
+            (Some(acceptor), false, false) => {
+                let acceptor = acceptor.clone();
+                self.ok(verb, "+OK begin TLS negotiation\r\n").await?;
+                if let Err(e) = self.conn.start_tls(&acceptor).await {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    self.shared.error(Protocol::Pop3, Reason::TlsFailed);
+                    return Ok(Next::Close);
+                }
+                self.state = State::Authorization { user: None };
+            }
+            (None, _, _) => self.err(verb, "TLS is not available").await?,
+            _ => self.err(verb, "STLS only once, before login").await?,
+        }
+        Ok(Next::Continue)
+    }
+
+    /// UPDATE: the deletions are applied, then the session ends.
+    async fn quit(&mut self, verb: &'static str) -> Io<Next> {
+        let state = std::mem::replace(&mut self.state, State::Authorization { user: None });
+        if let State::Transaction(mb) = state {
+            let mut failed = false;
+            for (m, deleted) in mb.messages.iter().zip(&mb.deleted) {
+                if *deleted && let Err(e) = self.shared.store.remove(m) {
+                    tracing::error!(error = %e, user = mb.user, "cannot delete a message");
+                    failed = true;
+                }
+            }
+            if failed {
+                self.shared.error(Protocol::Pop3, Reason::StorageFailed);
+                self.err(verb, "some deleted messages not removed").await?;
+                return Ok(Next::Close);
+            }
+        }
+        let text = format!("+OK {} POP3 signing off\r\n", self.shared.hostname);
+        self.ok(verb, &text).await?;
+        Ok(Next::Close)
+    }
+
+    async fn authorization(&mut self, verb: &'static str, command: Command) -> Io<Next> {
+        let State::Authorization { user: pending } = &mut self.state else {
+            return Ok(Next::Continue);
+        };
+        match command {
+            Command::User(_) | Command::Pass(_) if self.shared.tls.is_some() && !self.conn.tls => {
+                err(
+                    &mut self.conn,
+                    &self.shared,
+                    verb,
+                    "[AUTH] use STLS first: passwords only over TLS",
+                )
+                .await?;
+            }
+            Command::User(name) => {
+                *pending = Some(name);
+                ok(&mut self.conn, &self.shared, verb, "+OK send PASS\r\n").await?;
+            }
+            Command::Pass(password) => {
+                let Some(name) = pending.take() else {
+                    err(&mut self.conn, &self.shared, verb, "send USER first").await?;
+                    return Ok(Next::Continue);
+                };
+                return self.login(verb, &name, &password).await;
+            }
+            _ => {
+                err(
+                    &mut self.conn,
+                    &self.shared,
+                    verb,
+                    "log in first (USER, PASS)",
+                )
+                .await?
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn login(&mut self, verb: &'static str, name: &str, password: &str) -> Io<Next> {
+        let Some(user) = self.shared.verify(name, password).await else {
+            self.shared.error(Protocol::Pop3, Reason::AuthFailed);
+            self.err(verb, "[AUTH] invalid user name or password")
+                .await?;
+            return Ok(Next::AuthFailed);
+        };
+        let Some(lock) = self.shared.store.pop_lock(&user.name) else {
+            self.err(verb, "[IN-USE] the maildrop is already open")
+                .await?;
+            return Ok(Next::Continue);
+        };
+        let store_user = user.name.clone();
+        let shared = self.shared.clone();
+        let scanned =
+            tokio::task::spawn_blocking(move || shared.store.scan(&store_user, false)).await;
+        match scanned {
+            Ok(Ok((messages, _))) => {
+                let n = messages.len();
+                let size: u64 = messages.iter().map(|m| m.size).sum();
+                self.state = State::Transaction(Mailbox {
+                    user: user.name,
+                    read_only: user.read_only,
+                    deleted: vec![false; n],
+                    messages,
+                    _lock: lock,
+                });
+                let text = format!("+OK maildrop has {n} messages ({size} octets)\r\n");
+                self.ok(verb, &text).await?;
+            }
+            _ => {
+                self.shared.error(Protocol::Pop3, Reason::StorageFailed);
+                self.err(verb, "[SYS/TEMP] cannot open the maildrop")
+                    .await?;
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn transaction(&mut self, verb: &'static str, command: Command) -> Io<Next> {
+        let State::Transaction(mb) = &mut self.state else {
+            return Ok(Next::Continue);
         };
         match command {
             Command::Stat => {
@@ -246,7 +291,13 @@ pub(crate) async fn session(
                     .zip(&mb.deleted)
                     .filter(|(_, d)| !**d)
                     .fold((0, 0), |(n, s), (m, _)| (n + 1, s + m.size));
-                ok(&mut conn, &shared, verb, &format!("+OK {n} {size}\r\n")).await?;
+                ok(
+                    &mut self.conn,
+                    &self.shared,
+                    verb,
+                    &format!("+OK {n} {size}\r\n"),
+                )
+                .await?;
             }
             Command::List(None) | Command::Uidl(None) => {
                 let mut text = String::from("+OK\r\n");
@@ -261,9 +312,9 @@ pub(crate) async fn session(
                     }
                 }
                 text.push_str(".\r\n");
-                ok(&mut conn, &shared, verb, &text).await?;
+                ok(&mut self.conn, &self.shared, verb, &text).await?;
             }
-            Command::List(Some(n)) | Command::Uidl(Some(n)) => match live(mb, n) {
+            Command::List(Some(n)) | Command::Uidl(Some(n)) => match mb.live(n) {
                 Some(i) => {
                     let m = &mb.messages[i];
                     let value = if verb == "LIST" {
@@ -271,63 +322,81 @@ pub(crate) async fn session(
                     } else {
                         m.base.clone()
                     };
-                    ok(&mut conn, &shared, verb, &format!("+OK {n} {value}\r\n")).await?;
+                    ok(
+                        &mut self.conn,
+                        &self.shared,
+                        verb,
+                        &format!("+OK {n} {value}\r\n"),
+                    )
+                    .await?;
                 }
-                None => err(&mut conn, &shared, verb, "no such message").await?,
+                None => err(&mut self.conn, &self.shared, verb, "no such message").await?,
             },
             Command::Retr(n) | Command::Top(n, _) => {
-                let Some(i) = live(mb, n) else {
-                    err(&mut conn, &shared, verb, "no such message").await?;
-                    continue;
+                let Some(i) = mb.live(n) else {
+                    err(&mut self.conn, &self.shared, verb, "no such message").await?;
+                    return Ok(Next::Continue);
                 };
                 let lines = if let Command::Top(_, l) = command {
                     Some(l)
                 } else {
                     None
                 };
+                let (path, size) = (mb.messages[i].path.clone(), mb.messages[i].size);
                 let mut bytes = Vec::new();
                 let read = async {
-                    let mut f = tokio::fs::File::open(&mb.messages[i].path).await?;
+                    let mut f = tokio::fs::File::open(&path).await?;
                     f.read_to_end(&mut bytes).await
                 };
                 if let Err(e) = read.await {
                     tracing::warn!(error = %e, "cannot read a message");
-                    err(&mut conn, &shared, verb, "[SYS/TEMP] the message is gone").await?;
-                    continue;
+                    err(
+                        &mut self.conn,
+                        &self.shared,
+                        verb,
+                        "[SYS/TEMP] the message is gone",
+                    )
+                    .await?;
+                    return Ok(Next::Continue);
                 }
                 let body = dot_stuff(&bytes, lines);
-                shared.count(protocol, verb, Outcome::Ok);
-                conn.write(format!("+OK {} octets\r\n", mb.messages[i].size).as_bytes())
+                drop(bytes);
+                self.shared.count(Protocol::Pop3, verb, Outcome::Ok);
+                self.conn
+                    .write(format!("+OK {size} octets\r\n").as_bytes())
                     .await?;
-                conn.write(&body).await?;
-                conn.write(b".\r\n").await?;
+                self.conn.write(&body).await?;
+                self.conn.write(b".\r\n").await?;
             }
-            Command::Dele(n) => match live(mb, n) {
+            Command::Dele(n) => match mb.live(n) {
                 Some(_) if mb.read_only => {
-                    err(&mut conn, &shared, verb, "read-only account").await?
+                    err(&mut self.conn, &self.shared, verb, "read-only account").await?
                 }
                 Some(i) => {
                     mb.deleted[i] = true;
                     ok(
-                        &mut conn,
-                        &shared,
+                        &mut self.conn,
+                        &self.shared,
                         verb,
                         &format!("+OK message {n} deleted\r\n"),
                     )
                     .await?;
                 }
-                None => err(&mut conn, &shared, verb, "no such message").await?,
+                None => err(&mut self.conn, &self.shared, verb, "no such message").await?,
             },
             Command::Rset => {
                 mb.deleted.iter_mut().for_each(|d| *d = false);
-                ok(&mut conn, &shared, verb, "+OK\r\n").await?;
+                ok(&mut self.conn, &self.shared, verb, "+OK\r\n").await?;
             }
-            Command::Noop => ok(&mut conn, &shared, verb, "+OK\r\n").await?,
+            Command::Noop => ok(&mut self.conn, &self.shared, verb, "+OK\r\n").await?,
             Command::User(_) | Command::Pass(_) => {
-                err(&mut conn, &shared, verb, "already logged in").await?
+                err(&mut self.conn, &self.shared, verb, "already logged in").await?
             }
-            Command::Capa | Command::Quit | Command::Stls => unreachable!("answered above"),
+            Command::Capa | Command::Quit | Command::Stls => {
+                unreachable!("answered before the state's commands")
+            }
         }
+        Ok(Next::Continue)
     }
 }
 

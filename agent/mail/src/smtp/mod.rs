@@ -16,11 +16,16 @@ use tokio_util::sync::CancellationToken;
 
 use self::parse::{Address, Command, ParseError};
 use super::conn::{Conn, ReadError, trim_eol};
+use super::session::{Ending, Limits, LineProtocol, Next, PRE_AUTH_IDLE};
 use super::{Protocol, Shared, sasl, time};
 use hostrole_agent_core::users::User;
 
-/// Waiting for a command (RFC 5321 section 4.5.3.2.7 says at least 5 minutes).
+/// Waiting for a command during a transaction or after AUTH (RFC 5321 section 4.5.3.2.7 says
+/// at least 5 minutes).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// Waiting for a command on port 25 outside a transaction: a sender that says nothing for a
+/// minute gives its slot back (Postfix shortens its 300 s the same way under load).
+const SMTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Waiting for the next line of a message (section 4.5.3.2.5: 3 minutes per data block).
 const DATA_TIMEOUT: Duration = Duration::from_secs(180);
 /// Longest command line; longer than RFC 5321's 512 for AUTH with a long initial response.
@@ -28,10 +33,6 @@ const MAX_COMMAND_LINE: usize = 4096;
 /// Longest line inside a message (RFC 5322 allows 998 + CRLF; be lenient, but bounded).
 const MAX_DATA_LINE: usize = 64 * 1024;
 const MAX_RECIPIENTS: usize = 100;
-/// Bad commands before the server hangs up.
-const MAX_ERRORS: usize = 10;
-/// Commands in one session before the server hangs up.
-const MAX_COMMANDS: usize = 1000;
 
 #[derive(Default)]
 struct Transaction {
@@ -40,7 +41,9 @@ struct Transaction {
     mailboxes: Vec<String>,
 }
 
-struct Session {
+/// An SMTP or submission session: greeted (`helo`), authenticated (`user`), in a transaction
+/// (`tx`).
+pub(crate) struct Session {
     conn: Conn,
     shared: Arc<Shared>,
     protocol: Protocol,
@@ -48,94 +51,96 @@ struct Session {
     esmtp: bool,
     user: Option<User>,
     tx: Transaction,
-    errors: usize,
 }
 
-/// Where a session goes after a command.
-enum Next {
-    Continue,
-    Close,
-}
-
-pub(crate) async fn session(
-    conn: Conn,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    let protocol = conn.protocol();
-    let mut s = Session {
-        conn,
-        shared,
-        protocol,
-        helo: None,
-        esmtp: false,
-        user: None,
-        tx: Transaction::default(),
-        errors: 0,
-    };
-    let banner = format!("220 {} ESMTP hostrole\r\n", s.shared.hostname);
-    s.conn.send(banner.as_bytes()).await?;
-    let mut line = Vec::new();
-    let mut commands = 0;
-    loop {
-        if !s.conn.has_buffered_input() {
-            s.conn.flush().await?;
+impl Session {
+    pub fn new(conn: Conn, shared: Arc<Shared>) -> Session {
+        Session {
+            protocol: conn.protocol(),
+            conn,
+            shared,
+            helo: None,
+            esmtp: false,
+            user: None,
+            tx: Transaction::default(),
         }
-        let read = tokio::select! {
-            biased;
-            _ = stop.cancelled() => {
-                let bye = format!("421 4.3.2 {} shutting down\r\n", s.shared.hostname);
-                return s.conn.send(bye.as_bytes()).await;
-            }
-            r = s.conn.read_line(&mut line, MAX_COMMAND_LINE, COMMAND_TIMEOUT) => r,
+    }
+}
+
+impl LineProtocol for Session {
+    /// Bad commands before the server hangs up.
+    const MAX_ERRORS: usize = 10;
+    const MAX_COMMANDS: usize = 1000;
+
+    fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    fn authenticated(&self) -> bool {
+        self.user.is_some()
+    }
+
+    fn limits(&self) -> Limits {
+        let timeout = match self.protocol {
+            Protocol::Submission if self.user.is_none() => PRE_AUTH_IDLE,
+            Protocol::Smtp if self.tx.from.is_none() => SMTP_IDLE_TIMEOUT,
+            _ => COMMAND_TIMEOUT,
         };
-        match read {
-            Ok(()) => {}
-            Err(ReadError::Closed) => return Ok(()),
-            Err(ReadError::Timeout) => {
-                s.shared.error(protocol, Reason::Timeout);
-                return s.conn.send(b"421 4.4.2 idle too long, closing\r\n").await;
-            }
-            Err(ReadError::TooLong(_)) => {
-                s.reply("LONG", 500, "5.5.2 line too long").await?;
-                if s.bad().await? {
-                    return Ok(());
-                }
-                continue;
-            }
-            Err(ReadError::Io(e)) => return Err(e),
+        Limits {
+            max_line: MAX_COMMAND_LINE,
+            timeout,
         }
-        commands += 1;
-        if commands > MAX_COMMANDS {
-            s.shared.error(protocol, Reason::TooManyCommands);
-            return s
-                .conn
-                .send(b"421 4.7.0 too many commands, closing\r\n")
-                .await;
-        }
-        let next = match parse::parse(trim_eol(&line)) {
-            Ok(command) => s.command(command).await?,
+    }
+
+    async fn greet(&mut self) -> std::io::Result<()> {
+        let banner = format!("220 {} ESMTP hostrole\r\n", self.shared.hostname);
+        self.conn.send(banner.as_bytes()).await
+    }
+
+    async fn command(&mut self, line: &[u8], _stop: &CancellationToken) -> std::io::Result<Next> {
+        match parse::parse(trim_eol(line)) {
+            Ok(command) => self.execute(command).await,
             Err(e) => {
                 match e {
                     ParseError::Unknown => {
-                        s.reply("UNKNOWN", 500, "5.5.1 command unrecognized")
+                        self.reply("UNKNOWN", 500, "5.5.1 command unrecognized")
                             .await?
                     }
                     ParseError::Syntax(why) => {
-                        s.reply("SYNTAX", 501, &format!("5.5.4 {why}")).await?
+                        self.reply("SYNTAX", 501, &format!("5.5.4 {why}")).await?
                     }
-                    ParseError::BadAddress(why) => s.reply("SYNTAX", 501, why).await?,
+                    ParseError::BadAddress(why) => self.reply("SYNTAX", 501, why).await?,
                 }
-                if s.bad().await? {
-                    Next::Close
-                } else {
-                    Next::Continue
-                }
+                Ok(Next::Bad)
             }
-        };
-        if let Next::Close = next {
-            return s.conn.flush().await;
         }
+    }
+
+    async fn too_long(&mut self) -> std::io::Result<Option<Next>> {
+        self.reply("LONG", 500, "5.5.2 line too long").await?;
+        Ok(Some(Next::Bad))
+    }
+
+    async fn goodbye(&mut self, why: Ending) -> std::io::Result<()> {
+        let text = match why {
+            Ending::Stopping => format!("421 4.3.2 {} shutting down\r\n", self.shared.hostname),
+            Ending::Timeout => "421 4.4.2 idle too long, closing\r\n".into(),
+            Ending::Evicted => "421 4.7.0 too many connections, closing an idle one\r\n".into(),
+            Ending::TooManyCommands => "421 4.7.0 too many commands, closing\r\n".into(),
+            Ending::TooManyErrors | Ending::TooLong => {
+                "421 4.7.0 too many errors, closing\r\n".into()
+            }
+            Ending::TooManyAuthFailures => "421 4.7.0 too many failed logins, closing\r\n".into(),
+        };
+        self.conn.send(text.as_bytes()).await
     }
 }
 
@@ -147,20 +152,7 @@ impl Session {
             .await
     }
 
-    /// Counts a bad command; true when the session must end.
-    async fn bad(&mut self) -> std::io::Result<bool> {
-        self.errors += 1;
-        if self.errors >= MAX_ERRORS {
-            self.shared.error(self.protocol, Reason::TooManyErrors);
-            self.conn
-                .send(b"421 4.7.0 too many errors, closing\r\n")
-                .await?;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    async fn command(&mut self, command: Command) -> std::io::Result<Next> {
+    async fn execute(&mut self, command: Command) -> std::io::Result<Next> {
         let verb = command.verb();
         match command {
             Command::Helo(name) | Command::Ehlo(name) => {
@@ -211,7 +203,7 @@ impl Session {
             }
             Command::Help => self.reply(verb, 214, "2.0.0 See RFC 5321").await?,
             Command::StartTls => return self.start_tls().await,
-            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await?,
+            Command::Auth { mechanism, initial } => return self.auth(&mechanism, initial).await,
         }
         Ok(Next::Continue)
     }
@@ -388,7 +380,7 @@ impl Session {
                     too_long = true;
                     continue;
                 }
-                Err(ReadError::Timeout) => {
+                Err(ReadError::Timeout | ReadError::Evicted) => {
                     // The draft is dropped: its tmp/ file goes with it.
                     self.shared.error(self.protocol, Reason::Timeout);
                     self.conn
@@ -454,11 +446,12 @@ impl Session {
         Ok(Next::Continue)
     }
 
-    async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> std::io::Result<()> {
+    async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> std::io::Result<Next> {
         if self.protocol != Protocol::Submission {
             return self
                 .reply("AUTH", 502, "5.5.1 AUTH is offered on the submission port")
-                .await;
+                .await
+                .map(|()| Next::Continue);
         }
         if !self.auth_allowed() {
             self.shared.error(self.protocol, Reason::TlsRequired);
@@ -468,10 +461,14 @@ impl Session {
                     538,
                     "5.7.11 encryption required: use STARTTLS first",
                 )
-                .await;
+                .await
+                .map(|()| Next::Continue);
         }
         if self.user.is_some() {
-            return self.reply("AUTH", 503, "5.5.1 already authenticated").await;
+            return self
+                .reply("AUTH", 503, "5.5.1 already authenticated")
+                .await
+                .map(|()| Next::Continue);
         }
         if self.tx.from.is_some() {
             return self
@@ -480,7 +477,8 @@ impl Session {
                     503,
                     "5.5.1 AUTH not allowed during a mail transaction",
                 )
-                .await;
+                .await
+                .map(|()| Next::Continue);
         }
         let credentials = match mechanism {
             "PLAIN" => {
@@ -493,7 +491,8 @@ impl Session {
                     None => {
                         return self
                             .reply("AUTH", 501, "5.0.0 authentication cancelled")
-                            .await;
+                            .await
+                            .map(|()| Next::Continue);
                     }
                     Some(r) => sasl::plain(&r),
                 }
@@ -506,19 +505,22 @@ impl Session {
                 let Some(name) = name else {
                     return self
                         .reply("AUTH", 501, "5.0.0 authentication cancelled")
-                        .await;
+                        .await
+                        .map(|()| Next::Continue);
                 };
                 let Some(password) = self.challenge("UGFzc3dvcmQ6").await? else {
                     return self
                         .reply("AUTH", 501, "5.0.0 authentication cancelled")
-                        .await;
+                        .await
+                        .map(|()| Next::Continue);
                 };
                 sasl::text(&name).zip(sasl::text(&password))
             }
             _ => {
                 return self
                     .reply("AUTH", 504, "5.5.4 unrecognized authentication type")
-                    .await;
+                    .await
+                    .map(|()| Next::Continue);
             }
         };
         let user = match credentials {
@@ -534,12 +536,14 @@ impl Session {
                 );
                 self.user = Some(user);
                 self.reply("AUTH", 235, "2.7.0 authentication successful")
-                    .await
+                    .await?;
+                Ok(Next::Continue)
             }
             None => {
                 self.shared.error(self.protocol, Reason::AuthFailed);
                 self.reply("AUTH", 535, "5.7.8 authentication credentials invalid")
-                    .await
+                    .await?;
+                Ok(Next::AuthFailed)
             }
         }
     }
@@ -550,9 +554,10 @@ impl Session {
             .send(format!("334 {prompt}\r\n").as_bytes())
             .await?;
         let mut line = Vec::new();
+        let timeout = self.limits().timeout;
         match self
             .conn
-            .read_line(&mut line, MAX_COMMAND_LINE, COMMAND_TIMEOUT)
+            .read_line(&mut line, MAX_COMMAND_LINE, timeout)
             .await
         {
             Ok(()) => {
