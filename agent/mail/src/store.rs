@@ -135,7 +135,7 @@ fn clean_tmp(dir: &Path) -> Result<(), MailError> {
     for entry in entries {
         let entry = entry.map_err(storage(&tmp, "listing tmp/"))?;
         if entry.file_type().is_ok_and(|t| t.is_file()) {
-            tracing::info!(file = %entry.path().display(), "removing an unfinished write");
+            tracing::info!(file = %entry.path().display(), "removing an unfinished delivery");
             std::fs::remove_file(entry.path())
                 .map_err(storage(&entry.path(), "removing an unfinished write"))?;
         }
