@@ -1089,4 +1089,52 @@ mod tests {
         store.remove(&again[0]).expect("remove");
         assert!(store.scan("alice", true).expect("scan").0.is_empty());
     }
+
+    /// APPEND and COPY leave nothing half written after a crash: a file in a folder's `tmp/`
+    /// and a folder caught mid-deletion are removed at start; UIDs already handed out are
+    /// never handed out again.
+    #[tokio::test]
+    async fn folders_append_copy_and_crash_leftovers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("mail");
+        let store = Store::open(root.clone(), "host", &names()).expect("open");
+        store.ensure_defaults("alice").expect("defaults");
+        let sent = store.folder_dir("alice", "Sent");
+        let (validity, uid) = store
+            .append(&sent, b"Subject: a\r\n\r\na\r\n", "S", None)
+            .expect("append");
+        assert_eq!(uid, 1);
+        let (mut messages, _) = store.scan_dir(&sent, true).expect("scan");
+        assert_eq!(store.assign_uids(&sent, &mut messages).expect("uids"), (validity, 2));
+        let inbox = store.folder_dir("alice", "INBOX");
+        let (v2, uids) = store
+            .copy(&messages, &inbox, &["S".to_string()], false)
+            .expect("copy");
+        assert_eq!(uids, vec![1]);
+        assert_ne!(v2, 0);
+        // A crash: a half message in Sent's tmp/, a folder renamed aside for deletion.
+        std::fs::write(sent.join("tmp/half"), b"Subject: ha").expect("half");
+        let aside = root.join("alice").join(format!("{DELETING}x"));
+        std::fs::create_dir_all(aside.join("cur")).expect("aside");
+        // The last UID handed out is gone from the folder: it is not reused.
+        store.remove(&messages[0]).expect("remove");
+        drop(store);
+        let store = Store::open(root.clone(), "host", &names()).expect("reopen");
+        assert!(!sent.join("tmp/half").exists(), "the half message is removed");
+        assert!(!aside.exists(), "the deletion is finished");
+        let uid = store
+            .append(&sent, b"Subject: b\r\n\r\nb\r\n", "", None)
+            .expect("append");
+        assert_eq!(uid, (validity, 2), "UID 1 is not handed out again");
+        let folders: Vec<String> = store
+            .folders("alice")
+            .expect("folders")
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(
+            folders,
+            vec!["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"]
+        );
+    }
 }
