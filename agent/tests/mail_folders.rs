@@ -186,6 +186,9 @@ assert b'"Projects/2024"' in deep, deep
 ok(m.subscribe("Projects/2024"))
 subs = b"\n".join(ok(m.lsub('""', "*")))
 assert b'"Projects/2024"' in subs and b'"Sent"' in subs, subs
+for bad in ("../escape", "a/../../b", ".hidden", "/abs", "a//b"):
+    typ, data = m.create(bad)
+    assert typ == "NO" and b"CANNOT" in data[0], (bad, data)
 typ, data = m.select("Nope")
 assert typ == "NO" and b"NONEXISTENT" in data[0], data
 
@@ -406,6 +409,8 @@ fn imaplib_folders_append_copy_move_uidplus_bodystructure_and_other_sessions() {
         name.ends_with(":2,Sab"),
         "flags and keyword letters: {name}"
     );
+    // No folder name reached outside the user's Maildir.
+    assert!(!host.mail().join("escape").exists() && !host.dir.path().join("escape").exists());
     // Nothing is left half written.
     for folder in ["", ".Sent", ".Drafts", ".Archive"] {
         let tmp = std::fs::read_dir(alice.join(folder).join("tmp")).expect("tmp");

@@ -183,6 +183,9 @@ mod tests {
         assert_eq!(canonical("Inbox/Lists").as_deref(), Ok("INBOX/Lists"));
         assert_eq!(canonical("Work/2024").as_deref(), Ok("Work/2024"));
         assert_eq!(canonical("a.b"), Err(NameError::BadChar('.')));
+        assert_eq!(canonical("../x"), Err(NameError::BadChar('.')));
+        assert_eq!(canonical("a/../../b"), Err(NameError::BadChar('.')));
+        assert_eq!(canonical("a\\b"), Err(NameError::BadChar('\\')));
         assert_eq!(canonical("/a"), Err(NameError::EmptyPart));
         assert_eq!(canonical("a//b"), Err(NameError::EmptyPart));
         assert_eq!(canonical(""), Err(NameError::Empty));

@@ -1105,7 +1105,10 @@ mod tests {
             .expect("append");
         assert_eq!(uid, 1);
         let (mut messages, _) = store.scan_dir(&sent, true).expect("scan");
-        assert_eq!(store.assign_uids(&sent, &mut messages).expect("uids"), (validity, 2));
+        assert_eq!(
+            store.assign_uids(&sent, &mut messages).expect("uids"),
+            (validity, 2)
+        );
         let inbox = store.folder_dir("alice", "INBOX");
         let (v2, uids) = store
             .copy(&messages, &inbox, &["S".to_string()], false)
@@ -1120,7 +1123,10 @@ mod tests {
         store.remove(&messages[0]).expect("remove");
         drop(store);
         let store = Store::open(root.clone(), "host", &names()).expect("reopen");
-        assert!(!sent.join("tmp/half").exists(), "the half message is removed");
+        assert!(
+            !sent.join("tmp/half").exists(),
+            "the half message is removed"
+        );
         assert!(!aside.exists(), "the deletion is finished");
         let uid = store
             .append(&sent, b"Subject: b\r\n\r\nb\r\n", "", None)

@@ -776,9 +776,12 @@ impl Session {
                 r = self.conn.continue_line(&mut line, MAX_LINE) => Some(r),
             };
             match read {
+                // Only when the folder changed: the store counts every change it makes.
                 None => {
-                    self.refresh().await?;
-                    self.conn.flush().await?;
+                    if self.changed() {
+                        self.refresh().await?;
+                        self.conn.flush().await?;
+                    }
                 }
                 Some(Ok(())) if trim_eol(&line).eq_ignore_ascii_case(b"DONE") => {
                     self.refresh().await?;
