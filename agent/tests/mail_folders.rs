@@ -787,3 +787,146 @@ fn kill_9_during_append_copy_move_loses_nothing_acknowledged() {
         }
     }
 }
+
+const MAKE_FOLDERS: &str = r#"
+import imaplib, re, sys
+port, password = int(sys.argv[1]), sys.argv[2]
+m = imaplib.IMAP4("127.0.0.1", port)
+m.login("alice", password)
+assert m.create("Work/2024")[0] == "OK"
+typ, data = m.append("Sent", "(\\Seen $Label1)", '"17-Jul-2023 02:44:25 -0700"', b"Subject: one\r\n\r\nbody\r\n")
+assert typ == "OK", data
+print("VALIDITY", re.search(rb"APPENDUID (\d+)", data[0]).group(1).decode())
+assert m.append("Sent", "(\\Flagged)", None, b"Subject: two\r\n\r\nbody2\r\n")[0] == "OK"
+assert m.append("Work/2024", None, None, b"Subject: three\r\n\r\nbody3\r\n")[0] == "OK"
+m.logout()
+"#;
+
+const READ_BACK: &str = r#"
+import imaplib, sys
+port, password = int(sys.argv[1]), sys.argv[2]
+m = imaplib.IMAP4("127.0.0.1", port)
+m.login("alice", password)
+typ, boxes = m.list()
+assert any(b'"FromDovecot"' in b for b in boxes), boxes
+typ, data = m.select("Sent")
+assert data == [b"3"], data
+typ, data = m.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+got = [(d[0], d[1].strip()) for d in data if isinstance(d, tuple)]
+assert len(got) == 3 and b"UID 3 " in got[2][0] and b"$FromDovecot" in got[2][0], got
+assert got[2][1] == b"Subject: four", got
+assert b"UID 1 " in got[0][0] and b"$Label1" in got[0][0], got
+m.logout()
+print("read back ok")
+"#;
+
+/// The layout is Dovecot's: Debian's Dovecot (its `imap` binary, preauthenticated, as an
+/// unprivileged user) opens a volume the mail role wrote and sees the same folders, UIDVALIDITY,
+/// UIDs, flags, keywords and subscriptions; then it appends and creates a folder, and the mail
+/// role reads that back with Dovecot's UIDs and keywords.
+#[test]
+fn dovecot_and_the_mail_role_read_each_others_volume() {
+    let dovecot = Path::new("/usr/lib/dovecot/imap");
+    assert!(
+        dovecot.exists(),
+        "Dovecot is not installed: apt-get install dovecot-imapd (scripts/install-deps.sh does)"
+    );
+    installed("setpriv", "util-linux");
+    let host = MailHost::start(|_| {});
+    let made = python(MAKE_FOLDERS, &[&host.imap.to_string(), ALICE_PASSWORD]);
+    let validity = made
+        .lines()
+        .find_map(|l| l.strip_prefix("VALIDITY "))
+        .expect("validity")
+        .to_string();
+    // A copy Dovecot may open as `nobody` (it refuses to run mail access as root).
+    let shared = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let out = Command::new(args[0]).args(&args[1..]).output().expect(args[0]);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    };
+    let dv = shared.path().join("alice");
+    run(&["chmod", "755", &shared.path().to_string_lossy()]);
+    run(&[
+        "cp",
+        "-a",
+        &host.mail().join("alice").to_string_lossy(),
+        &dv.to_string_lossy(),
+    ]);
+    run(&["chown", "-R", "nobody:nogroup", &dv.to_string_lossy()]);
+    let conf = shared.path().join("dovecot.conf");
+    let log = shared.path().join("dovecot.log");
+    std::fs::write(
+        &conf,
+        format!(
+            "mail_location = maildir:{}\nnamespace inbox {{\n  inbox = yes\n  separator = /\n}}\nlog_path = {}\nssl = no\n",
+            dv.display(),
+            log.display()
+        ),
+    )
+    .expect("conf");
+    std::fs::write(&log, b"").expect("log");
+    run(&["chown", "nobody", &log.to_string_lossy()]);
+    let four = b"Subject: four\r\n\r\nfrom dovecot\r\n";
+    let mut script = format!(
+        "a LIST \"\" \"*\"\r\nb SELECT Sent\r\nc UID FETCH 1:* (UID FLAGS)\r\nd STATUS Work/2024 (MESSAGES UIDVALIDITY)\r\ne LSUB \"\" \"*\"\r\nf CREATE FromDovecot\r\ng APPEND Sent (\\Flagged $FromDovecot) {{{}+}}\r\n",
+        four.len()
+    )
+    .into_bytes();
+    script.extend_from_slice(four);
+    script.extend_from_slice(b"\r\nh LOGOUT\r\n");
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(dovecot)
+        .arg("-c")
+        .arg(&conf)
+        .env("USER", "alice")
+        .env("HOME", &dv)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dovecot imap");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&script)
+        .expect("commands");
+    let out = child.wait_with_output().expect("dovecot");
+    let reply = text(&out);
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    for want in [
+        "* LIST (\\Noselect \\HasChildren) \"/\" Work".to_string(),
+        "* LIST (\\HasNoChildren) \"/\" Work/2024".to_string(),
+        "* LIST (\\HasNoChildren) \"/\" Archive".to_string(),
+        format!("* OK [UIDVALIDITY {validity}]"),
+        "* OK [UIDNEXT 3]".to_string(),
+        "* 1 FETCH (UID 1 FLAGS (\\Seen $Label1))".to_string(),
+        "* 2 FETCH (UID 2 FLAGS (\\Flagged))".to_string(),
+        format!("* STATUS Work/2024 (MESSAGES 1 UIDVALIDITY {validity})"),
+        "* LSUB () \"/\" Sent".to_string(),
+        format!("g OK [APPENDUID {validity} 3]"),
+    ] {
+        assert!(reply.contains(&want), "Dovecot does not say {want:?}:\n{reply}\n{logged}");
+    }
+    // Back: the volume Dovecot wrote, opened by the mail role.
+    let back = MailHost::start(|mail| {
+        std::fs::create_dir_all(mail).expect("mkdir");
+        let out = Command::new("cp")
+            .args(["-a"])
+            .arg(&dv)
+            .arg(mail.join("alice"))
+            .output()
+            .expect("cp");
+        assert!(out.status.success(), "{}", text(&out));
+        let out = Command::new("chown")
+            .args(["-R", "root:root"])
+            .arg(mail.join("alice"))
+            .output()
+            .expect("chown");
+        assert!(out.status.success(), "{}", text(&out));
+    });
+    let out = python(READ_BACK, &[&back.imap.to_string(), ALICE_PASSWORD]);
+    assert!(out.contains("read back ok"), "{out}");
+}
