@@ -5,6 +5,7 @@
 
 mod mailbox;
 mod message;
+mod response;
 pub use hostrole_proto::imap as parse;
 
 use hostrole_agent_core::metrics::{Outcome, Reason};
@@ -156,12 +157,14 @@ async fn read_command(
 ) -> Result<(), ReadError> {
     out.clear();
     let mut line = Vec::new();
+    let mut literals = 0;
     loop {
         conn.read_line(&mut line, MAX_LINE, timeout).await?;
         let content = trim_eol(&line);
         match parse::trailing_literal(content) {
             Some((n, plus)) => {
-                if out.len() + content.len() + n > MAX_COMMAND {
+                literals += 1;
+                if out.len() + content.len() + n > MAX_COMMAND || literals > parse::MAX_LITERALS {
                     return Err(ReadError::TooLong(MAX_COMMAND));
                 }
                 out.extend_from_slice(content);
@@ -359,7 +362,7 @@ impl Session {
                 .tagged(tag, verb, "NO", "[PRIVACYREQUIRED] use STARTTLS first")
                 .await;
         }
-        match self.shared.verify(name, password).await {
+        match self.shared.verify(self.conn.peer, name, password).await {
             Some(user) => {
                 tracing::debug!(user = user.name, "imap login");
                 self.user = Some(user);
@@ -428,7 +431,7 @@ impl Session {
                 .await;
         }
         let user = match sasl::plain(&response) {
-            Some((name, password)) => self.shared.verify(&name, &password).await,
+            Some((name, password)) => self.shared.verify(self.conn.peer, &name, &password).await,
             None => None,
         };
         match user {
@@ -655,18 +658,10 @@ impl Session {
     }
 }
 
-/// LIST pattern matching against one name: `*` and `%` match any run (there is no hierarchy).
+/// LIST pattern matching against one name: `*` any run, `%` any run without the hierarchy
+/// delimiter `/` (linear time, see `hostrole_proto::imap_match`).
 fn wildcard_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*' | b'%', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            Some((c, rest)) => {
-                n.first().is_some_and(|d| d.eq_ignore_ascii_case(c)) && go(rest, &n[1..])
-            }
-        }
-    }
-    go(pattern.as_bytes(), name.as_bytes())
+    hostrole_proto::imap_match::list_matches(pattern, name, b'/')
 }
 
 #[cfg(test)]

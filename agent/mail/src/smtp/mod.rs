@@ -524,7 +524,7 @@ impl Session {
             }
         };
         let user = match credentials {
-            Some((name, password)) => self.shared.verify(&name, &password).await,
+            Some((name, password)) => self.shared.verify(self.conn.peer, &name, &password).await,
             None => None,
         };
         match user {
