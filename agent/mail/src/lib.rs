@@ -12,6 +12,7 @@
 
 mod conn;
 mod listener;
+mod quota;
 mod sasl;
 mod session;
 mod store;
@@ -75,6 +76,8 @@ pub(crate) struct Shared {
     pub users: Arc<Users>,
     pub store: Store,
     pub max_message_bytes: u64,
+    /// Per-mailbox quota.
+    pub quota: quota::Quota,
     pub max_connections: usize,
     pub metrics: AgentMetrics,
     /// STARTTLS is offered when set.
@@ -204,6 +207,7 @@ impl Mail {
                 users: Arc::new(users),
                 store,
                 max_message_bytes: config.max_message_bytes,
+                quota: quota::Quota::new(config.root.clone(), config.mailbox_quota_bytes),
                 max_connections: config.max_connections,
                 metrics: metrics.clone(),
                 tls,

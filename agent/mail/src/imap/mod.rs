@@ -5,6 +5,7 @@
 
 mod mailbox;
 mod message;
+mod refresh;
 mod response;
 pub use hostrole_proto::imap as parse;
 
@@ -39,6 +40,8 @@ struct Selected {
     messages: Vec<Message>,
     recent: HashSet<u32>,
     next: u32,
+    /// The Maildir's times at the last scan (see `refresh`).
+    stamp: Option<refresh::Stamp>,
 }
 
 pub(crate) struct Session {
@@ -533,6 +536,7 @@ impl Session {
             messages,
             recent,
             next,
+            stamp: None,
         });
         let mode = if read_only {
             "[READ-ONLY]"
@@ -549,19 +553,21 @@ impl Session {
             return Ok(());
         };
         let (user, read_only) = (sel.user.clone(), sel.read_only);
+        // Nothing renamed, added or removed since the last scan: nothing to do.
+        let stamp = refresh::Stamp::of(&self.shared.store.maildir_of(&user));
+        if sel.stamp.is_some_and(|s| s.unchanged(&stamp)) {
+            tracing::trace!(user, "selected mailbox unchanged");
+            return Ok(());
+        }
+        tracing::trace!(user, "rescanning the selected mailbox");
         let Ok((fresh, moved, _, next)) = self.load(&user, !read_only).await else {
             return Ok(());
         };
         let sel = self.selected.as_mut().expect("selected above");
+        sel.stamp = Some(stamp);
         let last = sel.messages.last().map(|m| m.uid).unwrap_or(0);
-        for m in &mut sel.messages {
-            if let Some(f) = fresh.iter().find(|f| f.uid == m.uid) {
-                m.path = f.path.clone();
-                m.flags = f.flags.clone();
-            }
-        }
         let before = sel.messages.len();
-        let added: Vec<Message> = fresh.into_iter().filter(|m| m.uid > last).collect();
+        let added = refresh::merge(&mut sel.messages, fresh, last);
         if moved > 0 {
             sel.recent
                 .extend(added.iter().rev().take(moved).map(|m| m.uid));
