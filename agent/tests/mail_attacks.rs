@@ -8,7 +8,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -128,17 +128,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 /// A connection from loopback address `127.0.0.<from>` (every 127/8 address is local on Linux),
 /// so that tests can play many clients.
 fn connect_from(from: u8, port: u16) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .expect("socket");
-    let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, from)), 0);
-    socket.bind(&source.into()).expect("bind a loopback source");
-    let server = SocketAddr::from(([127, 0, 0, 1], port));
-    socket.connect(&server.into()).expect("connect");
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    stream
+    connect_from_addr(Ipv4Addr::new(127, 0, 0, from), port)
 }
 
 /// A line-protocol client: send lines, read lines.
@@ -295,7 +285,10 @@ fn repeated_failed_logins_close_imap_smtp_and_pop3_sessions() {
     let mut c = Client::from(20, host.imap);
     c.line();
     assert!(c.imap("a", "LOGIN alice x").contains("a NO"));
-    assert!(c.imap("b", "AUTHENTICATE PLAIN AGFsaWNlAHg=").contains("b NO"));
+    assert!(
+        c.imap("b", "AUTHENTICATE PLAIN AGFsaWNlAHg=")
+            .contains("b NO")
+    );
     assert!(c.imap("c", "LOGIN nobody x").contains("c NO"));
     let rest = c.until_closed();
     assert!(rest.contains("* BYE"), "closed after 3 failures: {rest:?}");
@@ -320,7 +313,10 @@ fn repeated_failed_logins_close_imap_smtp_and_pop3_sessions() {
         assert!(p.line().starts_with("-ERR"));
     }
     let rest = p.until_closed();
-    assert!(rest.starts_with("-ERR"), "closed after 3 failures: {rest:?}");
+    assert!(
+        rest.starts_with("-ERR"),
+        "closed after 3 failures: {rest:?}"
+    );
 }
 
 // Item 7: idle connections cannot take every slot.
@@ -342,9 +338,12 @@ fn silent_connections_cannot_hold_every_imap_slot() {
     assert!(c.imap("s", "SELECT INBOX").contains("s OK"));
     let mut evicted = 0;
     for s in &mut silent {
-        s.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
         let mut rest = Vec::new();
-        if matches!(s.read_to_end(&mut rest), Ok(_)) && String::from_utf8_lossy(&rest).contains("* BYE") {
+        if matches!(s.read_to_end(&mut rest), Ok(_))
+            && String::from_utf8_lossy(&rest).contains("* BYE")
+        {
             evicted += 1;
         }
     }
@@ -354,22 +353,26 @@ fn silent_connections_cannot_hold_every_imap_slot() {
 #[test]
 fn unauthenticated_sessions_that_say_nothing_are_closed_within_a_minute() {
     let host = Host::start(64, "", "warn");
-    let threads: Vec<_> = [(host.imap, "* BYE"), (host.pop3, "-ERR"), (host.submission, "421")]
-        .into_iter()
-        .map(|(port, goodbye)| {
-            std::thread::spawn(move || {
-                let stream = connect_from(40, port);
-                // Bounded: before the fix these stayed open 5 to 30 minutes.
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(90)))
-                    .expect("timeout");
-                let mut c = Client::new(stream);
-                c.line();
-                let rest = c.until_closed();
-                assert!(rest.starts_with(goodbye), "port {port}: {rest:?}");
-            })
+    let threads: Vec<_> = [
+        (host.imap, "* BYE"),
+        (host.pop3, "-ERR"),
+        (host.submission, "421"),
+    ]
+    .into_iter()
+    .map(|(port, goodbye)| {
+        std::thread::spawn(move || {
+            let stream = connect_from(40, port);
+            // Bounded: before the fix these stayed open 5 to 30 minutes.
+            stream
+                .set_read_timeout(Some(Duration::from_secs(90)))
+                .expect("timeout");
+            let mut c = Client::new(stream);
+            c.line();
+            let rest = c.until_closed();
+            assert!(rest.starts_with(goodbye), "port {port}: {rest:?}");
         })
-        .collect();
+    })
+    .collect();
     for t in threads {
         t.join().expect("silent client");
     }
@@ -386,7 +389,10 @@ fn list_patterns_of_wildcards_neither_pin_nor_crash_the_server() {
     let r = c.imap("a", &format!("LIST \"\" \"{worst}\""));
     assert!(r.contains("a OK"), "{r}");
     // A literal of 60 000 wildcards: one stack frame each for a recursive matcher.
-    c.send(&format!("b LIST \"\" {{60000+}}\r\n{}\r\n", "*".repeat(60_000)));
+    c.send(&format!(
+        "b LIST \"\" {{60000+}}\r\n{}\r\n",
+        "*".repeat(60_000)
+    ));
     let r = c.imap_until("b");
     assert!(r.contains("b BAD"), "too long a pattern is refused: {r}");
     assert!(c.imap("c", "NOOP").contains("c OK"));
@@ -426,7 +432,11 @@ fn fetching_many_body_sections_holds_one_copy_of_the_message() {
         assert!(n > 0, "closed mid-answer");
         seen += n as u64;
         if line.starts_with(b"f ") {
-            assert!(line.starts_with(b"f OK"), "{}", String::from_utf8_lossy(&line));
+            assert!(
+                line.starts_with(b"f OK"),
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
             break;
         }
     }
@@ -447,7 +457,7 @@ fn a_stranger_cannot_fill_a_mailbox_past_its_quota() {
     let body = message(30_000);
     let mut s = Client::from(50, host.smtp);
     s.line();
-    let mut send = |s: &mut Client, size: Option<usize>| -> (String, Option<String>) {
+    let send = |s: &mut Client, size: Option<usize>| -> (String, Option<String>) {
         s.send("MAIL FROM:<x@stranger.example>");
         match size {
             Some(n) => s.send(&format!(" SIZE={n}\r\n")),
@@ -481,19 +491,23 @@ fn a_stranger_cannot_fill_a_mailbox_past_its_quota() {
     assert!(rcpt.starts_with("552 5.2.2"), "{rcpt}");
     // Filled by other means (a big message moved in): even the smallest one waits.
     std::fs::write(host.maildir("cur").join("2.huge:2,S"), vec![b'x'; 70_000]).expect("fill");
-    wait_until("the quota's usage is walked again", Duration::from_secs(30), || {
-        s.send("MAIL FROM:<x@stranger.example>\r\n");
-        s.line();
-        s.send("RCPT TO:<alice@home.example>\r\n");
-        let rcpt = s.line();
-        s.send("RSET\r\n");
-        s.line();
-        if rcpt.starts_with("452 4.2.2") {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        false
-    });
+    wait_until(
+        "the quota's usage is walked again",
+        Duration::from_secs(30),
+        || {
+            s.send("MAIL FROM:<x@stranger.example>\r\n");
+            s.line();
+            s.send("RCPT TO:<alice@home.example>\r\n");
+            let rcpt = s.line();
+            s.send("RSET\r\n");
+            s.line();
+            if rcpt.starts_with("452 4.2.2") {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            false
+        },
+    );
     let stored: u64 = ["new", "cur"]
         .iter()
         .flat_map(|sub| std::fs::read_dir(host.maildir(sub)).expect("maildir"))
@@ -515,10 +529,14 @@ fn imap_idle_does_not_rescan_an_unchanged_mailbox_every_poll() {
     let logs = || std::fs::read_to_string(host.proc.stderr_path()).unwrap_or_default();
     let count = |text: &str, what: &str| text.matches(what).count();
     // Let the move from new/ to cur/ settle, then watch several polls.
-    let first = wait_for("an IDLE poll that finds nothing changed", Duration::from_secs(30), || {
-        let l = logs();
-        (count(&l, "selected mailbox unchanged") >= 1).then_some(l)
-    });
+    let first = wait_for(
+        "an IDLE poll that finds nothing changed",
+        Duration::from_secs(30),
+        || {
+            let l = logs();
+            (count(&l, "selected mailbox unchanged") >= 1).then_some(l)
+        },
+    );
     let rescans = count(&first, "rescanning the selected mailbox");
     wait_until("four more IDLE polls", Duration::from_secs(30), || {
         count(&logs(), "selected mailbox unchanged") >= 5
@@ -538,4 +556,100 @@ fn imap_idle_does_not_rescan_an_unchanged_mailbox_every_poll() {
     assert!(c.imap_until("i").contains("i OK"));
 }
 
-fn _unused(_: &Path) {}
+// The load test: all of the above at once, within a pod's default memory limit.
+
+/// The agent pod's default memory limit.
+const POD_MEMORY: u64 = 256 << 20;
+
+#[test]
+fn a_mail_agent_within_256mi_survives_bad_logins_idle_connections_and_the_worst_list_pattern() {
+    let mut host = Host::start(1024, "", "warn");
+    host.drop_message("1.m.example", &message(10_000));
+    // 2000 connections that say nothing, 500 on each port, 50 per client address.
+    let ports = [host.smtp, host.submission, host.imap, host.pop3];
+    let idle: Vec<TcpStream> = (0..2000usize)
+        .map(|i| {
+            let from = Ipv4Addr::new(127, 0, 1, (i / 50) as u8);
+            connect_from_addr(from, ports[i % 4])
+        })
+        .collect();
+    // 200 bad logins at once, each from its own address (no backoff helps: only the bound on
+    // password hashes does), on IMAP, POP3 and submission.
+    let threads: Vec<_> = (0..200usize)
+        .map(|i| {
+            let (imap, pop3, submission) = (host.imap, host.pop3, host.submission);
+            std::thread::spawn(move || {
+                let from = Ipv4Addr::new(127, 0, 2, i as u8);
+                let mut c = Client::new(connect_from_addr(from, [imap, pop3, submission][i % 3]));
+                c.line();
+                match i % 3 {
+                    0 => assert!(c.imap("a", "LOGIN alice wrong").contains("a NO")),
+                    1 => {
+                        c.send("USER alice\r\nPASS wrong\r\n");
+                        c.line();
+                        assert!(c.line().starts_with("-ERR"));
+                    }
+                    _ => {
+                        c.send("EHLO x\r\n");
+                        while !c.line().starts_with("250 ") {}
+                        c.send("AUTH PLAIN AGFsaWNlAHdyb25n\r\n");
+                        assert!(c.line().starts_with("535"));
+                    }
+                }
+            })
+        })
+        .collect();
+    // Meanwhile, the worst LIST pattern.
+    let mut user = imap_login(&host, 1);
+    let worst = "*%".repeat(500) + "x";
+    assert!(
+        user.imap("w", &format!("LIST \"\" \"{worst}\""))
+            .contains("w OK")
+    );
+    for t in threads {
+        t.join().expect("bad login");
+    }
+    // Still serving, with the idle connections open: read, deliver, read again.
+    assert!(user.imap("s", "SELECT INBOX").contains("* 1 EXISTS"));
+    let r = user.imap("f", "FETCH 1 BODY.PEEK[]");
+    assert!(r.contains("f OK"), "{r}");
+    let mut smtp = Client::from(2, host.smtp);
+    assert!(smtp.line().starts_with("220"));
+    smtp.send("HELO load.example\r\nMAIL FROM:<a@load.example>\r\nRCPT TO:<alice@home.example>\r\nDATA\r\n");
+    for _ in 0..4 {
+        smtp.line();
+    }
+    smtp.send("Subject: still here\r\n\r\nhello\r\n.\r\n");
+    let stored = smtp.line();
+    assert!(stored.starts_with("250"), "{stored}");
+    assert!(user.imap("n", "NOOP").contains("* 2 EXISTS"));
+    let peak = host.peak_rss();
+    eprintln!(
+        "peak resident memory: {} MiB with {} idle connections open",
+        peak >> 20,
+        idle.len()
+    );
+    assert!(
+        peak < POD_MEMORY,
+        "the agent peaked at {} MiB, over the pod's {} MiB",
+        peak >> 20,
+        POD_MEMORY >> 20
+    );
+    drop(idle);
+}
+
+fn connect_from_addr(from: Ipv4Addr, port: u16) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(IpAddr::V4(from), 0).into())
+        .expect("bind a loopback source");
+    socket
+        .connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .expect("connect");
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    stream
+}
