@@ -279,6 +279,11 @@ pub struct MailServer {
     /// Largest message accepted (SMTP SIZE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_size: Option<Quantity>,
+    /// Most bytes one mailbox may hold; SMTP answers `452 4.2.2` (full) or `552 5.2.2` (this
+    /// message would not fit) beyond it. Default 1Gi, or `storage` when that is smaller; at
+    /// least `maxMessageSize`, at most `storage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox_quota: Option<Quantity>,
     /// TLS certificate for STARTTLS (a `kubernetes.io/tls` Secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<SecretRef>,

@@ -46,6 +46,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_MAX_UPLOAD: u64 = 1 << 30;
 /// Largest message when the manifest does not say: 25 MiB.
 pub const DEFAULT_MAX_MESSAGE: u64 = 25 << 20;
+/// A mailbox's quota when the spec sets none (or the volume's size when smaller).
+pub const DEFAULT_MAILBOX_QUOTA: u64 = 1 << 30;
 /// How often a client runs and how long a run may take when the manifest does not say.
 pub const DEFAULT_CLIENT_EVERY_MS: u64 = 30_000;
 pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 10_000;
@@ -325,6 +327,13 @@ pub enum RenderError {
     /// A duration the agent cannot read.
     #[error("{field}: {value:?} is not a duration; write it like 500ms, 30s, 5m or 1h30m")]
     Duration { field: String, value: String },
+    /// A value that contradicts another field.
+    #[error("{field}: {why}; {fix}")]
+    Inconsistent {
+        field: &'static str,
+        why: String,
+        fix: &'static str,
+    },
     /// The HostRole has no name (never true of an object read from the API).
     #[error("the HostRole has no {0}")]
     Missing(&'static str),
@@ -335,7 +344,7 @@ impl RenderError {
     pub fn reason(&self) -> &'static str {
         match self {
             RenderError::Unsupported { .. } => "UnsupportedInCluster",
-            RenderError::Size { .. } => "InvalidSize",
+            RenderError::Size { .. } | RenderError::Inconsistent { .. } => "InvalidSize",
             RenderError::Duration { .. } => "InvalidDuration",
             RenderError::Missing(_) => "InvalidObject",
         }
@@ -734,7 +743,28 @@ impl Renderer<'_> {
         .unwrap_or(DEFAULT_MAX_MESSAGE);
         // Checked although only the claim uses it: a size the agent could not read is an error
         // in both worlds.
-        size("spec.servers.mail.storage", mail.storage.as_ref())?;
+        let storage = size("spec.servers.mail.storage", mail.storage.as_ref())?;
+        let quota_field = "spec.servers.mail.mailboxQuota";
+        let mailbox_quota_bytes = match size(quota_field, mail.mailbox_quota.as_ref())? {
+            Some(q) if q < max_message_bytes => {
+                return Err(RenderError::Inconsistent {
+                    field: quota_field,
+                    why: format!(
+                        "{q} bytes is less than the largest message ({max_message_bytes} bytes), so such a message could never be delivered"
+                    ),
+                    fix: "raise mailboxQuota or lower maxMessageSize",
+                });
+            }
+            Some(q) if storage.is_some_and(|s| q > s) => {
+                return Err(RenderError::Inconsistent {
+                    field: quota_field,
+                    why: format!("{q} bytes is more than the whole mail volume (storage)"),
+                    fix: "lower mailboxQuota to at most storage, or raise storage",
+                });
+            }
+            Some(q) => q,
+            None => storage.map_or(DEFAULT_MAILBOX_QUOTA, |s| s.min(DEFAULT_MAILBOX_QUOTA)),
+        };
         let Some(tls) = self.tls("mail", mail.tls.as_ref(), problems) else {
             return Ok(None);
         };
@@ -758,6 +788,7 @@ impl Renderer<'_> {
             root: self.path(&Location::MailData),
             users_file,
             max_message_bytes,
+            mailbox_quota_bytes: Some(mailbox_quota_bytes),
             tls,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         };

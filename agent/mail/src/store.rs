@@ -103,6 +103,11 @@ impl Store {
         self.root.join(user)
     }
 
+    /// The directory of `user`'s Maildir.
+    pub fn maildir_of(&self, user: &str) -> PathBuf {
+        self.maildir(user)
+    }
+
     /// A name unique to this delivery: `<secs>.M<micros>P<pid>Q<n>.<host>`.
     fn unique(&self) -> String {
         let now = SystemTime::now()

@@ -3,6 +3,7 @@
 //! and the fuzz targets in `fuzz/` depend on this crate alone.
 
 pub mod imap;
+pub mod imap_match;
 pub mod peer;
 pub mod pop3;
 pub mod smtp;

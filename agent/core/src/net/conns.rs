@@ -278,6 +278,9 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let guard = self.conn.begin();
         let body_failed = Arc::new(AtomicBool::new(false));
+        // Who is asking, for handlers that back off per client (password checks).
+        let mut request = request;
+        request.extensions_mut().insert(self.conn.client);
         let request = request.map(|inner| WatchedBody {
             inner,
             failed: body_failed.clone(),

@@ -236,15 +236,10 @@ pub fn letter(flag: &str) -> Option<char> {
     }
 }
 
-/// Case-insensitive substring search.
+/// Case-insensitive substring search (memmem over lowercased chunks: linear, no copy of the
+/// message).
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
-    let needle = needle.as_bytes().to_ascii_lowercase();
-    if needle.is_empty() {
-        return true;
-    }
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(&needle))
+    hostrole_proto::imap_match::contains_ignore_case(haystack, needle.as_bytes())
 }
 
 #[cfg(test)]

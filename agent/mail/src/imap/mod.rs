@@ -5,6 +5,8 @@
 
 mod mailbox;
 mod message;
+mod refresh;
+mod response;
 pub use hostrole_proto::imap as parse;
 
 use hostrole_agent_core::metrics::{Outcome, Reason};
@@ -38,6 +40,8 @@ struct Selected {
     messages: Vec<Message>,
     recent: HashSet<u32>,
     next: u32,
+    /// The Maildir's times at the last scan (see `refresh`).
+    stamp: Option<refresh::Stamp>,
 }
 
 pub(crate) struct Session {
@@ -156,12 +160,14 @@ async fn read_command(
 ) -> Result<(), ReadError> {
     out.clear();
     let mut line = Vec::new();
+    let mut literals = 0;
     loop {
         conn.read_line(&mut line, MAX_LINE, timeout).await?;
         let content = trim_eol(&line);
         match parse::trailing_literal(content) {
             Some((n, plus)) => {
-                if out.len() + content.len() + n > MAX_COMMAND {
+                literals += 1;
+                if out.len() + content.len() + n > MAX_COMMAND || literals > parse::MAX_LITERALS {
                     return Err(ReadError::TooLong(MAX_COMMAND));
                 }
                 out.extend_from_slice(content);
@@ -359,7 +365,7 @@ impl Session {
                 .tagged(tag, verb, "NO", "[PRIVACYREQUIRED] use STARTTLS first")
                 .await;
         }
-        match self.shared.verify(name, password).await {
+        match self.shared.verify(self.conn.peer, name, password).await {
             Some(user) => {
                 tracing::debug!(user = user.name, "imap login");
                 self.user = Some(user);
@@ -428,7 +434,7 @@ impl Session {
                 .await;
         }
         let user = match sasl::plain(&response) {
-            Some((name, password)) => self.shared.verify(&name, &password).await,
+            Some((name, password)) => self.shared.verify(self.conn.peer, &name, &password).await,
             None => None,
         };
         match user {
@@ -530,6 +536,7 @@ impl Session {
             messages,
             recent,
             next,
+            stamp: None,
         });
         let mode = if read_only {
             "[READ-ONLY]"
@@ -546,19 +553,21 @@ impl Session {
             return Ok(());
         };
         let (user, read_only) = (sel.user.clone(), sel.read_only);
+        // Nothing renamed, added or removed since the last scan: nothing to do.
+        let stamp = refresh::Stamp::of(&self.shared.store.maildir_of(&user));
+        if sel.stamp.is_some_and(|s| s.unchanged(&stamp)) {
+            tracing::trace!(user, "selected mailbox unchanged");
+            return Ok(());
+        }
+        tracing::trace!(user, "rescanning the selected mailbox");
         let Ok((fresh, moved, _, next)) = self.load(&user, !read_only).await else {
             return Ok(());
         };
         let sel = self.selected.as_mut().expect("selected above");
+        sel.stamp = Some(stamp);
         let last = sel.messages.last().map(|m| m.uid).unwrap_or(0);
-        for m in &mut sel.messages {
-            if let Some(f) = fresh.iter().find(|f| f.uid == m.uid) {
-                m.path = f.path.clone();
-                m.flags = f.flags.clone();
-            }
-        }
         let before = sel.messages.len();
-        let added: Vec<Message> = fresh.into_iter().filter(|m| m.uid > last).collect();
+        let added = refresh::merge(&mut sel.messages, fresh, last);
         if moved > 0 {
             sel.recent
                 .extend(added.iter().rev().take(moved).map(|m| m.uid));
@@ -655,18 +664,10 @@ impl Session {
     }
 }
 
-/// LIST pattern matching against one name: `*` and `%` match any run (there is no hierarchy).
+/// LIST pattern matching against one name: `*` any run, `%` any run without the hierarchy
+/// delimiter `/` (linear time, see `hostrole_proto::imap_match`).
 fn wildcard_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*' | b'%', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            Some((c, rest)) => {
-                n.first().is_some_and(|d| d.eq_ignore_ascii_case(c)) && go(rest, &n[1..])
-            }
-        }
-    }
-    go(pattern.as_bytes(), name.as_bytes())
+    hostrole_proto::imap_match::list_matches(pattern, name, b'/')
 }
 
 #[cfg(test)]
