@@ -113,10 +113,23 @@ base=$work/base
 packages=systemd,systemd-sysv,dbus,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod
 packages+=,libseccomp2,pigz,e2fsprogs,bash,ca-certificates,curl,jq,procps,socat,containerd,runc
 packages+=,containernetworking-plugins,ipset,libcap2-bin
-log "debootstrap $DEBIAN_SUITE"
-debootstrap --variant=minbase --include="$packages" "$DEBIAN_SUITE" "$base" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
-  { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
-rm -rf "$base"/var/cache/apt/archives/*.deb "$base"/var/lib/apt/lists/*
+# The debootstrap'ed tree is cached (a tarball per suite and package list): it is the slow,
+# network-bound part (~3 min alone, much longer on a busy machine).
+base_tar=$CACHE/kind-base-$DEBIAN_SUITE-$(printf '%s' "$packages" | sha256sum | cut -c1-10).tar
+if [[ ! -s $base_tar ]]; then
+  log "debootstrap $DEBIAN_SUITE"
+  t=$SECONDS
+  debootstrap --variant=minbase --include="$packages" "$DEBIAN_SUITE" "$base" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
+    { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
+  rm -rf "$base"/var/cache/apt/archives/*.deb "$base"/var/lib/apt/lists/*
+  mkdir -p "$CACHE"
+  tar --numeric-owner --xattrs -C "$base" -cf "$base_tar.tmp" .
+  mv -f "$base_tar.tmp" "$base_tar"
+  log "debootstrap done in $((SECONDS - t))s: $base_tar"
+else
+  mkdir -p "$base"
+  tar --numeric-owner --xattrs -C "$base" -xpf "$base_tar"
+fi
 
 # --- component images ---------------------------------------------------------------------------
 # One Debian "tools" image (a copy of the base: kube-proxy and kube-router need iptables, ipset,
@@ -222,11 +235,16 @@ ctrd_pid=
 
 # --- the image ---------------------------------------------------------------------------------
 log "docker import $NODE_IMAGE"
+# `docker import` takes no STOPSIGNAL (systemd stops on SIGRTMIN+3): a one-line legacy build adds it.
 tar --numeric-owner --xattrs -C "$node" -c . |
   docker import \
     --change 'ENV container=docker' \
-    --change 'STOPSIGNAL SIGRTMIN+3' \
     --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
-    - "$NODE_IMAGE" >/dev/null
+    - "$NODE_IMAGE-rootfs" >/dev/null
+mkdir -p "$work/final"
+printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\n' "$NODE_IMAGE-rootfs" >"$work/final/Dockerfile"
+DOCKER_BUILDKIT=0 docker build -q -t "$NODE_IMAGE" "$work/final" >/dev/null 2>&1 ||
+  DOCKER_BUILDKIT=0 docker build -t "$NODE_IMAGE" "$work/final" >&2
+docker rmi "$NODE_IMAGE-rootfs" >/dev/null
 log "built $NODE_IMAGE in $((SECONDS - t_start))s ($(docker image inspect -f '{{.Size}}' "$NODE_IMAGE" | numfmt --to=iec))"
 echo "NODE_IMAGE=$NODE_IMAGE"
