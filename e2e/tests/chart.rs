@@ -476,7 +476,7 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
         .uid;
     env.kubectl_ok(&[
         "patch",
-        "hr",
+        "hrole",
         "family",
         "-n",
         &apps,
