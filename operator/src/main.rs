@@ -37,18 +37,15 @@ enum Command {
         #[arg(short = 'A', long)]
         all_namespaces: bool,
     },
-    /// What `helm test` runs: the operator answers /readyz on its Service, and a HostRole in a
+    /// What `helm test` runs: the operator's Deployment has a ready replica, and a HostRole in a
     /// namespace it watches becomes Ready (then it is deleted).
     SelfTest {
-        /// Namespace of the operator's release (its metrics Service).
+        /// Namespace of the operator's release (its Deployment).
         #[arg(long, env = "POD_NAMESPACE")]
         release_namespace: String,
-        /// The operator's metrics Service.
+        /// The operator's Deployment.
         #[arg(long)]
-        service: String,
-        /// Port name of /readyz on that Service.
-        #[arg(long, default_value = "metrics")]
-        port: String,
+        deployment: String,
         /// Namespace of the test HostRole: one the operator watches.
         #[arg(long)]
         namespace: String,
@@ -147,8 +144,7 @@ fn main() -> ExitCode {
         }
         Command::SelfTest {
             release_namespace,
-            service,
-            port,
+            deployment,
             namespace,
             name,
             timeout,
@@ -162,8 +158,7 @@ fn main() -> ExitCode {
             };
             let test = hostrole_operator::selftest::SelfTest {
                 release_namespace,
-                service,
-                port,
+                deployment,
                 namespace,
                 name,
                 timeout: std::time::Duration::from_secs(timeout),

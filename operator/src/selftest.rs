@@ -1,22 +1,22 @@
 //! `hostrole-operator self-test`: what `helm test` runs, from the operator's own image. The
-//! operator answers `/readyz` on its metrics Service (through the API server's service proxy,
-//! so no NetworkPolicy is in the way), and a HostRole in the namespace it watches converges.
+//! operator's Deployment has a ready replica (its readiness probe is `/readyz`; asked of the API
+//! server, so no NetworkPolicy is in the way), and a HostRole in the namespace it watches
+//! becomes Ready.
 
 use std::time::Duration;
 
 use hostrole_api::HostRole;
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
 
 /// Where the operator is and where it looks.
 #[derive(Clone, Debug)]
 pub struct SelfTest {
-    /// Namespace of the release (its metrics Service).
+    /// Namespace of the release (the operator's Deployment).
     pub release_namespace: String,
-    /// The operator's metrics Service.
-    pub service: String,
-    /// Port name of /readyz on that Service.
-    pub port: String,
+    /// The operator's Deployment.
+    pub deployment: String,
     /// Namespace the test HostRole goes in: one the operator watches.
     pub namespace: String,
     /// Name of the test HostRole.
@@ -30,16 +30,17 @@ pub struct SelfTest {
 pub enum SelfTestError {
     #[error("cannot reach the API server: {0}")]
     Client(#[source] kube::Error),
-    #[error(
-        "the operator does not answer /readyz on Service {namespace}/{service} (port {port}): {source}"
-    )]
-    NotReady {
+    #[error("cannot read the operator's Deployment {namespace}/{name}: {source}")]
+    Deployment {
         namespace: String,
-        service: String,
-        port: String,
+        name: String,
         #[source]
         source: kube::Error,
     },
+    #[error(
+        "the operator's Deployment {namespace}/{name} has no ready replica (its /readyz does not answer): see kubectl -n {namespace} describe deployment {name}"
+    )]
+    NotReady { namespace: String, name: String },
     #[error("cannot {verb} HostRole {namespace}/{name}: {source}")]
     HostRole {
         verb: &'static str,
@@ -57,28 +58,30 @@ pub enum SelfTestError {
         seconds: u64,
         last: String,
     },
-    #[error("cannot build a request: {0}")]
-    Request(#[from] http::Error),
 }
 
 /// Runs the test; prints each step.
 pub async fn run(test: &SelfTest) -> Result<(), SelfTestError> {
     let client = Client::try_default().await.map_err(SelfTestError::Client)?;
-    let path = format!(
-        "/api/v1/namespaces/{}/services/{}:{}/proxy/readyz",
-        test.release_namespace, test.service, test.port
-    );
-    let request = http::Request::get(&path).body(Vec::new())?;
-    let answer = client
-        .request_text(request)
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &test.release_namespace)
+        .get(&test.deployment)
         .await
-        .map_err(|source| SelfTestError::NotReady {
+        .map_err(|source| SelfTestError::Deployment {
             namespace: test.release_namespace.clone(),
-            service: test.service.clone(),
-            port: test.port.clone(),
+            name: test.deployment.clone(),
             source,
         })?;
-    println!("operator /readyz: {}", answer.trim());
+    let ready = deployment
+        .status
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    if ready < 1 {
+        return Err(SelfTestError::NotReady {
+            namespace: test.release_namespace.clone(),
+            name: test.deployment.clone(),
+        });
+    }
+    println!("operator ready: {ready} replica(s)");
 
     let hostroles: Api<HostRole> = Api::namespaced(client, &test.namespace);
     let hostrole = serde_json::json!({

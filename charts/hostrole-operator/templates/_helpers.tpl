@@ -106,3 +106,14 @@ seccompProfile:
 {{- define "hostrole.agentClusterRole" -}}
 {{ include "hostrole.fullname" . }}-agent
 {{- end }}
+
+{{/* Labels of the helm-test objects: not the operator's selector labels. */}}
+{{- define "hostrole.testLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: test
+app.kubernetes.io/part-of: hostrole
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
