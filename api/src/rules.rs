@@ -170,14 +170,15 @@ pub fn requirement_values() -> Rule {
 }
 
 /// A size in bytes (`storage`, `maxUploadSize`, `maxMessageSize`): a Kubernetes quantity that is
-/// a positive whole number of bytes. The API server's quantity library decides (`isQuantity`,
-/// `quantity()`), so `banana`, `-5`, `0` and `500m` (half a byte) are refused at admission, not
-/// at reconcile. (`string(self)`: the field is int-or-string, and `5` is as good as `"5"`.)
+/// at least one byte, without the milli, micro or nano suffixes (`500m` is half a byte). The API
+/// server's quantity library decides (`isQuantity`, `quantity()`), so `banana`, `-5`, `0` and
+/// `500m` are refused at admission, not at reconcile. (Not `isInteger()`: the API server says
+/// `1.5Gi` is not one, kube-cel says it is.) (`string(self)`: the field is int-or-string, and `5` is as good as `"5"`.)
 pub fn byte_size() -> Rule {
     Rule::new(
-        "isQuantity(string(self)) && quantity(string(self)).sign() == 1 && quantity(string(self)).isInteger()",
+        "isQuantity(string(self)) && !string(self).matches('[mun]$') && quantity(string(self)).compareTo(quantity('1')) >= 0",
     )
     .message(
-        "must be a positive size in bytes, such as 10Gi, 500Mi or 1000000 (a whole number with an optional suffix Ki, Mi, Gi, Ti, Pi, Ei or k, M, G, T, P, E)",
+        "must be a positive size in bytes, such as 10Gi, 1.5Gi, 500Mi or 1000000 (a number with an optional suffix Ki, Mi, Gi, Ti, Pi, Ei or k, M, G, T, P, E)",
     )
 }
