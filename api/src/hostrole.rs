@@ -24,7 +24,7 @@ use crate::rules;
     kind = "HostRole",
     plural = "hostroles",
     namespaced,
-    shortname = "hr",
+    shortname = "hrole",
     category = "hostrole",
     status = "HostRoleStatus",
     cel,
@@ -189,8 +189,10 @@ pub struct FileServer {
     #[serde(default = "default_file_port")]
     #[schemars(range(min = 1024, max = 65535))]
     pub port: i32,
-    /// Size of the share's volume; also its quota.
+    /// Size of the share's volume (a PersistentVolumeClaim per host); also its quota. Raising it
+    /// expands the claims where their StorageClass allows it (`allowVolumeExpansion`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
     pub storage: Option<Quantity>,
     /// Who may use the share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,6 +202,7 @@ pub struct FileServer {
     pub anonymous: Option<AnonymousAccess>,
     /// Largest upload accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
     pub max_upload_size: Option<Quantity>,
     /// WebDAV over HTTPS (HTTP/2 by ALPN) with the certificate of a `kubernetes.io/tls` Secret
     /// (labelled `hostrole.dev/use: "true"`), so passwords never travel in the clear; a rotated
@@ -273,11 +276,14 @@ pub struct MailServer {
     /// Mailbox owners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<UsersRef>,
-    /// Size of the mail volume.
+    /// Size of the mail volume (a PersistentVolumeClaim per host). Raising it expands the claims
+    /// where their StorageClass allows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
     pub storage: Option<Quantity>,
     /// Largest message accepted (SMTP SIZE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
     pub max_message_size: Option<Quantity>,
     /// Most bytes one mailbox may hold; SMTP answers `452 4.2.2` (full) or `552 5.2.2` (this
     /// message would not fit) beyond it. Default 1Gi, or `storage` when that is smaller; at
@@ -496,11 +502,12 @@ fn default_peer_port() -> i32 {
 }
 
 /// The peer's shared folder.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ShareSpec {
-    /// Size of the shared folder's volume.
+    /// Size of the shared folder's volume (a PersistentVolumeClaim per host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
     pub storage: Option<Quantity>,
 }
 
@@ -527,7 +534,7 @@ fn default_ui_port() -> i32 {
 }
 
 /// Placement and resources of the host pods.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct HostTemplate {
     /// Node labels the hosts must run on.
@@ -543,6 +550,69 @@ pub struct HostTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub priority_class_name: Option<String>,
+    /// Secrets of this namespace (type `kubernetes.io/dockerconfigjson`) for pulling the agent
+    /// image from a private registry. Replaces the operator's default (chart value
+    /// `agent.imagePullSecrets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub image_pull_secrets: Option<Vec<ImagePullSecret>>,
+    /// StorageClass of the hosts' volumes (`storage` of the file and mail roles and of
+    /// `peer.share`). Absent: the cluster's default StorageClass. To grow volumes later, choose a
+    /// class with `allowVolumeExpansion: true`. A change applies to new claims only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub storage_class_name: Option<String>,
+    /// What happens to the hosts' volumes when the HostRole is deleted or scaled down.
+    /// Default: both `Retain` (data outlives its hosts; delete the claims by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim_retention_policy: Option<ClaimRetentionPolicy>,
+}
+
+/// A pull secret for the agent image.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePullSecret {
+    /// Name of a Secret in the HostRole's namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+}
+
+/// The StatefulSet's `persistentVolumeClaimRetentionPolicy` for the hosts' volumes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimRetentionPolicy {
+    /// When the HostRole (and so its StatefulSet) is deleted. Default `Retain`.
+    #[serde(default)]
+    pub when_deleted: ClaimRetention,
+    /// When `replicas` goes down: the volumes of the removed hosts. Default `Retain`.
+    #[serde(default)]
+    pub when_scaled: ClaimRetention,
+}
+
+/// Whether a host's volume is kept or deleted with it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClaimRetention {
+    /// Keep the PersistentVolumeClaim (a host that comes back finds its data).
+    #[default]
+    Retain,
+    /// Delete the PersistentVolumeClaim (and, by the StorageClass's reclaim policy, the data).
+    Delete,
+}
+
+impl ClaimRetention {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimRetention::Retain => "Retain",
+            ClaimRetention::Delete => "Delete",
+        }
+    }
 }
 
 /// Other namespaces whose HostRoles may be clients of this one: those named in `namespaces`,

@@ -295,6 +295,9 @@ pub enum ProblemReason {
     /// A Secret or ConfigMap that does not exist or is not labelled `hostrole.dev/use: "true"`:
     /// not mounted.
     ReferenceNotAllowed,
+    /// A host's volume is smaller than `storage` asks and the API server refused to expand it
+    /// (its StorageClass does not allow expansion, or the claim is not bound yet).
+    StorageNotExpanded,
 }
 
 impl ProblemReason {
@@ -307,6 +310,7 @@ impl ProblemReason {
             ProblemReason::IndexNotFound => "IndexNotFound",
             ProblemReason::IndexRoleMissing => "IndexRoleMissing",
             ProblemReason::ReferenceNotAllowed => "ReferenceNotAllowed",
+            ProblemReason::StorageNotExpanded => "StorageNotExpanded",
         }
     }
 }

@@ -168,3 +168,17 @@ pub fn requirement_values() -> Rule {
         "values: give at least one with In and NotIn, and none with Exists and DoesNotExist",
     )
 }
+
+/// A size in bytes (`storage`, `maxUploadSize`, `maxMessageSize`): a Kubernetes quantity that is
+/// at least one byte, without the milli, micro or nano suffixes (`500m` is half a byte). The API
+/// server's quantity library decides (`isQuantity`, `quantity()`), so `banana`, `-5`, `0` and
+/// `500m` are refused at admission, not at reconcile. (Not `isInteger()`: the API server says
+/// `1.5Gi` is not one, kube-cel says it is.) (`string(self)`: the field is int-or-string, and `5` is as good as `"5"`.)
+pub fn byte_size() -> Rule {
+    Rule::new(
+        "isQuantity(string(self)) && !string(self).matches('[mun]$') && quantity(string(self)).compareTo(quantity('1')) >= 0",
+    )
+    .message(
+        "must be a positive size in bytes, such as 10Gi, 1.5Gi, 500Mi or 1000000 (a number with an optional suffix Ki, Mi, Gi, Ti, Pi, Ei or k, M, G, T, P, E)",
+    )
+}

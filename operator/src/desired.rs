@@ -3,20 +3,23 @@
 
 use std::collections::BTreeMap;
 
-use hostrole_api::HostRole;
 use hostrole_api::SiteFile;
 use hostrole_api::render::{
     self, CONFIG_DIR, CONFIG_KEY, Environment, HostPlan, Mount, NETWORK_SECRET_KEY, Problem,
     RenderError, Source, network_object_name,
 };
 use hostrole_api::rules::ADMIN_PORT;
+use hostrole_api::{HostRole, HostTemplate};
 use hostrole_config::{ENV_POD_IP, ENV_POD_NAME, ENV_POD_NAMESPACE};
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, LocalObjectReference, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection,
     SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
     VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
@@ -55,6 +58,8 @@ pub struct Settings {
     pub agent_cluster_role: String,
     /// NetworkPolicies for every HostRole, not only those with `spec.networkPolicy`.
     pub network_policies: bool,
+    /// Pull secrets of host pods whose HostRole names none (`spec.template.imagePullSecrets`).
+    pub image_pull_secrets: Vec<String>,
 }
 
 /// Label on peer pods naming their network (the network Service selects on it).
@@ -474,8 +479,12 @@ fn volume(config_map_name: &str, m: &Mount) -> Option<Volume> {
     Some(volume)
 }
 
-/// Per-host claims of the roles that keep data with `storage`.
-fn claim_templates(name: &str, plan: &HostPlan) -> Option<Vec<PersistentVolumeClaim>> {
+/// Per-host claims of the roles that keep data with `storage`, of `storageClassName` when given.
+fn claim_templates(
+    name: &str,
+    plan: &HostPlan,
+    storage_class: Option<&String>,
+) -> Option<Vec<PersistentVolumeClaim>> {
     let claims: Vec<PersistentVolumeClaim> = plan
         .mounts()
         .filter_map(|m| match &m.source {
@@ -497,6 +506,7 @@ fn claim_templates(name: &str, plan: &HostPlan) -> Option<Vec<PersistentVolumeCl
                     requests: Some(BTreeMap::from([("storage".into(), size)])),
                     ..Default::default()
                 }),
+                storage_class_name: storage_class.cloned(),
                 ..Default::default()
             }),
             ..Default::default()
@@ -598,7 +608,18 @@ fn stateful_set(
                 match_labels: Some(selector_labels(name)),
                 ..Default::default()
             },
-            volume_claim_templates: claim_templates(name, plan),
+            volume_claim_templates: claim_templates(
+                name,
+                plan,
+                template.storage_class_name.as_ref(),
+            ),
+            persistent_volume_claim_retention_policy: template
+                .persistent_volume_claim_retention_policy
+                .as_ref()
+                .map(|p| StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(p.when_deleted.as_str().into()),
+                    when_scaled: Some(p.when_scaled.as_str().into()),
+                }),
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
                 ..Default::default()
@@ -635,6 +656,7 @@ fn stateful_set(
                     node_selector: template.node_selector.clone(),
                     tolerations: template.tolerations.clone(),
                     priority_class_name: template.priority_class_name.clone(),
+                    image_pull_secrets: image_pull_secrets(&template, settings),
                     ..Default::default()
                 }),
             },
@@ -642,6 +664,23 @@ fn stateful_set(
         }),
         ..Default::default()
     }
+}
+
+/// The HostRole's own pull secrets, else the operator's default ones.
+fn image_pull_secrets(
+    template: &HostTemplate,
+    settings: &Settings,
+) -> Option<Vec<LocalObjectReference>> {
+    let names: Vec<String> = match &template.image_pull_secrets {
+        Some(own) => own.iter().map(|s| s.name.clone()).collect(),
+        None => settings.image_pull_secrets.clone(),
+    };
+    (!names.is_empty()).then(|| {
+        names
+            .into_iter()
+            .map(|name| LocalObjectReference { name })
+            .collect()
+    })
 }
 
 fn service_account(hr: &HostRole, name: &str, namespace: &str) -> ServiceAccount {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use hostrole_api::{HostRole, HostRoleStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, ObjectReference, Pod, Secret, Service, ServiceAccount,
+    ConfigMap, Namespace, ObjectReference, PersistentVolumeClaim, Pod, Secret, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -36,6 +37,7 @@ use crate::ownership::{
     self, Answer, Claim, Conflict, NAME_CONFLICT, Next, Owner, Request, Verdict, conflicts_message,
 };
 use crate::status::{self, CLIENTS_HEALTHY, DEGRADED, Observed, READY};
+use crate::storage;
 use crate::uses::{self, UseCache};
 use crate::world::World;
 
@@ -287,7 +289,10 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
             problems = want.problems.clone();
             network = hr.spec.peer.as_ref().map(|p| p.network.clone());
             match apply_all(hr, ctx, &ns, &uid, want).await {
-                Ok(Realised::Applied(sts)) => Some(sts),
+                Ok(Realised::Applied(sts)) => {
+                    problems.extend(grow_claims(ctx, &ns, &sts).await?);
+                    Some(sts)
+                }
                 Ok(Realised::Blocked {
                     conflicts: found,
                     stateful_set,
@@ -639,6 +644,58 @@ async fn apply_all(
         other => other?.ok_or(Error::MissingField("StatefulSet"))?,
     };
     Ok(Realised::Applied(live))
+}
+
+/// Raises the storage request of every host's claim that is smaller than its template asks
+/// ([`storage`]); returns a problem for each claim the API server refused to grow (its
+/// StorageClass does not allow expansion, or it is not bound yet). Claims not made yet are the
+/// StatefulSet's to make.
+async fn grow_claims(
+    ctx: &Context,
+    ns: &str,
+    sts: &StatefulSet,
+) -> Result<Vec<hostrole_api::render::Problem>, Error> {
+    let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns);
+    let mut problems = Vec::new();
+    for want in storage::wanted_claims(sts) {
+        let Some(pvc) = claims
+            .get_opt(&want.name)
+            .await
+            .map_err(|e| api_error("get", "PersistentVolumeClaim", ns, &want.name, e))?
+        else {
+            continue;
+        };
+        if !storage::must_grow(&pvc, &want.size) {
+            continue;
+        }
+        let has = storage::requested(&pvc).unwrap_or_default().to_string();
+        let patch =
+            serde_json::json!({"spec": {"resources": {"requests": {"storage": want.size}}}});
+        match claims
+            .patch(&want.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(namespace = ns, claim = %want.name, from = %has, to = %want.size, "expanding a host's volume");
+                ctx.metrics.wrote("PersistentVolumeClaim", "patch");
+            }
+            // Refused by the API server (403 from the resize admission: the StorageClass does
+            // not allow expansion; 422: not bound): said in status, not retried in a loop.
+            Err(kube::Error::Api(e)) if e.code == 403 || e.code == 422 => {
+                problems.push(storage::not_expanded(&want, &has, &e.message));
+            }
+            Err(e) => {
+                return Err(api_error(
+                    "patch",
+                    "PersistentVolumeClaim",
+                    ns,
+                    &want.name,
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(problems)
 }
 
 /// The network's shared secret: created once with random bytes (never rewritten, so peers keep
