@@ -169,7 +169,8 @@ impl Identity {
         &self.id
     }
 
-    fn sign(&self, message: &str) -> [u8; 64] {
+    /// Signs `message` with this peer's key.
+    pub fn sign(&self, message: &str) -> [u8; 64] {
         self.key.sign(message.as_bytes()).to_bytes()
     }
 }
@@ -192,6 +193,11 @@ fn mac(secret: &[u8], message: &str) -> Result<HmacSha256, AuthError> {
         .map_err(|_| AuthError::Malformed("the secret cannot key HMAC-SHA256"))?;
     mac.update(message.as_bytes());
     Ok(mac)
+}
+
+/// The membership MAC of `message`: what a holder of the network's secret can make.
+pub fn membership_mac(secret: &[u8], message: &str) -> Result<[u8; 32], AuthError> {
+    Ok(mac(secret, message)?.finalize().into_bytes().into())
 }
 
 fn check_signature(peer: &str, message: &str, sig: &[u8; 64]) -> Result<(), AuthError> {
