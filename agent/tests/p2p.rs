@@ -102,8 +102,8 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
     std::fs::write(&body_file, &body).expect("write");
     let bulky = auth::Identity::generate("bulky").expect("key");
     let own = format!("/v1/networks/{NETWORK}/peers/{}", bulky.id());
-    let put = auth::sign_request(SECRET.as_bytes(), &bulky, "PUT", &own, body.as_bytes())
-        .expect("sign");
+    let put =
+        auth::sign_request(SECRET.as_bytes(), &bulky, "PUT", &own, body.as_bytes()).expect("sign");
     let (code, text) = status_of(&[
         "-X",
         "PUT",
@@ -115,8 +115,8 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
     ]);
     assert_eq!(code, 204, "{text}");
     let other = format!("/v1/networks/{NETWORK}/peers/{}", me.id());
-    let forged = auth::sign_request(SECRET.as_bytes(), &bulky, "DELETE", &other, b"")
-        .expect("sign");
+    let forged =
+        auth::sign_request(SECRET.as_bytes(), &bulky, "DELETE", &other, b"").expect("sign");
     let (code, _) = status_of(&[
         "-X",
         "DELETE",
@@ -125,8 +125,7 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
         &format!("{index_url}{other}"),
     ]);
     assert_eq!(code, 403, "a peer deregisters only itself");
-    let delete = auth::sign_request(SECRET.as_bytes(), &bulky, "DELETE", &own, b"")
-        .expect("sign");
+    let delete = auth::sign_request(SECRET.as_bytes(), &bulky, "DELETE", &own, b"").expect("sign");
     let (code, _) = status_of(&[
         "-X",
         "DELETE",
@@ -512,7 +511,14 @@ fn peers_downloading_at_once_trade_verified_chunks_of_their_partial_copies() {
 
 /// The ids the index lists for the network (asked as `who`).
 fn listed(who: &auth::Identity, index: &str) -> Vec<String> {
-    let r = signed(who, index, "GET", &format!("/v1/networks/{NETWORK}/peers"), b"", None);
+    let r = signed(
+        who,
+        index,
+        "GET",
+        &format!("/v1/networks/{NETWORK}/peers"),
+        b"",
+        None,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     serde_json::from_slice::<Vec<serde_json::Value>>(&r.body)
         .expect("a peer list")
@@ -547,7 +553,11 @@ fn a_member_cannot_deregister_impersonate_or_replay_as_another_peer() {
 
     // A request that names A's id, with a correct membership MAC, signed by Mallory's key.
     let path = format!("/v1/networks/{NETWORK}/peers/{a_id}");
-    let (ts, nonce, body) = (auth::now(), auth::nonce().expect("nonce"), auth::digest(b""));
+    let (ts, nonce, body) = (
+        auth::now(),
+        auth::nonce().expect("nonce"),
+        auth::digest(b""),
+    );
     let message = envelope::request_message("DELETE", &path, &a_id, ts, &nonce, &body);
     let forged = envelope::RequestAuth {
         peer: a_id.clone(),
@@ -559,23 +569,49 @@ fn a_member_cannot_deregister_impersonate_or_replay_as_another_peer() {
     }
     .header();
     let mut stream = connect(&index, None);
-    write_head(&mut stream, "DELETE", &path, &[("Authorization", forged)], 0);
+    write_head(
+        &mut stream,
+        "DELETE",
+        &path,
+        &[("Authorization", forged)],
+        0,
+    );
     let r = read_response(&mut stream);
     assert_eq!(r.status, 401, "{}", r.text());
-    assert!(r.text().contains("not signed by the key its id names"), "{}", r.text());
+    assert!(
+        r.text().contains("not signed by the key its id names"),
+        "{}",
+        r.text()
+    );
     // As herself she may not touch A's entry either.
     let r = signed(&mallory, &index, "DELETE", &path, b"", None);
     assert_eq!(r.status, 403, "{}", r.text());
-    let r = signed(&mallory, &index, "PUT", &path, &registration("127.0.0.1:9", "x"), None);
+    let r = signed(
+        &mallory,
+        &index,
+        "PUT",
+        &path,
+        &registration("127.0.0.1:9", "x"),
+        None,
+    );
     assert_eq!(r.status, 403, "{}", r.text());
-    assert!(listed(&mallory, &index).contains(&a_id), "A is still listed");
+    assert!(
+        listed(&mallory, &index).contains(&a_id),
+        "A is still listed"
+    );
 
     // A captured request is accepted once.
     let list = format!("/v1/networks/{NETWORK}/peers");
     let header = auth::sign_request(SECRET.as_bytes(), &mallory, "GET", &list, b"").expect("sign");
     for (round, want) in [(1, 200), (2, 401)] {
         let mut stream = connect(&index, None);
-        write_head(&mut stream, "GET", &list, &[("Authorization", header.clone())], 0);
+        write_head(
+            &mut stream,
+            "GET",
+            &list,
+            &[("Authorization", header.clone())],
+            0,
+        );
         let r = read_response(&mut stream);
         assert_eq!(r.status, want, "request #{round}: {}", r.text());
         if want == 401 {
@@ -596,20 +632,44 @@ fn a_member_cannot_deregister_impersonate_or_replay_as_another_peer() {
     )
     .expect("sign");
     let mut stream = connect(&a.address(), None);
-    write_head(&mut stream, "GET", "/v1/resources", &[("Authorization", header)], 0);
+    write_head(
+        &mut stream,
+        "GET",
+        "/v1/resources",
+        &[("Authorization", header)],
+        0,
+    );
     let r = read_response(&mut stream);
     assert_eq!(r.status, 200, "{}", r.text());
     let reply = r.header("x-hostrole-reply").expect("a signed answer");
-    let ok = auth::verify_reply(SECRET.as_bytes(), Some(reply), 200, &nonce, auth::Expect::Peer(&a_id))
-        .expect("signed by A");
+    let ok = auth::verify_reply(
+        SECRET.as_bytes(),
+        Some(reply),
+        200,
+        &nonce,
+        auth::Expect::Peer(&a_id),
+    )
+    .expect("signed by A");
     assert_eq!(ok.body, auth::digest(&r.body));
     assert!(
-        auth::verify_reply(SECRET.as_bytes(), Some(reply), 200, &nonce, auth::Expect::Peer(mallory.id()))
-            .is_err(),
+        auth::verify_reply(
+            SECRET.as_bytes(),
+            Some(reply),
+            200,
+            &nonce,
+            auth::Expect::Peer(mallory.id())
+        )
+        .is_err(),
         "the answer names A, not anyone else"
     );
     assert_eq!(
-        auth::verify_reply(SECRET.as_bytes(), Some(reply), 200, &auth::nonce().expect("n"), auth::Expect::Peer(&a_id)),
+        auth::verify_reply(
+            SECRET.as_bytes(),
+            Some(reply),
+            200,
+            &auth::nonce().expect("n"),
+            auth::Expect::Peer(&a_id)
+        ),
         Err(auth::AuthError::Replayed),
         "the answer belongs to its request"
     );
@@ -641,10 +701,15 @@ fn the_index_refuses_strangers_before_their_body_and_bounds_uploads() {
     let mallory = auth::Identity::generate("m").expect("key");
     let own = format!("/v1/networks/{NETWORK}/peers/{}", mallory.id());
     let big = vec![b' '; 9 << 20];
-    let header =
-        auth::sign_request(SECRET.as_bytes(), &mallory, "PUT", &own, &big).expect("sign");
+    let header = auth::sign_request(SECRET.as_bytes(), &mallory, "PUT", &own, &big).expect("sign");
     let mut stream = connect(&index, None);
-    write_head(&mut stream, "PUT", &own, &[("Authorization", header)], big.len());
+    write_head(
+        &mut stream,
+        "PUT",
+        &own,
+        &[("Authorization", header)],
+        big.len(),
+    );
     let r = read_response(&mut stream);
     assert_eq!(r.status, 413, "{}", r.text());
 
@@ -656,7 +721,13 @@ fn the_index_refuses_strangers_before_their_body_and_bounds_uploads() {
             let header =
                 auth::sign_request(SECRET.as_bytes(), &mallory, "PUT", &own, &body).expect("sign");
             let mut stream = connect(&index, None);
-            write_head(&mut stream, "PUT", &own, &[("Authorization", header)], body.len());
+            write_head(
+                &mut stream,
+                "PUT",
+                &own,
+                &[("Authorization", header)],
+                body.len(),
+            );
             use std::io::Write;
             stream.write_all(&body[..1024]).expect("a first part");
             stream
@@ -666,20 +737,50 @@ fn the_index_refuses_strangers_before_their_body_and_bounds_uploads() {
         "an upload to be refused while four are in progress",
         Duration::from_secs(20),
         || {
-            let r = signed(&mallory, &index, "PUT", &own, &registration("127.0.0.1:9", "x"), None);
+            let r = signed(
+                &mallory,
+                &index,
+                "PUT",
+                &own,
+                &registration("127.0.0.1:9", "x"),
+                None,
+            );
             (r.status == 503).then_some(r)
         },
     );
-    assert!(refused.text().contains("too many uploads"), "{}", refused.text());
+    assert!(
+        refused.text().contains("too many uploads"),
+        "{}",
+        refused.text()
+    );
     assert_eq!(
-        signed(&mallory, &index, "GET", &format!("/v1/networks/{NETWORK}/peers"), b"", None).status,
+        signed(
+            &mallory,
+            &index,
+            "GET",
+            &format!("/v1/networks/{NETWORK}/peers"),
+            b"",
+            None
+        )
+        .status,
         200
     );
     drop(slow);
-    wait_for("uploads to be accepted again", Duration::from_secs(20), || {
-        let r = signed(&mallory, &index, "PUT", &own, &registration("127.0.0.1:9", "x"), None);
-        (r.status == 204).then_some(())
-    });
+    wait_for(
+        "uploads to be accepted again",
+        Duration::from_secs(20),
+        || {
+            let r = signed(
+                &mallory,
+                &index,
+                "PUT",
+                &own,
+                &registration("127.0.0.1:9", "x"),
+                None,
+            );
+            (r.status == 204).then_some(())
+        },
+    );
 }
 
 // Item 15: a registered address with a path made every peer's GETs hit that path (blind SSRF);
@@ -698,7 +799,14 @@ fn registered_addresses_cannot_carry_a_path_and_odd_chunk_sizes_are_refused() {
         "user@127.0.0.1:9901",
         "127.0.0.1:0",
     ] {
-        let r = signed(&mallory, &index, "PUT", &own, &registration(address, "x"), None);
+        let r = signed(
+            &mallory,
+            &index,
+            "PUT",
+            &own,
+            &registration(address, "x"),
+            None,
+        );
         assert_eq!(r.status, 422, "{address}: {}", r.text());
         assert!(r.text().contains("host:port"), "{}", r.text());
     }
@@ -721,10 +829,14 @@ fn a_peer_stops_reading_an_answer_larger_than_it_asked_for() {
     let rogue_addr = rogue.local_addr().expect("addr").to_string();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let Ok((mut s, _)) = rogue.accept() else { return };
+        let Ok((mut s, _)) = rogue.accept() else {
+            return;
+        };
         let mut head = [0u8; 4096];
         let _ = s.read(&mut head);
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n");
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+        );
         let block = vec![b' '; 1 << 20];
         let mut sent = 0usize;
         while sent < 256 << 20 {
@@ -765,7 +877,14 @@ fn the_index_refuses_path_names_and_a_registration_flood_from_one_client() {
     let mallory = auth::Identity::generate("m").expect("key");
     let own = format!("/v1/networks/{NETWORK}/peers/{}", mallory.id());
     for name in ["../../x", "/etc/passwd", ".hostrole/id", "a/../../b"] {
-        let r = signed(&mallory, &index, "PUT", &own, &registration("127.0.0.1:9", name), None);
+        let r = signed(
+            &mallory,
+            &index,
+            "PUT",
+            &own,
+            &registration("127.0.0.1:9", name),
+            None,
+        );
         assert_eq!(r.status, 422, "{name}: {}", r.text());
         assert!(r.text().contains("plain relative path"), "{}", r.text());
     }
@@ -777,7 +896,14 @@ fn the_index_refuses_path_names_and_a_registration_flood_from_one_client() {
     for i in 0..1100 {
         let fake = auth::Identity::generate(&format!("fake{i}")).expect("key");
         let path = format!("/v1/networks/{NETWORK}/peers/{}", fake.id());
-        let r = signed(&fake, &index, "PUT", &path, &registration("127.0.0.2:9", "f"), Some(flood_from));
+        let r = signed(
+            &fake,
+            &index,
+            "PUT",
+            &path,
+            &registration("127.0.0.2:9", "f"),
+            Some(flood_from),
+        );
         match r.status {
             204 => accepted += 1,
             429 => refused += 1,
@@ -797,9 +923,11 @@ fn the_index_refuses_path_names_and_a_registration_flood_from_one_client() {
         &[("a.txt", b"from a")],
     );
     let a_id = a.id();
-    wait_for("the genuine peer to be listed", Duration::from_secs(15), || {
-        listed(&mallory, &index).contains(&a_id).then_some(())
-    });
+    wait_for(
+        "the genuine peer to be listed",
+        Duration::from_secs(15),
+        || listed(&mallory, &index).contains(&a_id).then_some(()),
+    );
     assert!(
         !a.log().contains("507"),
         "the genuine peer was refused: {}",
@@ -826,19 +954,33 @@ fn a_peer_restarted_while_the_index_is_down_still_fetches_from_the_peers_it_knew
     let a_id = a.id();
     wait_for("B to know A and C", Duration::from_secs(15), || {
         let peers = get_json(&b.ui("/api/peers"));
-        let ids: Vec<&str> = peers.as_array()?.iter().filter_map(|p| p["id"].as_str()).collect();
+        let ids: Vec<&str> = peers
+            .as_array()?
+            .iter()
+            .filter_map(|p| p["id"].as_str())
+            .collect();
         (ids.len() == 2 && ids.contains(&a_id.as_str())).then_some(())
     });
-    wait_for("B to remember them on its volume", Duration::from_secs(15), || {
-        let text = std::fs::read_to_string(b.share().join(".hostrole/peers.json")).ok()?;
-        text.contains(&a_id).then_some(())
-    });
+    wait_for(
+        "B to remember them on its volume",
+        Duration::from_secs(15),
+        || {
+            let text = std::fs::read_to_string(b.share().join(".hostrole/peers.json")).ok()?;
+            text.contains(&a_id).then_some(())
+        },
+    );
 
     index.kill();
     b.restart();
-    let hit = wait_for("B to find the file without the index", Duration::from_secs(20), || {
-        b.search("kept").into_iter().find(|h| h["hash"] == hash.as_str())
-    });
+    let hit = wait_for(
+        "B to find the file without the index",
+        Duration::from_secs(20),
+        || {
+            b.search("kept")
+                .into_iter()
+                .find(|h| h["hash"] == hash.as_str())
+        },
+    );
     assert_eq!(hit["peers"].as_array().map(Vec::len), Some(2), "{hit}");
     assert_eq!(b.start_download(&hash).0, 202);
     wait_complete(&b, &hash, Duration::from_secs(30));

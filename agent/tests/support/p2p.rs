@@ -252,7 +252,12 @@ pub fn get_json(url: &str) -> serde_json::Value {
 
 /// POSTs JSON as the UI does; returns status and body.
 pub fn post_json(url: &str, body: &str) -> (u16, serde_json::Value) {
-    let out = curl(&[
+    post_json_with(url, body, &[])
+}
+
+/// [`post_json`] with more headers.
+pub fn post_json_with(url: &str, body: &str, headers: &[&str]) -> (u16, serde_json::Value) {
+    let mut args = vec![
         "-s",
         "-w",
         "\n%{http_code}",
@@ -260,10 +265,12 @@ pub fn post_json(url: &str, body: &str) -> (u16, serde_json::Value) {
         "Content-Type: application/json",
         "-H",
         "X-Requested-With: test",
-        "--data-binary",
-        body,
-        url,
-    ]);
+    ];
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    args.extend(["--data-binary", body, url]);
+    let out = curl(&args);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (
@@ -427,8 +434,8 @@ pub fn signed(
     source: Option<std::net::IpAddr>,
 ) -> RawResponse {
     use std::io::Write;
-    let header = hostrole_p2p::auth::sign_request(SECRET.as_bytes(), who, method, path, body)
-        .expect("sign");
+    let header =
+        hostrole_p2p::auth::sign_request(SECRET.as_bytes(), who, method, path, body).expect("sign");
     let mut stream = connect(addr, source);
     write_head(
         &mut stream,
