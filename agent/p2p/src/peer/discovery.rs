@@ -124,7 +124,7 @@ async fn hybrid_round(shared: &Shared, base: &str) {
     {
         Ok((peers, _)) => {
             if let Ok(mut p) = shared.peers.lock() {
-                p.from_index(&shared.id, peers);
+                p.replace_with_index(&shared.id, peers);
                 shared.set_known_gauge(p.known.len());
             }
         }

@@ -53,8 +53,8 @@ pub struct Roster {
 impl Roster {
     /// The index's peer list replaces what this peer knows (itself left out, bad entries
     /// dropped, at most [`MAX_KNOWN`], freshest first).
-    pub fn from_index(&mut self, own_id: &str, mut peers: Vec<PeerEntry>) {
-        peers.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+    pub fn replace_with_index(&mut self, own_id: &str, mut peers: Vec<PeerEntry>) {
+        peers.sort_by_key(|p| std::cmp::Reverse(p.last_seen));
         self.known = peers
             .into_iter()
             .filter(|p| p.id != own_id && admissible(&p.id, &p.address))
@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn bad_ids_and_addresses_never_get_in() {
         let mut r = Roster::default();
-        r.from_index(
+        r.replace_with_index(
             &id(0),
             vec![
                 entry(0, "127.0.0.1:1"),
@@ -302,7 +302,7 @@ mod tests {
                 resources: vec![],
             })
             .collect();
-        r.from_index(&id(0), many.clone());
+        r.replace_with_index(&id(0), many.clone());
         assert_eq!(r.known.len(), MAX_KNOWN);
         let mut g = Roster::default();
         g.learn(&id(0), "me:1", many);

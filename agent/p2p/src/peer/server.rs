@@ -62,7 +62,7 @@ async fn peers(
     discovery::heard_from(&shared, &who.peer, who.address.as_deref());
     let mut list = discovery::known_peers(&shared);
     // Gossip carries who is where; catalogs are pulled from each peer itself.
-    list.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+    list.sort_by_key(|p| std::cmp::Reverse(p.last_seen));
     list.truncate(MAX_GOSSIP_PEERS);
     for p in &mut list {
         p.resources.clear();
