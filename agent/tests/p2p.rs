@@ -793,9 +793,11 @@ fn registered_addresses_cannot_carry_a_path_and_odd_chunk_sizes_are_refused() {
     let index = format!("127.0.0.1:{index_port}");
     let mallory = auth::Identity::generate("m").expect("key");
     let own = format!("/v1/networks/{NETWORK}/peers/{}", mallory.id());
+    // Each would make other peers request http://127.0.0.1:9901/metrics?x=:80/v1/... (any path
+    // of any host the victims reach): a port at the end was all that was checked.
     for address in [
-        "127.0.0.1:9901/metrics?x=",
-        "127.0.0.1:9901#x",
+        "127.0.0.1:9901/metrics?x=:80",
+        "127.0.0.1:9901#:80",
         "user@127.0.0.1:9901",
         "127.0.0.1:0",
     ] {
