@@ -5,6 +5,8 @@
 //!   to its own);
 //! - [`world`]: who depends on whom, and consent across namespaces; [`uses`]: which Secrets and
 //!   ConfigMaps a HostRole may use (the API server's answers, cached);
+//! - [`reach`]: pure builders of what reaches a host from outside (cert-manager Certificates,
+//!   the external Service, Gateway API routes, `status.endpoints`);
 //! - [`reconcile`]: the thin layer that reads, applies, publishes events and writes status;
 //! - [`run`]: wiring of the controller, leader election and the HTTP endpoints.
 
@@ -13,6 +15,7 @@ pub mod diff;
 pub mod matrix;
 pub mod metrics;
 pub mod ownership;
+pub mod reach;
 pub mod reconcile;
 pub mod run;
 pub mod status;
