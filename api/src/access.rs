@@ -154,7 +154,11 @@ pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
     for (role, tls) in tls {
         if let Some(tls) = tls {
             // A Secret cert-manager fills is labelled by its Certificate's secretTemplate.
-            let field = if tls.secret.is_some() { "secret" } else { "issuerRef" };
+            let field = if tls.secret.is_some() {
+                "secret"
+            } else {
+                "issuerRef"
+            };
             add(
                 format!("spec.servers.{role}.tls.{field}"),
                 ObjectKind::Secret,

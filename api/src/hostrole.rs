@@ -503,7 +503,9 @@ pub struct Expose {
         length(max = 16),
         inner(
             length(min = 1, max = 253),
-            regex(pattern = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+            regex(
+                pattern = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+            )
         )
     )]
     #[x_kube(merge_strategy = kube::core::ListMerge::Set)]

@@ -179,7 +179,12 @@ pub fn desired(hr: &HostRole, settings: &Settings, world: &World) -> Result<Desi
         network_policy: (hr.spec.network_policy || settings.network_policies)
             .then(|| network_policy(hr, name, namespace, &world))
             .flatten(),
-        reach: crate::reach::reach(hr, name, namespace, &server_ports(&plan).collect::<Vec<_>>()),
+        reach: crate::reach::reach(
+            hr,
+            name,
+            namespace,
+            &server_ports(&plan).collect::<Vec<_>>(),
+        ),
         problems: plan.problems,
     })
 }

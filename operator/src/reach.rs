@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use hostrole_api::{
-    HostRole, IssuerRef, ServiceType, Tls, TrafficPolicy, certificate_name,
-    issued_secret_name,
-};
 use hostrole_api::access::{USE_LABEL, USE_LABEL_VALUE};
+use hostrole_api::{
+    HostRole, IssuerRef, ServiceType, Tls, TrafficPolicy, certificate_name, issued_secret_name,
+};
 use k8s_openapi::api::core::v1::{Pod, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -197,12 +196,10 @@ pub fn reach(hr: &HostRole, name: &str, namespace: &str, ports: &[(&'static str,
         .iter()
         .map(|role| {
             let object = format!("{name}-{role}");
-            let route = gateway
-                .filter(|_| exposed.contains(role))
-                .and_then(|g| {
-                    let port = role_port(ports, role)?;
-                    Some(http_route(hr, &object, name, namespace, g, port))
-                });
+            let route = gateway.filter(|_| exposed.contains(role)).and_then(|g| {
+                let port = role_port(ports, role)?;
+                Some(http_route(hr, &object, name, namespace, g, port))
+            });
             (object, route)
         })
         .collect();
@@ -210,12 +207,10 @@ pub fn reach(hr: &HostRole, name: &str, namespace: &str, ports: &[(&'static str,
         .iter()
         .map(|port_name| {
             let object = format!("{name}-{port_name}");
-            let route = gateway
-                .filter(|_| exposed.contains(&"mail"))
-                .and_then(|g| {
-                    let port = ports.iter().find(|(n, _)| n == port_name)?.1;
-                    Some(tcp_route(hr, &object, name, namespace, g, port_name, port))
-                });
+            let route = gateway.filter(|_| exposed.contains(&"mail")).and_then(|g| {
+                let port = ports.iter().find(|(n, _)| n == port_name)?.1;
+                Some(tcp_route(hr, &object, name, namespace, g, port_name, port))
+            });
             (object, route)
         })
         .collect();
@@ -349,7 +344,8 @@ fn parent_refs(gateway: &hostrole_api::GatewayRoutes, section: Option<&str>) -> 
         .parent_refs
         .iter()
         .map(|p| {
-            let mut r = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": p.name});
+            let mut r =
+                json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": p.name});
             if let Some(ns) = &p.namespace {
                 r["namespace"] = json!(ns);
             }
@@ -373,7 +369,12 @@ fn http_route(
         "parentRefs": parent_refs(gateway, None),
         "rules": [{"backendRefs": [{"group": "", "kind": "Service", "name": Names::service(name), "port": port}]}],
     });
-    let hostnames = &hr.spec.expose.as_ref().map(|e| e.hostnames.clone()).unwrap_or_default();
+    let hostnames = &hr
+        .spec
+        .expose
+        .as_ref()
+        .map(|e| e.hostnames.clone())
+        .unwrap_or_default();
     if !hostnames.is_empty() {
         spec["hostnames"] = json!(hostnames);
     }
@@ -502,12 +503,23 @@ fn urls(role: &str, tls: bool, host: &str, port: impl Fn(&str) -> Option<i32>) -
     let at = |scheme: &str, p: i32, slash: &str| format!("{scheme}://{host}:{p}{slash}");
     match role {
         "web" => port("web").map(|p| at(http, p, "/")).into_iter().collect(),
-        "file" => port("webdav").map(|p| at(http, p, "/")).into_iter().collect(),
-        "index" => port("index").map(|p| at("http", p, "/")).into_iter().collect(),
-        "mail" => [("smtp", "smtp"), ("submission", "smtp"), ("imap", "imap"), ("pop3", "pop")]
-            .iter()
-            .filter_map(|(n, scheme)| port(n).map(|p| at(scheme, p, "")))
+        "file" => port("webdav")
+            .map(|p| at(http, p, "/"))
+            .into_iter()
             .collect(),
+        "index" => port("index")
+            .map(|p| at("http", p, "/"))
+            .into_iter()
+            .collect(),
+        "mail" => [
+            ("smtp", "smtp"),
+            ("submission", "smtp"),
+            ("imap", "imap"),
+            ("pop3", "pop"),
+        ]
+        .iter()
+        .filter_map(|(n, scheme)| port(n).map(|p| at(scheme, p, "")))
+        .collect(),
         _ => Vec::new(),
     }
 }
@@ -521,4 +533,3 @@ pub fn exposed_ports(hr: &HostRole, ports: &[(&'static str, i32)]) -> Vec<i32> {
         .filter_map(|n| ports.iter().find(|(p, _)| p == n).map(|(_, p)| *p))
         .collect()
 }
-

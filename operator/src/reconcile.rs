@@ -32,15 +32,15 @@ use crate::desired::{
 };
 use crate::diff::is_subset;
 use crate::metrics::Metrics;
-use crate::reach::{self, Certificate, HttpRoute, TcpRoute};
-use hostrole_api::render::{Problem, ProblemReason};
-use hostrole_api::{certificate_name, issued_secret_name};
 use crate::ownership::{
     self, Answer, Claim, Conflict, NAME_CONFLICT, Next, Owner, Request, Verdict, conflicts_message,
 };
+use crate::reach::{self, Certificate, HttpRoute, TcpRoute};
 use crate::status::{self, CLIENTS_HEALTHY, DEGRADED, Observed, READY};
 use crate::uses::{self, UseCache};
 use crate::world::World;
+use hostrole_api::render::{Problem, ProblemReason};
+use hostrole_api::{certificate_name, issued_secret_name};
 
 /// How often a HostRole is looked at again when nothing happens (reads only).
 const RESYNC: Duration = Duration::from_secs(300);
@@ -403,15 +403,30 @@ async fn endpoints(
                 .get_opt(&svc_name)
                 .await
                 .map_err(|e| api_error("get", "Service", ns, &svc_name, e))?
-                .filter(|s| ownership::claim(Some(s.meta()), Owner::HostRole { uid }) == Claim::Ours)
+                .filter(|s| {
+                    ownership::claim(Some(s.meta()), Owner::HostRole { uid }) == Claim::Ours
+                })
         }
         None => None,
     };
     let mut ports = hr.spec.server_ports();
-    if let Some(redirect) = hr.spec.servers.web.as_ref().and_then(|w| w.http_redirect_port) {
+    if let Some(redirect) = hr
+        .spec
+        .servers
+        .web
+        .as_ref()
+        .and_then(|w| w.http_redirect_port)
+    {
         ports.push(("web-redirect", redirect));
     }
-    Ok(reach::endpoints(hr, name, ns, &ports, external.as_ref(), pods))
+    Ok(reach::endpoints(
+        hr,
+        name,
+        ns,
+        &ports,
+        external.as_ref(),
+        pods,
+    ))
 }
 
 /// What applying a HostRole's objects came to.
@@ -840,7 +855,15 @@ async fn served(ctx: &Context, group_version: &'static str, resource: &str) -> R
     let answer = match ctx.client.list_api_group_resources(group_version).await {
         Ok(list) => list.resources.iter().any(|r| r.name == resource),
         Err(kube::Error::Api(status)) if status.code == 404 => false,
-        Err(e) => return Err(api_error("discover", "APIResourceList", "", group_version, e)),
+        Err(e) => {
+            return Err(api_error(
+                "discover",
+                "APIResourceList",
+                "",
+                group_version,
+                e,
+            ));
+        }
     };
     ctx.apis
         .lock()
@@ -858,12 +881,14 @@ async fn issued_secret_free(
     secret: &str,
     certificate: &str,
 ) -> Result<bool, Error> {
-    let probe = ownership::probe_annotation(reach::CERTIFICATE_NAME_ANNOTATION, certificate, secret);
-    let patch: json_patch::Patch = serde_json::from_value(probe).map_err(|source| Error::Encode {
-        kind: "Secret",
-        name: secret.to_string(),
-        source,
-    })?;
+    let probe =
+        ownership::probe_annotation(reach::CERTIFICATE_NAME_ANNOTATION, certificate, secret);
+    let patch: json_patch::Patch =
+        serde_json::from_value(probe).map_err(|source| Error::Encode {
+            kind: "Secret",
+            name: secret.to_string(),
+            source,
+        })?;
     let result = Api::<Secret>::namespaced(ctx.client.clone(), ns)
         .patch(secret, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await;

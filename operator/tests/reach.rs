@@ -73,8 +73,17 @@ const OFFICE: &str = "  replicas: 2
 fn an_issuer_ref_makes_a_certificate_of_every_name_and_mounts_its_secret_once_issued() {
     let hr = hostrole(OFFICE);
     let d = build(&hr, &issued(&hr), false);
-    let certs: Vec<_> = d.reach.certificates.iter().filter_map(|(r, c)| c.as_ref().map(|c| (*r, c))).collect();
-    assert_eq!(certs.len(), 2, "web and file (mail has a Secret of its own)");
+    let certs: Vec<_> = d
+        .reach
+        .certificates
+        .iter()
+        .filter_map(|(r, c)| c.as_ref().map(|c| (*r, c)))
+        .collect();
+    assert_eq!(
+        certs.len(),
+        2,
+        "web and file (mail has a Secret of its own)"
+    );
     let (role, web) = certs[0];
     assert_eq!(role, "web");
     assert_eq!(web.metadata.name.as_deref(), Some("office-web"));
@@ -85,9 +94,17 @@ fn an_issuer_ref_makes_a_certificate_of_every_name_and_mounts_its_secret_once_is
     assert_eq!(spec["issuerRef"]["name"], "lan-ca");
     assert_eq!(spec["issuerRef"]["kind"], "ClusterIssuer");
     assert_eq!(spec["issuerRef"]["group"], "cert-manager.io");
-    assert_eq!(certs[1].1.spec["issuerRef"]["kind"], "Issuer", "the default kind");
+    assert_eq!(
+        certs[1].1.spec["issuerRef"]["kind"], "Issuer",
+        "the default kind"
+    );
     assert_eq!(spec["secretTemplate"]["labels"]["hostrole.dev/use"], "true");
-    let names: Vec<&str> = spec["dnsNames"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let names: Vec<&str> = spec["dnsNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     for n in [
         "office",
         "office.lan",
@@ -105,8 +122,16 @@ fn an_issuer_ref_makes_a_certificate_of_every_name_and_mounts_its_secret_once_is
 
     // The issued Secret is mounted where the agent reads its certificate.
     let pod = d.stateful_set.spec.unwrap().template.spec.unwrap();
-    let vol = pod.volumes.unwrap().into_iter().find(|v| v.name == "web-tls").expect("web-tls volume");
-    assert_eq!(vol.secret.unwrap().secret_name.as_deref(), Some("office-web-tls"));
+    let vol = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "web-tls")
+        .expect("web-tls volume");
+    assert_eq!(
+        vol.secret.unwrap().secret_name.as_deref(),
+        Some("office-web-tls")
+    );
     assert!(d.problems.is_empty(), "{:?}", d.problems);
 }
 
@@ -120,12 +145,27 @@ fn before_cert_manager_issues_the_role_waits_and_says_why() {
         "mail-cert".to_string(),
     )]);
     let d = build(&hr, &world, false);
-    let pending: Vec<_> = d.problems.iter().filter(|p| p.reason == ProblemReason::CertificatePending).collect();
+    let pending: Vec<_> = d
+        .problems
+        .iter()
+        .filter(|p| p.reason == ProblemReason::CertificatePending)
+        .collect();
     assert_eq!(pending.len(), 2, "{:?}", d.problems);
-    assert!(pending[0].message.contains("Certificate office-web"), "{}", pending[0].message);
-    assert!(pending[0].message.contains("kubectl describe certificate office-web"));
+    assert!(
+        pending[0].message.contains("Certificate office-web"),
+        "{}",
+        pending[0].message
+    );
+    assert!(
+        pending[0]
+            .message
+            .contains("kubectl describe certificate office-web")
+    );
     let pod = d.stateful_set.spec.unwrap().template.spec.unwrap();
-    assert!(pod.volumes.unwrap().iter().all(|v| v.name != "web-tls"), "nothing mounted before issue");
+    assert!(
+        pod.volumes.unwrap().iter().all(|v| v.name != "web-tls"),
+        "nothing mounted before issue"
+    );
     // The Certificate is still wanted: it is what gets the Secret issued.
     assert!(d.reach.wants_certificates());
 }
@@ -141,10 +181,17 @@ fn an_issuer_ref_is_for_clusters_only() {
         port_offset: 0,
         seeds: vec![],
     };
-    let err = hostrole_api::render::render(&hr, hostrole_api::render::Environment::Local(&local), &Vec::<HostRole>::new())
-        .expect_err("refused standalone");
+    let err = hostrole_api::render::render(
+        &hr,
+        hostrole_api::render::Environment::Local(&local),
+        &Vec::<HostRole>::new(),
+    )
+    .expect_err("refused standalone");
     let text = err.to_string();
-    assert!(text.contains("spec.servers.web.tls.issuerRef") && text.contains("tls.secret"), "{text}");
+    assert!(
+        text.contains("spec.servers.web.tls.issuerRef") && text.contains("tls.secret"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -179,19 +226,37 @@ fn expose_makes_an_external_service_of_the_chosen_roles_only() {
         "file stays internal"
     );
     // The in-cluster Service is unchanged.
-    assert_eq!(d.service.unwrap().spec.unwrap().type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(
+        d.service.unwrap().spec.unwrap().type_.as_deref(),
+        Some("ClusterIP")
+    );
     // Without expose, or with ClusterIP, there is no external Service.
     let plain = hostrole("  servers:\n    web: {}\n");
-    assert!(build(&plain, &World::default(), false).reach.external_service.is_none());
+    assert!(
+        build(&plain, &World::default(), false)
+            .reach
+            .external_service
+            .is_none()
+    );
     let internal = hostrole("  servers:\n    web: {}\n  expose: {hostnames: [www.lan]}\n");
-    assert!(build(&internal, &World::default(), false).reach.external_service.is_none());
+    assert!(
+        build(&internal, &World::default(), false)
+            .reach
+            .external_service
+            .is_none()
+    );
 }
 
 #[test]
 fn a_gateway_gets_http_routes_for_web_and_file_and_tcp_routes_for_mail_ports() {
     let hr = hostrole(OFFICE);
     let d = build(&hr, &issued(&hr), false);
-    let http: Vec<_> = d.reach.http_routes.iter().filter_map(|(n, r)| r.as_ref().map(|r| (n.as_str(), r))).collect();
+    let http: Vec<_> = d
+        .reach
+        .http_routes
+        .iter()
+        .filter_map(|(n, r)| r.as_ref().map(|r| (n.as_str(), r)))
+        .collect();
     assert_eq!(http.len(), 1, "web only: file is not exposed");
     let (name, route) = http[0];
     assert_eq!(name, "office-web");
@@ -203,18 +268,41 @@ fn a_gateway_gets_http_routes_for_web_and_file_and_tcp_routes_for_mail_ports() {
     assert_eq!(route.spec["rules"][0]["backendRefs"][0]["name"], "office");
     assert_eq!(route.spec["rules"][0]["backendRefs"][0]["port"], 8443);
     // The file route's name is listed without a route: one made before would be deleted.
-    assert!(d.reach.http_routes.iter().any(|(n, r)| n == "office-file" && r.is_none()));
-    let tcp: Vec<_> = d.reach.tcp_routes.iter().filter_map(|(n, r)| r.as_ref().map(|r| (n.clone(), r.spec["parentRefs"][0]["sectionName"].clone(), r.spec["rules"][0]["backendRefs"][0]["port"].clone()))).collect();
+    assert!(
+        d.reach
+            .http_routes
+            .iter()
+            .any(|(n, r)| n == "office-file" && r.is_none())
+    );
+    let tcp: Vec<_> = d
+        .reach
+        .tcp_routes
+        .iter()
+        .filter_map(|(n, r)| {
+            r.as_ref().map(|r| {
+                (
+                    n.clone(),
+                    r.spec["parentRefs"][0]["sectionName"].clone(),
+                    r.spec["rules"][0]["backendRefs"][0]["port"].clone(),
+                )
+            })
+        })
+        .collect();
     assert_eq!(tcp.len(), 4);
     assert_eq!(tcp[0].0, "office-smtp");
-    assert_eq!(tcp[0].1, "smtp", "each mail port attaches to the listener named after it");
+    assert_eq!(
+        tcp[0].1, "smtp",
+        "each mail port attaches to the listener named after it"
+    );
     assert_eq!(tcp[2].2, 1143);
 }
 
 #[test]
 fn exposed_ports_admit_everyone_in_the_network_policy_and_the_others_do_not() {
     let hr = hostrole(OFFICE);
-    let policy = build(&hr, &issued(&hr), true).network_policy.expect("policy");
+    let policy = build(&hr, &issued(&hr), true)
+        .network_policy
+        .expect("policy");
     let rules = policy.spec.unwrap().ingress.unwrap();
     let open: Vec<i32> = rules
         .iter()
@@ -225,8 +313,14 @@ fn exposed_ports_admit_everyone_in_the_network_policy_and_the_others_do_not() {
             _ => None,
         })
         .collect();
-    assert!(open.contains(&8443) && open.contains(&2525) && open.contains(&1110), "{open:?}");
-    assert!(!open.contains(&8444), "the file role is not exposed: {open:?}");
+    assert!(
+        open.contains(&8443) && open.contains(&2525) && open.contains(&1110),
+        "{open:?}"
+    );
+    assert!(
+        !open.contains(&8444),
+        "the file role is not exposed: {open:?}"
+    );
 }
 
 fn pod_on(node: &str) -> Pod {
@@ -251,14 +345,33 @@ fn endpoints_list_pasteable_urls_the_main_one_first() {
         p.node_port.get_or_insert(31000 + p.port % 1000);
     }
     svc.spec = Some(spec);
-    let e = reach::endpoints(&hr, "office", "lan", &ports, Some(&svc), &[pod_on("192.168.1.20"), pod_on("192.168.1.20")]);
+    let e = reach::endpoints(
+        &hr,
+        "office",
+        "lan",
+        &ports,
+        Some(&svc),
+        &[pod_on("192.168.1.20"), pod_on("192.168.1.20")],
+    );
     let urls: Vec<&str> = e.iter().map(|e| e.url.as_str()).collect();
     assert_eq!(urls[0], "https://www.office.lan/", "through the Gateway");
     assert!(urls.contains(&"https://192.168.1.20:30443/"), "{urls:?}");
     assert!(urls.contains(&"imap://192.168.1.20:31143"), "{urls:?}");
-    assert!(urls.contains(&"https://office.lan.svc:8444/"), "file, inside only: {urls:?}");
-    assert!(!urls.iter().any(|u| u.contains("8444") && !u.contains(".svc")), "file not outside: {urls:?}");
-    assert!(e.iter().filter(|e| e.scope == "external").all(|e| e.role != "file"));
+    assert!(
+        urls.contains(&"https://office.lan.svc:8444/"),
+        "file, inside only: {urls:?}"
+    );
+    assert!(
+        !urls
+            .iter()
+            .any(|u| u.contains("8444") && !u.contains(".svc")),
+        "file not outside: {urls:?}"
+    );
+    assert!(
+        e.iter()
+            .filter(|e| e.scope == "external")
+            .all(|e| e.role != "file")
+    );
     // Once the load balancer has an address, that is where it is reached.
     svc.status = Some(ServiceStatus {
         load_balancer: Some(LoadBalancerStatus {
@@ -275,7 +388,14 @@ fn endpoints_list_pasteable_urls_the_main_one_first() {
     assert!(urls.contains(&"smtp://192.168.1.240:2525"), "{urls:?}");
     // A host without expose: its Service's name, http without TLS.
     let plain = hostrole("  servers:\n    web: {}\n");
-    let e = reach::endpoints(&plain, "office", "lan", &plain.spec.server_ports(), None, &[]);
+    let e = reach::endpoints(
+        &plain,
+        "office",
+        "lan",
+        &plain.spec.server_ports(),
+        None,
+        &[],
+    );
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].url, "http://office.lan.svc:8080/");
     assert_eq!(e[0].scope, "cluster");
