@@ -22,8 +22,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::access::{self, ObjectKind, USE_LABEL, USE_LABEL_VALUE};
 use crate::hostrole::{
-    AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, SecretRef,
-    SiteFile, UsersRef,
+    AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, SiteFile, Tls,
+    UsersRef, certificate_name,
 };
 use crate::quantity::parse_bytes;
 use crate::rules::ADMIN_PORT;
@@ -298,6 +298,12 @@ pub enum ProblemReason {
     /// A host's volume is smaller than `storage` asks and the API server refused to expand it
     /// (its StorageClass does not allow expansion, or the claim is not bound yet).
     StorageNotExpanded,
+    /// A `tls.issuerRef` whose certificate cert-manager has not issued (yet).
+    CertificatePending,
+    /// A `tls.issuerRef` on a cluster without cert-manager's API.
+    CertManagerMissing,
+    /// `spec.expose.gateway` on a cluster without the Gateway API.
+    GatewayAPIMissing,
 }
 
 impl ProblemReason {
@@ -311,6 +317,9 @@ impl ProblemReason {
             ProblemReason::IndexRoleMissing => "IndexRoleMissing",
             ProblemReason::ReferenceNotAllowed => "ReferenceNotAllowed",
             ProblemReason::StorageNotExpanded => "StorageNotExpanded",
+            ProblemReason::CertificatePending => "CertificatePending",
+            ProblemReason::CertManagerMissing => "CertManagerMissing",
+            ProblemReason::GatewayAPIMissing => "GatewayAPIMissing",
         }
     }
 }
@@ -537,7 +546,7 @@ impl Renderer<'_> {
         let Some(web) = &self.hr.spec.servers.web else {
             return Ok(None);
         };
-        let Some(tls) = self.tls("web", web.tls.as_ref(), problems) else {
+        let Some(tls) = self.tls("web", web.tls.as_ref(), problems)? else {
             return Ok(None);
         };
         let site = web.site.as_ref();
@@ -645,37 +654,75 @@ impl Renderer<'_> {
         }
     }
 
-    /// A role's certificate: `Some(None)` without TLS, `Some(Some(secret))` with a usable
-    /// Secret, `None` when the Secret may not be used — the role is then not served at all
-    /// (plain text instead would send passwords and pages in the clear).
-    fn tls<'s>(
+    /// A role's certificate: `Some(None)` without TLS, `Some(Some((role, secret)))` with a
+    /// usable Secret (named, or issued by cert-manager for `issuerRef`), `None` when the Secret
+    /// may not be used or is not issued yet — the role is then not served at all (plain text
+    /// instead would send passwords and pages in the clear).
+    #[allow(clippy::type_complexity)]
+    fn tls(
         &self,
         role: &'static str,
-        tls: Option<&'s SecretRef>,
+        tls: Option<&Tls>,
         problems: &mut Vec<Problem>,
-    ) -> Option<Option<(&'static str, &'s str)>> {
-        let Some(secret) = tls else {
-            return Some(None);
+    ) -> Result<Option<Option<(&'static str, String)>>, RenderError> {
+        let Some(tls) = tls else {
+            return Ok(Some(None));
         };
-        let usable = self.may_use(
-            &format!("spec.servers.{role}.tls.secret"),
-            ObjectKind::Secret,
-            &secret.secret,
-            &format!("the {role} role is not served until then: without its certificate it would speak in the clear"),
-            problems,
+        let meanwhile = format!(
+            "the {role} role is not served until then: without its certificate it would speak in the clear"
         );
-        usable.then_some(Some((role, secret.secret.as_str())))
+        if let Some(secret) = &tls.secret {
+            let usable = self.may_use(
+                &format!("spec.servers.{role}.tls.secret"),
+                ObjectKind::Secret,
+                secret,
+                &meanwhile,
+                problems,
+            );
+            return Ok(usable.then(|| Some((role, secret.clone()))));
+        }
+        if self.local().is_some() {
+            return Err(RenderError::Unsupported {
+                field: match role {
+                    "web" => "spec.servers.web.tls.issuerRef",
+                    "file" => "spec.servers.file.tls.issuerRef",
+                    _ => "spec.servers.mail.tls.issuerRef",
+                },
+                why: "needs a cluster with cert-manager",
+                instead: "for a standalone host use tls.secret with a kubernetes.io/tls Secret in the manifest",
+            });
+        }
+        let secret = tls.secret_name(self.name, role);
+        if self
+            .others
+            .usable(ObjectKind::Secret, self.namespace(), &secret)
+        {
+            return Ok(Some(Some((role, secret))));
+        }
+        let certificate = certificate_name(self.name, role);
+        problems.push(Problem {
+            field: format!("spec.servers.{role}.tls.issuerRef"),
+            reason: ProblemReason::CertificatePending,
+            message: format!(
+                "spec.servers.{role}.tls.issuerRef: waiting for cert-manager to issue Certificate {certificate} into Secret {secret} ({meanwhile}); see kubectl describe certificate {certificate}"
+            ),
+        });
+        Ok(None)
     }
 
     /// Mounts a role's `kubernetes.io/tls` Secret; the files the agent reads.
-    fn tls_mount(&self, (role, secret): (&'static str, &str), mounts: &mut Vec<Mount>) -> TlsFiles {
+    fn tls_mount(
+        &self,
+        (role, secret): (&'static str, String),
+        mounts: &mut Vec<Mount>,
+    ) -> TlsFiles {
         let location = Location::Tls(role);
         let dir = self.path(&location);
         mounts.push(self.mount(
             &format!("{role}-tls"),
             location,
             Source::Secret {
-                name: secret.to_string(),
+                name: secret,
                 items: vec![
                     (TLS_CERT_KEY, TLS_CERT_KEY.to_string()),
                     (TLS_KEY_KEY, TLS_KEY_KEY.to_string()),
@@ -696,7 +743,7 @@ impl Renderer<'_> {
         let Some(file) = &self.hr.spec.servers.file else {
             return Ok(None);
         };
-        let Some(tls) = self.tls("file", file.tls.as_ref(), problems) else {
+        let Some(tls) = self.tls("file", file.tls.as_ref(), problems)? else {
             return Ok(None);
         };
         let max_upload_bytes = size(
@@ -769,7 +816,7 @@ impl Renderer<'_> {
             Some(q) => q,
             None => storage.map_or(DEFAULT_MAILBOX_QUOTA, |s| s.min(DEFAULT_MAILBOX_QUOTA)),
         };
-        let Some(tls) = self.tls("mail", mail.tls.as_ref(), problems) else {
+        let Some(tls) = self.tls("mail", mail.tls.as_ref(), problems)? else {
             return Ok(None);
         };
         let mut mounts = vec![self.mount(
@@ -1195,7 +1242,7 @@ impl Renderer<'_> {
 }
 
 /// The URL scheme of an HTTP role: `https` when it serves TLS.
-fn scheme(tls: &Option<SecretRef>) -> &'static str {
+fn scheme(tls: &Option<Tls>) -> &'static str {
     if tls.is_some() { "https" } else { "http" }
 }
 

@@ -182,3 +182,70 @@ pub fn byte_size() -> Rule {
         "must be a positive size in bytes, such as 10Gi, 1.5Gi, 500Mi or 1000000 (a number with an optional suffix Ki, Mi, Gi, Ti, Pi, Ei or k, M, G, T, P, E)",
     )
 }
+/// servers.*.tls: one source of the certificate.
+pub fn tls_exactly_one() -> Rule {
+    Rule::new("has(self.secret) != has(self.issuerRef)").message(
+        "set exactly one of secret (a kubernetes.io/tls Secret) or issuerRef (a cert-manager Issuer or ClusterIssuer that issues it)",
+    )
+}
+
+/// The port names `spec.expose.nodePorts` may use.
+pub const EXPOSED_PORT_NAMES: [&str; 8] = [
+    "web",
+    "web-redirect",
+    "webdav",
+    "smtp",
+    "submission",
+    "imap",
+    "pop3",
+    "index",
+];
+
+/// spec: every role named in expose.roles is served by the host.
+pub fn exposed_roles_served() -> Rule {
+    let checks = ["web", "file", "mail", "index"]
+        .iter()
+        .map(|r| format!("(r == '{r}' && {})", has_server(r)))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    Rule::new(format!(
+        "!has(self.expose) || !has(self.expose.roles) || self.expose.roles.all(r, {checks})"
+    ))
+    .message(
+        "spec.expose.roles names a role this host does not serve: add it under spec.servers or remove it from spec.expose.roles",
+    )
+}
+
+/// expose.nodePorts: only a NodePort or LoadBalancer Service has node ports.
+pub fn expose_node_ports_need_type() -> Rule {
+    Rule::new("!has(self.nodePorts) || size(self.nodePorts) == 0 || (has(self.type) && self.type != 'ClusterIP')")
+        .message("spec.expose.nodePorts needs spec.expose.type NodePort or LoadBalancer: set the type, or remove nodePorts")
+}
+
+/// expose.loadBalancerClass: LoadBalancer only.
+pub fn expose_lb_class_needs_lb() -> Rule {
+    Rule::new("!has(self.loadBalancerClass) || (has(self.type) && self.type == 'LoadBalancer')")
+        .message("spec.expose.loadBalancerClass needs spec.expose.type LoadBalancer: set the type, or remove loadBalancerClass")
+}
+
+/// expose.externalTrafficPolicy: only for traffic from outside.
+pub fn expose_traffic_policy_needs_type() -> Rule {
+    Rule::new("!has(self.externalTrafficPolicy) || (has(self.type) && self.type != 'ClusterIP')")
+        .message("spec.expose.externalTrafficPolicy needs spec.expose.type NodePort or LoadBalancer: set the type, or remove externalTrafficPolicy")
+}
+
+/// expose.nodePorts: keys are port names of the roles.
+pub fn expose_node_port_names() -> Rule {
+    let names = EXPOSED_PORT_NAMES
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Rule::new(format!(
+        "!has(self.nodePorts) || self.nodePorts.all(k, k in [{names}])"
+    ))
+    .message(Message::Message(format!(
+        "spec.expose.nodePorts: each key must be a port name ({}), e.g. {{web: 30443}}",
+        EXPOSED_PORT_NAMES.join(", ")
+    )))
+}

@@ -69,25 +69,37 @@ impl Drop for Release<'_> {
             "--timeout",
             "2m",
         ]);
-        let _ = self.env.kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
+        let _ = self
+            .env
+            .kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
     }
 }
 
 fn apply(env: &Env, ns: &str, manifest: &str) {
     let file = hostrole_e2e::TempManifest::new("kind-e2e.yaml", manifest);
-    env.kubectl_ok(&["apply", "-n", ns, "-f", file.path().to_str().expect("utf-8")]);
+    env.kubectl_ok(&[
+        "apply",
+        "-n",
+        ns,
+        "-f",
+        file.path().to_str().expect("utf-8"),
+    ]);
 }
 
 async fn ready(hostroles: &Api<HostRole>, name: &str, replicas: i32) -> HostRole {
-    eventually(&format!("{name} is Ready with {replicas} hosts"), WAIT, || async {
-        let hr = hostroles.get(name).await.ok()?;
-        let status = hr.status.as_ref()?;
-        let ready = status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        (ready && status.ready_hosts == replicas).then_some(hr)
-    })
+    eventually(
+        &format!("{name} is Ready with {replicas} hosts"),
+        WAIT,
+        || async {
+            let hr = hostroles.get(name).await.ok()?;
+            let status = hr.status.as_ref()?;
+            let ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (ready && status.ready_hosts == replicas).then_some(hr)
+        },
+    )
     .await
 }
 
@@ -96,12 +108,12 @@ async fn placement(pods: &Api<Pod>, name: &str) -> BTreeMap<String, String> {
     pods.list(&ListParams::default().labels(&format!(
         "app.kubernetes.io/name=hostrole-host,app.kubernetes.io/instance={name}"
     )))
-        .await
-        .expect("pods")
-        .items
-        .into_iter()
-        .filter_map(|p| Some((p.name_any(), p.spec?.node_name?)))
-        .collect()
+    .await
+    .expect("pods")
+    .items
+    .into_iter()
+    .filter_map(|p| Some((p.name_any(), p.spec?.node_name?)))
+    .collect()
 }
 
 async fn node_names(env: &Env) -> Vec<String> {
@@ -195,7 +207,10 @@ spec:
     ready(&hostroles, "site", 1).await;
     ready(&hostroles, "reader", 2).await;
     let policy = env.kubectl_ok(&["get", "networkpolicy", "site", "-n", &ns, "-o", "json"]);
-    assert!(policy.contains("\"reader\""), "the policy admits the reader: {policy}");
+    assert!(
+        policy.contains("\"reader\""),
+        "the policy admits the reader: {policy}"
+    );
 
     // The declared client, wherever its hosts run, succeeds through the policy: every host of
     // the reader reports its client ok (ClientsHealthy True).
@@ -319,7 +334,14 @@ spec:
 
     // Spread again: delete half of the hosts so that the scheduler places them anew.
     for i in 0..replicas / 2 {
-        env.kubectl_ok(&["delete", "pod", "-n", &ns, &format!("fleet-{i}"), "--wait=false"]);
+        env.kubectl_ok(&[
+            "delete",
+            "pod",
+            "-n",
+            &ns,
+            &format!("fleet-{i}"),
+            "--wait=false",
+        ]);
     }
     eventually("hosts on both nodes again", WAIT, || async {
         let placed = placement(&pods, "fleet").await;
@@ -356,9 +378,7 @@ spec:
                 .conditions
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True");
-            (not_ready == lost
-                && status.ready_hosts == replicas - lost.len() as i32
-                && !ready_cond)
+            (not_ready == lost && status.ready_hosts == replicas - lost.len() as i32 && !ready_cond)
                 .then_some(())
         },
     )

@@ -86,6 +86,8 @@ pub struct Desired {
     pub network_policy: Option<NetworkPolicy>,
     /// References that cannot be honoured yet (shown in status; they recover by watch).
     pub problems: Vec<Problem>,
+    /// What reaches the host from outside: Certificates, the external Service, routes.
+    pub reach: crate::reach::Reach,
 }
 
 /// The objects of a peer network that one of its HostRoles applies.
@@ -182,6 +184,12 @@ pub fn desired(hr: &HostRole, settings: &Settings, world: &World) -> Result<Desi
         network_policy: (hr.spec.network_policy || settings.network_policies)
             .then(|| network_policy(hr, name, namespace, &world))
             .flatten(),
+        reach: crate::reach::reach(
+            hr,
+            name,
+            namespace,
+            &server_ports(&plan).collect::<Vec<_>>(),
+        ),
         problems: plan.problems,
     })
 }
@@ -867,6 +875,19 @@ fn network_policy(
     }
     if let Some(peer) = &hr.spec.peer {
         add(vec![peer.port], vec![network_peers(&peer.network)]);
+    }
+    // Exposed roles are reached from outside the cluster and through a Gateway's pods, whose
+    // addresses no selector names: their ports admit everyone.
+    let mut ports = hr.spec.server_ports();
+    if let Some(redirect) = servers.web.as_ref().and_then(|w| w.http_redirect_port) {
+        ports.push(("web-redirect", redirect));
+    }
+    let exposed = crate::reach::exposed_ports(hr, &ports);
+    if !exposed.is_empty() {
+        rules.push(NetworkPolicyIngressRule {
+            ports: Some(exposed.into_iter().map(policy_port).collect()),
+            from: None,
+        });
     }
     if servers.web.is_none()
         && servers.file.is_none()

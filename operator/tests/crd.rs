@@ -54,7 +54,7 @@ fn the_crd_has_the_api_conventions() {
         .collect();
     assert_eq!(
         columns,
-        ["Roles", "Ready", "Hosts", "Clients", "Status", "Age"]
+        ["Roles", "Ready", "Hosts", "Clients", "Status", "URL", "Age"]
     );
 }
 
