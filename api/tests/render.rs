@@ -721,7 +721,10 @@ fn a_mailbox_quota_defaults_to_1gi_or_the_volume_and_must_fit_a_message_and_the_
     };
     assert_eq!(quota("{domains: [lan]}"), Some(1 << 30));
     assert_eq!(quota("{domains: [lan], storage: 100Mi}"), Some(100 << 20));
-    assert_eq!(quota("{domains: [lan], mailboxQuota: 50Mi}"), Some(50 << 20));
+    assert_eq!(
+        quota("{domains: [lan], mailboxQuota: 50Mi}"),
+        Some(50 << 20)
+    );
     for (mail, fix) in [
         (
             "{domains: [lan], mailboxQuota: 1Mi}",
