@@ -24,8 +24,7 @@ pub fn list_matches(pattern: &str, name: &str, delimiter: u8) -> bool {
     let inbox_prefix = n.len() >= 5
         && n[..5].eq_ignore_ascii_case(b"INBOX")
         && (n.len() == 5 || n[5] == delimiter);
-    let same = |pc: u8, i: usize| {
-        let nc = n[i];
+    let same = |pc: u8, i: usize, nc: u8| {
         if inbox_prefix && i < 5 {
             pc.eq_ignore_ascii_case(&nc)
         } else {
@@ -37,7 +36,7 @@ pub fn list_matches(pattern: &str, name: &str, delimiter: u8) -> bool {
     let mut next = vec![false; p.len() + 1];
     states[0] = true;
     close_over_wildcards(p, &mut states);
-    for i in 0..n.len() {
+    for (i, &nc) in n.iter().enumerate() {
         next.iter_mut().for_each(|s| *s = false);
         let mut any = false;
         for j in 0..p.len() {
@@ -50,13 +49,13 @@ pub fn list_matches(pattern: &str, name: &str, delimiter: u8) -> bool {
                     any = true;
                 }
                 b'%' => {
-                    if n[i] != delimiter {
+                    if nc != delimiter {
                         next[j] = true;
                         any = true;
                     }
                 }
                 c => {
-                    if same(c, i) {
+                    if same(c, i, nc) {
                         next[j + 1] = true;
                         any = true;
                     }
