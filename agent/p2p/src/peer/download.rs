@@ -500,6 +500,31 @@ fn prepare(
     Ok((part, have, done))
 }
 
+/// The next chunk to ask a source for: the first pending one, or for a partial source the
+/// first pending one it has (`have`).
+fn next_chunk(pending: &mut VecDeque<u64>, have: Option<&[bool]>) -> Option<u64> {
+    match have {
+        None => pending.pop_front(),
+        Some(map) => {
+            let at = pending
+                .iter()
+                .position(|i| map.get(*i as usize).copied().unwrap_or(false))?;
+            pending.remove(at)
+        }
+    }
+}
+
+/// Whether an answer is chunk `index` of `resource`: its length, its BLAKE3 (the catalog's),
+/// and what its sender signed (the same hash).
+fn chunk_ok(resource: &Resource, index: u64, answer: &super::client::Answer) -> bool {
+    let Some(want) = resource.chunks.get(index as usize) else {
+        return false;
+    };
+    answer.bytes.len() as u64 == resource.chunk_len(index)
+        && hostrole_proto::envelope::hex(&answer.digest) == *want
+        && answer.signed == answer.digest
+}
+
 /// Fetches chunks from one peer until there is nothing left, the peer sent a bad chunk, or it
 /// failed too often. Returns the peer's id.
 async fn worker(job: Arc<Job>, source: Holder, have: Option<ChunkMap>) -> String {
@@ -514,15 +539,8 @@ async fn worker(job: Arc<Job>, source: Holder, have: Option<ChunkMap>) -> String
             break;
         }
         let next = job.pending.lock().ok().and_then(|mut p| match &have {
-            None => p.pop_front(),
-            // A partial source: the first pending chunk it has.
-            Some(map) => {
-                let map = map.lock().ok()?;
-                let at = p
-                    .iter()
-                    .position(|i| map.get(*i as usize).copied().unwrap_or(false))?;
-                p.remove(at)
-            }
+            None => next_chunk(&mut p, None),
+            Some(map) => next_chunk(&mut p, Some(&map.lock().ok()?)),
         });
         let Some(index) = next else {
             if have.is_none() || job.pending_empty() || idle >= 8 {
@@ -567,12 +585,10 @@ async fn worker(job: Arc<Job>, source: Holder, have: Option<ChunkMap>) -> String
         shared
             .agent
             .moved(super::ROLE, Direction::In, answer.bytes.len() as u64);
-        let bytes = answer.bytes;
         // One BLAKE3 of the bytes serves both checks: the chunk is the catalog's, and it is what
         // the sender signed.
-        let want = &job.resource.chunks[index as usize];
-        let hex = hostrole_proto::envelope::hex(&answer.digest);
-        let good = bytes.len() as u64 == len && hex == *want && answer.signed == answer.digest;
+        let good = chunk_ok(&job.resource, index, &answer);
+        let bytes = answer.bytes;
         if !good {
             shared.metrics.chunks_rejected.inc();
             shared.agent.error(super::ROLE, Reason::ChunkRejected);
@@ -683,4 +699,55 @@ async fn finish(
         tracing::warn!(error = %e, "cannot rescan the share after a download");
     }
     Ok(saved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::digest;
+    use crate::peer::client::Answer;
+
+    #[test]
+    fn a_partial_source_is_asked_only_for_chunks_it_has() {
+        let mut pending: VecDeque<u64> = [3, 1, 2].into_iter().collect();
+        assert_eq!(
+            next_chunk(&mut pending, Some(&[false, false, true, false])),
+            Some(2)
+        );
+        assert_eq!(
+            next_chunk(&mut pending, Some(&[true, false, false, false])),
+            None
+        );
+        assert_eq!(next_chunk(&mut pending, None), Some(3));
+        assert_eq!(pending, [1]);
+    }
+
+    #[test]
+    fn a_chunk_must_match_the_catalog_and_the_signature() {
+        let data = b"hello chunk".to_vec();
+        let resource = Resource {
+            name: "a".into(),
+            size: data.len() as u64,
+            hash: blake3::hash(&data).to_hex().to_string(),
+            chunk_size: crate::wire::CHUNK_SIZE,
+            chunks: vec![blake3::hash(&data).to_hex().to_string()],
+        };
+        let answer = |bytes: &[u8], signed: [u8; 32]| Answer {
+            bytes: bytes::Bytes::copy_from_slice(bytes),
+            digest: digest(bytes),
+            signed,
+            peer: None,
+        };
+        assert!(chunk_ok(&resource, 0, &answer(&data, digest(&data))));
+        assert!(!chunk_ok(
+            &resource,
+            0,
+            &answer(b"hello chunK", digest(b"hello chunK"))
+        ));
+        assert!(
+            !chunk_ok(&resource, 0, &answer(&data, [0; 32])),
+            "signed for other bytes"
+        );
+        assert!(!chunk_ok(&resource, 1, &answer(&data, digest(&data))));
+    }
 }

@@ -462,3 +462,60 @@ impl Role for Peer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(index: Option<&str>, dns: Option<&str>, seeds: &[&str]) -> PeerRoleConfig {
+        PeerRoleConfig {
+            network: "n".into(),
+            port: 7001,
+            ui_port: 8090,
+            ui_bind: None,
+            root: PathBuf::from("/tmp/x"),
+            quota_bytes: None,
+            secret_file: PathBuf::from("/tmp/s"),
+            index_url: index.map(str::to_string),
+            discovery_dns: dns.map(str::to_string),
+            seeds: seeds.iter().map(|s| s.to_string()).collect(),
+            advertise: None,
+            heartbeat_seconds: 5,
+            fetch: vec![],
+            mirror: false,
+        }
+    }
+
+    #[test]
+    fn the_mode_is_one_enum_with_what_it_needs() {
+        assert_eq!(
+            Discovery::from_config(&config(Some("http://idx:7000/"), None, &[])).expect("hybrid"),
+            Discovery::Hybrid {
+                index_url: "http://idx:7000".into()
+            }
+        );
+        assert_eq!(
+            Discovery::from_config(&config(None, Some("peers-n"), &["h:1"])).expect("dec"),
+            Discovery::Decentralized {
+                dns: Some("peers-n".into()),
+                seeds: vec!["h:1".into()]
+            }
+        );
+        assert!(matches!(
+            Discovery::from_config(&config(None, None, &[])),
+            Err(PeerError::NoDiscovery)
+        ));
+        let e = Discovery::from_config(&config(None, None, &["h:1/x?"])).expect_err("bad seed");
+        assert!(e.to_string().contains("host:port"), "{e}");
+    }
+
+    #[test]
+    fn the_ui_stays_on_loopback_unless_configured() {
+        let any4: IpAddr = "0.0.0.0".parse().expect("ip");
+        let any6: IpAddr = "::".parse().expect("ip");
+        assert_eq!(ui_address(None, any4), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(ui_address(None, any6), "::1".parse::<IpAddr>().expect("ip"));
+        let set: IpAddr = "127.0.0.5".parse().expect("ip");
+        assert_eq!(ui_address(Some(set), any4), set);
+    }
+}

@@ -77,8 +77,7 @@ pub async fn partial_sources(
                 .get_json(&url, MAX_HAVE_BYTES, Expect::Peer(&holder.id))
                 .await
                 .ok()?;
-            let have: Vec<bool> = map.have.chars().map(|c| c == '1').collect();
-            (have.len() == total && have.iter().any(|h| *h)).then_some((holder, have))
+            parse_have(&map.have, total).map(|have| (holder, have))
         })
         .buffer_unordered(8)
         .filter_map(|x| async move { x })
@@ -86,9 +85,32 @@ pub async fn partial_sources(
         .await
 }
 
+/// A `/v1/have` map for a resource of `total` chunks: one `1` or `0` per chunk, at least one
+/// `1`; anything else is no map.
+pub fn parse_have(map: &str, total: usize) -> Option<Vec<bool>> {
+    if map.len() != total || !map.bytes().all(|b| b == b'0' || b == b'1') {
+        return None;
+    }
+    let have: Vec<bool> = map.bytes().map(|b| b == b'1').collect();
+    have.iter().any(|h| *h).then_some(have)
+}
+
 /// The chunks in random order, so that peers downloading at once fetch different chunks first
 /// and can trade them.
 pub fn shuffled(mut list: VecDeque<u64>) -> VecDeque<u64> {
     fastrand::shuffle(list.make_contiguous());
     list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn have_maps_are_exact() {
+        assert_eq!(parse_have("101", 3), Some(vec![true, false, true]));
+        for bad in ["000", "10", "1011", "1x1", ""] {
+            assert_eq!(parse_have(bad, 3), None, "{bad}");
+        }
+    }
 }
