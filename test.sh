@@ -3,12 +3,13 @@
 # clients, and the operator against a real control plane (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kwok) and the Helm chart against it, started here and
 # stopped at the end.
-# CI runs this through .ci/run. HOSTROLE_SKIP_CLUSTER=1 skips the cluster stages and
-# HOSTROLE_SKIP_REAL_NODE=1 the real-node stage (each says so).
-# A machine that cannot do something a stage needs (a real node: root, bridges, mounts; the
-# davfs2 test: root, /dev/fuse, mounts) is reported as SKIPPED, except on CI (CI=true), where it
-# is a failure: there, only the variables above and HOSTROLE_SKIP_DAVFS2=1 (users without root)
-# skip, on purpose. Anything else that fails on the way (a package install, a build, a node that
+# CI runs this through .ci/run. HOSTROLE_SKIP_CLUSTER=1 skips the cluster stages,
+# HOSTROLE_SKIP_REAL_NODE=1 the real-node stage and HOSTROLE_SKIP_KIND=1 the kind stage (each
+# says so).
+# A machine that cannot do something a stage needs (a real node: root, bridges, mounts; kind: a
+# Docker engine that answers or root to start one; the davfs2 test: root, /dev/fuse, mounts) is
+# reported as SKIPPED, except on CI (CI=true), where it is a failure: there, only the variables
+# above and HOSTROLE_SKIP_DAVFS2=1 (users without root) skip, on purpose. Anything else that fails on the way (a package install, a build, a node that
 # does not come up) fails the run everywhere.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -49,20 +50,33 @@ step "operator and chart against the real API server (e2e/tests/control_plane.rs
 # suite.rs (in-cluster role checks) needs nodes that run containers: the real-node stage below.
 cargo test --locked -p hostrole-e2e -- --test-threads=4
 
-if [[ ${HOSTROLE_SKIP_REAL_NODE:-0} == 1 ]]; then
-  printf '\n!! SKIPPED: the users e2e suite on a real node (HOSTROLE_SKIP_REAL_NODE=1)\n'
-  exit 0
-fi
-step "the users' e2e suite (suite.rs) on a real node: kubelet + containerd here, images built without a daemon"
 bash e2e/cluster/down.sh >/dev/null 2>&1 || true
 trap - EXIT
-status=0
-bash e2e/real-node.sh || status=$?
-if [[ $status == 3 && ${CI:-} == true ]]; then
-  printf '\n!! FAILED: this machine cannot host a real node (reason above); on CI that is a failure (HOSTROLE_SKIP_REAL_NODE=1 skips the stage on purpose)\n'
-  exit 1
-elif [[ $status == 3 ]]; then
-  printf '\n!! SKIPPED: this machine cannot host a real node (reason above); the suite ran only against the simulated node above\n'
-elif [[ $status != 0 ]]; then
-  exit "$status"
-fi
+
+# stage NAME SKIP_VARIABLE COMMAND...: runs a stage whose exit 3 means "this machine cannot run
+# it" (skipped here, a failure on CI); any other failure fails the run.
+stage() {
+  local what=$1 var=$2 status=0
+  shift 2
+  if [[ ${!var:-0} == 1 ]]; then
+    printf '\n!! SKIPPED: %s (%s=1)\n' "$what" "$var"
+    return 0
+  fi
+  "$@" || status=$?
+  if [[ $status == 3 && ${CI:-} == true ]]; then
+    printf '\n!! FAILED: this machine cannot run %s (reason above); on CI that is a failure (%s=1 skips the stage on purpose)\n' "$what" "$var"
+    exit 1
+  elif [[ $status == 3 ]]; then
+    printf '\n!! SKIPPED: this machine cannot run %s (reason above)\n' "$what"
+  elif [[ $status != 0 ]]; then
+    exit "$status"
+  fi
+}
+
+step "the users' e2e suite (suite.rs) on a real node: kubelet + containerd here, images built without a daemon"
+stage "the users' e2e suite on a real node" HOSTROLE_SKIP_REAL_NODE bash e2e/real-node.sh
+
+# After the real node (the Docker engine started for kind changes the FORWARD policy and
+# ip_forward, which the real node's bridge needs; e2e/kind/engine.sh puts both back).
+step "the users' e2e suite and the multi-node tests (kind.rs) on a two-node kind cluster: offline node image from Debian packages and Go modules, Docker engine started for the run (first run builds the node image: ~10 min on 2 cores)"
+stage "the users' e2e suite on kind" HOSTROLE_SKIP_KIND bash e2e/kind.sh --offline

@@ -52,7 +52,7 @@ bash e2e/cluster/node-load.sh "$images"/*.oci.tar
 
 export KUBECONFIG=$HOSTROLE_CLUSTER_DIR/kubeconfig KUBECTL=$K8S_BIN/kubectl HELM=$HELM_BIN/helm
 export HOSTROLE_IMAGE_PREFIX=hostrole.local/ HOSTROLE_IMAGE_TAG=0.1.0 HOSTROLE_IMAGE_PULL_POLICY=Never
-export HOSTROLE_E2E_CLIENT_IMAGE=hostrole.local/e2e-client:dev HOSTROLE_E2E_KUBECTL_IMAGE=hostrole.local/e2e-kubectl:dev
+export HOSTROLE_E2E_CLIENT_IMAGE=hostrole.local/e2e-client:dev
 export HOSTROLE_E2E_PROVISION=1
 # The suite prints the connectivity matrix with the operator binary.
 cargo build --locked -p hostrole-operator

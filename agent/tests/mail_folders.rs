@@ -842,7 +842,10 @@ fn dovecot_and_the_mail_role_read_each_others_volume() {
     // A copy Dovecot may open as `nobody` (it refuses to run mail access as root).
     let shared = tempfile::tempdir().expect("tempdir");
     let run = |args: &[&str]| {
-        let out = Command::new(args[0]).args(&args[1..]).output().expect(args[0]);
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect(args[0]);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     };
     let dv = shared.path().join("alice");
@@ -908,7 +911,10 @@ fn dovecot_and_the_mail_role_read_each_others_volume() {
         "* LSUB () \"/\" Sent".to_string(),
         format!("g OK [APPENDUID {validity} 3]"),
     ] {
-        assert!(reply.contains(&want), "Dovecot does not say {want:?}:\n{reply}\n{logged}");
+        assert!(
+            reply.contains(&want),
+            "Dovecot does not say {want:?}:\n{reply}\n{logged}"
+        );
     }
     // Back: the volume Dovecot wrote, opened by the mail role.
     let back = MailHost::start(|mail| {

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use hostrole_p2p::auth;
+use hostrole_p2p::{auth, envelope};
 use support::curl;
 use support::p2p::*;
 
@@ -46,15 +46,8 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
         "{body}"
     );
     let path = format!("/v1/networks/{NETWORK}/peers");
-    let wrong = auth::sign(
-        b"not the secret",
-        "intruder",
-        "GET",
-        &path,
-        auth::now(),
-        b"",
-    )
-    .expect("sign");
+    let me = auth::Identity::generate("intruder").expect("key");
+    let wrong = auth::sign_request(b"not the secret", &me, "GET", &path, b"").expect("sign");
     let (code, body) = status_of(&[
         "-H",
         &format!("Authorization: {wrong}"),
@@ -62,13 +55,14 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
     ]);
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("bad signature"), "{body}");
-    let stale = auth::sign(
+    let stale = auth::sign_request_with(
         SECRET.as_bytes(),
-        "p",
+        &me,
         "GET",
         &path,
         auth::now() - 3600,
-        b"",
+        auth::nonce().expect("nonce"),
+        auth::digest(b""),
     )
     .expect("sign");
     let (code, body) = status_of(&[
@@ -77,7 +71,7 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
         &format!("{index_url}{path}"),
     ]);
     assert_eq!((code, body.contains("timestamp")), (401, true), "{body}");
-    let good = auth::sign(SECRET.as_bytes(), "p", "GET", &path, auth::now(), b"").expect("sign");
+    let good = auth::sign_request(SECRET.as_bytes(), &me, "GET", &path, b"").expect("sign");
     let (code, _) = status_of(&[
         "-H",
         &format!("Authorization: {good}"),
@@ -87,7 +81,7 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
     // A network added later is served without a restart.
     std::fs::write(net.networks_dir().join("later"), "s2").expect("secret");
     let later = "/v1/networks/later/peers";
-    let signed = auth::sign(b"s2", "p", "GET", later, auth::now(), b"").expect("sign");
+    let signed = auth::sign_request(b"s2", &me, "GET", later, b"").expect("sign");
     let (code, _) = status_of(&[
         "-H",
         &format!("Authorization: {signed}"),
@@ -106,16 +100,10 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
     assert!(body.len() > 2 << 20);
     let body_file = net.dir.path().join("catalog.json");
     std::fs::write(&body_file, &body).expect("write");
-    let own = format!("/v1/networks/{NETWORK}/peers/bulky");
-    let put = auth::sign(
-        SECRET.as_bytes(),
-        "bulky",
-        "PUT",
-        &own,
-        auth::now(),
-        body.as_bytes(),
-    )
-    .expect("sign");
+    let bulky = auth::Identity::generate("bulky").expect("key");
+    let own = format!("/v1/networks/{NETWORK}/peers/{}", bulky.id());
+    let put =
+        auth::sign_request(SECRET.as_bytes(), &bulky, "PUT", &own, body.as_bytes()).expect("sign");
     let (code, text) = status_of(&[
         "-X",
         "PUT",
@@ -126,16 +114,9 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
         &format!("{index_url}{own}"),
     ]);
     assert_eq!(code, 204, "{text}");
-    let other = format!("/v1/networks/{NETWORK}/peers/someone-else");
-    let forged = auth::sign(
-        SECRET.as_bytes(),
-        "bulky",
-        "DELETE",
-        &other,
-        auth::now(),
-        b"",
-    )
-    .expect("sign");
+    let other = format!("/v1/networks/{NETWORK}/peers/{}", me.id());
+    let forged =
+        auth::sign_request(SECRET.as_bytes(), &bulky, "DELETE", &other, b"").expect("sign");
     let (code, _) = status_of(&[
         "-X",
         "DELETE",
@@ -144,8 +125,7 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
         &format!("{index_url}{other}"),
     ]);
     assert_eq!(code, 403, "a peer deregisters only itself");
-    let delete =
-        auth::sign(SECRET.as_bytes(), "bulky", "DELETE", &own, auth::now(), b"").expect("sign");
+    let delete = auth::sign_request(SECRET.as_bytes(), &bulky, "DELETE", &own, b"").expect("sign");
     let (code, _) = status_of(&[
         "-X",
         "DELETE",
@@ -527,4 +507,485 @@ fn peers_downloading_at_once_trade_verified_chunks_of_their_partial_copies() {
         traded > 0,
         "chunks also came from peers that were downloading"
     );
+}
+
+/// The ids the index lists for the network (asked as `who`).
+fn listed(who: &auth::Identity, index: &str) -> Vec<String> {
+    let r = signed(
+        who,
+        index,
+        "GET",
+        &format!("/v1/networks/{NETWORK}/peers"),
+        b"",
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_slice::<Vec<serde_json::Value>>(&r.body)
+        .expect("a peer list")
+        .iter()
+        .filter_map(|p| p["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+// Item 13: with one shared secret, any member could register, deregister or answer as any
+// peer id, and replay what it captured.
+#[test]
+fn a_member_cannot_deregister_impersonate_or_replay_as_another_peer() {
+    let net = Net::new();
+    let index_port = free_port();
+    let _index = net.index(index_port, 30);
+    let index = format!("127.0.0.1:{index_port}");
+    let a = net.peer(
+        "a",
+        PeerOptions {
+            index_url: Some(format!("http://{index}")),
+            ..PeerOptions::default()
+        },
+        &[("a.txt", b"from a")],
+    );
+    let a_id = a.id();
+    // Mallory is a member (she holds the secret) and even takes A's name; not A's key.
+    let mallory = auth::Identity::generate("a").expect("key");
+    assert_ne!(mallory.id(), a_id);
+    wait_for("A to register", Duration::from_secs(10), || {
+        listed(&mallory, &index).contains(&a_id).then_some(())
+    });
+
+    // A request that names A's id, with a correct membership MAC, signed by Mallory's key.
+    let path = format!("/v1/networks/{NETWORK}/peers/{a_id}");
+    let (ts, nonce, body) = (
+        auth::now(),
+        auth::nonce().expect("nonce"),
+        auth::digest(b""),
+    );
+    let message = envelope::request_message("DELETE", &path, &a_id, ts, &nonce, &body);
+    let forged = envelope::RequestAuth {
+        peer: a_id.clone(),
+        ts,
+        nonce,
+        body,
+        mac: auth::membership_mac(SECRET.as_bytes(), &message).expect("mac"),
+        sig: mallory.sign(&message),
+    }
+    .header();
+    let mut stream = connect(&index, None);
+    write_head(
+        &mut stream,
+        "DELETE",
+        &path,
+        &[("Authorization", forged)],
+        0,
+    );
+    let r = read_response(&mut stream);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(
+        r.text().contains("not signed by the key its id names"),
+        "{}",
+        r.text()
+    );
+    // As herself she may not touch A's entry either.
+    let r = signed(&mallory, &index, "DELETE", &path, b"", None);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = signed(
+        &mallory,
+        &index,
+        "PUT",
+        &path,
+        &registration("127.0.0.1:9", "x"),
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        listed(&mallory, &index).contains(&a_id),
+        "A is still listed"
+    );
+
+    // A captured request is accepted once.
+    let list = format!("/v1/networks/{NETWORK}/peers");
+    let header = auth::sign_request(SECRET.as_bytes(), &mallory, "GET", &list, b"").expect("sign");
+    for (round, want) in [(1, 200), (2, 401)] {
+        let mut stream = connect(&index, None);
+        write_head(
+            &mut stream,
+            "GET",
+            &list,
+            &[("Authorization", header.clone())],
+            0,
+        );
+        let r = read_response(&mut stream);
+        assert_eq!(r.status, want, "request #{round}: {}", r.text());
+        if want == 401 {
+            assert!(r.text().contains("seen before"), "{}", r.text());
+        }
+    }
+
+    // Answers are signed too: A's catalog verifies as A's, for this request only.
+    let nonce = auth::nonce().expect("nonce");
+    let header = auth::sign_request_with(
+        SECRET.as_bytes(),
+        &mallory,
+        "GET",
+        "/v1/resources",
+        auth::now(),
+        nonce,
+        auth::digest(b""),
+    )
+    .expect("sign");
+    let mut stream = connect(&a.address(), None);
+    write_head(
+        &mut stream,
+        "GET",
+        "/v1/resources",
+        &[("Authorization", header)],
+        0,
+    );
+    let r = read_response(&mut stream);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let reply = r.header("x-hostrole-reply").expect("a signed answer");
+    let ok = auth::verify_reply(
+        SECRET.as_bytes(),
+        Some(reply),
+        200,
+        &nonce,
+        auth::Expect::Peer(&a_id),
+    )
+    .expect("signed by A");
+    assert_eq!(ok.body, auth::digest(&r.body));
+    assert!(
+        auth::verify_reply(
+            SECRET.as_bytes(),
+            Some(reply),
+            200,
+            &nonce,
+            auth::Expect::Peer(mallory.id())
+        )
+        .is_err(),
+        "the answer names A, not anyone else"
+    );
+    assert_eq!(
+        auth::verify_reply(
+            SECRET.as_bytes(),
+            Some(reply),
+            200,
+            &auth::nonce().expect("n"),
+            auth::Expect::Peer(&a_id)
+        ),
+        Err(auth::AuthError::Replayed),
+        "the answer belongs to its request"
+    );
+}
+
+// Item 14: the index read (up to 8 MiB of) a body before checking who sent it, and any number
+// of bodies at once.
+#[test]
+fn the_index_refuses_strangers_before_their_body_and_bounds_uploads() {
+    let net = Net::new();
+    let index_port = free_port();
+    let _index = net.index(index_port, 30);
+    let index = format!("127.0.0.1:{index_port}");
+    let path = format!("/v1/networks/{NETWORK}/peers/x");
+
+    // A stranger announces 8 MB and sends none of it: the refusal comes first.
+    let mut stream = connect(&index, None);
+    write_head(
+        &mut stream,
+        "PUT",
+        &path,
+        &[("Authorization", "HostRole-HMAC peer=x, ts=1, sig=00".into())],
+        8_000_000,
+    );
+    let r = read_response(&mut stream);
+    assert_eq!(r.status, 401, "answered before the body: {}", r.text());
+
+    // A member announcing more than the limit is refused before sending it.
+    let mallory = auth::Identity::generate("m").expect("key");
+    let own = format!("/v1/networks/{NETWORK}/peers/{}", mallory.id());
+    let big = vec![b' '; 9 << 20];
+    let header = auth::sign_request(SECRET.as_bytes(), &mallory, "PUT", &own, &big).expect("sign");
+    let mut stream = connect(&index, None);
+    write_head(
+        &mut stream,
+        "PUT",
+        &own,
+        &[("Authorization", header)],
+        big.len(),
+    );
+    let r = read_response(&mut stream);
+    assert_eq!(r.status, 413, "{}", r.text());
+
+    // Four uploads that never finish hold every upload slot; the next is refused at once
+    // (and a GET still works).
+    let slow: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let body = vec![b' '; 4 << 20];
+            let header =
+                auth::sign_request(SECRET.as_bytes(), &mallory, "PUT", &own, &body).expect("sign");
+            let mut stream = connect(&index, None);
+            write_head(
+                &mut stream,
+                "PUT",
+                &own,
+                &[("Authorization", header)],
+                body.len(),
+            );
+            use std::io::Write;
+            stream.write_all(&body[..1024]).expect("a first part");
+            stream
+        })
+        .collect();
+    let refused = wait_for(
+        "an upload to be refused while four are in progress",
+        Duration::from_secs(20),
+        || {
+            let r = signed(
+                &mallory,
+                &index,
+                "PUT",
+                &own,
+                &registration("127.0.0.1:9", "x"),
+                None,
+            );
+            (r.status == 503).then_some(r)
+        },
+    );
+    assert!(
+        refused.text().contains("too many uploads"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(
+        signed(
+            &mallory,
+            &index,
+            "GET",
+            &format!("/v1/networks/{NETWORK}/peers"),
+            b"",
+            None
+        )
+        .status,
+        200
+    );
+    drop(slow);
+    wait_for(
+        "uploads to be accepted again",
+        Duration::from_secs(20),
+        || {
+            let r = signed(
+                &mallory,
+                &index,
+                "PUT",
+                &own,
+                &registration("127.0.0.1:9", "x"),
+                None,
+            );
+            (r.status == 204).then_some(())
+        },
+    );
+}
+
+// Item 15: a registered address with a path made every peer's GETs hit that path (blind SSRF);
+// chunk sizes other than the protocol's and answers of any size were taken.
+#[test]
+fn registered_addresses_cannot_carry_a_path_and_odd_chunk_sizes_are_refused() {
+    let net = Net::new();
+    let index_port = free_port();
+    let _index = net.index(index_port, 30);
+    let index = format!("127.0.0.1:{index_port}");
+    let mallory = auth::Identity::generate("m").expect("key");
+    let own = format!("/v1/networks/{NETWORK}/peers/{}", mallory.id());
+    // Each would make other peers request http://127.0.0.1:9901/metrics?x=:80/v1/... (any path
+    // of any host the victims reach): a port at the end was all that was checked.
+    for address in [
+        "127.0.0.1:9901/metrics?x=:80",
+        "127.0.0.1:9901#:80",
+        "user@127.0.0.1:9901",
+        "127.0.0.1:0",
+    ] {
+        let r = signed(
+            &mallory,
+            &index,
+            "PUT",
+            &own,
+            &registration(address, "x"),
+            None,
+        );
+        assert_eq!(r.status, 422, "{address}: {}", r.text());
+        assert!(r.text().contains("host:port"), "{}", r.text());
+    }
+    let huge = format!(
+        "{{\"address\":\"127.0.0.1:9\",\"resources\":[{{\"name\":\"x\",\"size\":1099511627776,\"hash\":\"{}\",\"chunkSize\":1099511627776,\"chunks\":[\"{}\"]}}]}}",
+        "ab".repeat(32),
+        "cd".repeat(32)
+    );
+    let r = signed(&mallory, &index, "PUT", &own, huge.as_bytes(), None);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("chunkSize"), "{}", r.text());
+    assert!(listed(&mallory, &index).is_empty());
+}
+
+#[test]
+fn a_peer_stops_reading_an_answer_larger_than_it_asked_for() {
+    use std::io::{Read, Write};
+    // A "peer" that answers every request with an endless body.
+    let rogue = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let rogue_addr = rogue.local_addr().expect("addr").to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = rogue.accept() else {
+            return;
+        };
+        let mut head = [0u8; 4096];
+        let _ = s.read(&mut head);
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+        );
+        let block = vec![b' '; 1 << 20];
+        let mut sent = 0usize;
+        while sent < 256 << 20 {
+            if s.write_all(&block).is_err() {
+                break;
+            }
+            sent += block.len();
+        }
+        let _ = tx.send(sent);
+    });
+    let net = Net::new();
+    let _b = net.peer(
+        "b",
+        PeerOptions {
+            seeds: vec![rogue_addr],
+            ..PeerOptions::default()
+        },
+        &[],
+    );
+    let sent = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the rogue finished sending");
+    assert!(
+        sent < 64 << 20,
+        "the peer read {} MiB of a catalog limited to 16 MiB",
+        sent >> 20
+    );
+}
+
+// Item 16: the index listed names like `../../x`, and a flood of registrations from one place
+// filled the network so that genuine peers got 507.
+#[test]
+fn the_index_refuses_path_names_and_a_registration_flood_from_one_client() {
+    let net = Net::new();
+    let index_port = free_port();
+    let _index = net.index(index_port, 60);
+    let index = format!("127.0.0.1:{index_port}");
+    let mallory = auth::Identity::generate("m").expect("key");
+    let own = format!("/v1/networks/{NETWORK}/peers/{}", mallory.id());
+    for name in ["../../x", "/etc/passwd", ".hostrole/id", "a/../../b"] {
+        let r = signed(
+            &mallory,
+            &index,
+            "PUT",
+            &own,
+            &registration("127.0.0.1:9", name),
+            None,
+        );
+        assert_eq!(r.status, 422, "{name}: {}", r.text());
+        assert!(r.text().contains("plain relative path"), "{}", r.text());
+    }
+
+    // 1100 fake identities from one other address (the network's cap is 1024).
+    let flood_from: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+    let mut accepted = 0;
+    let mut refused = 0;
+    for i in 0..1100 {
+        let fake = auth::Identity::generate(&format!("fake{i}")).expect("key");
+        let path = format!("/v1/networks/{NETWORK}/peers/{}", fake.id());
+        let r = signed(
+            &fake,
+            &index,
+            "PUT",
+            &path,
+            &registration("127.0.0.2:9", "f"),
+            Some(flood_from),
+        );
+        match r.status {
+            204 => accepted += 1,
+            429 => refused += 1,
+            other => panic!("fake {i}: {other} {}", r.text()),
+        }
+    }
+    println!("flood: {accepted} accepted, {refused} refused");
+    assert!(refused > 0, "the flood was never refused");
+
+    // A genuine peer still registers and is found.
+    let a = net.peer(
+        "a",
+        PeerOptions {
+            index_url: Some(format!("http://{index}")),
+            ..PeerOptions::default()
+        },
+        &[("a.txt", b"from a")],
+    );
+    let a_id = a.id();
+    wait_for(
+        "the genuine peer to be listed",
+        Duration::from_secs(15),
+        || listed(&mallory, &index).contains(&a_id).then_some(()),
+    );
+    assert!(
+        !a.log().contains("507"),
+        "the genuine peer was refused: {}",
+        a.log()
+    );
+}
+
+// Item 17: a peer restarted while its index is down knew no one (a stall of about a minute
+// with holders reachable).
+#[test]
+fn a_peer_restarted_while_the_index_is_down_still_fetches_from_the_peers_it_knew() {
+    let net = Net::new();
+    let index_port = free_port();
+    let mut index = net.index(index_port, 30);
+    let options = PeerOptions {
+        index_url: Some(format!("http://127.0.0.1:{index_port}")),
+        ..PeerOptions::default()
+    };
+    let data = random_bytes(3 * CHUNK + 5, 23);
+    let hash = blake3_hex(&data);
+    let a = net.peer("a", options.clone(), &[("kept.bin", &data)]);
+    let c = net.peer("c", options.clone(), &[("kept.bin", &data)]);
+    let mut b = net.peer("b", options, &[]);
+    let a_id = a.id();
+    wait_for("B to know A and C", Duration::from_secs(15), || {
+        let peers = get_json(&b.ui("/api/peers"));
+        let ids: Vec<&str> = peers
+            .as_array()?
+            .iter()
+            .filter_map(|p| p["id"].as_str())
+            .collect();
+        (ids.len() == 2 && ids.contains(&a_id.as_str())).then_some(())
+    });
+    wait_for(
+        "B to remember them on its volume",
+        Duration::from_secs(15),
+        || {
+            let text = std::fs::read_to_string(b.share().join(".hostrole/peers.json")).ok()?;
+            text.contains(&a_id).then_some(())
+        },
+    );
+
+    index.kill();
+    b.restart();
+    let hit = wait_for(
+        "B to find the file without the index",
+        Duration::from_secs(20),
+        || {
+            b.search("kept")
+                .into_iter()
+                .find(|h| h["hash"] == hash.as_str())
+        },
+    );
+    assert_eq!(hit["peers"].as_array().map(Vec::len), Some(2), "{hit}");
+    assert_eq!(b.start_download(&hash).0, 202);
+    wait_complete(&b, &hash, Duration::from_secs(30));
+    assert_eq!(file_hash(&b.share().join("kept.bin")), Some(hash));
+    drop(c);
 }

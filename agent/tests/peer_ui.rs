@@ -120,3 +120,83 @@ fn a_user_downloads_and_uploads_through_the_page_in_chromium() {
     );
     drop(a);
 }
+
+// Item 18: a page on another site whose DNS name is rebound to 127.0.0.1 reached the UI (the
+// browser sends its own name as Host; X-Requested-With is same-origin for it), and
+// `up --bind 0.0.0.0` opened the UI, which has no login, to the network.
+#[test]
+fn a_rebound_dns_name_gets_nothing_from_the_ui_and_bind_all_keeps_it_on_loopback() {
+    let net = Net::new();
+    let a = net.peer(
+        "a",
+        PeerOptions {
+            seeds: vec![format!("127.0.0.1:{}", free_port())],
+            ..PeerOptions::default()
+        },
+        &[("private.txt", b"mine")],
+    );
+    let port = a.ui_port;
+    let url = a.ui("/api/files");
+    let get = |extra: &[&str]| {
+        let mut args = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}"];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        String::from_utf8_lossy(&support::curl(&args).stdout).into_owned()
+    };
+    assert_eq!(get(&[]), "200");
+    assert_eq!(get(&["-H", &format!("Host: localhost:{port}")]), "200");
+    let rebound = format!("Host: attacker.example:{port}");
+    assert_eq!(
+        get(&["-H", &rebound]),
+        "403",
+        "a rebound name reads the file list"
+    );
+    assert_eq!(
+        get(&["-H", "Origin: http://attacker.example"]),
+        "403",
+        "a cross-origin page"
+    );
+    // The rebound page can send X-Requested-With (for the browser it is same-origin).
+    let (code, _) = post_json_with(
+        &a.ui("/api/upload?name=planted.txt"),
+        "x",
+        &[rebound.as_str()],
+    );
+    assert_eq!(code, 403);
+    assert!(!a.share().join("planted.txt").exists());
+
+    // `up --bind 0.0.0.0`: the services listen everywhere, the UI on loopback only.
+    let text =
+        std::fs::read_to_string(support::repo_root().join("examples/p2p-decentralized.yaml"))
+            .expect("example");
+    let (text, ports) = support::with_free_ports(&text, &[7011, 8091]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = dir.path().join("p2p.yaml");
+    std::fs::write(&manifest, text).expect("manifest");
+    let agent = support::Agent::up(&manifest, &dir.path().join("data"), &["--bind", "0.0.0.0"]);
+    let out = agent.stdout();
+    let ui_line = out
+        .lines()
+        .find(|l| l.contains(&format!(":{}", ports[&8091])))
+        .unwrap_or_else(|| panic!("no UI address in {out}"));
+    assert!(ui_line.contains("127.0.0.1"), "{out}");
+    let peer_line = out
+        .lines()
+        .find(|l| l.contains(&format!(":{}", ports[&7011])))
+        .unwrap_or_else(|| panic!("no peer address in {out}"));
+    assert!(peer_line.contains("0.0.0.0"), "{out}");
+    // Reached through any other address of this machine, the UI port is closed.
+    if let Some(ip) = non_loopback_ip() {
+        let refused = std::net::TcpStream::connect((ip, ports[&8091])).is_err();
+        assert!(refused, "the UI answers on {ip}");
+    }
+}
+
+/// An address of this machine other than loopback, if it has one.
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    // Connecting a UDP socket sends nothing; it only picks the outgoing address.
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}

@@ -99,7 +99,8 @@ pub struct ObjectUse {
 }
 
 /// Every Secret and ConfigMap of its namespace a HostRole names (item 4's rule covers each):
-/// `servers.web.site.configMap`, `servers.{file,mail}.users.secret`, `servers.mail.tls.secret`,
+/// `servers.web.site.configMap`, `servers.{file,mail}.users.secret`, `servers.*.tls` (its
+/// Secret, or the one cert-manager fills for `issuerRef`),
 /// `clients[].credentials.secret`. (A peer network's Secret has its own label, not this one.)
 pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
     let mut uses = Vec::new();
@@ -135,19 +136,36 @@ pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
             name,
         );
     }
-    if let Some(mail) = &servers.mail {
-        if let Some(name) = mail.users.as_ref().and_then(|u| u.secret.as_deref()) {
+    if let Some(name) = servers
+        .mail
+        .as_ref()
+        .and_then(|m| m.users.as_ref())
+        .and_then(|u| u.secret.as_deref())
+    {
+        add(
+            "spec.servers.mail.users.secret".into(),
+            ObjectKind::Secret,
+            name,
+        );
+    }
+    let hostrole = hr.metadata.name.as_deref().unwrap_or_default();
+    let tls = [
+        ("web", servers.web.as_ref().and_then(|w| w.tls.as_ref())),
+        ("file", servers.file.as_ref().and_then(|f| f.tls.as_ref())),
+        ("mail", servers.mail.as_ref().and_then(|m| m.tls.as_ref())),
+    ];
+    for (role, tls) in tls {
+        if let Some(tls) = tls {
+            // A Secret cert-manager fills is labelled by its Certificate's secretTemplate.
+            let field = if tls.secret.is_some() {
+                "secret"
+            } else {
+                "issuerRef"
+            };
             add(
-                "spec.servers.mail.users.secret".into(),
+                format!("spec.servers.{role}.tls.{field}"),
                 ObjectKind::Secret,
-                name,
-            );
-        }
-        if let Some(tls) = &mail.tls {
-            add(
-                "spec.servers.mail.tls.secret".into(),
-                ObjectKind::Secret,
-                &tls.secret,
+                &tls.secret_name(hostrole, role),
             );
         }
     }

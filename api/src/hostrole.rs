@@ -24,7 +24,7 @@ use crate::rules;
     kind = "HostRole",
     plural = "hostroles",
     namespaced,
-    shortname = "hr",
+    shortname = "hrole",
     category = "hostrole",
     status = "HostRoleStatus",
     cel,
@@ -34,6 +34,7 @@ use crate::rules;
     printcolumn = r#"{"name":"Hosts","type":"integer","jsonPath":".spec.replicas","description":"Hosts asked for"}"#,
     printcolumn = r#"{"name":"Clients","type":"string","jsonPath":".status.clients","description":"Healthy/declared client results over every host"}"#,
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","description":"Reason of the Ready condition"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.endpoints[0].url","description":"Where the host's main role is reached (status.endpoints has every one)"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = rules::name_length(),
     validation = rules::name_not_reserved()
@@ -42,7 +43,8 @@ use crate::rules;
 #[x_kube(
     validation = rules::at_least_one_role(),
     validation = rules::unique_ports(),
-    validation = rules::admin_port_reserved()
+    validation = rules::admin_port_reserved(),
+    validation = rules::exposed_roles_served()
 )]
 pub struct HostRoleSpec {
     /// Number of hosts. Hosts are named `<name>-0` … `<name>-(n-1)`, keep their names and own
@@ -78,6 +80,10 @@ pub struct HostRoleSpec {
     /// reports `Forbidden`), and this host's NetworkPolicy admits no one from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_clients_from: Option<AllowClientsFrom>,
+    /// Reach this host from outside the cluster: a NodePort or LoadBalancer Service for the
+    /// roles named, its names outside, and Gateway API routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expose: Option<Expose>,
 }
 
 fn default_replicas() -> i32 {
@@ -119,9 +125,10 @@ pub struct WebServer {
     #[schemars(range(min = 1, max = 100000))]
     pub max_connections: Option<i32>,
     /// HTTPS on `port` (HTTP/2 by ALPN) with the certificate of a `kubernetes.io/tls` Secret
-    /// (labelled `hostrole.dev/use: "true"`); a rotated Secret is served without a restart.
+    /// (labelled `hostrole.dev/use: "true"`) or one cert-manager issues (`issuerRef`); a
+    /// rotated certificate is served without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<SecretRef>,
+    pub tls: Option<Tls>,
     /// With `tls`: a plain-HTTP port whose every request is redirected (308) to the HTTPS one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1024, max = 65535))]
@@ -189,8 +196,10 @@ pub struct FileServer {
     #[serde(default = "default_file_port")]
     #[schemars(range(min = 1024, max = 65535))]
     pub port: i32,
-    /// Size of the share's volume; also its quota.
+    /// Size of the share's volume (a PersistentVolumeClaim per host); also its quota. Raising it
+    /// expands the claims where their StorageClass allows it (`allowVolumeExpansion`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
     pub storage: Option<Quantity>,
     /// Who may use the share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,12 +209,13 @@ pub struct FileServer {
     pub anonymous: Option<AnonymousAccess>,
     /// Largest upload accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
     pub max_upload_size: Option<Quantity>,
     /// WebDAV over HTTPS (HTTP/2 by ALPN) with the certificate of a `kubernetes.io/tls` Secret
-    /// (labelled `hostrole.dev/use: "true"`), so passwords never travel in the clear; a rotated
-    /// Secret is served without a restart.
+    /// (labelled `hostrole.dev/use: "true"`) or one cert-manager issues (`issuerRef`), so
+    /// passwords never travel in the clear; a rotated certificate is served without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<SecretRef>,
+    pub tls: Option<Tls>,
 }
 
 fn default_file_port() -> i32 {
@@ -273,15 +283,24 @@ pub struct MailServer {
     /// Mailbox owners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<UsersRef>,
-    /// Size of the mail volume.
+    /// Size of the mail volume (a PersistentVolumeClaim per host). Raising it expands the claims
+    /// where their StorageClass allows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
     pub storage: Option<Quantity>,
     /// Largest message accepted (SMTP SIZE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
     pub max_message_size: Option<Quantity>,
-    /// TLS certificate for STARTTLS (a `kubernetes.io/tls` Secret).
+    /// Most bytes one mailbox may hold; SMTP answers `452 4.2.2` (full) or `552 5.2.2` (this
+    /// message would not fit) beyond it. Default 1Gi, or `storage` when that is smaller; at
+    /// least `maxMessageSize`, at most `storage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<SecretRef>,
+    pub mailbox_quota: Option<Quantity>,
+    /// TLS certificate for STARTTLS: a `kubernetes.io/tls` Secret, or one cert-manager issues
+    /// (`issuerRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
     /// The user who receives mail for `postmaster@` every domain (RFC 5321 section 4.5.1).
     /// Default: a user named `postmaster`, else the first user in name order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -362,6 +381,258 @@ pub struct SecretRef {
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     )]
     pub secret: String,
+}
+
+/// A role's certificate: exactly one of `secret` (a `kubernetes.io/tls` Secret you keep) or
+/// `issuerRef` (cert-manager issues it for the host's names and renews it).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::tls_exactly_one())]
+pub struct Tls {
+    /// A `kubernetes.io/tls` Secret in the HostRole's namespace, labelled
+    /// `hostrole.dev/use: "true"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub secret: Option<String>,
+    /// A cert-manager Issuer (this namespace) or ClusterIssuer: the operator asks it, through a
+    /// `Certificate` named `<name>-<role>`, for a certificate of every name the host has (its
+    /// Service's and hosts' DNS names and `spec.expose.hostnames`), stored in the Secret
+    /// `<name>-<role>-tls`, and mounts that Secret once issued. Clusters only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ref: Option<IssuerRef>,
+}
+
+impl Tls {
+    /// The Secret of this certificate: the one named, or the one cert-manager fills for
+    /// HostRole `hostrole`'s `role`.
+    pub fn secret_name(&self, hostrole: &str, role: &str) -> String {
+        match &self.secret {
+            Some(secret) => secret.clone(),
+            None => issued_secret_name(hostrole, role),
+        }
+    }
+}
+
+/// The Secret cert-manager fills for a role's `tls.issuerRef`.
+pub fn issued_secret_name(hostrole: &str, role: &str) -> String {
+    format!("{hostrole}-{role}-tls")
+}
+
+/// The cert-manager Certificate the operator keeps for a role's `tls.issuerRef`.
+pub fn certificate_name(hostrole: &str, role: &str) -> String {
+    format!("{hostrole}-{role}")
+}
+
+/// A cert-manager issuer, as in a Certificate's `issuerRef`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    /// Name of the Issuer or ClusterIssuer.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// `Issuer` (in the HostRole's namespace, the default) or `ClusterIssuer`.
+    #[serde(default)]
+    pub kind: IssuerKind,
+    /// API group of the issuer: `cert-manager.io` (the default) or an external issuer's group.
+    #[serde(default = "default_issuer_group")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub group: String,
+}
+
+fn default_issuer_group() -> String {
+    "cert-manager.io".into()
+}
+
+/// The kind of a cert-manager issuer.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IssuerKind {
+    /// An Issuer of the HostRole's namespace.
+    #[default]
+    Issuer,
+    /// A cluster-wide ClusterIssuer.
+    ClusterIssuer,
+}
+
+impl IssuerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuerKind::Issuer => "Issuer",
+            IssuerKind::ClusterIssuer => "ClusterIssuer",
+        }
+    }
+}
+
+/// How a host is reached from outside the cluster: a Service of the chosen type for the roles
+/// named (the `<name>` ClusterIP Service stays for clients inside), the names it has outside,
+/// and optionally Gateway API routes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = rules::expose_node_ports_need_type(),
+    validation = rules::expose_lb_class_needs_lb(),
+    validation = rules::expose_traffic_policy_needs_type(),
+    validation = rules::expose_node_port_names()
+)]
+pub struct Expose {
+    /// `ClusterIP` (the default: nothing outside the cluster; routes through a Gateway only),
+    /// `NodePort` or `LoadBalancer`: the type of the Service `<name>-external`.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// The roles reached from outside, e.g. `[web, mail]` (the others stay internal).
+    /// Default: every server role of the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
+    pub roles: Vec<ExposedRole>,
+    /// `LoadBalancer` only: the load balancer implementation, e.g. `io.cilium/l2-announcer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub load_balancer_class: Option<String>,
+    /// Annotations of the external Service (MetalLB address pools, cloud load balancer
+    /// settings, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub annotations: BTreeMap<String, String>,
+    /// `Cluster` (default) or `Local` (keeps the client's address; only nodes running a host
+    /// answer). `NodePort` and `LoadBalancer` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<TrafficPolicy>,
+    /// Fixed node ports by port name (`web`, `web-redirect`, `webdav`, `smtp`, `submission`,
+    /// `imap`, `pop3`, `index`), e.g. `{web: 30443}`; others are allocated by the cluster.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 8,
+        "additionalProperties" = {"type": "integer", "minimum": 1, "maximum": 65535}
+    ))]
+    pub node_ports: BTreeMap<String, i32>,
+    /// The host's names outside the cluster, e.g. `www.example.lan`: in its certificates
+    /// (`tls.issuerRef`), its routes and `status.endpoints`. You point them at the cluster
+    /// (DNS) yourself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(
+            length(min = 1, max = 253),
+            regex(
+                pattern = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+            )
+        )
+    )]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
+    pub hostnames: Vec<String>,
+    /// Gateway API routes to the exposed roles: an `HTTPRoute` `<name>-<role>` for web and
+    /// file (with `hostnames`), a `TCPRoute` `<name>-<port>` for each mail port (the Gateway's
+    /// TCP listener of that port must be named after it: `smtp`, `submission`, `imap`,
+    /// `pop3`). Created when the Gateway API CRDs are installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayRoutes>,
+}
+
+/// The type of the external Service.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+impl ServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// `externalTrafficPolicy` of the external Service.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrafficPolicy {
+    Cluster,
+    Local,
+}
+
+/// A role that may be exposed.
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ExposedRole {
+    Web,
+    File,
+    Mail,
+    Index,
+}
+
+impl ExposedRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExposedRole::Web => "web",
+            ExposedRole::File => "file",
+            ExposedRole::Mail => "mail",
+            ExposedRole::Index => "index",
+        }
+    }
+}
+
+/// Where the Gateway API routes attach.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayRoutes {
+    /// The Gateways (or their listeners) the routes attach to.
+    #[schemars(length(min = 1, max = 8))]
+    pub parent_refs: Vec<GatewayParentRef>,
+}
+
+/// A Gateway the routes attach to, as a route's `parentRefs` entry.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayParentRef {
+    /// Name of the Gateway.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Its namespace (default: the HostRole's; another one must allow the routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub namespace: Option<String>,
+    /// The listener of the Gateway the HTTPRoutes attach to (TCPRoutes attach to the listener
+    /// named after their port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub section_name: Option<String>,
+}
+
+/// One place a role is reached.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// The role (`web`, `file`, `mail`, `index`).
+    pub role: String,
+    /// A URL to paste into a browser or client, e.g. `https://www.example.lan/` or
+    /// `imap://office.lan.svc:1143`.
+    pub url: String,
+    /// `external` (from outside the cluster) or `cluster` (from its pods).
+    pub scope: String,
 }
 
 /// A service this host uses as a client.
@@ -499,11 +770,12 @@ fn default_peer_port() -> i32 {
 }
 
 /// The peer's shared folder.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ShareSpec {
-    /// Size of the shared folder's volume.
+    /// Size of the shared folder's volume (a PersistentVolumeClaim per host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
     pub storage: Option<Quantity>,
 }
 
@@ -530,7 +802,7 @@ fn default_ui_port() -> i32 {
 }
 
 /// Placement and resources of the host pods.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct HostTemplate {
     /// Node labels the hosts must run on.
@@ -546,6 +818,69 @@ pub struct HostTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub priority_class_name: Option<String>,
+    /// Secrets of this namespace (type `kubernetes.io/dockerconfigjson`) for pulling the agent
+    /// image from a private registry. Replaces the operator's default (chart value
+    /// `agent.imagePullSecrets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub image_pull_secrets: Option<Vec<ImagePullSecret>>,
+    /// StorageClass of the hosts' volumes (`storage` of the file and mail roles and of
+    /// `peer.share`). Absent: the cluster's default StorageClass. To grow volumes later, choose a
+    /// class with `allowVolumeExpansion: true`. A change applies to new claims only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub storage_class_name: Option<String>,
+    /// What happens to the hosts' volumes when the HostRole is deleted or scaled down.
+    /// Default: both `Retain` (data outlives its hosts; delete the claims by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim_retention_policy: Option<ClaimRetentionPolicy>,
+}
+
+/// A pull secret for the agent image.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePullSecret {
+    /// Name of a Secret in the HostRole's namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+}
+
+/// The StatefulSet's `persistentVolumeClaimRetentionPolicy` for the hosts' volumes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimRetentionPolicy {
+    /// When the HostRole (and so its StatefulSet) is deleted. Default `Retain`.
+    #[serde(default)]
+    pub when_deleted: ClaimRetention,
+    /// When `replicas` goes down: the volumes of the removed hosts. Default `Retain`.
+    #[serde(default)]
+    pub when_scaled: ClaimRetention,
+}
+
+/// Whether a host's volume is kept or deleted with it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClaimRetention {
+    /// Keep the PersistentVolumeClaim (a host that comes back finds its data).
+    #[default]
+    Retain,
+    /// Delete the PersistentVolumeClaim (and, by the StorageClass's reclaim policy, the data).
+    Delete,
+}
+
+impl ClaimRetention {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimRetention::Retain => "Retain",
+            ClaimRetention::Delete => "Delete",
+        }
+    }
 }
 
 /// Other namespaces whose HostRoles may be clients of this one: those named in `namespaces`,
@@ -666,6 +1001,11 @@ pub struct HostRoleStatus {
     /// The peer-to-peer network this host belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkStatus>,
+    /// Where each role is reached, the main one first: from outside the cluster (a
+    /// LoadBalancer's address, a node's for a NodePort, `spec.expose.hostnames`), then from
+    /// inside it (the Service's DNS name). `https` where the role has TLS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Endpoint>,
 }
 
 /// A peer-to-peer network as the operator sees it.

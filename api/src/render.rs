@@ -22,8 +22,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::access::{self, ObjectKind, USE_LABEL, USE_LABEL_VALUE};
 use crate::hostrole::{
-    AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, SecretRef,
-    SiteFile, UsersRef,
+    AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, SiteFile, Tls,
+    UsersRef, certificate_name,
 };
 use crate::quantity::parse_bytes;
 use crate::rules::ADMIN_PORT;
@@ -46,6 +46,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_MAX_UPLOAD: u64 = 1 << 30;
 /// Largest message when the manifest does not say: 25 MiB.
 pub const DEFAULT_MAX_MESSAGE: u64 = 25 << 20;
+/// A mailbox's quota when the spec sets none (or the volume's size when smaller).
+pub const DEFAULT_MAILBOX_QUOTA: u64 = 1 << 30;
 /// How often a client runs and how long a run may take when the manifest does not say.
 pub const DEFAULT_CLIENT_EVERY_MS: u64 = 30_000;
 pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 10_000;
@@ -293,6 +295,15 @@ pub enum ProblemReason {
     /// A Secret or ConfigMap that does not exist or is not labelled `hostrole.dev/use: "true"`:
     /// not mounted.
     ReferenceNotAllowed,
+    /// A host's volume is smaller than `storage` asks and the API server refused to expand it
+    /// (its StorageClass does not allow expansion, or the claim is not bound yet).
+    StorageNotExpanded,
+    /// A `tls.issuerRef` whose certificate cert-manager has not issued (yet).
+    CertificatePending,
+    /// A `tls.issuerRef` on a cluster without cert-manager's API.
+    CertManagerMissing,
+    /// `spec.expose.gateway` on a cluster without the Gateway API.
+    GatewayAPIMissing,
 }
 
 impl ProblemReason {
@@ -305,6 +316,10 @@ impl ProblemReason {
             ProblemReason::IndexNotFound => "IndexNotFound",
             ProblemReason::IndexRoleMissing => "IndexRoleMissing",
             ProblemReason::ReferenceNotAllowed => "ReferenceNotAllowed",
+            ProblemReason::StorageNotExpanded => "StorageNotExpanded",
+            ProblemReason::CertificatePending => "CertificatePending",
+            ProblemReason::CertManagerMissing => "CertManagerMissing",
+            ProblemReason::GatewayAPIMissing => "GatewayAPIMissing",
         }
     }
 }
@@ -325,6 +340,13 @@ pub enum RenderError {
     /// A duration the agent cannot read.
     #[error("{field}: {value:?} is not a duration; write it like 500ms, 30s, 5m or 1h30m")]
     Duration { field: String, value: String },
+    /// A value that contradicts another field.
+    #[error("{field}: {why}; {fix}")]
+    Inconsistent {
+        field: &'static str,
+        why: String,
+        fix: &'static str,
+    },
     /// The HostRole has no name (never true of an object read from the API).
     #[error("the HostRole has no {0}")]
     Missing(&'static str),
@@ -335,7 +357,7 @@ impl RenderError {
     pub fn reason(&self) -> &'static str {
         match self {
             RenderError::Unsupported { .. } => "UnsupportedInCluster",
-            RenderError::Size { .. } => "InvalidSize",
+            RenderError::Size { .. } | RenderError::Inconsistent { .. } => "InvalidSize",
             RenderError::Duration { .. } => "InvalidDuration",
             RenderError::Missing(_) => "InvalidObject",
         }
@@ -524,7 +546,7 @@ impl Renderer<'_> {
         let Some(web) = &self.hr.spec.servers.web else {
             return Ok(None);
         };
-        let Some(tls) = self.tls("web", web.tls.as_ref(), problems) else {
+        let Some(tls) = self.tls("web", web.tls.as_ref(), problems)? else {
             return Ok(None);
         };
         let site = web.site.as_ref();
@@ -632,37 +654,75 @@ impl Renderer<'_> {
         }
     }
 
-    /// A role's certificate: `Some(None)` without TLS, `Some(Some(secret))` with a usable
-    /// Secret, `None` when the Secret may not be used — the role is then not served at all
-    /// (plain text instead would send passwords and pages in the clear).
-    fn tls<'s>(
+    /// A role's certificate: `Some(None)` without TLS, `Some(Some((role, secret)))` with a
+    /// usable Secret (named, or issued by cert-manager for `issuerRef`), `None` when the Secret
+    /// may not be used or is not issued yet — the role is then not served at all (plain text
+    /// instead would send passwords and pages in the clear).
+    #[allow(clippy::type_complexity)]
+    fn tls(
         &self,
         role: &'static str,
-        tls: Option<&'s SecretRef>,
+        tls: Option<&Tls>,
         problems: &mut Vec<Problem>,
-    ) -> Option<Option<(&'static str, &'s str)>> {
-        let Some(secret) = tls else {
-            return Some(None);
+    ) -> Result<Option<Option<(&'static str, String)>>, RenderError> {
+        let Some(tls) = tls else {
+            return Ok(Some(None));
         };
-        let usable = self.may_use(
-            &format!("spec.servers.{role}.tls.secret"),
-            ObjectKind::Secret,
-            &secret.secret,
-            &format!("the {role} role is not served until then: without its certificate it would speak in the clear"),
-            problems,
+        let meanwhile = format!(
+            "the {role} role is not served until then: without its certificate it would speak in the clear"
         );
-        usable.then_some(Some((role, secret.secret.as_str())))
+        if let Some(secret) = &tls.secret {
+            let usable = self.may_use(
+                &format!("spec.servers.{role}.tls.secret"),
+                ObjectKind::Secret,
+                secret,
+                &meanwhile,
+                problems,
+            );
+            return Ok(usable.then(|| Some((role, secret.clone()))));
+        }
+        if self.local().is_some() {
+            return Err(RenderError::Unsupported {
+                field: match role {
+                    "web" => "spec.servers.web.tls.issuerRef",
+                    "file" => "spec.servers.file.tls.issuerRef",
+                    _ => "spec.servers.mail.tls.issuerRef",
+                },
+                why: "needs a cluster with cert-manager",
+                instead: "for a standalone host use tls.secret with a kubernetes.io/tls Secret in the manifest",
+            });
+        }
+        let secret = tls.secret_name(self.name, role);
+        if self
+            .others
+            .usable(ObjectKind::Secret, self.namespace(), &secret)
+        {
+            return Ok(Some(Some((role, secret))));
+        }
+        let certificate = certificate_name(self.name, role);
+        problems.push(Problem {
+            field: format!("spec.servers.{role}.tls.issuerRef"),
+            reason: ProblemReason::CertificatePending,
+            message: format!(
+                "spec.servers.{role}.tls.issuerRef: waiting for cert-manager to issue Certificate {certificate} into Secret {secret} ({meanwhile}); see kubectl describe certificate {certificate}"
+            ),
+        });
+        Ok(None)
     }
 
     /// Mounts a role's `kubernetes.io/tls` Secret; the files the agent reads.
-    fn tls_mount(&self, (role, secret): (&'static str, &str), mounts: &mut Vec<Mount>) -> TlsFiles {
+    fn tls_mount(
+        &self,
+        (role, secret): (&'static str, String),
+        mounts: &mut Vec<Mount>,
+    ) -> TlsFiles {
         let location = Location::Tls(role);
         let dir = self.path(&location);
         mounts.push(self.mount(
             &format!("{role}-tls"),
             location,
             Source::Secret {
-                name: secret.to_string(),
+                name: secret,
                 items: vec![
                     (TLS_CERT_KEY, TLS_CERT_KEY.to_string()),
                     (TLS_KEY_KEY, TLS_KEY_KEY.to_string()),
@@ -683,7 +743,7 @@ impl Renderer<'_> {
         let Some(file) = &self.hr.spec.servers.file else {
             return Ok(None);
         };
-        let Some(tls) = self.tls("file", file.tls.as_ref(), problems) else {
+        let Some(tls) = self.tls("file", file.tls.as_ref(), problems)? else {
             return Ok(None);
         };
         let max_upload_bytes = size(
@@ -734,8 +794,29 @@ impl Renderer<'_> {
         .unwrap_or(DEFAULT_MAX_MESSAGE);
         // Checked although only the claim uses it: a size the agent could not read is an error
         // in both worlds.
-        size("spec.servers.mail.storage", mail.storage.as_ref())?;
-        let Some(tls) = self.tls("mail", mail.tls.as_ref(), problems) else {
+        let storage = size("spec.servers.mail.storage", mail.storage.as_ref())?;
+        let quota_field = "spec.servers.mail.mailboxQuota";
+        let mailbox_quota_bytes = match size(quota_field, mail.mailbox_quota.as_ref())? {
+            Some(q) if q < max_message_bytes => {
+                return Err(RenderError::Inconsistent {
+                    field: quota_field,
+                    why: format!(
+                        "{q} bytes is less than the largest message ({max_message_bytes} bytes), so such a message could never be delivered"
+                    ),
+                    fix: "raise mailboxQuota or lower maxMessageSize",
+                });
+            }
+            Some(q) if storage.is_some_and(|s| q > s) => {
+                return Err(RenderError::Inconsistent {
+                    field: quota_field,
+                    why: format!("{q} bytes is more than the whole mail volume (storage)"),
+                    fix: "lower mailboxQuota to at most storage, or raise storage",
+                });
+            }
+            Some(q) => q,
+            None => storage.map_or(DEFAULT_MAILBOX_QUOTA, |s| s.min(DEFAULT_MAILBOX_QUOTA)),
+        };
+        let Some(tls) = self.tls("mail", mail.tls.as_ref(), problems)? else {
             return Ok(None);
         };
         let mut mounts = vec![self.mount(
@@ -758,6 +839,7 @@ impl Renderer<'_> {
             root: self.path(&Location::MailData),
             users_file,
             max_message_bytes,
+            mailbox_quota_bytes: Some(mailbox_quota_bytes),
             tls,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             postmaster: mail.postmaster.clone(),
@@ -1161,7 +1243,7 @@ impl Renderer<'_> {
 }
 
 /// The URL scheme of an HTTP role: `https` when it serves TLS.
-fn scheme(tls: &Option<SecretRef>) -> &'static str {
+fn scheme(tls: &Option<Tls>) -> &'static str {
     if tls.is_some() { "https" } else { "http" }
 }
 

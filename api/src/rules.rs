@@ -168,3 +168,84 @@ pub fn requirement_values() -> Rule {
         "values: give at least one with In and NotIn, and none with Exists and DoesNotExist",
     )
 }
+
+/// A size in bytes (`storage`, `maxUploadSize`, `maxMessageSize`): a Kubernetes quantity that is
+/// at least one byte, without the milli, micro or nano suffixes (`500m` is half a byte). The API
+/// server's quantity library decides (`isQuantity`, `quantity()`), so `banana`, `-5`, `0` and
+/// `500m` are refused at admission, not at reconcile. (Not `isInteger()`: the API server says
+/// `1.5Gi` is not one, kube-cel says it is.) (`string(self)`: the field is int-or-string, and `5` is as good as `"5"`.)
+pub fn byte_size() -> Rule {
+    Rule::new(
+        "isQuantity(string(self)) && !string(self).matches('[mun]$') && quantity(string(self)).compareTo(quantity('1')) >= 0",
+    )
+    .message(
+        "must be a positive size in bytes, such as 10Gi, 1.5Gi, 500Mi or 1000000 (a number with an optional suffix Ki, Mi, Gi, Ti, Pi, Ei or k, M, G, T, P, E)",
+    )
+}
+/// servers.*.tls: one source of the certificate.
+pub fn tls_exactly_one() -> Rule {
+    Rule::new("has(self.secret) != has(self.issuerRef)").message(
+        "set exactly one of secret (a kubernetes.io/tls Secret) or issuerRef (a cert-manager Issuer or ClusterIssuer that issues it)",
+    )
+}
+
+/// The port names `spec.expose.nodePorts` may use.
+pub const EXPOSED_PORT_NAMES: [&str; 8] = [
+    "web",
+    "web-redirect",
+    "webdav",
+    "smtp",
+    "submission",
+    "imap",
+    "pop3",
+    "index",
+];
+
+/// spec: every role named in expose.roles is served by the host.
+pub fn exposed_roles_served() -> Rule {
+    let checks = ["web", "file", "mail", "index"]
+        .iter()
+        .map(|r| format!("(r == '{r}' && {})", has_server(r)))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    Rule::new(format!(
+        "!has(self.expose) || !has(self.expose.roles) || self.expose.roles.all(r, {checks})"
+    ))
+    .message(
+        "spec.expose.roles names a role this host does not serve: add it under spec.servers or remove it from spec.expose.roles",
+    )
+}
+
+/// expose.nodePorts: only a NodePort or LoadBalancer Service has node ports.
+pub fn expose_node_ports_need_type() -> Rule {
+    Rule::new("!has(self.nodePorts) || size(self.nodePorts) == 0 || (has(self.type) && self.type != 'ClusterIP')")
+        .message("spec.expose.nodePorts needs spec.expose.type NodePort or LoadBalancer: set the type, or remove nodePorts")
+}
+
+/// expose.loadBalancerClass: LoadBalancer only.
+pub fn expose_lb_class_needs_lb() -> Rule {
+    Rule::new("!has(self.loadBalancerClass) || (has(self.type) && self.type == 'LoadBalancer')")
+        .message("spec.expose.loadBalancerClass needs spec.expose.type LoadBalancer: set the type, or remove loadBalancerClass")
+}
+
+/// expose.externalTrafficPolicy: only for traffic from outside.
+pub fn expose_traffic_policy_needs_type() -> Rule {
+    Rule::new("!has(self.externalTrafficPolicy) || (has(self.type) && self.type != 'ClusterIP')")
+        .message("spec.expose.externalTrafficPolicy needs spec.expose.type NodePort or LoadBalancer: set the type, or remove externalTrafficPolicy")
+}
+
+/// expose.nodePorts: keys are port names of the roles.
+pub fn expose_node_port_names() -> Rule {
+    let names = EXPOSED_PORT_NAMES
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Rule::new(format!(
+        "!has(self.nodePorts) || self.nodePorts.all(k, k in [{names}])"
+    ))
+    .message(Message::Message(format!(
+        "spec.expose.nodePorts: each key must be a port name ({}), e.g. {{web: 30443}}",
+        EXPOSED_PORT_NAMES.join(", ")
+    )))
+}

@@ -701,3 +701,47 @@ fn https_mounts_the_certificate_serves_the_redirect_port_and_clients_use_https()
         .collect();
     assert_eq!(urls, ["https://h.lan.svc:8443/", "https://h.lan.svc:8081/"]);
 }
+
+#[test]
+fn a_mailbox_quota_defaults_to_1gi_or_the_volume_and_must_fit_a_message_and_the_volume() {
+    let render_mail = |mail: &str| {
+        render::render(
+            &hostrole(&format!("spec:\n  servers:\n    mail: {mail}\n")),
+            Environment::Cluster { namespace: "lan" },
+            &Cluster::of(vec![]),
+        )
+    };
+    let quota = |mail: &str| {
+        render_mail(mail)
+            .expect("renders")
+            .config
+            .mail
+            .expect("mail")
+            .mailbox_quota_bytes
+    };
+    assert_eq!(quota("{domains: [lan]}"), Some(1 << 30));
+    assert_eq!(quota("{domains: [lan], storage: 100Mi}"), Some(100 << 20));
+    assert_eq!(
+        quota("{domains: [lan], mailboxQuota: 50Mi}"),
+        Some(50 << 20)
+    );
+    for (mail, fix) in [
+        (
+            "{domains: [lan], mailboxQuota: 1Mi}",
+            "raise mailboxQuota or lower maxMessageSize",
+        ),
+        (
+            "{domains: [lan], storage: 1Gi, mailboxQuota: 2Gi}",
+            "lower mailboxQuota to at most storage",
+        ),
+    ] {
+        let err = render_mail(mail).expect_err(mail);
+        let text = err.to_string();
+        assert!(
+            matches!(err, RenderError::Inconsistent { .. })
+                && text.contains("spec.servers.mail.mailboxQuota")
+                && text.contains(fix),
+            "{text}"
+        );
+    }
+}

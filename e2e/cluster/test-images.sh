@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# test-images.sh OUT_DIR: builds, without a registry, the two helper images the e2e suite needs on
-# the real node, from this machine's Debian binaries (busybox-static, curl) and the pinned kubectl:
+# test-images.sh OUT_DIR: builds, without a registry, the helper image the e2e suite needs on the
+# real node, from this machine's Debian binaries (busybox-static, curl):
 #   OUT_DIR/client.oci.tar    hostrole.local/e2e-client:dev   sh + curl (the in-cluster client)
-#   OUT_DIR/kubectl.oci.tar   hostrole.local/e2e-kubectl:dev  sh + kubectl (the chart's helm test)
+# (The chart's helm test runs the operator image: `hostrole-operator self-test`.)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:?usage: test-images.sh OUT_DIR}
@@ -11,8 +11,6 @@ for pkg in busybox-static curl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg"; }
 done
-eval "$(bash "$HERE/build.sh")"
-
 # rootfs DIR BINARY...: busybox as /bin/sh, each binary with the libraries ldd names.
 rootfs() {
   local dir=$1 bin lib
@@ -36,5 +34,3 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rootfs "$work/client" /usr/bin/curl
 bash "$HERE/node-image.sh" "$out/client.oci.tar" hostrole.local/e2e-client:dev "$work/client" /bin/sh
-rootfs "$work/kubectl" "$K8S_BIN/kubectl"
-bash "$HERE/node-image.sh" "$out/kubectl.oci.tar" hostrole.local/e2e-kubectl:dev "$work/kubectl" /bin/sh

@@ -476,7 +476,7 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
         .uid;
     env.kubectl_ok(&[
         "patch",
-        "hr",
+        "hrole",
         "family",
         "-n",
         &apps,
@@ -1106,4 +1106,433 @@ async fn a_host_agent_cannot_change_its_pod_beyond_its_client_conditions() {
     env.helm_ok(&["uninstall", &name, "-n", &system]);
     env.delete_namespace(&apps).await;
     env.delete_namespace(&system).await;
+}
+
+/// Copies a directory tree (the chart, into an umbrella chart's `charts/`).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+#[tokio::test]
+async fn the_chart_works_as_a_subchart_with_a_global_registry_pull_secrets_and_digests() {
+    let env = Env::new().await;
+    // An umbrella chart, as a platform team writes one: `global` shared with every subchart
+    // (with keys this chart does not know), and this chart's values under its name.
+    let dir = tempdir().expect("tempdir");
+    let umbrella = dir.path().join("platform");
+    copy_tree(
+        &repo_root().join("charts/hostrole-operator"),
+        &umbrella.join("charts/hostrole-operator"),
+    );
+    std::fs::write(
+        umbrella.join("Chart.yaml"),
+        "apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  - name: hostrole-operator\n    version: 0.1.0\n",
+    )
+    .expect("Chart.yaml");
+    std::fs::write(
+        umbrella.join("values.yaml"),
+        format!(
+            "global:\n  imageRegistry: registry.example.com\n  imagePullSecrets: [regcred]\n  storageClass: shared\nhostrole-operator:\n  replicaCount: 1\n  agent:\n    image:\n      digest: {DIGEST}\n"
+        ),
+    )
+    .expect("values.yaml");
+    let umbrella = umbrella.to_str().expect("utf-8");
+    env.helm_ok(&["lint", "--strict", umbrella]);
+
+    let system = env.namespace("chart-sub").await;
+    let name = release("sub");
+    let rendered = env.helm_ok(&["template", &name, umbrella, "-n", &system]);
+    let agent = format!("registry.example.com/hostrole/agent@{DIGEST}");
+    for expect in [
+        "image: registry.example.com/hostrole/operator:0.1.0".to_string(),
+        format!("--agent-image={agent}"),
+        "--agent-image-pull-secrets=regcred".to_string(),
+        format!("c.image == '{agent}'"),
+    ] {
+        assert!(rendered.contains(&expect), "{expect} in:\n{rendered}");
+    }
+
+    env.helm_ok(&[
+        "install",
+        &name,
+        umbrella,
+        "-n",
+        &system,
+        "--wait",
+        "--timeout",
+        "3m",
+    ]);
+    let full = format!("{name}-hostrole-operator");
+    let deployment: Deployment = Api::namespaced(env.client.clone(), &system)
+        .get(&full)
+        .await
+        .expect("the operator Deployment");
+    let pod = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("pod spec");
+    let secrets: Vec<String> = pod
+        .image_pull_secrets
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(secrets, ["regcred"]);
+
+    // The admission policy allows the pinned agent image, exactly: a compromised operator may
+    // not swap in the same repository at a tag.
+    let operator = service_account_kubeconfig(&env, &system, &full, None, &dir);
+    let apps = env.namespace("chart-sub-apps").await;
+    let statefulset = |name: &str, image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: {name}\n  labels: {MANAGED_LABELS}\nspec:\n  serviceName: {name}\n  selector: {{matchLabels: {{app.kubernetes.io/name: hostrole-host}}}}\n  template:\n    metadata: {{labels: {{app.kubernetes.io/name: hostrole-host}}}}\n    spec:\n      containers: [{{name: agent, image: '{image}'}}]\n"
+        )
+    };
+    let mut attempt = 0;
+    let tagged = eventually(
+        "the admission policy is in force",
+        Duration::from_secs(30),
+        || {
+            attempt += 1;
+            let result = create_as(
+                &env,
+                &operator,
+                &apps,
+                &statefulset(
+                    &format!("tagged-{attempt}"),
+                    "registry.example.com/hostrole/agent:0.1.0",
+                ),
+            );
+            async move { result.is_err().then_some(result) }
+        },
+    )
+    .await;
+    refused("the agent at a tag", tagged, "runs the agent image only");
+    create_as(&env, &operator, &apps, &statefulset("pinned", &agent))
+        .expect("the pinned agent image is allowed");
+
+    env.helm_ok(&["uninstall", &name, "-n", &system]);
+    env.delete_namespace(&apps).await;
+    env.delete_namespace(&system).await;
+}
+
+#[tokio::test]
+async fn helm_test_runs_the_operator_image_against_the_watched_namespace() {
+    let env = Env::new().await;
+    let system = env.namespace("chart-test").await;
+    let apps = env.namespace("chart-test-apps").await;
+    let name = release("test");
+    let (repository, tag) = AGENT_IMAGE.rsplit_once(':').expect("image:tag");
+    env.helm_ok(&[
+        "install",
+        &name,
+        &chart(),
+        "-n",
+        &system,
+        "--set",
+        "replicaCount=1",
+        "--set",
+        &format!("watchNamespace={apps}"),
+        "--set",
+        &format!("agent.image.repository={repository}"),
+        "--set",
+        &format!("agent.image.tag={tag}"),
+        "--wait",
+        "--timeout",
+        "3m",
+    ]);
+    let full = format!("{name}-hostrole-operator");
+    let deployment: Deployment = Api::namespaced(env.client.clone(), &system)
+        .get(&full)
+        .await
+        .expect("the operator Deployment");
+    let operator_image = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers[0].image.clone())
+        .expect("operator image");
+    let selector = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.clone())
+        .expect("selector");
+
+    // The test hook as Helm would create it.
+    let hooks = env.helm_ok(&["get", "hooks", &name, "-n", &system]);
+    let mut pod = None;
+    let mut rest = String::new();
+    for doc in hooks.split("\n---") {
+        let value: serde_json::Value = match serde_yaml::from_str(doc) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        if value["kind"] == "Pod" {
+            pod = Some(value);
+        } else if value.is_object() {
+            rest.push_str(doc);
+            rest.push_str("\n---\n");
+        }
+    }
+    let pod = pod.expect("a test Pod among the hooks");
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(
+        container["image"].as_str(),
+        Some(operator_image.as_str()),
+        "helm test runs the operator's own image: {pod}"
+    );
+    let labels = &pod["metadata"]["labels"];
+    assert!(
+        !selector
+            .iter()
+            .all(|(k, v)| labels[k].as_str() == Some(v.as_str())),
+        "the test pod does not carry the operator's selector labels: {labels}"
+    );
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    assert!(
+        args.contains(&format!("--namespace={apps}")),
+        "the test HostRole goes where the operator looks: {args:?}"
+    );
+
+    // Its ServiceAccount and roles, then its command, as the pod would run it.
+    let dir = tempdir().expect("tempdir");
+    let file = dir.path().join("hooks.yaml");
+    std::fs::write(&file, &rest).expect("write");
+    env.kubectl_ok(&["apply", "-f", file.to_str().expect("utf-8")]);
+    let kubeconfig = service_account_kubeconfig(&env, &system, &format!("{full}-test"), None, &dir);
+    let operator_config = service_account_kubeconfig(&env, &system, &full, None, &dir);
+    let _operator = env.operator_as(
+        &operator_config,
+        &[
+            "--watch-namespace",
+            &apps,
+            "--agent-cluster-role",
+            &format!("{full}-agent"),
+        ],
+    );
+    let out = std::process::Command::new(&env.operator_bin)
+        .args(&args)
+        .env("KUBECONFIG", &kubeconfig)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the self-test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "self-test failed: {text}");
+    assert!(text.contains("is Ready"), "{text}");
+    let hostroles: Api<HostRole> = Api::namespaced(env.client.clone(), &apps);
+    eventually(
+        "the test HostRole is deleted",
+        Duration::from_secs(60),
+        || async {
+            hostroles
+                .get_opt("helm-test")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    env.helm_ok(&["uninstall", &name, "-n", &system]);
+    env.delete_namespace(&apps).await;
+    env.delete_namespace(&system).await;
+}
+
+/// The size a claim requests.
+async fn claim_size(env: &Env, ns: &str, name: &str) -> Option<String> {
+    let pvc: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+        Api::namespaced(env.client.clone(), ns)
+            .get(name)
+            .await
+            .ok()?;
+    Some(pvc.spec?.resources?.requests?.get("storage")?.0.clone())
+}
+
+#[tokio::test]
+async fn storage_grows_in_place_under_the_chart_rbac_or_the_status_says_why_not() {
+    let env = Env::new().await;
+    let system = env.namespace("chart-storage").await;
+    let name = release("storage");
+    let (repository, tag) = AGENT_IMAGE.rsplit_once(':').expect("image:tag");
+    env.helm_ok(&[
+        "install",
+        &name,
+        &chart(),
+        "-n",
+        &system,
+        "--set",
+        "replicaCount=1",
+        "--set",
+        &format!("agent.image.repository={repository}"),
+        "--set",
+        &format!("agent.image.tag={tag}"),
+    ]);
+    let full = format!("{name}-hostrole-operator");
+    let who = format!("system:serviceaccount:{system}:{full}");
+    for (verb, allowed) in [
+        ("get", true),
+        ("patch", true),
+        ("list", false),
+        ("create", false),
+        ("delete", false),
+    ] {
+        let out = env.kubectl(&[
+            "auth",
+            "can-i",
+            verb,
+            "persistentvolumeclaims",
+            "--as",
+            &who,
+            "-n",
+            "default",
+        ]);
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(answer == "yes", allowed, "{verb} claims? {answer}");
+    }
+    // Two classes: one that lets claims grow, one that does not (no provisioner runs here: the
+    // harness binds each claim to a volume of its class).
+    let suffix = &name[name.len() - 4..];
+    let (growing, fixed) = (format!("e2e-grows-{suffix}"), format!("e2e-fixed-{suffix}"));
+    let classes = dir_file(&format!(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: {growing}}}\nprovisioner: example.com/none\nallowVolumeExpansion: true\nvolumeBindingMode: Immediate\n---\napiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: {fixed}}}\nprovisioner: example.com/none\nvolumeBindingMode: Immediate\n"
+    ));
+    env.kubectl_ok(&["apply", "-f", classes.1.to_str().expect("utf-8")]);
+
+    let dir = tempdir().expect("tempdir");
+    let kubeconfig = service_account_kubeconfig(&env, &system, &full, None, &dir);
+    let _operator = env.operator_as(
+        &kubeconfig,
+        &["--agent-cluster-role", &format!("{full}-agent")],
+    );
+    let apps = env.namespace("chart-storage-apps").await;
+    let _volumes = env.provision_volumes(&apps);
+    let hostroles = dir_file(&format!(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: nas}}\nspec:\n  servers: {{file: {{storage: 1Gi}}}}\n  template: {{storageClassName: {growing}}}\n---\napiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: attic}}\nspec:\n  servers: {{file: {{storage: 1Gi}}}}\n  template: {{storageClassName: {fixed}}}\n"
+    ));
+    env.kubectl_ok(&[
+        "apply",
+        "-n",
+        &apps,
+        "-f",
+        hostroles.1.to_str().expect("utf-8"),
+    ]);
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(env.client.clone(), &apps);
+    for claim in ["file-data-nas-0", "file-data-attic-0"] {
+        eventually(
+            &format!("{claim} is bound"),
+            Duration::from_secs(90),
+            || async {
+                let pvc = claims.get(claim).await.ok()?;
+                (pvc.status?.phase.as_deref() == Some("Bound")).then_some(())
+            },
+        )
+        .await;
+    }
+    for hr in ["nas", "attic"] {
+        env.kubectl_ok(&[
+            "patch",
+            "hrole",
+            hr,
+            "-n",
+            &apps,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"servers":{"file":{"storage":"2Gi"}}}}"#,
+        ]);
+    }
+    eventually(
+        "nas's claim grows to 2Gi in place",
+        Duration::from_secs(60),
+        || async { (claim_size(&env, &apps, "file-data-nas-0").await? == "2Gi").then_some(()) },
+    )
+    .await;
+    let hostroles: Api<HostRole> = Api::namespaced(env.client.clone(), &apps);
+    let degraded = eventually(
+        "attic says its claim cannot grow",
+        Duration::from_secs(60),
+        || async {
+            let hr = hostroles.get("attic").await.ok()?;
+            hr.status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Degraded" && c.reason == "StorageNotExpanded")
+        },
+    )
+    .await;
+    assert!(
+        degraded.message.contains("spec.servers.file.storage")
+            && degraded.message.contains("file-data-attic-0")
+            && degraded.message.contains("allowVolumeExpansion"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(
+        claim_size(&env, &apps, "file-data-attic-0")
+            .await
+            .as_deref(),
+        Some("1Gi")
+    );
+    // New hosts get the new size from the StatefulSet (recreated under the chart's RBAC).
+    let sts = env.kubectl_ok(&[
+        "get",
+        "statefulset",
+        "nas",
+        "-n",
+        &apps,
+        "-o",
+        "jsonpath={.spec.volumeClaimTemplates[0].spec.resources.requests.storage}",
+    ]);
+    assert_eq!(sts.trim(), "2Gi");
+    // The operator may grow a claim, nothing else of it.
+    refused(
+        "relabelling a host's claim",
+        kubectl_as(
+            &env,
+            &kubeconfig,
+            &[
+                "patch",
+                "pvc",
+                "file-data-nas-0",
+                "-n",
+                &apps,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"labels":{"app.kubernetes.io/instance":"attic"}}}"#,
+            ],
+        ),
+        "only grow the storage request",
+    );
+    env.helm_ok(&["uninstall", &name, "-n", &system]);
+    env.delete_namespace(&apps).await;
+    env.delete_namespace(&system).await;
+    let _ = env.kubectl(&["delete", "storageclass", &growing, &fixed]);
+}
+
+/// Writes `text` to a file of a new temporary directory (kept alive by the returned guard).
+fn dir_file(text: &str) -> (TempDir, PathBuf) {
+    let dir = tempdir().expect("tempdir");
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(&file, text).expect("write");
+    (dir, file)
 }

@@ -256,7 +256,7 @@ async fn every_example_converges_with_the_expected_objects() {
         );
     }
 
-    let table = env.kubectl_ok(&["get", "hr", "-n", &ns]);
+    let table = env.kubectl_ok(&["get", "hrole", "-n", &ns]);
     let header: Vec<&str> = table
         .lines()
         .next()
@@ -292,7 +292,7 @@ async fn a_spec_update_rolls_the_pods_and_scale_works() {
     );
 
     env.kubectl_ok(&[
-        "patch", "hr", "web", "-n", &ns, "--type=merge", "-p",
+        "patch", "hrole", "web", "-n", &ns, "--type=merge", "-p",
         r#"{"spec":{"servers":{"web":{"site":{"files":[{"path":"index.html","content":"version two"}]}}}}}"#,
     ]);
     let after = eventually("the new spec is observed and ready", CONVERGE, || async {
@@ -328,7 +328,7 @@ async fn a_spec_update_rolls_the_pods_and_scale_works() {
     );
 
     // The scale subresource: kubectl scale works on HostRoles.
-    env.kubectl_ok(&["scale", "hr/web", "-n", &ns, "--replicas=3"]);
+    env.kubectl_ok(&["scale", "hrole/web", "-n", &ns, "--replicas=3"]);
     eventually("three hosts ready", CONVERGE, || async {
         let hr = api::<HostRole>(&env.client, &ns).get("web").await.ok()?;
         (is_ready(&hr) && hr.status.as_ref()?.ready_hosts == 3).then_some(())
@@ -337,7 +337,7 @@ async fn a_spec_update_rolls_the_pods_and_scale_works() {
     assert_eq!(ready_pods(&env.client, &ns, "web").await.len(), 3);
     let replicas = env.kubectl_ok(&[
         "get",
-        "hr",
+        "hrole",
         "web",
         "-n",
         &ns,
@@ -438,7 +438,7 @@ async fn deleting_a_hostrole_collects_every_child() {
     let _operator = env.operator(&ns, &[]);
     apply(&env, &ns, &example("web-configmap.yaml"));
     wait_ready(&env.client, &ns, "brochure").await;
-    env.kubectl_ok(&["delete", "hr", "brochure", "-n", &ns]);
+    env.kubectl_ok(&["delete", "hrole", "brochure", "-n", &ns]);
 
     let selector = ListParams::default().labels(MANAGED);
     eventually("every child is garbage-collected", CONVERGE, || async {
@@ -688,7 +688,7 @@ async fn an_idle_operator_writes_nothing() {
     // A change that does not touch the spec still triggers reconciles, which must write nothing.
     env.kubectl_ok(&[
         "annotate",
-        "hr",
+        "hrole",
         "--all",
         "-n",
         &ns,

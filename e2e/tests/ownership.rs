@@ -135,7 +135,7 @@ async fn assert_no_takeover(
     // Another reconcile (a touch of the HostRole) still leaves it alone.
     env.kubectl_ok(&[
         "annotate",
-        "hr",
+        "hrole",
         hostrole_name,
         "-n",
         &ns,
@@ -468,7 +468,7 @@ stringData: {secret: a-long-random-string-chosen-by-the-user}
     assert!(notes.contains("never changes or deletes it"), "{notes}");
 
     // The network's last member goes: its Service is collected, the user's Secret stays.
-    env.kubectl_ok(&["delete", "hr", "family", "-n", &ns, "--wait=true"]);
+    env.kubectl_ok(&["delete", "hrole", "family", "-n", &ns, "--wait=true"]);
     eventually("the network Service is collected", CONVERGE, || async {
         let out = env.kubectl_ok(&[
             "get",

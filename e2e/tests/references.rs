@@ -336,7 +336,7 @@ async fn a_peer_network_gets_one_secret_and_service_owned_by_every_member() {
     );
 
     // The network's objects stay while one member is left, and go with the last.
-    env.kubectl_ok(&["delete", "hr", "cousins", "-n", &ns, "--wait=true"]);
+    env.kubectl_ok(&["delete", "hrole", "cousins", "-n", &ns, "--wait=true"]);
     eventually(
         "the network objects lost cousins as an owner",
         CONVERGE,
@@ -346,7 +346,7 @@ async fn a_peer_network_gets_one_secret_and_service_owned_by_every_member() {
         },
     )
     .await;
-    env.kubectl_ok(&["delete", "hr", "family", "-n", &ns, "--wait=true"]);
+    env.kubectl_ok(&["delete", "hrole", "family", "-n", &ns, "--wait=true"]);
     eventually("the network objects are collected", CONVERGE, || async {
         let gone = secrets.get_opt("peers-family").await.ok()?.is_none()
             && services.get_opt("peers-family").await.ok()?.is_none();

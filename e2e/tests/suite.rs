@@ -68,8 +68,6 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
     let chart = chart.to_str().expect("utf-8");
     // HOSTROLE_IMAGE_PREFIX names images loaded without a registry (e.g. `hostrole.local/`).
     let prefix = std::env::var("HOSTROLE_IMAGE_PREFIX").unwrap_or_else(|_| "hostrole/".into());
-    let tests_image = std::env::var("HOSTROLE_E2E_KUBECTL_IMAGE")
-        .unwrap_or_else(|_| "bitnami/kubectl:1.34".into());
     let values = [
         format!("image.repository={prefix}operator"),
         format!("agent.image.repository={prefix}agent"),
@@ -77,7 +75,6 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
         format!("agent.image.tag={tag}"),
         format!("image.pullPolicy={pull}"),
         format!("agent.image.pullPolicy={pull}"),
-        format!("tests.image={tests_image}"),
     ];
     let mut install = vec![
         "install",

@@ -3,20 +3,23 @@
 
 use std::collections::BTreeMap;
 
-use hostrole_api::HostRole;
 use hostrole_api::SiteFile;
 use hostrole_api::render::{
     self, CONFIG_DIR, CONFIG_KEY, Environment, HostPlan, Mount, NETWORK_SECRET_KEY, Problem,
     RenderError, Source, network_object_name,
 };
 use hostrole_api::rules::ADMIN_PORT;
+use hostrole_api::{HostRole, HostTemplate};
 use hostrole_config::{ENV_POD_IP, ENV_POD_NAME, ENV_POD_NAMESPACE};
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, LocalObjectReference, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection,
     SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
     VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
@@ -55,6 +58,8 @@ pub struct Settings {
     pub agent_cluster_role: String,
     /// NetworkPolicies for every HostRole, not only those with `spec.networkPolicy`.
     pub network_policies: bool,
+    /// Pull secrets of host pods whose HostRole names none (`spec.template.imagePullSecrets`).
+    pub image_pull_secrets: Vec<String>,
 }
 
 /// Label on peer pods naming their network (the network Service selects on it).
@@ -81,6 +86,8 @@ pub struct Desired {
     pub network_policy: Option<NetworkPolicy>,
     /// References that cannot be honoured yet (shown in status; they recover by watch).
     pub problems: Vec<Problem>,
+    /// What reaches the host from outside: Certificates, the external Service, routes.
+    pub reach: crate::reach::Reach,
 }
 
 /// The objects of a peer network that one of its HostRoles applies.
@@ -177,6 +184,12 @@ pub fn desired(hr: &HostRole, settings: &Settings, world: &World) -> Result<Desi
         network_policy: (hr.spec.network_policy || settings.network_policies)
             .then(|| network_policy(hr, name, namespace, &world))
             .flatten(),
+        reach: crate::reach::reach(
+            hr,
+            name,
+            namespace,
+            &server_ports(&plan).collect::<Vec<_>>(),
+        ),
         problems: plan.problems,
     })
 }
@@ -474,8 +487,12 @@ fn volume(config_map_name: &str, m: &Mount) -> Option<Volume> {
     Some(volume)
 }
 
-/// Per-host claims of the roles that keep data with `storage`.
-fn claim_templates(name: &str, plan: &HostPlan) -> Option<Vec<PersistentVolumeClaim>> {
+/// Per-host claims of the roles that keep data with `storage`, of `storageClassName` when given.
+fn claim_templates(
+    name: &str,
+    plan: &HostPlan,
+    storage_class: Option<&String>,
+) -> Option<Vec<PersistentVolumeClaim>> {
     let claims: Vec<PersistentVolumeClaim> = plan
         .mounts()
         .filter_map(|m| match &m.source {
@@ -497,6 +514,7 @@ fn claim_templates(name: &str, plan: &HostPlan) -> Option<Vec<PersistentVolumeCl
                     requests: Some(BTreeMap::from([("storage".into(), size)])),
                     ..Default::default()
                 }),
+                storage_class_name: storage_class.cloned(),
                 ..Default::default()
             }),
             ..Default::default()
@@ -598,7 +616,18 @@ fn stateful_set(
                 match_labels: Some(selector_labels(name)),
                 ..Default::default()
             },
-            volume_claim_templates: claim_templates(name, plan),
+            volume_claim_templates: claim_templates(
+                name,
+                plan,
+                template.storage_class_name.as_ref(),
+            ),
+            persistent_volume_claim_retention_policy: template
+                .persistent_volume_claim_retention_policy
+                .as_ref()
+                .map(|p| StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(p.when_deleted.as_str().into()),
+                    when_scaled: Some(p.when_scaled.as_str().into()),
+                }),
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
                 ..Default::default()
@@ -635,6 +664,7 @@ fn stateful_set(
                     node_selector: template.node_selector.clone(),
                     tolerations: template.tolerations.clone(),
                     priority_class_name: template.priority_class_name.clone(),
+                    image_pull_secrets: image_pull_secrets(&template, settings),
                     ..Default::default()
                 }),
             },
@@ -642,6 +672,23 @@ fn stateful_set(
         }),
         ..Default::default()
     }
+}
+
+/// The HostRole's own pull secrets, else the operator's default ones.
+fn image_pull_secrets(
+    template: &HostTemplate,
+    settings: &Settings,
+) -> Option<Vec<LocalObjectReference>> {
+    let names: Vec<String> = match &template.image_pull_secrets {
+        Some(own) => own.iter().map(|s| s.name.clone()).collect(),
+        None => settings.image_pull_secrets.clone(),
+    };
+    (!names.is_empty()).then(|| {
+        names
+            .into_iter()
+            .map(|name| LocalObjectReference { name })
+            .collect()
+    })
 }
 
 fn service_account(hr: &HostRole, name: &str, namespace: &str) -> ServiceAccount {
@@ -828,6 +875,19 @@ fn network_policy(
     }
     if let Some(peer) = &hr.spec.peer {
         add(vec![peer.port], vec![network_peers(&peer.network)]);
+    }
+    // Exposed roles are reached from outside the cluster and through a Gateway's pods, whose
+    // addresses no selector names: their ports admit everyone.
+    let mut ports = hr.spec.server_ports();
+    if let Some(redirect) = servers.web.as_ref().and_then(|w| w.http_redirect_port) {
+        ports.push(("web-redirect", redirect));
+    }
+    let exposed = crate::reach::exposed_ports(hr, &ports);
+    if !exposed.is_empty() {
+        rules.push(NetworkPolicyIngressRule {
+            ports: Some(exposed.into_iter().map(policy_port).collect()),
+            from: None,
+        });
     }
     if servers.web.is_none()
         && servers.file.is_none()

@@ -1,18 +1,33 @@
 //! Deciding whether an owned object needs a write: nothing is written when nothing changed.
 
+use hostrole_api::quantity::same_value;
 use serde_json::Value;
 
 /// True when every field of `desired` is present in `actual` with the same value. Fields the
 /// API server or other controllers add to `actual` (defaults, status, managedFields) are ignored.
-/// Lists must have the same length and match element by element.
+/// Lists must have the same length and match element by element. Quantities (in `requests`,
+/// `limits`, `sizeLimit`) compare by value: the API server stores `1024Mi` as `1Gi`, which is no
+/// difference (else every reconcile would write again).
 pub fn is_subset(desired: &Value, actual: &Value) -> bool {
+    subset(desired, actual, false)
+}
+
+/// Keys whose values (or whose map's values) are quantities.
+fn holds_quantities(key: &str) -> bool {
+    matches!(key, "requests" | "limits" | "sizeLimit" | "capacity")
+}
+
+fn subset(desired: &Value, actual: &Value, quantities: bool) -> bool {
     match (desired, actual) {
         (Value::Object(d), Value::Object(a)) => d.iter().all(|(k, dv)| {
-            a.get(k).is_some_and(|av| is_subset(dv, av)) || is_empty(dv) && a.get(k).is_none()
+            a.get(k)
+                .is_some_and(|av| subset(dv, av, quantities || holds_quantities(k)))
+                || is_empty(dv) && a.get(k).is_none()
         }),
         (Value::Array(d), Value::Array(a)) => {
-            d.len() == a.len() && d.iter().zip(a).all(|(dv, av)| is_subset(dv, av))
+            d.len() == a.len() && d.iter().zip(a).all(|(dv, av)| subset(dv, av, quantities))
         }
+        (Value::String(d), Value::String(a)) if quantities => d == a || same_value(d, a),
         (d, a) => d == a,
     }
 }
@@ -46,6 +61,20 @@ mod tests {
         assert!(!is_subset(&desired, &json!({"spec": {"replicas": 3}})));
         assert!(!is_subset(&desired, &json!({"spec": {}})));
         assert!(!is_subset(&desired, &json!({})));
+    }
+
+    #[test]
+    fn quantities_compare_by_value() {
+        let desired = json!({"spec": {"resources": {"requests": {"storage": "1024Mi"}, "limits": {"memory": "1048576"}}}, "volumes": [{"emptyDir": {"sizeLimit": "2048Mi"}}]});
+        let actual = json!({"spec": {"resources": {"requests": {"storage": "1Gi"}, "limits": {"memory": "1Mi"}}}, "volumes": [{"emptyDir": {"sizeLimit": "2Gi"}}]});
+        assert!(is_subset(&desired, &actual));
+        let bigger = json!({"spec": {"resources": {"requests": {"storage": "2Gi"}, "limits": {"memory": "1Mi"}}}, "volumes": [{"emptyDir": {"sizeLimit": "2Gi"}}]});
+        assert!(!is_subset(&desired, &bigger));
+        // Elsewhere a string is a string: a label "1k" is not the label "1000".
+        assert!(!is_subset(
+            &json!({"metadata": {"labels": {"size": "1000"}}}),
+            &json!({"metadata": {"labels": {"size": "1k"}}})
+        ));
     }
 
     #[test]

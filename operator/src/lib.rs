@@ -5,7 +5,11 @@
 //!   to its own);
 //! - [`world`]: who depends on whom, and consent across namespaces; [`uses`]: which Secrets and
 //!   ConfigMaps a HostRole may use (the API server's answers, cached);
+//! - [`storage`]: which hosts' claims must grow when `storage` grows;
+//! - [`reach`]: pure builders of what reaches a host from outside (cert-manager Certificates,
+//!   the external Service, Gateway API routes, `status.endpoints`);
 //! - [`reconcile`]: the thin layer that reads, applies, publishes events and writes status;
+//! - [`selftest`]: what `helm test` runs (from the operator image);
 //! - [`run`]: wiring of the controller, leader election and the HTTP endpoints.
 
 pub mod desired;
@@ -13,8 +17,11 @@ pub mod diff;
 pub mod matrix;
 pub mod metrics;
 pub mod ownership;
+pub mod reach;
 pub mod reconcile;
 pub mod run;
+pub mod selftest;
 pub mod status;
+pub mod storage;
 pub mod uses;
 pub mod world;

@@ -37,6 +37,25 @@ enum Command {
         #[arg(short = 'A', long)]
         all_namespaces: bool,
     },
+    /// What `helm test` runs: the operator's Deployment has a ready replica, and a HostRole in a
+    /// namespace it watches becomes Ready (then it is deleted).
+    SelfTest {
+        /// Namespace of the operator's release (its Deployment).
+        #[arg(long, env = "POD_NAMESPACE")]
+        release_namespace: String,
+        /// The operator's Deployment.
+        #[arg(long)]
+        deployment: String,
+        /// Namespace of the test HostRole: one the operator watches.
+        #[arg(long)]
+        namespace: String,
+        /// Name of the test HostRole.
+        #[arg(long, default_value = "helm-test")]
+        name: String,
+        /// Seconds the HostRole may take to become Ready.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -47,6 +66,10 @@ struct RunArgs {
     /// imagePullPolicy of the agent container (Always, IfNotPresent, Never).
     #[arg(long, env = "HOSTROLE_AGENT_IMAGE_PULL_POLICY")]
     agent_image_pull_policy: Option<String>,
+    /// Pull secrets of host pods (comma-separated Secret names, in each HostRole's namespace),
+    /// for HostRoles that name none in spec.template.imagePullSecrets.
+    #[arg(long, env = "HOSTROLE_AGENT_IMAGE_PULL_SECRETS", value_delimiter = ',')]
+    agent_image_pull_secrets: Vec<String>,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "HOSTROLE_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
@@ -119,6 +142,35 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::SelfTest {
+            release_namespace,
+            deployment,
+            namespace,
+            name,
+            timeout,
+        } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let test = hostrole_operator::selftest::SelfTest {
+                release_namespace,
+                deployment,
+                namespace,
+                name,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            match runtime.block_on(hostrole_operator::selftest::run(&test)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(args) => {
             init_logs(args.log_format, "info,kube=warn");
             let runtime = match tokio::runtime::Runtime::new() {
@@ -138,6 +190,11 @@ fn main() -> ExitCode {
                     image_pull_policy: args.agent_image_pull_policy,
                     agent_cluster_role: args.agent_cluster_role,
                     network_policies: args.network_policies,
+                    image_pull_secrets: args
+                        .agent_image_pull_secrets
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .collect(),
                 },
                 namespace: args.watch_namespace,
                 metrics_addr: args.metrics_addr,

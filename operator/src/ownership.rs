@@ -261,6 +261,15 @@ pub fn probe_label(key: &str, value: &str, name: &str) -> Value {
     ])
 }
 
+/// A never-written probe that passes its test (400) only while the object carries annotation
+/// `key` with `value` (422 otherwise, 404 when it does not exist).
+pub fn probe_annotation(key: &str, value: &str, name: &str) -> Value {
+    json!([
+        {"op": "test", "path": format!("/metadata/annotations/{}", pointer(key)), "value": value},
+        {"op": "replace", "path": "/metadata/name", "value": format!("{name}.probe")},
+    ])
+}
+
 /// [`probe_label`] for a Secret labelled for a peer network.
 pub fn probe_consent(network: &str, name: &str) -> Value {
     probe_label(NETWORK_LABEL, network, name)

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use hostrole_api::{HostRole, HostRoleStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, ObjectReference, Pod, Secret, Service, ServiceAccount,
+    ConfigMap, Namespace, ObjectReference, PersistentVolumeClaim, Pod, Secret, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -35,9 +36,13 @@ use crate::metrics::Metrics;
 use crate::ownership::{
     self, Answer, Claim, Conflict, NAME_CONFLICT, Next, Owner, Request, Verdict, conflicts_message,
 };
+use crate::reach::{self, Certificate, HttpRoute, TcpRoute};
 use crate::status::{self, CLIENTS_HEALTHY, DEGRADED, Observed, READY};
+use crate::storage;
 use crate::uses::{self, UseCache};
 use crate::world::World;
+use hostrole_api::render::{Problem, ProblemReason};
+use hostrole_api::{certificate_name, issued_secret_name};
 
 /// How often a HostRole is looked at again when nothing happens (reads only).
 const RESYNC: Duration = Duration::from_secs(300);
@@ -134,6 +139,8 @@ pub struct Context {
     /// Network Secrets known to exist, (namespace, name) → what they are, so that an idle
     /// operator does not write (or probe) them again.
     network_secrets: Mutex<HashMap<(String, String), KnownSecret>>,
+    /// Whether optional APIs (cert-manager, Gateway API) are served, and since when known.
+    apis: Mutex<HashMap<&'static str, (bool, Instant)>>,
 }
 
 /// What the operator learnt about a network Secret.
@@ -158,6 +165,7 @@ impl Context {
             uses: Arc::new(Mutex::new(UseCache::default())),
             failures: Mutex::new(HashMap::new()),
             network_secrets: Mutex::new(HashMap::new()),
+            apis: Mutex::new(HashMap::new()),
         }
     }
 
@@ -283,11 +291,16 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
     let mut network = None;
     let mut conflicts = Vec::new();
     let stateful_set = match desired::desired(hr, &ctx.settings, &world) {
-        Ok(want) => {
+        Ok(mut want) => {
+            let apis = Apis::discover(ctx).await?;
+            apis.explain(hr, &mut want);
             problems = want.problems.clone();
             network = hr.spec.peer.as_ref().map(|p| p.network.clone());
-            match apply_all(hr, ctx, &ns, &uid, want).await {
-                Ok(Realised::Applied(sts)) => Some(sts),
+            match apply_all(hr, ctx, &ns, &uid, want, apis).await {
+                Ok(Realised::Applied(sts)) => {
+                    problems.extend(grow_claims(ctx, &ns, &sts).await?);
+                    Some(sts)
+                }
                 Ok(Realised::Blocked {
                     conflicts: found,
                     stateful_set,
@@ -340,7 +353,8 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
         network_pods: &network_pods,
     };
     let now = Time(Timestamp::now());
-    let new_status = status::status(hr, &observed, &now);
+    let mut new_status = status::status(hr, &observed, &now);
+    new_status.endpoints = endpoints(hr, ctx, &ns, &name, &uid, &pods).await?;
     if hr.status.as_ref() != Some(&new_status) {
         write_status(hr, ctx, &ns, &name, &new_status).await?;
         let said = |s: Option<&HostRoleStatus>| {
@@ -375,6 +389,49 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
         None if uses.refused => Ok(Action::requeue(uses::REFUSED_RETRY)),
         None => Ok(Action::requeue(RESYNC)),
     }
+}
+
+/// `status.endpoints`, from the live external Service (its load balancer's address or node
+/// ports) and the hosts' nodes.
+async fn endpoints(
+    hr: &HostRole,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    pods: &[Pod],
+) -> Result<Vec<hostrole_api::Endpoint>, Error> {
+    let external = match hr.spec.expose {
+        Some(_) => {
+            let svc_name = reach::external_service_name(name);
+            Api::<Service>::namespaced(ctx.client.clone(), ns)
+                .get_opt(&svc_name)
+                .await
+                .map_err(|e| api_error("get", "Service", ns, &svc_name, e))?
+                .filter(|s| {
+                    ownership::claim(Some(s.meta()), Owner::HostRole { uid }) == Claim::Ours
+                })
+        }
+        None => None,
+    };
+    let mut ports = hr.spec.server_ports();
+    if let Some(redirect) = hr
+        .spec
+        .servers
+        .web
+        .as_ref()
+        .and_then(|w| w.http_redirect_port)
+    {
+        ports.push(("web-redirect", redirect));
+    }
+    Ok(reach::endpoints(
+        hr,
+        name,
+        ns,
+        &ports,
+        external.as_ref(),
+        pods,
+    ))
 }
 
 /// What applying a HostRole's objects came to.
@@ -501,6 +558,7 @@ async fn apply_all(
     ns: &str,
     uid: &str,
     want: Desired,
+    apis: Apis,
 ) -> Result<Realised, Error> {
     let client = &ctx.client;
     let name = hr.name_any();
@@ -566,6 +624,73 @@ async fn apply_all(
         ),
         None => None,
     };
+    let external_service = Slot::fetch(
+        services.clone(),
+        ns,
+        reach::external_service_name(&name),
+        want.reach.external_service.clone(),
+        Rule::HostRole,
+    )
+    .await?;
+    let mut certificates = Vec::new();
+    let mut issued_secret_conflicts = Vec::new();
+    if apis.cert_manager {
+        for (role, cert) in want.reach.certificates.clone() {
+            let slot = Slot::fetch(
+                Api::<Certificate>::namespaced(client.clone(), ns),
+                ns,
+                certificate_name(&name, role),
+                cert,
+                Rule::HostRole,
+            )
+            .await?;
+            // A Certificate not made yet must not make cert-manager overwrite a Secret that
+            // is already there (someone else's, under the name it would fill).
+            if slot.want.is_some() && slot.claim(uid) == Claim::Free {
+                let secret = issued_secret_name(&name, role);
+                if !issued_secret_free(ctx, ns, &secret, &certificate_name(&name, role)).await? {
+                    issued_secret_conflicts.push(Conflict::new(
+                        ("v1", "Secret"),
+                        ns,
+                        &secret,
+                        &name,
+                        Owner::HostRole { uid },
+                    ));
+                }
+            }
+            certificates.push(slot);
+        }
+    }
+    let mut http_routes = Vec::new();
+    let mut tcp_routes = Vec::new();
+    if apis.gateway_http {
+        for (object, route) in want.reach.http_routes.clone() {
+            http_routes.push(
+                Slot::fetch(
+                    Api::<HttpRoute>::namespaced(client.clone(), ns),
+                    ns,
+                    object,
+                    route,
+                    Rule::HostRole,
+                )
+                .await?,
+            );
+        }
+    }
+    if apis.gateway_tcp {
+        for (object, route) in want.reach.tcp_routes.clone() {
+            tcp_routes.push(
+                Slot::fetch(
+                    Api::<TcpRoute>::namespaced(client.clone(), ns),
+                    ns,
+                    object,
+                    route,
+                    Rule::HostRole,
+                )
+                .await?,
+            );
+        }
+    }
     let stateful_set = Slot::fetch(
         Api::<StatefulSet>::namespaced(client.clone(), ns),
         ns,
@@ -586,9 +711,14 @@ async fn apply_all(
             .as_ref()
             .and_then(|s| s.conflict(&name, uid)),
         stateful_set.conflict(&name, uid),
+        external_service.conflict(&name, uid),
     ]
     .into_iter()
     .flatten()
+    .chain(certificates.iter().filter_map(|s| s.conflict(&name, uid)))
+    .chain(issued_secret_conflicts)
+    .chain(http_routes.iter().filter_map(|s| s.conflict(&name, uid)))
+    .chain(tcp_routes.iter().filter_map(|s| s.conflict(&name, uid)))
     .collect();
     if conflicts.is_empty()
         && let Some(network) = &want.network
@@ -609,6 +739,16 @@ async fn apply_all(
     role_binding.write(hr, ctx, uid).await?;
     network_policy.write(hr, ctx, uid).await?;
     if let Some(slot) = network_service {
+        slot.write(hr, ctx, uid).await?;
+    }
+    external_service.write(hr, ctx, uid).await?;
+    for slot in certificates {
+        slot.write(hr, ctx, uid).await?;
+    }
+    for slot in http_routes {
+        slot.write(hr, ctx, uid).await?;
+    }
+    for slot in tcp_routes {
         slot.write(hr, ctx, uid).await?;
     }
     let sts = stateful_set.api.clone();
@@ -639,6 +779,187 @@ async fn apply_all(
         other => other?.ok_or(Error::MissingField("StatefulSet"))?,
     };
     Ok(Realised::Applied(live))
+}
+
+/// Raises the storage request of every host's claim that is smaller than its template asks
+/// ([`storage`]); returns a problem for each claim the API server refused to grow (its
+/// StorageClass does not allow expansion, or it is not bound yet). Claims not made yet are the
+/// StatefulSet's to make.
+async fn grow_claims(
+    ctx: &Context,
+    ns: &str,
+    sts: &StatefulSet,
+) -> Result<Vec<hostrole_api::render::Problem>, Error> {
+    let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns);
+    let mut problems = Vec::new();
+    for want in storage::wanted_claims(sts) {
+        let Some(pvc) = claims
+            .get_opt(&want.name)
+            .await
+            .map_err(|e| api_error("get", "PersistentVolumeClaim", ns, &want.name, e))?
+        else {
+            continue;
+        };
+        if !storage::must_grow(&pvc, &want.size) {
+            continue;
+        }
+        let has = storage::requested(&pvc).unwrap_or_default().to_string();
+        let patch =
+            serde_json::json!({"spec": {"resources": {"requests": {"storage": want.size}}}});
+        match claims
+            .patch(&want.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(namespace = ns, claim = %want.name, from = %has, to = %want.size, "expanding a host's volume");
+                ctx.metrics.wrote("PersistentVolumeClaim", "patch");
+            }
+            // Refused by the API server (403 from the resize admission: the StorageClass does
+            // not allow expansion; 422: not bound): said in status, not retried in a loop.
+            Err(kube::Error::Api(e)) if e.code == 403 || e.code == 422 => {
+                problems.push(storage::not_expanded(&want, &has, &e.message));
+            }
+            Err(e) => {
+                return Err(api_error(
+                    "patch",
+                    "PersistentVolumeClaim",
+                    ns,
+                    &want.name,
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// How long an answer about an optional API (installed or not) is used.
+const API_TTL: Duration = Duration::from_secs(30);
+
+/// Which optional APIs the API server serves.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Apis {
+    pub cert_manager: bool,
+    pub gateway_http: bool,
+    pub gateway_tcp: bool,
+}
+
+impl Apis {
+    async fn discover(ctx: &Context) -> Result<Apis, Error> {
+        Ok(Apis {
+            cert_manager: served(ctx, "cert-manager.io/v1", "certificates").await?,
+            gateway_http: served(ctx, "gateway.networking.k8s.io/v1", "httproutes").await?,
+            gateway_tcp: served(ctx, "gateway.networking.k8s.io/v1", "tcproutes").await?,
+        })
+    }
+
+    /// Says in the HostRole's problems what cannot be made because its API is missing.
+    fn explain(&self, hr: &HostRole, want: &mut Desired) {
+        for (role, cert) in &want.reach.certificates {
+            if cert.is_some() && !self.cert_manager {
+                let field = format!("spec.servers.{role}.tls.issuerRef");
+                want.problems.retain(|p| p.field != field);
+                want.problems.push(Problem {
+                    message: format!(
+                        "{field}: cert-manager is not installed (the API server serves no certificates.cert-manager.io/v1), so no certificate is issued and the {role} role is not served; install cert-manager, or use tls.secret with a kubernetes.io/tls Secret"
+                    ),
+                    field,
+                    reason: ProblemReason::CertManagerMissing,
+                });
+            }
+        }
+        let http = want.reach.http_routes.iter().any(|(_, r)| r.is_some());
+        let tcp = want.reach.tcp_routes.iter().any(|(_, r)| r.is_some());
+        let missing: Vec<&str> = [
+            (http && !self.gateway_http, "httproutes"),
+            (tcp && !self.gateway_tcp, "tcproutes"),
+        ]
+        .into_iter()
+        .filter_map(|(m, what)| m.then_some(what))
+        .collect();
+        if !missing.is_empty() {
+            let _ = hr;
+            want.problems.push(Problem {
+                field: "spec.expose.gateway".into(),
+                reason: ProblemReason::GatewayAPIMissing,
+                message: format!(
+                    "spec.expose.gateway: the Gateway API is not installed (the API server serves no {}.gateway.networking.k8s.io/v1), so no route is made; install the Gateway API CRDs (and a Gateway implementation), or remove spec.expose.gateway",
+                    missing.join(", ")
+                ),
+            });
+        }
+    }
+}
+
+/// Whether the API server serves `resource` in `group_version` (discovery; cached briefly, so
+/// an API installed later is found without a restart).
+async fn served(ctx: &Context, group_version: &'static str, resource: &str) -> Result<bool, Error> {
+    let key: &'static str = match resource {
+        "certificates" => "certificates",
+        "httproutes" => "httproutes",
+        _ => "tcproutes",
+    };
+    if let Some((known, at)) = ctx
+        .apis
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(key)
+        .copied()
+        && at.elapsed() < API_TTL
+    {
+        return Ok(known);
+    }
+    let answer = match ctx.client.list_api_group_resources(group_version).await {
+        Ok(list) => list.resources.iter().any(|r| r.name == resource),
+        Err(kube::Error::Api(status)) if status.code == 404 => false,
+        Err(e) => {
+            return Err(api_error(
+                "discover",
+                "APIResourceList",
+                "",
+                group_version,
+                e,
+            ));
+        }
+    };
+    ctx.apis
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key, (answer, Instant::now()));
+    Ok(answer)
+}
+
+/// Whether cert-manager may fill Secret `secret` for Certificate `certificate`: it does not
+/// exist, or it is that Certificate's (cert-manager's annotation says so). Asked of the API
+/// server with a probe that is never written, as the operator never reads Secrets.
+async fn issued_secret_free(
+    ctx: &Context,
+    ns: &str,
+    secret: &str,
+    certificate: &str,
+) -> Result<bool, Error> {
+    let probe =
+        ownership::probe_annotation(reach::CERTIFICATE_NAME_ANNOTATION, certificate, secret);
+    let patch: json_patch::Patch =
+        serde_json::from_value(probe).map_err(|source| Error::Encode {
+            kind: "Secret",
+            name: secret.to_string(),
+            source,
+        })?;
+    let result = Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .patch(secret, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await;
+    match result {
+        // 404: no Secret; 400: the test passed (it is the Certificate's), the rename refused.
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 400 => Ok(true),
+        // 422: the test failed: a Secret that is not this Certificate's.
+        Err(kube::Error::Api(status)) if status.code == 422 => Ok(false),
+        Err(e) => Err(api_error("probe", "Secret", ns, secret, e)),
+        Ok(_) => Err(Error::ProbeAccepted {
+            namespace: ns.to_string(),
+            name: secret.to_string(),
+        }),
+    }
 }
 
 /// The network's shared secret: created once with random bytes (never rewritten, so peers keep

@@ -192,6 +192,8 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
             format!("{client_ok}/{client_total}")
         },
         network: network_status(hr, observed.network_pods),
+        // Filled by the thin layer from the live external Service (`reach::endpoints`).
+        endpoints: Vec::new(),
     }
 }
 

@@ -18,6 +18,7 @@ fn settings() -> Settings {
         image_pull_policy: Some("IfNotPresent".into()),
         agent_cluster_role: "hostrole-agent".into(),
         network_policies: false,
+        image_pull_secrets: Vec::new(),
     }
 }
 
@@ -316,6 +317,7 @@ fn placement_is_passed_through() {
             ..Default::default()
         }]),
         priority_class_name: Some("hosts".into()),
+        ..Default::default()
     });
     let spec = pod(&build(&hr));
     assert_eq!(
@@ -332,6 +334,66 @@ fn placement_is_passed_through() {
         .and_then(|r| r.limits.clone())
         .expect("limits");
     assert_eq!(limits.get("memory"), Some(&Quantity("1Gi".into())));
+}
+
+#[test]
+fn host_pods_pull_with_the_hostrole_pull_secrets_else_the_operator_default() {
+    let mut with_default = settings();
+    with_default.image_pull_secrets = vec!["regcred".into()];
+    let names = |spec: PodSpec| -> Vec<String> {
+        spec.image_pull_secrets
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    };
+    let hr = web("");
+    assert!(
+        pod(&build(&hr)).image_pull_secrets.is_none(),
+        "none by default"
+    );
+    let d = desired::desired(&hr, &with_default, &labelled(&hr)).expect("desired");
+    assert_eq!(names(pod(&d)), ["regcred"]);
+    let own = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: web}\nspec:\n  servers: {web: {}}\n  template:\n    imagePullSecrets: [{name: team-registry}]\n",
+    );
+    let d = desired::desired(&own, &with_default, &labelled(&own)).expect("desired");
+    assert_eq!(
+        names(pod(&d)),
+        ["team-registry"],
+        "the HostRole's own replace the default"
+    );
+}
+
+#[test]
+fn claims_take_the_storage_class_and_the_retention_policy() {
+    let hr = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: nas}\nspec:\n  servers: {file: {storage: 2Gi}}\n  template:\n    storageClassName: fast-expandable\n    persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete}\n",
+    );
+    let spec = build(&hr).stateful_set.spec.expect("spec");
+    let claims = spec.volume_claim_templates.expect("claims");
+    let claim = claims[0].spec.as_ref().expect("claim spec");
+    assert_eq!(claim.storage_class_name.as_deref(), Some("fast-expandable"));
+    let policy = spec
+        .persistent_volume_claim_retention_policy
+        .expect("retention policy");
+    assert_eq!(policy.when_deleted.as_deref(), Some("Delete"));
+    assert_eq!(policy.when_scaled.as_deref(), Some("Retain"), "the default");
+    // Without either: the cluster's default class, and the StatefulSet's default (Retain).
+    let plain = build(&hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: nas}\nspec:\n  servers: {file: {storage: 2Gi}}\n",
+    ))
+    .stateful_set
+    .spec
+    .expect("spec");
+    assert!(plain.persistent_volume_claim_retention_policy.is_none());
+    assert!(
+        plain.volume_claim_templates.expect("claims")[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.clone())
+            .is_none()
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ fn settings(network_policies: bool) -> Settings {
         image_pull_policy: None,
         agent_cluster_role: "hostrole-agent".into(),
         network_policies,
+        image_pull_secrets: Vec::new(),
     }
 }
 

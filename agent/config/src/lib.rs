@@ -230,6 +230,10 @@ pub struct MailRoleConfig {
     pub users_file: Option<PathBuf>,
     /// Largest message accepted (SMTP SIZE).
     pub max_message_bytes: u64,
+    /// Most bytes one mailbox may hold (messages in `new/` and `cur/`, of every folder); no
+    /// limit when absent. The translator always sets it (default 1 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox_quota_bytes: Option<u64>,
     /// Certificate and key for STARTTLS; no STARTTLS when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,

@@ -243,6 +243,7 @@ async fn connection<S>(
     let service = Tracked {
         router,
         conn: conn.clone(),
+        peer,
     };
     let served = builder
         .serve_connection_with_upgrades(TokioIo::new(Io::new(stream, conn.clone())), service);

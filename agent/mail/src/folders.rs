@@ -102,51 +102,10 @@ pub fn parents(name: &str) -> impl Iterator<Item = &str> {
 }
 
 /// RFC 3501 LIST matching: `*` matches anything, `%` anything but the delimiter; `INBOX` is
-/// case-insensitive. Dynamic programming over (pattern, name) positions, so no pattern is
-/// exponential.
+/// case-insensitive. agent/proto's linear matcher (no recursion, no backtracking; the parser caps
+/// patterns at `MAX_LIST_PATTERN` bytes).
 pub fn matches(pattern: &str, name: &str) -> bool {
-    let canon_pattern;
-    let pattern = if pattern
-        .get(..5)
-        .is_some_and(|p| p.eq_ignore_ascii_case("INBOX"))
-    {
-        canon_pattern = format!("INBOX{}", &pattern[5..]);
-        canon_pattern.as_str()
-    } else {
-        pattern
-    };
-    let p = pattern.as_bytes();
-    let n = name.as_bytes();
-    // reach[j]: the first i pattern bytes can match the first j name bytes.
-    let mut reach = vec![false; n.len() + 1];
-    reach[0] = true;
-    for &pc in p {
-        let mut next = vec![false; n.len() + 1];
-        match pc {
-            b'*' | b'%' => {
-                let mut on = false;
-                for j in 0..=n.len() {
-                    on = on || reach[j];
-                    next[j] = on;
-                    if pc == b'%' && j < n.len() && n[j] == DELIMITER as u8 {
-                        on = false;
-                    }
-                }
-            }
-            c => {
-                for j in 0..n.len() {
-                    if reach[j] && n[j] == c {
-                        next[j + 1] = true;
-                    }
-                }
-            }
-        }
-        reach = next;
-        if !reach.iter().any(|r| *r) {
-            return false;
-        }
-    }
-    reach[n.len()]
+    hostrole_proto::imap_match::list_matches(pattern, name, DELIMITER as u8)
 }
 
 /// Dovecot's subscriptions file, version 2: `V\t2\n\n`, then one name a line, its hierarchy

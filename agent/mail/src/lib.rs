@@ -13,6 +13,7 @@
 mod conn;
 mod folders;
 mod listener;
+mod quota;
 mod sasl;
 mod session;
 mod store;
@@ -36,8 +37,8 @@ use tokio_util::sync::CancellationToken;
 
 use hostrole_agent_core::Role;
 use hostrole_agent_core::metrics::{AgentMetrics, Direction, Outcome, Reason};
-use hostrole_agent_core::net::{self, BindError};
-use hostrole_agent_core::users::{Users, UsersError};
+use hostrole_agent_core::net::{self, BindError, ClientKey};
+use hostrole_agent_core::users::{Check, Users, UsersError};
 
 pub use listener::Protocol;
 use store::Store;
@@ -80,6 +81,8 @@ pub(crate) struct Shared {
     pub users: Arc<Users>,
     pub store: Store,
     pub max_message_bytes: u64,
+    /// Per-mailbox quota.
+    pub quota: quota::Quota,
     pub max_connections: usize,
     pub metrics: AgentMetrics,
     /// STARTTLS is offered when set.
@@ -89,23 +92,28 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Checks a password off the async threads (Argon2 and bcrypt are slow on purpose). A failure
-    /// waits a little, to slow down guessing.
+    /// Checks a password for a client at `peer` (agent-core bounds the hashes at once and backs
+    /// off after failures, per address and per account). A failure waits a little more, to
+    /// slow down guessing.
     pub async fn verify(
         &self,
+        peer: SocketAddr,
         name: &str,
         password: &str,
     ) -> Option<hostrole_agent_core::users::User> {
-        let users = self.users.clone();
-        let (name, password) = (name.to_string(), password.to_string());
-        let user = tokio::task::spawn_blocking(move || users.verify(&name, &password))
-            .await
-            .ok()
-            .flatten();
-        if user.is_none() {
-            tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+        let client = ClientKey::of(peer.ip());
+        match self.users.check(Some(client), name, password).await {
+            Check::Valid(user) => Some(user),
+            Check::Invalid => {
+                tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+                None
+            }
+            Check::Throttled => {
+                self.metrics.error(ROLE, Reason::AuthThrottled);
+                tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+                None
+            }
         }
-        user
     }
 
     /// The mailbox of a local part, if one exists: exact name first, then lower-case;
@@ -218,6 +226,7 @@ impl Mail {
                 users: Arc::new(users),
                 store,
                 max_message_bytes: config.max_message_bytes,
+                quota: quota::Quota::new(config.root.clone(), config.mailbox_quota_bytes),
                 max_connections: config.max_connections,
                 metrics: metrics.clone(),
                 tls,

@@ -7,5 +7,6 @@ pub mod auth;
 pub mod index;
 pub mod peer;
 
+pub use hostrole_proto::envelope;
 pub use hostrole_proto::peer as wire;
 pub use hostrole_proto::peer::{valid_address, valid_hash, valid_network, valid_peer_id};

@@ -293,6 +293,12 @@ pub struct ParseError {
     pub why: String,
 }
 
+/// Literals one command may carry (LOGIN needs two; the command's total size is bounded by the
+/// server too). More is refused before the next one is read.
+pub const MAX_LITERALS: usize = 64;
+/// How deep SEARCH keys may nest (parentheses, NOT, OR): the matcher recurses this deep.
+pub const MAX_SEARCH_DEPTH: usize = 16;
+
 /// Where a command line ends in a literal, `{n}` or `{n+}`: (n, non-synchronizing).
 pub fn trailing_literal(line: &[u8]) -> Option<(usize, bool)> {
     let inner = line.strip_suffix(b"}")?;
@@ -639,6 +645,12 @@ fn command(c: &mut Cursor) -> R<Command> {
             let reference = c.astring().or_else(|_| c.string())?;
             c.space()?;
             let pattern = c.list_mailbox()?;
+            if reference.len() + pattern.len() > crate::imap_match::MAX_LIST_PATTERN {
+                return Err(format!(
+                    "reference and pattern longer than {} bytes",
+                    crate::imap_match::MAX_LIST_PATTERN
+                ));
+            }
             if name == "LSUB" {
                 return Ok(Command::Lsub { reference, pattern });
             }
@@ -965,7 +977,7 @@ fn section(c: &mut Cursor) -> R<Section> {
 }
 
 fn search_key(c: &mut Cursor, depth: usize) -> R<SearchKey> {
-    if depth > 16 {
+    if depth > MAX_SEARCH_DEPTH {
         return Err("search keys nested too deep".into());
     }
     if c.eat(b'(') {

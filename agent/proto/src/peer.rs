@@ -6,6 +6,17 @@ use serde::{Deserialize, Serialize};
 /// Bytes per chunk: a resource is cut into chunks of this size (the last may be shorter).
 pub const CHUNK_SIZE: u64 = 1 << 20;
 
+/// Largest answers a peer reads, by what it asked: a peer's catalog (`/v1/resources`)…
+pub const MAX_CATALOG_BYTES: usize = 16 << 20;
+/// … the peers another peer knows (`/v1/peers`, at most [`MAX_GOSSIP_PEERS`] entries) …
+pub const MAX_PEER_LIST_BYTES: usize = 1 << 20;
+/// … a chunk map (`/v1/have/{hash}`: one byte per chunk, 1 TiB of chunks) …
+pub const MAX_HAVE_BYTES: usize = (1 << 20) + 64;
+/// … and anything from the index (its peer list carries every peer's catalog).
+pub const MAX_INDEX_ANSWER_BYTES: usize = 64 << 20;
+/// Entries a peer's `/v1/peers` lists at most, and takes from another's.
+pub const MAX_GOSSIP_PEERS: usize = 256;
+
 /// A resource a peer holds: a file, addressed by the BLAKE3 hash of its whole content.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -21,9 +32,11 @@ pub struct Resource {
 }
 
 impl Resource {
-    /// Whether the chunk list agrees with the size (what a receiver checks before trusting it).
+    /// Whether the chunk list agrees with the size and the protocol's chunk size, and the name
+    /// is a plain relative path (what a receiver checks before trusting a resource).
     pub fn consistent(&self) -> bool {
-        self.chunk_size > 0
+        self.chunk_size == CHUNK_SIZE
+            && valid_resource_name(&self.name)
             && self.chunks.len() as u64 == self.size.div_ceil(self.chunk_size)
             && valid_hash(&self.hash)
             && self.chunks.iter().all(|c| valid_hash(c))
@@ -119,12 +132,45 @@ pub fn valid_peer_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// `host:port` with a port number.
+/// Strictly `host:port`: a DNS name or IPv4 address (letters, digits, `.`, `-`), or an IPv6
+/// address in brackets, then a port of 1–65535 in digits. Nothing else: an address becomes
+/// `http://{address}/v1/...`, so `/`, `?`, `#`, `@` or spaces would let whoever registered it
+/// choose the path other peers request (blind SSRF).
 pub fn valid_address(address: &str) -> bool {
-    address.len() <= 255
-        && address
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|p| p > 0);
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    };
+    port_ok && host_ok
+}
+
+/// A resource name as peers and the index accept it: a relative `/`-separated path of plain
+/// components, none hidden (so never `..`, `/etc/...` or `.hostrole/...`), at most 1024 bytes.
+pub fn valid_resource_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 1024
+        && !name.contains(['\0', '\\'])
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && !c.starts_with('.'))
 }
 
 /// A content hash as the protocol writes it: 64 lower-case hex digits (BLAKE3).
@@ -149,5 +195,73 @@ mod tests {
         assert!(!valid_peer_id("a b") && !valid_peer_id("a/b"));
         assert!(valid_hash(&"ab".repeat(32)));
         assert!(!valid_hash(&"AB".repeat(32)) && !valid_hash("abc"));
+        for bad in [
+            "",
+            "../../x",
+            "/etc/passwd",
+            ".hostrole/id",
+            "a/.b",
+            "a//b",
+            "a/",
+            "a\\b",
+        ] {
+            assert!(!valid_resource_name(bad), "{bad}");
+        }
+        assert!(valid_resource_name("films/holiday 2.mkv"));
+    }
+
+    #[test]
+    fn addresses_are_strictly_host_and_port() {
+        for good in [
+            "127.0.0.1:7001",
+            "family-0.peers.ns.svc:7001",
+            "[::1]:80",
+            "a:65535",
+        ] {
+            assert!(valid_address(good), "{good}");
+        }
+        for bad in [
+            "127.0.0.1:7001/admin?x=",
+            "h:1/x",
+            "h:1?x",
+            "h:1#x",
+            "user@h:1",
+            "h :1",
+            "h:0",
+            "h:+80",
+            "h:65536",
+            ":80",
+            "h",
+            "[::1:80",
+            "[zz]:80",
+            "-h:1",
+            "h..x:1",
+            "10.0.0.1/32:80",
+        ] {
+            assert!(!valid_address(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_the_protocols_chunk_size_is_consistent() {
+        let r = Resource {
+            name: "a".into(),
+            size: 10,
+            hash: "00".repeat(32),
+            chunk_size: CHUNK_SIZE,
+            chunks: vec!["11".repeat(32)],
+        };
+        assert!(r.consistent());
+        let huge = Resource {
+            chunk_size: 1 << 40,
+            size: 1 << 40,
+            ..r.clone()
+        };
+        assert!(!huge.consistent(), "one chunk of 1 TiB");
+        let escaping = Resource {
+            name: "../x".into(),
+            ..r
+        };
+        assert!(!escaping.consistent());
     }
 }

@@ -15,7 +15,8 @@ use http::{HeaderValue, Method, StatusCode, header};
 use sha2::{Digest, Sha256};
 
 use hostrole_agent_core::metrics::AgentMetrics;
-use hostrole_agent_core::users::{User, Users};
+use hostrole_agent_core::net::ClientKey;
+use hostrole_agent_core::users::{Check, User, Users};
 
 /// A verified password is remembered this long, so that clients that authenticate every
 /// request (rclone, davfs2) do not pay for a password hash each time.
@@ -43,7 +44,7 @@ impl Access {
         }
     }
 
-    async fn verify(&self, name: &str, password: &str) -> Option<User> {
+    async fn verify(&self, client: Option<ClientKey>, name: &str, password: &str) -> Option<User> {
         let key = (name.to_string(), Sha256::digest(password.as_bytes()).into());
         let remembered = {
             let cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
@@ -58,12 +59,15 @@ impl Access {
                 read_only,
             });
         }
-        let users = self.users.clone();
-        let (n, p) = (name.to_string(), password.to_string());
-        // Password hashes are slow on purpose: keep them off the async threads.
-        let user = tokio::task::spawn_blocking(move || users.verify(&n, &p))
-            .await
-            .ok()??;
+        // Bounded, backed off after failures and hashed off the async threads by agent-core.
+        let user = match self.users.check(client, name, password).await {
+            Check::Valid(user) => user,
+            Check::Invalid => return None,
+            Check::Throttled => {
+                self.metrics.error(super::ROLE, Reason::AuthThrottled);
+                return None;
+            }
+        };
         let mut cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
         cache.retain(|_, (at, _)| at.elapsed() < REMEMBER);
         cache.insert(key, (Instant::now(), user.read_only));
@@ -112,7 +116,8 @@ pub async fn require(State(access): State<Access>, request: Request, next: Next)
                 return (StatusCode::BAD_REQUEST, "malformed Authorization header\n")
                     .into_response();
             };
-            match access.verify(&name, &password).await {
+            let client = request.extensions().get::<ClientKey>().copied();
+            match access.verify(client, &name, &password).await {
                 Some(user) if write && user.read_only => {
                     access.metrics.error(super::ROLE, Reason::ReadOnlyUser);
                     (StatusCode::FORBIDDEN, "this account may only read\n").into_response()

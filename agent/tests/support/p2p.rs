@@ -252,7 +252,12 @@ pub fn get_json(url: &str) -> serde_json::Value {
 
 /// POSTs JSON as the UI does; returns status and body.
 pub fn post_json(url: &str, body: &str) -> (u16, serde_json::Value) {
-    let out = curl(&[
+    post_json_with(url, body, &[])
+}
+
+/// [`post_json`] with more headers.
+pub fn post_json_with(url: &str, body: &str, headers: &[&str]) -> (u16, serde_json::Value) {
+    let mut args = vec![
         "-s",
         "-w",
         "\n%{http_code}",
@@ -260,10 +265,12 @@ pub fn post_json(url: &str, body: &str) -> (u16, serde_json::Value) {
         "Content-Type: application/json",
         "-H",
         "X-Requested-With: test",
-        "--data-binary",
-        body,
-        url,
-    ]);
+    ];
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    args.extend(["--data-binary", body, url]);
+    let out = curl(&args);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (
@@ -317,4 +324,137 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .collect();
     assert!(!values.is_empty(), "no metric {name} in:\n{text}");
     values.iter().sum()
+}
+
+/// An answer read by [`raw`].
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A connection to `addr` (`host:port`), from `source` when given (any 127.x address works on
+/// Linux loopback: a second client address for one machine).
+pub fn connect(addr: &str, source: Option<std::net::IpAddr>) -> std::net::TcpStream {
+    let target: std::net::SocketAddr = addr.parse().expect("an ip:port");
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    if let Some(ip) = source {
+        socket
+            .bind(&std::net::SocketAddr::new(ip, 0).into())
+            .expect("bind the source address");
+    }
+    socket.connect(&target.into()).expect("connect");
+    let stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream
+}
+
+/// Writes an HTTP/1.1 request head (Connection: close) on `stream`.
+pub fn write_head(
+    stream: &mut std::net::TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    content_length: usize,
+) {
+    use std::io::Write;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {content_length}\r\n"
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("write the head");
+}
+
+/// Reads a whole answer (the server closes after it); fails the test when none comes.
+pub fn read_response(stream: &mut std::net::TcpStream) -> RawResponse {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if raw.is_empty() => panic!("no answer: {e}"),
+            Err(_) => break,
+        }
+    }
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    }
+}
+
+/// A signed request as `who` (network secret [`SECRET`]) to `addr` (`ip:port`), from `source`.
+pub fn signed(
+    who: &hostrole_p2p::auth::Identity,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    source: Option<std::net::IpAddr>,
+) -> RawResponse {
+    use std::io::Write;
+    let header =
+        hostrole_p2p::auth::sign_request(SECRET.as_bytes(), who, method, path, body).expect("sign");
+    let mut stream = connect(addr, source);
+    write_head(
+        &mut stream,
+        method,
+        path,
+        &[("Authorization", header)],
+        body.len(),
+    );
+    stream.write_all(body).expect("write the body");
+    read_response(&mut stream)
+}
+
+/// A registration body for `address` with one resource called `name`.
+pub fn registration(address: &str, name: &str) -> Vec<u8> {
+    format!(
+        "{{\"address\":\"{address}\",\"resources\":[{{\"name\":{},\"size\":1,\"hash\":\"{}\",\"chunkSize\":1048576,\"chunks\":[\"{}\"]}}]}}",
+        serde_json::Value::String(name.into()),
+        "ab".repeat(32),
+        "cd".repeat(32)
+    )
+    .into_bytes()
 }

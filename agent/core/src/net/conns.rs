@@ -261,11 +261,13 @@ impl Drop for InFlight {
 
 /// The role's router as hyper sees it: counts requests in flight per connection, and answers
 /// 400 instead of a 5xx when the request's own body was malformed (a chunk size `zz`, a
-/// truncated body): the role could only fail because the client did.
+/// truncated body): the role could only fail because the client did. Every request carries the
+/// client's address as axum's `ConnectInfo<SocketAddr>`.
 #[derive(Clone)]
 pub struct Tracked {
     pub router: Router,
     pub conn: Arc<Conn>,
+    pub peer: std::net::SocketAddr,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -278,10 +280,16 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let guard = self.conn.begin();
         let body_failed = Arc::new(AtomicBool::new(false));
-        let request = request.map(|inner| WatchedBody {
+        // Who is asking, for handlers that back off per client (password checks).
+        let mut request = request;
+        request.extensions_mut().insert(self.conn.client);
+        let mut request = request.map(|inner| WatchedBody {
             inner,
             failed: body_failed.clone(),
         });
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         let router = self.router.clone();
         Box::pin(async move {
             let mut response = match router.oneshot(request).await {

@@ -8,6 +8,7 @@ use hostrole_agent_core::metrics::Reason;
 use super::parse::SeqSet;
 use super::{Io, Protocol, Session, message};
 use crate::folders::{self as names, DELIMITER};
+use crate::quota::Room;
 use crate::store::{FolderError, FolderInfo, Message};
 
 /// What a LIST or LSUB asks for.
@@ -89,6 +90,25 @@ impl Session {
                     self.shared.error(Protocol::Imap, Reason::StorageFailed);
                 }
                 self.tagged(tag, verb, "NO", &e.to_string()).await
+            }
+        }
+    }
+
+    /// Refuses a write of `bytes` more into the user's mailbox beyond its quota (all folders
+    /// count), as Dovecot does: `NO [OVERQUOTA]` (RFC 9208 section 4.3, RFC 5530).
+    async fn refuse_over_quota(&mut self, tag: &str, verb: &'static str, bytes: u64) -> Io<bool> {
+        let user = self.user_name();
+        match self.shared.quota.room(&user, bytes).await {
+            Room::Fits => Ok(false),
+            room => {
+                self.shared.error(Protocol::Imap, Reason::QuotaExceeded);
+                let why = if room == Room::Full {
+                    "[OVERQUOTA] Quota exceeded (mailbox for user is full)"
+                } else {
+                    "[OVERQUOTA] Quota exceeded (the message does not fit the mailbox quota)"
+                };
+                self.tagged(tag, verb, "NO", why).await?;
+                Ok(true)
             }
         }
     }
@@ -394,6 +414,12 @@ impl Session {
                 )
                 .await;
         }
+        if self
+            .refuse_over_quota(tag, verb, bytes.len() as u64)
+            .await?
+        {
+            return Ok(());
+        }
         let date = match date {
             Some(d) => match crate::time::parse_internal_date(d) {
                 Some(t) => Some(t),
@@ -416,12 +442,14 @@ impl Session {
             Err(e) => return self.storage_failed(tag, verb, &e).await,
         };
         let bytes = bytes.to_vec();
+        let size = bytes.len() as u64;
         let target = dir.clone();
         let result = self
             .with_store(move |store, _| store.append(&target, &bytes, &letters, date))
             .await?;
         match result {
             Ok((validity, uid)) => {
+                self.shared.quota.charge(&[self.user_name()], size);
                 if self.selected.as_ref().is_some_and(|s| s.dir == dir) {
                     self.refresh().await?;
                 }
@@ -502,6 +530,15 @@ impl Session {
                 .tagged(tag, verb, "OK", &format!("{verb} completed (no messages)"))
                 .await;
         }
+        // A move stays within the user's mailbox and its quota (Dovecot checks only a move
+        // between quota roots); a copy adds its bytes.
+        let copied: u64 = indexes.iter().map(|i| sel.messages[*i].size).sum();
+        if !is_move && self.refuse_over_quota(tag, verb, copied).await? {
+            return Ok(());
+        }
+        let Some(sel) = self.selected.as_ref() else {
+            return Ok(());
+        };
         let from_keywords = sel.keywords.clone();
         let mut chosen: Vec<Message> = indexes.iter().map(|i| sel.messages[*i].clone()).collect();
         // Flags travel; keywords by name, since each folder numbers its own.
@@ -562,6 +599,7 @@ impl Session {
             uid_set(&new_uids)
         );
         if !is_move {
+            self.shared.quota.charge(&[self.user_name()], copied);
             if self.selected.as_ref().is_some_and(|s| s.dir == to) {
                 self.refresh().await?;
             }
@@ -571,15 +609,19 @@ impl Session {
         }
         self.untagged(&format!("OK {code} moved")).await?;
         // The moved messages leave this session's view: EXPUNGE, highest first.
-        let sel = self.selected.as_mut().expect("checked above");
+        let Some(sel) = self.selected.as_mut() else {
+            return Ok(());
+        };
         let mut gone = indexes;
         gone.sort_unstable();
-        let mut lines = Vec::with_capacity(gone.len());
-        for i in gone.into_iter().rev() {
-            let m = sel.messages.remove(i);
-            sel.recent.remove(&m.uid);
-            lines.push(format!("{} EXPUNGE", i + 1));
-        }
+        let lines: Vec<String> = gone
+            .iter()
+            .rev()
+            .map(|i| format!("{} EXPUNGE", i + 1))
+            .collect();
+        let moved: std::collections::HashSet<u32> = sources.iter().copied().collect();
+        sel.messages.retain(|m| !moved.contains(&m.uid));
+        sel.recent.retain(|uid| !moved.contains(uid));
         for line in lines {
             self.untagged(&line).await?;
         }

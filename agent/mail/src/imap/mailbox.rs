@@ -1,7 +1,10 @@
 //! Commands on the selected mailbox: FETCH, STORE, SEARCH (and their UID forms) and EXPUNGE.
 
+use std::borrow::Cow;
+
 use super::message;
 use super::parse::{DateCmp, DateWhich, FetchItem, SearchKey, SeqSet, StoreMode};
+use super::response::{Piece, literal, write_fetch};
 use super::{Io, Session};
 use crate::store::Message;
 use crate::time;
@@ -101,32 +104,29 @@ impl Session {
             let m = self.selected.as_ref().expect("selected").messages[i].clone();
             let keywords = &self.selected.as_ref().expect("selected").keywords;
             let (header, text) = message::split(&content);
-            let mut parts: Vec<Vec<u8>> = Vec::new();
+            let mut parts: Vec<Piece> = Vec::new();
             if uid && !items.contains(&FetchItem::Uid) {
-                parts.push(format!("UID {}", m.uid).into_bytes());
+                parts.push(format!("UID {}", m.uid).into_bytes().into());
             }
             for item in items {
-                let with = |name: &str, bytes: &[u8]| {
-                    let mut p = format!("{name} ").into_bytes();
-                    p.extend(message::literal(bytes));
-                    p
-                };
                 parts.push(match item {
-                    FetchItem::Flags => {
-                        format!("FLAGS {}", message::flags(&m.flags, keywords)).into_bytes()
-                    }
-                    FetchItem::Uid => format!("UID {}", m.uid).into_bytes(),
+                    FetchItem::Flags => format!("FLAGS {}", message::flags(&m.flags, keywords))
+                        .into_bytes()
+                        .into(),
+                    FetchItem::Uid => format!("UID {}", m.uid).into_bytes().into(),
                     FetchItem::InternalDate => {
-                        format!("INTERNALDATE \"{}\"", time::internal_date(m.mtime)).into_bytes()
+                        format!("INTERNALDATE \"{}\"", time::internal_date(m.mtime))
+                            .into_bytes()
+                            .into()
                     }
-                    FetchItem::Rfc822Size => format!("RFC822.SIZE {}", m.size).into_bytes(),
-                    FetchItem::Rfc822 => with("RFC822", &content),
-                    FetchItem::Rfc822Header => with("RFC822.HEADER", header),
-                    FetchItem::Rfc822Text => with("RFC822.TEXT", text),
+                    FetchItem::Rfc822Size => format!("RFC822.SIZE {}", m.size).into_bytes().into(),
+                    FetchItem::Rfc822 => literal("RFC822", content.as_slice()),
+                    FetchItem::Rfc822Header => literal("RFC822.HEADER", header),
+                    FetchItem::Rfc822Text => literal("RFC822.TEXT", text),
                     FetchItem::Envelope => {
                         let mut p = b"ENVELOPE ".to_vec();
                         p.extend(message::envelope(header));
-                        p
+                        p.into()
                     }
                     FetchItem::BodyStructure { extended } => {
                         let mut p = if *extended {
@@ -135,7 +135,7 @@ impl Session {
                             b"BODY ".to_vec()
                         };
                         p.extend(message::bodystructure(&content, *extended));
-                        p
+                        p.into()
                     }
                     FetchItem::Body {
                         section, partial, ..
@@ -143,24 +143,29 @@ impl Session {
                         let spec = section.spec();
                         // A part that does not exist reads as empty, as in other servers.
                         let bytes = message::section(&content, section).unwrap_or_default();
-                        match partial {
+                        let (label, range) = match partial {
                             Some((start, len)) => {
                                 let s = (*start as usize).min(bytes.len());
                                 let e = s.saturating_add(*len as usize).min(bytes.len());
-                                with(&format!("BODY[{spec}]<{start}>"), &bytes[s..e])
+                                (format!("BODY[{spec}]<{start}>"), s..e)
                             }
-                            None => with(&format!("BODY[{spec}]"), &bytes),
+                            None => (format!("BODY[{spec}]"), 0..bytes.len()),
+                        };
+                        match bytes {
+                            Cow::Borrowed(b) => literal(&label, &b[range]),
+                            Cow::Owned(b) => literal(&label, b[range].to_vec()),
                         }
                     }
                 });
             }
             if flags_changed && !items.contains(&FetchItem::Flags) {
-                parts.push(format!("FLAGS {}", message::flags(&m.flags, keywords)).into_bytes());
+                parts.push(
+                    format!("FLAGS {}", message::flags(&m.flags, keywords))
+                        .into_bytes()
+                        .into(),
+                );
             }
-            let mut line = format!("* {} FETCH (", i + 1).into_bytes();
-            line.extend(parts.join(&b' '));
-            line.extend_from_slice(b")\r\n");
-            self.conn.write(&line).await?;
+            write_fetch(&mut self.conn, i + 1, &parts).await?;
         }
         if missing {
             self.tagged(

@@ -1,6 +1,8 @@
 //! Pieces of a stored message as IMAP returns them: header and text, chosen header fields,
 //! the ENVELOPE structure, flags. Pure functions over the message bytes.
 
+use std::borrow::Cow;
+
 use mail_parser::{Addr, Address, Message, MessageParser, MimeHeaders, PartType};
 
 use super::parse::{Section, SectionText};
@@ -240,22 +242,25 @@ pub fn is_keyword(flag: &str) -> bool {
 }
 
 /// The bytes of a `BODY[section]` (RFC 3501 section 6.4.5), found with mail-parser; `None`
-/// when the message has no such part.
-pub fn section(content: &[u8], section: &Section) -> Option<Vec<u8>> {
+/// when the message has no such part. Top-level sections borrow from `content` (FETCH writes
+/// them from the one copy it read).
+pub fn section<'a>(content: &'a [u8], section: &Section) -> Option<Cow<'a, [u8]>> {
     if section.path.is_empty() {
         let (header, text) = split(content);
         return Some(match &section.text {
-            SectionText::Full => content.to_vec(),
-            SectionText::Header => header.to_vec(),
-            SectionText::Text => text.to_vec(),
-            SectionText::HeaderFields { not, fields } => header_fields(header, fields, *not),
+            SectionText::Full => Cow::Borrowed(content),
+            SectionText::Header => Cow::Borrowed(header),
+            SectionText::Text => Cow::Borrowed(text),
+            SectionText::HeaderFields { not, fields } => {
+                Cow::Owned(header_fields(header, fields, *not))
+            }
             SectionText::Mime => return None,
         });
     }
     let parsed = MessageParser::default().parse(content)?;
     let (msg, id) = resolve(&parsed, &section.path)?;
     let part = msg.parts.get(id)?;
-    let slice = |a: u32, b: u32| span(msg, a, b).map(<[u8]>::to_vec);
+    let slice = |a: u32, b: u32| span(msg, a, b).map(|b| Cow::Owned(b.to_vec()));
     match &section.text {
         SectionText::Full => slice(part.offset_body, part.offset_end),
         SectionText::Mime => slice(part.offset_header, part.offset_body),
@@ -267,12 +272,12 @@ pub fn section(content: &[u8], section: &Section) -> Option<Vec<u8>> {
             let root = nested.parts.first()?;
             let whole = span(nested, root.offset_header, root.offset_end)?;
             let (header, body) = split(whole);
-            Some(match text {
+            Some(Cow::Owned(match text {
                 SectionText::Header => header.to_vec(),
                 SectionText::Text => body.to_vec(),
                 SectionText::HeaderFields { not, fields } => header_fields(header, fields, *not),
                 _ => return None,
-            })
+            }))
         }
     }
 }
@@ -498,15 +503,10 @@ pub fn letter(flag: &str) -> Option<char> {
     }
 }
 
-/// Case-insensitive substring search.
+/// Case-insensitive substring search (memmem over lowercased chunks: linear, no copy of the
+/// message).
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
-    let needle = needle.as_bytes().to_ascii_lowercase();
-    if needle.is_empty() {
-        return true;
-    }
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(&needle))
+    hostrole_proto::imap_match::contains_ignore_case(haystack, needle.as_bytes())
 }
 
 #[cfg(test)]

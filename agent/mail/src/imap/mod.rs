@@ -8,6 +8,8 @@
 mod folders;
 mod mailbox;
 mod message;
+mod refresh;
+mod response;
 pub use hostrole_proto::imap as parse;
 
 use hostrole_agent_core::metrics::{Outcome, Reason};
@@ -48,6 +50,8 @@ struct Selected {
     messages: Vec<Message>,
     recent: HashSet<u32>,
     next: u32,
+    /// The folder directory's times at the last scan (see `refresh`).
+    stamp: refresh::Stamp,
 }
 
 pub(crate) struct Session {
@@ -180,6 +184,7 @@ async fn read_command(
 
     let mut line = Vec::new();
     let mut limit = MAX_COMMAND;
+    let mut literals = 0;
     loop {
         conn.read_line(&mut line, MAX_LINE, timeout).await?;
         let content = trim_eol(&line);
@@ -190,7 +195,8 @@ async fn read_command(
         }
         match parse::trailing_literal(content) {
             Some((n, plus)) => {
-                if out.len() + content.len() + n > limit {
+                literals += 1;
+                if out.len() + content.len() + n > limit || literals > parse::MAX_LITERALS {
                     return Err(ReadError::TooLong(limit));
                 }
                 out.extend_from_slice(content);
@@ -270,7 +276,7 @@ impl Session {
                 | Command::Copy { uid: false, .. }
                 | Command::Move { uid: false, .. }
         );
-        if !by_sequence && self.changed() {
+        if !by_sequence {
             self.refresh().await?;
         }
         match command {
@@ -458,7 +464,7 @@ impl Session {
                 .tagged(tag, verb, "NO", "[PRIVACYREQUIRED] use STARTTLS first")
                 .await;
         }
-        match self.shared.verify(name, password).await {
+        match self.shared.verify(self.conn.peer, name, password).await {
             Some(user) => {
                 tracing::debug!(user = user.name, "imap login");
                 self.first_login(&user).await;
@@ -528,7 +534,7 @@ impl Session {
                 .await;
         }
         let user = match sasl::plain(&response) {
-            Some((name, password)) => self.shared.verify(&name, &password).await,
+            Some((name, password)) => self.shared.verify(self.conn.peer, &name, &password).await,
             None => None,
         };
         match user {
@@ -633,6 +639,7 @@ impl Session {
         let dir = self.shared.store.folder_dir(&user.name, &folder);
         let read_only = examine || user.read_only;
         let version = self.shared.store.version(&dir);
+        let stamp = refresh::Stamp::of(&dir);
         let (messages, moved, validity, next, keywords) =
             match self.load(&user.name, &dir, !read_only).await {
                 Ok(x) => x,
@@ -672,6 +679,7 @@ impl Session {
             messages,
             recent,
             next,
+            stamp,
         });
         let mode = if read_only {
             "[READ-ONLY]"
@@ -682,11 +690,15 @@ impl Session {
             .await
     }
 
-    /// Whether the selected folder changed since this session last looked.
-    fn changed(&self) -> bool {
-        self.selected
-            .as_ref()
-            .is_some_and(|s| self.shared.store.version(&s.dir) != s.version)
+    /// The selected folder's change counter and directory times, when they show a change since
+    /// this session last looked (see `refresh`); `None` when nothing changed or nothing is
+    /// selected.
+    fn changed(&self) -> Option<(u64, refresh::Stamp)> {
+        let sel = self.selected.as_ref()?;
+        let version = self.shared.store.version(&sel.dir);
+        let stamp = refresh::Stamp::of(&sel.dir);
+        let same = version == sel.version && sel.stamp.unchanged(&stamp);
+        (!same).then_some((version, stamp))
     }
 
     /// Brings the selected folder up to date and tells the client what changed meanwhile:
@@ -697,42 +709,45 @@ impl Session {
             return Ok(());
         };
         let (user, dir, read_only) = (sel.user.clone(), sel.dir.clone(), sel.read_only);
-        let version = self.shared.store.version(&dir);
+        // Nothing renamed, added or removed since the last scan: nothing to do.
+        let Some((version, stamp)) = self.changed() else {
+            tracing::trace!(user, "selected mailbox unchanged");
+            return Ok(());
+        };
+        tracing::trace!(user, folder = sel.folder, "rescanning the selected mailbox");
         let Ok((fresh, moved, _, next, keywords)) = self.load(&user, &dir, !read_only).await else {
             return Ok(());
         };
         let sel = self.selected.as_mut().expect("selected above");
         sel.version = version;
-        let mut lines = Vec::new();
+        sel.stamp = stamp;
         let keywords_changed = keywords != sel.keywords;
         sel.keywords = keywords.clone();
-        let by_uid: std::collections::HashMap<u32, &Message> =
-            fresh.iter().map(|m| (m.uid, m)).collect();
-        // Expunged by another session: highest sequence number first, so each stays valid.
-        for i in (0..sel.messages.len()).rev() {
-            if !by_uid.contains_key(&sel.messages[i].uid) {
-                lines.push(format!("{} EXPUNGE", i + 1));
-                let gone = sel.messages.remove(i);
-                sel.recent.remove(&gone.uid);
-            }
-        }
-        let mut flag_lines = Vec::new();
-        for (i, m) in sel.messages.iter_mut().enumerate() {
-            if let Some(f) = by_uid.get(&m.uid) {
-                m.path = f.path.clone();
-                if m.flags != f.flags {
-                    m.flags = f.flags.clone();
-                    flag_lines.push(format!(
-                        "{} FETCH (FLAGS {})",
-                        i + 1,
-                        message::flags(&m.flags, &keywords)
-                    ));
-                }
-            }
-        }
         let before = sel.messages.len();
         let last = sel.messages.last().map(|m| m.uid).unwrap_or(0);
-        let added: Vec<Message> = fresh.into_iter().filter(|m| m.uid > last).collect();
+        let merged = refresh::merge(&mut sel.messages, fresh, last);
+        for uid in &merged.expunged_uids {
+            sel.recent.remove(uid);
+        }
+        // Expunged by another session: highest sequence number first, so each stays valid.
+        let lines: Vec<String> = merged
+            .expunged
+            .iter()
+            .map(|seq| format!("{seq} EXPUNGE"))
+            .collect();
+        let flag_lines: Vec<String> = merged
+            .flags_changed
+            .iter()
+            .map(|seq| {
+                let m = &sel.messages[seq - 1];
+                format!(
+                    "{seq} FETCH (FLAGS {})",
+                    message::flags(&m.flags, &keywords)
+                )
+            })
+            .collect();
+        let before = before - lines.len();
+        let added = merged.added;
         if moved > 0 {
             sel.recent
                 .extend(added.iter().rev().take(moved).map(|m| m.uid));
@@ -776,12 +791,10 @@ impl Session {
                 r = self.conn.continue_line(&mut line, MAX_LINE) => Some(r),
             };
             match read {
-                // Only when the folder changed: the store counts every change it makes.
+                // Rescans only when the folder changed (see `refresh`).
                 None => {
-                    if self.changed() {
-                        self.refresh().await?;
-                        self.conn.flush().await?;
-                    }
+                    self.refresh().await?;
+                    self.conn.flush().await?;
                 }
                 Some(Ok(())) if trim_eol(&line).eq_ignore_ascii_case(b"DONE") => {
                     self.refresh().await?;

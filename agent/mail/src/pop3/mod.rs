@@ -241,7 +241,7 @@ impl Session {
     }
 
     async fn login(&mut self, verb: &'static str, name: &str, password: &str) -> Io<Next> {
-        let Some(user) = self.shared.verify(name, password).await else {
+        let Some(user) = self.shared.verify(self.conn.peer, name, password).await else {
             self.shared.error(Protocol::Pop3, Reason::AuthFailed);
             self.err(verb, "[AUTH] invalid user name or password")
                 .await?;

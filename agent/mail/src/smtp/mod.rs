@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::parse::{Address, Command, ParseError};
 use super::conn::{Conn, ReadError, trim_eol};
+use super::quota::Room;
 use super::session::{Ending, Limits, LineProtocol, Next, PRE_AUTH_IDLE};
 use super::{Protocol, Shared, sasl, time};
 use hostrole_agent_core::users::User;
@@ -37,6 +38,8 @@ const MAX_RECIPIENTS: usize = 100;
 #[derive(Default)]
 struct Transaction {
     from: Option<Option<Address>>,
+    /// The size MAIL's SIZE parameter announced.
+    size: Option<u64>,
     /// Local mailboxes accepted so far.
     mailboxes: Vec<String>,
 }
@@ -274,7 +277,7 @@ impl Session {
                             )
                             .await;
                     }
-                    Ok(_) => {}
+                    Ok(size) => self.tx.size = Some(size),
                     Err(_) => return self.reply("MAIL", 501, "5.5.4 malformed SIZE").await,
                 },
                 ("BODY", Some(v))
@@ -311,6 +314,25 @@ impl Session {
         }
         match self.shared.mailbox_of(&to.local) {
             Some(mailbox) => {
+                match self
+                    .shared
+                    .quota
+                    .room(&mailbox, self.tx.size.unwrap_or(0))
+                    .await
+                {
+                    Room::Fits => {}
+                    Room::Full => {
+                        self.shared.error(self.protocol, Reason::QuotaExceeded);
+                        let text = format!("4.2.2 {whole}: mailbox full");
+                        return self.reply("RCPT", 452, &text).await;
+                    }
+                    Room::TooBig => {
+                        self.shared.error(self.protocol, Reason::QuotaExceeded);
+                        let text =
+                            format!("5.2.2 {whole}: the message does not fit the mailbox quota");
+                        return self.reply("RCPT", 552, &text).await;
+                    }
+                }
                 if !self.tx.mailboxes.contains(&mailbox) {
                     self.tx.mailboxes.push(mailbox);
                 }
@@ -428,9 +450,17 @@ impl Session {
             self.shared.error(self.protocol, Reason::StorageFailed);
             self.reply("DATA", 451, "4.3.0 cannot store the message now")
                 .await?;
+        } else if let Some(full) = self.over_quota(&mailboxes, trace.len() as u64 + size).await {
+            // The draft is dropped: its tmp/ file goes with it.
+            self.shared.error(self.protocol, Reason::QuotaExceeded);
+            let text = format!("5.2.2 mailbox of {full} full: the message does not fit its quota");
+            self.reply("DATA", 552, &text).await?;
         } else {
             match self.shared.store.commit(draft, &mailboxes).await {
                 Ok(id) => {
+                    self.shared
+                        .quota
+                        .charge(&mailboxes, trace.len() as u64 + size);
                     tracing::info!(role = self.protocol.name(), id, recipients = ?mailboxes, bytes = size, "delivered");
                     let text = format!("2.0.0 Ok: queued as {id}");
                     self.reply("DATA", 250, &text).await?;
@@ -444,6 +474,16 @@ impl Session {
             }
         }
         Ok(Next::Continue)
+    }
+
+    /// The first of `mailboxes` that `bytes` would take over its quota.
+    async fn over_quota(&self, mailboxes: &[String], bytes: u64) -> Option<String> {
+        for mailbox in mailboxes {
+            if self.shared.quota.room(mailbox, bytes).await != Room::Fits {
+                return Some(mailbox.clone());
+            }
+        }
+        None
     }
 
     async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> std::io::Result<Next> {
@@ -524,7 +564,7 @@ impl Session {
             }
         };
         let user = match credentials {
-            Some((name, password)) => self.shared.verify(&name, &password).await,
+            Some((name, password)) => self.shared.verify(self.conn.peer, &name, &password).await,
             None => None,
         };
         match user {

@@ -2,15 +2,22 @@
 //! I/O, time passed in), so expiry, caps and lookups are tested without a server.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 use crate::valid_address;
+use crate::wire::CHUNK_SIZE;
 use crate::wire::{Found, Holder, PeerEntry, Registration, Resource};
+use hostrole_proto::peer::valid_resource_name;
 
 /// Bounds that keep one network from filling the index's memory.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_peers_per_network: usize,
     pub max_resources_per_peer: usize,
+    /// New peer ids one client address may hold in one network: a flood of registrations from
+    /// one place cannot fill the network (each identity is one entry by construction: the id
+    /// names its key).
+    pub max_peers_per_client: usize,
 }
 
 /// Why a registration is refused.
@@ -18,6 +25,20 @@ pub struct Limits {
 pub enum RegisterError {
     #[error("network {network} already lists {max} peers: the index's limit")]
     TooManyPeers { network: String, max: usize },
+    #[error(
+        "{client} already registered {max} peers in network {network}: the limit per client address"
+    )]
+    TooManyFromClient {
+        network: String,
+        client: IpAddr,
+        max: usize,
+    },
+    #[error(
+        "resource name {0:?} is not a plain relative path (no `..`, no leading `/`, nothing hidden)"
+    )]
+    Name(String),
+    #[error("resource {name:?}: chunkSize {got} is not the protocol's {CHUNK_SIZE}")]
+    ChunkSize { name: String, got: u64 },
     #[error("a peer may list at most {max} resources; this one lists {got}")]
     TooManyResources { max: usize, got: usize },
     #[error("resource {name:?}: its chunk list does not match its size, or a hash is malformed")]
@@ -28,6 +49,7 @@ pub enum RegisterError {
 
 struct Peer {
     address: String,
+    client: IpAddr,
     last_seen: u64,
     resources: Vec<Resource>,
 }
@@ -48,18 +70,36 @@ impl Directory {
         }
     }
 
-    /// Registers or renews a peer (a heartbeat is the same PUT).
+    /// Registers or renews a peer (a heartbeat is the same PUT) from `client`.
     pub fn register(
         &mut self,
         network: &str,
         id: &str,
         registration: Registration,
+        client: IpAddr,
         now: u64,
     ) -> Result<(), RegisterError> {
         if registration.resources.len() > self.limits.max_resources_per_peer {
             return Err(RegisterError::TooManyResources {
                 max: self.limits.max_resources_per_peer,
                 got: registration.resources.len(),
+            });
+        }
+        if let Some(bad) = registration
+            .resources
+            .iter()
+            .find(|r| !valid_resource_name(&r.name))
+        {
+            return Err(RegisterError::Name(bad.name.clone()));
+        }
+        if let Some(bad) = registration
+            .resources
+            .iter()
+            .find(|r| r.chunk_size != CHUNK_SIZE)
+        {
+            return Err(RegisterError::ChunkSize {
+                name: bad.name.clone(),
+                got: bad.chunk_size,
             });
         }
         if let Some(bad) = registration.resources.iter().find(|r| !r.consistent()) {
@@ -72,16 +112,27 @@ impl Directory {
         }
         self.expire(now);
         let peers = self.networks.entry(network.to_string()).or_default();
-        if !peers.contains_key(id) && peers.len() >= self.limits.max_peers_per_network {
-            return Err(RegisterError::TooManyPeers {
-                network: network.to_string(),
-                max: self.limits.max_peers_per_network,
-            });
+        if !peers.contains_key(id) {
+            let from_client = peers.values().filter(|p| p.client == client).count();
+            if from_client >= self.limits.max_peers_per_client {
+                return Err(RegisterError::TooManyFromClient {
+                    network: network.to_string(),
+                    client,
+                    max: self.limits.max_peers_per_client,
+                });
+            }
+            if peers.len() >= self.limits.max_peers_per_network {
+                return Err(RegisterError::TooManyPeers {
+                    network: network.to_string(),
+                    max: self.limits.max_peers_per_network,
+                });
+            }
         }
         peers.insert(
             id.to_string(),
             Peer {
                 address: registration.address,
+                client,
                 last_seen: now,
                 resources: registration.resources,
             },
@@ -199,12 +250,14 @@ impl Query {
 mod tests {
     use super::*;
 
+    const C: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn resource(name: &str, byte: u8) -> Resource {
         Resource {
             name: name.into(),
             size: 10,
             hash: format!("{byte:02x}").repeat(32),
-            chunk_size: 1 << 20,
+            chunk_size: CHUNK_SIZE,
             chunks: vec![format!("{byte:02x}").repeat(32)],
         }
     }
@@ -219,14 +272,15 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_peers_per_network: 2,
         max_resources_per_peer: 2,
+        max_peers_per_client: 10,
     };
 
     #[test]
     fn lookups_by_name_and_hash_list_holders_freshest_first() {
         let mut d = Directory::new(10, LIMITS);
-        d.register("n", "a", reg("h:1", vec![resource("Movie.mkv", 1)]), 100)
+        d.register("n", "a", reg("h:1", vec![resource("Movie.mkv", 1)]), C, 100)
             .expect("a");
-        d.register("n", "b", reg("h:2", vec![resource("movie.mkv", 1)]), 105)
+        d.register("n", "b", reg("h:2", vec![resource("movie.mkv", 1)]), C, 105)
             .expect("b");
         let found = d.lookup("n", &Query::Name("movie".into()), 106);
         assert_eq!(found.len(), 1, "one entry per hash");
@@ -243,9 +297,9 @@ mod tests {
     #[test]
     fn peers_expire_without_heartbeat_and_may_deregister() {
         let mut d = Directory::new(10, LIMITS);
-        d.register("n", "a", reg("h:1", vec![]), 100).expect("a");
-        d.register("n", "b", reg("h:2", vec![]), 100).expect("b");
-        d.register("n", "a", reg("h:1", vec![]), 109)
+        d.register("n", "a", reg("h:1", vec![]), C, 100).expect("a");
+        d.register("n", "b", reg("h:2", vec![]), C, 100).expect("b");
+        d.register("n", "a", reg("h:1", vec![]), C, 109)
             .expect("heartbeat");
         assert_eq!(d.peers("n", 111).len(), 1, "b expired, a renewed");
         assert!(d.deregister("n", "a"));
@@ -255,28 +309,63 @@ mod tests {
     #[test]
     fn caps_and_consistency_are_enforced() {
         let mut d = Directory::new(10, LIMITS);
-        d.register("n", "a", reg("h:1", vec![]), 0).expect("a");
-        d.register("n", "b", reg("h:1", vec![]), 0).expect("b");
+        d.register("n", "a", reg("h:1", vec![]), C, 0).expect("a");
+        d.register("n", "b", reg("h:1", vec![]), C, 0).expect("b");
         assert!(matches!(
-            d.register("n", "c", reg("h:1", vec![]), 0),
+            d.register("n", "c", reg("h:1", vec![]), C, 0),
             Err(RegisterError::TooManyPeers { .. })
         ));
-        d.register("n", "a", reg("h:1", vec![]), 1)
+        d.register("n", "a", reg("h:1", vec![]), C, 1)
             .expect("a known peer renews at the cap");
         let three = vec![resource("x", 1), resource("y", 2), resource("z", 3)];
         assert!(matches!(
-            d.register("n", "a", reg("h:1", three), 1),
+            d.register("n", "a", reg("h:1", three), C, 1),
             Err(RegisterError::TooManyResources { .. })
         ));
         let mut bad = resource("x", 1);
         bad.chunks.push("00".repeat(32));
         assert!(matches!(
-            d.register("n", "a", reg("h:1", vec![bad]), 1),
+            d.register("n", "a", reg("h:1", vec![bad]), C, 1),
             Err(RegisterError::Inconsistent { .. })
         ));
         assert!(matches!(
-            d.register("n", "a", reg("nohostport", vec![]), 1),
+            d.register("n", "a", reg("nohostport", vec![]), C, 1),
             Err(RegisterError::Address(_))
         ));
+        for name in ["../../x", "/etc/passwd", ".hostrole/id"] {
+            assert!(matches!(
+                d.register("n", "a", reg("h:1", vec![resource(name, 1)]), C, 1),
+                Err(RegisterError::Name(_))
+            ));
+        }
+        let mut odd = resource("x", 1);
+        odd.chunk_size = 10;
+        assert!(matches!(
+            d.register("n", "a", reg("h:1", vec![odd]), C, 1),
+            Err(RegisterError::ChunkSize { .. })
+        ));
+    }
+
+    #[test]
+    fn one_client_cannot_fill_a_network() {
+        let limits = Limits {
+            max_peers_per_network: 4,
+            max_resources_per_peer: 1,
+            max_peers_per_client: 2,
+        };
+        let mut d = Directory::new(10, limits);
+        let flood: IpAddr = "10.0.0.66".parse().expect("ip");
+        d.register("n", "f1", reg("h:1", vec![]), flood, 0)
+            .expect("1");
+        d.register("n", "f2", reg("h:1", vec![]), flood, 0)
+            .expect("2");
+        assert!(matches!(
+            d.register("n", "f3", reg("h:1", vec![]), flood, 0),
+            Err(RegisterError::TooManyFromClient { .. })
+        ));
+        d.register("n", "f1", reg("h:1", vec![]), flood, 1)
+            .expect("its own peers still renew");
+        d.register("n", "real", reg("h:2", vec![]), C, 1)
+            .expect("a genuine peer elsewhere registers");
     }
 }

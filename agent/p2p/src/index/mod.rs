@@ -1,8 +1,10 @@
 //! The index role: the directory of hybrid peer-to-peer networks, over HTTP+JSON
 //! (`docs/peer-protocol.md`). Peers register what they hold and renew it with heartbeats; the
 //! state is soft (memory only): after a restart every peer is back within one heartbeat.
-//! Every request is signed with its network's secret ([`crate::auth`]); the secrets are
-//! files in `networks_dir`, read at every request so a network added later needs no restart.
+//! Every request is signed with its network's secret and by the key its peer id names
+//! ([`crate::auth`]), checked before any body is read; the secrets are files in
+//! `networks_dir`, read at every request so a network added later needs no restart. Answers
+//! carry the network's MAC, bound to the request they answer.
 
 mod directory;
 
@@ -10,6 +12,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+use axum::extract::ConnectInfo;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -25,7 +29,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{self, AuthError, Authenticated, Gate, error_response};
+use crate::auth::{self, AuthError, Authenticated, Gate, ReplayGuard, error_response};
 use crate::wire::Registration;
 use crate::{valid_network, valid_peer_id};
 use hostrole_agent_core::Role;
@@ -40,8 +44,13 @@ pub const ROLE: &str = "index";
 pub const MAX_PEERS_PER_NETWORK: usize = 1024;
 /// Resources one peer may list.
 pub const MAX_RESOURCES_PER_PEER: usize = 4096;
+/// New peers one client address may register per network.
+pub const MAX_PEERS_PER_CLIENT: usize = 64;
 /// Largest request body (a registration with its chunk lists).
 pub const MAX_BODY: usize = 8 << 20;
+/// Request bodies read at once (each up to [`MAX_BODY`]); more get 503 and try again at the
+/// next heartbeat.
+pub const MAX_UPLOADS: usize = 4;
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 512;
 
@@ -111,6 +120,7 @@ impl Index {
                 Limits {
                     max_peers_per_network: MAX_PEERS_PER_NETWORK,
                     max_resources_per_peer: MAX_RESOURCES_PER_PEER,
+                    max_peers_per_client: MAX_PEERS_PER_CLIENT,
                 },
             ))),
             metrics: index_metrics.clone(),
@@ -197,6 +207,9 @@ fn router(networks_dir: PathBuf, state: AppState, metrics: AgentMetrics) -> Rout
         secrets: Arc::new(move |path| network_secret(&networks_dir, path)),
         max_body: MAX_BODY,
         on_refused: Arc::new(move |e| refused.error(ROLE, e.reason())),
+        identity: None,
+        replay: Arc::new(Mutex::new(ReplayGuard::new(auth::REPLAY_CACHE))),
+        bodies: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
     };
     Router::new()
         .route(
@@ -228,6 +241,7 @@ fn same_peer(who: &Authenticated, id: &str) -> Result<(), Box<Response>> {
 async fn register(
     State(state): State<AppState>,
     Extension(who): Extension<Authenticated>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path((network, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
@@ -246,12 +260,15 @@ async fn register(
     let Ok(mut directory) = state.directory.lock() else {
         return error_response(StatusCode::INTERNAL_SERVER_ERROR, "index state poisoned");
     };
-    let result = directory.register(&network, &id, registration, auth::now());
+    let result = directory.register(&network, &id, registration, client.ip(), auth::now());
     publish(&state.metrics, &directory);
     match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e @ directory::RegisterError::TooManyPeers { .. }) => {
             error_response(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
+        }
+        Err(e @ directory::RegisterError::TooManyFromClient { .. }) => {
+            error_response(StatusCode::TOO_MANY_REQUESTS, e.to_string())
         }
         Err(e) => error_response(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     }

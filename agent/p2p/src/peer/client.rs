@@ -1,13 +1,16 @@
-//! Signed HTTP requests to the index and to other peers.
+//! Signed HTTP requests to the index and to other peers; their answers are checked (signed for
+//! this request, by the peer expected) and read only up to a size that depends on what was
+//! asked.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::{self, ADDRESS_HEADER};
+use crate::auth::{self, ADDRESS_HEADER, AuthError, Expect, Identity};
+use hostrole_proto::envelope::REPLY_HEADER;
 
 /// A request to another member of the network failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,56 +33,93 @@ pub enum ClientError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{url}: the answer is larger than the {limit} bytes expected")]
+    TooLarge { url: String, limit: usize },
+    #[error("{0:?} is not a peer address (host:port)")]
+    Address(String),
     #[error("{0} is not a valid URL")]
     Url(String),
-    #[error("cannot sign the request: {0}")]
-    Sign(#[from] crate::auth::AuthError),
+    #[error("{url}: {source}")]
+    Auth {
+        url: String,
+        #[source]
+        source: AuthError,
+    },
 }
 
-/// Signs every request with the network secret and names this peer and its address.
+/// An answer whose signature verified.
+#[derive(Debug)]
+pub struct Answer {
+    pub bytes: Bytes,
+    /// BLAKE3 of `bytes`.
+    pub digest: [u8; 32],
+    /// The digest the signature covers (equal to `digest` unless the sender lied or its file
+    /// changed under it).
+    pub signed: [u8; 32],
+    /// The peer that signed it (`None`: the index).
+    pub peer: Option<String>,
+}
+
+/// Signs every request as this peer and names its address.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     secret: Arc<Vec<u8>>,
-    id: String,
+    identity: Arc<Identity>,
     address: String,
 }
 
 impl Client {
-    pub fn new(secret: Vec<u8>, id: String, address: String) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        secret: Arc<Vec<u8>>,
+        identity: Arc<Identity>,
+        address: String,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(8)
+            // A redirect would take a signed request somewhere its signer did not aim it.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
             http,
-            secret: Arc::new(secret),
-            id,
+            secret,
+            identity,
             address,
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         method: reqwest::Method,
         url: &str,
         body: Vec<u8>,
         timeout: Option<Duration>,
-    ) -> Result<Bytes, ClientError> {
+        limit: usize,
+        expect: Expect<'_>,
+    ) -> Result<Answer, ClientError> {
         let parsed = reqwest::Url::parse(url).map_err(|_| ClientError::Url(url.to_string()))?;
         let path_and_query = match parsed.query() {
             Some(q) => format!("{}?{q}", parsed.path()),
             None => parsed.path().to_string(),
         };
-        let header = auth::sign(
+        let auth_err = |source| ClientError::Auth {
+            url: url.to_string(),
+            source,
+        };
+        let nonce = auth::nonce().map_err(auth_err)?;
+        let header = auth::sign_request_with(
             &self.secret,
-            &self.id,
+            &self.identity,
             method.as_str(),
             &path_and_query,
             auth::now(),
-            &body,
-        )?;
+            nonce,
+            auth::digest(&body),
+        )
+        .map_err(auth_err)?;
         let mut request = self
             .http
             .request(method, parsed)
@@ -97,9 +137,28 @@ impl Client {
             url: url.to_string(),
             source,
         };
-        let response = request.send().await.map_err(transport)?;
+        let mut response = request.send().await.map_err(transport)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport)?;
+        let too_large = || ClientError::TooLarge {
+            url: url.to_string(),
+            limit,
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let reply_header = response
+            .headers()
+            .get(REPLY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut buf = BytesMut::new();
+        while let Some(piece) = response.chunk().await.map_err(transport)? {
+            if buf.len() + piece.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&piece);
+        }
+        let bytes = buf.freeze();
         if !status.is_success() {
             return Err(ClientError::Status {
                 url: url.to_string(),
@@ -107,28 +166,67 @@ impl Client {
                 body: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
             });
         }
-        Ok(bytes)
+        let reply = auth::verify_reply(
+            &self.secret,
+            reply_header.as_deref(),
+            status.as_u16(),
+            &nonce,
+            expect,
+        )
+        .map_err(auth_err)?;
+        Ok(Answer {
+            digest: auth::digest(&bytes),
+            bytes,
+            signed: reply.body,
+            peer: reply.peer,
+        })
     }
 
-    pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, ClientError> {
-        let bytes = self
+    /// GETs JSON of at most `limit` bytes whose signed digest matches.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        limit: usize,
+        expect: Expect<'_>,
+    ) -> Result<(T, Option<String>), ClientError> {
+        let answer = self
             .send(
                 reqwest::Method::GET,
                 url,
                 Vec::new(),
                 Some(Duration::from_secs(10)),
+                limit,
+                expect,
             )
             .await?;
-        serde_json::from_slice(&bytes).map_err(|source| ClientError::Json {
+        if answer.digest != answer.signed {
+            return Err(ClientError::Auth {
+                url: url.to_string(),
+                source: AuthError::BodyMismatch,
+            });
+        }
+        let value = serde_json::from_slice(&answer.bytes).map_err(|source| ClientError::Json {
             url: url.to_string(),
             source,
-        })
+        })?;
+        Ok((value, answer.peer))
     }
 
-    pub async fn get_bytes(&self, url: &str) -> Result<Bytes, ClientError> {
-        self.send(reqwest::Method::GET, url, Vec::new(), None).await
+    /// GETs a chunk of exactly `len` bytes at most from peer `peer`; the caller checks its hash.
+    pub async fn get_chunk(&self, url: &str, len: u64, peer: &str) -> Result<Answer, ClientError> {
+        let limit = usize::try_from(len).unwrap_or(usize::MAX);
+        self.send(
+            reqwest::Method::GET,
+            url,
+            Vec::new(),
+            None,
+            limit,
+            Expect::Peer(peer),
+        )
+        .await
     }
 
+    /// PUTs JSON to the index.
     pub async fn put_json(&self, url: &str, body: &impl Serialize) -> Result<(), ClientError> {
         let body = serde_json::to_vec(body).map_err(|source| ClientError::Json {
             url: url.to_string(),
@@ -139,24 +237,32 @@ impl Client {
             url,
             body,
             Some(Duration::from_secs(10)),
+            64 << 10,
+            Expect::Index,
         )
         .await
         .map(|_| ())
     }
 
+    /// DELETEs at the index.
     pub async fn delete(&self, url: &str) -> Result<(), ClientError> {
         self.send(
             reqwest::Method::DELETE,
             url,
             Vec::new(),
             Some(Duration::from_secs(2)),
+            64 << 10,
+            Expect::Index,
         )
         .await
         .map(|_| ())
     }
 }
 
-/// `http://host:port` of a peer address.
-pub fn peer_url(address: &str, path: &str) -> String {
-    format!("http://{address}{path}")
+/// `http://host:port/path` of a peer address; only for strict `host:port` addresses.
+pub fn peer_url(address: &str, path: &str) -> Result<String, ClientError> {
+    if !crate::valid_address(address) {
+        return Err(ClientError::Address(address.to_string()));
+    }
+    Ok(format!("http://{address}{path}"))
 }

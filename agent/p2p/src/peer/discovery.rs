@@ -2,12 +2,15 @@
 //!
 //! Hybrid: every heartbeat the peer re-registers its catalog at the index (a PUT is both
 //! registration and heartbeat) and reads the network's peer list; lookups by name or hash go to
-//! the index. Decentralized: every round the peer contacts the seeds, the addresses DNS gives
-//! for the discovery name, the peers it knows and those that called it, and pulls each one's
+//! the index. While the index does not answer, the peer asks the peers it knows (remembered on
+//! its volume across restarts) directly, as a decentralized peer would.
+//! Decentralized: every round the peer contacts the seeds, the addresses DNS gives for the
+//! discovery name, the peers it knows and those that called it, and pulls each one's
 //! `/v1/resources` and `/v1/peers`; search runs over the union of those catalogs.
+//! The bookkeeping is [`super::known::Roster`]'s (pure); this module only does the I/O.
 
 use hostrole_agent_core::metrics::Reason;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -15,19 +18,21 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 
 use super::client::peer_url;
-use super::{Known, Mode, Shared, download};
-use crate::auth;
-use crate::wire::{Catalog, Found, PeerEntry, Registration, Resource};
+use super::{Discovery, Shared, download, known};
+use crate::auth::{self, Expect};
+use crate::wire::{
+    Catalog, Found, MAX_CATALOG_BYTES, MAX_INDEX_ANSWER_BYTES, MAX_PEER_LIST_BYTES, PeerEntry,
+    Registration, Resource,
+};
 
 /// Contacts made at once in a gossip round.
 const GOSSIP_FANOUT: usize = 16;
-/// Failed rounds in a row after which a peer is forgotten.
-const FORGET_AFTER: u32 = 3;
 
 /// The discovery loop: one round per heartbeat, or sooner when the catalog changed.
 pub async fn run(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(shared.heartbeat);
+    let mut tick = tokio::time::interval(shared.settings.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut saved = Vec::new();
     loop {
         tokio::select! {
             _ = shared.stop.cancelled() => break,
@@ -37,11 +42,45 @@ pub async fn run(shared: Arc<Shared>) {
         if let Err(e) = shared.catalog.rescan().await {
             tracing::warn!(error = %e, "cannot scan the shared folder");
         }
-        match shared.mode {
-            Mode::Hybrid => hybrid_round(&shared).await,
-            Mode::Decentralized => gossip_round(&shared).await,
+        match &shared.settings.discovery {
+            Discovery::Hybrid { index_url } => hybrid_round(&shared, index_url).await,
+            Discovery::Decentralized { dns, seeds } => {
+                let mut extra = seeds.clone();
+                if let Some(name) = dns {
+                    match tokio::net::lookup_host((name.as_str(), shared.settings.port)).await {
+                        Ok(addrs) => extra.extend(addrs.map(|a| a.to_string())),
+                        Err(e) => {
+                            tracing::debug!(name, error = %e, "discovery name does not resolve (yet)")
+                        }
+                    }
+                }
+                gossip_round(&shared, extra).await
+            }
         }
+        remember(&shared, &mut saved).await;
         want(&shared);
+    }
+}
+
+/// Writes the known peers to the state folder when they changed.
+async fn remember(shared: &Shared, saved: &mut Vec<known::Remembered>) {
+    let Ok(now) = shared.peers.lock().map(|p| p.remembered()) else {
+        return;
+    };
+    let same = now.len() == saved.len()
+        && now
+            .iter()
+            .zip(saved.iter())
+            .all(|(a, b)| a.id == b.id && a.address == b.address);
+    if same {
+        return;
+    }
+    let state = shared.state_dir();
+    let list = now.clone();
+    match tokio::task::spawn_blocking(move || known::save(&state, &list)).await {
+        Ok(Ok(())) => *saved = now,
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot remember the known peers"),
+        Err(e) => tracing::warn!(error = %e, "cannot remember the known peers"),
     }
 }
 
@@ -55,68 +94,51 @@ pub async fn leave(shared: &Shared) {
 }
 
 fn registration_url(shared: &Shared) -> Option<String> {
-    shared
-        .index_url
-        .as_ref()
-        .map(|base| format!("{base}/v1/networks/{}/peers/{}", shared.network, shared.id))
+    shared.settings.discovery.index_url().map(|base| {
+        format!(
+            "{base}/v1/networks/{}/peers/{}",
+            shared.settings.network, shared.id
+        )
+    })
 }
 
-async fn hybrid_round(shared: &Shared) {
-    let (Some(base), Some(url)) = (&shared.index_url, registration_url(shared)) else {
+async fn hybrid_round(shared: &Shared, base: &str) {
+    let Some(url) = registration_url(shared) else {
         return;
     };
     let registration = Registration {
-        address: shared.address.clone(),
+        address: shared.settings.address.clone(),
         resources: shared.catalog.resources(),
     };
     if let Err(e) = shared.client.put_json(&url, &registration).await {
-        tracing::warn!(error = %e, "heartbeat to the index failed");
+        tracing::warn!(error = %e, "heartbeat to the index failed; asking the known peers directly");
         shared.agent.error(super::ROLE, Reason::IndexUnreachable);
+        gossip_round(shared, Vec::new()).await;
         return;
     }
-    let list_url = format!("{base}/v1/networks/{}/peers", shared.network);
-    match shared.client.get_json::<Vec<PeerEntry>>(&list_url).await {
-        Ok(peers) => {
-            let known: HashMap<String, Known> = peers
-                .into_iter()
-                .filter(|p| p.id != shared.id)
-                .map(|p| {
-                    (
-                        p.id,
-                        Known {
-                            address: p.address,
-                            last_seen: p.last_seen,
-                            resources: p.resources,
-                            failures: 0,
-                        },
-                    )
-                })
-                .collect();
-            shared.set_known_gauge(known.len());
-            if let Ok(mut k) = shared.known.lock() {
-                *k = known;
+    let list_url = format!("{base}/v1/networks/{}/peers", shared.settings.network);
+    match shared
+        .client
+        .get_json::<Vec<PeerEntry>>(&list_url, MAX_INDEX_ANSWER_BYTES, Expect::Index)
+        .await
+    {
+        Ok((peers, _)) => {
+            if let Ok(mut p) = shared.peers.lock() {
+                p.replace_with_index(&shared.id, peers);
+                shared.set_known_gauge(p.known.len());
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot list the network's peers at the index"),
     }
 }
 
-async fn gossip_round(shared: &Shared) {
-    let mut candidates: HashSet<String> = shared.seeds.iter().cloned().collect();
-    if let Some(name) = &shared.discovery_dns {
-        match tokio::net::lookup_host((name.as_str(), shared.port)).await {
-            Ok(addrs) => candidates.extend(addrs.map(|a| a.to_string())),
-            Err(e) => tracing::debug!(name, error = %e, "discovery name does not resolve (yet)"),
-        }
-    }
-    if let Ok(known) = shared.known.lock() {
-        candidates.extend(known.values().map(|k| k.address.clone()));
-    }
-    if let Ok(mut heard) = shared.heard.lock() {
-        candidates.extend(heard.drain());
-    }
-    candidates.remove(&shared.address);
-
+/// One round of direct contacts: `extra` (seeds, DNS), the known peers and the heard
+/// addresses; each answers with its signed catalog and the peers it knows.
+async fn gossip_round(shared: &Shared, extra: Vec<String>) {
+    let candidates: HashSet<String> = match shared.peers.lock() {
+        Ok(mut p) => p.candidates(&shared.settings.address, extra),
+        Err(_) => return,
+    };
     let results: Vec<(String, Contact)> = futures_util::stream::iter(candidates)
         .map(|address| async move {
             let result = contact(shared, &address).await;
@@ -127,59 +149,59 @@ async fn gossip_round(shared: &Shared) {
         .await;
 
     let now = auth::now();
-    let mut next: HashSet<String> = HashSet::new();
-    let Ok(mut known) = shared.known.lock() else {
+    let Ok(mut roster) = shared.peers.lock() else {
         return;
     };
     for (address, result) in results {
         match result {
             Ok((catalog, peers)) => {
-                if catalog.id == shared.id {
-                    continue;
-                }
-                known.insert(
-                    catalog.id.clone(),
-                    Known {
-                        address: catalog.address,
-                        last_seen: now,
-                        resources: catalog.resources,
-                        failures: 0,
-                    },
-                );
-                for p in peers {
-                    if p.id != shared.id && !known.contains_key(&p.id) {
-                        next.insert(p.address);
-                    }
-                }
+                // The catalog's address is where the peer says it lives; the one that
+                // answered is where it does. Keep the one that answered.
+                roster.contacted(&shared.id, &catalog.id, &address, catalog.resources, now);
+                roster.learn(&shared.id, &shared.settings.address, peers);
             }
             Err(e) => {
-                tracing::debug!(%address, error = %e, "gossip contact failed");
-                for k in known.values_mut().filter(|k| k.address == address) {
-                    k.failures += 1;
-                }
+                tracing::debug!(%address, error = %e, "contact failed");
+                roster.failed(&address);
             }
         }
     }
-    known.retain(|_, k| k.failures < FORGET_AFTER);
-    shared.set_known_gauge(known.len());
-    drop(known);
-    if let Ok(mut heard) = shared.heard.lock() {
-        heard.extend(next);
-    }
+    roster.forget_failing();
+    shared.set_known_gauge(roster.known.len());
 }
 
-/// What one gossip contact returns: the peer's catalog and the peers it knows.
+/// What one contact returns: the peer's catalog (signed by the id it names) and the peers it
+/// knows.
 type Contact = Result<(Catalog, Vec<PeerEntry>), String>;
 
 async fn contact(shared: &Shared, address: &str) -> Contact {
-    let catalog: Catalog = shared
+    let expected = shared.peers.lock().ok().and_then(|p| {
+        p.known
+            .iter()
+            .find(|(_, k)| k.address == address)
+            .map(|(id, _)| id.clone())
+    });
+    let expect = match &expected {
+        Some(id) => Expect::Peer(id),
+        None => Expect::AnyPeer,
+    };
+    let url = peer_url(address, "/v1/resources").map_err(|e| e.to_string())?;
+    let (catalog, signer): (Catalog, _) = shared
         .client
-        .get_json(&peer_url(address, "/v1/resources"))
+        .get_json(&url, MAX_CATALOG_BYTES, expect)
         .await
         .map_err(|e| e.to_string())?;
-    let peers: Vec<PeerEntry> = shared
+    let signer = signer.unwrap_or_default();
+    if catalog.id != signer {
+        return Err(format!(
+            "the catalog names {} but is signed by {signer}",
+            catalog.id
+        ));
+    }
+    let url = peer_url(address, "/v1/peers").map_err(|e| e.to_string())?;
+    let (peers, _): (Vec<PeerEntry>, _) = shared
         .client
-        .get_json(&peer_url(address, "/v1/peers"))
+        .get_json(&url, MAX_PEER_LIST_BYTES, Expect::Peer(&signer))
         .await
         .map_err(|e| e.to_string())?;
     Ok((catalog, peers))
@@ -187,16 +209,17 @@ async fn contact(shared: &Shared, address: &str) -> Contact {
 
 /// Starts the downloads the configuration asks for (`fetch`, `mirror`).
 fn want(shared: &Arc<Shared>) {
-    if shared.fetch.is_empty() && !shared.mirror {
+    let settings = &shared.settings;
+    if settings.fetch.is_empty() && !settings.mirror {
         return;
     }
-    let offered: Vec<Resource> = match shared.known.lock() {
-        Ok(k) => k.values().flat_map(|p| p.resources.clone()).collect(),
+    let offered: Vec<Resource> = match shared.peers.lock() {
+        Ok(p) => p.known.values().flat_map(|k| k.resources.clone()).collect(),
         Err(_) => return,
     };
     let mut seen = HashSet::new();
     for r in offered {
-        let wanted = shared.mirror || shared.fetch.iter().any(|f| *f == r.name || *f == r.hash);
+        let wanted = settings.mirror || settings.fetch.iter().any(|f| *f == r.name || *f == r.hash);
         if wanted && seen.insert(r.hash.clone()) {
             download::start_unattended(shared, r);
         }
@@ -217,20 +240,24 @@ pub struct Hit {
 }
 
 /// Resources whose name contains `q` (case-insensitive): at the index in hybrid mode (falling
-/// back to the last peer list), else over the catalogs gossip collected.
+/// back to the known peers), else over the catalogs gossip collected.
 pub async fn search(shared: &Shared, q: &str) -> Vec<Hit> {
     let q = q.to_lowercase();
     let mut found = None;
-    if let Some(base) = &shared.index_url {
+    if let Some(base) = shared.settings.discovery.index_url() {
         let url = format!(
             "{base}/v1/networks/{}/lookup?name={}",
-            shared.network,
+            shared.settings.network,
             utf8_percent_encode(&q, NON_ALPHANUMERIC)
         );
-        match shared.client.get_json::<Vec<Found>>(&url).await {
-            Ok(list) => found = Some(list),
+        match shared
+            .client
+            .get_json::<Vec<Found>>(&url, MAX_INDEX_ANSWER_BYTES, Expect::Index)
+            .await
+        {
+            Ok((list, _)) => found = Some(list),
             Err(e) => {
-                tracing::warn!(error = %e, "lookup at the index failed; searching the last peer list")
+                tracing::warn!(error = %e, "lookup at the index failed; searching the known peers")
             }
         }
     }
@@ -238,6 +265,7 @@ pub async fn search(shared: &Shared, q: &str) -> Vec<Hit> {
         found.unwrap_or_else(|| known_matching(shared, |r| r.name.to_lowercase().contains(&q)));
     found
         .into_iter()
+        .filter(|f| f.resource.consistent())
         .map(|f| {
             let local = shared.catalog.by_hash(&f.resource.hash).is_some();
             Hit {
@@ -259,37 +287,51 @@ pub async fn search(shared: &Shared, q: &str) -> Vec<Hit> {
 /// The resource with this hash and the peers holding it (never this one).
 pub async fn sources(shared: &Shared, hash: &str) -> Option<Found> {
     let mut found: Option<Found> = None;
-    if let Some(base) = &shared.index_url {
-        let url = format!("{base}/v1/networks/{}/lookup?hash={hash}", shared.network);
-        match shared.client.get_json::<Vec<Found>>(&url).await {
-            Ok(list) => found = list.into_iter().next(),
+    if let Some(base) = shared.settings.discovery.index_url() {
+        let url = format!(
+            "{base}/v1/networks/{}/lookup?hash={hash}",
+            shared.settings.network
+        );
+        match shared
+            .client
+            .get_json::<Vec<Found>>(&url, MAX_INDEX_ANSWER_BYTES, Expect::Index)
+            .await
+        {
+            Ok((list, _)) => found = list.into_iter().find(|f| f.resource.consistent()),
             Err(e) => tracing::debug!(error = %e, "lookup at the index failed"),
         }
     }
     let from_known = known_matching(shared, |r| r.hash == hash)
         .into_iter()
         .next();
-    let mut found = match (found, from_known) {
+    let mut found = merge(found, from_known)?;
+    found
+        .peers
+        .retain(|p| p.id != shared.id && crate::valid_address(&p.address));
+    Some(found)
+}
+
+/// The index's answer with the holders the known peers add (by id, the index's first).
+fn merge(index: Option<Found>, known: Option<Found>) -> Option<Found> {
+    match (index, known) {
         (Some(mut a), Some(b)) => {
             for p in b.peers {
                 if !a.peers.iter().any(|q| q.id == p.id) {
                     a.peers.push(p);
                 }
             }
-            a
+            Some(a)
         }
-        (a, b) => a.or(b)?,
-    };
-    found.peers.retain(|p| p.id != shared.id);
-    Some(found)
+        (a, b) => a.or(b),
+    }
 }
 
 fn known_matching(shared: &Shared, pred: impl Fn(&Resource) -> bool) -> Vec<Found> {
-    let Ok(known) = shared.known.lock() else {
+    let Ok(roster) = shared.peers.lock() else {
         return Vec::new();
     };
     let mut by_hash: std::collections::BTreeMap<String, Found> = Default::default();
-    for (id, k) in known.iter() {
+    for (id, k) in roster.known.iter() {
         for r in k.resources.iter().filter(|r| pred(r)) {
             by_hash
                 .entry(r.hash.clone())
@@ -314,40 +356,56 @@ fn known_matching(shared: &Shared, pred: impl Fn(&Resource) -> bool) -> Vec<Foun
 
 /// The peers this one knows, for `/v1/peers` and the UI.
 pub fn known_peers(shared: &Shared) -> Vec<PeerEntry> {
-    let Ok(known) = shared.known.lock() else {
-        return Vec::new();
-    };
-    let mut list: Vec<PeerEntry> = known
-        .iter()
-        .map(|(id, k)| PeerEntry {
-            id: id.clone(),
-            address: k.address.clone(),
-            last_seen: k.last_seen,
-            resources: k.resources.clone(),
-        })
-        .collect();
-    list.sort_by(|a, b| a.id.cmp(&b.id));
-    list
+    shared.peers.lock().map(|p| p.entries()).unwrap_or_default()
 }
 
 /// A peer called this one: remember its address so gossip contacts it (decentralized).
 pub fn heard_from(shared: &Shared, id: &str, address: Option<&str>) {
-    if shared.mode != Mode::Decentralized || id == shared.id {
+    if !matches!(shared.settings.discovery, Discovery::Decentralized { .. }) {
         return;
     }
     let Some(address) = address else { return };
-    if !crate::valid_address(address) {
-        return;
+    if let Ok(mut p) = shared.peers.lock() {
+        p.heard_from(&shared.id, id, address);
     }
-    let known = shared
-        .known
-        .lock()
-        .map(|k| k.contains_key(id))
-        .unwrap_or(true);
-    if !known
-        && let Ok(mut heard) = shared.heard.lock()
-        && heard.len() < 1024
-    {
-        heard.insert(address.to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Holder;
+
+    fn found(ids: &[&str]) -> Found {
+        Found {
+            resource: Resource {
+                name: "a".into(),
+                size: 1,
+                hash: "00".repeat(32),
+                chunk_size: crate::wire::CHUNK_SIZE,
+                chunks: vec!["11".repeat(32)],
+            },
+            peers: ids
+                .iter()
+                .map(|id| Holder {
+                    id: id.to_string(),
+                    address: "h:1".into(),
+                    last_seen: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_index_and_the_known_peers_add_up_without_duplicates() {
+        let ids = |f: Option<Found>| -> Vec<String> {
+            f.map(|f| f.peers.into_iter().map(|p| p.id).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            ids(merge(Some(found(&["a", "b"])), Some(found(&["b", "c"])))),
+            ["a", "b", "c"]
+        );
+        assert_eq!(ids(merge(None, Some(found(&["c"])))), ["c"]);
+        assert!(merge(None, None).is_none());
     }
 }

@@ -134,7 +134,7 @@ fn start_inner(
     if shared.catalog.by_hash(&resource.hash).is_some() {
         return Ok(Started::AlreadyLocal);
     }
-    let Ok(mut downloads) = shared.downloads.lock() else {
+    let Ok(mut downloads) = shared.downloads.records.lock() else {
         return Ok(Started::AlreadyRunning);
     };
     if downloads
@@ -143,7 +143,7 @@ fn start_inner(
     {
         return Ok(Started::AlreadyRunning);
     }
-    if check_quota && let Some(quota) = shared.quota {
+    if check_quota && let Some(quota) = shared.settings.quota {
         let used = shared.used_bytes();
         if used.saturating_add(resource.size) > quota {
             shared.agent.error(super::ROLE, Reason::QuotaExceeded);
@@ -181,7 +181,7 @@ fn start_inner(
 
 /// `fetch`/`mirror`: starts a download unless one ran recently; errors are logged.
 pub fn start_unattended(shared: &Arc<Shared>, resource: Resource) {
-    let recent_failure = shared.downloads.lock().ok().is_some_and(|d| {
+    let recent_failure = shared.downloads.records.lock().ok().is_some_and(|d| {
         d.get(&resource.hash).is_some_and(|r| {
             r.state == State::Complete || r.ended.is_some_and(|t| t.elapsed() < RETRY_AFTER)
         })
@@ -198,7 +198,7 @@ pub fn start_unattended(shared: &Arc<Shared>, resource: Resource) {
     if let Err(e) = start(shared, resource) {
         tracing::warn!(error = %e, "cannot start an unattended download");
         // Kept as a failed download: the UI shows why, and it is tried again only later.
-        if let Ok(mut d) = shared.downloads.lock() {
+        if let Ok(mut d) = shared.downloads.records.lock() {
             d.insert(
                 hash.clone(),
                 Record {
@@ -250,13 +250,14 @@ pub fn resume(shared: &Arc<Shared>) {
 pub fn records(shared: &Shared) -> Vec<Record> {
     shared
         .downloads
+        .records
         .lock()
         .map(|d| d.values().cloned().collect())
         .unwrap_or_default()
 }
 
 fn update(shared: &Shared, hash: &str, f: impl FnOnce(&mut Record)) {
-    if let Ok(mut d) = shared.downloads.lock()
+    if let Ok(mut d) = shared.downloads.records.lock()
         && let Some(r) = d.get_mut(hash)
     {
         f(r);
@@ -265,7 +266,7 @@ fn update(shared: &Shared, hash: &str, f: impl FnOnce(&mut Record)) {
 
 async fn run(shared: Arc<Shared>, resource: Resource) {
     let result = transfer(&shared, &resource).await;
-    if let Ok(mut p) = shared.partials.lock() {
+    if let Ok(mut p) = shared.downloads.partials.lock() {
         p.remove(&resource.hash);
     }
     shared.metrics.downloads_active.dec();
@@ -362,7 +363,7 @@ async fn transfer(shared: &Arc<Shared>, resource: &Resource) -> Result<String, D
         done: Arc::new(Mutex::new(done)),
         banned: Mutex::new(HashSet::new()),
     });
-    if let Ok(mut p) = shared.partials.lock() {
+    if let Ok(mut p) = shared.downloads.partials.lock() {
         p.insert(
             resource.hash.clone(),
             Partial {
@@ -387,7 +388,7 @@ async fn transfer(shared: &Arc<Shared>, resource: &Resource) -> Result<String, D
             return Err(DownloadError::Stopped);
         }
         let stale = refreshed.is_none_or(|t| {
-            t.elapsed() >= shared.heartbeat
+            t.elapsed() >= shared.settings.heartbeat
                 || (workers.is_empty() && t.elapsed() >= Duration::from_millis(500))
         });
         if stale {
@@ -499,6 +500,31 @@ fn prepare(
     Ok((part, have, done))
 }
 
+/// The next chunk to ask a source for: the first pending one, or for a partial source the
+/// first pending one it has (`have`).
+fn next_chunk(pending: &mut VecDeque<u64>, have: Option<&[bool]>) -> Option<u64> {
+    match have {
+        None => pending.pop_front(),
+        Some(map) => {
+            let at = pending
+                .iter()
+                .position(|i| map.get(*i as usize).copied().unwrap_or(false))?;
+            pending.remove(at)
+        }
+    }
+}
+
+/// Whether an answer is chunk `index` of `resource`: its length, its BLAKE3 (the catalog's),
+/// and what its sender signed (the same hash).
+fn chunk_ok(resource: &Resource, index: u64, answer: &super::client::Answer) -> bool {
+    let Some(want) = resource.chunks.get(index as usize) else {
+        return false;
+    };
+    answer.bytes.len() as u64 == resource.chunk_len(index)
+        && hostrole_proto::envelope::hex(&answer.digest) == *want
+        && answer.signed == answer.digest
+}
+
 /// Fetches chunks from one peer until there is nothing left, the peer sent a bad chunk, or it
 /// failed too often. Returns the peer's id.
 async fn worker(job: Arc<Job>, source: Holder, have: Option<ChunkMap>) -> String {
@@ -513,15 +539,8 @@ async fn worker(job: Arc<Job>, source: Holder, have: Option<ChunkMap>) -> String
             break;
         }
         let next = job.pending.lock().ok().and_then(|mut p| match &have {
-            None => p.pop_front(),
-            // A partial source: the first pending chunk it has.
-            Some(map) => {
-                let map = map.lock().ok()?;
-                let at = p
-                    .iter()
-                    .position(|i| map.get(*i as usize).copied().unwrap_or(false))?;
-                p.remove(at)
-            }
+            None => next_chunk(&mut p, None),
+            Some(map) => next_chunk(&mut p, Some(&map.lock().ok()?)),
         });
         let Some(index) = next else {
             if have.is_none() || job.pending_empty() || idle >= 8 {
@@ -534,12 +553,20 @@ async fn worker(job: Arc<Job>, source: Holder, have: Option<ChunkMap>) -> String
             continue;
         };
         idle = 0;
-        let url = peer_url(
+        let url = match peer_url(
             &source.address,
             &format!("/v1/chunks/{}/{index}", job.resource.hash),
-        );
-        let bytes = match shared.client.get_bytes(&url).await {
-            Ok(b) => b,
+        ) {
+            Ok(u) => u,
+            Err(e) => {
+                job.give_back(index);
+                tracing::debug!(peer = %source.id, error = %e, "not a peer address");
+                break;
+            }
+        };
+        let len = job.resource.chunk_len(index);
+        let answer = match shared.client.get_chunk(&url, len, &source.id).await {
+            Ok(a) => a,
             Err(e) => {
                 job.give_back(index);
                 failures += 1;
@@ -551,13 +578,17 @@ async fn worker(job: Arc<Job>, source: Holder, have: Option<ChunkMap>) -> String
                 continue;
             }
         };
-        shared.metrics.bytes_fetched.inc_by(bytes.len() as u64);
+        shared
+            .metrics
+            .bytes_fetched
+            .inc_by(answer.bytes.len() as u64);
         shared
             .agent
-            .moved(super::ROLE, Direction::In, bytes.len() as u64);
-        let want = &job.resource.chunks[index as usize];
-        let good = bytes.len() as u64 == job.resource.chunk_len(index)
-            && blake3::hash(&bytes).to_hex().as_str() == want;
+            .moved(super::ROLE, Direction::In, answer.bytes.len() as u64);
+        // One BLAKE3 of the bytes serves both checks: the chunk is the catalog's, and it is what
+        // the sender signed.
+        let good = chunk_ok(&job.resource, index, &answer);
+        let bytes = answer.bytes;
         if !good {
             shared.metrics.chunks_rejected.inc();
             shared.agent.error(super::ROLE, Reason::ChunkRejected);
@@ -591,7 +622,6 @@ async fn worker(job: Arc<Job>, source: Holder, have: Option<ChunkMap>) -> String
         if let Ok(mut d) = job.done.lock() {
             d[index as usize] = true;
         }
-        let len = job.resource.chunk_len(index);
         update(shared, &job.resource.hash, |r| {
             r.chunks_done += 1;
             r.bytes_done += len;
@@ -616,7 +646,7 @@ async fn finish(
         meta_path.to_path_buf(),
         have_path.to_path_buf(),
     );
-    let root = shared.root.clone();
+    let root = shared.settings.root.clone();
     let resource = resource.clone();
     let existing = shared
         .catalog
@@ -669,4 +699,55 @@ async fn finish(
         tracing::warn!(error = %e, "cannot rescan the share after a download");
     }
     Ok(saved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::digest;
+    use crate::peer::client::Answer;
+
+    #[test]
+    fn a_partial_source_is_asked_only_for_chunks_it_has() {
+        let mut pending: VecDeque<u64> = [3, 1, 2].into_iter().collect();
+        assert_eq!(
+            next_chunk(&mut pending, Some(&[false, false, true, false])),
+            Some(2)
+        );
+        assert_eq!(
+            next_chunk(&mut pending, Some(&[true, false, false, false])),
+            None
+        );
+        assert_eq!(next_chunk(&mut pending, None), Some(3));
+        assert_eq!(pending, [1]);
+    }
+
+    #[test]
+    fn a_chunk_must_match_the_catalog_and_the_signature() {
+        let data = b"hello chunk".to_vec();
+        let resource = Resource {
+            name: "a".into(),
+            size: data.len() as u64,
+            hash: blake3::hash(&data).to_hex().to_string(),
+            chunk_size: crate::wire::CHUNK_SIZE,
+            chunks: vec![blake3::hash(&data).to_hex().to_string()],
+        };
+        let answer = |bytes: &[u8], signed: [u8; 32]| Answer {
+            bytes: bytes::Bytes::copy_from_slice(bytes),
+            digest: digest(bytes),
+            signed,
+            peer: None,
+        };
+        assert!(chunk_ok(&resource, 0, &answer(&data, digest(&data))));
+        assert!(!chunk_ok(
+            &resource,
+            0,
+            &answer(b"hello chunK", digest(b"hello chunK"))
+        ));
+        assert!(
+            !chunk_ok(&resource, 0, &answer(&data, [0; 32])),
+            "signed for other bytes"
+        );
+        assert!(!chunk_ok(&resource, 1, &answer(&data, digest(&data))));
+    }
 }

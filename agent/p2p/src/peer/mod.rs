@@ -9,17 +9,20 @@
 //!   or part of it ([`swarm`]: verified chunks of downloads in progress are served too);
 //! - [`ui`]: the user's page and its JSON API (no login: bind it to loopback).
 //!
-//! Every request between peers is signed with the network's secret ([`crate::auth`]).
+//! Every request and answer between peers is signed with the network's secret and the peer's
+//! own key ([`crate::auth`]); the state is split into [`Settings`] (fixed), the known peers
+//! ([`known::Roster`]) and the downloads.
 
 mod catalog;
 mod client;
 mod discovery;
 mod download;
+mod known;
 mod server;
 mod swarm;
 mod ui;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -75,6 +78,18 @@ pub enum PeerError {
     },
     #[error("the peer role needs an index URL, discovery DNS name or seeds to find other peers")]
     NoDiscovery,
+    #[error("the peer role's seed {0:?} is not host:port (a DNS name or IP address and a port)")]
+    Seed(String),
+    #[error(
+        "the peer's address {0:?} is not host:port: set advertise to the address other peers reach it at"
+    )]
+    Address(String),
+    #[error("cannot read or create the peer's key {path}: {source}")]
+    Identity {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot build the peer HTTP client: {0}")]
     Client(#[source] reqwest::Error),
     #[error(transparent)]
@@ -128,58 +143,87 @@ impl PeerMetrics {
     }
 }
 
-/// How this peer finds the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Hybrid,
-    Decentralized,
+/// How this peer finds the others: one of two modes, each with what it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// Through an index (base URL without a trailing `/`); the peers it lists are also
+    /// remembered and asked directly while the index is away.
+    Hybrid { index_url: String },
+    /// By DNS (A/AAAA records of a name, contacted on the peer port), seeds and gossip.
+    Decentralized {
+        dns: Option<String>,
+        seeds: Vec<String>,
+    },
 }
 
-impl Mode {
-    fn as_str(self) -> &'static str {
+impl Discovery {
+    /// The mode the configuration asks for: an index URL makes it hybrid; else a DNS name or
+    /// seeds make it decentralized; seeds must be strict `host:port`.
+    pub fn from_config(config: &PeerRoleConfig) -> Result<Discovery, PeerError> {
+        if let Some(url) = &config.index_url {
+            return Ok(Discovery::Hybrid {
+                index_url: url.trim_end_matches('/').to_string(),
+            });
+        }
+        if let Some(bad) = config.seeds.iter().find(|s| !crate::valid_address(s)) {
+            return Err(PeerError::Seed(bad.clone()));
+        }
+        if config.discovery_dns.is_none() && config.seeds.is_empty() {
+            return Err(PeerError::NoDiscovery);
+        }
+        Ok(Discovery::Decentralized {
+            dns: config.discovery_dns.clone(),
+            seeds: config.seeds.clone(),
+        })
+    }
+
+    fn as_str(&self) -> &'static str {
         match self {
-            Mode::Hybrid => "hybrid",
-            Mode::Decentralized => "decentralized",
+            Discovery::Hybrid { .. } => "hybrid",
+            Discovery::Decentralized { .. } => "decentralized",
+        }
+    }
+
+    fn index_url(&self) -> Option<&str> {
+        match self {
+            Discovery::Hybrid { index_url } => Some(index_url),
+            Discovery::Decentralized { .. } => None,
         }
     }
 }
 
-/// Another peer, as this one knows it.
-#[derive(Debug, Clone)]
-struct Known {
-    address: String,
-    /// Unix seconds of the last successful contact (or index heartbeat).
-    last_seen: u64,
-    resources: Vec<crate::wire::Resource>,
-    /// Failed contacts in a row.
-    failures: u32,
-}
-
-/// What every part of the role shares.
-struct Shared {
-    id: String,
+/// What the configuration says; fixed while the role runs.
+struct Settings {
     network: String,
     address: String,
-    mode: Mode,
     port: u16,
     root: PathBuf,
     quota: Option<u64>,
     heartbeat: Duration,
-    index_url: Option<String>,
-    discovery_dns: Option<String>,
-    seeds: Vec<String>,
+    discovery: Discovery,
     fetch: Vec<String>,
     mirror: bool,
     chunk_delay: Duration,
+}
+
+/// Downloads running or done, and the partial files whose verified chunks this peer serves.
+#[derive(Default)]
+struct Downloads {
+    records: Mutex<BTreeMap<String, download::Record>>,
+    /// Downloads in progress whose verified chunks this peer serves.
+    partials: Mutex<HashMap<String, swarm::Partial>>,
+}
+
+/// What every part of the role shares: settings, identity, the share, known peers, downloads.
+struct Shared {
+    settings: Settings,
+    id: String,
+    identity: Arc<auth::Identity>,
     secret: Arc<Vec<u8>>,
     catalog: catalog::Catalog,
     client: client::Client,
-    known: Mutex<HashMap<String, Known>>,
-    /// Addresses of peers that called this one (decentralized: contacted next round).
-    heard: Mutex<HashSet<String>>,
-    downloads: Mutex<BTreeMap<String, download::Record>>,
-    /// Downloads in progress whose verified chunks this peer serves.
-    partials: Mutex<HashMap<String, swarm::Partial>>,
+    peers: Mutex<known::Roster>,
+    downloads: Downloads,
     slots: Arc<Semaphore>,
     changed: Notify,
     metrics: PeerMetrics,
@@ -189,7 +233,7 @@ struct Shared {
 
 impl Shared {
     fn state_dir(&self) -> PathBuf {
-        self.root.join(catalog::STATE_DIR)
+        self.settings.root.join(catalog::STATE_DIR)
     }
 
     /// Bytes the share holds: complete files and partial downloads.
@@ -218,9 +262,19 @@ pub struct Peer {
     agent: AgentMetrics,
 }
 
+/// Where the UI listens: `ui_bind` when the configuration names it, else the loopback address
+/// of the agent's address family. It has no login, so `up --bind 0.0.0.0` (which opens the
+/// services to the network) never opens the UI with them.
+pub fn ui_address(ui_bind: Option<IpAddr>, bind: IpAddr) -> IpAddr {
+    ui_bind.unwrap_or(match bind {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    })
+}
+
 impl Peer {
-    /// Reads the secret, prepares the share (state folder, peer id, first scan) and binds both
-    /// ports.
+    /// Reads the secret and the peer's key, prepares the share (state folder, first scan) and
+    /// binds both ports.
     pub async fn bind(
         config: &PeerRoleConfig,
         host_role: &str,
@@ -236,13 +290,7 @@ impl Peer {
                 path: config.secret_file.clone(),
                 source,
             })?;
-        let mode = if config.index_url.is_some() {
-            Mode::Hybrid
-        } else if config.discovery_dns.is_some() || !config.seeds.is_empty() {
-            Mode::Decentralized
-        } else {
-            return Err(PeerError::NoDiscovery);
-        };
+        let discovery = Discovery::from_config(config)?;
         let share_err = |source| PeerError::Share {
             path: config.root.clone(),
             source,
@@ -257,7 +305,15 @@ impl Peer {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        let id = peer_id(host_role, &state).map_err(share_err)?;
+        let identity = Arc::new(
+            auth::Identity::load_or_create(&state, &peer_name(host_role)).map_err(|source| {
+                PeerError::Identity {
+                    path: state.join(auth::KEY_FILE),
+                    source,
+                }
+            })?,
+        );
+        let id = identity.id().to_string();
         let address = config.advertise.clone().unwrap_or_else(|| {
             let ip = std::env::var(ENV_POD_IP)
                 .ok()
@@ -265,46 +321,47 @@ impl Peer {
                 .unwrap_or(ip);
             SocketAddr::new(ip, config.port).to_string()
         });
+        if !crate::valid_address(&address) {
+            return Err(PeerError::Address(address));
+        }
         let catalog = catalog::Catalog::new(config.root.clone());
         catalog.rescan().await.map_err(share_err)?;
-        let client = client::Client::new(secret.clone(), id.clone(), address.clone())
+        let secret = Arc::new(secret);
+        let client = client::Client::new(secret.clone(), identity.clone(), address.clone())
             .map_err(PeerError::Client)?;
         let chunk_delay = chunk_delay();
         let listener = net::bind(ROLE, SocketAddr::new(ip, config.port)).await?;
-        let ui_ip = config.ui_bind.unwrap_or(ip);
+        let ui_ip = ui_address(config.ui_bind, ip);
         let ui_listener = net::bind(UI, SocketAddr::new(ui_ip, config.ui_port)).await?;
+        let mut roster = known::Roster::default();
+        roster.restore(&id, known::load(&state));
         let shared = Arc::new(Shared {
+            settings: Settings {
+                network: config.network.clone(),
+                address,
+                port: config.port,
+                root: config.root.clone(),
+                quota: config.quota_bytes,
+                heartbeat: Duration::from_secs(config.heartbeat_seconds.max(1)),
+                discovery,
+                fetch: config.fetch.clone(),
+                mirror: config.mirror,
+                chunk_delay,
+            },
             id,
-            network: config.network.clone(),
-            address,
-            mode,
-            port: config.port,
-            root: config.root.clone(),
-            quota: config.quota_bytes,
-            heartbeat: Duration::from_secs(config.heartbeat_seconds.max(1)),
-            index_url: config
-                .index_url
-                .as_ref()
-                .map(|u| u.trim_end_matches('/').to_string()),
-            discovery_dns: config.discovery_dns.clone(),
-            seeds: config.seeds.clone(),
-            fetch: config.fetch.clone(),
-            mirror: config.mirror,
-            chunk_delay,
-            secret: Arc::new(secret),
+            identity,
+            secret,
             catalog,
             client,
-            known: Mutex::default(),
-            heard: Mutex::default(),
-            downloads: Mutex::default(),
-            partials: Mutex::default(),
+            peers: Mutex::new(roster),
+            downloads: Downloads::default(),
             slots: Arc::new(Semaphore::new(TOTAL_FETCHES)),
             changed: Notify::new(),
             metrics: peer_metrics.clone(),
             agent: metrics.clone(),
             stop: CancellationToken::new(),
         });
-        tracing::info!(peer = %shared.id, network = %shared.network, mode = shared.mode.as_str(), address = %shared.address, "peer prepared");
+        tracing::info!(peer = %shared.id, network = %shared.settings.network, mode = shared.settings.discovery.as_str(), address = %shared.settings.address, "peer prepared");
         Ok(Peer {
             shared,
             listener,
@@ -331,30 +388,13 @@ fn chunk_delay() -> Duration {
     Duration::ZERO
 }
 
-/// `$POD_NAME`, else `<host role>-<random>` kept in `<share>/.hostrole/id`.
-fn peer_id(host_role: &str, state: &std::path::Path) -> std::io::Result<String> {
-    if let Ok(name) = std::env::var(ENV_POD_NAME)
-        && crate::valid_peer_id(&name)
-    {
-        return Ok(name);
-    }
-    let file = state.join("id");
-    if let Ok(id) = std::fs::read_to_string(&file) {
-        let id = id.trim().to_string();
-        if crate::valid_peer_id(&id) {
-            return Ok(id);
-        }
-    }
-    let mut random = [0u8; 4];
-    getrandom::fill(&mut random).map_err(std::io::Error::other)?;
-    let prefix: String = host_role
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(100)
-        .collect();
-    let id = format!("{prefix}-{}", hex::encode(random));
-    std::fs::write(&file, format!("{id}\n"))?;
-    Ok(id)
+/// The name part of this peer's id: `$POD_NAME`, else the HostRole's name (the key part makes
+/// the id unique).
+fn peer_name(host_role: &str) -> String {
+    std::env::var(ENV_POD_NAME)
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| host_role.to_string())
 }
 
 impl Role for Peer {
@@ -420,5 +460,62 @@ impl Role for Peer {
             let _ = discovery.await;
             discovery::leave(&shared).await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(index: Option<&str>, dns: Option<&str>, seeds: &[&str]) -> PeerRoleConfig {
+        PeerRoleConfig {
+            network: "n".into(),
+            port: 7001,
+            ui_port: 8090,
+            ui_bind: None,
+            root: PathBuf::from("/tmp/x"),
+            quota_bytes: None,
+            secret_file: PathBuf::from("/tmp/s"),
+            index_url: index.map(str::to_string),
+            discovery_dns: dns.map(str::to_string),
+            seeds: seeds.iter().map(|s| s.to_string()).collect(),
+            advertise: None,
+            heartbeat_seconds: 5,
+            fetch: vec![],
+            mirror: false,
+        }
+    }
+
+    #[test]
+    fn the_mode_is_one_enum_with_what_it_needs() {
+        assert_eq!(
+            Discovery::from_config(&config(Some("http://idx:7000/"), None, &[])).expect("hybrid"),
+            Discovery::Hybrid {
+                index_url: "http://idx:7000".into()
+            }
+        );
+        assert_eq!(
+            Discovery::from_config(&config(None, Some("peers-n"), &["h:1"])).expect("dec"),
+            Discovery::Decentralized {
+                dns: Some("peers-n".into()),
+                seeds: vec!["h:1".into()]
+            }
+        );
+        assert!(matches!(
+            Discovery::from_config(&config(None, None, &[])),
+            Err(PeerError::NoDiscovery)
+        ));
+        let e = Discovery::from_config(&config(None, None, &["h:1/x?"])).expect_err("bad seed");
+        assert!(e.to_string().contains("host:port"), "{e}");
+    }
+
+    #[test]
+    fn the_ui_stays_on_loopback_unless_configured() {
+        let any4: IpAddr = "0.0.0.0".parse().expect("ip");
+        let any6: IpAddr = "::".parse().expect("ip");
+        assert_eq!(ui_address(None, any4), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(ui_address(None, any6), "::1".parse::<IpAddr>().expect("ip"));
+        let set: IpAddr = "127.0.0.5".parse().expect("ip");
+        assert_eq!(ui_address(Some(set), any4), set);
     }
 }

@@ -1,8 +1,9 @@
 //! The peer protocol other members of the network call: what this peer holds, its chunks, and
-//! the peers it knows (for gossip). Every request is signed with the network secret.
+//! the peers it knows (for gossip). Every request must be signed by a member as the peer it
+//! names, once; every answer is signed by this peer ([`crate::auth::require`]).
 
 use hostrole_agent_core::metrics::Direction;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::middleware::from_fn_with_state;
@@ -12,9 +13,9 @@ use axum::{Extension, Json, Router};
 use http::StatusCode;
 
 use super::{ROLE, Shared, catalog, discovery, swarm};
-use crate::auth::{self, Authenticated, Gate, error_response};
+use crate::auth::{self, Authenticated, BodyDigest, Gate, ReplayGuard, error_response};
 use crate::valid_hash;
-use crate::wire::{Catalog, HaveMap, PeerEntry};
+use crate::wire::{Catalog, HaveMap, MAX_GOSSIP_PEERS, PeerEntry};
 use hostrole_agent_core::metrics::track;
 
 /// Largest request body: peers only send GETs.
@@ -27,6 +28,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         secrets: Arc::new(move |_| Ok(secret.as_ref().clone())),
         max_body: MAX_BODY,
         on_refused: Arc::new(move |e| refused.error(ROLE, e.reason())),
+        identity: Some(shared.identity.clone()),
+        replay: Arc::new(Mutex::new(ReplayGuard::new(auth::REPLAY_CACHE))),
+        bodies: Arc::new(tokio::sync::Semaphore::new(4)),
     };
     let metrics = shared.agent.clone();
     Router::new()
@@ -46,7 +50,7 @@ async fn resources(
     discovery::heard_from(&shared, &who.peer, who.address.as_deref());
     Json(Catalog {
         id: shared.id.clone(),
-        address: shared.address.clone(),
+        address: shared.settings.address.clone(),
         resources: shared.catalog.resources(),
     })
 }
@@ -58,6 +62,8 @@ async fn peers(
     discovery::heard_from(&shared, &who.peer, who.address.as_deref());
     let mut list = discovery::known_peers(&shared);
     // Gossip carries who is where; catalogs are pulled from each peer itself.
+    list.sort_by_key(|p| std::cmp::Reverse(p.last_seen));
+    list.truncate(MAX_GOSSIP_PEERS);
     for p in &mut list {
         p.resources.clear();
     }
@@ -78,11 +84,12 @@ async fn chunk(
     if !valid_hash(&hash) {
         return error_response(StatusCode::BAD_REQUEST, "not a content hash");
     }
-    let (path, offset, len) = match shared.catalog.by_hash(&hash) {
+    let (path, offset, len, want) = match shared.catalog.by_hash(&hash) {
         Some(file) if index < file.resource.chunks.len() as u64 => (
             file.path.clone(),
             index * file.resource.chunk_size,
             file.resource.chunk_len(index),
+            file.resource.chunks[index as usize].clone(),
         ),
         // Verified chunks of a download in progress are served too.
         _ => match swarm::partial_chunk(&shared, &hash, index) {
@@ -95,18 +102,26 @@ async fn chunk(
             }
         },
     };
-    if !shared.chunk_delay.is_zero() {
-        tokio::time::sleep(shared.chunk_delay).await;
+    if !shared.settings.chunk_delay.is_zero() {
+        tokio::time::sleep(shared.settings.chunk_delay).await;
     }
+    // The answer is signed over the chunk's hash from the catalog, not over a hash of the bytes
+    // read now: the receiver hashes the bytes anyway (it must match the catalog), so a file that
+    // rotted on disk shows as a bad chunk from this peer, and serving costs no hashing.
+    let signed = hostrole_proto::envelope::unhex::<32>(&want, "body").ok();
     match tokio::task::spawn_blocking(move || catalog::read_at(&path, offset, len)).await {
         Ok(Ok(bytes)) => {
             shared.metrics.bytes_served.inc_by(bytes.len() as u64);
             shared.agent.moved(ROLE, Direction::Out, bytes.len() as u64);
-            (
+            let mut response = (
                 [(http::header::CONTENT_TYPE, "application/octet-stream")],
                 bytes,
             )
-                .into_response()
+                .into_response();
+            if let Some(d) = signed {
+                response.extensions_mut().insert(BodyDigest(d));
+            }
+            response
         }
         _ => {
             // The file changed or went away since the last scan: look again.

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use super::client::peer_url;
 use super::{Shared, discovery};
-use crate::wire::{HaveMap, Holder, Resource};
+use crate::auth::Expect;
+use crate::wire::{HaveMap, Holder, MAX_HAVE_BYTES, Resource};
 
 /// A download in progress whose verified chunks are served to other peers (swarming).
 #[derive(Clone)]
@@ -17,9 +18,14 @@ pub struct Partial {
     pub done: Arc<Mutex<Vec<bool>>>,
 }
 
-/// Where to read chunk `index` of `hash` when it is verified in a partial download.
-pub fn partial_chunk(shared: &Shared, hash: &str, index: u64) -> Option<(PathBuf, u64, u64)> {
-    let partials = shared.partials.lock().ok()?;
+/// Where to read chunk `index` of `hash` when it is verified in a partial download: path,
+/// offset, length and the chunk's hash.
+pub fn partial_chunk(
+    shared: &Shared,
+    hash: &str,
+    index: u64,
+) -> Option<(PathBuf, u64, u64, String)> {
+    let partials = shared.downloads.partials.lock().ok()?;
     let p = partials.get(hash)?;
     let done = p.done.lock().ok()?;
     done.get(index as usize).copied().filter(|d| *d).map(|_| {
@@ -27,6 +33,7 @@ pub fn partial_chunk(shared: &Shared, hash: &str, index: u64) -> Option<(PathBuf
             p.path.clone(),
             index * p.resource.chunk_size,
             p.resource.chunk_len(index),
+            p.resource.chunks[index as usize].clone(),
         )
     })
 }
@@ -36,7 +43,7 @@ pub fn have_map(shared: &Shared, hash: &str) -> Option<String> {
     if let Some(f) = shared.catalog.by_hash(hash) {
         return Some("1".repeat(f.resource.chunks.len()));
     }
-    let partials = shared.partials.lock().ok()?;
+    let partials = shared.downloads.partials.lock().ok()?;
     let done = partials.get(hash)?.done.lock().ok()?.clone();
     Some(done.iter().map(|d| if *d { '1' } else { '0' }).collect())
 }
@@ -64,10 +71,13 @@ pub async fn partial_sources(
     let total = resource.chunks.len();
     futures_util::stream::iter(candidates)
         .map(|holder| async move {
-            let url = peer_url(&holder.address, &format!("/v1/have/{}", resource.hash));
-            let map: HaveMap = shared.client.get_json(&url).await.ok()?;
-            let have: Vec<bool> = map.have.chars().map(|c| c == '1').collect();
-            (have.len() == total && have.iter().any(|h| *h)).then_some((holder, have))
+            let url = peer_url(&holder.address, &format!("/v1/have/{}", resource.hash)).ok()?;
+            let (map, _): (HaveMap, _) = shared
+                .client
+                .get_json(&url, MAX_HAVE_BYTES, Expect::Peer(&holder.id))
+                .await
+                .ok()?;
+            parse_have(&map.have, total).map(|have| (holder, have))
         })
         .buffer_unordered(8)
         .filter_map(|x| async move { x })
@@ -75,9 +85,32 @@ pub async fn partial_sources(
         .await
 }
 
+/// A `/v1/have` map for a resource of `total` chunks: one `1` or `0` per chunk, at least one
+/// `1`; anything else is no map.
+pub fn parse_have(map: &str, total: usize) -> Option<Vec<bool>> {
+    if map.len() != total || !map.bytes().all(|b| b == b'0' || b == b'1') {
+        return None;
+    }
+    let have: Vec<bool> = map.bytes().map(|b| b == b'1').collect();
+    have.iter().any(|h| *h).then_some(have)
+}
+
 /// The chunks in random order, so that peers downloading at once fetch different chunks first
 /// and can trade them.
 pub fn shuffled(mut list: VecDeque<u64>) -> VecDeque<u64> {
     fastrand::shuffle(list.make_contiguous());
     list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn have_maps_are_exact() {
+        assert_eq!(parse_have("101", 3), Some(vec![true, false, true]));
+        for bad in ["000", "10", "1011", "1x1", ""] {
+            assert_eq!(parse_have(bad, 3), None, "{bad}");
+        }
+    }
 }

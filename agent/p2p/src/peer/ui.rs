@@ -1,8 +1,10 @@
 //! The user's interface: one page (HTML, JS and CSS compiled in, no external assets) and the
 //! JSON API it uses. It has no login: whoever reaches the port acts as this peer's user, so it
-//! listens on loopback in a pod (reached with `kubectl port-forward`). POSTs must carry
-//! `X-Requested-With` (a header another site's form cannot send without CORS approval, which
-//! this server never gives), so a web page elsewhere cannot drive it through the user's browser.
+//! listens on loopback, in a pod (reached with `kubectl port-forward`) and on a machine even
+//! with `up --bind 0.0.0.0`. A web page elsewhere cannot drive it through the user's browser:
+//! every request must name a loopback host in `Host` (and in `Origin` when there is one), so a
+//! DNS name rebound to 127.0.0.1 gets nothing; POSTs must also carry `X-Requested-With` (a
+//! header another site's form cannot send without CORS approval, which this server never gives).
 
 use hostrole_agent_core::metrics::{Direction, Reason};
 use std::collections::HashMap;
@@ -58,8 +60,81 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/downloads", get(downloads).post(start_download))
         .route("/api/upload", post(upload))
         .layer(from_fn(same_origin_posts))
+        .layer(from_fn(loopback_only))
         .with_state(shared)
         .layer(from_fn_with_state((UI, metrics), track))
+}
+
+/// Whether a `Host` value (or an `Origin`'s host) names this machine's loopback: `localhost`,
+/// `127.x.y.z` or `[::1]`, with any port. A DNS-rebinding page's requests carry its own name.
+pub fn loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((inner, port)) if port.is_empty() || port_ok(port) => {
+                return inner
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            }
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port_ok(&format!(":{port}")) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn port_ok(colon_port: &str) -> bool {
+    colon_port
+        .strip_prefix(':')
+        .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether an `Origin` is a page served from loopback (`http://127.0.0.1:8090`).
+pub fn loopback_origin(origin: &str) -> bool {
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|rest| !rest.contains('/') && loopback_host(rest))
+}
+
+fn header_text(request: &Request, name: header::HeaderName) -> Option<String> {
+    request
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string())
+}
+
+async fn loopback_only(request: Request, next: Next) -> Response {
+    // HTTP/2 carries the host in the URI's authority.
+    let host = header_text(&request, header::HOST)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()));
+    let origin = header_text(&request, header::ORIGIN);
+    if !host.as_deref().is_some_and(loopback_host) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Host {:?} is not this machine's loopback: open the UI at http://127.0.0.1:<port>/ (requests for other names are refused against DNS rebinding)",
+                host.unwrap_or_default()
+            ),
+        );
+    }
+    if let Some(origin) = origin
+        && !loopback_origin(&origin)
+    {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            format!("Origin {origin:?} is not a page of this UI"),
+        );
+    }
+    next.run(request).await
 }
 
 async fn same_origin_posts(request: Request, next: Next) -> Response {
@@ -71,6 +146,39 @@ async fn same_origin_posts(request: Request, next: Next) -> Response {
         );
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_and_origins_pass() {
+        for good in [
+            "127.0.0.1:8090",
+            "localhost:8090",
+            "LOCALHOST",
+            "[::1]:8090",
+            "127.1.2.3",
+        ] {
+            assert!(loopback_host(good), "{good}");
+        }
+        for bad in [
+            "evil.example:8090",
+            "127.0.0.1.evil.example:8090",
+            "localhost.evil.example",
+            "10.0.0.1:8090",
+            "[::2]:8090",
+            "127.0.0.1:80x",
+            "",
+        ] {
+            assert!(!loopback_host(bad), "{bad}");
+        }
+        assert!(loopback_origin("http://127.0.0.1:8090"));
+        assert!(!loopback_origin("http://evil.example:8090"));
+        assert!(!loopback_origin("null"));
+        assert!(!loopback_origin("http://127.0.0.1:8090/x"));
+    }
 }
 
 #[derive(Serialize)]
@@ -85,9 +193,9 @@ struct Status {
 async fn status(State(shared): State<Arc<Shared>>) -> Json<Status> {
     Json(Status {
         peer_id: shared.id.clone(),
-        network: shared.network.clone(),
-        mode: shared.mode.as_str(),
-        address: shared.address.clone(),
+        network: shared.settings.network.clone(),
+        mode: shared.settings.discovery.as_str(),
+        address: shared.settings.address.clone(),
     })
 }
 
@@ -224,12 +332,12 @@ async fn upload(
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let cap = match shared.quota {
+    let cap = match shared.settings.quota {
         Some(quota) => quota.saturating_sub(shared.used_bytes()).min(MAX_UPLOAD),
         None => MAX_UPLOAD,
     };
     let refuse_size = |got: u64| {
-        if shared.quota.is_some() && got <= MAX_UPLOAD {
+        if shared.settings.quota.is_some() && got <= MAX_UPLOAD {
             shared.agent.error(super::ROLE, Reason::QuotaExceeded);
             error_response(
                 StatusCode::INSUFFICIENT_STORAGE,
@@ -283,7 +391,7 @@ async fn upload(
         }
     };
     // Never replace a file silently: a taken name becomes `name (2)`.
-    let target = free_name(&shared.root, &rel);
+    let target = free_name(&shared.settings.root, &rel);
     if let Err(e) = tokio::fs::rename(&staging, &target).await {
         let _ = tokio::fs::remove_file(&staging).await;
         return error_response(

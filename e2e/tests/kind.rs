@@ -1,0 +1,404 @@
+//! What only a cluster of more than one node shows (e2e/kind.sh runs these on its two-node kind
+//! cluster after the users' suite): a generated NetworkPolicy really blocking an undeclared
+//! client and admitting the declared one, from either node; hosts of one HostRole on both nodes;
+//! `kubectl drain` of a node moving its hosts and the HostRole recovering; a stopped node
+//! (`docker stop`) named in the status as hosts not ready, and the hosts back when it returns.
+//!
+//! They need the chart's images loaded into the nodes (as for suite.rs) and, for the node tests,
+//! HOSTROLE_KIND_CLUSTER (the kind cluster's name, whose nodes are Docker containers).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use hostrole_api::HostRole;
+use hostrole_e2e::{Env, eventually, repo_root};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{ListParams, LogParams, PostParams};
+use kube::{Api, ResourceExt};
+
+const WAIT: Duration = Duration::from_secs(300);
+
+/// The chart installed as suite.rs installs it; uninstalled when dropped.
+struct Release<'a> {
+    env: &'a Env,
+    namespace: String,
+}
+
+impl<'a> Release<'a> {
+    async fn install(env: &'a Env) -> Release<'a> {
+        let namespace = env.namespace("hostrole-system").await;
+        let tag = std::env::var("HOSTROLE_IMAGE_TAG").unwrap_or_else(|_| "0.1.0".into());
+        let pull =
+            std::env::var("HOSTROLE_IMAGE_PULL_POLICY").unwrap_or_else(|_| "IfNotPresent".into());
+        let prefix = std::env::var("HOSTROLE_IMAGE_PREFIX").unwrap_or_else(|_| "hostrole/".into());
+        let chart = repo_root().join("charts/hostrole-operator");
+        let values = [
+            format!("image.repository={prefix}operator"),
+            format!("agent.image.repository={prefix}agent"),
+            format!("image.tag={tag}"),
+            format!("agent.image.tag={tag}"),
+            format!("image.pullPolicy={pull}"),
+            format!("agent.image.pullPolicy={pull}"),
+        ];
+        let mut args = vec![
+            "install",
+            "hostrole",
+            chart.to_str().expect("utf-8"),
+            "-n",
+            &namespace,
+            "--wait",
+            "--timeout",
+            "3m",
+        ];
+        for v in &values {
+            args.extend(["--set", v.as_str()]);
+        }
+        env.helm_ok(&args);
+        Release { env, namespace }
+    }
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let _ = self.env.helm(&[
+            "uninstall",
+            "hostrole",
+            "-n",
+            &self.namespace,
+            "--wait",
+            "--timeout",
+            "2m",
+        ]);
+        let _ = self
+            .env
+            .kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
+    }
+}
+
+fn apply(env: &Env, ns: &str, manifest: &str) {
+    let file = hostrole_e2e::TempManifest::new("kind-e2e.yaml", manifest);
+    env.kubectl_ok(&[
+        "apply",
+        "-n",
+        ns,
+        "-f",
+        file.path().to_str().expect("utf-8"),
+    ]);
+}
+
+async fn ready(hostroles: &Api<HostRole>, name: &str, replicas: i32) -> HostRole {
+    eventually(
+        &format!("{name} is Ready with {replicas} hosts"),
+        WAIT,
+        || async {
+            let hr = hostroles.get(name).await.ok()?;
+            let status = hr.status.as_ref()?;
+            let ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (ready && status.ready_hosts == replicas).then_some(hr)
+        },
+    )
+    .await
+}
+
+/// Node of each host pod of HostRole `name`.
+async fn placement(pods: &Api<Pod>, name: &str) -> BTreeMap<String, String> {
+    pods.list(&ListParams::default().labels(&format!(
+        "app.kubernetes.io/name=hostrole-host,app.kubernetes.io/instance={name}"
+    )))
+    .await
+    .expect("pods")
+    .items
+    .into_iter()
+    .filter_map(|p| Some((p.name_any(), p.spec?.node_name?)))
+    .collect()
+}
+
+async fn node_names(env: &Env) -> Vec<String> {
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    let mut names: Vec<String> = nodes
+        .list(&ListParams::default())
+        .await
+        .expect("nodes")
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Runs `script` in a curl pod (restricted) on node `node`; returns its log. The pod must finish
+/// with success: scripts print what they saw rather than fail.
+async fn on_node(env: &Env, ns: &str, name: &str, node: &str, script: &str) -> String {
+    let image = std::env::var("HOSTROLE_E2E_CLIENT_IMAGE")
+        .unwrap_or_else(|_| "curlimages/curl:8.10.1".into());
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": "kind-e2e-probe"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeName": node,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "client",
+                "image": image,
+                "command": ["/bin/sh", "-c", script],
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true}
+            }]
+        }
+    }))
+    .expect("pod");
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), ns);
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("probe pod");
+    let phase = eventually(&format!("probe pod {name} finishes"), WAIT, || async {
+        let phase = pods.get(name).await.ok()?.status?.phase?;
+        matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+    })
+    .await;
+    let log = pods
+        .logs(name, &LogParams::default())
+        .await
+        .unwrap_or_default();
+    assert_eq!(phase, "Succeeded", "{name} failed: {log}");
+    log
+}
+
+#[tokio::test]
+#[ignore = "needs a kind cluster with a NetworkPolicy enforcer and the hostrole images (e2e/kind.sh)"]
+async fn network_policy_blocks_undeclared_clients_and_admits_the_declared_one() {
+    let env = Env::new().await;
+    let _release = Release::install(&env).await;
+    let ns = env.namespace("netpol").await;
+    apply(
+        &env,
+        &ns,
+        r#"
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {name: site}
+spec:
+  replicas: 1
+  networkPolicy: true
+  servers:
+    web:
+      port: 8080
+      site:
+        files:
+          - path: index.html
+            content: "only for declared clients\n"
+---
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {name: reader}
+spec:
+  replicas: 2
+  clients:
+    - service: web
+      server: site
+      every: 5s
+      expect: {status: 200, contains: only for declared clients}
+"#,
+    );
+    let hostroles: Api<HostRole> = Api::namespaced(env.client.clone(), &ns);
+    ready(&hostroles, "site", 1).await;
+    ready(&hostroles, "reader", 2).await;
+    let policy = env.kubectl_ok(&["get", "networkpolicy", "site", "-n", &ns, "-o", "json"]);
+    assert!(
+        policy.contains("\"reader\""),
+        "the policy admits the reader: {policy}"
+    );
+
+    // The declared client, wherever its hosts run, succeeds through the policy: every host of
+    // the reader reports its client ok (ClientsHealthy True).
+    eventually("the reader's clients are healthy", WAIT, || async {
+        let hr = hostroles.get("reader").await.ok()?;
+        let status = hr.status?;
+        let healthy = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "ClientsHealthy" && c.status == "True");
+        let all_ok = status.hosts.len() == 2
+            && status
+                .hosts
+                .iter()
+                .all(|h| !h.clients.is_empty() && h.clients.iter().all(|c| c.ok));
+        (healthy && all_ok).then_some(())
+    })
+    .await;
+
+    // A pod that is not a declared client, on each node: the web port is closed to it, the admin
+    // port (left open for probes and metrics) of the same pod answers, so the refusal is the
+    // policy's and not a broken network.
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
+    let site_node = placement(&pods, "site").await;
+    for (i, node) in node_names(&env).await.iter().enumerate() {
+        let log = on_node(
+            &env,
+            &ns,
+            &format!("stranger-{i}"),
+            node,
+            &format!(
+                "if curl -s --max-time 5 -o /dev/null http://site-0.site-hosts.{ns}.svc:8080/; then echo 'web REACHED'; else echo 'web blocked'; fi\n\
+                 if curl -sf --max-time 5 -o /dev/null http://site-0.site-hosts.{ns}.svc:9901/healthz; then echo 'admin open'; else echo 'admin CLOSED'; fi"
+            ),
+        )
+        .await;
+        assert!(
+            log.contains("web blocked") && log.contains("admin open"),
+            "from node {node} (site runs on {site_node:?}): {log}"
+        );
+    }
+    env.delete_namespace(&ns).await;
+}
+
+/// The kind node (a Docker container) named `node`: `docker stop` / `docker start`.
+fn docker(args: &[&str]) {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs a kind cluster of two schedulable nodes and the hostrole images (e2e/kind.sh)"]
+async fn hosts_spread_move_on_drain_and_come_back_after_a_node_stops() {
+    assert!(
+        std::env::var_os("HOSTROLE_KIND_CLUSTER").is_some(),
+        "HOSTROLE_KIND_CLUSTER names the kind cluster whose node containers this test stops"
+    );
+    let env = Env::new().await;
+    let _release = Release::install(&env).await;
+    let nodes = node_names(&env).await;
+    assert_eq!(nodes.len(), 2, "two nodes: {nodes:?}");
+    let ns = env.namespace("nodes").await;
+    let replicas = 4;
+    apply(
+        &env,
+        &ns,
+        &format!(
+            r#"
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {{name: fleet}}
+spec:
+  replicas: {replicas}
+  servers:
+    web:
+      port: 8080
+      site:
+        files:
+          - path: index.html
+            content: "fleet\n"
+"#
+        ),
+    );
+    let hostroles: Api<HostRole> = Api::namespaced(env.client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
+    ready(&hostroles, "fleet", replicas).await;
+
+    // Spread: the hosts run on both nodes.
+    let placed = placement(&pods, "fleet").await;
+    let used: BTreeSet<&String> = placed.values().collect();
+    assert_eq!(used.len(), 2, "hosts on both nodes: {placed:?}");
+
+    // Drain the worker: its hosts move to the other node and the HostRole is Ready again.
+    let worker = nodes
+        .iter()
+        .find(|n| n.ends_with("-worker"))
+        .expect("a worker node")
+        .clone();
+    let other = nodes.iter().find(|n| **n != worker).expect("other").clone();
+    env.kubectl_ok(&[
+        "drain",
+        &worker,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=3m",
+    ]);
+    eventually("every host runs on the undrained node", WAIT, || async {
+        let placed = placement(&pods, "fleet").await;
+        (placed.len() == replicas as usize && placed.values().all(|n| *n == other)).then_some(())
+    })
+    .await;
+    ready(&hostroles, "fleet", replicas).await;
+    env.kubectl_ok(&["uncordon", &worker]);
+
+    // Spread again: delete half of the hosts so that the scheduler places them anew.
+    for i in 0..replicas / 2 {
+        env.kubectl_ok(&[
+            "delete",
+            "pod",
+            "-n",
+            &ns,
+            &format!("fleet-{i}"),
+            "--wait=false",
+        ]);
+    }
+    eventually("hosts on both nodes again", WAIT, || async {
+        let placed = placement(&pods, "fleet").await;
+        let used: BTreeSet<&String> = placed.values().collect();
+        (placed.len() == replicas as usize && used.len() == 2).then_some(())
+    })
+    .await;
+    ready(&hostroles, "fleet", replicas).await;
+
+    // Stop the worker's container: the status names the hosts that ran there as not ready and
+    // only them; they come back when the node does.
+    let placed = placement(&pods, "fleet").await;
+    let lost: BTreeSet<String> = placed
+        .iter()
+        .filter(|(_, n)| **n == worker)
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert!(!lost.is_empty(), "hosts on {worker}: {placed:?}");
+    docker(&["stop", &worker]);
+    let restart = scopeguard(&worker);
+    eventually(
+        &format!("the status names {lost:?} as not ready"),
+        WAIT,
+        || async {
+            let hr = hostroles.get("fleet").await.ok()?;
+            let status = hr.status?;
+            let not_ready: BTreeSet<String> = status
+                .hosts
+                .iter()
+                .filter(|h| !h.ready)
+                .map(|h| h.name.clone())
+                .collect();
+            let ready_cond = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (not_ready == lost && status.ready_hosts == replicas - lost.len() as i32 && !ready_cond)
+                .then_some(())
+        },
+    )
+    .await;
+    drop(restart);
+    ready(&hostroles, "fleet", replicas).await;
+    env.delete_namespace(&ns).await;
+}
+
+/// Starts the stopped node container again when dropped (also when the test fails).
+struct NodeRestart(String);
+
+fn scopeguard(node: &str) -> NodeRestart {
+    NodeRestart(node.to_string())
+}
+
+impl Drop for NodeRestart {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["start", &self.0])
+            .output();
+    }
+}
