@@ -602,6 +602,46 @@ fn imap_idle_does_not_rescan_an_unchanged_mailbox_every_poll() {
     assert!(c.imap_until("i").contains("i OK"));
 }
 
+/// The refresh watches the selected folder only: mail for INBOX does not make a session in Sent
+/// rescan, and a message another program puts into Sent (not through the agent) is seen.
+#[test]
+fn imap_idle_watches_the_selected_folder_and_sees_changes_made_outside_the_agent() {
+    let host = Host::start(64, "", "warn,hostrole_mail=trace");
+    let mut c = imap_login(&host, 1);
+    assert!(c.imap("s", "SELECT Sent").contains("0 EXISTS"));
+    c.send("i IDLE\r\n");
+    assert!(c.line().starts_with("+"));
+    let logs = || std::fs::read_to_string(host.proc.stderr_path()).unwrap_or_default();
+    let count = |what: &str| logs().matches(what).count();
+    wait_until(
+        "an IDLE poll that finds Sent unchanged",
+        Duration::from_secs(30),
+        || count("selected mailbox unchanged") >= 1,
+    );
+    let rescans = count("rescanning the selected mailbox");
+    let unchanged = count("selected mailbox unchanged");
+    host.drop_message("inbox.m.example", &message(200));
+    wait_until("three more IDLE polls", Duration::from_secs(30), || {
+        count("selected mailbox unchanged") >= unchanged + 3
+    });
+    assert_eq!(
+        count("rescanning the selected mailbox"),
+        rescans,
+        "INBOX's mail does not rescan Sent"
+    );
+    let sent = host
+        .dir
+        .path()
+        .join("mail/alice/.Sent/new/outside.m.example");
+    std::fs::write(sent, message(200)).expect("a message put into Sent");
+    let mut seen = String::new();
+    while !seen.contains("1 EXISTS") {
+        seen.push_str(&c.line());
+    }
+    c.send("DONE\r\n");
+    assert!(c.imap_until("i").contains("i OK"));
+}
+
 // The load test: all of the above at once, within a pod's default memory limit.
 
 /// The agent pod's default memory limit.
