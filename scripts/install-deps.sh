@@ -6,11 +6,14 @@ set -euo pipefail
 # curl: the web role's tests and the cluster scripts; openssl: per-run cluster certificates;
 # iproute2 (ss): free ports; procps, util-linux (setsid), coreutils: process handling.
 # rclone, cadaver, davfs2 (a FUSE mount): the file role's clients; swaks: the mail role's SMTP
-# client, mutt its mail reader (Python's smtplib/imaplib/poplib come with python3).
+# client, mutt its mail reader (Python's smtplib/imaplib/poplib come with python3); neomutt
+# (Fcc to an IMAP Sent folder) and isync (mbsync) sync folders with the mail role; dovecot-imapd
+# (its `imap` binary run preauthenticated, no daemon) reads and writes the same Maildir++ volume.
 # chromium, chromium-driver, python3-selenium: the browser tests (agent/tests/peer_ui.rs, file_ui.rs).
 # litmus: the WebDAV compliance suite against the file role (agent/tests/litmus.rs); nginx with
 # libnginx-mod-http-dav-ext: the same run against nginx's DAV module, printed for comparison.
 packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver davfs2 swaks libnet-ssleay-perl mutt
+  neomutt isync dovecot-imapd
   chromium chromium-driver python3-selenium litmus nginx libnginx-mod-http-dav-ext)
 missing=()
 for pkg in "${packages[@]}"; do

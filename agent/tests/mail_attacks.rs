@@ -517,6 +517,51 @@ fn a_stranger_cannot_fill_a_mailbox_past_its_quota() {
     assert!(stored <= 65_536 + 70_000, "{stored} bytes stored");
 }
 
+/// IMAP writes count against the same quota, in every folder: APPEND and COPY that would go
+/// past it answer `NO [OVERQUOTA]` as Dovecot does (RFC 9208); a MOVE stays within it.
+#[test]
+fn imap_append_and_copy_cannot_fill_a_mailbox_past_its_quota() {
+    let host = Host::start(64, "  mailboxQuotaBytes: 65536\n", "warn");
+    let body = String::from_utf8(message(30_000)).expect("ascii");
+    let mut c = imap_login(&host, 1);
+    let append = |c: &mut Client, tag: &str, folder: &str| {
+        c.send(&format!(
+            "{tag} APPEND {folder} {{{}+}}\r\n{body}\r\n",
+            body.len()
+        ));
+        c.imap_until(tag)
+    };
+    assert!(append(&mut c, "a1", "Sent").contains("a1 OK [APPENDUID"));
+    assert!(append(&mut c, "a2", "INBOX").contains("a2 OK [APPENDUID"));
+    // Sent's message counts: a third does not fit.
+    let r = append(&mut c, "a3", "Trash");
+    assert!(r.contains("a3 NO [OVERQUOTA]"), "{r}");
+    assert!(c.imap("s", "SELECT Sent").contains("s OK"));
+    let r = c.imap("c", "UID COPY 1 INBOX");
+    assert!(r.contains("c NO [OVERQUOTA]"), "{r}");
+    let r = c.imap("m", "UID MOVE 1 Archive");
+    assert!(r.contains("m OK"), "a move adds nothing: {r}");
+    let stored: u64 = [
+        "mail/alice",
+        "mail/alice/.Sent",
+        "mail/alice/.Archive",
+        "mail/alice/.Trash",
+    ]
+    .iter()
+    .flat_map(|d| ["new", "cur"].map(|sub| host.dir.path().join(d).join(sub)))
+    .flat_map(|d| std::fs::read_dir(d).into_iter().flatten())
+    .map(|e| e.expect("entry").metadata().expect("meta").len())
+    .sum();
+    assert!(stored <= 65_536, "{stored} bytes stored");
+    let metrics = host.metrics();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("QuotaExceeded") && l.contains("imap")),
+        "counted in metrics: {metrics}"
+    );
+}
+
 #[test]
 fn imap_idle_does_not_rescan_an_unchanged_mailbox_every_poll() {
     let host = Host::start(64, "", "warn,hostrole_mail=trace");
@@ -551,6 +596,46 @@ fn imap_idle_does_not_rescan_an_unchanged_mailbox_every_poll() {
     host.drop_message("new.m.example", &message(200));
     let mut seen = String::new();
     while !seen.contains("51 EXISTS") {
+        seen.push_str(&c.line());
+    }
+    c.send("DONE\r\n");
+    assert!(c.imap_until("i").contains("i OK"));
+}
+
+/// The refresh watches the selected folder only: mail for INBOX does not make a session in Sent
+/// rescan, and a message another program puts into Sent (not through the agent) is seen.
+#[test]
+fn imap_idle_watches_the_selected_folder_and_sees_changes_made_outside_the_agent() {
+    let host = Host::start(64, "", "warn,hostrole_mail=trace");
+    let mut c = imap_login(&host, 1);
+    assert!(c.imap("s", "SELECT Sent").contains("0 EXISTS"));
+    c.send("i IDLE\r\n");
+    assert!(c.line().starts_with("+"));
+    let logs = || std::fs::read_to_string(host.proc.stderr_path()).unwrap_or_default();
+    let count = |what: &str| logs().matches(what).count();
+    wait_until(
+        "an IDLE poll that finds Sent unchanged",
+        Duration::from_secs(30),
+        || count("selected mailbox unchanged") >= 1,
+    );
+    let rescans = count("rescanning the selected mailbox");
+    let unchanged = count("selected mailbox unchanged");
+    host.drop_message("inbox.m.example", &message(200));
+    wait_until("three more IDLE polls", Duration::from_secs(30), || {
+        count("selected mailbox unchanged") >= unchanged + 3
+    });
+    assert_eq!(
+        count("rescanning the selected mailbox"),
+        rescans,
+        "INBOX's mail does not rescan Sent"
+    );
+    let sent = host
+        .dir
+        .path()
+        .join("mail/alice/.Sent/new/outside.m.example");
+    std::fs::write(sent, message(200)).expect("a message put into Sent");
+    let mut seen = String::new();
+    while !seen.contains("1 EXISTS") {
         seen.push_str(&c.line());
     }
     c.send("DONE\r\n");

@@ -301,6 +301,14 @@ pub struct MailServer {
     /// (`issuerRef`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+    /// The user who receives mail for `postmaster@` every domain (RFC 5321 section 4.5.1).
+    /// Default: a user named `postmaster`, else the first user in name order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+    )]
+    pub postmaster: Option<String>,
 }
 
 fn default_smtp_port() -> i32 {

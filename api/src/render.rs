@@ -842,6 +842,7 @@ impl Renderer<'_> {
             mailbox_quota_bytes: Some(mailbox_quota_bytes),
             tls,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            postmaster: mail.postmaster.clone(),
         };
         roles.push(RolePlan {
             role: "mail",

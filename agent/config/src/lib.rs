@@ -239,6 +239,9 @@ pub struct MailRoleConfig {
     pub tls: Option<TlsFiles>,
     /// Most connections per protocol at once.
     pub max_connections: usize,
+    /// Who gets `postmaster@` mail; default a user named `postmaster`, else the first user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postmaster: Option<String>,
 }
 
 /// A service a host uses as a client.

@@ -11,6 +11,7 @@
 //! before the server says `250`.
 
 mod conn;
+mod folders;
 mod listener;
 mod quota;
 mod sasl;
@@ -61,6 +62,10 @@ pub enum MailError {
     },
     #[error("mail role: the user name {0:?} cannot name a mailbox (it starts with '.')")]
     BadUserName(String),
+    #[error(
+        "mail role: postmaster: {0:?} is not a user in the users file; name one of them, or leave postmaster out"
+    )]
+    Postmaster(String),
     #[error("mail role: the TLS file {path} is not usable: {what}")]
     Tls { path: PathBuf, what: String },
 }
@@ -82,6 +87,8 @@ pub(crate) struct Shared {
     pub metrics: AgentMetrics,
     /// STARTTLS is offered when set.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The mailbox `postmaster@` each local domain is delivered to.
+    pub postmaster: Option<String>,
 }
 
 impl Shared {
@@ -109,13 +116,20 @@ impl Shared {
         }
     }
 
-    /// The mailbox of a local part, if one exists: exact name first, then lower-case.
+    /// The mailbox of a local part, if one exists: exact name first, then lower-case;
+    /// `postmaster` (any case) always has one when the host has users (RFC 5321 section 4.5.1).
     pub fn mailbox_of(&self, local: &str) -> Option<String> {
         if self.users.exists(local) {
             return Some(local.to_string());
         }
         let lower = local.to_ascii_lowercase();
-        self.users.exists(&lower).then_some(lower)
+        if self.users.exists(&lower) {
+            return Some(lower);
+        }
+        if lower == "postmaster" {
+            return self.postmaster.clone();
+        }
+        None
     }
 
     pub fn is_local_domain(&self, domain: &str) -> bool {
@@ -160,6 +174,11 @@ impl Mail {
         };
         let root = config.root.clone();
         let names: Vec<String> = users.names().map(str::to_string).collect();
+        let postmaster = match &config.postmaster {
+            Some(name) if users.exists(name) => Some(name.clone()),
+            Some(name) => return Err(MailError::Postmaster(name.clone())),
+            None => names.iter().min().cloned(),
+        };
         // Mailboxes are directories named after users: `.` and `..` must not be one.
         if let Some(bad) = names.iter().find(|n| n.starts_with('.')) {
             return Err(MailError::BadUserName(bad.clone()));
@@ -211,6 +230,7 @@ impl Mail {
                 max_connections: config.max_connections,
                 metrics: metrics.clone(),
                 tls,
+                postmaster,
             }),
         })
     }

@@ -17,14 +17,83 @@ impl SeqSet {
     }
 }
 
-/// What part of a message `BODY[...]` asks for (top level only).
+/// What part of a message `BODY[...]` asks for: the whole message or a MIME part (`path`,
+/// part numbers from 1, empty for the message itself), and what of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Section {
+pub struct Section {
+    pub path: Vec<u32>,
+    pub text: SectionText,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SectionText {
+    /// `BODY[]` or `BODY[1.2]`: everything (a part's body, without its MIME header).
     Full,
     Header,
     Text,
-    HeaderFields { not: bool, fields: Vec<String> },
+    /// `BODY[1.MIME]`: a part's MIME header.
+    Mime,
+    HeaderFields {
+        not: bool,
+        fields: Vec<String>,
+    },
 }
+
+impl Section {
+    /// The top-level section of that kind.
+    pub fn top(text: SectionText) -> Section {
+        Section {
+            path: Vec::new(),
+            text,
+        }
+    }
+
+    /// The section as the reply names it (`1.2.MIME`, `HEADER.FIELDS (DATE)`).
+    pub fn spec(&self) -> String {
+        let mut out: Vec<String> = self.path.iter().map(u32::to_string).collect();
+        match &self.text {
+            SectionText::Full => {}
+            SectionText::Header => out.push("HEADER".into()),
+            SectionText::Text => out.push("TEXT".into()),
+            SectionText::Mime => out.push("MIME".into()),
+            SectionText::HeaderFields { not, fields } => out.push(format!(
+                "HEADER.FIELDS{} ({})",
+                if *not { ".NOT" } else { "" },
+                fields.join(" ")
+            )),
+        }
+        out.join(".")
+    }
+}
+
+/// A calendar date of SEARCH (`1-Feb-1994`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+}
+
+/// Which date a date search key compares, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateWhich {
+    /// The internal date (arrival).
+    Internal,
+    /// The `Date:` header.
+    Sent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateCmp {
+    Before,
+    On,
+    Since,
+}
+
+/// The month names of IMAP dates.
+pub const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchItem {
@@ -36,6 +105,10 @@ pub enum FetchItem {
     Rfc822Header,
     Rfc822Text,
     Envelope,
+    /// `BODYSTRUCTURE` (with extension data) or `BODY` without a section (without).
+    BodyStructure {
+        extended: bool,
+    },
     Body {
         peek: bool,
         section: Section,
@@ -69,6 +142,9 @@ pub enum SearchKey {
     Text(String),
     Larger(u64),
     Smaller(u64),
+    Date(DateWhich, DateCmp, Date),
+    /// A keyword, and whether it must be set.
+    Keyword(String, bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,9 +169,14 @@ pub enum Command {
     },
     Select(String),
     Examine(String),
+    /// LIST, with RFC 5258/6154 selection (`(SPECIAL-USE)`, `(SUBSCRIBED)`) and return options.
     List {
         reference: String,
         pattern: String,
+        special_use_only: bool,
+        subscribed_only: bool,
+        return_special_use: bool,
+        return_subscribed: bool,
     },
     Lsub {
         reference: String,
@@ -121,7 +202,37 @@ pub enum Command {
         uid: bool,
         keys: Vec<SearchKey>,
     },
-    /// A command of RFC 3501 this server does not offer (one mailbox, no APPEND/COPY yet).
+    Create(String),
+    Delete(String),
+    Rename {
+        from: String,
+        to: String,
+    },
+    Subscribe(String),
+    Unsubscribe(String),
+    Append {
+        mailbox: String,
+        flags: Vec<String>,
+        /// The date-time as sent (`"17-Jul-1996 02:44:25 -0700"`), unchecked.
+        date: Option<String>,
+        message: Vec<u8>,
+    },
+    Copy {
+        uid: bool,
+        set: SeqSet,
+        mailbox: String,
+    },
+    Move {
+        uid: bool,
+        set: SeqSet,
+        mailbox: String,
+    },
+    /// `UID EXPUNGE` (RFC 4315).
+    UidExpunge(SeqSet),
+    Enable(Vec<String>),
+    /// RFC 2971; the client's parameters are not kept.
+    Id,
+    /// A command of RFC 3501 this server does not offer.
     Unsupported(String),
 }
 
@@ -151,6 +262,19 @@ impl Command {
             Command::Store { uid: true, .. } => "UID STORE",
             Command::Search { uid: false, .. } => "SEARCH",
             Command::Search { uid: true, .. } => "UID SEARCH",
+            Command::Create(_) => "CREATE",
+            Command::Delete(_) => "DELETE",
+            Command::Rename { .. } => "RENAME",
+            Command::Subscribe(_) => "SUBSCRIBE",
+            Command::Unsubscribe(_) => "UNSUBSCRIBE",
+            Command::Append { .. } => "APPEND",
+            Command::Copy { uid: false, .. } => "COPY",
+            Command::Copy { uid: true, .. } => "UID COPY",
+            Command::Move { uid: false, .. } => "MOVE",
+            Command::Move { uid: true, .. } => "UID MOVE",
+            Command::UidExpunge(_) => "UID EXPUNGE",
+            Command::Enable(_) => "ENABLE",
+            Command::Id => "ID",
             Command::Unsupported(_) => "UNSUPPORTED",
         }
     }
@@ -288,6 +412,11 @@ impl<'a> Cursor<'a> {
     }
 
     fn literal(&mut self) -> R<String> {
+        let bytes = self.literal_bytes()?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| "literal is not UTF-8".to_string())
+    }
+
+    fn literal_bytes(&mut self) -> R<&'a [u8]> {
         self.expect(b'{')?;
         let n = self.number()? as usize;
         self.eat(b'+');
@@ -301,7 +430,53 @@ impl<'a> Cursor<'a> {
             .ok_or("literal longer than the command")?;
         let bytes = &self.input[self.pos..end];
         self.pos = end;
-        String::from_utf8(bytes.to_vec()).map_err(|_| "literal is not UTF-8".to_string())
+        Ok(bytes)
+    }
+
+    /// A parenthesised list of atoms (flags may start with `\\`), upper-cased when `upper`.
+    fn atom_list(&mut self, upper: bool) -> R<Vec<String>> {
+        self.expect(b'(')?;
+        let mut out = Vec::new();
+        while !self.eat(b')') {
+            if !out.is_empty() {
+                self.space()?;
+            }
+            let a = self.take_while(|b| is_atom_char(b) || b == b'\\');
+            if a.is_empty() {
+                return Err(format!("expected an atom at {}", self.pos));
+            }
+            let a = String::from_utf8_lossy(a).into_owned();
+            out.push(if upper { a.to_ascii_uppercase() } else { a });
+            if out.len() > 100 {
+                return Err("list too long".into());
+            }
+        }
+        Ok(out)
+    }
+
+    /// `1-Feb-1994` (also quoted).
+    fn date(&mut self) -> R<Date> {
+        let quoted = self.eat(b'"');
+        let day = self.number()?;
+        self.expect(b'-')?;
+        let month = self.take_while(|b| b.is_ascii_alphabetic());
+        let month = MONTHS
+            .iter()
+            .position(|m| m.as_bytes().eq_ignore_ascii_case(month))
+            .ok_or("expected a month name such as Feb")?;
+        self.expect(b'-')?;
+        let year = self.number()?;
+        if quoted {
+            self.expect(b'"')?;
+        }
+        if !(1..=31).contains(&day) || !(1..=9999).contains(&year) {
+            return Err("the date is out of range".into());
+        }
+        Ok(Date {
+            year: year as u16,
+            month: month as u8 + 1,
+            day: day as u8,
+        })
     }
 
     fn string(&mut self) -> R<String> {
@@ -408,8 +583,12 @@ fn command(c: &mut Cursor) -> R<Command> {
         c.space()?;
         uid = true;
         name = c.atom()?.to_ascii_uppercase();
-        if !["FETCH", "STORE", "SEARCH"].contains(&name.as_str()) {
-            return Ok(Command::Unsupported(format!("UID {name}")));
+        if name == "EXPUNGE" {
+            c.space()?;
+            return Ok(Command::UidExpunge(c.seq_set()?));
+        }
+        if !["FETCH", "STORE", "SEARCH", "COPY", "MOVE"].contains(&name.as_str()) {
+            return Err(format!("unknown command UID {name}"));
         }
     }
     let simple = match name.as_str() {
@@ -458,6 +637,11 @@ fn command(c: &mut Cursor) -> R<Command> {
         }
         "LIST" | "LSUB" => {
             c.space()?;
+            let mut selection = Vec::new();
+            if name == "LIST" && c.peek() == Some(b'(') {
+                selection = c.atom_list(true)?;
+                c.space()?;
+            }
             let reference = c.astring().or_else(|_| c.string())?;
             c.space()?;
             let pattern = c.list_mailbox()?;
@@ -467,11 +651,112 @@ fn command(c: &mut Cursor) -> R<Command> {
                     crate::imap_match::MAX_LIST_PATTERN
                 ));
             }
-            Ok(if name == "LIST" {
-                Command::List { reference, pattern }
-            } else {
-                Command::Lsub { reference, pattern }
+            if name == "LSUB" {
+                return Ok(Command::Lsub { reference, pattern });
+            }
+            let mut returns = Vec::new();
+            if c.eat(b' ') {
+                let word = c.atom()?.to_ascii_uppercase();
+                if word != "RETURN" {
+                    return Err("expected RETURN".into());
+                }
+                c.space()?;
+                returns = c.atom_list(true)?;
+            }
+            let has = |list: &[String], what: &str| list.iter().any(|s| s == what);
+            Ok(Command::List {
+                reference,
+                pattern,
+                special_use_only: has(&selection, "SPECIAL-USE"),
+                subscribed_only: has(&selection, "SUBSCRIBED"),
+                return_special_use: has(&returns, "SPECIAL-USE") || has(&selection, "SPECIAL-USE"),
+                return_subscribed: has(&returns, "SUBSCRIBED") || has(&selection, "SUBSCRIBED"),
             })
+        }
+        "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" => {
+            c.space()?;
+            let mailbox = c.astring()?;
+            // RFC 6154 CREATE-SPECIAL-USE options are not offered; a trailing `(USE ..)` is refused.
+            Ok(match name.as_str() {
+                "CREATE" => Command::Create(mailbox),
+                "DELETE" => Command::Delete(mailbox),
+                "SUBSCRIBE" => Command::Subscribe(mailbox),
+                _ => Command::Unsubscribe(mailbox),
+            })
+        }
+        "RENAME" => {
+            c.space()?;
+            let from = c.astring()?;
+            c.space()?;
+            let to = c.astring()?;
+            Ok(Command::Rename { from, to })
+        }
+        "APPEND" => {
+            c.space()?;
+            let mailbox = c.astring()?;
+            c.space()?;
+            let mut flags = Vec::new();
+            if c.peek() == Some(b'(') {
+                flags = c.atom_list(false)?;
+                c.space()?;
+            }
+            let mut date = None;
+            if c.peek() == Some(b'"') {
+                date = Some(c.quoted()?);
+                c.space()?;
+            }
+            let message = c.literal_bytes()?.to_vec();
+            Ok(Command::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            })
+        }
+        "COPY" | "MOVE" => {
+            c.space()?;
+            let set = c.seq_set()?;
+            c.space()?;
+            let mailbox = c.astring()?;
+            Ok(if name == "COPY" {
+                Command::Copy { uid, set, mailbox }
+            } else {
+                Command::Move { uid, set, mailbox }
+            })
+        }
+        "ENABLE" => {
+            let mut caps = Vec::new();
+            while c.eat(b' ') {
+                caps.push(c.atom()?.to_ascii_uppercase());
+            }
+            if caps.is_empty() {
+                return Err("ENABLE needs a capability".into());
+            }
+            Ok(Command::Enable(caps))
+        }
+        "ID" => {
+            // `ID NIL` or `ID ("name" "value" ...)`: read and dropped.
+            c.space()?;
+            if c.peek() == Some(b'(') {
+                c.pos += 1;
+                while !c.eat(b')') {
+                    c.eat(b' ');
+                    if c.peek().is_some_and(|b| b == b'N' || b == b'n') {
+                        c.atom()?;
+                    } else {
+                        c.string()?;
+                    }
+                    if c.at_end() {
+                        return Err("unterminated ID list".into());
+                    }
+                }
+            } else {
+                let nil = c.atom()?;
+                if !nil.eq_ignore_ascii_case("NIL") {
+                    return Err("expected NIL or a list".into());
+                }
+            }
+            Ok(Command::Id)
         }
         "STATUS" => {
             c.space()?;
@@ -560,11 +845,6 @@ fn command(c: &mut Cursor) -> R<Command> {
             }
             Ok(Command::Search { uid, keys })
         }
-        "CREATE" | "DELETE" | "RENAME" | "SUBSCRIBE" | "UNSUBSCRIBE" | "APPEND" | "COPY"
-        | "MOVE" | "ENABLE" | "ID" => {
-            c.pos = c.input.len();
-            Ok(Command::Unsupported(name))
-        }
         _ => Err(format!("unknown command {name}")),
     }
 }
@@ -595,7 +875,13 @@ fn fetch_items(c: &mut Cursor) -> R<Vec<FetchItem>> {
     match name.as_str() {
         "ALL" => Ok(vec![flags, date, size, envelope]),
         "FAST" => Ok(vec![flags, date, size]),
-        "FULL" => Err("FULL needs BODY structure, which is not supported".into()),
+        "FULL" => Ok(vec![
+            flags,
+            date,
+            size,
+            envelope,
+            FetchItem::BodyStructure { extended: false },
+        ]),
         _ => {
             c.pos = start;
             Ok(vec![fetch_item(c)?])
@@ -634,20 +920,38 @@ fn fetch_item(c: &mut Cursor) -> R<FetchItem> {
                 partial,
             }
         }
-        "BODY" | "BODYSTRUCTURE" => return Err("BODYSTRUCTURE is not supported".into()),
+        "BODY" => FetchItem::BodyStructure { extended: false },
+        "BODYSTRUCTURE" => FetchItem::BodyStructure { extended: true },
         _ => return Err(format!("unknown fetch item {name}")),
     };
     Ok(item)
 }
 
 fn section(c: &mut Cursor) -> R<Section> {
+    let mut path = Vec::new();
+    while c.peek().is_some_and(|b| b.is_ascii_digit()) {
+        let n = c.number()?;
+        if n == 0 {
+            return Err("part numbers start at 1".into());
+        }
+        path.push(n);
+        if path.len() > 32 {
+            return Err("part number too deep".into());
+        }
+        if !c.eat(b'.') {
+            return Ok(Section {
+                path,
+                text: SectionText::Full,
+            });
+        }
+    }
     let name = c.take_while(|b| b.is_ascii_alphanumeric() || b == b'.');
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();
-    match name.as_str() {
-        "" => Ok(Section::Full),
-        "HEADER" => Ok(Section::Header),
-        // A single-part message's part 1 is its body (RFC 3501 section 6.4.5).
-        "TEXT" | "1" => Ok(Section::Text),
+    let text = match name.as_str() {
+        "" if path.is_empty() => SectionText::Full,
+        "HEADER" => SectionText::Header,
+        "TEXT" => SectionText::Text,
+        "MIME" if !path.is_empty() => SectionText::Mime,
         "HEADER.FIELDS" | "HEADER.FIELDS.NOT" => {
             c.space()?;
             c.expect(b'(')?;
@@ -662,13 +966,14 @@ fn section(c: &mut Cursor) -> R<Section> {
                 }
             }
             c.expect(b')')?;
-            Ok(Section::HeaderFields {
+            SectionText::HeaderFields {
                 not: name.ends_with(".NOT"),
                 fields,
-            })
+            }
         }
-        _ => Err(format!("section {name} is not supported (no MIME parts)")),
-    }
+        _ => return Err(format!("unknown section {name}")),
+    };
+    Ok(Section { path, text })
 }
 
 fn search_key(c: &mut Cursor, depth: usize) -> R<SearchKey> {
@@ -731,6 +1036,23 @@ fn search_key(c: &mut Cursor, depth: usize) -> R<SearchKey> {
         }
         "BODY" => SearchKey::Body(arg(c)?),
         "TEXT" => SearchKey::Text(arg(c)?),
+        "BEFORE" | "ON" | "SINCE" | "SENTBEFORE" | "SENTON" | "SENTSINCE" => {
+            c.space()?;
+            let date = c.date()?;
+            let (which, cmp) = match name.as_str() {
+                "BEFORE" => (DateWhich::Internal, DateCmp::Before),
+                "ON" => (DateWhich::Internal, DateCmp::On),
+                "SINCE" => (DateWhich::Internal, DateCmp::Since),
+                "SENTBEFORE" => (DateWhich::Sent, DateCmp::Before),
+                "SENTON" => (DateWhich::Sent, DateCmp::On),
+                _ => (DateWhich::Sent, DateCmp::Since),
+            };
+            SearchKey::Date(which, cmp, date)
+        }
+        "KEYWORD" | "UNKEYWORD" => {
+            c.space()?;
+            SearchKey::Keyword(c.atom()?, name == "KEYWORD")
+        }
         "LARGER" | "SMALLER" => {
             c.space()?;
             let n = u64::from(c.number()?);
@@ -775,14 +1097,22 @@ mod tests {
             cmd("A3 LIST \"\" *"),
             Command::List {
                 reference: "".into(),
-                pattern: "*".into()
+                pattern: "*".into(),
+                special_use_only: false,
+                subscribed_only: false,
+                return_special_use: false,
+                return_subscribed: false,
             }
         );
         assert_eq!(
             cmd("A3 LIST \"INBOX\" *"),
             Command::List {
                 reference: "INBOX".into(),
-                pattern: "*".into()
+                pattern: "*".into(),
+                special_use_only: false,
+                subscribed_only: false,
+                return_special_use: false,
+                return_subscribed: false,
             }
         );
         assert_eq!(
@@ -795,10 +1125,10 @@ mod tests {
                     FetchItem::Flags,
                     FetchItem::Body {
                         peek: true,
-                        section: Section::HeaderFields {
+                        section: Section::top(SectionText::HeaderFields {
                             not: false,
                             fields: vec!["DATE".into(), "FROM".into()]
-                        },
+                        }),
                         partial: Some((0, 100)),
                     },
                 ],
@@ -811,7 +1141,7 @@ mod tests {
                 set: SeqSet(vec![(1, 1)]),
                 items: vec![FetchItem::Body {
                     peek: false,
-                    section: Section::Full,
+                    section: Section::top(SectionText::Full),
                     partial: None
                 }],
             }
@@ -854,9 +1184,109 @@ mod tests {
             }
         );
         assert_eq!(
-            cmd("a APPEND INBOX {3}\r\nabc"),
-            Command::Unsupported("APPEND".into())
+            parse(b"a APPEND Sent (\\Seen $Label1) \"17-Jul-1996 02:44:25 -0700\" {3+}\r\na\xffc")
+                .expect("parses")
+                .command,
+            Command::Append {
+                mailbox: "Sent".into(),
+                flags: vec!["\\Seen".into(), "$Label1".into()],
+                date: Some("17-Jul-1996 02:44:25 -0700".into()),
+                message: b"a\xffc".to_vec(),
+            }
         );
+    }
+
+    #[test]
+    fn folder_and_message_commands() {
+        assert_eq!(
+            cmd("a LIST (SPECIAL-USE) \"\" \"*\" RETURN (SUBSCRIBED)"),
+            Command::List {
+                reference: "".into(),
+                pattern: "*".into(),
+                special_use_only: true,
+                subscribed_only: false,
+                return_special_use: true,
+                return_subscribed: true,
+            }
+        );
+        assert_eq!(
+            cmd("a UID MOVE 4:* Trash"),
+            Command::Move {
+                uid: true,
+                set: SeqSet(vec![(4, u32::MAX)]),
+                mailbox: "Trash".into()
+            }
+        );
+        assert_eq!(
+            cmd("a UID EXPUNGE 1,3"),
+            Command::UidExpunge(SeqSet(vec![(1, 1), (3, 3)]))
+        );
+        assert_eq!(
+            cmd("a RENAME \"Old one\" New/Child"),
+            Command::Rename {
+                from: "Old one".into(),
+                to: "New/Child".into()
+            }
+        );
+        assert_eq!(cmd("a ID (\"name\" \"mutt\" \"os\" NIL)"), Command::Id);
+        assert_eq!(
+            cmd("a FETCH 1 (BODYSTRUCTURE BODY.PEEK[2.1.MIME] BODY[3] BODY)"),
+            Command::Fetch {
+                uid: false,
+                set: SeqSet(vec![(1, 1)]),
+                items: vec![
+                    FetchItem::BodyStructure { extended: true },
+                    FetchItem::Body {
+                        peek: true,
+                        section: Section {
+                            path: vec![2, 1],
+                            text: SectionText::Mime
+                        },
+                        partial: None
+                    },
+                    FetchItem::Body {
+                        peek: false,
+                        section: Section {
+                            path: vec![3],
+                            text: SectionText::Full
+                        },
+                        partial: None
+                    },
+                    FetchItem::BodyStructure { extended: false },
+                ],
+            }
+        );
+        assert_eq!(
+            cmd("a SEARCH SINCE 1-Feb-1994 SENTBEFORE \"5-mar-2024\" KEYWORD $Junk"),
+            Command::Search {
+                uid: false,
+                keys: vec![
+                    SearchKey::Date(
+                        DateWhich::Internal,
+                        DateCmp::Since,
+                        Date {
+                            year: 1994,
+                            month: 2,
+                            day: 1
+                        }
+                    ),
+                    SearchKey::Date(
+                        DateWhich::Sent,
+                        DateCmp::Before,
+                        Date {
+                            year: 2024,
+                            month: 3,
+                            day: 5
+                        }
+                    ),
+                    SearchKey::Keyword("$Junk".into(), true),
+                ],
+            }
+        );
+        assert!(parse(b"a FETCH 1 BODY[0]").is_err());
+        assert!(parse(b"a FETCH 1 BODY[MIME]").is_err());
+        assert!(parse(b"a SEARCH SINCE 1-Foo-1994").is_err());
+        assert!(parse(b"a UID FROB 1").is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use super::message;
-use super::parse::{FetchItem, SearchKey, Section, SeqSet, StoreMode};
+use super::parse::{DateCmp, DateWhich, FetchItem, SearchKey, SeqSet, StoreMode};
 use super::response::{Piece, literal, write_fetch};
 use super::{Io, Session};
 use crate::store::Message;
@@ -11,7 +11,7 @@ use crate::time;
 
 impl Session {
     /// Indexes of the messages a set names (by sequence number or UID).
-    fn matching(&self, set: &SeqSet, uid: bool) -> Vec<usize> {
+    pub(super) fn matching(&self, set: &SeqSet, uid: bool) -> Vec<usize> {
         let Some(sel) = &self.selected else {
             return Vec::new();
         };
@@ -32,9 +32,18 @@ impl Session {
         let sel = self.selected.as_mut().expect("selected");
         let lock = self.shared.store.lock(&sel.user);
         let _guard = lock.lock().await;
-        self.shared
-            .store
-            .set_flags(&sel.user, &mut sel.messages[i], &flags)
+        let m = &mut sel.messages[i];
+        match self.shared.store.set_flags(m, &flags) {
+            // Renamed meanwhile by another session: found again by its unique name.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(path) = self.shared.store.locate(m) else {
+                    return Err(e);
+                };
+                m.path = path;
+                self.shared.store.set_flags(m, &flags)
+            }
+            r => r,
+        }
     }
 
     pub(super) async fn fetch(
@@ -62,7 +71,18 @@ impl Session {
         for i in self.matching(set, uid) {
             let m = self.selected.as_ref().expect("selected").messages[i].clone();
             let content = if needs_content {
-                match tokio::fs::read(&m.path).await {
+                let mut read = tokio::fs::read(&m.path).await;
+                if read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+                    && let Some(path) = self.shared.store.locate(&m)
+                {
+                    read = tokio::fs::read(&path).await;
+                    if let Some(sel) = self.selected.as_mut() {
+                        sel.messages[i].path = path;
+                    }
+                }
+                match read {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::debug!(error = %e, "a message is gone");
@@ -82,6 +102,7 @@ impl Session {
                 }
             }
             let m = self.selected.as_ref().expect("selected").messages[i].clone();
+            let keywords = &self.selected.as_ref().expect("selected").keywords;
             let (header, text) = message::split(&content);
             let mut parts: Vec<Piece> = Vec::new();
             if uid && !items.contains(&FetchItem::Uid) {
@@ -89,7 +110,7 @@ impl Session {
             }
             for item in items {
                 parts.push(match item {
-                    FetchItem::Flags => format!("FLAGS {}", message::flags(&m.flags))
+                    FetchItem::Flags => format!("FLAGS {}", message::flags(&m.flags, keywords))
                         .into_bytes()
                         .into(),
                     FetchItem::Uid => format!("UID {}", m.uid).into_bytes().into(),
@@ -107,22 +128,21 @@ impl Session {
                         p.extend(message::envelope(header));
                         p.into()
                     }
+                    FetchItem::BodyStructure { extended } => {
+                        let mut p = if *extended {
+                            b"BODYSTRUCTURE ".to_vec()
+                        } else {
+                            b"BODY ".to_vec()
+                        };
+                        p.extend(message::bodystructure(&content, *extended));
+                        p.into()
+                    }
                     FetchItem::Body {
                         section, partial, ..
                     } => {
-                        let (spec, bytes): (String, Cow<[u8]>) = match section {
-                            Section::Full => (String::new(), Cow::Borrowed(&content)),
-                            Section::Header => ("HEADER".into(), Cow::Borrowed(header)),
-                            Section::Text => ("TEXT".into(), Cow::Borrowed(text)),
-                            Section::HeaderFields { not, fields } => (
-                                format!(
-                                    "HEADER.FIELDS{} ({})",
-                                    if *not { ".NOT" } else { "" },
-                                    fields.join(" ")
-                                ),
-                                Cow::Owned(message::header_fields(header, fields, *not)),
-                            ),
-                        };
+                        let spec = section.spec();
+                        // A part that does not exist reads as empty, as in other servers.
+                        let bytes = message::section(&content, section).unwrap_or_default();
                         let (label, range) = match partial {
                             Some((start, len)) => {
                                 let s = (*start as usize).min(bytes.len());
@@ -140,7 +160,7 @@ impl Session {
             }
             if flags_changed && !items.contains(&FetchItem::Flags) {
                 parts.push(
-                    format!("FLAGS {}", message::flags(&m.flags))
+                    format!("FLAGS {}", message::flags(&m.flags, keywords))
                         .into_bytes()
                         .into(),
                 );
@@ -177,7 +197,28 @@ impl Session {
                 .tagged(tag, verb, "NO", "[READ-ONLY] mailbox is read-only")
                 .await;
         }
-        let letters: String = flags.iter().filter_map(|f| message::letter(f)).collect();
+        let dir = self.selected.as_ref().expect("selected").dir.clone();
+        let letters = match self.letters(&dir, flags, mode != StoreMode::Remove).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record a keyword");
+                return self
+                    .tagged(tag, verb, "NO", "[SERVERBUG] cannot record the keywords")
+                    .await;
+            }
+        };
+        // A new keyword changes the folder's FLAGS.
+        let keywords = crate::store::load_keywords(&dir).unwrap_or_default();
+        if self
+            .selected
+            .as_ref()
+            .is_some_and(|s| s.keywords != keywords)
+        {
+            if let Some(sel) = self.selected.as_mut() {
+                sel.keywords = keywords.clone();
+            }
+            self.flag_lines(&keywords).await?;
+        }
         for i in self.matching(set, uid) {
             let current = self.selected.as_ref().expect("selected").messages[i]
                 .flags
@@ -194,7 +235,8 @@ impl Session {
                     .await;
             }
             if !silent {
-                let m = &self.selected.as_ref().expect("selected").messages[i];
+                let sel = self.selected.as_ref().expect("selected");
+                let m = &sel.messages[i];
                 let uid_part = if uid {
                     format!(" UID {}", m.uid)
                 } else {
@@ -203,7 +245,7 @@ impl Session {
                 let text = format!(
                     "{} FETCH (FLAGS {}{uid_part})",
                     i + 1,
-                    message::flags(&m.flags)
+                    message::flags(&m.flags, &sel.keywords)
                 );
                 self.untagged(&text).await?;
             }
@@ -233,6 +275,7 @@ impl Session {
             };
             let ctx = Ctx {
                 m,
+                keywords: &sel.keywords,
                 seq: i as u32 + 1,
                 star_seq,
                 star_uid,
@@ -252,26 +295,40 @@ impl Session {
             .await
     }
 
-    /// Removes the messages flagged `\Deleted`, reporting each (when `report`) as EXPUNGE.
-    pub(super) async fn expunge(&mut self, report: bool) -> Io<()> {
+    /// Removes the messages flagged `\Deleted` (only those with a UID in `only`, for UID
+    /// EXPUNGE), reporting each (when `report`) as EXPUNGE; the removals are fsynced.
+    pub(super) async fn expunge_only(&mut self, report: bool, only: Option<&[u32]>) -> Io<()> {
         let sel = self.selected.as_mut().expect("selected");
         let lock = self.shared.store.lock(&sel.user);
         let _guard = lock.lock().await;
         let mut gone = Vec::new();
         let mut kept = Vec::new();
         for (i, m) in std::mem::take(&mut sel.messages).into_iter().enumerate() {
-            if m.flags.contains('T') {
+            let chosen = only.is_none_or(|uids| uids.contains(&m.uid));
+            if chosen && m.flags.contains('T') {
+                let mut m = m;
+                if !m.path.exists()
+                    && let Some(p) = self.shared.store.locate(&m)
+                {
+                    m.path = p;
+                }
                 if let Err(e) = self.shared.store.remove(&m) {
                     tracing::error!(error = %e, "cannot expunge a message");
                     kept.push(m);
                     continue;
                 }
+                sel.recent.remove(&m.uid);
                 gone.push(i + 1 - gone.len());
             } else {
                 kept.push(m);
             }
         }
         sel.messages = kept;
+        if !gone.is_empty()
+            && let Err(e) = self.shared.store.sync_removals(&sel.dir)
+        {
+            tracing::error!(error = %e, "cannot make an expunge durable");
+        }
         if report {
             for seq in gone {
                 self.untagged(&format!("{seq} EXPUNGE")).await?;
@@ -283,6 +340,7 @@ impl Session {
 
 struct Ctx<'a> {
     m: &'a Message,
+    keywords: &'a [String],
     seq: u32,
     star_seq: u32,
     star_uid: u32,
@@ -292,7 +350,10 @@ struct Ctx<'a> {
 
 fn needs_content(key: &SearchKey) -> bool {
     match key {
-        SearchKey::Header(..) | SearchKey::Body(_) | SearchKey::Text(_) => true,
+        SearchKey::Header(..)
+        | SearchKey::Body(_)
+        | SearchKey::Text(_)
+        | SearchKey::Date(DateWhich::Sent, ..) => true,
         SearchKey::Not(k) => needs_content(k),
         SearchKey::Or(a, b) => needs_content(a) || needs_content(b),
         SearchKey::And(keys) => keys.iter().any(needs_content),
@@ -321,5 +382,42 @@ fn matches(key: &SearchKey, c: &Ctx) -> bool {
         SearchKey::Text(text) => message::contains(c.content, text),
         SearchKey::Larger(n) => c.m.size > *n,
         SearchKey::Smaller(n) => c.m.size < *n,
+        SearchKey::Keyword(word, set) => {
+            let has = c
+                .keywords
+                .iter()
+                .position(|k| k.eq_ignore_ascii_case(word))
+                .is_some_and(|i| c.m.flags.contains((b'a' + i as u8) as char));
+            has == *set
+        }
+        SearchKey::Date(which, cmp, date) => {
+            let day = match which {
+                DateWhich::Internal => {
+                    let (y, m, d) = crate::time::utc_date(c.m.mtime);
+                    Some((i32::from(y), i32::from(m), i32::from(d)))
+                }
+                // The date as written, its time and zone disregarded (RFC 3501 section 6.4.4).
+                DateWhich::Sent => {
+                    let (header, _) = message::split(c.content);
+                    mail_parser::MessageParser::default()
+                        .parse_headers(header)
+                        .and_then(|m| m.date().copied())
+                        .map(|d| (i32::from(d.year), i32::from(d.month), i32::from(d.day)))
+                }
+            };
+            let Some(day) = day else {
+                return false;
+            };
+            let want = (
+                i32::from(date.year),
+                i32::from(date.month),
+                i32::from(date.day),
+            );
+            match cmp {
+                DateCmp::Before => day < want,
+                DateCmp::On => day == want,
+                DateCmp::Since => day >= want,
+            }
+        }
     }
 }

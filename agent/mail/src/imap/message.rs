@@ -1,7 +1,11 @@
 //! Pieces of a stored message as IMAP returns them: header and text, chosen header fields,
 //! the ENVELOPE structure, flags. Pure functions over the message bytes.
 
-use mail_parser::{Addr, Address, MessageParser};
+use std::borrow::Cow;
+
+use mail_parser::{Addr, Address, Message, MessageParser, MimeHeaders, PartType};
+
+use super::parse::{Section, SectionText};
 
 /// The header (with the blank line that ends it) and the text of a message.
 pub fn split(message: &[u8]) -> (&[u8], &[u8]) {
@@ -208,8 +212,8 @@ pub fn envelope(header: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Maildir flag letters as an IMAP flag list.
-pub fn flags(letters: &str) -> String {
+/// Maildir flag letters as an IMAP flag list; `a`..`z` are the folder's `keywords`.
+pub fn flags(letters: &str, keywords: &[String]) -> String {
     let names: Vec<&str> = letters
         .chars()
         .filter_map(|c| match c {
@@ -218,10 +222,273 @@ pub fn flags(letters: &str) -> String {
             'R' => Some("\\Answered"),
             'S' => Some("\\Seen"),
             'T' => Some("\\Deleted"),
+            'a'..='z' => keywords
+                .get(c as usize - 'a' as usize)
+                .map(String::as_str)
+                .filter(|k| !k.is_empty()),
             _ => None,
         })
         .collect();
     format!("({})", names.join(" "))
+}
+
+/// Whether a flag name can be a keyword (an atom, not a system flag).
+pub fn is_keyword(flag: &str) -> bool {
+    !flag.is_empty()
+        && !flag.starts_with('\\')
+        && flag
+            .bytes()
+            .all(|b| b > 0x20 && b < 0x7f && !b"(){%*\"\\]".contains(&b))
+}
+
+/// The bytes of a `BODY[section]` (RFC 3501 section 6.4.5), found with mail-parser; `None`
+/// when the message has no such part. Top-level sections borrow from `content` (FETCH writes
+/// them from the one copy it read).
+pub fn section<'a>(content: &'a [u8], section: &Section) -> Option<Cow<'a, [u8]>> {
+    if section.path.is_empty() {
+        let (header, text) = split(content);
+        return Some(match &section.text {
+            SectionText::Full => Cow::Borrowed(content),
+            SectionText::Header => Cow::Borrowed(header),
+            SectionText::Text => Cow::Borrowed(text),
+            SectionText::HeaderFields { not, fields } => {
+                Cow::Owned(header_fields(header, fields, *not))
+            }
+            SectionText::Mime => return None,
+        });
+    }
+    let parsed = MessageParser::default().parse(content)?;
+    let (msg, id) = resolve(&parsed, &section.path)?;
+    let part = msg.parts.get(id)?;
+    let slice = |a: u32, b: u32| span(msg, a, b).map(|b| Cow::Owned(b.to_vec()));
+    match &section.text {
+        SectionText::Full => slice(part.offset_body, part.offset_end),
+        SectionText::Mime => slice(part.offset_header, part.offset_body),
+        text => {
+            // HEADER, TEXT and HEADER.FIELDS of a part name its message/rfc822 content.
+            let PartType::Message(nested) = &part.body else {
+                return None;
+            };
+            let root = nested.parts.first()?;
+            let whole = span(nested, root.offset_header, root.offset_end)?;
+            let (header, body) = split(whole);
+            Some(Cow::Owned(match text {
+                SectionText::Header => header.to_vec(),
+                SectionText::Text => body.to_vec(),
+                SectionText::HeaderFields { not, fields } => header_fields(header, fields, *not),
+                _ => return None,
+            }))
+        }
+    }
+}
+
+/// Bytes `a..b` of a message by mail-parser's offsets. A nested message/rfc822 keeps only its
+/// own bytes but (unless it was transfer-encoded) offsets into the outermost message; either
+/// way its root header starts at its first byte.
+fn span<'a>(msg: &'a Message<'_>, a: u32, b: u32) -> Option<&'a [u8]> {
+    let base = msg.parts.first().map_or(0, |p| p.offset_header);
+    let a = a.checked_sub(base)? as usize;
+    let b = b.checked_sub(base)? as usize;
+    msg.raw_message().get(a..b)
+}
+
+/// The part a section path names: (the message holding it, its index there).
+fn resolve<'a>(root: &'a Message<'a>, path: &[u32]) -> Option<(&'a Message<'a>, usize)> {
+    let (mut msg, mut id) = (root, 0usize);
+    for (depth, n) in path.iter().enumerate() {
+        let n = usize::try_from(*n).ok()?.checked_sub(1)?;
+        // The children of a message/rfc822 part are those of the message it holds.
+        let entered = if depth == 0 {
+            true
+        } else if let PartType::Message(nested) = &msg.parts.get(id)?.body {
+            msg = nested;
+            id = 0;
+            true
+        } else {
+            false
+        };
+        match &msg.parts.get(id)?.body {
+            PartType::Multipart(children) => id = *children.get(n)? as usize,
+            // A message whose body is one part: that part is number 1.
+            _ if entered && n == 0 => {}
+            _ => return None,
+        }
+    }
+    Some((msg, id))
+}
+
+/// A header field's value as sent (unfolded), from the raw bytes.
+fn raw_header(msg: &Message<'_>, id: usize, name: &str) -> Option<String> {
+    let part = msg.parts.get(id)?;
+    let h = part
+        .headers
+        .iter()
+        .find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+    let raw = span(msg, h.offset_start, h.offset_end)?;
+    Some(unfold(&String::from_utf8_lossy(raw)))
+}
+
+/// A parameter list `("NAME" "value" ...)` or NIL.
+fn params(attributes: Option<&[mail_parser::Attribute<'_>]>) -> Vec<u8> {
+    let Some(attributes) = attributes.filter(|a| !a.is_empty()) else {
+        return b"NIL".to_vec();
+    };
+    let mut out = b"(".to_vec();
+    for (i, a) in attributes.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend(string(a.name.to_ascii_uppercase().as_bytes()));
+        out.push(b' ');
+        out.extend(name_string(&a.value));
+    }
+    out.push(b')');
+    out
+}
+
+/// Text lines of a body as Dovecot counts them: its line feeds (a part's last line ends at the
+/// boundary's CRLF, which belongs to the boundary).
+fn lines(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| **b == b'\n').count()
+}
+
+/// `BODYSTRUCTURE` (`extended`) or `BODY` of a message (RFC 3501 section 7.4.2), from
+/// mail-parser's parts: multiparts nest, message/rfc822 parts carry their ENVELOPE and
+/// structure, sizes and line counts are of the encoded body as stored.
+pub fn bodystructure(content: &[u8], extended: bool) -> Vec<u8> {
+    match MessageParser::default().parse(content) {
+        Some(msg) if !msg.parts.is_empty() => structure(&msg, 0, extended, 0),
+        // Not even a header: one empty text part.
+        _ => format!(
+            "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" {} {})",
+            content.len(),
+            lines(content)
+        )
+        .into_bytes(),
+    }
+}
+
+fn structure(msg: &Message<'_>, id: usize, extended: bool, depth: usize) -> Vec<u8> {
+    let Some(part) = msg.parts.get(id) else {
+        return b"NIL".to_vec();
+    };
+    let ctype = part.content_type();
+    let upper = |s: &str| string(s.to_ascii_uppercase().as_bytes());
+    let mut out = b"(".to_vec();
+    let disposition_etc = |out: &mut Vec<u8>| {
+        out.push(b' ');
+        match part.content_disposition() {
+            Some(d) => {
+                out.push(b'(');
+                out.extend(upper(d.ctype()));
+                out.push(b' ');
+                out.extend(params(d.attributes()));
+                out.push(b')');
+            }
+            None => out.extend_from_slice(b"NIL"),
+        }
+        out.push(b' ');
+        out.extend(nstring(raw_header(msg, id, "Content-Language").as_deref()));
+        out.push(b' ');
+        out.extend(nstring(raw_header(msg, id, "Content-Location").as_deref()));
+    };
+    if let PartType::Multipart(children) = &part.body {
+        if depth < 64 {
+            for child in children {
+                out.extend(structure(msg, *child as usize, extended, depth + 1));
+            }
+        }
+        if children.is_empty() {
+            // RFC 3501 needs one part at least: an empty text one.
+            out.extend_from_slice(b"(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)");
+        }
+        out.push(b' ');
+        out.extend(upper(ctype.and_then(|c| c.subtype()).unwrap_or("MIXED")));
+        if extended {
+            out.push(b' ');
+            out.extend(params(ctype.and_then(|c| c.attributes())));
+            disposition_etc(&mut out);
+        }
+        out.push(b')');
+        return out;
+    }
+    let (mut main, mut sub) = match ctype {
+        Some(c) => (
+            c.ctype().to_string(),
+            c.subtype()
+                .unwrap_or(if c.ctype().eq_ignore_ascii_case("text") {
+                    "plain"
+                } else {
+                    "octet-stream"
+                })
+                .to_string(),
+        ),
+        None if matches!(part.body, PartType::Message(_)) => ("message".into(), "rfc822".into()),
+        None => ("text".into(), "plain".into()),
+    };
+    if main.eq_ignore_ascii_case("message")
+        && sub.eq_ignore_ascii_case("rfc822")
+        && !matches!(part.body, PartType::Message(_))
+    {
+        // Unparseable as a message: shown as opaque data rather than a broken structure.
+        (main, sub) = ("application".into(), "octet-stream".into());
+    }
+    out.extend(upper(&main));
+    out.push(b' ');
+    out.extend(upper(&sub));
+    out.push(b' ');
+    let attributes = ctype.and_then(|c| c.attributes());
+    if main.eq_ignore_ascii_case("text")
+        && !attributes.is_some_and(|a| a.iter().any(|a| a.name.eq_ignore_ascii_case("charset")))
+    {
+        let mut p = b"(\"CHARSET\" \"US-ASCII\"".to_vec();
+        if let Some(rest) = attributes.filter(|a| !a.is_empty()) {
+            let inner = params(Some(rest));
+            p.push(b' ');
+            p.extend_from_slice(&inner[1..inner.len() - 1]);
+        }
+        p.push(b')');
+        out.extend(p);
+    } else {
+        out.extend(params(attributes));
+    }
+    out.push(b' ');
+    out.extend(nstring(raw_header(msg, id, "Content-ID").as_deref()));
+    out.push(b' ');
+    out.extend(nstring(
+        raw_header(msg, id, "Content-Description").as_deref(),
+    ));
+    out.push(b' ');
+    let encoding =
+        raw_header(msg, id, "Content-Transfer-Encoding").unwrap_or_else(|| "7BIT".into());
+    out.extend(upper(&encoding));
+    let body = span(msg, part.offset_body, part.offset_end).unwrap_or_default();
+    out.extend(format!(" {}", body.len()).into_bytes());
+    let is_message = main.eq_ignore_ascii_case("message") && sub.eq_ignore_ascii_case("rfc822");
+    match &part.body {
+        PartType::Message(nested) if is_message && depth < 64 => {
+            let header = nested
+                .parts
+                .first()
+                .and_then(|r| span(nested, r.offset_header, r.offset_body))
+                .unwrap_or_default();
+            out.push(b' ');
+            out.extend(envelope(header));
+            out.push(b' ');
+            out.extend(structure(nested, 0, extended, depth + 1));
+            out.extend(format!(" {}", lines(body)).into_bytes());
+        }
+        _ if main.eq_ignore_ascii_case("text") => {
+            out.extend(format!(" {}", lines(body)).into_bytes());
+        }
+        _ => {}
+    }
+    if extended {
+        out.extend_from_slice(b" NIL");
+        disposition_etc(&mut out);
+    }
+    out.push(b')');
+    out
 }
 
 /// An IMAP system flag as a Maildir letter; keywords have none.
@@ -262,8 +529,81 @@ mod tests {
             String::from_utf8(envelope(h)).expect("ascii"),
             "(NIL \"hi there\" ((\"Alice A\" NIL \"alice\" \"home.example\")) ((\"Alice A\" NIL \"alice\" \"home.example\")) ((\"Alice A\" NIL \"alice\" \"home.example\")) ((NIL NIL \"bob\" \"home.example\")(NIL NIL \"carol\" \"x.example\")) NIL NIL NIL NIL)"
         );
-        assert_eq!(flags("ST"), "(\\Seen \\Deleted)");
+        assert_eq!(flags("ST", &[]), "(\\Seen \\Deleted)");
+        assert_eq!(
+            flags("Sab", &["$Forwarded".into(), "Work".into()]),
+            "(\\Seen $Forwarded Work)"
+        );
         assert!(contains(MSG, "ALICE"));
+    }
+
+    const MULTI: &[u8] = b"From: a@x.example\r\nSubject: parts\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"B1\"\r\n\r\npreamble\r\n--B1\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nhello\r\nworld\r\n--B1\r\n\
+Content-Type: application/pdf; name=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=\"a.pdf\"\r\n\r\nJVBERi0=\r\n--B1\r\n\
+Content-Type: message/rfc822\r\n\r\nFrom: b@y.example\r\nSubject: inner\r\n\
+Content-Type: multipart/alternative; boundary=B2\r\n\r\n--B2\r\nContent-Type: text/plain\r\n\r\n\
+plain\r\n--B2\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--B2--\r\n\r\n--B1--\r\n";
+
+    #[test]
+    fn parts_and_structure_of_a_nested_multipart() {
+        use crate::imap::parse::{Section, SectionText};
+        let sec = |path: &[u32], text: SectionText| {
+            let s = Section {
+                path: path.to_vec(),
+                text,
+            };
+            section(MULTI, &s).map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        assert_eq!(
+            sec(&[1], SectionText::Full).as_deref(),
+            Some("hello\r\nworld")
+        );
+        assert_eq!(
+            sec(&[1], SectionText::Mime).as_deref(),
+            Some("Content-Type: text/plain; charset=utf-8\r\n\r\n")
+        );
+        assert_eq!(sec(&[2], SectionText::Full).as_deref(), Some("JVBERi0="));
+        assert_eq!(
+            sec(&[3], SectionText::Header).as_deref(),
+            Some(
+                "From: b@y.example\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=B2\r\n\r\n"
+            )
+        );
+        assert_eq!(sec(&[3, 1], SectionText::Full).as_deref(), Some("plain"));
+        assert_eq!(
+            sec(&[3, 2], SectionText::Full).as_deref(),
+            Some("<p>html</p>")
+        );
+        assert_eq!(sec(&[4], SectionText::Full), None);
+        assert_eq!(sec(&[1, 1], SectionText::Full), None);
+        let single = b"Subject: x\r\n\r\nbody\r\n";
+        let s1 = Section {
+            path: vec![1],
+            text: SectionText::Full,
+        };
+        assert_eq!(section(single, &s1).as_deref(), Some(&b"body\r\n"[..]));
+        let bs = String::from_utf8(bodystructure(MULTI, true)).expect("ascii");
+        let inner = "(NIL \"inner\" ((NIL NIL \"b\" \"y.example\")) ((NIL NIL \"b\" \"y.example\")) \
+((NIL NIL \"b\" \"y.example\")) NIL NIL NIL NIL NIL) \
+((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 5 0 NIL NIL NIL NIL)\
+(\"TEXT\" \"HTML\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 11 0 NIL NIL NIL NIL) \
+\"ALTERNATIVE\" (\"BOUNDARY\" \"B2\") NIL NIL NIL) 13";
+        assert_eq!(
+            bs,
+            format!(
+                "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 12 1 NIL NIL NIL NIL)\
+(\"APPLICATION\" \"PDF\" (\"NAME\" \"a.pdf\") NIL NIL \"BASE64\" 8 NIL (\"ATTACHMENT\" (\"FILENAME\" \"a.pdf\")) NIL NIL)\
+(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 182 {inner} NIL NIL NIL NIL) \
+\"MIXED\" (\"BOUNDARY\" \"B1\") NIL NIL NIL)"
+            )
+        );
+        let basic = String::from_utf8(bodystructure(single, false)).expect("ascii");
+        assert_eq!(
+            basic,
+            "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 6 1)"
+        );
     }
 
     #[test]

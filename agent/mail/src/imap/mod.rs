@@ -1,8 +1,11 @@
-//! IMAP4rev1 (RFC 3501), the subset common clients need, over a user's Maildir as the single
-//! mailbox `INBOX`: SELECT moves `new/` to `cur/` (those messages are `\Recent`), flags live in
-//! file names, UIDs in the store's uid list. Replies count in metrics with OK = 200, NO = 400
-//! and BAD = 500.
+//! IMAP4rev1 (RFC 3501) with the extensions common clients use (UIDPLUS, MOVE, SPECIAL-USE,
+//! LIST-EXTENDED, IDLE, NAMESPACE, UNSELECT, ENABLE, ID) over a user's Maildir++ folders:
+//! SELECT moves `new/` to `cur/` (those messages are `\Recent`), flags and keywords live in
+//! file names, UIDs in each folder's `dovecot-uidlist`. Changes made by another session (or a
+//! delivery) are reported at the next command boundary: `EXPUNGE`, `FETCH (FLAGS ..)`,
+//! `EXISTS`. Replies count in metrics with OK = 200, NO = 400 and BAD = 500.
 
+mod folders;
 mod mailbox;
 mod message;
 mod refresh;
@@ -23,7 +26,7 @@ use super::store::Message;
 use super::{Protocol, Shared, sasl};
 use hostrole_agent_core::users::User;
 
-const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR IDLE NAMESPACE UNSELECT";
+const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED CHILDREN ENABLE ID";
 /// RFC 3501 section 5.4: an autologout timer of at least 30 minutes.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Time for a literal's bytes to arrive.
@@ -36,12 +39,19 @@ const MAX_COMMAND: usize = 64 * 1024;
 
 struct Selected {
     user: String,
+    /// The canonical folder name and its directory.
+    folder: String,
+    dir: std::path::PathBuf,
+    /// The folder's keywords (letter `a` + index).
+    keywords: Vec<String>,
+    /// The store's change counter for the folder when this session last looked.
+    version: u64,
     read_only: bool,
     messages: Vec<Message>,
     recent: HashSet<u32>,
     next: u32,
-    /// The Maildir's times at the last scan (see `refresh`).
-    stamp: Option<refresh::Stamp>,
+    /// The folder directory's times at the last scan (see `refresh`).
+    stamp: refresh::Stamp,
 }
 
 pub(crate) struct Session {
@@ -110,7 +120,7 @@ impl LineProtocol for Session {
     /// One command with its literals.
     async fn read(&mut self, buf: &mut Vec<u8>) -> Result<(), ReadError> {
         let timeout = self.limits().timeout;
-        read_command(&mut self.conn, buf, timeout).await
+        read_command(&mut self.conn, buf, timeout, self.shared.max_message_bytes).await
     }
 
     async fn command(&mut self, input: &[u8], stop: &CancellationToken) -> Io<Next> {
@@ -152,23 +162,42 @@ impl LineProtocol for Session {
     }
 }
 
+/// Whether a command line starts `<tag> APPEND ` (its literal may be a whole message).
+fn is_append(line: &[u8]) -> bool {
+    let mut words = line.splitn(3, |b| *b == b' ');
+    words.next();
+    words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
+}
+
 /// Reads one command with its literals (sending `+` for synchronizing ones) into `out`.
+/// APPEND may carry up to `max_message` bytes; a larger synchronizing literal is refused
+/// before it is sent.
 async fn read_command(
     conn: &mut Conn,
     out: &mut Vec<u8>,
     timeout: Duration,
+    max_message: u64,
 ) -> Result<(), ReadError> {
     out.clear();
+
     let mut line = Vec::new();
+    let mut limit = MAX_COMMAND;
     let mut literals = 0;
     loop {
         conn.read_line(&mut line, MAX_LINE, timeout).await?;
         let content = trim_eol(&line);
+        if out.is_empty() && is_append(content) {
+            limit = usize::try_from(max_message)
+                .unwrap_or(usize::MAX)
+                .saturating_add(MAX_COMMAND);
+        }
         match parse::trailing_literal(content) {
             Some((n, plus)) => {
                 literals += 1;
-                if out.len() + content.len() + n > MAX_COMMAND || literals > parse::MAX_LITERALS {
-                    return Err(ReadError::TooLong(MAX_COMMAND));
+                if out.len() + content.len() + n > limit || literals > parse::MAX_LITERALS {
+                    return Err(ReadError::TooLong(limit));
                 }
                 out.extend_from_slice(content);
                 out.extend_from_slice(b"\r\n");
@@ -227,10 +256,28 @@ impl Session {
                 | Command::Close
                 | Command::Unselect
         );
+        let needs_selected = needs_selected
+            || matches!(
+                command,
+                Command::Copy { .. } | Command::Move { .. } | Command::UidExpunge(_)
+            );
         if needs_selected && self.selected.is_none() {
             self.tagged(&tag, verb, "BAD", "no mailbox selected")
                 .await?;
             return Ok(Next::Continue);
+        }
+        // Another session's changes, reported before this command; never before a command
+        // that uses sequence numbers, since EXPUNGE would shift them (RFC 3501 section 7.4.1).
+        let by_sequence = matches!(
+            command,
+            Command::Fetch { uid: false, .. }
+                | Command::Store { uid: false, .. }
+                | Command::Search { uid: false, .. }
+                | Command::Copy { uid: false, .. }
+                | Command::Move { uid: false, .. }
+        );
+        if !by_sequence {
+            self.refresh().await?;
         }
         match command {
             Command::Capability => {
@@ -255,16 +302,69 @@ impl Session {
             }
             Command::Select(mailbox) => self.select(&tag, verb, &mailbox, false).await?,
             Command::Examine(mailbox) => self.select(&tag, verb, &mailbox, true).await?,
-            Command::List { reference, pattern } | Command::Lsub { reference, pattern } => {
-                let name = if verb == "LIST" { "LIST" } else { "LSUB" };
-                if pattern.is_empty() && name == "LIST" {
-                    self.untagged("LIST (\\Noselect) \"/\" \"\"").await?;
-                } else if wildcard_match(&format!("{reference}{pattern}"), "INBOX") {
-                    self.untagged(&format!("{name} (\\HasNoChildren) \"/\" \"INBOX\""))
+            Command::List {
+                reference,
+                pattern,
+                special_use_only,
+                subscribed_only,
+                return_special_use,
+                return_subscribed,
+            } => {
+                let options = folders::ListOptions {
+                    lsub: false,
+                    special_use_only,
+                    subscribed_only,
+                    return_special_use,
+                    return_subscribed,
+                };
+                self.list(&tag, verb, &reference, &pattern, options).await?
+            }
+            Command::Lsub { reference, pattern } => {
+                let options = folders::ListOptions {
+                    lsub: true,
+                    ..Default::default()
+                };
+                self.list(&tag, verb, &reference, &pattern, options).await?
+            }
+            Command::Create(name) => self.create(&tag, verb, &name).await?,
+            Command::Delete(name) => self.delete(&tag, verb, &name).await?,
+            Command::Rename { from, to } => self.rename(&tag, verb, &from, &to).await?,
+            Command::Subscribe(name) => self.subscribe(&tag, verb, &name, true).await?,
+            Command::Unsubscribe(name) => self.subscribe(&tag, verb, &name, false).await?,
+            Command::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => {
+                self.append(&tag, verb, &mailbox, &flags, date.as_deref(), &message)
+                    .await?
+            }
+            Command::Copy { uid, set, mailbox } => {
+                self.copy(&tag, verb, uid, &set, &mailbox, false).await?
+            }
+            Command::Move { uid, set, mailbox } => {
+                self.copy(&tag, verb, uid, &set, &mailbox, true).await?
+            }
+            Command::UidExpunge(set) => {
+                if self.selected.as_ref().is_some_and(|s| s.read_only) {
+                    self.tagged(&tag, verb, "NO", "[READ-ONLY] mailbox is read-only")
+                        .await?;
+                } else {
+                    let uids = self.uids_in(&set);
+                    self.expunge_only(true, Some(&uids)).await?;
+                    self.tagged(&tag, verb, "OK", "UID EXPUNGE completed")
                         .await?;
                 }
-                self.tagged(&tag, verb, "OK", &format!("{name} completed"))
-                    .await?;
+            }
+            Command::Enable(_) => {
+                // None of the capabilities ENABLE turns on is offered.
+                self.untagged("ENABLED").await?;
+                self.tagged(&tag, verb, "OK", "ENABLE completed").await?;
+            }
+            Command::Id => {
+                self.untagged("ID (\"name\" \"hostrole\")").await?;
+                self.tagged(&tag, verb, "OK", "ID completed").await?;
             }
             Command::Namespace => {
                 self.untagged("NAMESPACE ((\"\" \"/\")) NIL NIL").await?;
@@ -288,13 +388,13 @@ impl Session {
                     self.tagged(&tag, verb, "NO", "[READ-ONLY] mailbox is read-only")
                         .await?;
                 } else {
-                    self.expunge(true).await?;
+                    self.expunge_only(true, None).await?;
                     self.tagged(&tag, verb, "OK", "EXPUNGE completed").await?;
                 }
             }
             Command::Close => {
                 if self.selected.as_ref().is_some_and(|s| !s.read_only) {
-                    self.expunge(false).await?;
+                    self.expunge_only(false, None).await?;
                 }
                 self.selected = None;
                 self.tagged(&tag, verb, "OK", "CLOSE completed").await?;
@@ -305,8 +405,7 @@ impl Session {
             }
             Command::Idle => return self.idle(&tag, verb, stop).await,
             Command::Unsupported(name) => {
-                let text =
-                    format!("[CANNOT] {name} is not supported: each user has one mailbox, INBOX");
+                let text = format!("[CANNOT] {name} is not supported");
                 self.tagged(&tag, verb, "NO", &text).await?;
             }
         }
@@ -368,6 +467,7 @@ impl Session {
         match self.shared.verify(self.conn.peer, name, password).await {
             Some(user) => {
                 tracing::debug!(user = user.name, "imap login");
+                self.first_login(&user).await;
                 self.user = Some(user);
                 self.tagged(
                     tag,
@@ -439,6 +539,7 @@ impl Session {
         };
         match user {
             Some(user) => {
+                self.first_login(&user).await;
                 self.user = Some(user);
                 self.tagged(
                     tag,
@@ -462,19 +563,60 @@ impl Session {
         }
     }
 
-    /// Scans the user's Maildir (moving `new/` to `cur/` when `take_new`) and gives UIDs.
-    async fn load(&self, user: &str, take_new: bool) -> Io<(Vec<Message>, usize, u32, u32)> {
+    /// Creates the special-use folders on a user's first login (not for read-only users).
+    async fn first_login(&self, user: &User) {
+        if user.read_only {
+            return;
+        }
+        let lock = self.shared.store.lock(&user.name);
+        let _guard = lock.lock().await;
+        let shared = self.shared.clone();
+        let name = user.name.clone();
+        let done = tokio::task::spawn_blocking(move || shared.store.ensure_defaults(&name)).await;
+        if let Ok(Err(e)) | Err(e) = done.map_err(std::io::Error::other) {
+            tracing::warn!(user = user.name, error = %e, "cannot create the default folders");
+        }
+    }
+
+    /// Scans a folder (moving `new/` to `cur/` when `take_new`) and gives UIDs; with the
+    /// folder's keywords.
+    async fn load(
+        &self,
+        user: &str,
+        dir: &std::path::Path,
+        take_new: bool,
+    ) -> Io<(Vec<Message>, usize, u32, u32, Vec<String>)> {
         let lock = self.shared.store.lock(user);
         let _guard = lock.lock().await;
         let shared = self.shared.clone();
-        let user = user.to_string();
+        let dir = dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
-            let (mut messages, moved) = shared.store.scan(&user, take_new)?;
-            let (validity, next) = shared.store.assign_uids(&user, &mut messages)?;
-            Ok((messages, moved, validity, next))
+            let (mut messages, moved) = shared.store.scan_dir(&dir, take_new)?;
+            let (validity, next) = shared.store.assign_uids(&dir, &mut messages)?;
+            let keywords = crate::store::load_keywords(&dir)?;
+            Ok((messages, moved, validity, next, keywords))
         })
         .await
         .map_err(std::io::Error::other)?
+    }
+
+    /// The FLAGS and PERMANENTFLAGS lines for a folder's keywords.
+    async fn flag_lines(&mut self, keywords: &[String]) -> Io<()> {
+        let mut names = String::from("\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+        for k in keywords.iter().filter(|k| !k.is_empty()) {
+            names.push(' ');
+            names.push_str(k);
+        }
+        self.untagged(&format!("FLAGS ({names})")).await?;
+        let more = if keywords.len() < crate::store::MAX_KEYWORDS {
+            " \\*"
+        } else {
+            ""
+        };
+        self.untagged(&format!(
+            "OK [PERMANENTFLAGS ({names}{more})] flags and keywords kept"
+        ))
+        .await
     }
 
     async fn select(
@@ -485,28 +627,30 @@ impl Session {
         examine: bool,
     ) -> Io<()> {
         self.selected = None;
-        if !mailbox.eq_ignore_ascii_case("INBOX") {
-            return self
-                .tagged(
-                    tag,
-                    verb,
-                    "NO",
-                    "[NONEXISTENT] no such mailbox; there is only INBOX",
-                )
-                .await;
-        }
         let user = self.user.clone().expect("checked by handle");
-        let read_only = examine || user.read_only;
-        let (messages, moved, validity, next) = match self.load(&user.name, !read_only).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot open a mailbox");
-                self.shared.error(Protocol::Imap, Reason::StorageFailed);
+        let folder = match crate::folders::canonical(mailbox) {
+            Ok(f) if self.shared.store.folder_exists(&user.name, &f) => f,
+            _ => {
                 return self
-                    .tagged(tag, verb, "NO", "[SERVERBUG] cannot open the mailbox")
+                    .tagged(tag, verb, "NO", "[NONEXISTENT] no such mailbox")
                     .await;
             }
         };
+        let dir = self.shared.store.folder_dir(&user.name, &folder);
+        let read_only = examine || user.read_only;
+        let version = self.shared.store.version(&dir);
+        let stamp = refresh::Stamp::of(&dir);
+        let (messages, moved, validity, next, keywords) =
+            match self.load(&user.name, &dir, !read_only).await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open a mailbox");
+                    self.shared.error(Protocol::Imap, Reason::StorageFailed);
+                    return self
+                        .tagged(tag, verb, "NO", "[SERVERBUG] cannot open the mailbox")
+                        .await;
+                }
+            };
         let recent: HashSet<u32> = if moved > 0 {
             // The moved ones are the newest messages, hence the highest UIDs.
             messages.iter().rev().take(moved).map(|m| m.uid).collect()
@@ -514,12 +658,7 @@ impl Session {
             HashSet::new()
         };
         let first_unseen = messages.iter().position(|m| !m.flags.contains('S'));
-        self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
-            .await?;
-        self.untagged(
-            "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] flags kept",
-        )
-        .await?;
+        self.flag_lines(&keywords).await?;
         self.untagged(&format!("{} EXISTS", messages.len())).await?;
         self.untagged(&format!("{} RECENT", recent.len())).await?;
         if let Some(i) = first_unseen {
@@ -532,11 +671,15 @@ impl Session {
             .await?;
         self.selected = Some(Selected {
             user: user.name,
+            folder,
+            dir,
+            keywords,
+            version,
             read_only,
             messages,
             recent,
             next,
-            stamp: None,
+            stamp,
         });
         let mode = if read_only {
             "[READ-ONLY]"
@@ -547,27 +690,64 @@ impl Session {
             .await
     }
 
-    /// Picks up messages delivered since SELECT and reports them with `EXISTS`.
+    /// The selected folder's change counter and directory times, when they show a change since
+    /// this session last looked (see `refresh`); `None` when nothing changed or nothing is
+    /// selected.
+    fn changed(&self) -> Option<(u64, refresh::Stamp)> {
+        let sel = self.selected.as_ref()?;
+        let version = self.shared.store.version(&sel.dir);
+        let stamp = refresh::Stamp::of(&sel.dir);
+        let same = version == sel.version && sel.stamp.unchanged(&stamp);
+        (!same).then_some((version, stamp))
+    }
+
+    /// Brings the selected folder up to date and tells the client what changed meanwhile:
+    /// `EXPUNGE` for messages gone, `FETCH (FLAGS ..)` for changed flags, `EXISTS`/`RECENT`
+    /// for new messages, `FLAGS` when keywords were added.
     async fn refresh(&mut self) -> Io<()> {
         let Some(sel) = &self.selected else {
             return Ok(());
         };
-        let (user, read_only) = (sel.user.clone(), sel.read_only);
+        let (user, dir, read_only) = (sel.user.clone(), sel.dir.clone(), sel.read_only);
         // Nothing renamed, added or removed since the last scan: nothing to do.
-        let stamp = refresh::Stamp::of(&self.shared.store.maildir_of(&user));
-        if sel.stamp.is_some_and(|s| s.unchanged(&stamp)) {
+        let Some((version, stamp)) = self.changed() else {
             tracing::trace!(user, "selected mailbox unchanged");
             return Ok(());
-        }
-        tracing::trace!(user, "rescanning the selected mailbox");
-        let Ok((fresh, moved, _, next)) = self.load(&user, !read_only).await else {
+        };
+        tracing::trace!(user, folder = sel.folder, "rescanning the selected mailbox");
+        let Ok((fresh, moved, _, next, keywords)) = self.load(&user, &dir, !read_only).await else {
             return Ok(());
         };
         let sel = self.selected.as_mut().expect("selected above");
-        sel.stamp = Some(stamp);
-        let last = sel.messages.last().map(|m| m.uid).unwrap_or(0);
+        sel.version = version;
+        sel.stamp = stamp;
+        let keywords_changed = keywords != sel.keywords;
+        sel.keywords = keywords.clone();
         let before = sel.messages.len();
-        let added = refresh::merge(&mut sel.messages, fresh, last);
+        let last = sel.messages.last().map(|m| m.uid).unwrap_or(0);
+        let merged = refresh::merge(&mut sel.messages, fresh, last);
+        for uid in &merged.expunged_uids {
+            sel.recent.remove(uid);
+        }
+        // Expunged by another session: highest sequence number first, so each stays valid.
+        let lines: Vec<String> = merged
+            .expunged
+            .iter()
+            .map(|seq| format!("{seq} EXPUNGE"))
+            .collect();
+        let flag_lines: Vec<String> = merged
+            .flags_changed
+            .iter()
+            .map(|seq| {
+                let m = &sel.messages[seq - 1];
+                format!(
+                    "{seq} FETCH (FLAGS {})",
+                    message::flags(&m.flags, &keywords)
+                )
+            })
+            .collect();
+        let before = before - lines.len();
+        let added = merged.added;
         if moved > 0 {
             sel.recent
                 .extend(added.iter().rev().take(moved).map(|m| m.uid));
@@ -575,53 +755,20 @@ impl Session {
         sel.messages.extend(added);
         sel.next = next;
         let (after, recent) = (sel.messages.len(), sel.recent.len());
+        for line in lines {
+            self.untagged(&line).await?;
+        }
+        if keywords_changed {
+            self.flag_lines(&keywords).await?;
+        }
+        for line in flag_lines {
+            self.untagged(&line).await?;
+        }
         if after != before {
             self.untagged(&format!("{after} EXISTS")).await?;
             self.untagged(&format!("{recent} RECENT")).await?;
         }
         Ok(())
-    }
-
-    async fn status(
-        &mut self,
-        tag: &str,
-        verb: &'static str,
-        mailbox: &str,
-        items: &[String],
-    ) -> Io<()> {
-        if !mailbox.eq_ignore_ascii_case("INBOX") {
-            return self
-                .tagged(tag, verb, "NO", "[NONEXISTENT] no such mailbox")
-                .await;
-        }
-        let user = self.user.clone().expect("checked by handle");
-        let Ok((messages, _, validity, next)) = self.load(&user.name, false).await else {
-            return self
-                .tagged(tag, verb, "NO", "[SERVERBUG] cannot read the mailbox")
-                .await;
-        };
-        let mut parts = Vec::new();
-        for item in items {
-            let value = match item.as_str() {
-                "MESSAGES" => messages.len() as u64,
-                "RECENT" => messages
-                    .iter()
-                    .filter(|m| m.path.parent().is_some_and(|p| p.ends_with("new")))
-                    .count() as u64,
-                "UIDNEXT" => u64::from(next),
-                "UIDVALIDITY" => u64::from(validity),
-                "UNSEEN" => messages.iter().filter(|m| !m.flags.contains('S')).count() as u64,
-                _ => {
-                    return self
-                        .tagged(tag, verb, "BAD", &format!("unknown status item {item}"))
-                        .await;
-                }
-            };
-            parts.push(format!("{item} {value}"));
-        }
-        self.untagged(&format!("STATUS \"INBOX\" ({})", parts.join(" ")))
-            .await?;
-        self.tagged(tag, verb, "OK", "STATUS completed").await
     }
 
     async fn idle(&mut self, tag: &str, verb: &'static str, stop: &CancellationToken) -> Io<Next> {
@@ -644,6 +791,7 @@ impl Session {
                 r = self.conn.continue_line(&mut line, MAX_LINE) => Some(r),
             };
             match read {
+                // Rescans only when the folder changed (see `refresh`).
                 None => {
                     self.refresh().await?;
                     self.conn.flush().await?;
@@ -661,25 +809,5 @@ impl Session {
                 Some(Err(_)) => return Ok(Next::Close),
             }
         }
-    }
-}
-
-/// LIST pattern matching against one name: `*` any run, `%` any run without the hierarchy
-/// delimiter `/` (linear time, see `hostrole_proto::imap_match`).
-fn wildcard_match(pattern: &str, name: &str) -> bool {
-    hostrole_proto::imap_match::list_matches(pattern, name, b'/')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wildcard_match;
-
-    #[test]
-    fn list_patterns() {
-        assert!(wildcard_match("*", "INBOX"));
-        assert!(wildcard_match("INBOX*", "INBOX"));
-        assert!(wildcard_match("inbox", "INBOX"));
-        assert!(wildcard_match("IN%", "INBOX"));
-        assert!(!wildcard_match("Sent", "INBOX"));
     }
 }
