@@ -296,6 +296,7 @@ pub struct MailServer {
     /// message would not fit) beyond it. Default 1Gi, or `storage` when that is smaller; at
     /// least `maxMessageSize`, at most `storage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
     pub mailbox_quota: Option<Quantity>,
     /// TLS certificate for STARTTLS: a `kubernetes.io/tls` Secret, or one cert-manager issues
     /// (`issuerRef`).
