@@ -216,27 +216,38 @@ pub fn destination(
 }
 
 /// Whether two authorities (`[userinfo@]host[:port]`) name the same server: host and port
-/// compared without case, userinfo ignored; a missing port is `scheme`'s default.
+/// compared without case, userinfo ignored; a missing or empty port is `scheme`'s default. A port
+/// that is not one (not only digits, or above 65535) names no server, so never this one.
 pub fn same_authority(scheme: &str, theirs: &str, ours: &str) -> bool {
     let default = if scheme.eq_ignore_ascii_case("https") {
         443
     } else {
         80
     };
-    let split = |a: &str| -> (String, Option<u16>) {
+    let split = |a: &str| -> Option<(String, u16)> {
         let a = a
             .rsplit_once('@')
             .map_or(a, |(_, h)| h)
             .to_ascii_lowercase();
-        // "[::1]:80", "host:80", "host", "[::1]"
+        // "[::1]:80", "host:80", "host", "[::1]", "host:"
         match a.rsplit_once(':') {
-            Some((host, port)) if !port.contains(']') => (host.to_string(), port.parse().ok()),
-            _ => (a, None),
+            Some((host, port)) if !port.contains(']') => {
+                let port = if port.is_empty() {
+                    default
+                } else if port.bytes().all(|b| b.is_ascii_digit()) {
+                    port.parse().ok()?
+                } else {
+                    return None;
+                };
+                Some((host.to_string(), port))
+            }
+            _ => Some((a, default)),
         }
     };
-    let (their_host, their_port) = split(theirs);
-    let (our_host, our_port) = split(ours);
-    their_host == our_host && their_port.unwrap_or(default) == our_port.unwrap_or(default)
+    match (split(theirs), split(ours)) {
+        (Some(t), Some(o)) => t == o,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -357,6 +368,39 @@ mod tests {
             assert!(
                 matches!(dest(raw), Err(DestinationRefusal::BadGateway(_))),
                 "{raw}"
+            );
+        }
+    }
+
+    /// Found by the dav_path fuzz target: a port that does not parse counted as the default.
+    #[test]
+    fn a_port_that_is_not_one_is_never_this_server() {
+        for (raw, ours) in [
+            ("http://127.0.0.1:65616/x", "127.0.0.1"),
+            ("https://user:pw@EXAMPLE.com:443c/", "example.com"),
+            ("http://127.0.0.1:abc/x", "127.0.0.1:80"),
+            ("http://127.0.0.1:+80/x", "127.0.0.1:80"),
+            ("http://127.0.0.1:8080/x", "127.0.0.1:8080x"),
+            ("http://127.0.0.1/x", "127.0.0.1:99999"),
+        ] {
+            assert!(
+                matches!(
+                    destination(raw, Some(ours), SHARE, RESERVED),
+                    Err(DestinationRefusal::BadGateway(_))
+                ),
+                "{raw} against {ours}"
+            );
+        }
+        // An empty port is the default (RFC 3986 section 6.2.3), and so are leading zeros' value.
+        for (raw, ours) in [
+            ("http://example.com:/x", "example.com:80"),
+            ("http://example.com/x", "example.com:"),
+            ("https://example.com:0443/x", "example.com"),
+        ] {
+            assert_eq!(
+                destination(raw, Some(ours), SHARE, RESERVED).map(|d| d.relative),
+                Ok(PathBuf::from("x")),
+                "{raw} against {ours}"
             );
         }
     }
