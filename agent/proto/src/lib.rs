@@ -1,7 +1,10 @@
-//! Pure parsers and wire types of the agent's protocols: SMTP, IMAP and POP3 command lines, and the
-//! peer protocol's bodies and signed envelope. No I/O and no async: the servers in `hostrole-mail` and `hostrole-p2p`
-//! and the fuzz targets in `fuzz/` depend on this crate alone.
+//! Pure parsers and wire types of the agent's protocols: SMTP, IMAP and POP3 command lines, the
+//! peer protocol's bodies and signed envelope, and the request paths and WebDAV `Destination`
+//! headers of the web and file roles. No I/O and no async: the servers in `hostrole-mail`,
+//! `hostrole-p2p` and `hostrole-agent-core` and the fuzz targets in `fuzz/` depend on this crate
+//! alone.
 
+pub mod dav_path;
 pub mod envelope;
 pub mod imap;
 pub mod imap_match;

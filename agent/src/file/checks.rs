@@ -15,10 +15,13 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use hostrole_agent_core::guard::{self, Policy, Refusal};
+use hostrole_agent_core::guard::{self, Policy};
 use hostrole_agent_core::metrics::AgentMetrics;
+use hostrole_proto::dav_path::{self, DestinationRefusal};
+
+// The Destination's parsing and checks (no filesystem) live in hostrole-proto, where they are fuzzed.
+pub use hostrole_proto::dav_path::Destination;
 
 /// The file role's bookkeeping names: never a path a client may name, at any depth.
 pub const RESERVED_ANYWHERE: &[&str] = &[super::props::PROPS];
@@ -72,49 +75,19 @@ impl IntoResponse for Refused {
     }
 }
 
-/// A checked Destination: the path relative to the share root, and whether it ended in `/`.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Destination {
-    pub relative: PathBuf,
-    pub collection: bool,
-}
-
-impl Destination {
-    /// The Destination as dav-server gets it: the absolute path, each segment percent-encoded.
-    pub fn header_value(&self) -> String {
-        let mut out = String::new();
-        for segment in self.relative.iter() {
-            out.push('/');
-            out.extend(utf8_percent_encode(&segment.to_string_lossy(), SEGMENT));
+impl From<DestinationRefusal> for Refused {
+    fn from(refusal: DestinationRefusal) -> Self {
+        match refusal {
+            DestinationRefusal::BadRequest(why) => Refused::BadRequest(why),
+            DestinationRefusal::Forbidden(why) => Refused::Forbidden(why),
+            DestinationRefusal::BadGateway(why) => Refused::BadGateway(why),
         }
-        if out.is_empty() || self.collection {
-            out.push('/');
-        }
-        out
     }
 }
 
-/// What a path segment must not hold raw in a Destination handed on (dav-server accepts only
-/// printable ASCII; `%`, `?`, `#` and `/` would change the meaning).
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'\\');
-
 /// Checks a path relative to the root for the names the role keeps at every depth.
 fn reserved_anywhere(relative: &Path) -> bool {
-    relative
-        .iter()
-        .any(|s| RESERVED_ANYWHERE.iter().any(|r| s == *r))
+    dav_path::reserved_anywhere(relative, RESERVED_ANYWHERE)
 }
 
 /// Parses and checks a Destination header (RFC 4918 section 10.3: an absolute URI or an absolute
@@ -124,95 +97,12 @@ pub fn destination(
     authority: Option<&str>,
     policy: Policy,
 ) -> Result<Destination, Refused> {
-    if raw.contains('#') {
-        return Err(Refused::BadRequest(
-            "the Destination must not hold a fragment",
-        ));
-    }
-    if raw.contains('?') {
-        return Err(Refused::BadRequest("the Destination must not hold a query"));
-    }
-    let path = if raw.starts_with("//") {
-        // A network-path reference names a host without a scheme.
-        return Err(Refused::BadRequest(
-            "the Destination must be an absolute URI or an absolute path",
-        ));
-    } else if raw.starts_with('/') {
-        raw.to_string()
-    } else {
-        // RFC 3986: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
-        let scheme = raw.split_once(':').map(|(s, _)| s).filter(|s| {
-            s.starts_with(|c: char| c.is_ascii_alphabetic())
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-        });
-        let Some(scheme) = scheme.map(str::to_ascii_lowercase) else {
-            return Err(Refused::BadRequest(
-                "the Destination must be an absolute URI or an absolute path",
-            ));
-        };
-        if !matches!(scheme.as_str(), "http" | "https") {
-            return Err(Refused::BadGateway(
-                "the Destination is not on this share (another scheme)",
-            ));
-        }
-        let uri: http::Uri = raw.parse().map_err(|_| {
-            Refused::BadRequest("the Destination must be an absolute URI or an absolute path")
-        })?;
-        let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
-        let Some(scheme @ ("http" | "https")) = scheme.as_deref() else {
-            return Err(Refused::BadGateway(
-                "the Destination is not on this share (another scheme)",
-            ));
-        };
-        let Some(theirs) = uri.authority() else {
-            return Err(Refused::BadRequest("the Destination has no host"));
-        };
-        let Some(ours) = authority else {
-            return Err(Refused::BadRequest(
-                "a Destination with a host needs a Host header to compare it with",
-            ));
-        };
-        if !same_authority(scheme, theirs.as_str(), ours) {
-            return Err(Refused::BadGateway(
-                "the Destination is not on this share (another host or port)",
-            ));
-        }
-        uri.path().to_string()
-    };
-    let collection = path.ends_with('/');
-    let relative = guard::relative_path(&path, policy).map_err(|r| match r {
-        Refusal::Malformed => Refused::BadRequest("the Destination path is malformed"),
-        Refusal::Hidden => Refused::Forbidden("the Destination names a path the share refuses"),
-    })?;
-    if reserved_anywhere(&relative) {
-        return Err(Refused::Forbidden(
-            "the Destination names a path the share refuses",
-        ));
-    }
-    Ok(Destination {
-        relative,
-        collection,
-    })
-}
-
-/// Host and port compared without case; a missing port is the scheme's default.
-fn same_authority(scheme: &str, theirs: &str, ours: &str) -> bool {
-    let default = if scheme == "https" { 443 } else { 80 };
-    let split = |a: &str| -> (String, Option<u16>) {
-        let a = a
-            .rsplit_once('@')
-            .map_or(a, |(_, h)| h)
-            .to_ascii_lowercase();
-        // "[::1]:80", "host:80", "host", "[::1]"
-        match a.rsplit_once(':') {
-            Some((host, port)) if !port.contains(']') => (host.to_string(), port.parse().ok()),
-            _ => (a, None),
-        }
-    };
-    let (their_host, their_port) = split(theirs);
-    let (our_host, our_port) = split(ours);
-    their_host == our_host && their_port.unwrap_or(default) == our_port.unwrap_or(default)
+    Ok(dav_path::destination(
+        raw,
+        authority,
+        policy,
+        RESERVED_ANYWHERE,
+    )?)
 }
 
 /// True when `ancestor` is `path` or a collection holding it (both relative to the root).
