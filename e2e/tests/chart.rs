@@ -1420,11 +1420,18 @@ async fn storage_grows_in_place_under_the_chart_rbac_or_the_status_says_why_not(
 
     let dir = tempdir().expect("tempdir");
     let kubeconfig = service_account_kubeconfig(&env, &system, &full, None, &dir);
+    let apps = env.namespace("chart-storage-apps").await;
+    // Only its own namespace: an operator watching every namespace would also reconcile the
+    // HostRoles of the tests running beside this one, with other flags.
     let _operator = env.operator_as(
         &kubeconfig,
-        &["--agent-cluster-role", &format!("{full}-agent")],
+        &[
+            "--watch-namespace",
+            &apps,
+            "--agent-cluster-role",
+            &format!("{full}-agent"),
+        ],
     );
-    let apps = env.namespace("chart-storage-apps").await;
     let _volumes = env.provision_volumes(&apps);
     let hostroles = dir_file(&format!(
         "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: nas}}\nspec:\n  servers: {{file: {{storage: 1Gi}}}}\n  template: {{storageClassName: {growing}}}\n---\napiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: attic}}\nspec:\n  servers: {{file: {{storage: 1Gi}}}}\n  template: {{storageClassName: {fixed}}}\n"

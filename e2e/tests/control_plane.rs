@@ -266,7 +266,7 @@ async fn every_example_converges_with_the_expected_objects() {
     assert_eq!(
         header,
         [
-            "NAME", "ROLES", "READY", "HOSTS", "CLIENTS", "STATUS", "AGE"
+            "NAME", "ROLES", "READY", "HOSTS", "CLIENTS", "STATUS", "URL", "AGE"
         ]
     );
     assert!(table.contains("AllRolesServing"), "{table}");

@@ -179,7 +179,7 @@ async fn cert_manager_issues_the_host_certificate_and_routes_and_exposure_follow
             .any(|e| e.url == format!("http://office.{ns}.svc:8444/") && e.scope == "cluster"),
         "{endpoints:?}"
     );
-    let table = env.kubectl_ok(&["get", "hr", "office", "-n", &ns]);
+    let table = env.kubectl_ok(&["get", "hrole", "office", "-n", &ns]);
     assert!(
         table.contains("URL") && table.contains("https://www.office.lan/"),
         "{table}"
