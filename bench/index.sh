@@ -7,7 +7,7 @@
 # Measured per run: seconds from the restarted index answering /readyz until a search on C lists
 # both A and B again (polled every 50 ms). Figures: median and worst of RUNS runs.
 # Floor (peer column): one heartbeat interval, the longest a peer may wait before it registers.
-# (This was a `< 2.5 s` assertion inside agent/tests/p2p.rs; timings belong here, not in tests.)
+# (This was a `< 2.5 s` assertion inside agent/tests/it/p2p.rs; timings belong here, not in tests.)
 set -euo pipefail
 export BENCH_NAME=index
 # shellcheck source=SCRIPTDIR/lib.sh

@@ -9,8 +9,8 @@ set -euo pipefail
 # client, mutt its mail reader (Python's smtplib/imaplib/poplib come with python3); neomutt
 # (Fcc to an IMAP Sent folder) and isync (mbsync) sync folders with the mail role; dovecot-imapd
 # (its `imap` binary run preauthenticated, no daemon) reads and writes the same Maildir++ volume.
-# chromium, chromium-driver, python3-selenium: the browser tests (agent/tests/peer_ui.rs, file_ui.rs).
-# litmus: the WebDAV compliance suite against the file role (agent/tests/litmus.rs); nginx with
+# chromium, chromium-driver, python3-selenium: the browser tests (agent/tests/it/peer_ui.rs, file_ui.rs, web_ui.rs).
+# litmus: the WebDAV compliance suite against the file role (agent/tests/it/litmus.rs); nginx with
 # libnginx-mod-http-dav-ext: the same run against nginx's DAV module, printed for comparison.
 packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver davfs2 swaks libnet-ssleay-perl mutt
   neomutt isync dovecot-imapd

@@ -3,7 +3,7 @@
 # go.mod beside this script, cached by version under ${HOSTROLE_CACHE_DIR:-~/.cache/hostrole}:
 #   h2spec-<ver>/bin/h2spec
 # A warm run calls no Go at all. Progress goes to stderr; stdout gets the binary's path.
-# Used by agent/tests/h2spec.rs (so plain `cargo test` builds it on a fresh machine; Go is on
+# Used by agent/tests/it/h2spec.rs (so plain `cargo test` builds it on a fresh machine; Go is on
 # the machine, see scripts/install-deps.sh).
 set -euo pipefail
 

@@ -1,4 +1,4 @@
-// Pins h2spec (HTTP/2 conformance) for agent/tests/h2spec.rs; built by ./build.sh.
+// Pins h2spec (HTTP/2 conformance) for agent/tests/it/h2spec.rs; built by ./build.sh.
 module hostrole.local/agent/tests/tools/h2spec
 
 go 1.26.0

@@ -4,7 +4,7 @@
 //! Set `HOSTROLE_TEST_AGENT_BIN` to run them against another build of the agent (that is how
 //! each was seen to fail on the code before the fix).
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};

@@ -4,7 +4,7 @@
 //! machine cannot mount, the davfs2 test fails on CI (`CI=true`) and is not run elsewhere;
 //! `HOSTROLE_SKIP_DAVFS2=1` skips it on purpose).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! by ALPN, rclone, Python's ssl with hostname checks), plain HTTP is redirected, and a rotated
 //! certificate reaches new connections without a restart while an open download finishes.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! users read them: `GET /clients` and `/metrics` on the client's admin port; what the clients
 //! leave on the server is read from the server's data directory.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

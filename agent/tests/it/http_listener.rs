@@ -3,7 +3,7 @@
 //! one client taking every slot, a full admin port, invalid HTTP/2 prefaces, malformed bodies,
 //! header floods, and metric labels from client input.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};

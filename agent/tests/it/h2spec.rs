@@ -1,8 +1,9 @@
 //! HTTP/2 conformance of the web role over h2c (prior knowledge): h2spec, every test case.
-//! h2spec is built from the Go module proxy at the version pinned in tools/h2spec/go.mod and
-//! cached under ~/.cache/hostrole (tools/h2spec/build.sh; a warm run needs no Go).
+//! h2spec is built from the Go module proxy at the version pinned in
+//! agent/tests/tools/h2spec/go.mod and cached under ~/.cache/hostrole
+//! (agent/tests/tools/h2spec/build.sh; a warm run needs no Go).
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! the index recovers from a restart (how fast is measured by bench/index-recovery.sh); requests
 //! without the network's secret are refused.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! `python3`, `openssl` (a test certificate), `mutt`, `util-linux` (`script` gives mutt a
 //! terminal).
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -3,7 +3,7 @@
 //! scripts/install-deps.sh). Search, Download, the progress the page shows while the source is
 //! paused part-way, then "complete", the file listed locally; then an upload through the form.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //!
 //! Debian packages: `python3`, `neomutt`, `isync` (mbsync), `util-linux` (`script`), `swaks`.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

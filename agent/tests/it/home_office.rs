@@ -1,7 +1,7 @@
 //! examples/home-office.yaml standalone: one host serving web, file and mail at once, each on its
 //! own ports, used with curl (HTTP, WebDAV, SMTP, IMAP, POP3).
 
-mod support;
+use crate::support;
 
 use support::{Agent, curl, fetch, repo_root, with_free_ports};
 

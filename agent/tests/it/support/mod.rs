@@ -1,10 +1,7 @@
 //! What the agent's integration tests share beyond the workspace's test kit
 //! (`hostrole-testkit`): the agent binary cargo built for them, started as a real process.
 //!
-//! Each test file says `mod support;`; the day they become one test binary, `mod support;` moves
-//! to its main file and nothing else changes.
-
-#![allow(dead_code, unused_imports)]
+//! Declared once in `main.rs`; each test module says `use crate::support;`.
 
 pub mod p2p;
 
@@ -13,9 +10,7 @@ use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 pub use hostrole_testkit::http::{Response, curl, fetch, idle_connection, listening};
-pub use hostrole_testkit::{
-    Proc, TempManifest, free_port, repo_root, signal, wait_for, wait_until, with_free_ports,
-};
+pub use hostrole_testkit::{Proc, free_port, repo_root, wait_for, wait_until, with_free_ports};
 
 /// The agent binary built by cargo for these tests (with the `test-knobs` feature: the
 /// dev-dependency of the agent on itself turns it on for test builds only).

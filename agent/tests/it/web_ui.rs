@@ -3,7 +3,7 @@
 //! scripts/install-deps.sh). A missing page shows the built-in 404 page, or the site's own
 //! 404.html when it has one.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

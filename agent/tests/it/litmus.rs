@@ -2,7 +2,7 @@
 //! file role, and the same run against nginx's DAV module (Debian nginx with
 //! libnginx-mod-http-dav-ext) printed beside it for comparison (not asserted).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

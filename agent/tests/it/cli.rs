@@ -1,6 +1,6 @@
 //! Bad input gets a clear error that names the field and the fix, and starts nothing.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! scripts/install-deps.sh). A Basic login, the HTML listing of the share and of a collection, and
 //! a download compared byte for byte.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

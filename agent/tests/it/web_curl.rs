@@ -1,6 +1,6 @@
 //! The web role, started as the real agent binary on loopback and exercised with curl.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
