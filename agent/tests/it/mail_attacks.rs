@@ -647,8 +647,33 @@ fn imap_idle_watches_the_selected_folder_and_sees_changes_made_outside_the_agent
 /// The agent pod's default memory limit.
 const POD_MEMORY: u64 = 256 << 20;
 
+/// Raises this process's soft limit of open files to at least `need` (within the hard limit),
+/// before the agent is started, so that it inherits the limit too. Many machines default to a
+/// soft limit of 1024, which 2000 idle connections exceed on both sides.
+fn raise_open_files(need: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(got, 0, "getrlimit(RLIMIT_NOFILE)");
+    if limit.rlim_cur < need && limit.rlim_max >= need {
+        limit.rlim_cur = need;
+        // SAFETY: as above.
+        let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+        assert_eq!(set, 0, "setrlimit(RLIMIT_NOFILE, {need})");
+    }
+    assert!(
+        limit.rlim_cur >= need,
+        "this test needs {need} open files; the hard limit is {} (raise it: ulimit -Hn {need})",
+        limit.rlim_max
+    );
+}
+
 #[test]
 fn a_mail_agent_within_256mi_survives_bad_logins_idle_connections_and_the_worst_list_pattern() {
+    raise_open_files(4096);
     let mut host = Host::start(1024, "", "warn");
     host.drop_message("1.m.example", &message(10_000));
     // 2000 connections that say nothing, 500 on each port, 50 per client address.
