@@ -240,69 +240,24 @@ mod tests {
         dest(raw).expect("accepted").relative
     }
 
+    /// The parsing is `hostrole_proto::dav_path`'s and tested there; here: the wrapper keeps
+    /// each refusal's status and refuses the role's own bookkeeping names.
     #[test]
-    fn destinations_on_this_share_are_accepted() {
-        assert_eq!(rel("/a/b.txt"), PathBuf::from("a/b.txt"));
-        assert_eq!(
-            rel("http://127.0.0.1:8080/a/b.txt"),
-            PathBuf::from("a/b.txt")
-        );
-        assert_eq!(rel("HTTP://127.0.0.1:8080/a%20b"), PathBuf::from("a b"));
-        assert_eq!(rel("https://127.0.0.1:8080/x"), PathBuf::from("x"));
-        assert_eq!(rel("http://127.0.0.1:8080"), PathBuf::new());
-        assert_eq!(
-            destination("http://Example.COM/x", Some("example.com:80"), SHARE)
-                .expect("default port")
-                .relative,
-            PathBuf::from("x")
-        );
-        assert_eq!(
-            destination("http://[::1]:9/x", Some("[::1]:9"), SHARE)
-                .expect("ipv6")
-                .relative,
-            PathBuf::from("x")
-        );
-    }
-
-    #[test]
-    fn destinations_elsewhere_are_bad_gateway() {
+    fn the_wrapper_keeps_each_refusal_and_the_roles_own_names() {
+        assert_eq!(rel("http://127.0.0.1:8080/a%20b"), PathBuf::from("a b"));
+        assert_eq!(dest("/").expect("root").header_value(), "/");
+        assert!(matches!(
+            dest("http://evil.example.com/x"),
+            Err(Refused::BadGateway(_))
+        ));
+        assert!(matches!(dest("/a#frag"), Err(Refused::BadRequest(_))));
         for raw in [
-            "http://evil.example.com/x",
-            "http://127.0.0.1:8081/x",
-            "ftp://127.0.0.1:8080/x",
-            "file:///etc/passwd",
-            "http://127.0.0.1/x",
-        ] {
-            assert!(matches!(dest(raw), Err(Refused::BadGateway(_))), "{raw}");
-        }
-    }
-
-    #[test]
-    fn malformed_or_hidden_destinations_are_refused() {
-        for raw in ["/a#frag", "/a?q=1", "//evil.example.com/x", "a/b", "/a%00b"] {
-            assert!(matches!(dest(raw), Err(Refused::BadRequest(_))), "{raw}");
-        }
-        for raw in [
-            "/.hostrole-uploads/x",
-            "http://127.0.0.1:8080/.hostrole-uploads",
             "/../etc/passwd",
+            "/.hostrole-uploads/x",
             "/a/.hostrole-props/b",
         ] {
             assert!(matches!(dest(raw), Err(Refused::Forbidden(_))), "{raw}");
         }
-        assert!(matches!(
-            destination("http://127.0.0.1:8080/x", None, SHARE),
-            Err(Refused::BadRequest(_))
-        ));
-    }
-
-    #[test]
-    fn the_header_handed_on_is_the_checked_path() {
-        let d = dest("http://127.0.0.1:8080/d%C3%A9j%C3%A0/a%20b%23c%3Fd%25/").expect("ok");
-        assert_eq!(d.relative, PathBuf::from("déjà/a b#c?d%"));
-        assert_eq!(d.header_value(), "/d%C3%A9j%C3%A0/a%20b%23c%3Fd%25/");
-        assert_eq!(rel("/"), PathBuf::new());
-        assert_eq!(dest("/").expect("root").header_value(), "/");
     }
 
     #[test]

@@ -10,13 +10,13 @@ use crate::support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use hostrole_testkit::http::status;
 use hostrole_testkit::mail::{Maildir, RawSmtp, swaks};
-use support::{Proc, agent_bin, curl, free_port, wait_ready, wait_until};
+use support::{Proc, agent_bin, curl, free_port, python, text, wait_ready, wait_until};
 
 const ALICE_PASSWORD: &str = "alice-s3cret";
 const BOB_PASSWORD: &str = "bob pass";
@@ -169,36 +169,6 @@ impl MailHost {
     fn files(&self, user: &str, sub: &str) -> Vec<PathBuf> {
         self.maildir.files(user, sub)
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs a Python script (from the standard library only) with arguments; it must exit 0.
-fn python(script: &str, args: &[&str]) -> String {
-    let mut child = Command::new("python3")
-        .arg("-")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is installed");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("script");
-    let out = child.wait_with_output().expect("python3");
-    let all = text(&out);
-    assert!(out.status.success(), "python failed:\n{all}");
-    all
 }
 
 /// What the store keeps: the trace fields the server adds, then the message as sent.

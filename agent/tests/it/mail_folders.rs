@@ -10,12 +10,12 @@ use crate::support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use hostrole_testkit::mail::swaks;
-use support::{Proc, agent_bin, free_port, wait_ready};
+use support::{Proc, agent_bin, free_port, python, text, wait_ready};
 
 const ALICE_PASSWORD: &str = "alice-s3cret";
 
@@ -107,36 +107,6 @@ impl MailHost {
         out.sort();
         out
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs a Python script with arguments; it must exit 0.
-fn python(script: &str, args: &[&str]) -> String {
-    let mut child = Command::new("python3")
-        .arg("-")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is installed");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("script");
-    let out = child.wait_with_output().expect("python3");
-    let all = text(&out);
-    assert!(out.status.success(), "python failed:\n{all}");
-    all
 }
 
 fn installed(tool: &str, package: &str) {

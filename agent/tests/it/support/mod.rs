@@ -114,3 +114,36 @@ impl Agent {
         self.proc.wait_exit(limit)
     }
 }
+
+/// A finished command's stdout then stderr, as text.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs a Python script (from the standard library only) with arguments; it must exit 0.
+pub fn python(script: &str, args: &[&str]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("python3")
+        .arg("-")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is installed");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("script");
+    let out = child.wait_with_output().expect("python3");
+    let all = text(&out);
+    assert!(out.status.success(), "python failed:\n{all}");
+    all
+}
