@@ -359,3 +359,55 @@ fn samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
     text.lines()
         .filter(move |l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
 }
+
+/// Runs `script` (`sh -c`) in a pod with curl under the restricted Pod Security Standard (image
+/// `HOSTROLE_E2E_CLIENT_IMAGE`, default `curlimages/curl:8.10.1`), on `node` when given, with
+/// `labels`; waits up to five minutes for it to finish and returns its log. The pod must succeed.
+pub async fn run_client_pod(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    node: Option<&str>,
+    labels: &[(&str, &str)],
+    script: &str,
+) -> String {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::LogParams;
+    let image = std::env::var("HOSTROLE_E2E_CLIENT_IMAGE")
+        .unwrap_or_else(|_| "curlimages/curl:8.10.1".into());
+    let labels: std::collections::BTreeMap<&str, &str> = labels.iter().copied().collect();
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeName": node,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "client",
+                "image": image,
+                "command": ["/bin/sh", "-c", script],
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true}
+            }]
+        }
+    }))
+    .expect("pod");
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), ns);
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("client pod");
+    let phase = eventually(
+        &format!("client pod {name} finishes"),
+        Duration::from_secs(300),
+        || async {
+            let phase = pods.get(name).await.ok()?.status?.phase?;
+            matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+        },
+    )
+    .await;
+    let log = pods
+        .logs(name, &LogParams::default())
+        .await
+        .unwrap_or_default();
+    assert_eq!(phase, "Succeeded", "{name} failed: {log}");
+    log
+}

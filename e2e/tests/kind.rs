@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use hostrole_api::HostRole;
-use hostrole_e2e::{Env, eventually, repo_root};
+use hostrole_e2e::{Env, eventually, repo_root, run_client_pod};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{ListParams, LogParams, PostParams};
+use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 const WAIT: Duration = Duration::from_secs(300);
@@ -133,38 +133,15 @@ async fn node_names(env: &Env) -> Vec<String> {
 /// Runs `script` in a curl pod (restricted) on node `node`; returns its log. The pod must finish
 /// with success: scripts print what they saw rather than fail.
 async fn on_node(env: &Env, ns: &str, name: &str, node: &str, script: &str) -> String {
-    let image = std::env::var("HOSTROLE_E2E_CLIENT_IMAGE")
-        .unwrap_or_else(|_| "curlimages/curl:8.10.1".into());
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": {"app": "kind-e2e-probe"}},
-        "spec": {
-            "restartPolicy": "Never",
-            "nodeName": node,
-            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "client",
-                "image": image,
-                "command": ["/bin/sh", "-c", script],
-                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true}
-            }]
-        }
-    }))
-    .expect("pod");
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), ns);
-    pods.create(&PostParams::default(), &pod)
-        .await
-        .expect("probe pod");
-    let phase = eventually(&format!("probe pod {name} finishes"), WAIT, || async {
-        let phase = pods.get(name).await.ok()?.status?.phase?;
-        matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
-    })
-    .await;
-    let log = pods
-        .logs(name, &LogParams::default())
-        .await
-        .unwrap_or_default();
-    assert_eq!(phase, "Succeeded", "{name} failed: {log}");
-    log
+    run_client_pod(
+        env,
+        ns,
+        name,
+        Some(node),
+        &[("app", "kind-e2e-probe")],
+        script,
+    )
+    .await
 }
 
 #[tokio::test]

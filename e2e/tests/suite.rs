@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use hostrole_api::HostRole;
 use hostrole_api::rules::ADMIN_PORT;
-use hostrole_e2e::{Env, eventually, repo_root};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, LogParams, PostParams};
+use hostrole_e2e::{Env, eventually, repo_root, run_client_pod};
+use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 const WAIT: Duration = Duration::from_secs(300);
@@ -21,39 +20,10 @@ fn image_tag() -> String {
     std::env::var("HOSTROLE_IMAGE_TAG").unwrap_or_else(|_| "0.1.0".into())
 }
 
-/// Runs `script` in a pod with curl (restricted security context) and returns its log.
+/// Runs `script` in a pod with curl (restricted security context), stopping at the first
+/// failing command, and returns its log.
 async fn in_cluster(env: &Env, ns: &str, name: &str, script: &str) -> String {
-    let image = std::env::var("HOSTROLE_E2E_CLIENT_IMAGE")
-        .unwrap_or_else(|_| "curlimages/curl:8.10.1".into());
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "client",
-                "image": image,
-                "command": ["/bin/sh", "-ec", script],
-                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true}
-            }]
-        }
-    }))
-    .expect("pod");
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), ns);
-    pods.create(&PostParams::default(), &pod)
-        .await
-        .expect("client pod");
-    let phase = eventually(&format!("client pod {name} finishes"), WAIT, || async {
-        let phase = pods.get(name).await.ok()?.status?.phase?;
-        matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
-    })
-    .await;
-    let log = pods
-        .logs(name, &LogParams::default())
-        .await
-        .unwrap_or_default();
-    assert_eq!(phase, "Succeeded", "{name} failed: {log}");
-    log
+    run_client_pod(env, ns, name, None, &[], &format!("set -e\n{script}")).await
 }
 
 #[tokio::test]
