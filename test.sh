@@ -45,8 +45,9 @@ export KUBECTL=$K8S_BIN/kubectl
 export HELM=$HELM_BIN/helm
 cargo build --locked -p hostrole-operator
 export HOSTROLE_OPERATOR_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/hostrole-operator
+export HOSTROLE_PLUGIN_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/kubectl-hostrole
 
-step "operator and chart against the real API server (e2e/tests/control_plane.rs, references.rs, chart.rs)"
+step "operator, chart and kubectl plugin against the real API server (e2e/tests/control_plane.rs, references.rs, chart.rs, plugin.rs, ...)"
 # suite.rs (in-cluster role checks) needs nodes that run containers: the real-node stage below.
 cargo test --locked -p hostrole-e2e -- --test-threads=4
 

@@ -228,3 +228,27 @@ start_agent_up() {
   wait_http "http://127.0.0.1:$port/readyz" 30 "$AGENT_PID" ||
     { tail -n 30 "$logf" >&2; die "agent not ready (log above)"; }
 }
+
+# ---------------------------------------------------------------- mail manifests
+# bench_users_secret: a manifest document, the Secret `bench-users` with the user u (password
+# `bench`).
+bench_users_secret() {
+  local hash
+  hash=$(echo -n bench | "$AGENT" hash-password)
+  printf 'apiVersion: v1\nkind: Secret\nmetadata: {name: bench-users, labels: {hostrole.dev/use: "true"}}\nstringData:\n  users: |\n    u:%s\n' "$hash"
+}
+
+# mail_host NAME DOMAIN SMTP SUBMISSION IMAP [FIELD...]: a manifest document, the HostRole NAME
+# with a mail role for DOMAIN whose users are bench-users; a port given as 0 is a free one; each
+# FIELD (e.g. "allowPlaintextAuth: true") is one more line under `mail:`.
+mail_host() {
+  local name=$1 domain=$2 smtp=$3 submission=$4 imap=$5 field
+  shift 5
+  ((smtp)) || smtp=$(free_port)
+  ((submission)) || submission=$(free_port)
+  ((imap)) || imap=$(free_port)
+  printf 'apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: %s}\nspec:\n  servers:\n    mail:\n' "$name"
+  printf '      %s\n' "smtpPort: $smtp" "submissionPort: $submission" "imapPort: $imap" \
+    "pop3Port: $(free_port)" "domains: [$domain]" "users: {secret: bench-users}"
+  for field in "$@"; do printf '      %s\n' "$field"; done
+}

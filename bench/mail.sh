@@ -19,30 +19,9 @@ SESSIONS=${SESSIONS:-16}
 DELIVERY_TIMEOUT=${DELIVERY_TIMEOUT:-900}
 
 start_ours() {
-  local port=$1 admin hash
+  local port=$1 admin
   admin=$(free_port)
-  hash=$(echo -n bench | "$AGENT" hash-password)
-  cat >"$BENCH_TMP/mail.yaml" <<YAML
-apiVersion: v1
-kind: Secret
-metadata: {name: bench-users, labels: {hostrole.dev/use: "true"}}
-stringData:
-  users: |
-    u:$hash
----
-apiVersion: hostrole.dev/v1alpha1
-kind: HostRole
-metadata: {name: bench-mail}
-spec:
-  servers:
-    mail:
-      smtpPort: $port
-      submissionPort: $(free_port)
-      imapPort: $(free_port)
-      pop3Port: $(free_port)
-      domains: [bench.lan]
-      users: {secret: bench-users}
-YAML
+  { bench_users_secret; echo ---; mail_host bench-mail bench.lan "$port" 0 0; } >"$BENCH_TMP/mail.yaml"
   start_agent_up "$BENCH_TMP/mail.yaml" "$admin" "$BENCH_TMP/ours" "$SERVER_CPUS" "$BENCH_TMP/agent.log"
 }
 

@@ -6,7 +6,7 @@
 # Measured:
 #   ours:  seconds from the apply until every HostRole has Ready=True (polled every second);
 #          the operator's peak RSS (VmHWM) and CPU seconds (utime+stime) at that point; and
-#          the change of its /metrics counter hostrole_api_writes_total (summed over labels)
+#          the change of its /metrics counter hostrole_operator_api_writes_total (summed over labels)
 #          during IDLE_SECONDS of nothing changing afterwards (must be 0).
 #   floor: the child objects the operator wrote (ConfigMaps, Services, ServiceAccounts,
 #          RoleBindings, NetworkPolicies, StatefulSets with its managed-by label), dumped,
@@ -64,7 +64,7 @@ start_operator() {
 
 writes() {
   curl -fsS --max-time 10 "http://127.0.0.1:$METRICS_PORT/metrics" |
-    awk '$1 ~ /^hostrole_api_writes_total({|$)/ { s += $NF } END { printf "%d", s }'
+    awk '$1 ~ /^hostrole_operator_api_writes_total({|$)/ { s += $NF } END { printf "%d", s }'
 }
 
 # ready_hostroles NS: how many HostRoles have Ready=True.
@@ -156,8 +156,8 @@ main() {
   row "s until $N HostRoles Ready" "kubectl apply --server-side -f (N HostRoles) vs ($objs child objects)" "$ours" "$floor" "<1"
   row "operator VmHWM KiB at convergence" "/proc/PID/status" "$hwm" "-" "-"
   row "operator CPU s at convergence" "/proc/PID/stat utime+stime" "$cpu" "-" "-"
-  row "operator API writes to converge" "hostrole_api_writes_total" "$w0" "$objs" "-"
-  row "API writes during ${IDLE_SECONDS}s idle (must be 0)" "hostrole_api_writes_total delta" "$((w1 - w0))" "-" "-"
+  row "operator API writes to converge" "hostrole_operator_api_writes_total" "$w0" "$objs" "-"
+  row "API writes during ${IDLE_SECONDS}s idle (must be 0)" "hostrole_operator_api_writes_total delta" "$((w1 - w0))" "-" "-"
 }
 
 main "$@"

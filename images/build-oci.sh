@@ -5,7 +5,7 @@
 #   target/images/hostrole-operator.oci.tar   hostrole/operator:$VERSION
 #   target/images/hostrole-agent.oci.tar      hostrole/agent:$VERSION
 #
-# Each archive holds one linux/amd64 image of one layer (images/rootfs.sh: the release binary,
+# Each archive holds one linux image (amd64, or ARCH) of one layer (images/rootfs.sh: the release binary,
 # the shared libraries it links, passwd/group with nonroot 65532, /tmp), run as 65532:65532 with
 # the binary as ENTRYPOINT, the same files as images/Dockerfile's targets. Load one with
 # `kind load image-archive FILE` or `ctr -n k8s.io images import FILE`; inspect it with
@@ -23,8 +23,16 @@
 #                       the fully qualified form that the kubelet asks the CRI for when a pod
 #                       says NAME:TAG (containerd stores that annotation verbatim); the OCI
 #                       ref.name stays NAME:TAG
-#   OUT_DIR             where the archives go (default: target/images)
-#   SKIP_CARGO_BUILD=1  package the binaries already in target/release
+#   OUT_DIR             where the archives go (default: target/images, target/images/arm64
+#                       for ARCH=arm64)
+#   ARCH                amd64 (default) or arm64. On another machine architecture this is a
+#                       cross build: Rust's target aarch64-unknown-linux-gnu (or x86_64-...)
+#                       must be installed (rustup target add), and Debian's cross compiler and
+#                       C library (gcc-aarch64-linux-gnu libc6-dev-arm64-cross, installed when
+#                       missing) link it; the image gets that C library (images/rootfs.sh,
+#                       ROOTFS_SYSROOT). The release workflow builds both this way.
+#   SKIP_CARGO_BUILD=1  package the binaries already built (target/release, or
+#                       target/<rust target>/release for a cross build)
 #
 # stdout gets exactly one line per image, "ARCHIVE IMAGE_NAME"; progress goes to stderr.
 set -euo pipefail
@@ -35,8 +43,27 @@ cd "$ROOT"
 log() { printf '[images] %s\n' "$*" >&2; }
 t_start=$SECONDS
 
-# --- tools: umoci and jq from Debian, installed when missing ---------------------------------
+# --- architecture ----------------------------------------------------------------------------
+ARCH=${ARCH:-amd64}
+case $ARCH in
+  amd64) rust_target=x86_64-unknown-linux-gnu; gnu=x86_64-linux-gnu; deb_cross=amd64 ;;
+  arm64) rust_target=aarch64-unknown-linux-gnu; gnu=aarch64-linux-gnu; deb_cross=arm64 ;;
+  *) log "ARCH must be amd64 or arm64, not $ARCH"; exit 1 ;;
+esac
+case $(uname -m) in
+  x86_64) host_arch=amd64 ;;
+  aarch64 | arm64) host_arch=arm64 ;;
+  *) host_arch=$(uname -m) ;;
+esac
+cross=0
+[[ $ARCH == "$host_arch" ]] || cross=1
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+# --- tools: umoci and jq from Debian (and a cross toolchain), installed when missing ----------
 packages=(umoci jq tar gzip coreutils findutils libc-bin)
+if ((cross)); then
+  packages+=("gcc-$gnu" "libc6-dev-$deb_cross-cross" binutils)
+fi
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -65,15 +92,37 @@ fi
 export SOURCE_DATE_EPOCH
 IMAGE_PREFIX=${IMAGE_PREFIX:-hostrole/}
 CONTAINERD_DOMAIN=${CONTAINERD_DOMAIN:-}
-OUT_DIR=${OUT_DIR:-$ROOT/target/images}
+if [[ $ARCH == amd64 ]]; then
+  OUT_DIR=${OUT_DIR:-$ROOT/target/images}
+else
+  OUT_DIR=${OUT_DIR:-$ROOT/target/images/$ARCH}
+fi
 created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 # The same PATH as distroless; nothing but the entrypoint is in the image.
 image_path_env=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # --- binaries --------------------------------------------------------------------------------
-if [[ ${SKIP_CARGO_BUILD:-0} != 1 ]]; then
-  log "cargo build --release --locked (operator, agent)"
-  cargo build --release --locked -p hostrole-operator -p hostrole-agent >&2
+if ((cross)); then
+  bin_dir=$TARGET_DIR/$rust_target/release
+  export ROOTFS_SYSROOT=/usr/$gnu
+  if [[ ${SKIP_CARGO_BUILD:-0} != 1 ]]; then
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$rust_target"; then
+      log "Rust's $rust_target target is not installed: rustup target add $rust_target"
+      exit 1
+    fi
+    # The cross linker, and the C compiler for crates with C parts (ring).
+    target_env=${rust_target^^}
+    target_env=${target_env//-/_}
+    export "CARGO_TARGET_${target_env}_LINKER=${gnu}-gcc" "CC_${rust_target//-/_}=${gnu}-gcc"
+    log "cargo build --release --locked --target $rust_target (operator, agent)"
+    cargo build --release --locked --target "$rust_target" -p hostrole-operator -p hostrole-agent >&2
+  fi
+else
+  bin_dir=$TARGET_DIR/release
+  if [[ ${SKIP_CARGO_BUILD:-0} != 1 ]]; then
+    log "cargo build --release --locked (operator, agent)"
+    cargo build --release --locked -p hostrole-operator -p hostrole-agent >&2
+  fi
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/hostrole-images.XXXXXX")
@@ -89,7 +138,7 @@ tar_opts=(--format=gnu --sort=name "--mtime=@$SOURCE_DATE_EPOCH" --numeric-owner
 build_image() {
   local component=$1
   local bin_name=hostrole-$component
-  local bin=$ROOT/target/release/$bin_name
+  local bin=$bin_dir/$bin_name
   local name=$IMAGE_PREFIX$component:$VERSION
   local ctr_name=$name
   if [[ -n $CONTAINERD_DOMAIN ]]; then
@@ -118,7 +167,7 @@ build_image() {
     "$dir/layer.tar"
   umoci config --image "$layout:$name" \
     --created "$created" \
-    --architecture amd64 --os linux \
+    --architecture "$ARCH" --os linux \
     --config.user 65532:65532 \
     --config.entrypoint "/$bin_name" \
     --config.env "PATH=$image_path_env" \
@@ -147,4 +196,4 @@ build_image() {
 
 build_image operator
 build_image agent
-log "done in $((SECONDS - t_start))s (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH, $created)"
+log "done in $((SECONDS - t_start))s (linux/$ARCH, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH, $created)"

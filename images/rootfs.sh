@@ -11,6 +11,11 @@
 #   /etc/ssl/certs/ca-certificates.crt   the agent only: its clients may fetch https:// URLs
 # No shell; the operator gets no CA bundle (see docs/decisions.md, "Images"). With
 # SOURCE_DATE_EPOCH set, every mtime is set to it.
+# With ROOTFS_SYSROOT set (a cross build: e.g. /usr/aarch64-linux-gnu from Debian's
+# libc6-arm64-cross, for an arm64 binary built on amd64), ldd cannot run the binary: the loader
+# is the binary's PT_INTERP path, and its NEEDED libraries (and theirs) are taken from
+# $ROOTFS_SYSROOT/lib and laid out as Debian lays them out on that architecture,
+# /lib/<multiarch>/NAME (the directory glibc searches by default there).
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -28,20 +33,54 @@ install -m 0755 "$bin" "$dest/$(basename "$bin")"
 # Shared libraries: "name => /path (addr)" lines, plus the loader as "/path (addr)".
 # linux-vdso has no file. Each is copied (symlinks resolved) to the path ldd reports,
 # which the loader searches by default, so no ld.so.cache is needed.
-ldd_out=$(ldd "$bin")
-if grep -q 'not found' <<<"$ldd_out"; then
-  echo "rootfs.sh: unresolved libraries for $bin:" >&2
-  echo "$ldd_out" >&2
-  exit 1
+native_libs() {
+  local ldd_out
+  ldd_out=$(ldd "$bin")
+  if grep -q 'not found' <<<"$ldd_out"; then
+    echo "rootfs.sh: unresolved libraries for $bin:" >&2
+    echo "$ldd_out" >&2
+    exit 1
+  fi
+  mapfile -t libs < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$ldd_out")
+  if ((${#libs[@]} == 0)); then
+    echo "rootfs.sh: ldd found no libraries (a static binary needs no loader; check $bin)" >&2
+    exit 1
+  fi
+  for lib in "${libs[@]}"; do
+    install -D -m "$(stat -L -c %a "$lib")" "$lib" "$dest$lib"
+  done
+}
+
+# Cross: the loader from PT_INTERP, NEEDED names resolved in $ROOTFS_SYSROOT/lib, transitively.
+cross_libs() {
+  local sysroot=$ROOTFS_SYSROOT multiarch interp name file
+  [[ -d $sysroot/lib ]] || { echo "rootfs.sh: ROOTFS_SYSROOT=$sysroot has no lib/" >&2; exit 1; }
+  multiarch=$(basename "$sysroot")
+  interp=$(readelf -l "$bin" | sed -n 's/.*\[Requesting program interpreter: \(.*\)\]/\1/p')
+  [[ -n $interp ]] || { echo "rootfs.sh: $bin has no program interpreter (static?)" >&2; exit 1; }
+  [[ -e $sysroot/lib/$(basename "$interp") ]] || { echo "rootfs.sh: no $(basename "$interp") in $sysroot/lib" >&2; exit 1; }
+  install -D -m 0755 "$(readlink -f "$sysroot/lib/$(basename "$interp")")" "$dest$interp"
+  local -a todo=("$bin")
+  local -A seen=()
+  while ((${#todo[@]})); do
+    file=${todo[0]}
+    todo=("${todo[@]:1}")
+    for name in $(readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+      [[ -n ${seen[$name]:-} || $name == "$(basename "$interp")" ]] && continue
+      seen[$name]=1
+      [[ -e $sysroot/lib/$name ]] || { echo "rootfs.sh: $name (needed by $file) is not in $sysroot/lib" >&2; exit 1; }
+      install -D -m 0755 "$(readlink -f "$sysroot/lib/$name")" "$dest/lib/$multiarch/$name"
+      todo+=("$sysroot/lib/$name")
+    done
+  done
+  ((${#seen[@]})) || { echo "rootfs.sh: $bin needs no shared library (check it)" >&2; exit 1; }
+}
+
+if [[ -n ${ROOTFS_SYSROOT:-} ]]; then
+  cross_libs
+else
+  native_libs
 fi
-mapfile -t libs < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$ldd_out")
-if ((${#libs[@]} == 0)); then
-  echo "rootfs.sh: ldd found no libraries (a static binary needs no loader; check $bin)" >&2
-  exit 1
-fi
-for lib in "${libs[@]}"; do
-  install -D -m "$(stat -L -c %a "$lib")" "$lib" "$dest$lib"
-done
 
 cat >"$dest/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/sbin/nologin

@@ -9,12 +9,18 @@ set -euo pipefail
 # client, mutt its mail reader (Python's smtplib/imaplib/poplib come with python3); neomutt
 # (Fcc to an IMAP Sent folder) and isync (mbsync) sync folders with the mail role; dovecot-imapd
 # (its `imap` binary run preauthenticated, no daemon) reads and writes the same Maildir++ volume.
+# offlineimap3, getmail6 and fetchmail: real clients of the implicit-TLS ports (IMAPS, POP3S;
+# agent/tests/it/mail_tls.rs).
+# postfix, sasl2-bin (saslpasswd2): the mail role's smarthost test runs its own Postfix instance
+# (STARTTLS, Cyrus SASL AUTH) as the relay (agent/tests/it/mail_outbound.rs); no system instance
+# is configured or needed (debconf: "No configuration", so the package starts none).
 # chromium, chromium-driver, python3-selenium: the browser tests (agent/tests/it/peer_ui.rs, file_ui.rs, web_ui.rs).
 # litmus: the WebDAV compliance suite against the file role (agent/tests/it/litmus.rs); nginx with
 # libnginx-mod-http-dav-ext: the same run against nginx's DAV module, printed for comparison.
+# shellcheck: actionlint (operator/tests/release.rs) checks the workflows' run: scripts with it.
 packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver davfs2 swaks libnet-ssleay-perl mutt
-  neomutt isync dovecot-imapd
-  chromium chromium-driver python3-selenium litmus nginx libnginx-mod-http-dav-ext)
+  neomutt isync dovecot-imapd offlineimap3 getmail6 fetchmail postfix sasl2-bin
+  chromium chromium-driver python3-selenium litmus nginx libnginx-mod-http-dav-ext shellcheck)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -26,6 +32,8 @@ if ((${#missing[@]})); then
   fi
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Postfix asks what to configure: nothing (the tests write their own main.cf).
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
@@ -37,8 +45,10 @@ fi
 for tool in cargo rustfmt cargo-clippy; do
   command -v "$tool" >/dev/null || { echo "missing $tool: install Rust 1.95 with rustfmt and clippy" >&2; exit 1; }
 done
-# Go builds the local control plane (e2e/cluster/build.sh) and h2spec for the web role's HTTP/2
-# test (agent/tests/tools/h2spec/build.sh, run by that test); only needed when their cache is cold.
+# Go builds the local control plane (e2e/cluster/build.sh), h2spec for the web role's HTTP/2
+# test (agent/tests/tools/h2spec/build.sh, run by that test) and actionlint for the workflow check
+# (scripts/tools/actionlint/build.sh, run by operator/tests/release.rs); only needed when their
+# cache is cold.
 if ! command -v go >/dev/null && [[ ! -x /usr/local/go/bin/go ]]; then
-  echo "note: no Go toolchain; e2e/cluster/build.sh and agent/tests/tools/h2spec/build.sh need Go >= 1.26 unless ~/.cache/hostrole holds the binaries" >&2
+  echo "note: no Go toolchain; e2e/cluster/build.sh, agent/tests/tools/h2spec/build.sh and scripts/tools/actionlint/build.sh need Go >= 1.26 unless ~/.cache/hostrole holds the binaries" >&2
 fi

@@ -101,7 +101,8 @@ pub struct ObjectUse {
 /// Every Secret and ConfigMap of its namespace a HostRole names (item 4's rule covers each):
 /// `servers.web.site.configMap`, `servers.{file,mail}.users.secret`, `servers.*.tls` (its
 /// Secret, or the one cert-manager fills for `issuerRef`),
-/// `clients[].credentials.secret`. (A peer network's Secret has its own label, not this one.)
+/// `servers.mail.outbound.relay.{credentials.secret,caSecret}`,
+/// `clients[].credentials.secret`, `clients[].to.credentials.secret`. (A peer network's Secret has its own label, not this one.)
 pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
     let mut uses = Vec::new();
     let mut add = |field: String, kind, name: &str| {
@@ -169,12 +170,40 @@ pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
             );
         }
     }
+    if let Some(relay) = servers
+        .mail
+        .as_ref()
+        .and_then(|m| m.outbound.as_ref())
+        .and_then(|o| o.relay.as_ref())
+    {
+        if let Some(credentials) = &relay.credentials {
+            add(
+                "spec.servers.mail.outbound.relay.credentials.secret".into(),
+                ObjectKind::Secret,
+                &credentials.secret,
+            );
+        }
+        if let Some(ca) = &relay.ca_secret {
+            add(
+                "spec.servers.mail.outbound.relay.caSecret".into(),
+                ObjectKind::Secret,
+                ca,
+            );
+        }
+    }
     for (i, client) in hr.spec.clients.iter().enumerate() {
         if let Some(credentials) = &client.credentials {
             add(
                 format!("spec.clients[{i}].credentials.secret"),
                 ObjectKind::Secret,
                 &credentials.secret,
+            );
+        }
+        if let Some(to) = &client.to {
+            add(
+                format!("spec.clients[{i}].to.credentials.secret"),
+                ObjectKind::Secret,
+                &to.credentials.secret,
             );
         }
     }

@@ -6,22 +6,24 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::rules;
 
-/// A HostRole declares one logical host (or `replicas` identical hosts) and the roles it plays:
-/// the server software it runs, the client software it uses, and whether it is a peer.
+/// What a HostRole asks for: its hosts' servers, clients, peer network, placement, who may use
+/// it and how it is reached from outside the cluster.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "hostrole.dev",
     version = "v1alpha1",
     kind = "HostRole",
+    doc = "A HostRole declares one logical host (or `replicas` identical hosts) and the roles it plays: the servers it runs (web, file, mail, index), the clients it uses against other hosts, and whether it is a peer of a peer-to-peer network. The operator runs each host as a pod of a StatefulSet, with a Service and a volume per host where a role keeps data, and reports in status whether every role serves. The same manifest runs on a machine without Kubernetes with `hostrole-agent up`.",
     plural = "hostroles",
     namespaced,
     shortname = "hrole",
@@ -40,6 +42,7 @@ use crate::rules;
     validation = rules::name_not_reserved()
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = schemars::transform::RecursiveTransform(unwrap_description))]
 #[x_kube(
     validation = rules::at_least_one_role(),
     validation = rules::unique_ports(),
@@ -57,9 +60,11 @@ pub struct HostRoleSpec {
     #[serde(default)]
     pub servers: Servers,
 
-    /// Client software this host runs, one entry per service it uses.
+    /// Client software this host runs, one entry per service it uses. Order matters: a client
+    /// is named after its service and position (`mail-1`), so the list is replaced as a whole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Atomic)]
     pub clients: Vec<ClientSpec>,
 
     /// Makes every host a peer of a peer-to-peer network: client and server at once.
@@ -84,6 +89,30 @@ pub struct HostRoleSpec {
     /// roles named, its names outside, and Gateway API routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expose: Option<Expose>,
+}
+
+/// Doc comments wrap at 100 columns and `kubectl explain` wraps again, so a line break kept
+/// inside a paragraph shows as a ragged line. Descriptions keep paragraph breaks (blank lines)
+/// only. (Applied to spec and status with `RecursiveTransform`, so to every field below them.)
+fn unwrap_description(schema: &mut schemars::Schema) {
+    let Some(text) = schema
+        .get("description")
+        .and_then(serde_json::Value::as_str)
+    else {
+        return;
+    };
+    let unwrapped = text
+        .split("\n\n")
+        .map(|paragraph| {
+            paragraph
+                .split('\n')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    schema.insert("description".into(), unwrapped.into());
 }
 
 fn default_replicas() -> i32 {
@@ -222,7 +251,7 @@ fn default_file_port() -> i32 {
     8081
 }
 
-/// Access granted to clients that do not authenticate.
+/// What clients that do not log in may do: `None` (the default), `ReadOnly` or `ReadWrite`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AnonymousAccess {
     /// No anonymous access.
@@ -271,7 +300,8 @@ pub struct MailServer {
     #[serde(default = "default_pop3_port")]
     #[schemars(range(min = 1024, max = 65535))]
     pub pop3_port: i32,
-    /// Mail domains this host receives for.
+    /// Mail domains this host receives for, each once. Clients of this host send their test
+    /// mail to the first.
     #[schemars(
         length(min = 1, max = 16),
         inner(
@@ -279,6 +309,7 @@ pub struct MailServer {
             regex(pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
         )
     )]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
     pub domains: Vec<String>,
     /// Mailbox owners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -298,10 +329,32 @@ pub struct MailServer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = rules::byte_size())]
     pub mailbox_quota: Option<Quantity>,
-    /// TLS certificate for STARTTLS: a `kubernetes.io/tls` Secret, or one cert-manager issues
-    /// (`issuerRef`).
+    /// TLS certificate for STARTTLS and the implicit-TLS ports (`imapsPort`, `pop3sPort`,
+    /// `submissionsPort`): a `kubernetes.io/tls` Secret, or one cert-manager issues
+    /// (`issuerRef`). A renewed certificate is served without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+    /// IMAP over implicit TLS (IMAPS, RFC 8314; 993 on a root server). Served only with `tls`.
+    #[serde(default = "default_imaps_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub imaps_port: i32,
+    /// POP3 over implicit TLS (POP3S; 995 on a root server). Served only with `tls`.
+    #[serde(default = "default_pop3s_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub pop3s_port: i32,
+    /// Submission over implicit TLS (`submissions`, RFC 8314; 465 on a root server). Served
+    /// only with `tls`.
+    #[serde(default = "default_submissions_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub submissions_port: i32,
+    /// Whether users may log in with their password on a connection without TLS (SMTP AUTH,
+    /// IMAP LOGIN, POP3 USER/PASS): anyone on the path reads it. Default false: without TLS,
+    /// submission refuses AUTH (`538 5.7.11`), IMAP says LOGINDISABLED and POP3 `-ERR [AUTH]`;
+    /// with `tls`, clients log in after STARTTLS or on the implicit-TLS ports. Exception: a
+    /// standalone host (`hostrole-agent up`) without `tls` bound to a loopback address defaults
+    /// to true, since its passwords never leave the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_plaintext_auth: Option<bool>,
     /// The user who receives mail for `postmaster@` every domain (RFC 5321 section 4.5.1).
     /// Default: a user named `postmaster`, else the first user in name order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,6 +363,82 @@ pub struct MailServer {
         regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
     )]
     pub postmaster: Option<String>,
+    /// Mail to other domains, sent for authenticated users of the submission port. Domains that
+    /// another HostRole of the cluster (standalone: of the manifest) serves go straight to its
+    /// SMTP port; the rest through `relay`, or to the domain's MX hosts when there is none.
+    /// Accepted mail waits in a queue on the mail volume and is retried; the sender gets a
+    /// bounce (a delivery status notification) when it cannot be delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<MailOutbound>,
+}
+
+/// How a mail host sends mail to other domains.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MailOutbound {
+    /// A smarthost for every domain no HostRole serves (e.g. your provider's submission
+    /// server); MX lookups when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<MailRelay>,
+    /// First retry after a temporary failure; each next wait doubles up to
+    /// `maxRetryInterval`. Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::duration("1s", "24h"))]
+    pub retry_interval: Option<String>,
+    /// Longest wait between two tries. Default 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::duration("1s", "24h"))]
+    pub max_retry_interval: Option<String>,
+    /// How long a message may wait before the sender gets a bounce. Default 120h (5 days,
+    /// RFC 5321 section 4.5.4.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::duration("1m", "720h"))]
+    pub queue_lifetime: Option<String>,
+}
+
+/// A smarthost the mail host sends through.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::relay_credentials_need_tls())]
+pub struct MailRelay {
+    /// Its DNS name or address.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9.:]*[A-Za-z0-9])?$")
+    )]
+    pub host: String,
+    /// The relay's port. Default 587 (465 with `tls: TLS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// `StartTLS` (default) or `TLS` (from the first byte), the relay's certificate verified
+    /// either way; `None` only for a relay on a network you trust, and then without
+    /// credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RelayTls>,
+    /// A `kubernetes.io/basic-auth` Secret (`username`, `password`), labelled
+    /// `hostrole.dev/use: "true"`, to log in to the relay with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<SecretRef>,
+    /// A Secret whose `ca.crt` holds the CAs the relay's certificate must chain to (a private
+    /// CA); the system's roots when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub ca_secret: Option<String>,
+}
+
+/// TLS towards a relay.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayTls {
+    StartTLS,
+    TLS,
+    None,
 }
 
 fn default_smtp_port() -> i32 {
@@ -323,6 +452,27 @@ fn default_imap_port() -> i32 {
 }
 fn default_pop3_port() -> i32 {
     1110
+}
+fn default_imaps_port() -> i32 {
+    1993
+}
+fn default_pop3s_port() -> i32 {
+    1995
+}
+fn default_submissions_port() -> i32 {
+    2465
+}
+
+impl MailServer {
+    /// The implicit-TLS ports (RFC 8314), named as in Services and containers; served only
+    /// when `tls` is set.
+    pub fn implicit_tls_ports(&self) -> [(&'static str, i32); 3] {
+        [
+            ("imaps", self.imaps_port),
+            ("pop3s", self.pop3s_port),
+            ("submissions", self.submissions_port),
+        ]
+    }
 }
 
 /// The index role: the directory of a hybrid peer-to-peer network.
@@ -508,7 +658,8 @@ pub struct Expose {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_traffic_policy: Option<TrafficPolicy>,
     /// Fixed node ports by port name (`web`, `web-redirect`, `webdav`, `smtp`, `submission`,
-    /// `imap`, `pop3`, `index`), e.g. `{web: 30443}`; others are allocated by the cluster.
+    /// `imap`, `pop3`, `imaps`, `pop3s`, `submissions`, `index`), e.g. `{web: 30443}`; others
+    /// are allocated by the cluster.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend(
         "maxProperties" = 8,
@@ -533,7 +684,8 @@ pub struct Expose {
     /// Gateway API routes to the exposed roles: an `HTTPRoute` `<name>-<role>` for web and
     /// file (with `hostnames`), a `TCPRoute` `<name>-<port>` for each mail port (the Gateway's
     /// TCP listener of that port must be named after it: `smtp`, `submission`, `imap`,
-    /// `pop3`). Created when the Gateway API CRDs are installed.
+    /// `pop3`, and with `tls` `imaps`, `pop3s`, `submissions`, passed through as TCP: the mail
+    /// role ends TLS itself). Created when the Gateway API CRDs are installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewayRoutes>,
 }
@@ -588,11 +740,12 @@ impl ExposedRole {
 }
 
 /// Where the Gateway API routes attach.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayRoutes {
     /// The Gateways (or their listeners) the routes attach to.
     #[schemars(length(min = 1, max = 8))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Atomic)]
     pub parent_refs: Vec<GatewayParentRef>,
 }
 
@@ -632,7 +785,8 @@ pub struct Endpoint {
     /// A URL to paste into a browser or client, e.g. `https://www.example.lan/` or
     /// `imap://office.lan.svc:1143`.
     pub url: String,
-    /// `external` (from outside the cluster) or `cluster` (from its pods).
+    /// `External` (from outside the cluster) or `Cluster` (from its pods).
+    #[schemars(extend("enum" = ["External", "Cluster"]))]
     pub scope: String,
 }
 
@@ -671,6 +825,7 @@ impl ClientService {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = rules::client_target_exactly_one())]
+#[x_kube(validation = rules::client_to_needs_a_mail_sender())]
 pub struct ClientSpec {
     /// Which service the client uses.
     pub service: ClientService,
@@ -706,6 +861,27 @@ pub struct ClientSpec {
     /// Credentials the client logs in with (file and mail).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<SecretRef>,
+    /// Mail: probe the way between two mail hosts. The client logs in to `server`'s submission
+    /// port with `credentials`, sends to the mailbox of `to.credentials` on `to.server`, and
+    /// reads it back there over IMAP; its delivery time is the whole trip (the sender's
+    /// queue, its route, the other host's SMTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<MailProbeTo>,
+}
+
+/// The receiving end of a cross-host mail probe.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MailProbeTo {
+    /// A HostRole with a mail server: `name` (same namespace) or `namespace/name`.
+    #[schemars(
+        length(min = 1, max = 127),
+        regex(pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub server: String,
+    /// The receiving mailbox's login (a `kubernetes.io/basic-auth` Secret labelled
+    /// `hostrole.dev/use: "true"`).
+    pub credentials: SecretRef,
 }
 
 /// What a web client expects of the answer.
@@ -746,6 +922,7 @@ pub struct PeerSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 3, max = 255)))]
     #[x_kube(validation = rules::host_port_list())]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Atomic)]
     pub seeds: Vec<String>,
     /// Port of the peer protocol.
     #[serde(default = "default_peer_port")]
@@ -760,6 +937,7 @@ pub struct PeerSpec {
     /// Resources to fetch unattended (by name or content hash).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Atomic)]
     pub fetch: Vec<String>,
     /// Fetch everything the network shares (for unattended mirror hosts).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -809,11 +987,13 @@ pub struct HostTemplate {
     /// Node labels the hosts must run on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<BTreeMap<String, String>>,
-    /// CPU and memory of the agent container.
+    /// CPU and memory of the agent container, as in a container's `resources`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
-    /// Taints the hosts tolerate.
+    /// Taints the hosts tolerate, as in a pod's `tolerations`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Atomic)]
     pub tolerations: Option<Vec<Toleration>>,
     /// Priority class of the host pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -839,6 +1019,129 @@ pub struct HostTemplate {
     /// Default: both `Retain` (data outlives its hosts; delete the claims by hand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistent_volume_claim_retention_policy: Option<ClaimRetentionPolicy>,
+    /// How the hosts spread over the cluster (the pods' `topologySpreadConstraints`). Absent:
+    /// with two or more hosts, as evenly as the scheduler can over nodes
+    /// (`kubernetes.io/hostname`), never keeping a host from being scheduled
+    /// (`ScheduleAnyway`). Zones are left out of the default because the scheduler ignores
+    /// nodes without a constraint's key: add `topology.kubernetes.io/zone` here where nodes
+    /// carry it. A constraint without `labelSelector` counts this HostRole's hosts. `[]`: no
+    /// spreading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "topology_spread_schema")]
+    pub topology_spread: Option<Vec<TopologySpreadConstraint>>,
+    /// Voluntary disruptions (node drains, cluster upgrades) of the hosts: a
+    /// PodDisruptionBudget. Absent: at most one host down at a time with two or more hosts, and
+    /// no budget for a single host (it would block every drain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruption_budget: Option<DisruptionBudget>,
+}
+
+/// How many hosts a voluntary disruption may take down at once.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DisruptionBudget {
+    /// Hosts that may be down at once: a number (`1`) or a percentage of `replicas` (`25%`).
+    /// `0` blocks every voluntary eviction (drains wait until it changes).
+    #[x_kube(validation = rules::count_or_percentage())]
+    pub max_unavailable: IntOrString,
+}
+
+/// `template.resources`: a container's `ResourceRequirements`, with the list type Kubernetes
+/// gives `claims` (a map by `name`) that k8s-openapi's schema leaves out.
+fn resources_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<ResourceRequirements>();
+    if let Some(claims) = schema
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("claims"))
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        claims.insert("x-kubernetes-list-type".into(), "map".into());
+        claims.insert(
+            "x-kubernetes-list-map-keys".into(),
+            serde_json::json!(["name"]),
+        );
+    }
+    schema
+}
+
+/// `template.topologySpread`: at most 8 of Kubernetes' `topologySpreadConstraints`, with the
+/// list types Kubernetes gives them (a map by `topologyKey` and `whenUnsatisfiable`; the lists
+/// inside atomic) that k8s-openapi's schema leaves out.
+fn topology_spread_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    fn atomic_lists(value: &mut serde_json::Value) {
+        if let Some(object) = value.as_object_mut() {
+            if object.get("type") == Some(&"array".into())
+                && !object.contains_key("x-kubernetes-list-type")
+            {
+                object.insert("x-kubernetes-list-type".into(), "atomic".into());
+            }
+            object.values_mut().for_each(atomic_lists);
+        }
+    }
+    let mut item = generator
+        .subschema_for::<TopologySpreadConstraint>()
+        .to_value();
+    atomic_lists(&mut item);
+    let mut schema = schemars::json_schema!({
+        "type": "array",
+        "maxItems": 8,
+        "items": item,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["topologyKey", "whenUnsatisfiable"],
+    });
+    schema.insert("nullable".into(), true.into());
+    schema
+}
+
+/// `status.conditions`: `metav1.Condition` as Kubernetes declares it (k8s-openapi's schema has
+/// none of its validations): `status` one of `True`, `False`, `Unknown`, `type` and `reason`
+/// CamelCase identifiers, `lastTransitionTime` a date-time. The JSON is the same.
+fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": 16,
+        "items": {
+            "description": "One aspect of the HostRole's state, as every Kubernetes object reports conditions.",
+            "type": "object",
+            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            "properties": {
+                "type": {
+                    "description": "What the condition is about, in CamelCase: Ready, Progressing, Degraded or ClientsHealthy.",
+                    "type": "string",
+                    "maxLength": 316,
+                    "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+                },
+                "status": {
+                    "description": "Whether the condition holds: True, False, or Unknown when the operator cannot tell.",
+                    "type": "string",
+                    "enum": ["True", "False", "Unknown"]
+                },
+                "observedGeneration": {
+                    "description": "The metadata.generation of the HostRole this condition was judged on; older than metadata.generation means the condition may be out of date.",
+                    "type": "integer",
+                    "format": "int64",
+                    "minimum": 0
+                },
+                "lastTransitionTime": {
+                    "description": "When the status last changed (RFC 3339).",
+                    "type": "string",
+                    "format": "date-time"
+                },
+                "reason": {
+                    "description": "Why the condition has its status, as a CamelCase word programs can match, e.g. HostsNotReady.",
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 1024,
+                    "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+                },
+                "message": {
+                    "description": "What the reason means here, for people; may be empty.",
+                    "type": "string",
+                    "maxLength": 32768
+                }
+            }
+        }
+    })
 }
 
 /// A pull secret for the agent image.
@@ -928,6 +1231,7 @@ pub struct NamespaceSelector {
     /// Requirements on the namespace's labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Atomic)]
     pub match_expressions: Vec<NamespaceRequirement>,
 }
 
@@ -944,6 +1248,7 @@ pub struct NamespaceRequirement {
         )
     )]
     pub key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
     pub operator: SelectorOperator,
     /// The values for `In` and `NotIn` (at least one); none for `Exists` and `DoesNotExist`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -954,6 +1259,7 @@ pub struct NamespaceRequirement {
             regex(pattern = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
         )
     )]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Atomic)]
     pub values: Vec<String>,
 }
 
@@ -973,6 +1279,7 @@ pub enum SelectorOperator {
 /// What the operator observed of a HostRole.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = schemars::transform::RecursiveTransform(unwrap_description))]
 pub struct HostRoleStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -989,12 +1296,16 @@ pub struct HostRoleStatus {
     /// Label selector of the host pods (for the scale subresource).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub selector: String,
-    /// `Ready`, `Progressing`, `Degraded` (and `ClientsHealthy` once clients are served).
+    /// The latest observations of the HostRole's state, one per type: `Ready` (every host
+    /// serves every role), `Progressing` (a change is rolling out), `Degraded` (a host fails)
+    /// and `ClientsHealthy` (every client's last run succeeded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
-    /// One entry per host.
+    /// One entry per host, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub hosts: Vec<HostStatus>,
     /// Healthy client results over declared ones, over every host (`3/4`; for `kubectl get`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -1006,16 +1317,18 @@ pub struct HostRoleStatus {
     /// LoadBalancer's address, a node's for a NodePort, `spec.expose.hostnames`), then from
     /// inside it (the Service's DNS name). `https` where the role has TLS.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Atomic)]
     pub endpoints: Vec<Endpoint>,
 }
 
 /// A peer-to-peer network as the operator sees it.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkStatus {
     /// The network's name.
     pub name: String,
-    /// `hybrid` (an index keeps the directory) or `decentralized`.
+    /// `Hybrid` (an index keeps the directory) or `Decentralized`.
+    #[schemars(extend("enum" = ["Hybrid", "Decentralized"]))]
     pub mode: String,
     /// Hybrid: the index HostRole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1026,6 +1339,7 @@ pub struct NetworkStatus {
     pub service: String,
     /// Every host of every HostRole in the network, with whether it is ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub peers: Vec<NetworkPeer>,
 }
 
@@ -1037,11 +1351,12 @@ pub struct NetworkPeer {
     pub name: String,
     /// Its HostRole.
     pub host_role: String,
+    /// Whether the peer's host serves.
     pub ready: bool,
 }
 
 /// What one host is doing.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct HostStatus {
     /// The host's name (its pod's name).
@@ -1051,9 +1366,19 @@ pub struct HostStatus {
     /// The state of each server role on this host.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, RoleState>,
-    /// Results of this host's clients.
+    /// Results of this host's clients, in the order of `spec.clients`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Atomic)]
     pub clients: Vec<ClientStatus>,
+    /// Why the host does not serve every role, while it does not (CamelCase): `NoPod`,
+    /// `Scheduling`, `Unschedulable`, `VolumeNotBound`, `ImagePullFailed`,
+    /// `ContainerConfigError`, `CrashLooping`, `PodFailed`, `Starting` or `RoleNotReady`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What the reason means for this host, with what the cluster said (the scheduler's
+    /// message, the image pull error, the agent's last words) and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The state of one role on one host.
@@ -1091,6 +1416,7 @@ pub struct ClientStatus {
     pub last_error: String,
     /// When the client last succeeded (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub last_success: Option<String>,
 }
 
@@ -1136,6 +1462,10 @@ impl HostRoleSpec {
             ports.push(("submission", mail.submission_port));
             ports.push(("imap", mail.imap_port));
             ports.push(("pop3", mail.pop3_port));
+            // The implicit-TLS ports: only with a certificate.
+            if mail.tls.is_some() {
+                ports.extend(mail.implicit_tls_ports());
+            }
         }
         if let Some(index) = &s.index {
             ports.push(("index", index.port));

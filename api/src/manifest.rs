@@ -1,5 +1,6 @@
 //! Reading a HostRole manifest without a cluster, judged the way the API server judges it:
-//! unknown fields, the OpenAPI schema (ranges, patterns, lengths) and the CEL rules.
+//! unknown fields, the OpenAPI schema (ranges, patterns, lengths), the list types (no duplicate
+//! in a `set`, no duplicate key in a `map`) and the CEL rules.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -164,7 +165,12 @@ fn from_value(value: Value, origin: &str) -> Result<HostRole, ManifestError> {
 pub fn validate(hostrole: &HostRole) -> Vec<String> {
     let mut problems = Vec::new();
     match serde_json::to_value(hostrole) {
-        Ok(value) => problems.extend(schema_problems(&value)),
+        Ok(value) => {
+            problems.extend(schema_problems(&value));
+            if let Some(schema) = open_api_schema() {
+                list_type_problems(schema, &value, "", &mut problems);
+            }
+        }
         Err(e) => problems.push(format!("cannot serialize the HostRole: {e}")),
     }
     if let Err(errors) = hostrole.validate_cel() {
@@ -188,6 +194,86 @@ fn schema_problems(value: &Value) -> Vec<String> {
             })
             .collect(),
         Err(e) => vec![e.clone()],
+    }
+}
+
+/// The CRD's `openAPIV3Schema` as JSON (generated once).
+fn open_api_schema() -> Option<&'static Value> {
+    static SCHEMA: OnceLock<Option<Value>> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let crd = HostRole::crd();
+            let schema = crd
+                .spec
+                .versions
+                .first()
+                .and_then(|v| v.schema.as_ref())
+                .and_then(|s| s.open_api_v3_schema.as_ref())?;
+            serde_json::to_value(schema).ok()
+        })
+        .as_ref()
+}
+
+/// What JSON Schema leaves to the API server: `x-kubernetes-list-type: set` lists hold each
+/// value once, `map` lists each key once. Reported as the API server does:
+/// `spec.servers.mail.domains[1]: Duplicate value: "office.lan"`.
+fn list_type_problems(schema: &Value, value: &Value, path: &str, problems: &mut Vec<String>) {
+    match value {
+        Value::Object(fields) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            for (name, field) in fields {
+                let child = properties
+                    .and_then(|p| p.get(name))
+                    .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
+                if let Some(child) = child {
+                    let child_path = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    list_type_problems(child, field, &child_path, problems);
+                }
+            }
+        }
+        Value::Array(items) => {
+            let keys: Option<Vec<&str>> =
+                match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
+                    Some("set") => Some(Vec::new()),
+                    Some("map") => Some(
+                        schema
+                            .get("x-kubernetes-list-map-keys")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .collect(),
+                    ),
+                    _ => None,
+                };
+            let mut seen = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                if let Some(keys) = &keys {
+                    let key = if keys.is_empty() {
+                        item.clone()
+                    } else {
+                        Value::Object(
+                            keys.iter()
+                                .map(|k| (k.to_string(), item.get(*k).cloned().unwrap_or_default()))
+                                .collect(),
+                        )
+                    };
+                    if seen.contains(&key) {
+                        problems.push(format!("{path}[{i}]: Duplicate value: {key}"));
+                    } else {
+                        seen.push(key);
+                    }
+                }
+                if let Some(item_schema) = schema.get("items") {
+                    list_type_problems(item_schema, item, &format!("{path}[{i}]"), problems);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

@@ -15,15 +15,17 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use hostrole_config::{
-    AgentConfig, ClientConfig, ClientTarget, FileRoleConfig, IndexRoleConfig, MailRoleConfig,
-    MailTarget, PeerRoleConfig, TlsFiles, WebRoleConfig,
+    AgentConfig, ClientConfig, ClientTarget, DEFAULT_MAX_RETRY_SECONDS,
+    DEFAULT_QUEUE_LIFETIME_SECONDS, DEFAULT_RETRY_SECONDS, FileRoleConfig, IndexRoleConfig,
+    MailReadBack, MailRelay as MailRelayConfig, MailRoleConfig, MailRoute, MailTarget,
+    OutboundConfig, PeerRoleConfig, RelayTls as RelayTlsConfig, TlsFiles, WebRoleConfig,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::access::{self, ObjectKind, USE_LABEL, USE_LABEL_VALUE};
 use crate::hostrole::{
-    AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, SiteFile, Tls,
-    UsersRef, certificate_name,
+    AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, MailServer,
+    SiteFile, Tls, UsersRef, certificate_name,
 };
 use crate::quantity::parse_bytes;
 use crate::rules::ADMIN_PORT;
@@ -39,6 +41,10 @@ pub const TLS_KEY_KEY: &str = "tls.key";
 /// Keys of a `kubernetes.io/basic-auth` Secret a client logs in with.
 pub const USERNAME_KEY: &str = "username";
 pub const PASSWORD_KEY: &str = "password";
+/// The keys of a login Secret.
+const LOGIN_KEYS: [&str; 2] = [USERNAME_KEY, PASSWORD_KEY];
+/// Key of the CA bundle in a Secret cert-manager (or its owner) fills.
+pub const CA_KEY: &str = "ca.crt";
 
 /// Connections a role serves at once when the manifest does not say.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -167,6 +173,10 @@ pub enum Location {
     Network,
     /// A client's credentials (`<dir>/{username,password}`).
     ClientCredentials(String),
+    /// The mail relay's credentials (`<dir>/{username,password}`).
+    RelayCredentials,
+    /// The CAs the mail relay's certificate chains to (`<dir>/ca.crt`).
+    RelayCa,
 }
 
 impl Location {
@@ -193,6 +203,8 @@ impl Location {
             Location::Networks => "networks".into(),
             Location::Network => "network".into(),
             Location::ClientCredentials(name) => Path::new("clients").join(name),
+            Location::RelayCredentials => Path::new("relay").join("credentials"),
+            Location::RelayCa => Path::new("relay").join("ca"),
         }
     }
 }
@@ -829,6 +841,15 @@ impl Renderer<'_> {
         )];
         let users_file = self.users("mail", mail.users.as_ref(), &mut mounts, problems)?;
         let tls = tls.map(|m| self.tls_mount(m, &mut mounts));
+        let outbound = self.outbound(mail, &mut mounts, problems)?;
+        // RFC 8314's implicit-TLS ports need the certificate.
+        let implicit = |port: i32| tls.is_some().then_some(port as u16);
+        // Passwords in the clear only when the manifest says so, or on a standalone host without
+        // a certificate whose listeners are on loopback (nobody else can read them there). With
+        // a certificate, clients log in over TLS.
+        let allow_plaintext_auth = mail
+            .allow_plaintext_auth
+            .unwrap_or_else(|| tls.is_none() && self.local().is_some_and(|l| l.bind.is_loopback()));
         let config = MailRoleConfig {
             hostname: self.name.to_string(),
             smtp_port: mail.smtp_port as u16,
@@ -840,21 +861,205 @@ impl Renderer<'_> {
             users_file,
             max_message_bytes,
             mailbox_quota_bytes: Some(mailbox_quota_bytes),
+            imaps_port: implicit(mail.imaps_port),
+            pop3s_port: implicit(mail.pop3s_port),
+            submissions_port: implicit(mail.submissions_port),
+            allow_plaintext_auth,
             tls,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             postmaster: mail.postmaster.clone(),
+            outbound: Some(outbound),
         };
+        let mut ports = vec![
+            ("smtp", config.smtp_port),
+            ("submission", config.submission_port),
+            ("imap", config.imap_port),
+            ("pop3", config.pop3_port),
+        ];
+        ports.extend(
+            [
+                ("imaps", config.imaps_port),
+                ("pop3s", config.pop3s_port),
+                ("submissions", config.submissions_port),
+            ]
+            .into_iter()
+            .filter_map(|(name, port)| Some((name, port?))),
+        );
         roles.push(RolePlan {
             role: "mail",
-            ports: vec![
-                ("smtp", config.smtp_port),
-                ("submission", config.submission_port),
-                ("imap", config.imap_port),
-                ("pop3", config.pop3_port),
-            ],
+            ports,
             mounts,
         });
         Ok(Some(config))
+    }
+
+    /// Where the mail role sends mail for other domains: a route to every domain another
+    /// HostRole of its own namespace serves (standalone, of the manifest), the relay, and the
+    /// queue's timings. A domain two
+    /// HostRoles claim goes to the first by namespace and name; the host's own domains stay
+    /// local.
+    fn outbound(
+        &self,
+        mail: &MailServer,
+        mounts: &mut Vec<Mount>,
+        problems: &mut Vec<Problem>,
+    ) -> Result<OutboundConfig, RenderError> {
+        let own_ns = self.namespace();
+        let own_domains: BTreeSet<String> = mail.domains.iter().map(|d| mail_domain(d)).collect();
+        let mut servers: Vec<(&str, &str, &HostRole)> = self
+            .others
+            .each()
+            .filter_map(|(ns, hr)| Some((ns, hr.metadata.name.as_deref()?, hr)))
+            .filter(|(ns, name, _)| !(*ns == own_ns && *name == self.name))
+            .filter(|(_, _, hr)| hr.spec.servers.mail.is_some())
+            // Only the own namespace: a domain is a claim, and a HostRole of another namespace
+            // (even one that admits everyone) must not draw this host's mail for a domain it
+            // says it serves. Their mail goes by MX or the relay, as anyone else's.
+            .filter(|(ns, _, _)| *ns == own_ns)
+            .collect();
+        servers.sort_by_key(|(ns, name, _)| (*ns, *name));
+        let mut routes: BTreeMap<String, MailRoute> = BTreeMap::new();
+        for (ns, name, hr) in servers {
+            let Some(theirs) = &hr.spec.servers.mail else {
+                continue;
+            };
+            for domain in theirs.domains.iter().map(|d| mail_domain(d)) {
+                if own_domains.contains(&domain) || routes.contains_key(&domain) {
+                    continue;
+                }
+                routes.insert(
+                    domain.clone(),
+                    MailRoute {
+                        domain,
+                        host: self.host_of(ns, name),
+                        port: theirs.smtp_port as u16,
+                    },
+                );
+            }
+        }
+        let settings = mail.outbound.clone().unwrap_or_default();
+        let seconds = |field: &'static str, text: &Option<String>, default: u64| match text {
+            None => Ok(default),
+            Some(value) => crate::duration::parse(value)
+                .map(|d| d.as_secs().max(1))
+                .ok_or_else(|| RenderError::Duration {
+                    field: field.to_string(),
+                    value: value.clone(),
+                }),
+        };
+        let retry_seconds = seconds(
+            "spec.servers.mail.outbound.retryInterval",
+            &settings.retry_interval,
+            DEFAULT_RETRY_SECONDS,
+        )?;
+        let max_retry_seconds = seconds(
+            "spec.servers.mail.outbound.maxRetryInterval",
+            &settings.max_retry_interval,
+            DEFAULT_MAX_RETRY_SECONDS.max(retry_seconds),
+        )?;
+        if max_retry_seconds < retry_seconds {
+            return Err(RenderError::Inconsistent {
+                field: "spec.servers.mail.outbound.maxRetryInterval",
+                why: format!(
+                    "{max_retry_seconds}s is shorter than the first retry ({retry_seconds}s)"
+                ),
+                fix: "raise maxRetryInterval to at least retryInterval",
+            });
+        }
+        let lifetime_seconds = seconds(
+            "spec.servers.mail.outbound.queueLifetime",
+            &settings.queue_lifetime,
+            DEFAULT_QUEUE_LIFETIME_SECONDS,
+        )?;
+        let relay = match &settings.relay {
+            Some(relay) => self.relay(relay, mounts, problems),
+            None => None,
+        };
+        Ok(OutboundConfig {
+            routes: routes.into_values().collect(),
+            relay,
+            retry_seconds,
+            max_retry_seconds,
+            lifetime_seconds,
+        })
+    }
+
+    /// The relay as the agent reaches it, with its Secrets mounted. `None` (and a problem) when
+    /// one of them may not be used: the host then sends only to the cluster's own domains and
+    /// MX hosts rather than to the relay without its login.
+    fn relay(
+        &self,
+        relay: &crate::hostrole::MailRelay,
+        mounts: &mut Vec<Mount>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<MailRelayConfig> {
+        use crate::hostrole::RelayTls as Tls;
+        let tls = match relay.tls.unwrap_or(Tls::StartTLS) {
+            Tls::StartTLS => RelayTlsConfig::StartTls,
+            Tls::TLS => RelayTlsConfig::Tls,
+            Tls::None => RelayTlsConfig::None,
+        };
+        let port = relay
+            .port
+            .map_or(if tls == RelayTlsConfig::Tls { 465 } else { 587 }, |p| {
+                p as u16
+            });
+        let meanwhile = "mail for other domains waits in the queue until then";
+        let mut ok = true;
+        let mut mount =
+            |field: &str, secret: &str, volume: &str, location: Location, keys: &[&'static str]| {
+                let usable = self.may_use(field, ObjectKind::Secret, secret, meanwhile, problems);
+                ok &= usable;
+                usable.then(|| self.mount_secret(volume, location, secret, keys, mounts))
+            };
+        let credentials_dir = relay.credentials.as_ref().and_then(|c| {
+            mount(
+                "spec.servers.mail.outbound.relay.credentials.secret",
+                &c.secret,
+                "mail-relay-credentials",
+                Location::RelayCredentials,
+                &LOGIN_KEYS,
+            )
+        });
+        let ca_file = relay.ca_secret.as_ref().and_then(|secret| {
+            mount(
+                "spec.servers.mail.outbound.relay.caSecret",
+                secret,
+                "mail-relay-ca",
+                Location::RelayCa,
+                &[CA_KEY],
+            )
+            .map(|dir| dir.join(CA_KEY))
+        });
+        ok.then(|| MailRelayConfig {
+            host: relay.host.clone(),
+            port,
+            tls,
+            credentials_dir,
+            ca_file,
+        })
+    }
+
+    /// Mounts the keys `keys` of the Secret `name` at `location` (volume `volume`); its
+    /// directory.
+    fn mount_secret(
+        &self,
+        volume: &str,
+        location: Location,
+        name: &str,
+        keys: &[&'static str],
+        mounts: &mut Vec<Mount>,
+    ) -> PathBuf {
+        let dir = self.path(&location);
+        mounts.push(self.mount(
+            volume,
+            location,
+            Source::Secret {
+                name: name.to_string(),
+                items: keys.iter().map(|k| (*k, k.to_string())).collect(),
+            },
+        ));
+        dir
     }
 
     /// The namespace references are relative to ("" standalone: one manifest, one machine).
@@ -1146,20 +1351,13 @@ impl Renderer<'_> {
             )
         });
         let credentials_dir = usable_credentials.map(|secret| {
-            let location = Location::ClientCredentials(name.clone());
-            let dir = self.path(&location);
-            mounts.push(self.mount(
+            self.mount_secret(
                 &format!("client-{name}"),
-                location,
-                Source::Secret {
-                    name: secret.secret.clone(),
-                    items: vec![
-                        (USERNAME_KEY, USERNAME_KEY.to_string()),
-                        (PASSWORD_KEY, PASSWORD_KEY.to_string()),
-                    ],
-                },
-            ));
-            dir
+                Location::ClientCredentials(name.clone()),
+                &secret.secret,
+                &LOGIN_KEYS,
+                mounts,
+            )
         });
         let target = match (&spec.server, &spec.url) {
             (Some(reference), _) => self
@@ -1179,6 +1377,14 @@ impl Renderer<'_> {
                 None
             }
         };
+        let mail_to = match &spec.to {
+            Some(to) => match self.mail_to(i, &name, to, mounts, &mut credential_problems) {
+                Some(read_back) => Some(read_back),
+                None if credential_problems.is_empty() => return Ok(None),
+                None => None,
+            },
+            None => None,
+        };
         if !credential_problems.is_empty() {
             problems.append(&mut credential_problems);
             return Ok(None);
@@ -1193,7 +1399,63 @@ impl Renderer<'_> {
             path: spec.path.clone(),
             expect: spec.expect.as_ref().map(expectation),
             credentials_dir,
+            mail_to,
         }))
+    }
+
+    /// The receiving end of client `i`'s cross-host mail probe, its login mounted; `None` with
+    /// a problem when the server or the Secret cannot be used.
+    fn mail_to(
+        &self,
+        i: usize,
+        name: &str,
+        to: &crate::hostrole::MailProbeTo,
+        mounts: &mut Vec<Mount>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<MailReadBack> {
+        let field = format!("spec.clients[{i}].to.server");
+        let target = self
+            .server_target(i, &to.server, hostrole_config::ClientService::Mail)
+            .map_err(|mut problem| {
+                // server_target names `server`; the reference here is `to.server`.
+                problem.message = problem
+                    .message
+                    .replace(&format!("spec.clients[{i}].server"), &field);
+                problem.field = field.clone();
+                problem
+            });
+        let usable = self.may_use(
+            &format!("spec.clients[{i}].to.credentials.secret"),
+            ObjectKind::Secret,
+            &to.credentials.secret,
+            "the client does not run until then",
+            problems,
+        );
+        let target = match target {
+            Ok(target) => target,
+            Err(problem) => {
+                problems.push(problem);
+                return None;
+            }
+        };
+        let ClientTarget::Mail(target) = target else {
+            return None;
+        };
+        if !usable {
+            return None;
+        }
+        let dir = self.mount_secret(
+            &format!("client-{name}-to"),
+            Location::ClientCredentials(format!("{name}-to")),
+            &to.credentials.secret,
+            &LOGIN_KEYS,
+            mounts,
+        );
+        Some(MailReadBack {
+            server: to.server.clone(),
+            target,
+            credentials_dir: dir,
+        })
     }
 
     /// Where a client of `service` reaches the HostRole `reference`.
@@ -1222,6 +1484,7 @@ impl Renderer<'_> {
                 ClientTarget::Mail(MailTarget {
                     host: host.clone(),
                     smtp_port: m.smtp_port as u16,
+                    submission_port: Some(m.submission_port as u16),
                     imap_port: Some(m.imap_port as u16),
                     pop3_port: Some(m.pop3_port as u16),
                     domain: m.domains.first().cloned(),
@@ -1245,6 +1508,11 @@ impl Renderer<'_> {
 /// The URL scheme of an HTTP role: `https` when it serves TLS.
 fn scheme(tls: &Option<Tls>) -> &'static str {
     if tls.is_some() { "https" } else { "http" }
+}
+
+/// A mail domain as routes compare it: lower-case, without a final dot.
+fn mail_domain(domain: &str) -> String {
+    domain.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// `ns/name`, or `name` where there are no namespaces.

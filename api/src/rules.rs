@@ -3,6 +3,13 @@
 //! The API server evaluates them at `kubectl apply`; the standalone agent evaluates the same
 //! rules client-side (`HostRole::validate_cel`), so a manifest is judged the same way with or
 //! without a cluster. Each message says which field is wrong and how to fix it.
+//!
+//! Every rule has a `reason` (the API server's error type: `Invalid value`, `Required value`,
+//! `Forbidden`), and a rule that sits on an object but judges one of its fields names that
+//! field in `fieldPath` (relative to the object), so the error points at the field to change.
+//! Rules that judge several fields at once (exactly one of…, unique ports) keep the object's
+//! path. `FieldValueDuplicate` is never used: the API server prints only the value with it,
+//! not the message.
 
 use kube::core::{Message, Reason, Rule};
 
@@ -21,6 +28,7 @@ pub fn name_length() -> Rule {
     .message(Message::Message(format!(
         "metadata.name must start with a letter, hold only a-z, 0-9 and '-', and be at most {MAX_NAME_LEN} characters: it names the hosts' pods and Services"
     )))
+    .reason(Reason::FieldValueInvalid)
 }
 
 /// `has(self.servers.<role>)`, safe when `servers` itself is absent.
@@ -39,6 +47,7 @@ fn port_list() -> String {
          + ({web} && has(self.servers.web.httpRedirectPort) ? [self.servers.web.httpRedirectPort] : []) \
          + ({file} ? [self.servers.file.port] : []) \
          + ({mail} ? [self.servers.mail.smtpPort, self.servers.mail.submissionPort, self.servers.mail.imapPort, self.servers.mail.pop3Port] : []) \
+         + ({mail} && has(self.servers.mail.tls) ? [self.servers.mail.imapsPort, self.servers.mail.pop3sPort, self.servers.mail.submissionsPort] : []) \
          + ({index} ? [self.servers.index.port] : []) \
          + (has(self.peer) ? [self.peer.port, self.peer.ui.port] : []))"
     )
@@ -62,13 +71,16 @@ pub fn at_least_one_role() -> Rule {
 
 /// spec: no two server roles on one port. (A messageExpression naming the port was tried: the
 /// API server's cost estimate for it is over budget, so the message names the fields instead.
-/// No `reason`: with FieldValueDuplicate the API server prints the value, not the message.)
+/// `FieldValueInvalid`, not `FieldValueDuplicate`: with FieldValueDuplicate the API server
+/// prints the value (`"object"`) and drops the message. No `fieldPath`: the ports are spread
+/// over `servers` and `peer`.)
 pub fn unique_ports() -> Rule {
     let ports = port_list();
     Rule::new(format!("{ports}.all(p, {ports}.filter(q, q == p).size() == 1)"))
         .message(
             "two server roles use the same port: give each its own (spec.servers.web.port, spec.servers.web.httpRedirectPort, spec.servers.file.port, spec.servers.mail.*Port, spec.servers.index.port, spec.peer.port, spec.peer.ui.port)",
         )
+        .reason(Reason::FieldValueInvalid)
 }
 
 /// spec: the admin port belongs to the agent.
@@ -77,54 +89,74 @@ pub fn admin_port_reserved() -> Rule {
     Rule::new(format!("{ports}.all(p, p != {ADMIN_PORT})")).message(Message::Message(format!(
         "port {ADMIN_PORT} is reserved for the agent's admin endpoint (/healthz, /readyz, /metrics): choose another port for the role"
     )))
+    .reason(Reason::FieldValueForbidden)
 }
 
 /// servers.web: a redirect to HTTPS needs HTTPS.
 pub fn redirect_needs_tls() -> Rule {
     Rule::new("!has(self.httpRedirectPort) || has(self.tls)")
-        .message("httpRedirectPort redirects to HTTPS: set tls too, or remove httpRedirectPort")
+        .message("redirects to HTTPS: set tls too, or remove httpRedirectPort")
+        .reason(Reason::FieldValueForbidden)
+        .field_path(".httpRedirectPort")
 }
 
 /// servers.web.site: one source of content.
 pub fn site_exactly_one() -> Rule {
     Rule::new("[has(self.configMap), has(self.files), has(self.path)].filter(x, x).size() == 1")
         .message("set exactly one of configMap, files or path")
+        .reason(Reason::FieldValueInvalid)
 }
 
 /// servers.web.site.files[].path: a plain relative path that cannot leave the site.
 pub fn relative_file_path() -> Rule {
     Rule::new("self.matches('^[A-Za-z0-9_~-][A-Za-z0-9._~-]*(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$')")
         .message("must be a relative path of plain segments such as index.html or css/site.css: no leading '/', no empty, '.' or '..' segments, no hidden files")
+        .reason(Reason::FieldValueInvalid)
 }
 
 /// users: one source of accounts.
 pub fn users_exactly_one() -> Rule {
-    Rule::new("has(self.secret) != has(self.file)").message("set exactly one of secret or file")
+    Rule::new("has(self.secret) != has(self.file)")
+        .message("set exactly one of secret or file")
+        .reason(Reason::FieldValueInvalid)
 }
 
 /// Names the operator keeps for the objects of peer networks (`peers-<network>`).
 pub fn name_not_reserved() -> Rule {
     Rule::new("!has(self.metadata.name) || !self.metadata.name.startsWith('peers-')")
         .message("metadata.name must not start with 'peers-': the operator names each peer network's Secret and Service peers-<network>")
+        .reason(Reason::FieldValueInvalid)
 }
 
 /// peer.seeds: `host:port` each.
 pub fn host_port_list() -> Rule {
     Rule::new(r"self.all(s, s.matches('^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[0-9]{1,5}$') || s.matches('^\\[[0-9A-Fa-f:.]+\\]:[0-9]{1,5}$'))")
         .message("each seed must be host:port, such as 192.168.1.20:7001, laptop.lan:7001 or [fd00::2]:7001")
+        .reason(Reason::FieldValueInvalid)
 }
 
 /// clients[]: one target.
 pub fn client_target_exactly_one() -> Rule {
     Rule::new("has(self.server) != has(self.url)")
         .message("set exactly one of server (a HostRole: name or namespace/name) or url")
+        .reason(Reason::FieldValueInvalid)
+}
+
+/// clients[].to: a mail client that sends from a HostRole it logs in to.
+pub fn client_to_needs_a_mail_sender() -> Rule {
+    Rule::new("!has(self.to) || (self.service == 'mail' && has(self.server) && has(self.credentials))")
+        .message("only for mail clients with server and credentials: the probe logs in to the server's submission port as that user and sends to the other host")
+        .reason(Reason::FieldValueForbidden)
+        .field_path(".to")
 }
 
 /// clients[].url: an absolute URL.
 pub fn client_url() -> Rule {
-    Rule::new(r"self.matches('^[a-z][a-z0-9+.-]*://[^/\\s]+')").message(
-        "must be an absolute URL such as http://example.lan/ or smtp://mail.example.lan:25",
-    )
+    Rule::new(r"self.matches('^[a-z][a-z0-9+.-]*://[^/\\s]+')")
+        .message(
+            "must be an absolute URL such as http://example.lan/ or smtp://mail.example.lan:25",
+        )
+        .reason(Reason::FieldValueInvalid)
 }
 
 /// A Go-style duration within bounds.
@@ -135,6 +167,17 @@ pub fn duration(min: &str, max: &str) -> Rule {
     .message(Message::Message(format!(
         "must be a duration from {min} to {max}, written like 500ms, 30s, 5m or 1h30m"
     )))
+    .reason(Reason::FieldValueInvalid)
+}
+
+/// A number (0 or more) or a percentage from 0% to 100%, as PodDisruptionBudgets take them.
+pub fn count_or_percentage() -> Rule {
+    // `string(self)`: the field is int-or-string (`type()` is not in kube-cel's library).
+    Rule::new("string(self).matches('^([0-9]+|(100|[1-9]?[0-9])%)$')")
+        .message(
+            "must be a number of hosts (0 or more) or a percentage from 0% to 100%, e.g. 1 or 25%",
+        )
+        .reason(Reason::FieldValueInvalid)
 }
 
 /// allowClientsFrom: allows something (an empty one would read as "everyone" to some and
@@ -157,6 +200,7 @@ pub fn label_keys() -> Rule {
     Rule::new("self.all(k, size(k) >= 1 && size(k) <= 317)").message(
         "each key must be a label key such as team or example.com/tier (at most 317 characters)",
     )
+    .reason(Reason::FieldValueInvalid)
 }
 
 /// A selector requirement: values for In and NotIn, none for Exists and DoesNotExist.
@@ -165,8 +209,10 @@ pub fn requirement_values() -> Rule {
         "self.operator == 'In' || self.operator == 'NotIn' ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)",
     )
     .message(
-        "values: give at least one with In and NotIn, and none with Exists and DoesNotExist",
+        "give at least one with In and NotIn, and none with Exists and DoesNotExist",
     )
+    .reason(Reason::FieldValueInvalid)
+    .field_path(".values")
 }
 
 /// A size in bytes (`storage`, `maxUploadSize`, `maxMessageSize`): a Kubernetes quantity that is
@@ -181,16 +227,26 @@ pub fn byte_size() -> Rule {
     .message(
         "must be a positive size in bytes, such as 10Gi, 1.5Gi, 500Mi or 1000000 (a number with an optional suffix Ki, Mi, Gi, Ti, Pi, Ei or k, M, G, T, P, E)",
     )
+    .reason(Reason::FieldValueInvalid)
 }
 /// servers.*.tls: one source of the certificate.
 pub fn tls_exactly_one() -> Rule {
     Rule::new("has(self.secret) != has(self.issuerRef)").message(
         "set exactly one of secret (a kubernetes.io/tls Secret) or issuerRef (a cert-manager Issuer or ClusterIssuer that issues it)",
     )
+    .reason(Reason::FieldValueInvalid)
+}
+
+/// servers.mail.outbound.relay: no password over a connection without TLS.
+pub fn relay_credentials_need_tls() -> Rule {
+    Rule::new("!(has(self.credentials) && has(self.tls) && self.tls == 'None')")
+        .message("credentials would cross the network in the clear: remove tls: None (StartTLS is the default) or the credentials")
+        .reason(Reason::FieldValueForbidden)
+        .field_path(".credentials")
 }
 
 /// The port names `spec.expose.nodePorts` may use.
-pub const EXPOSED_PORT_NAMES: [&str; 8] = [
+pub const EXPOSED_PORT_NAMES: [&str; 11] = [
     "web",
     "web-redirect",
     "webdav",
@@ -198,6 +254,9 @@ pub const EXPOSED_PORT_NAMES: [&str; 8] = [
     "submission",
     "imap",
     "pop3",
+    "imaps",
+    "pop3s",
+    "submissions",
     "index",
 ];
 
@@ -212,26 +271,34 @@ pub fn exposed_roles_served() -> Rule {
         "!has(self.expose) || !has(self.expose.roles) || self.expose.roles.all(r, {checks})"
     ))
     .message(
-        "spec.expose.roles names a role this host does not serve: add it under spec.servers or remove it from spec.expose.roles",
+        "names a role this host does not serve: add it under spec.servers or remove it from spec.expose.roles",
     )
+    .reason(Reason::FieldValueInvalid)
+    .field_path(".expose.roles")
 }
 
 /// expose.nodePorts: only a NodePort or LoadBalancer Service has node ports.
 pub fn expose_node_ports_need_type() -> Rule {
     Rule::new("!has(self.nodePorts) || size(self.nodePorts) == 0 || (has(self.type) && self.type != 'ClusterIP')")
-        .message("spec.expose.nodePorts needs spec.expose.type NodePort or LoadBalancer: set the type, or remove nodePorts")
+        .message("needs spec.expose.type NodePort or LoadBalancer: set the type, or remove nodePorts")
+        .reason(Reason::FieldValueForbidden)
+        .field_path(".nodePorts")
 }
 
 /// expose.loadBalancerClass: LoadBalancer only.
 pub fn expose_lb_class_needs_lb() -> Rule {
     Rule::new("!has(self.loadBalancerClass) || (has(self.type) && self.type == 'LoadBalancer')")
-        .message("spec.expose.loadBalancerClass needs spec.expose.type LoadBalancer: set the type, or remove loadBalancerClass")
+        .message("needs spec.expose.type LoadBalancer: set the type, or remove loadBalancerClass")
+        .reason(Reason::FieldValueForbidden)
+        .field_path(".loadBalancerClass")
 }
 
 /// expose.externalTrafficPolicy: only for traffic from outside.
 pub fn expose_traffic_policy_needs_type() -> Rule {
     Rule::new("!has(self.externalTrafficPolicy) || (has(self.type) && self.type != 'ClusterIP')")
-        .message("spec.expose.externalTrafficPolicy needs spec.expose.type NodePort or LoadBalancer: set the type, or remove externalTrafficPolicy")
+        .message("needs spec.expose.type NodePort or LoadBalancer: set the type, or remove externalTrafficPolicy")
+        .reason(Reason::FieldValueForbidden)
+        .field_path(".externalTrafficPolicy")
 }
 
 /// expose.nodePorts: keys are port names of the roles.
@@ -245,7 +312,9 @@ pub fn expose_node_port_names() -> Rule {
         "!has(self.nodePorts) || self.nodePorts.all(k, k in [{names}])"
     ))
     .message(Message::Message(format!(
-        "spec.expose.nodePorts: each key must be a port name ({}), e.g. {{web: 30443}}",
+        "each key must be a port name ({}), e.g. {{web: 30443}}",
         EXPOSED_PORT_NAMES.join(", ")
     )))
+    .reason(Reason::FieldValueInvalid)
+    .field_path(".nodePorts")
 }

@@ -39,6 +39,7 @@ pub fn mail_target_from_url(url: &str) -> Result<MailTarget, MailUrlError> {
     let mut target = MailTarget {
         host,
         smtp_port: parsed.port().unwrap_or(25),
+        submission_port: None,
         imap_port: None,
         pop3_port: None,
         domain: None,
@@ -82,6 +83,7 @@ mod tests {
             MailTarget {
                 host: "mail.lan".into(),
                 smtp_port: 2525,
+                submission_port: None,
                 imap_port: Some(1143),
                 pop3_port: None,
                 domain: Some("office.lan".into()),

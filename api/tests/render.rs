@@ -98,6 +98,8 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
                 Location::Tls("file"),
                 Location::Networks,
                 Location::Network,
+                Location::RelayCredentials,
+                Location::RelayCa,
             ] {
                 if let Ok(rest) = p.strip_prefix(location.cluster_path()) {
                     *p = Path::new("/data").join(location.relative()).join(rest);
@@ -127,6 +129,15 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
             path(&mut tls.cert);
             path(&mut tls.key);
         }
+        if let Some(outbound) = &mut mail.outbound {
+            for route in &mut outbound.routes {
+                route.host = "127.0.0.1".into();
+            }
+            if let Some(relay) = &mut outbound.relay {
+                relay.credentials_dir.as_mut().map(path);
+                relay.ca_file.as_mut().map(path);
+            }
+        }
     }
     if let Some(index) = &mut config.index {
         path(&mut index.networks_dir);
@@ -141,6 +152,10 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
     }
     for client in &mut config.clients {
         client.credentials_dir.as_mut().map(path);
+        if let Some(to) = &mut client.mail_to {
+            path(&mut to.credentials_dir);
+            to.target.host = "127.0.0.1".into();
+        }
         match &mut client.target {
             ClientTarget::Url(url) => {
                 if let Some(l) = loopback(url) {
@@ -744,4 +759,378 @@ fn a_mailbox_quota_defaults_to_1gi_or_the_volume_and_must_fit_a_message_and_the_
             "{text}"
         );
     }
+}
+
+#[test]
+fn implicit_tls_ports_come_with_a_certificate_and_plaintext_logins_only_when_allowed() {
+    let cert = Cluster {
+        labelled: BTreeSet::from([(ObjectKind::Secret, "lan".into(), "mail-cert".into())]),
+        ..Default::default()
+    };
+    let in_cluster = |mail: &str| {
+        render::render(
+            &hostrole(&format!("spec:\n  servers:\n    mail: {mail}\n")),
+            Environment::Cluster { namespace: "lan" },
+            &cert,
+        )
+        .expect("renders")
+    };
+    let mail_ports = |plan: &HostPlan| -> Vec<(&'static str, u16)> { plan.ports().collect() };
+
+    // With a certificate: IMAPS, POP3S and submissions beside the STARTTLS ports, by default
+    // on 1993, 1995 and 2465.
+    let plan = in_cluster("{domains: [lan], tls: {secret: mail-cert}}");
+    assert_eq!(
+        mail_ports(&plan),
+        [
+            ("smtp", 2525),
+            ("submission", 2587),
+            ("imap", 1143),
+            ("pop3", 1110),
+            ("imaps", 1993),
+            ("pop3s", 1995),
+            ("submissions", 2465),
+        ]
+    );
+    let config = plan.config.mail.expect("mail");
+    assert_eq!(
+        (
+            config.imaps_port,
+            config.pop3s_port,
+            config.submissions_port
+        ),
+        (Some(1993), Some(1995), Some(2465))
+    );
+    assert!(!config.allow_plaintext_auth, "a cluster host: TLS only");
+    let plan = in_cluster(
+        "{domains: [lan], tls: {secret: mail-cert}, imapsPort: 10993, pop3sPort: 10995, submissionsPort: 10465}",
+    );
+    let config = plan.config.mail.expect("mail");
+    assert_eq!(
+        (
+            config.imaps_port,
+            config.pop3s_port,
+            config.submissions_port
+        ),
+        (Some(10993), Some(10995), Some(10465))
+    );
+
+    // Without one: no implicit-TLS port anywhere, and no passwords unless the manifest says so.
+    let plan = in_cluster("{domains: [lan]}");
+    assert_eq!(mail_ports(&plan).len(), 4, "{:?}", mail_ports(&plan));
+    let config = plan.config.mail.expect("mail");
+    assert_eq!(
+        (
+            config.imaps_port,
+            config.pop3s_port,
+            config.submissions_port
+        ),
+        (None, None, None)
+    );
+    assert!(!config.allow_plaintext_auth);
+    let config = in_cluster("{domains: [lan], allowPlaintextAuth: true}")
+        .config
+        .mail
+        .expect("mail");
+    assert!(config.allow_plaintext_auth);
+
+    // A standalone host on loopback allows them unless told not to; on another address not.
+    let standalone = |bind: std::net::IpAddr, mail: &str| {
+        let here = Local { bind, ..local() };
+        render::render(
+            &hostrole(&format!("spec:\n  servers:\n    mail: {mail}\n")),
+            Environment::Local(&here),
+            &LocalDirectory {
+                hostroles: Vec::new(),
+                labelled: BTreeSet::from([(ObjectKind::Secret, "mail-cert".to_string())]),
+            },
+        )
+        .expect("renders")
+        .config
+        .mail
+        .expect("mail")
+        .allow_plaintext_auth
+    };
+    let loopback = Ipv4Addr::LOCALHOST.into();
+    let lan = Ipv4Addr::new(192, 168, 1, 20).into();
+    assert!(standalone(loopback, "{domains: [lan]}"));
+    assert!(
+        !standalone(loopback, "{domains: [lan], tls: {secret: mail-cert}}"),
+        "with a certificate, logins go over TLS"
+    );
+    assert!(!standalone(
+        loopback,
+        "{domains: [lan], allowPlaintextAuth: false}"
+    ));
+    assert!(!standalone(lan, "{domains: [lan]}"));
+    assert!(standalone(
+        lan,
+        "{domains: [lan], allowPlaintextAuth: true}"
+    ));
+}
+
+#[test]
+fn an_implicit_tls_port_may_not_clash_with_another_port() {
+    let err = manifest::parse_all(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: h}\nspec:\n  servers:\n    mail: {domains: [lan], tls: {secret: c}, imapsPort: 1143}\n",
+        "test",
+    )
+    .expect_err("imapsPort on the IMAP port");
+    assert!(
+        err.to_string()
+            .contains("two server roles use the same port"),
+        "{err}"
+    );
+    // Without a certificate the port is not served, so it clashes with nothing.
+    manifest::parse_all(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: h}\nspec:\n  servers:\n    mail: {domains: [lan], imapsPort: 1143}\n",
+        "test",
+    )
+    .expect("valid");
+}
+
+#[test]
+fn mail_hosts_route_each_others_domains_by_service_or_loopback_within_a_namespace() {
+    let a = "spec:\n  servers:\n    mail: {domains: [a.example, shared.example]}\n";
+    let b = "spec:\n  servers:\n    mail: {smtpPort: 2626, domains: [b.example, shared.example]}\n";
+    let c = "spec:\n  servers:\n    mail: {smtpPort: 2727, domains: [b.example, c.example]}\n";
+    let routes = |plan: &HostPlan| {
+        plan.config
+            .mail
+            .as_ref()
+            .expect("mail")
+            .outbound
+            .as_ref()
+            .expect("outbound")
+            .routes
+            .iter()
+            .map(|r| format!("{}={}:{}", r.domain, r.host, r.port))
+            .collect::<Vec<_>>()
+    };
+    // One namespace: b's domains go to b's Service (its own shared domain stays local); a domain
+    // two HostRoles claim goes to the first by name (b before c).
+    let lan = vec![
+        in_ns("lan", "a", a),
+        in_ns("lan", "b", b),
+        in_ns("lan", "c", c),
+    ];
+    let plan = render::render(
+        &lan[0],
+        Environment::Cluster { namespace: "lan" },
+        &Cluster::of(lan.clone()),
+    )
+    .expect("renders");
+    assert_eq!(
+        routes(&plan),
+        ["b.example=b.lan.svc:2626", "c.example=c.lan.svc:2727"]
+    );
+    let outbound = plan.config.mail.as_ref().and_then(|m| m.outbound.as_ref());
+    let outbound = outbound.expect("outbound");
+    assert_eq!(
+        (
+            outbound.retry_seconds,
+            outbound.max_retry_seconds,
+            outbound.lifetime_seconds,
+            outbound.relay.is_none()
+        ),
+        (300, 3600, 5 * 24 * 3600, true)
+    );
+    // Standalone, the manifest's other hosts on loopback.
+    let manifest: Vec<HostRole> = lan
+        .iter()
+        .cloned()
+        .map(|mut h| {
+            h.metadata.namespace = None;
+            h
+        })
+        .collect();
+    let plan =
+        render::render(&manifest[0], Environment::Local(&local()), &manifest).expect("renders");
+    assert_eq!(
+        routes(&plan),
+        ["b.example=127.0.0.1:2626", "c.example=127.0.0.1:2727"]
+    );
+    // Never another namespace's domains, not even one that admits this namespace as a client:
+    // a domain is only a claim, and it would draw this host's mail (for any domain it names)
+    // out of the namespace.
+    let office = in_ns(
+        "office",
+        "office",
+        "spec:\n  servers:\n    mail: {domains: [office.example]}\n",
+    );
+    let allowing = in_ns(
+        "office",
+        "office",
+        "spec:\n  servers:\n    mail: {domains: [office.example]}\n  allowClientsFrom: {namespaces: [lan]}\n",
+    );
+    for office in [office, allowing] {
+        let all = vec![in_ns("lan", "a", a), office];
+        let plan = render::render(
+            &all[0],
+            Environment::Cluster { namespace: "lan" },
+            &Cluster::of(all.clone()),
+        )
+        .expect("renders");
+        assert!(routes(&plan).is_empty(), "{:?}", routes(&plan));
+    }
+}
+
+#[test]
+fn a_relay_mounts_its_labelled_secrets_and_its_timings_are_checked() {
+    let spec = "spec:\n  servers:\n    mail:\n      domains: [lan]\n      outbound:\n        retryInterval: 1m\n        queueLifetime: 48h\n        relay: {host: smtp.provider.example, credentials: {secret: relay-login}, caSecret: relay-ca}\n";
+    let hr = in_ns("lan", "h", spec);
+    let mut cluster = Cluster::of(vec![hr.clone()]);
+    let render_in = |cluster: &Cluster| {
+        render::render(&hr, Environment::Cluster { namespace: "lan" }, cluster).expect("renders")
+    };
+    // Not labelled for use: no relay (and so no login sent anywhere), a problem naming the fix.
+    let plan = render_in(&cluster);
+    let outbound = plan.config.mail.as_ref().and_then(|m| m.outbound.clone());
+    assert!(outbound.expect("outbound").relay.is_none());
+    let fields: Vec<_> = plan.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.servers.mail.outbound.relay.credentials.secret",
+            "spec.servers.mail.outbound.relay.caSecret"
+        ]
+    );
+    assert!(
+        plan.problems
+            .iter()
+            .all(|p| p.reason == ProblemReason::ReferenceNotAllowed)
+    );
+    for name in ["relay-login", "relay-ca"] {
+        cluster
+            .labelled
+            .insert((ObjectKind::Secret, "lan".into(), name.into()));
+    }
+    let plan = render_in(&cluster);
+    assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    let outbound = plan.config.mail.as_ref().and_then(|m| m.outbound.clone());
+    let outbound = outbound.expect("outbound");
+    let relay = outbound.relay.expect("relay");
+    assert_eq!(
+        (relay.host.as_str(), relay.port, relay.tls),
+        (
+            "smtp.provider.example",
+            587,
+            hostrole_config::RelayTls::StartTls
+        )
+    );
+    assert_eq!(
+        (
+            outbound.retry_seconds,
+            outbound.max_retry_seconds,
+            outbound.lifetime_seconds
+        ),
+        (60, 3600, 48 * 3600)
+    );
+    let mounted: BTreeSet<_> = plan.mounts().map(|m| m.volume.clone()).collect();
+    assert!(
+        mounted.contains("mail-relay-credentials") && mounted.contains("mail-relay-ca"),
+        "{mounted:?}"
+    );
+    let dir = relay.credentials_dir.expect("credentials");
+    assert!(dir.starts_with("/etc/hostrole"), "{dir:?}");
+    assert_eq!(
+        relay.ca_file.expect("ca"),
+        Location::RelayCa.cluster_path().join("ca.crt")
+    );
+    // A wait between tries shorter than the first is refused with the fix.
+    let bad = in_ns(
+        "lan",
+        "h",
+        "spec:\n  servers:\n    mail: {domains: [lan], outbound: {retryInterval: 2h, maxRetryInterval: 1h}}\n",
+    );
+    let err = render::render(
+        &bad,
+        Environment::Cluster { namespace: "lan" },
+        &Cluster::of(vec![]),
+    )
+    .expect_err("inconsistent");
+    let text = err.to_string();
+    assert!(
+        text.contains("spec.servers.mail.outbound.maxRetryInterval")
+            && text.contains("raise maxRetryInterval"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_cross_host_mail_probe_reads_back_on_the_other_host_with_its_own_login() {
+    let text =
+        std::fs::read_to_string(root().join("examples/two-mail-hosts.yaml")).expect("example");
+    let hostroles = in_namespace(
+        &manifest::parse_all(&text, "example").expect("valid"),
+        "lan",
+    );
+    let mut cluster = Cluster::of(hostroles.clone());
+    cluster
+        .labelled
+        .insert((ObjectKind::Secret, "lan".into(), "two-mail-users".into()));
+    let south = hostroles
+        .iter()
+        .find(|h| h.metadata.name.as_deref() == Some("south"))
+        .expect("south");
+    let render_south = |cluster: &Cluster| {
+        render::render(south, Environment::Cluster { namespace: "lan" }, cluster).expect("renders")
+    };
+    // Without the owners' consent to use the two logins, the probe does not run.
+    let plan = render_south(&cluster);
+    assert!(plan.config.clients.is_empty());
+    let fields: Vec<_> = plan.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.clients[0].credentials.secret",
+            "spec.clients[0].to.credentials.secret"
+        ]
+    );
+    for name in ["south-bob", "north-alice"] {
+        cluster
+            .labelled
+            .insert((ObjectKind::Secret, "lan".into(), name.into()));
+    }
+    let plan = render_south(&cluster);
+    assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    let client = &plan.config.clients[0];
+    let ClientTarget::Mail(sender) = &client.target else {
+        panic!("a mail target: {client:?}")
+    };
+    assert_eq!(
+        (sender.host.as_str(), sender.submission_port),
+        ("south.lan.svc", Some(3587))
+    );
+    let to = client.mail_to.as_ref().expect("read back on north");
+    assert_eq!(
+        (
+            to.server.as_str(),
+            to.target.host.as_str(),
+            to.target.imap_port,
+            to.target.domain.as_deref()
+        ),
+        ("north", "north.lan.svc", Some(1143), Some("north.lan"))
+    );
+    assert_eq!(
+        to.credentials_dir,
+        Path::new("/etc/hostrole/clients/mail-0-to")
+    );
+    // A receiving host that does not exist is a problem naming to.server.
+    let alone = Cluster {
+        hostroles: vec![south.clone()],
+        labelled: cluster.labelled.clone(),
+        ..Default::default()
+    };
+    let plan =
+        render::render(south, Environment::Cluster { namespace: "lan" }, &alone).expect("renders");
+    assert!(plan.config.clients.is_empty());
+    assert_eq!(plan.problems.len(), 1, "{:?}", plan.problems);
+    assert_eq!(plan.problems[0].field, "spec.clients[0].to.server");
+    assert_eq!(plan.problems[0].reason, ProblemReason::ServerNotFound);
+    assert!(
+        plan.problems[0]
+            .message
+            .contains("spec.clients[0].to.server")
+    );
 }

@@ -291,8 +291,8 @@ metadata:
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64
 status:
-  allocatable: {cpu: "$NODE_CPUS", memory: 1Ti, pods: "$NODE_PODS"}
-  capacity: {cpu: "$NODE_CPUS", memory: 1Ti, pods: "$NODE_PODS"}
+  allocatable: {cpu: "$NODE_CPUS", memory: 1Ti, ephemeral-storage: 1Ti, pods: "$NODE_PODS"}
+  capacity: {cpu: "$NODE_CPUS", memory: 1Ti, ephemeral-storage: 1Ti, pods: "$NODE_PODS"}
 EOF
 wait_for kwok "node $NODE Ready" \
   kubectl_admin wait --for=condition=Ready "node/$NODE" --timeout=2s

@@ -26,6 +26,9 @@ pub struct Env {
     pub client: Client,
     pub kubectl: PathBuf,
     pub operator_bin: PathBuf,
+    /// The kubectl plugin (HOSTROLE_PLUGIN_BIN, else `kubectl-hostrole` beside the operator:
+    /// `cargo build -p hostrole-operator` builds both).
+    pub plugin_bin: PathBuf,
 }
 
 impl Env {
@@ -44,10 +47,15 @@ impl Env {
             || repo_root().join("target/debug/hostrole-operator"),
             PathBuf::from,
         );
+        let plugin_bin = std::env::var_os("HOSTROLE_PLUGIN_BIN").map_or_else(
+            || operator_bin.with_file_name("kubectl-hostrole"),
+            PathBuf::from,
+        );
         let env = Env {
             client,
             kubectl,
             operator_bin,
+            plugin_bin,
         };
         env.apply_crd().await;
         env
@@ -213,16 +221,64 @@ impl Env {
             .unwrap_or_else(|e| panic!("cannot run {}: {e} (set HELM)", helm.display()))
     }
 
-    /// helm that must succeed; returns stdout.
+    /// helm that must succeed; returns stdout. On failure the panic carries what the release's
+    /// namespace (`-n`) holds: pods, their descriptions, events and the containers' last logs.
     pub fn helm_ok(&self, args: &[&str]) -> String {
         let out = self.helm(args);
-        assert!(
-            out.status.success(),
-            "helm {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            let namespace = args
+                .windows(2)
+                .find(|w| w[0] == "-n" || w[0] == "--namespace")
+                .map(|w| w[1]);
+            panic!(
+                "helm {args:?} failed: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                namespace.map_or_else(String::new, |ns| self.explain(ns))
+            );
+        }
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What a namespace holds, for a failing test's message: pods (wide), their descriptions,
+    /// the events in time order, and the last lines of every container (and of its previous
+    /// run). Never fails: a kubectl error is printed in its place.
+    pub fn explain(&self, namespace: &str) -> String {
+        let run = |args: &[&str]| {
+            let out = self.kubectl(args);
+            format!(
+                "$ kubectl {}\n{}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        };
+        let mut text = format!("--- what namespace {namespace} holds ---\n");
+        text += &run(&[
+            "get",
+            "pods,pvc,statefulsets,deployments",
+            "-o",
+            "wide",
+            "-n",
+            namespace,
+        ]);
+        text += &run(&["describe", "pods", "-n", namespace]);
+        text += &run(&["get", "events", "--sort-by=.lastTimestamp", "-n", namespace]);
+        let pods = self.kubectl(&["get", "pods", "-n", namespace, "-o", "name"]);
+        for pod in String::from_utf8_lossy(&pods.stdout).lines() {
+            for previous in ["--previous=false", "--previous=true"] {
+                text += &run(&[
+                    "logs",
+                    pod,
+                    "-n",
+                    namespace,
+                    "--all-containers",
+                    "--tail=40",
+                    previous,
+                ]);
+            }
+        }
+        text
     }
 }
 
@@ -308,7 +364,7 @@ impl Operator {
     }
 
     /// Sum of the samples of metric `name` whose labels contain every `labels` pair, e.g.
-    /// `metric("hostrole_api_writes_total", &[("kind", "Secret")])`; 0 when there are none (a
+    /// `metric("hostrole_operator_api_writes_total", &[("kind", "Secret")])`; 0 when there are none (a
     /// family with labels shows nothing until its first sample). An operator that does not
     /// answer fails the test.
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -323,7 +379,7 @@ impl Operator {
     }
 
     /// Sum of metric `name`'s samples, which must exist (a plain counter or gauge, e.g.
-    /// `hostrole_reconciles_total`, always has one): an operator that does not answer, or a name
+    /// `hostrole_operator_reconciles_total`, always has one): an operator that does not answer, or a name
     /// it does not report, fails the test instead of reading as 0.
     pub fn metric_sum(&self, name: &str) -> f64 {
         let text = self.metrics_text();

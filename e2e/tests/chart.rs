@@ -32,6 +32,17 @@ async fn lint_rejects_wrong_values_and_the_render_passes_a_server_dry_run() {
         ("logFormat=xml", "/logFormat"),
         ("metrics.port=80", "/metrics/port"),
         ("imageTypo=1", "imageTypo"),
+        ("crds.enable=true", "'enable'"),
+        ("nameOverride=Bad_Name", "/nameOverride"),
+        (
+            "serviceMonitor.scrapeTimeout=10",
+            "/serviceMonitor/scrapeTimeout",
+        ),
+        ("podMonitor.relabelings=x", "/podMonitor/relabelings"),
+        (
+            "podDisruptionBudget.unhealthyPodEvictionPolicy=Sometimes",
+            "/podDisruptionBudget/unhealthyPodEvictionPolicy",
+        ),
     ] {
         let out = env.helm(&["lint", &chart(), "--set", value]);
         let text = format!(
@@ -366,9 +377,15 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
     )
     .await;
     let logs = operator.logs();
+    // A namespace another test is deleting refuses new events with 403 NamespaceTerminating:
+    // the API server's lifecycle, not a permission this operator lacks.
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.to_lowercase().contains("forbidden") && !l.contains("NamespaceTerminating"))
+        .collect();
     assert!(
-        !logs.to_lowercase().contains("forbidden"),
-        "no permission errors: {logs}"
+        refused.is_empty(),
+        "no permission errors: {refused:?}\n{logs}"
     );
     let events = env.kubectl_ok(&["get", "events.events.k8s.io", "-n", &apps, "-o", "name"]);
     assert!(!events.trim().is_empty(), "events were published");
@@ -414,12 +431,14 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
         "service/peers-family",
         "networkpolicy/web",
         "networkpolicy/family",
+        // Two hosts: a disruption budget, through RBAC and the admission policy.
+        "poddisruptionbudget/family",
         "-n",
         &apps,
         "-o",
         "name",
     ]);
-    assert_eq!(made.lines().count(), 6, "{made}");
+    assert_eq!(made.lines().count(), 7, "{made}");
     // Without reading a Secret, the operator learns which carry hostrole.dev/use (item 4): the
     // labelled users Secret is mounted, the unlabelled credentials are refused, by name.
     let nas = eventually(
@@ -459,9 +478,15 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
     ]);
     assert_eq!(volumes.trim(), "nas-users");
     let logs = operator.logs();
+    // A namespace another test is deleting refuses new events with 403 NamespaceTerminating:
+    // the API server's lifecycle, not a permission this operator lacks.
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.to_lowercase().contains("forbidden") && !l.contains("NamespaceTerminating"))
+        .collect();
     assert!(
-        !logs.to_lowercase().contains("forbidden"),
-        "no permission errors: {logs}"
+        refused.is_empty(),
+        "no permission errors: {refused:?}\n{logs}"
     );
 
     // A peer gaining storage changes the StatefulSet's claim templates, which cannot change:
@@ -495,9 +520,15 @@ async fn the_chart_rbac_is_enough_for_the_operator_and_no_more() {
     )
     .await;
     let logs = operator.logs();
+    // A namespace another test is deleting refuses new events with 403 NamespaceTerminating:
+    // the API server's lifecycle, not a permission this operator lacks.
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.to_lowercase().contains("forbidden") && !l.contains("NamespaceTerminating"))
+        .collect();
     assert!(
-        !logs.to_lowercase().contains("forbidden"),
-        "no permission errors: {logs}"
+        refused.is_empty(),
+        "no permission errors: {refused:?}\n{logs}"
     );
 
     // The laptop's agent may report on its own pod, its client conditions only; nothing else.
@@ -873,6 +904,30 @@ async fn a_compromised_operator_can_write_only_the_objects_it_makes() {
         ),
         "selects host pods only",
     );
+    refused(
+        "a PodDisruptionBudget that freezes every pod of the namespace against drains",
+        create_as(
+            &env,
+            &operator,
+            &apps,
+            &format!(
+                "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: freeze\n  labels: {MANAGED_LABELS}\nspec:\n  maxUnavailable: 0\n  selector: {{}}\n"
+            ),
+        ),
+        "selects the hosts of one HostRole only",
+    );
+    refused(
+        "a PodDisruptionBudget over every host of the namespace, whatever HostRole",
+        create_as(
+            &env,
+            &operator,
+            &apps,
+            &format!(
+                "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: freeze-hosts\n  labels: {MANAGED_LABELS}\nspec:\n  maxUnavailable: 0\n  selector:\n    matchLabels: {{app.kubernetes.io/name: hostrole-host}}\n"
+            ),
+        ),
+        "selects the hosts of one HostRole only",
+    );
 
     // What the operator does make still passes: a network Secret, a host ConfigMap.
     let network_secret = format!(
@@ -933,6 +988,45 @@ async fn a_host_agent_cannot_change_its_pod_beyond_its_client_conditions() {
     ]);
     let full = format!("{name}-hostrole-operator");
     let apps = env.namespace("chart-agent-apps").await;
+    // The policy applies to the ServiceAccounts the operator makes for hosts with clients,
+    // found by their labels: those of a real one (the operator's own doing) are selected.
+    let binding: serde_json::Value = serde_json::from_str(&env.kubectl_ok(&[
+        "get",
+        "validatingadmissionpolicybinding",
+        &format!("{full}-agent-own-pod"),
+        "-o",
+        "json",
+    ]))
+    .expect("json");
+    let host_labels = binding["spec"]["paramRef"]["selector"]["matchLabels"].clone();
+    {
+        let _operator = env.operator(&apps, &["--agent-cluster-role", &format!("{full}-agent")]);
+        let (_dir, hosts) = dir_file(
+            "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: web}\nspec:\n  servers:\n    web:\n      site:\n        files: [{path: index.html, content: hi}]\n---\napiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: probe}\nspec:\n  clients:\n    - {service: web, server: web}\n",
+        );
+        env.kubectl_ok(&["apply", "-n", &apps, "-f", hosts.to_str().expect("utf-8")]);
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(env.client.clone(), &apps);
+        let made = eventually(
+            "the operator makes the host's ServiceAccount",
+            Duration::from_secs(60),
+            || async { accounts.get_opt("probe-host").await.ok().flatten() },
+        )
+        .await;
+        let labels = serde_json::to_value(&made.metadata.labels).expect("labels");
+        assert!(
+            selects(&host_labels, &labels),
+            "the policy's parameters select the operator's host ServiceAccounts: {host_labels} in {labels}"
+        );
+        env.kubectl_ok(&["delete", "hostroles", "--all", "-n", &apps, "--wait"]);
+    }
+    let host_labels = host_labels
+        .as_object()
+        .expect("matchLabels")
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", v.as_str().expect("a string")))
+        .collect::<Vec<_>>()
+        .join(", ");
     // What the operator makes for a host with clients: its ServiceAccount bound to the agent
     // ClusterRole, and its pod (here made directly, restricted as the operator's are).
     let pod = |pod: &str| {
@@ -945,7 +1039,7 @@ async fn a_host_agent_cannot_change_its_pod_beyond_its_client_conditions() {
     std::fs::write(
         &manifest,
         format!(
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: spy-host}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: spy-host}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {full}-agent}}\nsubjects: [{{kind: ServiceAccount, name: spy-host, namespace: {apps}}}]\n---\n{}{}",
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: spy-host, labels: {{{host_labels}}}}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: spy-host}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {full}-agent}}\nsubjects: [{{kind: ServiceAccount, name: spy-host, namespace: {apps}}}]\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: foo-host}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: foo-host}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {full}-agent}}\nsubjects: [{{kind: ServiceAccount, name: foo-host, namespace: {apps}}}]\n---\n{}{}",
             pod("spy-0"),
             pod("other-0")
         ),
@@ -1001,6 +1095,20 @@ async fn a_host_agent_cannot_change_its_pod_beyond_its_client_conditions() {
         },
     )
     .await;
+    // Another ServiceAccount named like a host's, without the operator's labels (someone else's
+    // controller that happens to be called foo-host): the policy leaves it alone, wherever it
+    // writes and whatever condition.
+    let foo = service_account_kubeconfig(&env, &apps, "foo-host", None, &dir);
+    let foo: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client_from(&foo).await, &apps);
+    let body = serde_json::json!({"status": {"conditions": [{"type": "example.com/Checked", "status": "True"}]}});
+    foo.patch_status(
+        "other-0",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Strategic(&body),
+    )
+    .await
+    .expect("the policy does not match a ServiceAccount without the operator's labels");
+
     let expect_refused = |what: &str, result: Result<(), String>, why: &str| match result {
         Ok(()) => panic!("the agent could change {what}"),
         Err(e) => assert!(e.contains(why), "{what}: {e}"),
@@ -1542,4 +1650,937 @@ fn dir_file(text: &str) -> (TempDir, PathBuf) {
     let file = dir.path().join("objects.yaml");
     std::fs::write(&file, text).expect("write");
     (dir, file)
+}
+
+/// The objects of a `helm template` output (hooks included), as JSON values.
+fn rendered_objects(yaml: &str) -> Vec<serde_json::Value> {
+    yaml.split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<serde_json::Value>(doc).ok())
+        .filter(|v| v.get("kind").is_some())
+        .collect()
+}
+
+/// Whether a `matchLabels` map (non-empty) selects an object with `labels`.
+fn selects(match_labels: &serde_json::Value, labels: &serde_json::Value) -> bool {
+    match_labels
+        .as_object()
+        .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+fn is_hook(object: &serde_json::Value) -> bool {
+    object["metadata"]["annotations"]["helm.sh/hook"].is_string()
+}
+
+/// The one object of `kind` that is not a hook.
+fn only<'a>(objects: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    let found: Vec<_> = objects
+        .iter()
+        .filter(|o| o["kind"] == kind && !is_hook(o))
+        .collect();
+    assert_eq!(found.len(), 1, "one {kind}: {found:?}");
+    found[0]
+}
+
+/// Every value the chart added for real clusters, set (the monitors need their CRDs and are
+/// checked in `monitors_only_where_the_prometheus_operator_serves_them`).
+const EVERY_NEW_VALUE: &str = r#"
+nameOverride: hr
+fullnameOverride: platform-hostrole
+service: {annotations: {example.com/scrape: "true"}}
+podDisruptionBudget: {enabled: true, maxUnavailable: "50%", unhealthyPodEvictionPolicy: AlwaysAllow}
+podLabels: {team: infra, app.kubernetes.io/name: not-the-selector}
+podAnnotations: {example.com/owner: infra}
+podSecurityContext: {runAsUser: 1000680000, runAsGroup: 1000680000}
+securityContext: {readOnlyRootFilesystem: true}
+extraArgs: ["--concurrency=4"]
+extraEnv: [{name: HTTPS_PROXY, value: "http://proxy.example:3128"}]
+extraVolumes: [{name: ca, configMap: {name: ca-bundle}}]
+extraVolumeMounts: [{name: ca, mountPath: /etc/ssl/extra, readOnly: true}]
+topologySpreadConstraints:
+  - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway}
+priorityClassName: system-cluster-critical
+networkPolicy: {enabled: true}
+"#;
+
+#[tokio::test]
+async fn name_overrides_rename_every_object_and_every_selector_still_matches() {
+    let env = Env::new().await;
+    let chart = chart();
+    let monitors = [
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "podMonitor.enabled=true",
+        "--api-versions",
+        "monitoring.coreos.com/v1/ServiceMonitor",
+        "--api-versions",
+        "monitoring.coreos.com/v1/PodMonitor",
+        "--set",
+        "networkPolicy.enabled=true",
+    ];
+    for (overrides, fullname, name) in [
+        (vec![], "rel-hostrole-operator", "hostrole-operator"),
+        (vec!["--set", "nameOverride=hr"], "rel-hr", "hr"),
+        (
+            vec![
+                "--set",
+                "nameOverride=hr",
+                "--set",
+                "fullnameOverride=platform-hostrole",
+            ],
+            "platform-hostrole",
+            "hr",
+        ),
+    ] {
+        let mut args = vec!["template", "rel", chart.as_str(), "-n", "ops"];
+        args.extend_from_slice(&monitors);
+        args.extend_from_slice(&overrides);
+        let objects = rendered_objects(&env.helm_ok(&args));
+        assert!(objects.len() > 20, "{objects:?}");
+        for o in &objects {
+            let what = format!("{} {}", o["kind"], o["metadata"]["name"]);
+            let object_name = o["metadata"]["name"].as_str().expect("a name");
+            assert!(
+                object_name.starts_with(fullname),
+                "{overrides:?}: {what} is named after {fullname}"
+            );
+            let expected = if is_hook(o) {
+                format!("{name}-test")
+            } else {
+                name.to_string()
+            };
+            assert_eq!(
+                o["metadata"]["labels"]["app.kubernetes.io/name"].as_str(),
+                Some(expected.as_str()),
+                "{overrides:?}: {what}"
+            );
+        }
+        let deployment = only(&objects, "Deployment");
+        let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        let service = only(&objects, "Service");
+        let selectors = [
+            ("Deployment", &deployment["spec"]["selector"]["matchLabels"]),
+            ("Service", &service["spec"]["selector"]),
+            (
+                "PodDisruptionBudget",
+                &only(&objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+            ),
+            (
+                "NetworkPolicy",
+                &only(&objects, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"],
+            ),
+            (
+                "anti-affinity",
+                &deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+                    [0]["podAffinityTerm"]["labelSelector"]["matchLabels"],
+            ),
+        ];
+        let test_pod = objects
+            .iter()
+            .find(|o| o["kind"] == "Pod" && is_hook(o))
+            .expect("the helm-test pod");
+        for (what, selector) in selectors {
+            assert!(
+                selects(selector, pod_labels),
+                "{overrides:?}: the {what} selects the operator pods"
+            );
+            assert!(
+                !selects(selector, &test_pod["metadata"]["labels"]),
+                "{overrides:?}: the {what} does not select the helm-test pod"
+            );
+        }
+        assert!(
+            selects(
+                &only(&objects, "ServiceMonitor")["spec"]["selector"]["matchLabels"],
+                &service["metadata"]["labels"]
+            ),
+            "{overrides:?}: the ServiceMonitor selects the metrics Service"
+        );
+        // The operator's flags name the objects the chart made.
+        let args: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert!(args.contains(&format!("--lease-name={fullname}").as_str()));
+        let role = format!("{fullname}-agent");
+        assert!(args.contains(&format!("--agent-cluster-role={role}").as_str()));
+        assert!(
+            objects
+                .iter()
+                .any(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == role.as_str())
+        );
+    }
+
+    // Every new value at once: rendered and accepted by the API server.
+    let ns = env.namespace("chart-values").await;
+    let (_dir, values) = dir_file(EVERY_NEW_VALUE);
+    let rendered = env.helm_ok(&[
+        "template",
+        "rel",
+        &chart,
+        "-n",
+        &ns,
+        "--skip-tests",
+        "-f",
+        values.to_str().expect("utf-8"),
+    ]);
+    let objects = rendered_objects(&rendered);
+    let deployment = only(&objects, "Deployment");
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(pod["metadata"]["labels"]["team"], "infra");
+    assert_eq!(
+        pod["metadata"]["labels"]["app.kubernetes.io/name"], "hr",
+        "podLabels cannot replace a selector label"
+    );
+    assert_eq!(pod["metadata"]["annotations"]["example.com/owner"], "infra");
+    let spec = &pod["spec"];
+    assert_eq!(
+        spec["securityContext"],
+        serde_json::json!({
+            "runAsNonRoot": true,
+            "runAsUser": 1000680000,
+            "runAsGroup": 1000680000,
+            "seccompProfile": {"type": "RuntimeDefault"}
+        }),
+        "the ids a platform wants are set (whole numbers), the rest stays restricted"
+    );
+    assert_eq!(spec["priorityClassName"], "system-cluster-critical");
+    assert_eq!(spec["volumes"][0]["name"], "ca");
+    let container = &spec["containers"][0];
+    assert_eq!(container["volumeMounts"][0]["mountPath"], "/etc/ssl/extra");
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"][0],
+        "ALL"
+    );
+    assert_eq!(
+        container["args"].as_array().and_then(|a| a.last()),
+        Some(&serde_json::json!("--concurrency=4"))
+    );
+    assert!(
+        container["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .any(|e| e["name"] == "HTTPS_PROXY")
+    );
+    let spread = &spec["topologySpreadConstraints"][0];
+    assert!(
+        selects(
+            &spread["labelSelector"]["matchLabels"],
+            &pod["metadata"]["labels"]
+        ),
+        "a constraint without labelSelector gets the operator's: {spread}"
+    );
+    assert_eq!(
+        only(&objects, "Service")["metadata"]["annotations"]["example.com/scrape"],
+        "true"
+    );
+    let pdb = &only(&objects, "PodDisruptionBudget")["spec"];
+    assert_eq!(pdb["maxUnavailable"], "50%");
+    assert!(pdb.get("minAvailable").is_none(), "{pdb}");
+    assert_eq!(pdb["unhealthyPodEvictionPolicy"], "AlwaysAllow");
+
+    let dir = tempdir().expect("tempdir");
+    let file = dir.path().join("rendered.yaml");
+    std::fs::write(&file, &rendered).expect("write");
+    env.kubectl_ok(&[
+        "apply",
+        "--dry-run=server",
+        "-n",
+        &ns,
+        "-f",
+        file.to_str().expect("utf-8"),
+    ]);
+    env.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+async fn an_existing_service_account_must_be_named() {
+    let env = Env::new().await;
+    let chart = chart();
+    let out = env.helm(&[
+        "template",
+        "rel",
+        &chart,
+        "-n",
+        "ops",
+        "--set",
+        "serviceAccount.create=false",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "create=false without a name must not bind the namespace's default ServiceAccount: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("serviceAccount.name is required when serviceAccount.create=false"),
+        "{stderr}"
+    );
+
+    let objects = rendered_objects(&env.helm_ok(&[
+        "template",
+        "rel",
+        &chart,
+        "-n",
+        "ops",
+        "--skip-tests",
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "serviceAccount.name=platform-operator",
+    ]));
+    assert!(
+        !objects.iter().any(|o| o["kind"] == "ServiceAccount"),
+        "no ServiceAccount is created"
+    );
+    assert_eq!(
+        only(&objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
+        "platform-operator"
+    );
+    let subjects: Vec<&serde_json::Value> = objects
+        .iter()
+        .filter(|o| {
+            matches!(
+                o["kind"].as_str(),
+                Some("RoleBinding" | "ClusterRoleBinding")
+            )
+        })
+        .flat_map(|o| o["subjects"].as_array().expect("subjects").iter())
+        .collect();
+    assert_eq!(
+        subjects.len(),
+        2,
+        "the operator's and the leader election's"
+    );
+    for subject in subjects {
+        assert_eq!(
+            subject,
+            &serde_json::json!({"kind": "ServiceAccount", "name": "platform-operator", "namespace": "ops"})
+        );
+    }
+    let policy = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == "rel-hostrole-operator-own-objects")
+        .expect("the operator's admission policy");
+    assert_eq!(
+        policy["spec"]["matchConditions"][0]["expression"],
+        "request.userInfo.username == 'system:serviceaccount:ops:platform-operator'"
+    );
+}
+
+/// Numbers as floats: `helm`'s YAML round trip writes `1024.0` as `1024`.
+fn numbers_as_floats(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        Value::Array(items) => Value::Array(items.into_iter().map(numbers_as_floats).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, numbers_as_floats(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+#[tokio::test]
+async fn crds_enabled_renders_the_generated_crd_unchanged() {
+    let env = Env::new().await;
+    let chart = chart();
+    let generated: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(
+            repo_root().join("charts/hostrole-operator/crds/hostrole.dev_hostroles.yaml"),
+        )
+        .expect("crds/ of the chart"),
+    )
+    .expect("YAML");
+    let render = |extra: &[&str]| {
+        let mut args = vec!["template", "rel", chart.as_str(), "-n", "ops"];
+        args.extend_from_slice(extra);
+        rendered_objects(&env.helm_ok(&args))
+            .into_iter()
+            .filter(|o| o["kind"] == "CustomResourceDefinition")
+            .collect::<Vec<_>>()
+    };
+    assert!(render(&[]).is_empty(), "crds/ only, by default");
+    for (keep, annotation) in [("true", Some("keep")), ("false", None)] {
+        let crds = render(&[
+            "--set",
+            "crds.enabled=true",
+            "--set",
+            &format!("crds.keep={keep}"),
+        ]);
+        assert_eq!(crds.len(), 1);
+        let mut crd = crds[0].clone();
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"].as_str(),
+            annotation,
+            "crds.keep={keep}"
+        );
+        assert_eq!(
+            crd["metadata"]["labels"]["app.kubernetes.io/instance"],
+            "rel"
+        );
+        let meta = crd["metadata"].as_object_mut().expect("metadata");
+        meta.remove("labels");
+        meta.remove("annotations");
+        assert!(
+            numbers_as_floats(crd) == numbers_as_floats(generated.clone()),
+            "templates/crds.yaml renders crds/hostrole.dev_hostroles.yaml (make crds) unchanged"
+        );
+    }
+}
+
+/// The chart copied into `dir`, its CRD renamed to a kind and group of this test alone (the
+/// cluster's HostRole CRD is every other test's), with `spec.probe` when `probe` (a later
+/// version of the CRD). Returns the chart's path and the CRD's name.
+fn chart_with_own_crd(dir: &std::path::Path, group: &str, probe: bool) -> (String, String) {
+    let copy = dir.join(if probe { "v2" } else { "v1" });
+    copy_tree(&repo_root().join("charts/hostrole-operator"), &copy);
+    let file = copy.join("crds/hostrole.dev_hostroles.yaml");
+    let mut crd: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&file).expect("crd")).expect("YAML");
+    let name = format!("chartprobes.{group}");
+    crd["metadata"]["name"] = name.clone().into();
+    crd["spec"]["group"] = group.into();
+    crd["spec"]["names"] = serde_json::json!({
+        "kind": "ChartProbe", "listKind": "ChartProbeList",
+        "plural": "chartprobes", "singular": "chartprobe",
+    });
+    if probe {
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["probe"] =
+            serde_json::json!({"type": "string", "description": "Added by a later version."});
+    }
+    std::fs::write(&file, serde_yaml::to_string(&crd).expect("yaml")).expect("write");
+    (copy.display().to_string(), name)
+}
+
+#[tokio::test]
+async fn crds_enabled_upgrades_the_crd_with_the_release_and_keeps_it_on_uninstall() {
+    let env = Env::new().await;
+    let ns = env.namespace("chart-crds").await;
+    let group = format!("chart-{:06x}.e2e.hostrole.dev", fastrand::u32(..0xff_ffff));
+    let dir = tempdir().expect("tempdir");
+    let (v1, crd) = chart_with_own_crd(dir.path(), &group, false);
+    let (v2, _) = chart_with_own_crd(dir.path(), &group, true);
+    let probe = dir.path().join("probe.yaml");
+    std::fs::write(
+        &probe,
+        format!(
+            "apiVersion: {group}/v1alpha1\nkind: ChartProbe\nmetadata: {{name: probe}}\nspec:\n  probe: served\n  servers:\n    web:\n      site:\n        files: [{{path: index.html, content: hi}}]\n"
+        ),
+    )
+    .expect("write");
+    let probe = probe.to_str().expect("utf-8");
+    let create_probe = || env.kubectl(&["create", "--validate=strict", "-n", &ns, "-f", probe]);
+    let common = ["--set", "replicaCount=1", "--set", "crds.enabled=true"];
+
+    // As the README says: crds.enabled with --skip-crds, so that only the release makes the CRD.
+    let name = release("crds");
+    let mut install = vec!["install", &name, &v1, "-n", &ns, "--skip-crds"];
+    install.extend_from_slice(&common);
+    env.helm_ok(&install);
+    let owner = env.kubectl_ok(&[
+        "get",
+        "crd",
+        &crd,
+        "-o",
+        "jsonpath={.metadata.annotations.meta\\.helm\\.sh/release-name} {.metadata.annotations.helm\\.sh/resource-policy}",
+    ]);
+    assert_eq!(owner, format!("{name} keep"), "the release owns the CRD");
+    env.kubectl_ok(&["wait", "--for=condition=Established", "crd", &crd]);
+    let out = create_probe();
+    assert!(!out.status.success(), "v1 has no spec.probe");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spec.probe"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A chart with a changed CRD: `helm upgrade` changes the served schema.
+    let mut upgrade = vec!["upgrade", &name, &v2, "-n", &ns];
+    upgrade.extend_from_slice(&common);
+    env.helm_ok(&upgrade);
+    eventually(
+        "the API server serves the upgraded schema",
+        Duration::from_secs(30),
+        || async { create_probe().status.success().then_some(()) },
+    )
+    .await;
+
+    // crds.keep: uninstall leaves the CRD and its objects.
+    env.helm_ok(&["uninstall", &name, "-n", &ns, "--wait"]);
+    env.kubectl_ok(&["get", "crd", &crd]);
+    let kept = env.kubectl_ok(&[
+        "get",
+        &format!("chartprobes.{group}"),
+        "-n",
+        &ns,
+        "-o",
+        "name",
+    ]);
+    assert!(kept.contains("probe"), "the object survives: {kept}");
+    env.kubectl_ok(&["delete", "crd", &crd, "--wait"]);
+
+    // Without --skip-crds, crds/ makes the CRD first and Helm refuses to take it into the release:
+    // never two owners, never a CRD overwritten.
+    let other = release("crds");
+    let mut install = vec!["install", &other, &v1, "-n", &ns];
+    install.extend_from_slice(&common);
+    let out = env.helm(&install);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "installed the CRD twice?");
+    assert!(
+        stderr.contains("cannot be imported into the current release"),
+        "{stderr}"
+    );
+    // The README's way out: let the release adopt it, then install with --skip-crds.
+    env.kubectl_ok(&["label", "crd", &crd, "app.kubernetes.io/managed-by=Helm"]);
+    env.kubectl_ok(&[
+        "annotate",
+        "crd",
+        &crd,
+        &format!("meta.helm.sh/release-name={other}"),
+        &format!("meta.helm.sh/release-namespace={ns}"),
+    ]);
+    let mut install = vec!["install", &other, &v2, "-n", &ns, "--skip-crds"];
+    install.extend_from_slice(&common);
+    install.extend_from_slice(&["--set", "crds.keep=false"]);
+    env.helm_ok(&install);
+    eventually(
+        "the adopted CRD is upgraded",
+        Duration::from_secs(30),
+        || async { create_probe().status.success().then_some(()) },
+    )
+    .await;
+    // crds.keep=false: uninstall deletes it (and its objects).
+    env.helm_ok(&["uninstall", &other, "-n", &ns, "--wait"]);
+    eventually(
+        "the CRD is gone with the release",
+        Duration::from_secs(60),
+        || async {
+            let out = env.kubectl(&["get", "crd", &crd]);
+            (!out.status.success()).then_some(())
+        },
+    )
+    .await;
+    env.delete_namespace(&ns).await;
+}
+
+/// Minimal Prometheus Operator CRDs (any content) for ServiceMonitors and PodMonitors.
+fn monitoring_crds() -> String {
+    ["ServiceMonitor", "PodMonitor"]
+        .iter()
+        .map(|kind| {
+            let plural = format!("{}s", kind.to_lowercase());
+            format!(
+                "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: {plural}.monitoring.coreos.com}}\nspec:\n  group: monitoring.coreos.com\n  scope: Namespaced\n  names: {{kind: {kind}, listKind: {kind}List, plural: {plural}, singular: {}}}\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}\n---\n",
+                kind.to_lowercase()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn monitors_only_where_the_prometheus_operator_serves_them() {
+    let env = Env::new().await;
+    let (_crds_dir, crds) = dir_file(&monitoring_crds());
+    let crds = crds.to_str().expect("utf-8");
+    // Left over by an earlier run that failed: this test needs a cluster without them first.
+    env.kubectl_ok(&["delete", "--ignore-not-found", "--wait", "-f", crds]);
+
+    let system = env.namespace("chart-monitors").await;
+    let apps = env.namespace("chart-monitors-apps").await;
+    let name = release("mon");
+    env.helm_ok(&[
+        "install",
+        &name,
+        &chart(),
+        "-n",
+        &system,
+        "--set",
+        "replicaCount=1",
+        "--set",
+        &format!("watchNamespace={apps}"),
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "podMonitor.enabled=true",
+    ]);
+    let manifest = env.helm_ok(&["get", "manifest", &name, "-n", &system]);
+    assert!(
+        !manifest.contains("kind: ServiceMonitor") && !manifest.contains("kind: PodMonitor"),
+        "no monitor without the monitoring.coreos.com/v1 API: {manifest}"
+    );
+    let notes = env.helm_ok(&["get", "notes", &name, "-n", &system]);
+    assert!(
+        notes.contains("NO ServiceMonitor was created")
+            && notes.contains("NO PodMonitor was created"),
+        "{notes}"
+    );
+
+    // The Prometheus Operator's CRDs arrive: the next upgrade makes both.
+    env.kubectl_ok(&["apply", "-f", crds]);
+    env.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "servicemonitors.monitoring.coreos.com",
+        "podmonitors.monitoring.coreos.com",
+    ]);
+    env.helm_ok(&[
+        "upgrade",
+        &name,
+        &chart(),
+        "-n",
+        &system,
+        "--reuse-values",
+        "--set",
+        "serviceMonitor.scrapeTimeout=10s",
+        "--set",
+        "podMonitor.interval=15s",
+        "--set",
+        "podMonitor.metricRelabelings[0].action=drop",
+        "--set",
+        "podMonitor.metricRelabelings[0].regex=go_.*",
+        "--set",
+        "podMonitor.metricRelabelings[0].sourceLabels[0]=__name__",
+    ]);
+    let full = format!("{name}-hostrole-operator");
+    let get = |kind: &str, object: &str| -> serde_json::Value {
+        serde_json::from_str(&env.kubectl_ok(&["get", kind, object, "-n", &system, "-o", "json"]))
+            .expect("json")
+    };
+    let sm = get("servicemonitors.monitoring.coreos.com", &full);
+    let endpoint = &sm["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], "metrics");
+    assert_eq!(endpoint["scrapeTimeout"], "10s");
+    assert_eq!(
+        sm["spec"]["namespaceSelector"]["matchNames"][0],
+        system.as_str()
+    );
+    let service: serde_json::Value = serde_json::from_str(&env.kubectl_ok(&[
+        "get",
+        "service",
+        &format!("{full}-metrics"),
+        "-n",
+        &system,
+        "-o",
+        "json",
+    ]))
+    .expect("json");
+    assert!(selects(
+        &sm["spec"]["selector"]["matchLabels"],
+        &service["metadata"]["labels"]
+    ));
+
+    let pm = get(
+        "podmonitors.monitoring.coreos.com",
+        &format!("{full}-hosts"),
+    );
+    let endpoint = &pm["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["interval"], "15s");
+    assert_eq!(endpoint["metricRelabelings"][0]["action"], "drop");
+    assert_eq!(endpoint["relabelings"][0]["targetLabel"], "hostrole");
+    assert_eq!(
+        pm["spec"]["namespaceSelector"]["matchNames"][0],
+        apps.as_str()
+    );
+
+    // It selects the pods the operator really makes, on the port their agent serves /metrics.
+    let _operator = env.operator(&apps, &[]);
+    let (_dir, host) = dir_file(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: hello}\nspec:\n  servers:\n    web:\n      site:\n        files: [{path: index.html, content: hi}]\n",
+    );
+    env.kubectl_ok(&["apply", "-n", &apps, "-f", host.to_str().expect("utf-8")]);
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), &apps);
+    let pod = eventually("the host pod exists", Duration::from_secs(60), || async {
+        pods.get_opt("hello-0").await.ok().flatten()
+    })
+    .await;
+    let labels = serde_json::to_value(&pod.metadata.labels).expect("labels");
+    assert!(
+        selects(&pm["spec"]["selector"]["matchLabels"], &labels),
+        "the PodMonitor selects the host pod: {labels}"
+    );
+    let port = endpoint["port"].as_str().expect("port");
+    let served = pod
+        .spec
+        .as_ref()
+        .map(|s| &s.containers[0])
+        .and_then(|c| c.ports.as_ref())
+        .is_some_and(|ports| {
+            ports
+                .iter()
+                .any(|p| p.name.as_deref() == Some(port) && p.container_port == 9901)
+        });
+    assert!(served, "the agent serves /metrics on port {port} (9901)");
+
+    env.helm_ok(&["uninstall", &name, "-n", &system, "--wait"]);
+    env.delete_namespace(&apps).await;
+    env.delete_namespace(&system).await;
+    env.kubectl_ok(&["delete", "--ignore-not-found", "-f", crds]);
+}
+
+#[tokio::test]
+async fn the_notes_commands_run_as_written() {
+    let env = Env::new().await;
+    let system = env.namespace("chart-notes").await;
+    let apps = env.namespace("chart-notes-apps").await;
+    let name = release("notes");
+    env.helm_ok(&[
+        "install",
+        &name,
+        &chart(),
+        "-n",
+        &system,
+        "--set",
+        "replicaCount=1",
+        "--set",
+        &format!("watchNamespace={apps}"),
+    ]);
+    let notes = env.helm_ok(&["get", "notes", &name, "-n", &system]);
+    let block: Vec<&str> = notes
+        .lines()
+        .skip_while(|l| !l.starts_with("Declare a host"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| &l[2..])
+        .collect();
+    let script = block.join("\n");
+    let bash = |script: &str, syntax_only: bool| {
+        let kubectl_dir = env
+            .kubectl
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let path = format!(
+            "{kubectl_dir}:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let flags = if syntax_only { "-n" } else { "-euo" };
+        let mut command = std::process::Command::new("bash");
+        command.arg(flags);
+        if !syntax_only {
+            command.arg("pipefail");
+        }
+        command
+            .args(["-c", script])
+            .env("PATH", path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("bash")
+    };
+    let out = bash(&script, true);
+    assert!(
+        out.status.success(),
+        "NOTES are shell: {}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The port-forward goes to the background and is ended; nothing waits forever (`-w`).
+    let forward = block
+        .iter()
+        .position(|l| l.contains("port-forward"))
+        .expect("NOTES forward a port");
+    assert!(block[forward].contains(" &"), "{}", block[forward]);
+    assert!(block[forward + 1].contains("curl"), "{script}");
+    assert!(
+        block.last().is_some_and(|l| l.starts_with("kill $!")),
+        "{script}"
+    );
+    assert!(!script.contains(" -w"), "{script}");
+
+    // Up to the port-forward, against this control plane (its pods carry no traffic; the kind
+    // suite fetches pages), in the namespace the operator watches.
+    let _operator = env.operator(&apps, &[]);
+    let out = bash(&block[..forward].join("\n"), false);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}\n{script}");
+    assert!(text.contains("condition met"), "{text}");
+    assert!(text.contains("AllRolesServing"), "{text}");
+    env.helm_ok(&["uninstall", &name, "-n", &system]);
+    env.delete_namespace(&apps).await;
+    env.delete_namespace(&system).await;
+}
+
+/// The args of the operator container in a `helm template` output.
+fn operator_args(yaml: &str) -> Vec<String> {
+    let objects = rendered_objects(yaml);
+    let deployment = only(&objects, "Deployment");
+    serde_json::from_value(deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+        .expect("args")
+}
+
+#[tokio::test]
+async fn host_pod_ids_reach_the_operator_as_whole_numbers_or_are_left_to_the_platform() {
+    let env = Env::new().await;
+    let chart = chart();
+    // Defaults: no user of our own for the operator or for hosts; volumes for group 65532.
+    let yaml = env.helm_ok(&["template", "rel", &chart, "-n", "ops"]);
+    let args = operator_args(&yaml);
+    for arg in [
+        "--agent-run-as-user=platform",
+        "--agent-run-as-group=platform",
+        "--agent-fs-group=65532",
+    ] {
+        assert!(args.iter().any(|a| a == arg), "{arg} in {args:?}");
+    }
+    let objects = rendered_objects(&yaml);
+    let pod_sc = &only(&objects, "Deployment")["spec"]["template"]["spec"]["securityContext"];
+    assert_eq!(pod_sc["runAsNonRoot"], true);
+    assert!(pod_sc.get("runAsUser").is_none(), "{pod_sc}");
+    // OpenShift-sized ids from a values file (YAML numbers reach templates as floats).
+    let (_dir, values) =
+        dir_file("agent: {runAsUser: 1000680000, runAsGroup: 1000680000, fsGroup: null}\n");
+    let yaml = env.helm_ok(&[
+        "template",
+        "rel",
+        &chart,
+        "-n",
+        "ops",
+        "-f",
+        values.to_str().expect("utf-8"),
+    ]);
+    let args = operator_args(&yaml);
+    for arg in [
+        "--agent-run-as-user=1000680000",
+        "--agent-run-as-group=1000680000",
+        "--agent-fs-group=platform",
+    ] {
+        assert!(args.iter().any(|a| a == arg), "{arg} in {args:?}");
+    }
+    // Root is refused at render time, naming the value.
+    let out = env.helm(&["template", "rel", &chart, "--set", "agent.runAsUser=0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/agent/runAsUser"));
+}
+
+/// kube-score's binary, built and cached by operator/tests/tools/kube-score/build.sh.
+fn kube_score() -> PathBuf {
+    let script = repo_root().join("operator/tests/tools/kube-score/build.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("run kube-score/build.sh");
+    assert!(
+        out.status.success(),
+        "kube-score build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// kube-score's CRITICAL findings on `yaml`: (check id, kind, object, what it says).
+fn critical_findings(yaml: &str) -> Vec<(String, String, String, String)> {
+    let (_dir, file) = dir_file(yaml);
+    let out = std::process::Command::new(kube_score())
+        .args(["score", "--output-format", "json"])
+        .arg(&file)
+        .output()
+        .expect("run kube-score");
+    let scored: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "kube-score json: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let mut found = Vec::new();
+    for object in &scored {
+        for check in object["checks"].as_array().into_iter().flatten() {
+            // Grades: 1 critical, 5 warning, 7 almost ok, 10 ok.
+            if check["skipped"] == true || check["grade"].as_i64() != Some(1) {
+                continue;
+            }
+            let said: Vec<&str> = check["comments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["summary"].as_str())
+                .collect();
+            found.push((
+                check["check"]["id"].as_str().unwrap_or("?").to_string(),
+                object["type_meta"]["kind"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
+                object["object_name"].as_str().unwrap_or("?").to_string(),
+                said.join("; "),
+            ));
+        }
+    }
+    found
+}
+
+/// The accepted findings of a kube-score list (check id, kind), each with its reason.
+fn accepted_findings(file: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(repo_root().join(file)).expect("accepted list");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            assert!(
+                cols.len() == 3 && !cols[2].trim().is_empty(),
+                "{file}: `check-id<TAB>kind<TAB>why` expected: {l}"
+            );
+            (cols[0].to_string(), cols[1].to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn kube_score_finds_nothing_critical_in_the_chart_that_is_not_explained() {
+    let env = Env::new().await;
+    let chart = chart();
+    let accepted = accepted_findings("operator/tests/tools/kube-score/chart.tsv");
+    let mut seen = std::collections::BTreeSet::new();
+    for extra in [
+        &[][..],
+        &[
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "replicaCount=3",
+        ][..],
+    ] {
+        let mut args = vec![
+            "template",
+            "hostrole",
+            chart.as_str(),
+            "-n",
+            "hostrole-system",
+        ];
+        args.extend_from_slice(extra);
+        let yaml = env.helm_ok(&args);
+        let unexplained: Vec<_> = critical_findings(&yaml)
+            .into_iter()
+            .inspect(|(id, kind, _, _)| {
+                seen.insert((id.clone(), kind.clone()));
+            })
+            .filter(|(id, kind, _, _)| !accepted.contains(&(id.clone(), kind.clone())))
+            .collect();
+        assert!(
+            unexplained.is_empty(),
+            "kube-score findings with {extra:?} that operator/tests/tools/kube-score/chart.tsv does not explain (fix them, or say why there): {unexplained:#?}"
+        );
+    }
+    let stale: Vec<_> = accepted.iter().filter(|a| !seen.contains(*a)).collect();
+    assert!(
+        stale.is_empty(),
+        "chart.tsv explains findings kube-score no longer reports: {stale:?}"
+    );
 }

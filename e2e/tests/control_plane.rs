@@ -678,8 +678,8 @@ async fn an_idle_operator_writes_nothing() {
         wait_ready(&env.client, &ns, &hr.name_any()).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let writes = operator.metric_sum("hostrole_api_writes_total");
-    let reconciles = operator.metric_sum("hostrole_reconciles_total");
+    let writes = operator.metric_sum("hostrole_operator_api_writes_total");
+    let reconciles = operator.metric_sum("hostrole_operator_reconciles_total");
     assert!(
         writes > 0.0,
         "the metric counts the writes that created the objects"
@@ -698,7 +698,8 @@ async fn an_idle_operator_writes_nothing() {
         "the annotation triggered reconciles",
         Duration::from_secs(30),
         || async {
-            (operator.metric_sum("hostrole_reconciles_total") >= reconciles + 2.0).then_some(())
+            (operator.metric_sum("hostrole_operator_reconciles_total") >= reconciles + 2.0)
+                .then_some(())
         },
     )
     .await;
@@ -749,7 +750,7 @@ async fn an_idle_operator_writes_nothing() {
     let before = versions().await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(
-        operator.metric_sum("hostrole_api_writes_total"),
+        operator.metric_sum("hostrole_operator_api_writes_total"),
         writes,
         "no write in a minute of nothing changing (nor for the no-op reconciles): {}",
         operator.metrics().unwrap_or_default()
@@ -773,7 +774,8 @@ async fn with_leader_election_one_replica_reconciles_and_another_takes_over() {
         })
         .collect();
     let leading = |r: &Option<hostrole_e2e::Operator>| {
-        r.as_ref().map_or(0.0, |o| o.metric_sum("hostrole_leader"))
+        r.as_ref()
+            .map_or(0.0, |o| o.metric_sum("hostrole_operator_leader"))
     };
     let leader = eventually(
         "exactly one replica leads",
@@ -803,7 +805,7 @@ async fn with_leader_election_one_replica_reconciles_and_another_takes_over() {
     // (metric_sum panics), it does not read as 0 reconciles.
     let follower_reconciles = replicas[follower]
         .as_ref()
-        .map_or(-1.0, |o| o.metric_sum("hostrole_reconciles_total"));
+        .map_or(-1.0, |o| o.metric_sum("hostrole_operator_reconciles_total"));
     assert_eq!(follower_reconciles, 0.0, "the follower does not reconcile");
 
     // The leader dies without releasing the Lease; the follower takes over when it expires.
@@ -820,7 +822,7 @@ async fn with_leader_election_one_replica_reconciles_and_another_takes_over() {
     wait_ready(&env.client, &ns, "brochure").await;
     let reconciles = replicas[follower]
         .as_ref()
-        .map_or(0.0, |o| o.metric_sum("hostrole_reconciles_total"));
+        .map_or(0.0, |o| o.metric_sum("hostrole_operator_reconciles_total"));
     assert!(reconciles > 0.0, "the new leader reconciles");
     env.delete_namespace(&ns).await;
 }

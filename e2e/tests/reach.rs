@@ -176,7 +176,7 @@ async fn cert_manager_issues_the_host_certificate_and_routes_and_exposure_follow
     assert!(
         endpoints
             .iter()
-            .any(|e| e.url == format!("http://office.{ns}.svc:8444/") && e.scope == "cluster"),
+            .any(|e| e.url == format!("http://office.{ns}.svc:8444/") && e.scope == "Cluster"),
         "{endpoints:?}"
     );
     let table = env.kubectl_ok(&["get", "hrole", "office", "-n", &ns]);

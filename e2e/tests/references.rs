@@ -298,7 +298,7 @@ async fn a_peer_network_gets_one_secret_and_service_owned_by_every_member() {
     })
     .await;
     let network = hr.status.expect("status").network.expect("network");
-    assert_eq!(network.mode, "hybrid");
+    assert_eq!(network.mode, "Hybrid");
     assert_eq!(network.secret, "peers-family");
     let policy = api::<NetworkPolicy>(&env.client, &ns)
         .get("tracker")
@@ -318,7 +318,7 @@ async fn a_peer_network_gets_one_secret_and_service_owned_by_every_member() {
     let operator = env.operator(&ns, &["--network-policies"]);
     let secret_patches = || {
         operator.metric(
-            "hostrole_api_writes_total",
+            "hostrole_operator_api_writes_total",
             &[("kind", "Secret"), ("verb", "patch")],
         )
     };

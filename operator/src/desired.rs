@@ -20,13 +20,14 @@ use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, LocalObjectReference, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
     Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection,
-    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
-    VolumeMount, VolumeProjection, VolumeResourceRequirements,
+    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
+    TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -43,8 +44,33 @@ pub const CONFIG_HASH_ANNOTATION: &str = "hostrole.dev/config-hash";
 /// Annotation on every owned object: a digest of what the operator last applied, so a field the
 /// operator stops setting is noticed even though the live object still holds it.
 pub const APPLIED_HASH_ANNOTATION: &str = "hostrole.dev/applied-hash";
-/// UID and GID the agent runs as (the conventional "nonroot" user of distroless images).
+/// UID and GID of the agent image's `USER` (the conventional "nonroot" user of distroless
+/// images), and the default `fsGroup` of host pods.
 pub const AGENT_UID: i64 = 65532;
+
+/// Which user and groups host pods run as. Unset fields are left to the platform: the image's
+/// `USER` (65532:65532) on most clusters, or what a policy engine assigns (OpenShift's
+/// `restricted-v2` SCC gives every namespace its own UID and group range and rejects pods that
+/// ask for ids outside it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodIds {
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    /// The group volumes are made writable for (Secrets mounted 0440 are readable through it).
+    pub fs_group: Option<i64>,
+}
+
+impl Default for PodIds {
+    /// No user or group of our own (the image's `USER` applies); volumes for group 65532, which
+    /// a volume needs on clusters whose provisioners hand out root-owned directories.
+    fn default() -> Self {
+        Self {
+            run_as_user: None,
+            run_as_group: None,
+            fs_group: Some(AGENT_UID),
+        }
+    }
+}
 
 /// What the operator needs to know that is not in the HostRole.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +86,8 @@ pub struct Settings {
     pub network_policies: bool,
     /// Pull secrets of host pods whose HostRole names none (`spec.template.imagePullSecrets`).
     pub image_pull_secrets: Vec<String>,
+    /// User and groups of host pods.
+    pub pod_ids: PodIds,
 }
 
 /// Label on peer pods naming their network (the network Service selects on it).
@@ -84,6 +112,8 @@ pub struct Desired {
     pub network: Option<NetworkObjects>,
     /// When asked for: who may reach this host's servers.
     pub network_policy: Option<NetworkPolicy>,
+    /// Two or more hosts, or a budget asked for: how many voluntary disruptions may take down.
+    pub disruption_budget: Option<PodDisruptionBudget>,
     /// References that cannot be honoured yet (shown in status; they recover by watch).
     pub problems: Vec<Problem>,
     /// What reaches the host from outside: Certificates, the external Service, routes.
@@ -122,6 +152,9 @@ impl Names {
         format!("{hr}-host")
     }
     pub fn network_policy(hr: &str) -> String {
+        hr.to_string()
+    }
+    pub fn disruption_budget(hr: &str) -> String {
         hr.to_string()
     }
 }
@@ -184,6 +217,7 @@ pub fn desired(hr: &HostRole, settings: &Settings, world: &World) -> Result<Desi
         network_policy: (hr.spec.network_policy || settings.network_policies)
             .then(|| network_policy(hr, name, namespace, &world))
             .flatten(),
+        disruption_budget: disruption_budget(hr, name, namespace),
         reach: crate::reach::reach(
             hr,
             name,
@@ -259,6 +293,68 @@ fn meta(hr: &HostRole, name: String, namespace: &str) -> ObjectMeta {
         owner_references: owner_reference(hr).map(|o| vec![o]),
         ..Default::default()
     }
+}
+
+/// The hosts' `topologySpreadConstraints`: the HostRole's own (a missing `labelSelector` counts
+/// its hosts), else with two or more hosts an even spread over nodes that never keeps a host
+/// from being scheduled.
+fn topology_spread(
+    template: &HostTemplate,
+    name: &str,
+    replicas: i32,
+) -> Option<Vec<TopologySpreadConstraint>> {
+    let hosts = || LabelSelector {
+        match_labels: Some(selector_labels(name)),
+        ..Default::default()
+    };
+    let constraints = match &template.topology_spread {
+        Some(own) => own
+            .iter()
+            .cloned()
+            .map(|mut c| {
+                c.label_selector.get_or_insert_with(hosts);
+                c
+            })
+            .collect(),
+        // Nodes only: the scheduler ignores, when scoring, every node that lacks a key of the
+        // pod's constraints, so a zone constraint on a cluster without zone labels (kind, most
+        // bare metal) would switch spreading off altogether.
+        None if replicas >= 2 => vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "kubernetes.io/hostname".into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(hosts()),
+            ..Default::default()
+        }],
+        None => Vec::new(),
+    };
+    (!constraints.is_empty()).then_some(constraints)
+}
+
+/// The hosts' PodDisruptionBudget: the HostRole's own `maxUnavailable`, else one host at a time
+/// when there are two or more. Hosts that are not ready may always be evicted
+/// (`AlwaysAllow`), so a crash-looping host never blocks a drain.
+fn disruption_budget(hr: &HostRole, name: &str, namespace: &str) -> Option<PodDisruptionBudget> {
+    let own = hr
+        .spec
+        .template
+        .as_ref()
+        .and_then(|t| t.disruption_budget.as_ref())
+        .map(|b| b.max_unavailable.clone());
+    let max_unavailable = own.or_else(|| (hr.spec.replicas >= 2).then_some(IntOrString::Int(1)))?;
+    Some(PodDisruptionBudget {
+        metadata: meta(hr, Names::disruption_budget(name), namespace),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(max_unavailable),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(name)),
+                ..Default::default()
+            }),
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }
 
 /// The controller owner reference that makes garbage collection delete the children.
@@ -348,16 +444,44 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-fn default_resources() -> ResourceRequirements {
+/// Space for the agent's logs on the node (the root filesystem is read-only).
+const LOG_SPACE_MIB: u64 = 64;
+/// `sizeLimit` of the `/tmp` emptyDir.
+const TMP_SPACE_MIB: u64 = 64;
+
+/// Resources of a host whose HostRole names none. No CPU limit (it throttles a host serving a
+/// burst while the node has CPU to spare). Ephemeral storage: the request covers the logs; the
+/// limit is what the pod's emptyDirs may hold plus the logs, because the kubelet evicts a pod
+/// whose containers and emptyDirs together pass the sum of its containers' limits.
+fn default_resources(plan: &HostPlan) -> ResourceRequirements {
+    let scratch_mib: u64 = plan
+        .mounts()
+        .filter_map(|m| match &m.source {
+            Source::Data {
+                storage: None,
+                scratch,
+            } => hostrole_api::quantity::parse_bytes(&scratch.0),
+            _ => None,
+        })
+        .map(|bytes| bytes.div_ceil(1 << 20))
+        .sum();
+    let ephemeral_limit = scratch_mib + TMP_SPACE_MIB + LOG_SPACE_MIB;
     ResourceRequirements {
         requests: Some(BTreeMap::from([
             ("cpu".into(), Quantity("10m".into())),
             ("memory".into(), Quantity("32Mi".into())),
+            (
+                "ephemeral-storage".into(),
+                Quantity(format!("{LOG_SPACE_MIB}Mi")),
+            ),
         ])),
-        limits: Some(BTreeMap::from([(
-            "memory".into(),
-            Quantity("256Mi".into()),
-        )])),
+        limits: Some(BTreeMap::from([
+            ("memory".into(), Quantity("256Mi".into())),
+            (
+                "ephemeral-storage".into(),
+                Quantity(format!("{ephemeral_limit}Mi")),
+            ),
+        ])),
         ..Default::default()
     }
 }
@@ -383,7 +507,7 @@ fn volumes(name: &str, plan: &HostPlan) -> (Vec<Volume>, Vec<VolumeMount>) {
         Volume {
             name: "tmp".into(),
             empty_dir: Some(EmptyDirVolumeSource {
-                size_limit: Some(Quantity("64Mi".into())),
+                size_limit: Some(Quantity(format!("{TMP_SPACE_MIB}Mi"))),
                 ..Default::default()
             }),
             ..Default::default()
@@ -582,9 +706,17 @@ fn stateful_set(
             field_env(ENV_POD_IP, "status.podIP"),
         ]),
         ports: Some(ports),
+        // The agent's last log lines become the termination message when it fails, so a
+        // crash loop is explained in the HostRole's status (`status.hosts[].message`).
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
-        resources: Some(template.resources.clone().unwrap_or_else(default_resources)),
+        resources: Some(
+            template
+                .resources
+                .clone()
+                .unwrap_or_else(|| default_resources(plan)),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities {
@@ -652,9 +784,14 @@ fn stateful_set(
                     termination_grace_period_seconds: Some(30),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
-                        run_as_user: Some(AGENT_UID),
-                        run_as_group: Some(AGENT_UID),
-                        fs_group: Some(AGENT_UID),
+                        run_as_user: settings.pod_ids.run_as_user,
+                        run_as_group: settings.pod_ids.run_as_group,
+                        fs_group: settings.pod_ids.fs_group,
+                        // Large volumes: change ownership only when the root does not match.
+                        fs_group_change_policy: settings
+                            .pod_ids
+                            .fs_group
+                            .map(|_| "OnRootMismatch".to_string()),
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
                             ..Default::default()
@@ -663,6 +800,7 @@ fn stateful_set(
                     }),
                     node_selector: template.node_selector.clone(),
                     tolerations: template.tolerations.clone(),
+                    topology_spread_constraints: topology_spread(&template, name, hr.spec.replicas),
                     priority_class_name: template.priority_class_name.clone(),
                     image_pull_secrets: image_pull_secrets(&template, settings),
                     ..Default::default()
@@ -811,20 +949,7 @@ fn network_policy(
         world
             .clients_of(namespace, name, service)
             .into_iter()
-            .map(|(ns, client)| NetworkPolicyPeer {
-                pod_selector: Some(LabelSelector {
-                    match_labels: Some(selector_labels(&client)),
-                    ..Default::default()
-                }),
-                namespace_selector: Some(LabelSelector {
-                    match_labels: Some(BTreeMap::from([(
-                        "kubernetes.io/metadata.name".to_string(),
-                        ns,
-                    )])),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
+            .map(|(ns, client)| host_peer(&ns, &client))
             .collect()
     };
     let mut add = |ports: Vec<i32>, from: Vec<NetworkPolicyPeer>| {
@@ -843,15 +968,20 @@ fn network_policy(
         add(vec![file.port], from_clients(ClientService::File));
     }
     if let Some(mail) = &servers.mail {
-        add(
-            vec![
-                mail.smtp_port,
-                mail.submission_port,
-                mail.imap_port,
-                mail.pop3_port,
-            ],
-            from_clients(ClientService::Mail),
-        );
+        let mut ports = vec![mail.submission_port, mail.imap_port, mail.pop3_port];
+        if mail.tls.is_some() {
+            ports.extend(mail.implicit_tls_ports().map(|(_, port)| port));
+        }
+        add(ports, from_clients(ClientService::Mail));
+        // SMTP also takes the mail other mail hosts deliver (their routes to this one).
+        let mut senders = from_clients(ClientService::Mail);
+        for (ns, host) in world.mail_senders_to(namespace, name) {
+            let peer = host_peer(&ns, &host);
+            if !senders.contains(&peer) {
+                senders.push(peer);
+            }
+        }
+        add(vec![mail.smtp_port], senders);
     }
     let network_peers = |network: &str| NetworkPolicyPeer {
         pod_selector: Some(LabelSelector {
@@ -909,6 +1039,24 @@ fn network_policy(
             egress: None,
         }),
     })
+}
+
+/// The host pods of HostRole `ns/name`, as a NetworkPolicy names them.
+fn host_peer(ns: &str, name: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(selector_labels(name)),
+            ..Default::default()
+        }),
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                ns.to_string(),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn policy_port(port: i32) -> NetworkPolicyPort {

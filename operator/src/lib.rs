@@ -10,13 +10,16 @@
 //!   the external Service, Gateway API routes, `status.endpoints`);
 //! - [`reconcile`]: the thin layer that reads, applies, publishes events and writes status;
 //! - [`selftest`]: what `helm test` runs (from the operator image);
+//! - [`plugin`]: `kubectl hostrole status|matrix|logs` (the `kubectl-hostrole` binary);
 //! - [`run`]: wiring of the controller, leader election and the HTTP endpoints.
 
 pub mod desired;
 pub mod diff;
+pub mod health;
 pub mod matrix;
 pub mod metrics;
 pub mod ownership;
+pub mod plugin;
 pub mod reach;
 pub mod reconcile;
 pub mod run;

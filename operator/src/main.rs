@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hostrole_agent_core::telemetry::{LogFormat, init_logs};
 use hostrole_api::HostRole;
-use hostrole_operator::desired::Settings;
+use hostrole_operator::desired::{PodIds, Settings};
 use hostrole_operator::run::{LeaderElection, Options, run};
 use kube::CustomResourceExt;
 
@@ -70,6 +70,17 @@ struct RunArgs {
     /// for HostRoles that name none in spec.template.imagePullSecrets.
     #[arg(long, env = "HOSTROLE_AGENT_IMAGE_PULL_SECRETS", value_delimiter = ',')]
     agent_image_pull_secrets: Vec<String>,
+    /// runAsUser of host pods: a UID, or `platform` (the default) to leave it to the image's
+    /// USER (65532) or to the platform's policy (OpenShift assigns one per namespace).
+    #[arg(long, env = "HOSTROLE_AGENT_RUN_AS_USER", default_value = "platform", value_parser = parse_pod_id)]
+    agent_run_as_user: PodId,
+    /// runAsGroup of host pods: a GID, or `platform` (the default).
+    #[arg(long, env = "HOSTROLE_AGENT_RUN_AS_GROUP", default_value = "platform", value_parser = parse_pod_id)]
+    agent_run_as_group: PodId,
+    /// fsGroup of host pods (volumes are made writable for it): a GID (default 65532, the
+    /// image's group), or `platform` on clusters whose policy assigns one.
+    #[arg(long, env = "HOSTROLE_AGENT_FS_GROUP", default_value = "65532", value_parser = parse_pod_id)]
+    agent_fs_group: PodId,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "HOSTROLE_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
@@ -107,14 +118,37 @@ struct RunArgs {
     log_format: LogFormat,
 }
 
+/// A user or group id of host pods; `None` leaves it to the platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PodId(Option<i64>);
+
+/// `platform`, or a positive id (0 is root, which host pods never run as).
+fn parse_pod_id(value: &str) -> Result<PodId, String> {
+    if value == "platform" {
+        return Ok(PodId(None));
+    }
+    match value.parse::<i64>() {
+        Ok(id) if id > 0 && id <= i64::from(u32::MAX) => Ok(PodId(Some(id))),
+        Ok(0) => Err("0 is root; host pods run as non-root: give another id, or `platform`".into()),
+        _ => Err(format!(
+            "`{value}` is neither an id (1..4294967295) nor `platform` (leave it to the image and the platform)"
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => match serde_yaml::to_string(&HostRole::crd()) {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
+            // A closed pipe (`crd | head`) ends the output quietly; print! would panic.
+            Ok(yaml) => match std::io::Write::write_all(&mut std::io::stdout(), yaml.as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the CRD: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             Err(e) => {
                 eprintln!("error: cannot render the CRD: {e}");
                 ExitCode::FAILURE
@@ -195,6 +229,11 @@ fn main() -> ExitCode {
                         .into_iter()
                         .filter(|s| !s.is_empty())
                         .collect(),
+                    pod_ids: PodIds {
+                        run_as_user: args.agent_run_as_user.0,
+                        run_as_group: args.agent_run_as_group.0,
+                        fs_group: args.agent_fs_group.0,
+                    },
                 },
                 namespace: args.watch_namespace,
                 metrics_addr: args.metrics_addr,
@@ -212,6 +251,21 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PodId, parse_pod_id};
+
+    #[test]
+    fn pod_ids_are_positive_numbers_or_left_to_the_platform() {
+        assert_eq!(parse_pod_id("platform"), Ok(PodId(None)));
+        assert_eq!(parse_pod_id("1000680000"), Ok(PodId(Some(1000680000))));
+        assert!(parse_pod_id("0").is_err_and(|e| e.contains("root")));
+        for bad in ["-1", "nobody", "", "4294967296"] {
+            assert!(parse_pod_id(bad).is_err(), "{bad}");
         }
     }
 }

@@ -17,6 +17,15 @@ pub enum MatrixError {
 /// Lists the HostRoles of a namespace (or all) and renders their matrix.
 pub async fn fetch(namespace: Option<String>, all: bool) -> Result<String, MatrixError> {
     let client = Client::try_default().await.map_err(MatrixError::Client)?;
+    fetch_with(client, namespace, all).await
+}
+
+/// [`fetch`] with a given client (kubectl-hostrole's, from `--kubeconfig`/`--context`).
+pub async fn fetch_with(
+    client: Client,
+    namespace: Option<String>,
+    all: bool,
+) -> Result<String, MatrixError> {
     let api: Api<HostRole> = match (all, namespace) {
         (true, _) => Api::all(client),
         (false, Some(ns)) => Api::namespaced(client, &ns),

@@ -97,7 +97,16 @@ foreign_resource!(
 pub const TLS_ROLES: [&str; 3] = ["web", "file", "mail"];
 /// Roles with an HTTPRoute, and mail's ports with a TCPRoute each.
 pub const HTTP_ROUTE_ROLES: [&str; 2] = ["web", "file"];
-pub const MAIL_PORTS: [&str; 4] = ["smtp", "submission", "imap", "pop3"];
+/// The mail ports; the last three (implicit TLS) only exist when the role has a certificate.
+pub const MAIL_PORTS: [&str; 7] = [
+    "smtp",
+    "submission",
+    "imap",
+    "pop3",
+    "imaps",
+    "pop3s",
+    "submissions",
+];
 
 /// What a HostRole wants of the reach objects; every possible name is listed, with `None`
 /// where it wants none (so that one it made before is deleted).
@@ -462,12 +471,12 @@ pub fn endpoints(
             if via_gateway && matches!(*role, "web" | "file") {
                 for h in &hostnames {
                     let scheme = if tls { "https" } else { "http" };
-                    out.push(endpoint(role, format!("{scheme}://{h}/"), "external"));
+                    out.push(endpoint(role, format!("{scheme}://{h}/"), "External"));
                 }
             }
             for (host, by_name) in &external_hosts {
                 for url in urls(role, tls, host, |n| by_name.get(n).copied()) {
-                    out.push(endpoint(role, url, "external"));
+                    out.push(endpoint(role, url, "External"));
                 }
             }
         }
@@ -477,7 +486,7 @@ pub fn endpoints(
         let tls = role_tls(hr, role).is_some();
         let port = |n: &str| ports.iter().find(|(p, _)| *p == n).map(|(_, p)| *p);
         for url in urls(role, tls, &internal, port) {
-            out.push(endpoint(role, url, "cluster"));
+            out.push(endpoint(role, url, "Cluster"));
         }
     }
     out.dedup();
@@ -516,6 +525,9 @@ fn urls(role: &str, tls: bool, host: &str, port: impl Fn(&str) -> Option<i32>) -
             ("submission", "smtp"),
             ("imap", "imap"),
             ("pop3", "pop"),
+            ("imaps", "imaps"),
+            ("pop3s", "pops"),
+            ("submissions", "smtps"),
         ]
         .iter()
         .filter_map(|(n, scheme)| port(n).map(|p| at(scheme, p, "")))

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
     ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -387,7 +388,10 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
         None if !conflicts.is_empty() => Ok(Action::requeue(CONFLICT_RETRY)),
         // A label added to a Secret is not watched: look again soon.
         None if uses.refused => Ok(Action::requeue(uses::REFUSED_RETRY)),
-        None => Ok(Action::requeue(RESYNC)),
+        // A pod waiting for a node turns failing with time alone: look again then.
+        None => Ok(Action::requeue(
+            status::recheck_after(&new_status).map_or(RESYNC, |d| d.min(RESYNC)),
+        )),
     }
 }
 
@@ -611,6 +615,14 @@ async fn apply_all(
         Rule::HostRole,
     )
     .await?;
+    let disruption_budget = Slot::fetch(
+        Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
+        ns,
+        Names::disruption_budget(&name),
+        want.disruption_budget,
+        Rule::HostRole,
+    )
+    .await?;
     let network_service = match &want.network {
         Some(network) => Some(
             Slot::fetch(
@@ -707,6 +719,7 @@ async fn apply_all(
         service_account.conflict(&name, uid),
         role_binding.conflict(&name, uid),
         network_policy.conflict(&name, uid),
+        disruption_budget.conflict(&name, uid),
         network_service
             .as_ref()
             .and_then(|s| s.conflict(&name, uid)),
@@ -738,6 +751,7 @@ async fn apply_all(
     service_account.write(hr, ctx, uid).await?;
     role_binding.write(hr, ctx, uid).await?;
     network_policy.write(hr, ctx, uid).await?;
+    disruption_budget.write(hr, ctx, uid).await?;
     if let Some(slot) = network_service {
         slot.write(hr, ctx, uid).await?;
     }

@@ -3,21 +3,20 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use hostrole_api::HostRole;
 use hostrole_api::access::{ObjectKind, USE_LABEL, USE_LABEL_VALUE};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use kube::api::PartialObjectMeta;
-use kube::runtime::controller::{Config, Controller};
+use kube::runtime::controller::{self, Action, Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -25,9 +24,12 @@ use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
 
+use tracing::Instrument;
+
 use crate::desired::{FIELD_MANAGER, NETWORK_LABEL, Settings};
+use crate::health::WatchHealth;
 use crate::metrics::Metrics;
-use crate::reconcile::{Context, error_policy, reconcile};
+use crate::reconcile::{Context, Error, error_policy, reconcile};
 use crate::world::World;
 use hostrole_agent_core::telemetry::shutdown_signal;
 
@@ -76,7 +78,8 @@ pub struct LeaderElection {
 #[derive(Clone)]
 struct HttpState {
     registry: Arc<Registry>,
-    ready: Arc<AtomicBool>,
+    health: Arc<WatchHealth>,
+    metrics: Metrics,
 }
 
 /// Runs the operator until SIGTERM/SIGINT.
@@ -85,10 +88,11 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(WatchHealth::default());
     let state = HttpState {
         registry: Arc::new(registry),
-        ready: ready.clone(),
+        health: health.clone(),
+        metrics: metrics.clone(),
     };
     let listener = tokio::net::TcpListener::bind(options.metrics_addr)
         .await
@@ -100,6 +104,8 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let http = tokio::spawn(async move {
         let app = Router::new()
             .route("/metrics", get(serve_metrics))
+            // Liveness: the process answers. Not the API server's health: restarting does not
+            // bring it back (see crate::health).
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(serve_ready))
             .with_state(state);
@@ -108,16 +114,16 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         }
     });
 
-    // A replica that is not the leader is still ready: it serves metrics and waits its turn.
-    ready.store(true, Ordering::SeqCst);
+    // A replica that is not the leader is ready: it serves metrics and waits its turn. The
+    // leader is ready once its watches have listed, and not while they fail (crate::health).
     let work = async {
         match options.leader_election.clone() {
             None => {
                 metrics.leader.set(1);
-                run_controller(client, options, metrics).await;
+                run_controller(client, options, metrics, health).await;
                 Ok(())
             }
-            Some(le) => run_as_leader(client, options, metrics, le).await,
+            Some(le) => run_as_leader(client, options, metrics, health, le).await,
         }
     };
     // The controller stops on SIGTERM once its reconciles finish; but with the API server out of
@@ -144,6 +150,7 @@ async fn run_as_leader(
     client: Client,
     options: Options,
     metrics: Metrics,
+    health: Arc<WatchHealth>,
     le: LeaderElection,
 ) -> Result<(), RunError> {
     let lease_err = |source| RunError::Lease {
@@ -184,7 +191,7 @@ async fn run_as_leader(
         }
     };
     let result = tokio::select! {
-        _ = run_controller(client, options, metrics.clone()) => Ok(()),
+        _ = run_controller(client, options, metrics.clone(), health) => Ok(()),
         _ = lost => Err(RunError::LostLeadership),
     };
     metrics.leader.set(0);
@@ -200,7 +207,13 @@ async fn run_as_leader(
     result
 }
 
-async fn run_controller(client: Client, options: Options, metrics: Metrics) {
+async fn run_controller(
+    client: Client,
+    options: Options,
+    metrics: Metrics,
+    health: Arc<WatchHealth>,
+) {
+    health.leading();
     let ns = options.namespace.as_deref();
     let (hostroles, statefulsets, services, configmaps, pods) = (
         scoped::<HostRole>(&client, ns),
@@ -218,13 +231,27 @@ async fn run_controller(client: Client, options: Options, metrics: Metrics) {
             instance: std::env::var("POD_NAME").ok(),
         },
     );
-    let controller = Controller::new(hostroles.clone(), watcher::Config::default());
-    let store = controller.store();
+    // The controller's own HostRole watch and cache, built here so that readiness sees its
+    // initial list complete (`Store::wait_until_ready` cannot be awaited beside the controller:
+    // of two waiters, kube-runtime 5.0 wakes only the last one).
+    let (store, writer) = reflector::store::<HostRole>();
+    let listed = health.clone();
+    let hostrole_events = watcher(hostroles.clone(), watcher::Config::default())
+        .reflect(writer)
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) && listed.synced() {
+                tracing::info!("watches established: the HostRole cache is filled");
+            }
+        })
+        .applied_objects();
+    let controller = Controller::for_stream(hostrole_events, store.clone());
+    metrics.watch_hostroles(store.clone());
+    let watch_metrics = metrics.clone();
     let pod_store = store.clone();
     let config_map_store = store.clone();
     let namespace_store = store.clone();
-    let mut context =
-        Context::new(client.clone(), options.settings, metrics, recorder).with_store(store.clone());
+    let mut context = Context::new(client.clone(), options.settings, metrics.clone(), recorder)
+        .with_store(store.clone());
     // Serving every namespace: their labels, for namespace selectors in allowClientsFrom (one
     // namespace: a HostRole there sees no other, so no selector is ever asked).
     let namespaces = Api::<Namespace>::all(client.clone());
@@ -236,8 +263,16 @@ async fn run_controller(client: Client, options: Options, metrics: Metrics) {
         let stream = reflector::reflector(writer, watcher(metadata, watcher::Config::default()))
             .default_backoff()
             .applied_objects();
+        let (health, metrics) = (health.clone(), metrics.clone());
         namespace_reflector = Some(tokio::spawn(async move {
-            stream.for_each(|_| async {}).await;
+            stream
+                .for_each(|event| {
+                    if let Err(e) = event {
+                        watch_failed(&health, &metrics, &e);
+                    }
+                    async {}
+                })
+                .await;
         }));
     }
     let ctx = Arc::new(context);
@@ -305,18 +340,63 @@ async fn run_controller(client: Client, options: Options, metrics: Metrics) {
                 .debounce(Duration::from_millis(300)),
         )
         .graceful_shutdown_on(shutdown_signal())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
+        .run(traced_reconcile, traced_error_policy, ctx)
+        .for_each(|result| {
             match result {
-                Ok((obj, _)) => tracing::debug!(hostrole = %obj.name, "reconciled"),
+                Ok((obj, _)) => {
+                    tracing::debug!(namespace = obj.namespace.as_deref().unwrap_or_default(), name = %obj.name, "reconciled")
+                }
+                // A watch (trigger stream) failed: the controller retries it with back-off.
+                Err(controller::Error::QueueError(e)) => {
+                    watch_failed(&health, &watch_metrics, &e);
+                }
                 Err(e) => tracing::debug!(error = %e, "reconcile error"),
             }
+            async {}
         })
         .await;
     if let Some(task) = namespace_reflector {
         task.abort();
     }
+
     tracing::info!("controller stopped");
+}
+
+/// Counts a watch error and tells readiness.
+fn watch_failed(health: &WatchHealth, metrics: &Metrics, error: &watcher::Error) {
+    tracing::warn!(%error, "watch failed; retrying with back-off");
+    metrics.watch_errors.inc();
+    health.watch_failed(Instant::now(), error.to_string());
+}
+
+/// The span every line logged while reconciling one HostRole carries: its namespace and name
+/// (kube's own span is filtered out with the `kube` target's logs).
+fn reconcile_span(hr: &HostRole) -> tracing::Span {
+    tracing::info_span!(
+        "reconcile",
+        namespace = %hr.namespace().unwrap_or_default(),
+        name = %hr.name_any()
+    )
+}
+
+fn traced_reconcile(
+    hr: Arc<HostRole>,
+    ctx: Arc<Context>,
+) -> impl Future<Output = Result<Action, Error>> + Send + 'static {
+    let span = reconcile_span(&hr);
+    async move {
+        let in_flight = ctx.metrics.in_flight.clone();
+        in_flight.inc();
+        let result = reconcile(hr, ctx).await;
+        in_flight.dec();
+        result
+    }
+    .instrument(span)
+}
+
+fn traced_error_policy(hr: Arc<HostRole>, error: &Error, ctx: Arc<Context>) -> Action {
+    let _span = reconcile_span(&hr).entered();
+    error_policy(hr, error, ctx)
 }
 
 /// An API over one namespace, or over all of them.
@@ -331,6 +411,10 @@ where
 }
 
 async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    state
+        .metrics
+        .watches_ready
+        .set(i64::from(state.health.check(Instant::now()).is_ok()));
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => (
@@ -350,9 +434,8 @@ async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn serve_ready(State(state): State<HttpState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    match state.health.check(Instant::now()) {
+        Ok(()) => (StatusCode::OK, "ready".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
     }
 }

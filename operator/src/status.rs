@@ -1,6 +1,7 @@
 //! Pure status aggregation: from the HostRole, its StatefulSet and its pods to `status`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use hostrole_api::{
     ClientStatus, HostRole, HostRoleStatus, HostStatus, NetworkPeer, NetworkStatus, RoleState,
@@ -19,16 +20,261 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const CLIENTS_HEALTHY: &str = "ClientsHealthy";
 
-/// Container states that will not get better by waiting.
-const STUCK_REASONS: &[&str] = &[
-    "CrashLoopBackOff",
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "RunContainerError",
-];
+/// How long a pod may wait for a node before "no node takes it" counts as failing: long enough
+/// for a provisioner to bind a fresh claim or an autoscaler to add a node.
+pub const SCHEDULING_GRACE: Duration = Duration::from_secs(60);
+/// Longest message kept per host (the scheduler's messages grow with the number of nodes).
+const HOST_MESSAGE_MAX: usize = 600;
+/// Hosts named in a condition message; the rest are counted.
+const HOSTS_NAMED_MAX: usize = 5;
+
+/// Why a host does not serve every role. Ordered from the most to the least telling: the
+/// worst one gives the `Ready` and `Degraded` conditions their reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HostReason {
+    /// The pod waits for a claim no provisioner binds (no default StorageClass, say).
+    VolumeNotBound,
+    /// No node takes the pod (resources, taints, selectors), past [`SCHEDULING_GRACE`].
+    Unschedulable,
+    /// The agent image cannot be pulled.
+    ImagePullFailed,
+    /// The container cannot be created (a missing Secret or ConfigMap, say).
+    ContainerConfigError,
+    /// The agent keeps exiting.
+    CrashLooping,
+    /// The pod failed for good (evicted, say); the StatefulSet makes a new one.
+    PodFailed,
+    /// The pod waits for a node, within [`SCHEDULING_GRACE`].
+    Scheduling,
+    /// The agent runs, and its readiness check fails: a role does not answer.
+    RoleNotReady,
+    /// The container is being created or the pod replaced.
+    Starting,
+    /// The StatefulSet has not made the pod (yet).
+    NoPod,
+}
+
+impl HostReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VolumeNotBound => "VolumeNotBound",
+            Self::Unschedulable => "Unschedulable",
+            Self::ImagePullFailed => "ImagePullFailed",
+            Self::ContainerConfigError => "ContainerConfigError",
+            Self::CrashLooping => "CrashLooping",
+            Self::PodFailed => "PodFailed",
+            Self::Scheduling => "Scheduling",
+            Self::RoleNotReady => "RoleNotReady",
+            Self::Starting => "Starting",
+            Self::NoPod => "NoPod",
+        }
+    }
+
+    /// Whether waiting will not fix it: the HostRole is `Degraded`.
+    pub fn failing(self) -> bool {
+        self < Self::Scheduling
+    }
+}
+
+/// Why one host does not serve, and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostProblem {
+    pub host: String,
+    pub reason: HostReason,
+    /// What the reason means for this host (without its name).
+    pub message: String,
+}
+
+/// Why the host `host` (pod `pod`, if it exists) does not serve every role; `None` when it does.
+/// Pure: `now` only ages the scheduler's verdict.
+pub fn host_problem(host: &str, pod: Option<&Pod>, now: &Time) -> Option<HostProblem> {
+    let problem = |reason, message: String| {
+        Some(HostProblem {
+            host: host.to_string(),
+            reason,
+            message: bounded(message),
+        })
+    };
+    let Some(pod) = pod else {
+        return problem(
+            HostReason::NoPod,
+            "no pod yet; if this lasts, `kubectl describe statefulset` shows why it cannot be \
+             created (a ResourceQuota or an admission policy, say)"
+                .into(),
+        );
+    };
+    if pod_ready(pod) {
+        return None;
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        return problem(HostReason::Starting, "the pod is being replaced".into());
+    }
+    let status = pod.status.clone().unwrap_or_default();
+    if status.phase.as_deref() == Some("Failed") {
+        return problem(
+            HostReason::PodFailed,
+            format!(
+                "the pod failed ({}): {}; the StatefulSet replaces it",
+                status.reason.as_deref().unwrap_or("no reason given"),
+                status.message.as_deref().unwrap_or("no message")
+            ),
+        );
+    }
+    let unscheduled = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    });
+    if let Some(c) = unscheduled {
+        let said = c.message.as_deref().unwrap_or("no message");
+        let waited = c
+            .last_transition_time
+            .as_ref()
+            .map_or(Duration::MAX, |t| elapsed(&t.0, &now.0));
+        let claims = said.contains("PersistentVolumeClaim");
+        let reason = match (waited < SCHEDULING_GRACE, claims) {
+            (true, _) => HostReason::Scheduling,
+            (false, true) => HostReason::VolumeNotBound,
+            (false, false) => HostReason::Unschedulable,
+        };
+        let advice = if claims {
+            "its volume claim is not bound: the cluster needs a default StorageClass, or a \
+             provisioner for spec.template.storageClassName (`kubectl get pvc` shows the claim)"
+        } else {
+            "no node takes the pod: free resources or a node that matches \
+             spec.template.nodeSelector and tolerations"
+        };
+        return problem(reason, format!("{advice}; the scheduler says: {said}"));
+    }
+    let containers = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for c in containers {
+        let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+        let Some(why) = waiting.and_then(|w| w.reason.as_deref()) else {
+            continue;
+        };
+        let said = waiting.and_then(|w| w.message.as_deref()).unwrap_or("");
+        match why {
+            "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull" => {
+                return problem(
+                    HostReason::ImagePullFailed,
+                    format!(
+                        "cannot pull {} ({why}): {said}; check the image reference and \
+                         spec.template.imagePullSecrets",
+                        c.image
+                    ),
+                );
+            }
+            "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+                return problem(
+                    HostReason::ContainerConfigError,
+                    format!("container {} cannot start ({why}): {said}", c.name),
+                );
+            }
+            "CrashLoopBackOff" => {
+                let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+                let words = last
+                    .and_then(|t| t.message.as_deref())
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or("no message");
+                return problem(
+                    HostReason::CrashLooping,
+                    format!(
+                        "the {} container exited {} times, last with code {} ({}): {words}",
+                        c.name,
+                        c.restart_count,
+                        last.map_or(0, |t| t.exit_code),
+                        last.and_then(|t| t.reason.as_deref())
+                            .unwrap_or("no reason")
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+    let running = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
+    if running {
+        return problem(
+            HostReason::RoleNotReady,
+            "the agent runs and its readiness check fails: a role does not answer yet \
+             (`kubectl logs` on the pod says which)"
+                .into(),
+        );
+    }
+    problem(
+        HostReason::Starting,
+        format!(
+            "starting (pod {})",
+            status.phase.as_deref().unwrap_or("Pending")
+        ),
+    )
+}
+
+/// Time from `then` to `now`; zero when `then` is in the future.
+fn elapsed(then: &k8s_openapi::jiff::Timestamp, now: &k8s_openapi::jiff::Timestamp) -> Duration {
+    let secs = now.as_second().saturating_sub(then.as_second());
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+/// A message cut to [`HOST_MESSAGE_MAX`] bytes, on a character boundary.
+fn bounded(mut message: String) -> String {
+    if message.len() > HOST_MESSAGE_MAX {
+        let mut end = HOST_MESSAGE_MAX;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
+/// The worst of `problems`, and a message naming the hosts of each distinct problem (at most
+/// [`HOSTS_NAMED_MAX`] problems; the rest are counted).
+fn summary<'a>(problems: impl Iterator<Item = &'a HostProblem>) -> Option<(HostReason, String)> {
+    let mut grouped: BTreeMap<(HostReason, &str), Vec<&str>> = BTreeMap::new();
+    for p in problems {
+        grouped
+            .entry((p.reason, p.message.as_str()))
+            .or_default()
+            .push(p.host.as_str());
+    }
+    let worst = grouped.keys().next()?.0;
+    let mut text: Vec<String> = grouped
+        .iter()
+        .take(HOSTS_NAMED_MAX)
+        .map(|((_, message), hosts)| {
+            let named = hosts[..hosts.len().min(HOSTS_NAMED_MAX)].join(", ");
+            match hosts.len().saturating_sub(HOSTS_NAMED_MAX) {
+                0 => format!("{named}: {message}"),
+                more => format!("{named} and {more} more: {message}"),
+            }
+        })
+        .collect();
+    let more: usize = grouped.values().skip(HOSTS_NAMED_MAX).map(Vec::len).sum();
+    if more > 0 {
+        text.push(format!("and {more} more host(s)"));
+    }
+    Some((worst, text.join("; ")))
+}
+
+/// When the reconciler should look again on its own: a host still within [`SCHEDULING_GRACE`]
+/// turns failing without any watched object changing.
+pub fn recheck_after(status: &HostRoleStatus) -> Option<Duration> {
+    status
+        .hosts
+        .iter()
+        .any(|h| h.reason.as_deref() == Some(HostReason::Scheduling.as_str()))
+        .then_some(SCHEDULING_GRACE)
+}
 
 /// What the operator saw of the objects that realise a HostRole.
 #[derive(Clone, Debug, Default)]
@@ -56,28 +302,36 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
         .iter()
         .filter_map(|p| p.metadata.name.as_deref().map(|n| (n, p)))
         .collect();
+    let mut problems: Vec<HostProblem> = Vec::new();
     let hosts: Vec<HostStatus> = (0..desired_hosts)
         .map(|i| {
             let host = format!("{name}-{i}");
             let pod = pods_by_name.get(host.as_str()).copied();
             let ready = pod.is_some_and(pod_ready);
-            let state = match pod {
-                None => RoleState::Pending,
-                Some(_) if ready => RoleState::Serving,
-                Some(p) if stuck_reason(p).is_some() => RoleState::Failed,
-                Some(_) => RoleState::Starting,
+            let problem = host_problem(&host, pod, now);
+            let state = match (&problem, pod) {
+                (None, _) => RoleState::Serving,
+                (_, None) => RoleState::Pending,
+                (Some(p), _) if p.reason.failing() => RoleState::Failed,
+                (Some(_), Some(_)) => RoleState::Starting,
             };
-            HostStatus {
-                name: host,
-                ready,
+            let status = HostStatus {
                 roles: server_roles
                     .iter()
                     .map(|r| (r.to_string(), state))
                     .collect(),
                 clients: client_results(hr, pod, observed.problems),
-            }
+                reason: problem.as_ref().map(|p| p.reason.as_str().to_string()),
+                message: problem.as_ref().map(|p| p.message.clone()),
+                name: host,
+                ready,
+            };
+            problems.extend(problem);
+            status
         })
         .collect();
+    let failing = summary(problems.iter().filter(|p| p.reason.failing()));
+    let not_serving = summary(problems.iter());
     let client_total: usize = hosts.iter().map(|h| h.clients.len()).sum();
     let client_ok = hosts
         .iter()
@@ -90,13 +344,6 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
         .and_then(|s| s.status.as_ref())
         .map_or(0, |s| s.replicas);
 
-    let stuck: Vec<String> = observed
-        .pods
-        .iter()
-        .filter_map(|p| {
-            stuck_reason(p).map(|r| format!("{}: {r}", p.metadata.name.as_deref().unwrap_or("?")))
-        })
-        .collect();
     let rolling = rollout_in_progress(observed.stateful_set, generation_of(observed.stateful_set));
 
     let (ready, progressing, degraded) = match &observed.failure {
@@ -127,12 +374,13 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
                     &format!("{ready_hosts}/{desired_hosts} hosts serve every role"),
                 )
             } else {
-                cond(
-                    READY,
-                    false,
-                    "HostsNotReady",
-                    &format!("{ready_hosts}/{desired_hosts} hosts serve every role"),
-                )
+                let count = format!("{ready_hosts}/{desired_hosts} hosts serve every role");
+                match &not_serving {
+                    Some((worst, why)) => {
+                        cond(READY, false, worst.as_str(), &format!("{count}; {why}"))
+                    }
+                    None => cond(READY, false, "HostsNotReady", &count),
+                }
             };
             let progressing = if rolling || ready_hosts != desired_hosts {
                 cond(
@@ -149,8 +397,8 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
                     "every host runs the current spec",
                 )
             };
-            let degraded = if !stuck.is_empty() {
-                cond(DEGRADED, true, "HostsFailing", &stuck.join("; "))
+            let degraded = if let Some((worst, why)) = &failing {
+                cond(DEGRADED, true, worst.as_str(), why)
             } else if let Some(first) = observed.problems.first() {
                 let all: Vec<&str> = observed
                     .problems
@@ -252,7 +500,11 @@ fn client_results(hr: &HostRole, pod: Option<&Pod>, problems: &[Problem]) -> Vec
                         reason: c.reason.clone().unwrap_or_default(),
                         latency_ms: message.latency_ms.map(|l| l as i64),
                         last_error: if ok { String::new() } else { message.detail },
-                        last_success: message.last_success,
+                        // The agent's word, checked: the schema holds `lastSuccess` to a
+                        // date-time, and one bad value would make every status write fail.
+                        last_success: message
+                            .last_success
+                            .filter(|t| t.parse::<k8s_openapi::jiff::Timestamp>().is_ok()),
                     }
                 }
             }
@@ -327,9 +579,9 @@ fn network_status(hr: &HostRole, network_pods: &[Pod]) -> Option<NetworkStatus> 
     Some(NetworkStatus {
         name: peer.network.clone(),
         mode: if peer.index.is_some() {
-            "hybrid"
+            "Hybrid"
         } else {
-            "decentralized"
+            "Decentralized"
         }
         .into(),
         index: peer.index.clone(),
@@ -362,16 +614,6 @@ pub fn pod_ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn stuck_reason(pod: &Pod) -> Option<String> {
-    pod.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
-        .find(|r| STUCK_REASONS.contains(&r.as_str()))
 }
 
 fn cond(type_: &str, status: bool, reason: &str, message: &str) -> Condition {

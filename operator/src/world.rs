@@ -119,12 +119,28 @@ impl World {
             .filter(|(client_ns, hr)| {
                 hr.spec.clients.iter().any(|c| {
                     c.service == service
-                        && c.server
-                            .as_deref()
+                        && client_servers(c)
                             .map(|s| split_ref(client_ns, s))
-                            .is_some_and(|(ns, n)| ns == namespace && n == name)
+                            .any(|(ns, n)| ns == namespace && n == name)
                 })
             })
+            .map(|(ns, hr)| (ns.to_string(), hr.name_any()))
+            .collect()
+    }
+
+    /// Mail hosts (namespace, name) that send mail to the mail host `ns/name` by a route: every
+    /// other HostRole with a mail server in its namespace (the translator routes only within a
+    /// namespace). None when it is unknown or serves no mail.
+    pub fn mail_senders_to(&self, namespace: &str, name: &str) -> Vec<(String, String)> {
+        if self
+            .get(namespace, name)
+            .is_none_or(|hr| hr.spec.servers.mail.is_none())
+        {
+            return Vec::new();
+        }
+        self.all()
+            .filter(|(ns, hr)| *ns == namespace && hr.name_any() != name)
+            .filter(|(_, hr)| hr.spec.servers.mail.is_some())
             .map(|(ns, hr)| (ns.to_string(), hr.name_any()))
             .collect()
     }
@@ -141,10 +157,9 @@ impl World {
         let mut out: BTreeSet<(String, String)> = BTreeSet::new();
         for (other_ns, hr) in self.all() {
             let uses_it = hr.spec.clients.iter().any(|c| {
-                c.server
-                    .as_deref()
+                client_servers(c)
                     .map(|s| split_ref(other_ns, s))
-                    .is_some_and(|(n_ns, n)| n_ns == ns && n == name)
+                    .any(|(n_ns, n)| n_ns == ns && n == name)
             });
             let peer = hr.spec.peer.as_ref();
             let indexes_it =
@@ -157,18 +172,26 @@ impl World {
                         .as_ref()
                         .is_some_and(|c| c.network == p.network)
                 });
-            if uses_it || indexes_it || same_network {
+            // Mail hosts of a namespace route to each other's domains and admit each other's
+            // SMTP: a change of one concerns the others. One that stops serving mail is dropped
+            // from their routes at their next resync.
+            let mail_neighbour = other_ns == ns
+                && hr.spec.servers.mail.is_some()
+                && changed.spec.servers.mail.is_some();
+            if uses_it || indexes_it || same_network || mail_neighbour {
                 out.insert((other_ns.to_string(), hr.name_any()));
             }
         }
         if let Some(index) = changed.spec.peer.as_ref().and_then(|p| p.index.clone()) {
             out.insert((ns.clone(), index));
         }
-        for client in &changed.spec.clients {
-            let Some((server_ns, server)) = client.server.as_deref().map(|s| split_ref(&ns, s))
-            else {
-                continue;
-            };
+        for (server_ns, server) in changed
+            .spec
+            .clients
+            .iter()
+            .flat_map(client_servers)
+            .map(|s| split_ref(&ns, s))
+        {
             if self
                 .get(server_ns, server)
                 .is_some_and(|hr| self.consents(server_ns, hr, &ns))
@@ -188,7 +211,7 @@ impl World {
     pub fn affected_by_namespace(&self, namespace: &str) -> Vec<ObjectRef<HostRole>> {
         let mut out: BTreeSet<(String, String)> = BTreeSet::new();
         for (ns, hr) in self.all().filter(|(ns, _)| *ns == namespace) {
-            for server in hr.spec.clients.iter().filter_map(|c| c.server.as_deref()) {
+            for server in hr.spec.clients.iter().flat_map(client_servers) {
                 let (server_ns, server) = split_ref(ns, server);
                 if server_ns != namespace {
                     out.insert((ns.to_string(), hr.name_any()));
@@ -238,4 +261,14 @@ impl Directory for World {
         self.usable
             .contains(&(kind, namespace.to_string(), name.to_string()))
     }
+}
+
+/// The HostRoles a client names: its server, and the receiving host of a cross-host mail
+/// probe.
+fn client_servers(client: &hostrole_api::ClientSpec) -> impl Iterator<Item = &str> {
+    client
+        .server
+        .as_deref()
+        .into_iter()
+        .chain(client.to.as_ref().map(|t| t.server.as_str()))
 }

@@ -7,10 +7,13 @@ use hostrole_api::manifest;
 use hostrole_api::render::{CONFIG_KEY, Location};
 use hostrole_api::{HostRole, HostTemplate};
 use hostrole_config::AgentConfig;
-use hostrole_operator::desired::{self, CONFIG_HASH_ANNOTATION, Desired, Settings, SpecError};
+use hostrole_operator::desired::{
+    self, CONFIG_HASH_ANNOTATION, Desired, PodIds, Settings, SpecError,
+};
 use hostrole_operator::world::World;
 use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 fn settings() -> Settings {
     Settings {
@@ -19,6 +22,7 @@ fn settings() -> Settings {
         agent_cluster_role: "hostrole-agent".into(),
         network_policies: false,
         image_pull_secrets: Vec::new(),
+        pod_ids: PodIds::default(),
     }
 }
 
@@ -90,11 +94,55 @@ fn snapshot_of_the_web_host_example() {
 }
 
 #[test]
+fn host_pods_run_as_the_ids_the_operator_is_given_or_leave_them_to_the_platform() {
+    let hr = web("");
+    let world = labelled(&hr);
+    let mut given = settings();
+    given.pod_ids = PodIds {
+        run_as_user: Some(1000680000),
+        run_as_group: Some(1000680001),
+        fs_group: Some(1000680002),
+    };
+    let d = desired::desired(&hr, &given, &world).expect("desired");
+    let sc = pod(&d)
+        .security_context
+        .clone()
+        .expect("pod securityContext");
+    assert_eq!(
+        (sc.run_as_user, sc.run_as_group, sc.fs_group),
+        (Some(1000680000), Some(1000680001), Some(1000680002))
+    );
+    // OpenShift's restricted-v2 assigns every id: nothing of ours may contradict it.
+    given.pod_ids = PodIds {
+        run_as_user: None,
+        run_as_group: None,
+        fs_group: None,
+    };
+    let d = desired::desired(&hr, &given, &world).expect("desired");
+    let sc = pod(&d)
+        .security_context
+        .clone()
+        .expect("pod securityContext");
+    assert_eq!(
+        (sc.run_as_user, sc.run_as_group, sc.fs_group),
+        (None, None, None)
+    );
+    assert_eq!(sc.fs_group_change_policy, None);
+    assert_eq!(sc.run_as_non_root, Some(true));
+}
+
+#[test]
 fn pods_meet_the_restricted_pod_security_standard() {
     let spec = pod(&build(&web("")));
     let pod_sc = spec.security_context.as_ref().expect("pod securityContext");
     assert_eq!(pod_sc.run_as_non_root, Some(true));
-    assert!(pod_sc.run_as_user.is_some_and(|u| u != 0));
+    // No user of our own by default: the image's USER (65532) or the platform's policy applies.
+    assert_eq!((pod_sc.run_as_user, pod_sc.run_as_group), (None, None));
+    assert_eq!(pod_sc.fs_group, Some(65532));
+    assert_eq!(
+        pod_sc.fs_group_change_policy.as_deref(),
+        Some("OnRootMismatch")
+    );
     assert_eq!(
         pod_sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
         Some("RuntimeDefault")
@@ -642,4 +690,206 @@ fn the_home_office_example_runs_three_roles_with_their_volumes_secrets_and_ports
         Some(std::path::Path::new("/etc/hostrole/users/mail/users"))
     );
     assert!(mail.tls.is_none());
+}
+
+#[test]
+fn a_mail_host_with_a_certificate_serves_its_implicit_tls_ports_everywhere_ports_go() {
+    let hr = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: post}\nspec:\n  networkPolicy: true\n  servers:\n    mail: {domains: [lan], tls: {secret: mail-cert}, pop3sPort: 10995}\n  clients:\n    - {service: mail, server: post}\n",
+    );
+    let d = build(&hr);
+    let names =
+        |ports: Vec<Option<String>>| -> Vec<String> { ports.into_iter().flatten().collect() };
+    let all = [
+        "smtp",
+        "submission",
+        "imap",
+        "pop3",
+        "imaps",
+        "pop3s",
+        "submissions",
+    ];
+    let service = d.service.clone().and_then(|s| s.spec).and_then(|s| s.ports);
+    let service = service.unwrap_or_default();
+    assert_eq!(names(service.iter().map(|p| p.name.clone()).collect()), all);
+    assert!(
+        service
+            .iter()
+            .any(|p| p.name.as_deref() == Some("pop3s") && p.port == 10995)
+    );
+    let container = pod(&d).containers[0].ports.clone().unwrap_or_default();
+    let container = names(container.into_iter().map(|p| p.name).collect());
+    for name in all {
+        assert!(container.iter().any(|n| n == name), "{name}: {container:?}");
+    }
+    // The NetworkPolicy admits the host's mail clients on every one of them.
+    let policy = d.network_policy.expect("policy").spec.expect("spec");
+    let admitted: Vec<String> = policy
+        .ingress
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|r| r.ports.clone().unwrap_or_default())
+        .filter_map(|p| p.port.map(|p| format!("{p:?}")))
+        .collect();
+    for port in [1993, 10995, 2465] {
+        assert!(
+            admitted.iter().any(|a| a.contains(&port.to_string())),
+            "{port}: {admitted:?}"
+        );
+    }
+
+    // Without a certificate none of them exists.
+    let plain = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: post}\nspec:\n  servers:\n    mail: {domains: [lan]}\n",
+    );
+    let d = build(&plain);
+    let service = d.service.and_then(|s| s.spec).and_then(|s| s.ports);
+    assert_eq!(
+        names(
+            service
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.name)
+                .collect()
+        ),
+        ["smtp", "submission", "imap", "pop3"]
+    );
+}
+
+fn disruption_budget(d: &Desired) -> (Option<String>, Option<String>) {
+    let spec = d
+        .disruption_budget
+        .as_ref()
+        .and_then(|b| b.spec.clone())
+        .unwrap_or_default();
+    let max = spec.max_unavailable.map(|m| match m {
+        IntOrString::Int(n) => n.to_string(),
+        IntOrString::String(s) => s,
+    });
+    (max, spec.unhealthy_pod_eviction_policy)
+}
+
+#[test]
+fn two_or_more_hosts_spread_over_nodes_and_lose_one_at_a_time_to_a_drain() {
+    let d = build(&web("")); // two hosts
+    assert_eq!(
+        disruption_budget(&d),
+        (Some("1".into()), Some("AlwaysAllow".into()))
+    );
+    let budget = d.disruption_budget.as_ref().expect("budget");
+    assert_eq!(budget.metadata.name.as_deref(), Some("office"));
+    assert!(
+        budget
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o[0].controller == Some(true)),
+        "owned, so it goes with the HostRole"
+    );
+    let selects = budget
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .and_then(|s| s.match_labels.clone());
+    assert_eq!(selects, Some(desired::selector_labels("office")));
+    let spread = pod(&d).topology_spread_constraints.unwrap_or_default();
+    let keys: Vec<(&str, &str, i32)> = spread
+        .iter()
+        .map(|c| {
+            (
+                c.topology_key.as_str(),
+                c.when_unsatisfiable.as_str(),
+                c.max_skew,
+            )
+        })
+        .collect();
+    assert_eq!(keys, [("kubernetes.io/hostname", "ScheduleAnyway", 1)]);
+    assert!(spread.iter().all(|c| {
+        c.label_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone())
+            == Some(desired::selector_labels("office"))
+    }));
+}
+
+#[test]
+fn a_single_host_has_no_budget_that_would_block_every_drain_unless_asked() {
+    let one = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: solo}\nspec:\n  servers:\n    web: {}\n",
+    );
+    let d = build(&one);
+    assert_eq!(d.disruption_budget, None);
+    assert_eq!(pod(&d).topology_spread_constraints, None);
+    let asked = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: solo}\nspec:\n  template:\n    disruptionBudget: {maxUnavailable: 0}\n  servers:\n    web: {}\n",
+    );
+    assert_eq!(
+        disruption_budget(&build(&asked)),
+        (Some("0".into()), Some("AlwaysAllow".into()))
+    );
+}
+
+#[test]
+fn a_hostroles_own_spread_and_budget_replace_the_defaults() {
+    let d = build(&web(
+        "\n  template:\n    disruptionBudget: {maxUnavailable: 25%}\n    topologySpread:\n      - {maxSkew: 2, topologyKey: rack, whenUnsatisfiable: DoNotSchedule}\n",
+    ));
+    assert_eq!(disruption_budget(&d).0.as_deref(), Some("25%"));
+    let spread = pod(&d).topology_spread_constraints.unwrap_or_default();
+    assert_eq!(spread.len(), 1);
+    assert_eq!(
+        (spread[0].topology_key.as_str(), spread[0].max_skew),
+        ("rack", 2)
+    );
+    // Without a labelSelector a constraint would count no pods at all: it counts the hosts.
+    assert_eq!(
+        spread[0]
+            .label_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone()),
+        Some(desired::selector_labels("office"))
+    );
+    let none = build(&web("\n  template:\n    topologySpread: []\n"));
+    assert_eq!(pod(&none).topology_spread_constraints, None);
+}
+
+#[test]
+fn a_hosts_ephemeral_storage_is_bounded_by_what_its_scratch_volumes_may_hold() {
+    let limits = |d: &Desired| {
+        let c = &pod(d).containers[0];
+        let r = c.resources.clone().unwrap_or_default();
+        (
+            r.requests
+                .unwrap_or_default()
+                .get("ephemeral-storage")
+                .cloned(),
+            r.limits
+                .unwrap_or_default()
+                .get("ephemeral-storage")
+                .cloned(),
+        )
+    };
+    // A web host: /tmp (64Mi) and the logs (64Mi).
+    assert_eq!(
+        limits(&build(&web(""))),
+        (
+            Some(Quantity("64Mi".into())),
+            Some(Quantity("128Mi".into()))
+        )
+    );
+    // A file host without storage also keeps its data in an emptyDir (at least 1 GiB).
+    let file = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: nas}\nspec:\n  servers:\n    file: {}\n",
+    );
+    let d = build(&file);
+    let scratch = pod(&d)
+        .volumes
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| v.name != "tmp")
+        .filter_map(|v| v.empty_dir.as_ref()?.size_limit.clone())
+        .map(|q| hostrole_api::quantity::parse_bytes(&q.0).expect("size") >> 20)
+        .sum::<u64>();
+    assert!(scratch >= 1024, "{scratch} MiB");
+    assert_eq!(limits(&d).1, Some(Quantity(format!("{}Mi", scratch + 128))));
 }

@@ -6,7 +6,7 @@ use hostrole_api::HostRole;
 use hostrole_api::access::object_uses;
 use hostrole_api::manifest;
 use hostrole_api::render::ProblemReason;
-use hostrole_operator::desired::{self, Desired, Settings};
+use hostrole_operator::desired::{self, Desired, PodIds, Settings};
 use hostrole_operator::reach;
 use hostrole_operator::world::World;
 use k8s_openapi::api::core::v1::{
@@ -20,6 +20,7 @@ fn settings(policies: bool) -> Settings {
         agent_cluster_role: "hostrole-agent".into(),
         network_policies: policies,
         image_pull_secrets: Vec::new(),
+        pod_ids: PodIds::default(),
     }
 }
 
@@ -223,6 +224,10 @@ fn expose_makes_an_external_service_of_the_chosen_roles_only() {
             ("submission".to_string(), 2587, None),
             ("imap".to_string(), 1143, None),
             ("pop3".to_string(), 1110, None),
+            // Mail has a certificate: its implicit-TLS ports (RFC 8314) are exposed too.
+            ("imaps".to_string(), 1993, None),
+            ("pop3s".to_string(), 1995, None),
+            ("submissions".to_string(), 2465, None),
         ],
         "file stays internal"
     );
@@ -289,13 +294,22 @@ fn a_gateway_gets_http_routes_for_web_and_file_and_tcp_routes_for_mail_ports() {
             })
         })
         .collect();
-    assert_eq!(tcp.len(), 4);
+    assert_eq!(
+        tcp.len(),
+        7,
+        "four ports, and three of implicit TLS with the certificate"
+    );
     assert_eq!(tcp[0].0, "office-smtp");
     assert_eq!(
         tcp[0].1, "smtp",
         "each mail port attaches to the listener named after it"
     );
     assert_eq!(tcp[2].2, 1143);
+    assert_eq!(
+        (tcp[4].0.as_str(), tcp[4].1.as_str(), tcp[4].2.as_i64()),
+        ("office-imaps", Some("imaps"), Some(1993))
+    );
+    assert_eq!(tcp[6].0, "office-submissions");
 }
 
 #[test]
@@ -370,7 +384,7 @@ fn endpoints_list_pasteable_urls_the_main_one_first() {
     );
     assert!(
         e.iter()
-            .filter(|e| e.scope == "external")
+            .filter(|e| e.scope == "External")
             .all(|e| e.role != "file")
     );
     // Once the load balancer has an address, that is where it is reached.
@@ -387,6 +401,13 @@ fn endpoints_list_pasteable_urls_the_main_one_first() {
     let urls: Vec<&str> = e.iter().map(|e| e.url.as_str()).collect();
     assert!(urls.contains(&"https://192.168.1.240:8443/"), "{urls:?}");
     assert!(urls.contains(&"smtp://192.168.1.240:2525"), "{urls:?}");
+    for url in [
+        "imaps://192.168.1.240:1993",
+        "pops://192.168.1.240:1995",
+        "smtps://192.168.1.240:2465",
+    ] {
+        assert!(urls.contains(&url), "the implicit-TLS ports: {urls:?}");
+    }
     // A host without expose: its Service's name, http without TLS.
     let plain = hostrole("  servers:\n    web: {}\n");
     let e = reach::endpoints(
@@ -399,5 +420,5 @@ fn endpoints_list_pasteable_urls_the_main_one_first() {
     );
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].url, "http://office.lan.svc:8080/");
-    assert_eq!(e[0].scope, "cluster");
+    assert_eq!(e[0].scope, "Cluster");
 }

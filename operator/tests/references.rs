@@ -7,7 +7,7 @@ use hostrole_api::access::ObjectKind;
 use hostrole_api::manifest;
 use hostrole_api::{HostRole, RoleState};
 use hostrole_config::{ClientTarget, MailTarget};
-use hostrole_operator::desired::{self, Desired, NETWORK_LABEL, Settings};
+use hostrole_operator::desired::{self, Desired, NETWORK_LABEL, PodIds, Settings};
 use hostrole_operator::matrix;
 use hostrole_operator::status::{self, CLIENTS_HEALTHY, DEGRADED, Observed};
 use hostrole_operator::world::World;
@@ -23,6 +23,7 @@ fn settings(network_policies: bool) -> Settings {
         agent_cluster_role: "hostrole-agent".into(),
         network_policies,
         image_pull_secrets: Vec::new(),
+        pod_ids: PodIds::default(),
     }
 }
 
@@ -88,6 +89,7 @@ fn clients_resolve_to_the_servers_services_and_ports() {
         ClientTarget::Mail(MailTarget {
             host: "office.lan.svc".into(),
             smtp_port: 2525,
+            submission_port: Some(2587),
             imap_port: Some(1143),
             pop3_port: Some(1110),
             domain: Some("office.lan".into()),
@@ -192,6 +194,54 @@ fn dependents_are_the_hostroles_that_refer_to_a_changed_one() {
         "metadata: {name: office}\nspec:\n  servers:\n    web: {}\n",
     );
     assert!(names(&elsewhere).is_empty());
+}
+
+#[test]
+fn mail_hosts_admit_each_other_to_smtp_only_and_a_change_of_one_wakes_the_others() {
+    let office = office();
+    let branch = hostrole(
+        "lan",
+        "metadata: {name: branch}\nspec:\n  networkPolicy: true\n  servers:\n    mail: {smtpPort: 2626, domains: [branch.lan]}\n",
+    );
+    let elsewhere = hostrole(
+        "other",
+        "metadata: {name: shop}\nspec:\n  servers:\n    mail: {domains: [shop.example]}\n",
+    );
+    let web_only = hostrole(
+        "lan",
+        "metadata: {name: site}\nspec:\n  servers:\n    web: {}\n",
+    );
+    let w = world(&[&office, &branch, &elsewhere, &web_only]);
+    let admitted = |port: i32| -> Vec<String> {
+        admitted_to(&branch, &w, port)
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect()
+    };
+    // The office delivers its users' mail for branch.lan to branch's SMTP port; the other
+    // namespace's mail host has no route to it, and no one declared a mail client.
+    assert_eq!(admitted(2626), ["office"]);
+    assert!(admitted(2587).is_empty(), "submission stays closed");
+    let names =
+        |hr: &HostRole| -> Vec<String> { w.dependents(hr).into_iter().map(|r| r.name).collect() };
+    // The mail hosts of its namespace (the shop routes nothing to branch).
+    assert_eq!(names(&branch), ["office"]);
+    assert!(names(&web_only).is_empty());
+
+    // A cross-host probe that reads back on branch is one of branch's mail clients: admitted to
+    // its IMAP port, and woken when branch changes.
+    let prober = hostrole(
+        "lan",
+        "metadata: {name: prober}\nspec:\n  clients:\n    - {service: mail, server: office, credentials: {secret: laptop-mail}, to: {server: branch, credentials: {secret: laptop-mail}}}\n",
+    );
+    let w = world(&[&office, &branch, &prober]);
+    let imap: Vec<String> = admitted_to(&branch, &w, 1143)
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect();
+    assert_eq!(imap, ["prober"]);
+    let woken: Vec<String> = w.dependents(&branch).into_iter().map(|r| r.name).collect();
+    assert!(woken.contains(&"prober".to_string()), "{woken:?}");
 }
 
 #[test]
@@ -320,11 +370,13 @@ fn network_policies_admit_only_declared_clients_and_peers() {
             .filter_map(|p| p.port.as_ref().map(|p| format!("{p:?}")))
             .collect()
     };
-    // Admin (probes, metrics) from anywhere, then web, file and mail from the laptop only.
-    assert_eq!(rules.len(), 4);
+    // Admin (probes, metrics) from anywhere, then web, file, mail (submission, IMAP, POP3) and
+    // SMTP from the laptop only.
+    assert_eq!(rules.len(), 5);
     assert!(rules[0].from.is_none());
     assert_eq!(ports(1), ["Int(8080)"]);
-    assert_eq!(ports(3).len(), 4);
+    assert_eq!(ports(3).len(), 3);
+    assert_eq!(ports(4), ["Int(2525)"]);
     for rule in &rules[1..] {
         let from = rule.from.clone().unwrap();
         assert_eq!(from.len(), 1);
@@ -572,9 +624,9 @@ fn office_allowing(allow: &str) -> HostRole {
     office
 }
 
-/// Who the server's NetworkPolicy admits to its web port: (namespace, HostRole).
-fn admitted_to_web(office: &HostRole, w: &World) -> Vec<(String, String)> {
-    let policy = build(office, w, true).network_policy.expect("policy");
+/// Who the server's NetworkPolicy admits to `port`: (namespace, HostRole).
+fn admitted_to(server: &HostRole, w: &World, port: i32) -> Vec<(String, String)> {
+    let policy = build(server, w, true).network_policy.expect("policy");
     let rules = policy.spec.unwrap().ingress.unwrap();
     rules
         .iter()
@@ -582,7 +634,7 @@ fn admitted_to_web(office: &HostRole, w: &World) -> Vec<(String, String)> {
             r.ports
                 .iter()
                 .flatten()
-                .any(|p| p.port == Some(IntOrString::Int(8080)))
+                .any(|p| p.port == Some(IntOrString::Int(port)))
         })
         .flat_map(|r| r.from.clone().unwrap_or_default())
         .map(|peer| {
@@ -595,6 +647,11 @@ fn admitted_to_web(office: &HostRole, w: &World) -> Vec<(String, String)> {
             (ns, name)
         })
         .collect()
+}
+
+/// Who the office's NetworkPolicy admits to its web port.
+fn admitted_to_web(office: &HostRole, w: &World) -> Vec<(String, String)> {
+    admitted_to(office, w, 8080)
 }
 
 #[test]

@@ -102,9 +102,15 @@ fn a_new_hostrole_is_progressing_and_not_ready() {
     let ready = find(&s.conditions, "Ready");
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
-        ("False", "HostsNotReady")
+        ("False", "NoPod")
     );
-    assert_eq!(ready.message, "0/2 hosts serve every role");
+    assert!(
+        ready
+            .message
+            .starts_with("0/2 hosts serve every role; office-0, office-1: no pod yet"),
+        "{}",
+        ready.message
+    );
     assert_eq!(find(&s.conditions, "Progressing").status, "True");
     assert_eq!(find(&s.conditions, "Degraded").status, "False");
     assert_eq!(s.hosts.len(), 2);
@@ -182,11 +188,243 @@ fn a_crashing_host_is_degraded_and_named() {
     let degraded = find(&s.conditions, "Degraded");
     assert_eq!(
         (degraded.status.as_str(), degraded.reason.as_str()),
-        ("True", "HostsFailing")
+        ("True", "CrashLooping")
     );
-    assert_eq!(degraded.message, "office-1: CrashLoopBackOff");
+    assert!(
+        degraded
+            .message
+            .starts_with("office-1: the agent container exited 0 times"),
+        "{}",
+        degraded.message
+    );
     assert_eq!(s.hosts[1].roles.get("web"), Some(&RoleState::Failed));
+    assert_eq!(s.hosts[1].reason.as_deref(), Some("CrashLooping"));
+    assert_eq!(
+        (s.hosts[0].reason.as_ref(), s.hosts[0].message.as_ref()),
+        (None, None)
+    );
     assert_eq!(s.ready_hosts, 1);
+}
+
+/// A pod the scheduler refused `waited` seconds before `at(0)`, saying `message`.
+fn unscheduled(name: &str, waited: i64, message: &str) -> Pod {
+    let mut p = pod(name, false, None);
+    if let Some(status) = p.status.as_mut() {
+        status.phase = Some("Pending".into());
+        status.conditions = Some(vec![PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            message: Some(message.into()),
+            last_transition_time: Some(at(-waited)),
+            ..Default::default()
+        }]);
+    }
+    p
+}
+
+fn observe<'a>(sts: &'a StatefulSet, pods: &'a [Pod]) -> Observed<'a> {
+    Observed {
+        stateful_set: Some(sts),
+        pods,
+        ..Default::default()
+    }
+}
+
+const NO_STORAGE_CLASS: &str = "0/1 nodes are available: pod has unbound immediate \
+    PersistentVolumeClaims. preemption: 0/1 nodes are available: 1 Preemption is not helpful for \
+    scheduling.";
+
+#[test]
+fn a_claim_no_provisioner_binds_says_so_once_the_scheduler_has_had_its_chance() {
+    let hr = hostrole(1, 1);
+    let sts = settled(1);
+    // Just refused: a provisioner may still bind the claim. Not failing, and look again soon.
+    let pods = [unscheduled("office-0", 10, NO_STORAGE_CLASS)];
+    let s = status::status(&hr, &observe(&sts, &pods), &at(0));
+    assert_eq!(find(&s.conditions, "Ready").reason, "Scheduling");
+    assert_eq!(find(&s.conditions, "Degraded").status, "False");
+    assert_eq!(s.hosts[0].roles.get("web"), Some(&RoleState::Starting));
+    assert_eq!(status::recheck_after(&s), Some(status::SCHEDULING_GRACE));
+
+    let pods = [unscheduled("office-0", 120, NO_STORAGE_CLASS)];
+    let s = status::status(&hr, &observe(&sts, &pods), &at(0));
+    let (ready, degraded) = (
+        find(&s.conditions, "Ready"),
+        find(&s.conditions, "Degraded"),
+    );
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "VolumeNotBound")
+    );
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "VolumeNotBound")
+    );
+    assert!(
+        degraded
+            .message
+            .starts_with("office-0: its volume claim is not bound")
+    );
+    assert!(degraded.message.contains("default StorageClass"));
+    assert!(degraded.message.contains("spec.template.storageClassName"));
+    assert!(
+        degraded
+            .message
+            .contains("pod has unbound immediate PersistentVolumeClaims")
+    );
+    assert!(
+        ready
+            .message
+            .starts_with("0/1 hosts serve every role; office-0: its volume claim")
+    );
+    assert_eq!(s.hosts[0].reason.as_deref(), Some("VolumeNotBound"));
+    assert_eq!(s.hosts[0].roles.get("web"), Some(&RoleState::Failed));
+    assert_eq!(status::recheck_after(&s), None);
+}
+
+#[test]
+fn a_pod_no_node_takes_is_unschedulable_with_the_schedulers_words() {
+    let hr = hostrole(1, 1);
+    let sts = settled(1);
+    let said = "0/3 nodes are available: 3 Insufficient memory.";
+    let pods = [unscheduled("office-0", 300, said)];
+    let s = status::status(&hr, &observe(&sts, &pods), &at(0));
+    let degraded = find(&s.conditions, "Degraded");
+    assert_eq!(degraded.reason, "Unschedulable");
+    assert!(degraded.message.ends_with(said), "{}", degraded.message);
+}
+
+#[test]
+fn an_image_that_cannot_be_pulled_is_named_with_the_pull_error() {
+    let hr = hostrole(1, 1);
+    let sts = settled(1);
+    let mut p = pod("office-0", false, Some("ImagePullBackOff"));
+    if let Some(c) = p
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut())
+        .and_then(|cs| cs.first_mut())
+    {
+        c.image = "registry.invalid/hostrole/agent:0.1.0".into();
+        if let Some(w) = c.state.as_mut().and_then(|s| s.waiting.as_mut()) {
+            w.message = Some("Back-off pulling image: 401 Unauthorized".into());
+        }
+    }
+    let pods = [p];
+    let s = status::status(&hr, &observe(&sts, &pods), &at(0));
+    let degraded = find(&s.conditions, "Degraded");
+    assert_eq!(degraded.reason, "ImagePullFailed");
+    for part in [
+        "office-0: cannot pull registry.invalid/hostrole/agent:0.1.0 (ImagePullBackOff)",
+        "401 Unauthorized",
+        "imagePullSecrets",
+    ] {
+        assert!(
+            degraded.message.contains(part),
+            "{part} in {}",
+            degraded.message
+        );
+    }
+}
+
+#[test]
+fn a_crash_loop_carries_the_agents_last_words() {
+    use k8s_openapi::api::core::v1::ContainerStateTerminated;
+    let hr = hostrole(1, 1);
+    let sts = settled(1);
+    let mut p = pod("office-0", false, Some("CrashLoopBackOff"));
+    if let Some(c) = p
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut())
+        .and_then(|cs| cs.first_mut())
+    {
+        c.restart_count = 7;
+        c.last_state = Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 2,
+                reason: Some("Error".into()),
+                message: Some("error: cannot bind 0.0.0.0:80: permission denied\n".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    let pods = [p];
+    let s = status::status(&hr, &observe(&sts, &pods), &at(0));
+    assert_eq!(
+        s.hosts[0].message.as_deref(),
+        Some(
+            "the agent container exited 7 times, last with code 2 (Error): error: \
+             cannot bind 0.0.0.0:80: permission denied"
+        )
+    );
+}
+
+#[test]
+fn a_running_agent_that_is_not_ready_is_starting_not_failing() {
+    use k8s_openapi::api::core::v1::ContainerStateRunning;
+    let hr = hostrole(1, 1);
+    let sts = settled(1);
+    let mut p = pod("office-0", false, None);
+    if let Some(status) = p.status.as_mut() {
+        status.container_statuses = Some(vec![ContainerStatus {
+            name: "agent".into(),
+            state: Some(ContainerState {
+                running: Some(ContainerStateRunning::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+    }
+    let pods = [p];
+    let s = status::status(&hr, &observe(&sts, &pods), &at(0));
+    assert_eq!(find(&s.conditions, "Ready").reason, "RoleNotReady");
+    assert_eq!(find(&s.conditions, "Degraded").status, "False");
+    assert_eq!(s.hosts[0].roles.get("web"), Some(&RoleState::Starting));
+}
+
+#[test]
+fn condition_messages_stay_bounded_however_many_hosts_fail_and_however_long_the_words() {
+    let hr = hostrole(40, 1);
+    let sts = settled(40);
+    // Every host a different message (the scheduler counts nodes): each is cut, five are named.
+    let pods: Vec<Pod> = (0..40)
+        .map(|i| {
+            let said = format!(
+                "0/{i} nodes are available: {}",
+                "node(s) had taint x. ".repeat(500)
+            );
+            unscheduled(&format!("office-{i}"), 600, &said)
+        })
+        .collect();
+    let s = status::status(&hr, &observe(&sts, &pods), &at(0));
+    let degraded = find(&s.conditions, "Degraded");
+    assert!(degraded.message.len() < 4_000, "{}", degraded.message.len());
+    assert!(
+        degraded.message.ends_with("; and 35 more host(s)"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        s.hosts
+            .iter()
+            .all(|h| h.message.as_ref().is_some_and(|m| m.len() <= 610))
+    );
+    // The same message on every host: said once, five hosts named.
+    let pods: Vec<Pod> = (0..40)
+        .map(|i| unscheduled(&format!("office-{i}"), 600, "0/3 nodes are available."))
+        .collect();
+    let s = status::status(&hr, &observe(&sts, &pods), &at(0));
+    let degraded = find(&s.conditions, "Degraded");
+    assert!(
+        degraded.message.starts_with(
+            "office-0, office-1, office-2, office-3, office-4 and 35 more: no node takes"
+        ),
+        "{}",
+        degraded.message
+    );
 }
 
 #[test]
@@ -261,4 +499,42 @@ fn unchanged_inputs_give_the_same_status_so_nothing_is_written() {
         find(&changed.conditions, "Degraded").last_transition_time,
         at(0)
     );
+}
+
+#[test]
+fn a_clients_last_success_is_copied_only_when_it_is_a_timestamp() {
+    // A host's agent writes its client results on its pod; what it writes must not make the
+    // HostRole's status unwritable (the schema holds lastSuccess to a date-time).
+    let hr = {
+        let mut hr = manifest::parse(
+            "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: office}\nspec:\n  clients:\n    - {service: web, url: \"http://intranet.lan/\"}\n",
+            "test",
+        )
+        .expect("valid");
+        hr.metadata.namespace = Some("lan".into());
+        hr
+    };
+    let sts = settled(1);
+    let reported = |success: &str| {
+        let mut p = pod("office-0", true, None);
+        if let Some(cs) = p.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+            cs.push(PodCondition {
+                type_: "clients.hostrole.dev/web-0".into(),
+                status: "True".into(),
+                reason: Some("Succeeded".into()),
+                message: Some(format!("latencyMs=12; lastSuccess={success}; 200 OK")),
+                ..Default::default()
+            });
+        }
+        let pods = [p];
+        status::status(&hr, &observe(&sts, &pods), &at(0)).hosts[0].clients[0]
+            .last_success
+            .clone()
+    };
+    assert_eq!(
+        reported("2026-11-25T03:00:00Z").as_deref(),
+        Some("2026-11-25T03:00:00Z")
+    );
+    assert_eq!(reported("yesterday"), None);
+    assert_eq!(reported("2026-13-45T99:00:00Z"), None);
 }

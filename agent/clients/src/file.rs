@@ -321,6 +321,7 @@ mod tests {
             path: None,
             expect: None,
             credentials_dir: None,
+            mail_to: None,
         }
     }
 

@@ -3,17 +3,24 @@
 //! and deletes the probe (STORE `\Deleted`, EXPUNGE), together with probes of earlier runs that
 //! arrived too late.
 //!
+//! A cross-host probe (`mail_to`, the manifest's `clients[].to`) sends instead through the
+//! server's submission port, logged in as the client's user (AUTH PLAIN or LOGIN), to the
+//! mailbox of another host, and reads and deletes it there: its delivery time is the sender's
+//! queue, its route and the other host's SMTP together.
+//!
 //! Logging in before sending means wrong credentials are reported as `AuthFailed` without
 //! leaving an unreadable probe behind. Reading back is IMAP only: no maintained POP3 client
 //! crate exists, so a target with a POP3 port and no IMAP port is reported as an error.
 //! SMTP goes to the server's SMTP port in plain text (mail for a local mailbox needs no AUTH;
-//! the mail role's `no open relay` rules accept it); IMAP likewise.
+//! the mail role's `no open relay` rules accept it); IMAP and submission likewise, so a server
+//! reached this way must allow plaintext logins (TLS towards the roles with a private CA is not
+//! in the client yet).
 
 use std::time::Duration;
 
 use async_imap::Session;
 use futures_util::TryStreamExt;
-use hostrole_config::{ClientConfig, ClientTarget, MailTarget};
+use hostrole_config::{ClientConfig, ClientTarget};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::extension::ClientId;
@@ -76,32 +83,74 @@ pub(crate) async fn run(
         ));
     };
     let credentials = credentials(dir).await?;
-    let Some(imap_port) = target.imap_port else {
+    // Where the probe is read back: the same server, or the other host of a cross-host probe.
+    let (reader, reader_credentials, send) = match &config.mail_to {
+        None => {
+            let address = mailbox_address(&credentials.username, target.domain.as_deref())?;
+            let send = Send {
+                via: Via::Smtp {
+                    host: target.host.clone(),
+                    port: target.smtp_port,
+                },
+                from: address.clone(),
+                to: address,
+            };
+            (target, credentials, send)
+        }
+        Some(to) => {
+            let receiver = super::credentials(&to.credentials_dir).await?;
+            let Some(port) = target.submission_port else {
+                return Err(ProbeError::new(
+                    Reason::Error,
+                    "the sending mail server has no submission port",
+                ));
+            };
+            let send = Send {
+                via: Via::Submission {
+                    host: target.host.clone(),
+                    port,
+                    login: lettre::transport::smtp::authentication::Credentials::new(
+                        credentials.username.clone(),
+                        credentials.password.clone(),
+                    ),
+                },
+                from: mailbox_address(&credentials.username, target.domain.as_deref())?,
+                to: mailbox_address(&receiver.username, to.target.domain.as_deref())?,
+            };
+            (&to.target, receiver, send)
+        }
+    };
+    let Some(imap_port) = reader.imap_port else {
         return Err(ProbeError::new(
             Reason::Error,
             "the mail server has no IMAP port; reading back over POP3 is not supported",
         ));
     };
-    let address = mailbox_address(&credentials.username, target.domain.as_deref())?;
     let prefix = token_prefix(&context.host, &config.name);
     let token = format!("{prefix}{}", super::random_hex(8));
 
-    let mut session =
-        match tokio::time::timeout_at(deadline, login(&target.host, imap_port, &credentials)).await
-        {
-            Ok(r) => r?,
-            Err(_) => return Err(super::timed_out(timeout)),
-        };
+    let mut session = match tokio::time::timeout_at(
+        deadline,
+        login(&reader.host, imap_port, &reader_credentials),
+    )
+    .await
+    {
+        Ok(r) => r?,
+        Err(_) => return Err(super::timed_out(timeout)),
+    };
     let result = match tokio::time::timeout_at(
         deadline,
-        deliver_and_find(&mut session, target, &address, &token),
+        deliver_and_find(&mut session, &send, &token),
     )
     .await
     {
         Ok(r) => r,
         Err(_) => Err(ProbeError::new(
             Reason::NotDelivered,
-            format!("the probe did not arrive in {address} within the timeout of {timeout:?}"),
+            format!(
+                "the probe did not arrive in {} within the timeout of {timeout:?}",
+                send.to
+            ),
         )),
     };
     // Delete this run's probe and any earlier one that came after its run gave up.
@@ -157,14 +206,23 @@ async fn login(
         .await
     {
         Ok(session) => Ok(session),
-        Err((async_imap::error::Error::No(text), _)) => Err(ProbeError::new(
-            Reason::AuthFailed,
-            format!(
-                "IMAP LOGIN as {} refused: {}",
-                credentials.username,
-                text.trim()
-            ),
-        )),
+        Err((async_imap::error::Error::No(text), _)) => {
+            // The probe speaks IMAP without TLS: a server that takes passwords only over TLS
+            // refuses it whatever the password.
+            let hint = if text.contains("PRIVACYREQUIRED") {
+                " (this client logs in without TLS: the server needs allowPlaintextAuth: true)"
+            } else {
+                ""
+            };
+            Err(ProbeError::new(
+                Reason::AuthFailed,
+                format!(
+                    "IMAP LOGIN as {} refused: {}{hint}",
+                    credentials.username,
+                    text.trim()
+                ),
+            ))
+        }
         Err((e, _)) => Err(imap_error("LOGIN", &e)),
     }
 }
@@ -178,10 +236,39 @@ fn imap_error(what: &str, e: &async_imap::error::Error) -> ProbeError {
     ProbeError::new(reason, format!("IMAP {what}: {}", chain(e)))
 }
 
+/// How the probe leaves: to the server's SMTP port (a local mailbox needs no login), or
+/// through its submission port as a user (mail for another host).
+enum Via {
+    Smtp {
+        host: String,
+        port: u16,
+    },
+    Submission {
+        host: String,
+        port: u16,
+        login: lettre::transport::smtp::authentication::Credentials,
+    },
+}
+
+/// One probe message's way.
+struct Send {
+    via: Via,
+    from: String,
+    to: String,
+}
+
+impl Send {
+    fn server(&self) -> String {
+        match &self.via {
+            Via::Smtp { host, port } => format!("SMTP to {host}:{port}"),
+            Via::Submission { host, port, .. } => format!("submission to {host}:{port}"),
+        }
+    }
+}
+
 async fn deliver_and_find(
     session: &mut Session<TcpStream>,
-    target: &MailTarget,
-    address: &str,
+    send: &Send,
     token: &str,
 ) -> Result<Success, ProbeError> {
     session
@@ -189,7 +276,7 @@ async fn deliver_and_find(
         .await
         .map_err(|e| imap_error("SELECT INBOX", &e))?;
     let sent_at = std::time::Instant::now();
-    send(target, address, token).await?;
+    send_probe(send, token).await?;
     let sent = sent_at.elapsed();
     let query = format!("SUBJECT \"{token}\"");
     loop {
@@ -200,27 +287,36 @@ async fn deliver_and_find(
             .map_err(|e| imap_error("SEARCH", &e))?;
         if !found.is_empty() {
             let delivery = sent_at.elapsed();
-            return Ok(Success::new(format!(
-                "a probe sent over SMTP to {address} arrived over IMAP"
-            ))
-            .timing("smtp", sent)
-            .timing("delivery", delivery));
+            let detail = match &send.via {
+                Via::Smtp { .. } => {
+                    format!("a probe sent over SMTP to {} arrived over IMAP", send.to)
+                }
+                Via::Submission { .. } => format!(
+                    "a probe {} sent through submission to {} arrived over IMAP",
+                    send.from, send.to
+                ),
+            };
+            return Ok(Success::new(detail)
+                .timing("smtp", sent)
+                .timing("delivery", delivery));
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
-async fn send(target: &MailTarget, address: &str, token: &str) -> Result<(), ProbeError> {
-    let mailbox: Mailbox = address.parse().map_err(|e| {
-        ProbeError::new(
-            Reason::Error,
-            format!("{address:?} is not a mail address: {e}"),
-        )
-    })?;
-    let domain = address.rsplit('@').next().unwrap_or("localhost");
+async fn send_probe(send: &Send, token: &str) -> Result<(), ProbeError> {
+    let parse = |address: &str| -> Result<Mailbox, ProbeError> {
+        address.parse().map_err(|e| {
+            ProbeError::new(
+                Reason::Error,
+                format!("{address:?} is not a mail address: {e}"),
+            )
+        })
+    };
+    let domain = send.from.rsplit('@').next().unwrap_or("localhost");
     let message = Message::builder()
-        .from(mailbox.clone())
-        .to(mailbox)
+        .from(parse(&send.from)?)
+        .to(parse(&send.to)?)
         .subject(format!("hostrole probe {token}"))
         .message_id(Some(format!("<{token}@{domain}>")))
         .header(ContentType::TEXT_PLAIN)
@@ -228,13 +324,22 @@ async fn send(target: &MailTarget, address: &str, token: &str) -> Result<(), Pro
             "A probe of the hostrole mail client ({token}). It deletes this message once it has arrived.\r\n"
         ))
         .map_err(|e| ProbeError::new(Reason::Error, format!("cannot build the probe: {e}")))?;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(target.host.clone())
-        .port(target.smtp_port)
+    let (host, port) = match &send.via {
+        Via::Smtp { host, port } | Via::Submission { host, port, .. } => (host, *port),
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+        .port(port)
         .hello_name(ClientId::Domain("hostrole-agent".into()))
-        .timeout(Some(Duration::from_secs(30)))
-        .build();
+        .timeout(Some(Duration::from_secs(30)));
+    if let Via::Submission { login, .. } = &send.via {
+        builder = builder.credentials(login.clone()).authentication(vec![
+            lettre::transport::smtp::authentication::Mechanism::Plain,
+            lettre::transport::smtp::authentication::Mechanism::Login,
+        ]);
+    }
+    let transport = builder.build();
     transport.send(message).await.map(|_| ()).map_err(|e| {
-        let what = format!("SMTP to {}:{}", target.host, target.smtp_port);
+        let what = send.server();
         if super::is_connect_error(&e) {
             ProbeError::new(
                 Reason::ConnectFailed,
@@ -242,6 +347,11 @@ async fn send(target: &MailTarget, address: &str, token: &str) -> Result<(), Pro
             )
         } else if e.is_timeout() {
             ProbeError::new(Reason::Timeout, format!("{what}: timed out"))
+        } else if e.status().is_some_and(|code| code.to_string() == "535") {
+            ProbeError::new(
+                Reason::AuthFailed,
+                format!("{what}: the login was refused: {}", chain(&e)),
+            )
         } else if e.is_permanent() || e.is_transient() {
             ProbeError::new(
                 Reason::NotDelivered,

@@ -165,6 +165,7 @@ mod tests {
             path: None,
             expect: None,
             credentials_dir: None,
+            mail_to: None,
         };
         let started = Instant::now();
         let error = run(&config, started + Duration::from_millis(300))

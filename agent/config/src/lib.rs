@@ -158,6 +158,21 @@ pub struct ClientConfig {
     /// Directory with `username` and `password` files (a `kubernetes.io/basic-auth` Secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_dir: Option<PathBuf>,
+    /// Mail: send through the target's submission port (as the `credentials_dir` user) to a
+    /// mailbox of another host, and read it back there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_to: Option<MailReadBack>,
+}
+
+/// The other end of a cross-host mail probe.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MailReadBack {
+    /// The HostRole as the manifest wrote it, for reports.
+    pub server: String,
+    pub target: MailTarget,
+    /// Directory with `username` and `password` files of the receiving mailbox.
+    pub credentials_dir: PathBuf,
 }
 
 /// Where a client connects.
@@ -176,6 +191,9 @@ pub enum ClientTarget {
 pub struct MailTarget {
     pub host: String,
     pub smtp_port: u16,
+    /// Submission (AUTH), for probes that send to another host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imap_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,14 +252,119 @@ pub struct MailRoleConfig {
     /// limit when absent. The translator always sets it (default 1 GiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox_quota_bytes: Option<u64>,
-    /// Certificate and key for STARTTLS; no STARTTLS when absent.
+    /// Certificate and key for STARTTLS and the implicit-TLS ports; neither when absent. The
+    /// files are read again when they change (a rotated Secret), without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
+    /// IMAP over implicit TLS (IMAPS, RFC 8314): the handshake comes first. Needs `tls`; no
+    /// listener when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imaps_port: Option<u16>,
+    /// POP3 over implicit TLS (POP3S, RFC 8314). Needs `tls`; no listener when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop3s_port: Option<u16>,
+    /// Submission over implicit TLS (`submissions`, RFC 8314 section 3.3). Needs `tls`; no
+    /// listener when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submissions_port: Option<u16>,
+    /// Whether passwords may be sent on a connection without TLS (SMTP AUTH, IMAP LOGIN and
+    /// AUTHENTICATE, POP3 USER/PASS). Default false: without TLS, submission does not offer
+    /// AUTH (`538 5.7.11`), IMAP says LOGINDISABLED (`NO [PRIVACYREQUIRED]`), POP3 `-ERR [AUTH]`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_plaintext_auth: bool,
     /// Most connections per protocol at once.
     pub max_connections: usize,
     /// Who gets `postmaster@` mail; default a user named `postmaster`, else the first user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postmaster: Option<String>,
+    /// Mail to other domains: a durable queue and where each domain goes. When absent, the host
+    /// sends nothing out and submission refuses foreign recipients (`550 5.7.1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<OutboundConfig>,
+}
+
+/// Mail leaving the host: accepted = in the queue on the mail volume (`<root>/.queue`, beside
+/// the mailboxes; user names cannot start with `.`), delivered with retries, bounced (a DSN to
+/// the sender) on permanent failure or when `lifetime_seconds` runs out.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Domains served by other hosts of the cluster or manifest, and their SMTP servers (the
+    /// translator's transport map). Used before the relay and before MX lookups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<MailRoute>,
+    /// Everything without a route goes through this server (a smarthost); when absent, to the
+    /// domain's MX hosts (RFC 5321 section 5.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<MailRelay>,
+    /// First retry after a temporary failure, in seconds; each next wait doubles, up to
+    /// `max_retry_seconds` (RFC 5321 section 4.5.4.1).
+    #[serde(default = "default_retry_seconds")]
+    pub retry_seconds: u64,
+    /// The longest wait between two attempts, in seconds (default 1 hour).
+    #[serde(default = "default_max_retry_seconds")]
+    pub max_retry_seconds: u64,
+    /// How long a message may wait before it is bounced, in seconds (default 5 days).
+    #[serde(default = "default_queue_lifetime_seconds")]
+    pub lifetime_seconds: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+/// Outbound mail when nothing says otherwise: first retry after 5 minutes, at most an hour
+/// between tries, a bounce after 5 days (RFC 5321 section 4.5.4.1).
+pub const DEFAULT_RETRY_SECONDS: u64 = 300;
+pub const DEFAULT_MAX_RETRY_SECONDS: u64 = 3600;
+pub const DEFAULT_QUEUE_LIFETIME_SECONDS: u64 = 5 * 24 * 3600;
+
+fn default_retry_seconds() -> u64 {
+    DEFAULT_RETRY_SECONDS
+}
+fn default_max_retry_seconds() -> u64 {
+    DEFAULT_MAX_RETRY_SECONDS
+}
+fn default_queue_lifetime_seconds() -> u64 {
+    DEFAULT_QUEUE_LIFETIME_SECONDS
+}
+
+/// One entry of the transport map: mail for `domain` goes to `host:port`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MailRoute {
+    /// A mail domain, lower-case.
+    pub domain: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A smarthost.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MailRelay {
+    pub host: String,
+    pub port: u16,
+    /// How the connection is protected.
+    pub tls: RelayTls,
+    /// Directory with `username` and `password` files (a `kubernetes.io/basic-auth` Secret);
+    /// no AUTH when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_dir: Option<PathBuf>,
+    /// PEM file of the CAs the relay's certificate must chain to; the system's roots when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// TLS towards a relay.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayTls {
+    /// STARTTLS, required (the relay's certificate is verified).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: only for a relay on a trusted network; credentials are refused on it.
+    None,
 }
 
 /// A service a host uses as a client.

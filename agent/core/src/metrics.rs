@@ -26,6 +26,8 @@ pub enum Reason {
     AuthRequired,
     ReadOnlyUser,
     UnknownUser,
+    /// Submission: an envelope sender that is not the user's own address.
+    SenderNotOwned,
     // Limits.
     QuotaExceeded,
     UploadTooLarge,
@@ -108,6 +110,24 @@ pub enum Outcome {
     Malformed,
 }
 
+/// What an outbound delivery attempt did for one recipient (the mail role's queue), or a bounce
+/// sent for a message.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum OutboundResult {
+    Delivered,
+    /// A temporary failure: retried later.
+    Deferred,
+    /// A permanent failure (or the lifetime ran out).
+    Failed,
+    /// A bounce (DSN) delivered to or queued for the sender.
+    Bounced,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutboundLabels {
+    pub result: OutboundResult,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub role: String,
@@ -152,6 +172,10 @@ pub struct AgentMetrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Commands of the line protocols (SMTP, IMAP, POP3), by role, command and outcome.
     pub commands: Family<CommandLabels, Counter>,
+    /// Outbound mail: recipients delivered, deferred, failed; bounces sent.
+    pub mail_outbound: Family<OutboundLabels, Counter>,
+    /// Messages in the outbound mail queue.
+    pub mail_queue: Gauge,
 }
 
 impl Default for AgentMetrics {
@@ -164,6 +188,8 @@ impl Default for AgentMetrics {
             bytes: Family::default(),
             errors: Family::default(),
             commands: Family::default(),
+            mail_outbound: Family::default(),
+            mail_queue: Gauge::default(),
         }
     }
 }
@@ -212,6 +238,28 @@ impl AgentMetrics {
             "Line-protocol commands answered (SMTP, IMAP, POP3), by role, command and outcome",
             self.commands.clone(),
         );
+        r.register(
+            "mail_outbound",
+            "Outbound mail: recipients delivered, deferred and failed, and bounces sent",
+            self.mail_outbound.clone(),
+        );
+        r.register(
+            "mail_queue_messages",
+            "Messages waiting in the outbound mail queue",
+            self.mail_queue.clone(),
+        );
+    }
+
+    /// Counts one outbound result.
+    pub fn outbound(&self, result: OutboundResult) {
+        self.mail_outbound
+            .get_or_create(&OutboundLabels { result })
+            .inc();
+    }
+
+    /// Sets the outbound queue's length.
+    pub fn queue_length(&self, messages: i64) {
+        self.mail_queue.set(messages);
     }
 
     /// Counts `n` payload bytes of `role` in `direction`.
@@ -329,12 +377,16 @@ mod tests {
         metrics.moved("smtp", Direction::In, 3);
         metrics.error("smtp", Reason::RelayDenied);
         metrics.command("imap", "FETCH", Outcome::Rejected);
+        metrics.outbound(OutboundResult::Deferred);
+        metrics.queue_length(2);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
         for line in [
             "hostrole_agent_bytes_total{role=\"smtp\",direction=\"in\"} 3",
             "hostrole_agent_errors_total{role=\"smtp\",reason=\"RelayDenied\"} 1",
             "hostrole_agent_commands_total{role=\"imap\",command=\"FETCH\",outcome=\"Rejected\"} 1",
+            "hostrole_agent_mail_outbound_total{result=\"Deferred\"} 1",
+            "hostrole_agent_mail_queue_messages 2",
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }

@@ -8,11 +8,17 @@
 //! a pure parser (`hostrole-proto`, fuzzed in `fuzz/`) apart from its session type
 //! (`*/mod.rs`, implementing [`session::LineProtocol`]), and
 //! [`store`] is the Maildir: a message is streamed to `tmp/`, fsynced, and linked into `new/`
-//! before the server says `250`.
+//! before the server says `250`. Mail that submission takes for other domains goes to
+//! [`queue`] (`<root>/.queue`, on disk before the `250`), delivered by [`outbound`] and bounced
+//! with [`dsn`] reports.
 
 mod conn;
+mod dsn;
 mod folders;
 mod listener;
+mod outbound;
+mod queue;
+mod quickack;
 mod quota;
 mod sasl;
 mod session;
@@ -68,6 +74,10 @@ pub enum MailError {
     Postmaster(String),
     #[error("mail role: the TLS file {path} is not usable: {what}")]
     Tls { path: PathBuf, what: String },
+    #[error(
+        "mail role: {0} is an implicit-TLS port and needs a certificate: give tls, or leave the port out"
+    )]
+    ImplicitTlsWithoutCertificate(&'static str),
 }
 
 /// How long a failed login waits before its answer.
@@ -87,8 +97,12 @@ pub(crate) struct Shared {
     pub metrics: AgentMetrics,
     /// STARTTLS is offered when set.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Passwords may travel on connections without TLS.
+    pub allow_plaintext_auth: bool,
     /// The mailbox `postmaster@` each local domain is delivered to.
     pub postmaster: Option<String>,
+    /// The outbound queue, when the host sends mail to other domains.
+    pub queue: Option<Arc<queue::Queue>>,
 }
 
 impl Shared {
@@ -132,6 +146,12 @@ impl Shared {
         None
     }
 
+    /// Whether a session may log in with a password: on TLS (implicit, or after STARTTLS), or
+    /// anywhere when the configuration allows passwords in the clear.
+    pub fn password_allowed(&self, conn_tls: bool) -> bool {
+        conn_tls || self.allow_plaintext_auth
+    }
+
     pub fn is_local_domain(&self, domain: &str) -> bool {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         self.domains.contains(&domain)
@@ -168,6 +188,16 @@ impl Mail {
         metrics: &AgentMetrics,
     ) -> Result<Mail, MailError> {
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        if tls.is_none() {
+            let implicit = [
+                ("imaps", config.imaps_port),
+                ("pop3s", config.pop3s_port),
+                ("submissions", config.submissions_port),
+            ];
+            if let Some((name, _)) = implicit.iter().find(|(_, port)| port.is_some()) {
+                return Err(MailError::ImplicitTlsWithoutCertificate(name));
+            }
+        }
         let users = match &config.users_file {
             Some(path) => Users::load(path)?,
             None => Users::none(),
@@ -191,25 +221,60 @@ impl Mail {
                 what: "preparing the store",
                 source: std::io::Error::other(e),
             })??;
+        let queue = match &config.outbound {
+            Some(outbound) => {
+                let (root, outbound) = (config.root.clone(), outbound.clone());
+                let queue =
+                    tokio::task::spawn_blocking(move || queue::Queue::open(&root, outbound))
+                        .await
+                        .map_err(|e| MailError::Storage {
+                            path: config.root.clone(),
+                            what: "opening the outbound queue",
+                            source: std::io::Error::other(e),
+                        })??;
+                Some(Arc::new(queue))
+            }
+            None => None,
+        };
         let mut listeners = Vec::new();
-        for (protocol, port) in [
+        let plain = [
             (Protocol::Smtp, config.smtp_port),
             (Protocol::Submission, config.submission_port),
             (Protocol::Imap, config.imap_port),
             (Protocol::Pop3, config.pop3_port),
-        ] {
+        ]
+        .map(|(protocol, port)| (protocol, protocol.name(), Some(port), false));
+        // RFC 8314: the same protocols with the handshake first, beside STARTTLS.
+        let implicit = [
+            (Protocol::Imap, "imaps", config.imaps_port, true),
+            (Protocol::Pop3, "pop3s", config.pop3s_port, true),
+            (
+                Protocol::Submission,
+                "submissions",
+                config.submissions_port,
+                true,
+            ),
+        ];
+        for (protocol, name, port, implicit) in plain.into_iter().chain(implicit) {
+            let Some(port) = port else { continue };
+            let implicit_tls = match (implicit, &tls) {
+                (false, _) => None,
+                (true, Some(acceptor)) => Some(acceptor.clone()),
+                (true, None) => return Err(MailError::ImplicitTlsWithoutCertificate(name)),
+            };
             let addr = SocketAddr::new(ip, port);
-            let listener = net::bind(protocol.name(), addr).await?;
+            let listener = net::bind(name, addr).await?;
             let local = listener.local_addr().map_err(|source| BindError {
-                role: protocol.name().to_string(),
+                role: name.to_string(),
                 addr,
                 source,
             })?;
             listeners.push((
                 listener::Listen {
                     protocol,
+                    name,
                     listener,
-                    implicit_tls: None,
+                    implicit_tls,
                 },
                 local,
             ));
@@ -230,7 +295,9 @@ impl Mail {
                 max_connections: config.max_connections,
                 metrics: metrics.clone(),
                 tls,
+                allow_plaintext_auth: config.allow_plaintext_auth,
                 postmaster,
+                queue,
             }),
         })
     }
@@ -244,7 +311,7 @@ impl Role for Mail {
     fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
         self.listeners
             .iter()
-            .map(|(listen, addr)| (listen.protocol.name(), *addr))
+            .map(|(listen, addr)| (listen.name, *addr))
             .collect()
     }
 
@@ -255,6 +322,14 @@ impl Role for Mail {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let mut servers = JoinSet::new();
+            if let Some(queue) = self.shared.queue.clone() {
+                servers.spawn(outbound::run(
+                    self.shared.clone(),
+                    queue,
+                    stop.clone(),
+                    grace,
+                ));
+            }
             for (listen, _) in self.listeners {
                 servers.spawn(listener::serve(
                     listen,
@@ -265,5 +340,58 @@ impl Role for Mail {
             }
             while servers.join_next().await.is_some() {}
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(root: PathBuf) -> MailRoleConfig {
+        MailRoleConfig {
+            hostname: "mail.test".into(),
+            smtp_port: 0,
+            submission_port: 0,
+            imap_port: 0,
+            pop3_port: 0,
+            domains: vec!["test".into()],
+            root,
+            users_file: None,
+            max_message_bytes: 1 << 20,
+            mailbox_quota_bytes: None,
+            tls: None,
+            imaps_port: None,
+            pop3s_port: None,
+            submissions_port: None,
+            allow_plaintext_auth: false,
+            max_connections: 4,
+            postmaster: None,
+            outbound: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_implicit_tls_port_without_a_certificate_is_refused_before_anything_is_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = AgentMetrics::default();
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let plain = Mail::bind(&config(dir.path().join("a")), ip, &metrics)
+            .await
+            .expect("binds");
+        let names: Vec<&str> = plain.addresses().iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["smtp", "submission", "imap", "pop3"]);
+        let mut with_pop3s = config(dir.path().join("b"));
+        with_pop3s.pop3s_port = Some(0);
+        let Err(err) = Mail::bind(&with_pop3s, ip, &metrics).await else {
+            panic!("POP3S without a certificate was bound");
+        };
+        assert!(
+            matches!(err, MailError::ImplicitTlsWithoutCertificate("pop3s")),
+            "{err}"
+        );
+        assert!(
+            !dir.path().join("b").exists(),
+            "refused before the store is prepared"
+        );
     }
 }

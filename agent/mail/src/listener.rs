@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::Conn;
+use super::quickack::QuickAck;
 use super::{Shared, imap, pop3, session, smtp};
 
 /// Pause after an accept error (e.g. out of file descriptors) before trying again.
@@ -61,9 +62,12 @@ impl Protocol {
 /// One listener of the role.
 pub(crate) struct Listen {
     pub protocol: Protocol,
+    /// The listener's name in logs and addresses: the protocol's, or `imaps`, `pop3s`,
+    /// `submissions` for the implicit-TLS ports (their metrics count under the protocol).
+    pub name: &'static str,
     pub listener: TcpListener,
-    /// Implicit TLS (e.g. IMAPS, POP3S, submissions): the handshake comes first. None of the
-    /// role's ports uses it yet; STARTTLS is offered when the role has a certificate.
+    /// Implicit TLS (IMAPS, POP3S, submissions; RFC 8314): the handshake comes first. The other
+    /// ports offer STARTTLS when the role has a certificate.
     pub implicit_tls: Option<TlsAcceptor>,
 }
 
@@ -77,6 +81,7 @@ pub(crate) async fn serve(
 ) {
     let Listen {
         protocol,
+        name,
         listener,
         implicit_tls,
     } = listen;
@@ -93,7 +98,7 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!(role = protocol.name(), error = %e, "accept failed");
+                    tracing::warn!(role = name, error = %e, "accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -105,10 +110,7 @@ pub(crate) async fn serve(
                 // Full: the session idle longest makes room; when every session is busy,
                 // wait for one to end.
                 if registry.evict_one() {
-                    tracing::debug!(
-                        role = protocol.name(),
-                        "full: closing the longest-idle session"
-                    );
+                    tracing::debug!(role = name, "full: closing the longest-idle session");
                 }
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -122,7 +124,7 @@ pub(crate) async fn serve(
         let slot = match registry.admit(ClientKey::of(peer.ip()), per_client) {
             Admission::Admitted(slot) => slot,
             Admission::ClientFull => {
-                tracing::debug!(role = protocol.name(), %peer, "refused: the client holds its share of sessions, all busy");
+                tracing::debug!(role = name, %peer, "refused: the client holds its share of sessions, all busy");
                 shared.error(protocol, Reason::TooManyConnections);
                 continue;
             }
@@ -149,7 +151,7 @@ pub(crate) async fn serve(
     .await;
     if finished.is_err() {
         tracing::warn!(
-            role = protocol.name(),
+            role = name,
             ?grace,
             "grace period over; dropping open sessions"
         );
@@ -169,6 +171,7 @@ async fn accepted(
     stop: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let stream = QuickAck(stream);
     let conn = match implicit_tls {
         None => Conn::new(
             Box::new(stream),

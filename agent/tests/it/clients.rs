@@ -6,10 +6,11 @@
 use crate::support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hostrole_testkit::mail::Maildir;
 use serde_json::Value;
+use support::clients::{results, wait_for};
 use support::{Agent, fetch, free_port, repo_root, with_free_ports};
 
 /// The users Secret of examples/home-office.yaml (alice: change-me, bob: change-me-too).
@@ -97,42 +98,6 @@ spec:
     )
 }
 
-fn results(agent: &Agent) -> Vec<Value> {
-    let response = fetch(&[&agent.admin_url("/clients")]);
-    assert_eq!(response.status, 200);
-    assert_eq!(response.header("content-type"), Some("application/json"));
-    serde_json::from_slice::<Value>(&response.body)
-        .expect("JSON")
-        .as_array()
-        .expect("a list")
-        .clone()
-}
-
-fn result(agent: &Agent, name: &str) -> Value {
-    results(agent)
-        .into_iter()
-        .find(|r| r["name"] == name)
-        .unwrap_or_else(|| panic!("{name} is listed"))
-}
-
-/// Waits until client `name` reports `reason` (and `ok` accordingly); returns its result.
-fn wait_for(agent: &Agent, name: &str, reason: &str, limit: Duration) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let r = result(agent, name);
-        if r["reason"] == reason {
-            assert_eq!(r["ok"], reason == "Ok", "{r}");
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} did not report {reason} within {limit:?}: {r}\n{}",
-            agent.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Files in a directory tree whose name contains `needle`. The directory must exist: an empty
 /// list read from a wrong path would prove nothing.
 fn files_named(dir: &Path, needle: &str) -> Vec<String> {
@@ -161,6 +126,91 @@ fn stop(mut agent: Agent) {
     agent.terminate();
     let status = agent.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status}: {}", agent.stderr());
+}
+
+/// Two mail hosts of one manifest and a laptop whose mail client logs in to the office's
+/// submission port as alice and sends to bob at the branch, reading it back there: the office's
+/// queue and its route to the branch (the translator's transport map), end to end.
+#[test]
+fn a_mail_client_probes_the_way_from_one_mail_host_to_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let office = Ports::new();
+    let branch = Ports::new();
+    let mail = |name: &str, ports: &Ports| {
+        format!(
+            "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: {name}}}\nspec:\n  servers:\n    mail:\n      smtpPort: {}\n      submissionPort: {}\n      imapPort: {}\n      pop3Port: {}\n      domains: [{name}.lan]\n      users: {{secret: office-users}}\n      outbound: {{retryInterval: 1s}}\n",
+            ports.smtp, ports.submission, ports.imap, ports.pop3
+        )
+    };
+    let text = format!(
+        r#"{users}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: alice, labels: {{hostrole.dev/use: "true"}}}}
+type: kubernetes.io/basic-auth
+stringData: {{username: alice, password: change-me}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: bob, labels: {{hostrole.dev/use: "true"}}}}
+type: kubernetes.io/basic-auth
+stringData: {{username: bob, password: change-me-too}}
+---
+{office}---
+{branch}---
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {{name: laptop}}
+spec:
+  clients:
+    - service: mail
+      server: office
+      credentials: {{secret: alice}}
+      to: {{server: branch, credentials: {{secret: bob}}}}
+      every: 1s
+      timeout: 20s
+"#,
+        users = users_secret(),
+        office = mail("office", &office),
+        branch = mail("branch", &branch),
+    );
+    let office_agent = start(dir.path(), &text, "office");
+    let branch_agent = start(dir.path(), &text, "branch");
+    let laptop = start(dir.path(), &text, "laptop");
+
+    let result = wait_for(&laptop, "mail-0", "Ok", Duration::from_secs(60));
+    assert!(
+        result["timingsMs"]["delivery"].as_u64().is_some(),
+        "{result}"
+    );
+    let message = result["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("alice@office.lan") && message.contains("bob@branch.lan"),
+        "{result}"
+    );
+    // The branch saw it come in over SMTP from the office, and the office's submission took it.
+    let branch_metrics = fetch(&[&branch_agent.admin_url("/metrics")]).text();
+    assert!(
+        branch_metrics.contains(
+            "hostrole_agent_commands_total{role=\"smtp\",command=\"DATA\",outcome=\"Ok\"}"
+        ),
+        "{branch_metrics}"
+    );
+    let office_metrics = fetch(&[&office_agent.admin_url("/metrics")]).text();
+    assert!(
+        office_metrics.contains(
+            "hostrole_agent_commands_total{role=\"submission\",command=\"AUTH\",outcome=\"Ok\"}"
+        ),
+        "{office_metrics}"
+    );
+
+    // The probes are deleted where they were read; nothing is left for bob, or in the queue.
+    stop(laptop);
+    let branch_mail = dir.path().join("branch").join("mail");
+    assert_eq!(Maildir::new(branch_mail).messages("bob"), 0);
+    drop(branch_agent);
+    drop(office_agent);
 }
 
 #[test]

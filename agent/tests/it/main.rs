@@ -24,6 +24,8 @@ mod litmus;
 mod mail_attacks;
 mod mail_clients;
 mod mail_folders;
+mod mail_outbound;
+mod mail_tls;
 mod p2p;
 mod peer_ui;
 mod tls;

@@ -1,14 +1,31 @@
-{{/* Full name of the release's objects. */}}
+{{/* The chart's name, or nameOverride: app.kubernetes.io/name of the operator's objects. */}}
+{{- define "hostrole.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name of the release's objects: fullnameOverride, else the release name followed by the
+name (once, when the release name already contains it). */}}
 {{- define "hostrole.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "hostrole.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
+{{- define "hostrole.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Never change these on a live release: a Deployment's selector is immutable (so
+nameOverride is chosen at install). */}}
 {{- define "hostrole.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "hostrole.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
@@ -18,14 +35,27 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/component: operator
 app.kubernetes.io/part-of: hostrole
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+helm.sh/chart: {{ include "hostrole.chart" . }}
 {{- end -}}
 
+{{/* Labels of the operator pods: podLabels added to the chart's, which they may not replace
+where the Deployment, Service, PDB and NetworkPolicy select by them. */}}
+{{- define "hostrole.podLabels" -}}
+{{- $selector := include "hostrole.selectorLabels" . | fromYaml -}}
+{{- $labels := include "hostrole.labels" . | fromYaml -}}
+{{- toYaml (merge $selector (deepCopy (.Values.podLabels | default dict)) $labels) -}}
+{{- end -}}
+
+{{/* The operator's ServiceAccount. With serviceAccount.create=false it must be named: the
+chart binds the operator's (Cluster)Role to it, and would otherwise grant it to the namespace's
+`default` ServiceAccount, which every pod there runs as unless told otherwise. */}}
 {{- define "hostrole.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "hostrole.fullname" .) .Values.serviceAccount.name -}}
+{{- else if .Values.serviceAccount.name -}}
+{{- .Values.serviceAccount.name -}}
 {{- else -}}
-{{- default "default" .Values.serviceAccount.name -}}
+{{- fail "serviceAccount.name is required when serviceAccount.create=false: name the existing ServiceAccount (in the release namespace) the operator runs as; the chart binds the operator's RBAC to it" -}}
 {{- end -}}
 {{- end -}}
 
@@ -85,21 +115,16 @@ global.imagePullSecrets. Host pods run in the HostRoles' namespaces: the Secrets
 {{- join "," $names -}}
 {{- end -}}
 
-{{/* The restricted Pod Security Standard, for the operator container and the test pod. */}}
+{{/* Security contexts of the operator and test pods and containers: securityContext and
+podSecurityContext (by default the restricted Pod Security Standard). A key set to null in the
+values is left out (Helm drops it), so a platform that assigns user ids (OpenShift) can unset
+runAsUser/runAsGroup. */}}
 {{- define "hostrole.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-capabilities:
-  drop: [ALL]
-readOnlyRootFilesystem: true
-runAsNonRoot: true
+{{- toYaml (.Values.securityContext | default dict) -}}
 {{- end -}}
 
 {{- define "hostrole.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml (.Values.podSecurityContext | default dict) -}}
 {{- end -}}
 
 {{/* The ClusterRole host agents are bound to (per namespace) to report client results. */}}
@@ -109,11 +134,11 @@ seccompProfile:
 
 {{/* Labels of the helm-test objects: not the operator's selector labels. */}}
 {{- define "hostrole.testLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}-test
+app.kubernetes.io/name: {{ printf "%s-test" (include "hostrole.name" .) | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/component: test
 app.kubernetes.io/part-of: hostrole
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+helm.sh/chart: {{ include "hostrole.chart" . }}
 {{- end -}}

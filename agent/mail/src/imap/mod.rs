@@ -234,9 +234,11 @@ impl Session {
     async fn handle(&mut self, request: Request, stop: &CancellationToken) -> Io<Next> {
         let Request { tag, command } = request;
         let verb = command.verb();
+        // ID is valid in every state (RFC 2971 section 3.1); offlineimap sends it before LOGIN.
         let needs_auth = !matches!(
             command,
             Command::Capability
+                | Command::Id
                 | Command::Noop
                 | Command::Logout
                 | Command::StartTls
@@ -412,20 +414,33 @@ impl Session {
         Ok(Next::Continue)
     }
 
-    /// What the server offers now: STARTTLS until TLS is on; when the role has a certificate,
-    /// passwords only over TLS (RFC 3501 section 6.2.3, LOGINDISABLED).
+    /// What the server offers now: STARTTLS until TLS is on (when the role has a certificate);
+    /// passwords only over TLS unless the configuration allows them in the clear (RFC 3501
+    /// section 6.2.3, LOGINDISABLED).
     fn capabilities(&self) -> String {
         let mut caps = CAPABILITIES.to_string();
         if self.shared.tls.is_some() && !self.conn.tls {
-            caps.push_str(" STARTTLS LOGINDISABLED");
-        } else {
+            caps.push_str(" STARTTLS");
+        }
+        if self.login_allowed() {
             caps.push_str(" AUTH=PLAIN");
+        } else {
+            caps.push_str(" LOGINDISABLED");
         }
         caps
     }
 
     fn login_allowed(&self) -> bool {
-        self.shared.tls.is_none() || self.conn.tls
+        self.shared.password_allowed(self.conn.tls)
+    }
+
+    /// The refusal of a login on a connection without TLS (RFC 5530 PRIVACYREQUIRED).
+    fn privacy_required(&self) -> &'static str {
+        if self.shared.tls.is_some() {
+            "[PRIVACYREQUIRED] use STARTTLS first"
+        } else {
+            "[PRIVACYREQUIRED] passwords only over TLS, and this host has no certificate"
+        }
     }
 
     async fn start_tls(&mut self, tag: &str, verb: &'static str) -> Io<Next> {
@@ -460,9 +475,8 @@ impl Session {
             return self.tagged(tag, verb, "BAD", "already authenticated").await;
         }
         if !self.login_allowed() {
-            return self
-                .tagged(tag, verb, "NO", "[PRIVACYREQUIRED] use STARTTLS first")
-                .await;
+            let text = self.privacy_required();
+            return self.tagged(tag, verb, "NO", text).await;
         }
         match self.shared.verify(self.conn.peer, name, password).await {
             Some(user) => {
@@ -502,9 +516,8 @@ impl Session {
             return self.tagged(tag, verb, "BAD", "already authenticated").await;
         }
         if !self.login_allowed() {
-            return self
-                .tagged(tag, verb, "NO", "[PRIVACYREQUIRED] use STARTTLS first")
-                .await;
+            let text = self.privacy_required();
+            return self.tagged(tag, verb, "NO", text).await;
         }
         if mechanism != "PLAIN" {
             return self

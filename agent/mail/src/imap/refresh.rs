@@ -8,7 +8,7 @@
 //!   directory's time; while the stamp stays the same, and the store's change counter for the
 //!   folder too, the folder is not scanned at all. A directory changed less than [`RACY`] before
 //!   the stamp was taken is not trusted (a change within the same clock tick would keep the same
-//!   time), as git does with its index.
+//!   time), as git does with its index: it is scanned once more when that time has settled.
 //! - [`merge`]: a rescan's result folded into the session's list by UID with a map, in linear
 //!   time (it was a search of the whole list per message: quadratic), with what the client must
 //!   be told: expunges, flag changes, new messages.
@@ -44,12 +44,23 @@ impl Stamp {
         }
     }
 
-    /// Whether `now` (a fresh stamp) proves nothing changed since `self` was taken.
+    /// Whether the folder may be taken as unchanged since `self` was taken, by `now` (a fresh
+    /// stamp). Different times: changed. The same times, settled when `self` was taken (at
+    /// least [`RACY`] old): unchanged. The same times, still recent when `self` was taken (a
+    /// change in the same clock tick after the scan would not show): unchanged until they are
+    /// `RACY` old at `now`, then changed once, so that one rescan settles it. A change by another
+    /// program is so seen at most `RACY` late, and a busy folder is not rescanned at every
+    /// command (it was, for a second after each change: every FETCH of a session that had
+    /// just appended walked the whole folder).
     pub fn unchanged(&self, now: &Stamp) -> bool {
-        let settled = |t: Option<SystemTime>| {
-            t.is_some_and(|t| self.taken.duration_since(t).is_ok_and(|d| d >= RACY))
+        let settled_at = |at: SystemTime, t: Option<SystemTime>| {
+            t.is_some_and(|t| at.duration_since(t).is_ok_and(|d| d >= RACY))
         };
-        self.new == now.new && self.cur == now.cur && settled(self.new) && settled(self.cur)
+        if self.new != now.new || self.cur != now.cur {
+            return false;
+        }
+        let settled = |at| settled_at(at, self.new) && settled_at(at, self.cur);
+        settled(self.taken) || !settled(now.taken)
     }
 }
 
@@ -114,8 +125,16 @@ mod tests {
         }
         let just_made = Stamp::of(dir.path());
         assert!(
-            !just_made.unchanged(&Stamp::of(dir.path())),
-            "changed within the last second: not trusted"
+            just_made.unchanged(&Stamp::of(dir.path())),
+            "changed within the last second: the rescan waits until the times settle"
+        );
+        let later = Stamp {
+            taken: just_made.taken + RACY + Duration::from_millis(10),
+            ..Stamp::of(dir.path())
+        };
+        assert!(
+            !just_made.unchanged(&later),
+            "once settled, the recent times are not trusted: one rescan"
         );
         let old = SystemTime::now() - Duration::from_secs(60);
         for sub in ["new", "cur"] {

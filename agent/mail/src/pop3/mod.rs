@@ -152,7 +152,8 @@ impl Session {
         let mut text = String::from("+OK capability list follows\r\n");
         if self.shared.tls.is_some() && !self.conn.tls {
             text.push_str("STLS\r\n");
-        } else {
+        }
+        if self.shared.password_allowed(self.conn.tls) {
             text.push_str("USER\r\n");
         }
         text.push_str(
@@ -207,14 +208,14 @@ impl Session {
             return Ok(Next::Continue);
         };
         match command {
-            Command::User(_) | Command::Pass(_) if self.shared.tls.is_some() && !self.conn.tls => {
-                err(
-                    &mut self.conn,
-                    &self.shared,
-                    verb,
-                    "[AUTH] use STLS first: passwords only over TLS",
-                )
-                .await?;
+            Command::User(_) | Command::Pass(_) if !self.shared.password_allowed(self.conn.tls) => {
+                // RFC 3206 [AUTH]: the login is refused for a reason other than the password.
+                let text = if self.shared.tls.is_some() {
+                    "[AUTH] use STLS first: passwords only over TLS"
+                } else {
+                    "[AUTH] passwords only over TLS, and this host has no certificate"
+                };
+                err(&mut self.conn, &self.shared, verb, text).await?;
             }
             Command::User(name) => {
                 *pending = Some(name);

@@ -2,9 +2,13 @@
 //! and LOGIN (RFC 4954).
 //!
 //! Not an open relay: on the SMTP port only local, existing mailboxes are accepted; foreign
-//! domains get `554 5.7.1`. The submission port requires AUTH before MAIL; it delivers to local
-//! mailboxes too, and refuses foreign domains with `550 5.7.1` because this host does not send
-//! mail out (there is no outbound queue yet).
+//! domains get `554 5.7.1`, whatever the configuration. The submission port requires AUTH
+//! before MAIL; it delivers to local mailboxes directly, and hands recipients in other domains
+//! to the outbound queue ([`crate::queue`], delivered by [`crate::outbound`]) when the role has
+//! `outbound` set; without it they get `550 5.7.1`. What a user queues counts against the
+//! user's own mailbox quota (queued bytes plus the mailbox must fit it), and the queue holds at
+//! most [`crate::queue::MAX_MESSAGES`] messages. A message is queued (fsynced, renamed, its
+//! envelope written) before the `250`.
 
 pub use hostrole_proto::smtp as parse;
 
@@ -42,6 +46,8 @@ struct Transaction {
     size: Option<u64>,
     /// Local mailboxes accepted so far.
     mailboxes: Vec<String>,
+    /// Recipients in other domains accepted for the outbound queue (`local@domain`).
+    remote: Vec<String>,
 }
 
 /// An SMTP or submission session: greeted (`helo`), authenticated (`user`), in a transaction
@@ -211,9 +217,10 @@ impl Session {
         Ok(Next::Continue)
     }
 
-    /// Passwords travel only over TLS when the role has a certificate.
+    /// Passwords travel only over TLS (implicit, or after STARTTLS), unless the configuration
+    /// allows them in the clear.
     fn auth_allowed(&self) -> bool {
-        self.shared.tls.is_none() || self.conn.tls
+        self.shared.password_allowed(self.conn.tls)
     }
 
     async fn start_tls(&mut self) -> std::io::Result<Next> {
@@ -264,6 +271,13 @@ impl Session {
         if self.tx.from.is_some() {
             return self.reply("MAIL", 503, "5.5.1 nested MAIL command").await;
         }
+        if let Some(user) = &self.user
+            && self.protocol == Protocol::Submission
+            && let Some(refusal) = self.not_owned(user, from.as_ref())
+        {
+            self.shared.error(self.protocol, Reason::SenderNotOwned);
+            return self.reply("MAIL", 553, &refusal).await;
+        }
         for (key, value) in &params {
             match (key.as_str(), value.as_deref()) {
                 ("SIZE", Some(v)) => match v.parse::<u64>() {
@@ -293,15 +307,72 @@ impl Session {
         self.reply("MAIL", 250, "2.1.0 Ok").await
     }
 
+    /// Why `user` may not send as `from` on submission, if they may not: the envelope sender
+    /// must be one of their own addresses, `<local>@<a served domain>` where the local part
+    /// resolves to their mailbox as delivery resolves it (exact, then lower-case, and
+    /// `postmaster` for the postmaster user). The null sender is for bounces, which only the
+    /// server sends.
+    fn not_owned(&self, user: &User, from: Option<&Address>) -> Option<String> {
+        let Some(from) = from else {
+            return Some(format!(
+                "5.7.1 <>: the null sender is not allowed on submission (user {})",
+                user.name
+            ));
+        };
+        let owned = self.shared.is_local_domain(&from.domain)
+            && self.shared.mailbox_of(&from.local).as_deref() == Some(user.name.as_str());
+        (!owned).then(|| {
+            format!(
+                "5.7.1 <{}@{}>: sender address not owned by {}",
+                from.local, from.domain, user.name
+            )
+        })
+    }
+
     async fn rcpt(&mut self, to: Address) -> std::io::Result<()> {
         if self.tx.from.is_none() {
             return self.reply("RCPT", 503, "5.5.1 need MAIL before RCPT").await;
         }
-        if self.tx.mailboxes.len() >= MAX_RECIPIENTS {
+        if self.tx.mailboxes.len() + self.tx.remote.len() >= MAX_RECIPIENTS {
             return self.reply("RCPT", 452, "4.5.3 too many recipients").await;
         }
         let whole = format!("<{}@{}>", to.local, to.domain);
         if !self.shared.is_local_domain(&to.domain) {
+            // Only an authenticated user (submission) reaches the queue: port 25 never relays.
+            if let (Some(user), Some(queue)) = (&self.user, &self.shared.queue) {
+                let room = if queue.len() >= super::queue::MAX_MESSAGES {
+                    Room::Full
+                } else {
+                    let queued = queue.queued_bytes(&user.name);
+                    let size = self.tx.size.unwrap_or(0);
+                    self.shared
+                        .quota
+                        .room(&user.name, queued.saturating_add(size))
+                        .await
+                };
+                return match room {
+                    Room::Fits => {
+                        let address = format!("{}@{}", to.local, to.domain);
+                        if !self.tx.remote.contains(&address) {
+                            self.tx.remote.push(address);
+                        }
+                        self.reply("RCPT", 250, "2.1.5 Ok, queued for delivery")
+                            .await
+                    }
+                    Room::Full => {
+                        self.shared.error(self.protocol, Reason::QuotaExceeded);
+                        let text = format!(
+                            "4.3.1 {whole}: your mailbox and queued mail fill your quota (or the queue is full)"
+                        );
+                        self.reply("RCPT", 452, &text).await
+                    }
+                    Room::TooBig => {
+                        self.shared.error(self.protocol, Reason::QuotaExceeded);
+                        let text = format!("5.2.2 {whole}: the message does not fit your quota");
+                        self.reply("RCPT", 552, &text).await
+                    }
+                };
+            }
             if self.user.is_some() {
                 self.shared
                     .error(self.protocol, Reason::OutboundUnavailable);
@@ -352,13 +423,22 @@ impl Session {
                 .await?;
             return Ok(Next::Continue);
         }
-        if self.tx.mailboxes.is_empty() {
+        if self.tx.mailboxes.is_empty() && self.tx.remote.is_empty() {
             self.reply("DATA", 554, "5.5.1 no valid recipients").await?;
             return Ok(Next::Continue);
         }
-        let mut draft = match self.shared.store.draft(&self.tx.mailboxes[0]).await {
-            Ok(d) => d,
-            Err(e) => {
+        // Local mailboxes get a Maildir draft, other domains a queue draft; both are written.
+        let local = match self.tx.mailboxes.first() {
+            Some(first) => self.shared.store.draft(first).await.map(Some),
+            None => Ok(None),
+        };
+        let queued = match (&self.shared.queue, self.tx.remote.is_empty()) {
+            (Some(queue), false) => queue.draft().await.map(Some).map_err(std::io::Error::other),
+            _ => Ok(None),
+        };
+        let (mut draft, mut queued) = match (local, queued) {
+            (Ok(d), Ok(q)) => (d, q),
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "cannot start a delivery");
                 self.shared.error(self.protocol, Reason::StorageFailed);
                 self.reply("DATA", 451, "4.3.0 cannot store the message now")
@@ -386,7 +466,7 @@ impl Session {
             self.shared.hostname,
             time::rfc5322(SystemTime::now()),
         );
-        let mut failed = draft.write(trace.as_bytes()).await.err();
+        let mut failed = write_both(&mut draft, &mut queued, trace.as_bytes()).await;
         let max = self.shared.max_message_bytes;
         let (mut size, mut oversize, mut too_long) = (0u64, false, false);
         let mut line = Vec::new();
@@ -428,11 +508,17 @@ impl Session {
                 oversize = true;
             }
             if !oversize && !too_long && failed.is_none() {
-                failed = draft.write(content).await.err();
+                failed = write_both(&mut draft, &mut queued, content).await;
             }
         }
         let mailboxes = std::mem::take(&mut self.tx.mailboxes);
+        let remote = std::mem::take(&mut self.tx.remote);
+        let sender = match &self.tx.from {
+            Some(Some(a)) => format!("{}@{}", a.local, a.domain),
+            _ => String::new(),
+        };
         self.tx = Transaction::default();
+        let total = trace.len() as u64 + size;
         if oversize {
             self.shared.error(self.protocol, Reason::MessageTooBig);
             self.reply(
@@ -450,19 +536,48 @@ impl Session {
             self.shared.error(self.protocol, Reason::StorageFailed);
             self.reply("DATA", 451, "4.3.0 cannot store the message now")
                 .await?;
-        } else if let Some(full) = self.over_quota(&mailboxes, trace.len() as u64 + size).await {
+        } else if let Some(full) = self.over_quota(&mailboxes, total).await {
             // The draft is dropped: its tmp/ file goes with it.
             self.shared.error(self.protocol, Reason::QuotaExceeded);
             let text = format!("5.2.2 mailbox of {full} full: the message does not fit its quota");
             self.reply("DATA", 552, &text).await?;
+        } else if queued.is_some() && !self.queue_fits(total).await {
+            self.shared.error(self.protocol, Reason::QuotaExceeded);
+            self.reply(
+                "DATA",
+                552,
+                "5.2.2 your mailbox and queued mail would exceed your quota",
+            )
+            .await?;
         } else {
-            match self.shared.store.commit(draft, &mailboxes).await {
-                Ok(id) => {
-                    self.shared
-                        .quota
-                        .charge(&mailboxes, trace.len() as u64 + size);
-                    tracing::info!(role = self.protocol.name(), id, recipients = ?mailboxes, bytes = size, "delivered");
-                    let text = format!("2.0.0 Ok: queued as {id}");
+            // Local mailboxes first, then the queue; a failure of the second after the first
+            // succeeded answers 451, and the client's retry duplicates the local copy (rare: a
+            // disk failing between two writes).
+            let mut ids = Vec::new();
+            let mut result = Ok(());
+            if let Some(draft) = draft {
+                match self.shared.store.commit(draft, &mailboxes).await {
+                    Ok(id) => {
+                        self.shared.quota.charge(&mailboxes, total);
+                        tracing::info!(role = self.protocol.name(), id, recipients = ?mailboxes, bytes = size, "delivered");
+                        ids.push(id);
+                    }
+                    Err(e) => result = Err(e),
+                }
+            }
+            if let (Ok(()), Some(q), Some(queue)) = (&result, queued, &self.shared.queue) {
+                let owner = self.user.as_ref().map(|u| u.name.clone());
+                match queue.commit(q, sender, owner, remote.clone()).await {
+                    Ok(id) => {
+                        tracing::info!(role = self.protocol.name(), id, recipients = ?remote, bytes = size, "queued for delivery");
+                        ids.push(id);
+                    }
+                    Err(e) => result = Err(std::io::Error::other(e)),
+                }
+            }
+            match result {
+                Ok(()) => {
+                    let text = format!("2.0.0 Ok: queued as {}", ids.join(" "));
                     self.reply("DATA", 250, &text).await?;
                 }
                 Err(e) => {
@@ -474,6 +589,16 @@ impl Session {
             }
         }
         Ok(Next::Continue)
+    }
+
+    /// Whether `bytes` more queued by the authenticated user fit the user's quota, with what
+    /// the user has queued already.
+    async fn queue_fits(&self, bytes: u64) -> bool {
+        let (Some(user), Some(queue)) = (&self.user, &self.shared.queue) else {
+            return true;
+        };
+        let queued = queue.queued_bytes(&user.name).saturating_add(bytes);
+        self.shared.quota.room(&user.name, queued).await == Room::Fits
     }
 
     /// The first of `mailboxes` that `bytes` would take over its quota.
@@ -494,13 +619,18 @@ impl Session {
                 .map(|()| Next::Continue);
         }
         if !self.auth_allowed() {
+            // RFC 4954 section 6.
             self.shared.error(self.protocol, Reason::TlsRequired);
+            let how = if self.shared.tls.is_some() {
+                "use STARTTLS first"
+            } else {
+                "this host has no certificate"
+            };
+            let text = format!(
+                "5.7.11 Encryption required for requested authentication mechanism ({how})"
+            );
             return self
-                .reply(
-                    "AUTH",
-                    538,
-                    "5.7.11 encryption required: use STARTTLS first",
-                )
+                .reply("AUTH", 538, &text)
                 .await
                 .map(|()| Next::Continue);
         }
@@ -609,6 +739,25 @@ impl Session {
             Err(e) => Err(std::io::Error::other(e)),
         }
     }
+}
+
+/// Writes message bytes to the Maildir draft and the queue draft, whichever exist.
+async fn write_both(
+    draft: &mut Option<super::store::Draft>,
+    queued: &mut Option<super::queue::QueueDraft>,
+    bytes: &[u8],
+) -> Option<std::io::Error> {
+    if let Some(d) = draft
+        && let Err(e) = d.write(bytes).await
+    {
+        return Some(e);
+    }
+    if let Some(q) = queued
+        && let Err(e) = q.write(bytes).await
+    {
+        return Some(std::io::Error::other(e));
+    }
+    None
 }
 
 /// What an SMTP reply code says about the command: 500–504 mean it could not be read.

@@ -3,7 +3,9 @@
 //!
 //! Declared once in `main.rs`; each test module says `use crate::support;`.
 
+pub mod clients;
 pub mod p2p;
+pub mod pki;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
@@ -146,4 +148,23 @@ pub fn python(script: &str, args: &[&str]) -> String {
     let all = text(&out);
     assert!(out.status.success(), "python failed:\n{all}");
     all
+}
+
+/// The agent's hash of `password` (`hostrole-agent hash-password`), for a users file.
+pub fn password_hash(password: &str) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(agent_bin())
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run hash-password");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write");
+    let out = child.wait_with_output().expect("hash-password");
+    assert!(out.status.success(), "hash-password failed");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
 }
