@@ -7,15 +7,16 @@ up:            ## serve examples/web-host.yaml on this machine
 test:          ## every test, as CI runs it
 	./test.sh
 
-crds:          ## regenerate crds/ (and the chart's copy) from the Rust types
-	cargo run -q -p hostrole-operator -- crd > crds/hostrole.dev_hostroles.yaml
+crds:          ## regenerate crds/ (and the chart's copy, which templates/crds.yaml also reads) from the Rust types
+	cargo run -q -p hostrole-operator -- crd > crds/hostrole.dev_hostroles.yaml.new
+	mv crds/hostrole.dev_hostroles.yaml.new crds/hostrole.dev_hostroles.yaml
 	cp crds/hostrole.dev_hostroles.yaml charts/hostrole-operator/crds/
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
-# Benchmarks (root; installs their peers from Debian). BENCH=web|file|mail|p2p|index|agent|operator|all.
+# Benchmarks (root; installs their peers from Debian). BENCH=web|file|mail|imap|outbound|p2p|index|agent|operator|all.
 BENCH ?= all
 .PHONY: bench
 bench:         ## each benchmark side by side with its peer, rows into bench/results.md (bench/README.md)
