@@ -182,7 +182,17 @@ fn serve(config: AgentConfig, print_urls: bool) -> ExitCode {
     ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
+        // The last line names the role, for the operator (status.hosts[].roles) and for people.
+        Err(e) => match e.role() {
+            Some(role) => {
+                eprintln!(
+                    "{}",
+                    hostrole_config::role_failure_line(role, &e.to_string())
+                );
+                ExitCode::FAILURE
+            }
+            None => fail(&e),
+        },
     }
 }
 

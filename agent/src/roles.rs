@@ -36,6 +36,23 @@ pub enum RoleError {
     Peer(#[from] PeerError),
 }
 
+/// A role that could not start, named.
+#[derive(Debug, thiserror::Error)]
+#[error("the {role} role cannot start: {source}")]
+pub struct RoleFailure {
+    pub role: &'static str,
+    #[source]
+    pub source: RoleError,
+}
+
+/// Names the role of an error.
+fn named<E: Into<RoleError>>(role: &'static str) -> impl FnOnce(E) -> RoleFailure {
+    move |e| RoleFailure {
+        role,
+        source: e.into(),
+    }
+}
+
 /// The roles of a configuration, bound, with what they add to the admin endpoint.
 pub struct Bound {
     pub roles: Vec<Box<dyn Role>>,
@@ -50,7 +67,7 @@ pub async fn bind(
     metrics: &AgentMetrics,
     registry: &mut Registry,
     readiness: &Readiness,
-) -> Result<Bound, RoleError> {
+) -> Result<Bound, RoleFailure> {
     let ip: IpAddr = config.bind;
     let mut roles: Vec<Box<dyn Role>> = Vec::new();
     // `/clients` answers on every host (an empty list without clients).
@@ -58,15 +75,27 @@ pub async fn bind(
     let admin_routes = clients.router();
     if let Some(c) = &config.web {
         readiness.expect(crate::web::ROLE);
-        roles.push(Box::new(Web::bind(c, ip, metrics).await?));
+        roles.push(Box::new(
+            Web::bind(c, ip, metrics)
+                .await
+                .map_err(named(crate::web::ROLE))?,
+        ));
     }
     if let Some(c) = &config.file {
         readiness.expect(crate::file::ROLE);
-        roles.push(Box::new(FileShare::bind(c, ip, metrics).await?));
+        roles.push(Box::new(
+            FileShare::bind(c, ip, metrics)
+                .await
+                .map_err(named(crate::file::ROLE))?,
+        ));
     }
     if let Some(c) = &config.mail {
         readiness.expect(hostrole_mail::ROLE);
-        roles.push(Box::new(Mail::bind(c, ip, metrics).await?));
+        roles.push(Box::new(
+            Mail::bind(c, ip, metrics)
+                .await
+                .map_err(named(hostrole_mail::ROLE))?,
+        ));
     }
     // Clients count as a role: a host may only use services. The role is ready once its loops
     // run; a failing client does not make the host unready (its results say so).
@@ -78,14 +107,20 @@ pub async fn bind(
         let index_metrics = IndexMetrics::default();
         index_metrics.register(registry);
         readiness.expect(hostrole_p2p::index::ROLE);
-        roles.push(Box::new(Index::bind(c, ip, metrics, &index_metrics).await?));
+        roles.push(Box::new(
+            Index::bind(c, ip, metrics, &index_metrics)
+                .await
+                .map_err(named(hostrole_p2p::index::ROLE))?,
+        ));
     }
     if let Some(c) = &config.peer {
         let peer_metrics = PeerMetrics::default();
         peer_metrics.register(registry);
         readiness.expect(hostrole_p2p::peer::ROLE);
         roles.push(Box::new(
-            Peer::bind(c, &config.host_role, ip, metrics, &peer_metrics).await?,
+            Peer::bind(c, &config.host_role, ip, metrics, &peer_metrics)
+                .await
+                .map_err(named(hostrole_p2p::peer::ROLE))?,
         ));
     }
     Ok(Bound {

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Readiness};
-use crate::roles::{self, RoleError};
+use crate::roles::{self, RoleFailure};
 
 /// Connections the admin endpoint serves at once (probes and scrapes).
 const ADMIN_MAX_CONNECTIONS: usize = 64;
@@ -25,11 +25,22 @@ pub enum AgentError {
     #[error(transparent)]
     Bind(#[from] BindError),
     #[error(transparent)]
-    Role(#[from] RoleError),
+    Role(#[from] RoleFailure),
     #[error("the configuration names no role: nothing to serve")]
     NoRole,
     #[error("the {0} role stopped unexpectedly")]
     RoleStopped(String),
+}
+
+impl AgentError {
+    /// The role that made the agent stop, if one did.
+    pub fn role(&self) -> Option<&str> {
+        match self {
+            Self::Role(failure) => Some(failure.role),
+            Self::RoleStopped(role) => Some(role),
+            Self::Bind(_) | Self::NoRole => None,
+        }
+    }
 }
 
 /// Where the agent listens, once every role is bound.

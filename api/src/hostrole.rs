@@ -1363,7 +1363,11 @@ pub struct HostStatus {
     pub name: String,
     /// Whether the host serves every role.
     pub ready: bool,
-    /// The state of each server role on this host.
+    /// The state of each server role on this host: all `Serving` while the host serves, all
+    /// `Pending` before it has a pod. When the agent stopped because of one role (its last log
+    /// line, `hostrole-agent: role <name> failed: <error>`, is the container's termination
+    /// message), that role is `Failed` and the others `Starting`; a failure of the whole host
+    /// (no node, no volume, no image) fails every role.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, RoleState>,
     /// Results of this host's clients, in the order of `spec.clients`.

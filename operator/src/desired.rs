@@ -47,6 +47,8 @@ pub const APPLIED_HASH_ANNOTATION: &str = "hostrole.dev/applied-hash";
 /// UID and GID of the agent image's `USER` (the conventional "nonroot" user of distroless
 /// images), and the default `fsGroup` of host pods.
 pub const AGENT_UID: i64 = 65532;
+/// The host pod's one container.
+pub const AGENT_CONTAINER: &str = "agent";
 
 /// Which user and groups host pods run as. Unset fields are left to the platform: the image's
 /// `USER` (65532:65532) on most clusters, or what a policy engine assigns (OpenShift's
@@ -690,7 +692,7 @@ fn stateful_set(
     ports.sort_by_key(|p| p.container_port);
 
     let container = Container {
-        name: "agent".into(),
+        name: AGENT_CONTAINER.into(),
         image: Some(settings.agent_image.clone()),
         image_pull_policy: settings.image_pull_policy.clone(),
         args: Some(vec![

@@ -6,7 +6,7 @@ use std::time::Duration;
 use hostrole_api::{
     ClientStatus, HostRole, HostRoleStatus, HostStatus, NetworkPeer, NetworkStatus, RoleState,
 };
-use hostrole_config::{CLIENT_CONDITION_PREFIX, ClientConditionMessage};
+use hostrole_config::{CLIENT_CONDITION_PREFIX, ClientConditionMessage, failed_role};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -276,6 +276,55 @@ pub fn recheck_after(status: &HostRoleStatus) -> Option<Duration> {
         .then_some(SCHEDULING_GRACE)
 }
 
+/// Each role's state on one host. A host that serves has every role serving; one with no pod
+/// has every role pending. When the agent stopped because of one role (its last log line names
+/// it, see [`hostrole_config::role_failure_line`]), that role has failed and the others only
+/// wait for it; any other failure of the host (no node, no volume, no image) fails every role.
+pub fn role_states(
+    roles: &[&str],
+    pod: Option<&Pod>,
+    problem: Option<&HostProblem>,
+) -> BTreeMap<String, RoleState> {
+    let failed = match (problem, pod) {
+        (Some(p), Some(pod)) if p.reason.failing() => {
+            Some(agent_last_words(pod).and_then(|words| failed_role(words, roles)))
+        }
+        _ => None,
+    };
+    roles
+        .iter()
+        .map(|role| {
+            let state = match (problem, pod, failed) {
+                (None, _, _) => RoleState::Serving,
+                (_, None, _) => RoleState::Pending,
+                (_, _, Some(Some(culprit))) if culprit != *role => RoleState::Starting,
+                (_, _, Some(_)) => RoleState::Failed,
+                (Some(_), Some(_), None) => RoleState::Starting,
+            };
+            (role.to_string(), state)
+        })
+        .collect()
+}
+
+/// The termination message of the agent's last exit (the container's last log lines when it
+/// failed), or of its current one.
+fn agent_last_words(pod: &Pod) -> Option<&str> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == crate::desired::AGENT_CONTAINER)
+        .and_then(|c| {
+            terminated_message(c.state.as_ref())
+                .or_else(|| terminated_message(c.last_state.as_ref()))
+        })
+}
+
+fn terminated_message(state: Option<&k8s_openapi::api::core::v1::ContainerState>) -> Option<&str> {
+    state?.terminated.as_ref()?.message.as_deref()
+}
+
 /// What the operator saw of the objects that realise a HostRole.
 #[derive(Clone, Debug, Default)]
 pub struct Observed<'a> {
@@ -309,17 +358,8 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
             let pod = pods_by_name.get(host.as_str()).copied();
             let ready = pod.is_some_and(pod_ready);
             let problem = host_problem(&host, pod, now);
-            let state = match (&problem, pod) {
-                (None, _) => RoleState::Serving,
-                (_, None) => RoleState::Pending,
-                (Some(p), _) if p.reason.failing() => RoleState::Failed,
-                (Some(_), Some(_)) => RoleState::Starting,
-            };
             let status = HostStatus {
-                roles: server_roles
-                    .iter()
-                    .map(|r| (r.to_string(), state))
-                    .collect(),
+                roles: role_states(&server_roles, pod, problem.as_ref()),
                 clients: client_results(hr, pod, observed.problems),
                 reason: problem.as_ref().map(|p| p.reason.as_str().to_string()),
                 message: problem.as_ref().map(|p| p.message.clone()),

@@ -5,7 +5,8 @@ use hostrole_api::{HostRole, RoleState};
 use hostrole_operator::status::{self, Observed};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodStatus,
+    ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
+    PodCondition, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -537,4 +538,74 @@ fn a_clients_last_success_is_copied_only_when_it_is_a_timestamp() {
     );
     assert_eq!(reported("yesterday"), None);
     assert_eq!(reported("2026-13-45T99:00:00Z"), None);
+}
+
+#[test]
+fn the_role_the_agent_names_in_its_last_words_has_failed_and_the_others_wait() {
+    let mut hr = manifest::parse(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: office}\nspec:\n  servers:\n    web: {}\n    mail: {domains: [office.lan]}\n",
+        "test",
+    )
+    .expect("valid");
+    hr.metadata.namespace = Some("lan".into());
+    let sts = settled(1);
+    let crashing = |message: Option<String>| {
+        let mut p = pod("office-0", false, Some("CrashLoopBackOff"));
+        if let Some(statuses) = p
+            .status
+            .as_mut()
+            .and_then(|s| s.container_statuses.as_mut())
+        {
+            statuses[0].last_state = Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: 1,
+                    reason: Some("Error".into()),
+                    message,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        p
+    };
+    let words = format!(
+        "2026-12-01T10:00:00Z INFO hostrole_agent: binding\n{}\n",
+        hostrole_config::role_failure_line(
+            "mail",
+            "the mail role cannot start: cannot listen on 0.0.0.0:25 for the smtp role: \
+             Address in use"
+        )
+    );
+    let pods = [crashing(Some(words))];
+    let s = status::status(&hr, &observe(&sts, &pods), &at(0));
+    assert_eq!(s.hosts[0].reason.as_deref(), Some("CrashLooping"));
+    assert_eq!(
+        (s.hosts[0].roles.get("mail"), s.hosts[0].roles.get("web")),
+        (Some(&RoleState::Failed), Some(&RoleState::Starting)),
+        "{:?}",
+        s.hosts[0]
+    );
+    assert!(
+        s.hosts[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("hostrole-agent: role mail failed")),
+        "{:?}",
+        s.hosts[0].message
+    );
+
+    // Last words that name no role of this host (none, or another's): every role has failed.
+    for words in [
+        None,
+        Some("error: out of memory".to_string()),
+        Some(hostrole_config::role_failure_line("index", "x")),
+    ] {
+        let pods = [crashing(words.clone())];
+        let s = status::status(&hr, &observe(&sts, &pods), &at(0));
+        assert_eq!(
+            (s.hosts[0].roles.get("mail"), s.hosts[0].roles.get("web")),
+            (Some(&RoleState::Failed), Some(&RoleState::Failed)),
+            "{words:?}"
+        );
+    }
 }

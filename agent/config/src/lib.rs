@@ -443,6 +443,33 @@ pub struct WebRoleConfig {
     pub redirect_port: Option<u16>,
 }
 
+/// The line an agent prints last when a role made it stop, shared by the agent (who prints it)
+/// and the operator (who reads it from the container's termination message, which the pod
+/// takes from the log's end: `terminationMessagePolicy: FallbackToLogsOnError`):
+/// `hostrole-agent: role <name> failed: <error>`.
+pub const ROLE_FAILURE_PREFIX: &str = "hostrole-agent: role ";
+
+/// [`ROLE_FAILURE_PREFIX`]`<role> failed: <error>`, on one line.
+pub fn role_failure_line(role: &str, error: &str) -> String {
+    let error: String = error
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("{ROLE_FAILURE_PREFIX}{role} failed: {error}")
+}
+
+/// The role named by the last [`role_failure_line`] in `message` (a termination message: the
+/// log's last lines), if it is one of `roles`; a name that is not one of them (a line the agent
+/// did not write, cut, or forged) names nothing.
+pub fn failed_role<'a>(message: &str, roles: &[&'a str]) -> Option<&'a str> {
+    let line = message
+        .lines()
+        .rev()
+        .find_map(|l| l.trim_start().strip_prefix(ROLE_FAILURE_PREFIX))?;
+    let (role, _) = line.split_once(" failed: ")?;
+    roles.iter().copied().find(|r| *r == role)
+}
+
 /// Longest human detail a client condition carries; the API server caps a condition's message
 /// at 32768 bytes and a status line stays readable.
 pub const CLIENT_DETAIL_MAX: usize = 1024;
@@ -572,5 +599,21 @@ mod tests {
         ] {
             assert_eq!(ClientConditionMessage::parse(text), None, "{text:?}");
         }
+    }
+
+    #[test]
+    fn the_failed_role_is_read_back_from_the_logs_last_lines() {
+        let roles = ["web", "mail"];
+        let line = role_failure_line("mail", "cannot listen on 0.0.0.0:25\nfor the smtp role");
+        assert!(!line.contains('\n'), "{line}");
+        let logs = format!(
+            "INFO starting\n{}\nsome trailing noise\n",
+            role_failure_line("web", "x")
+        ) + &line;
+        assert_eq!(failed_role(&logs, &roles), Some("mail"));
+        assert_eq!(failed_role("INFO starting\nerror: disk full", &roles), None);
+        // A role the host does not have names nothing.
+        assert_eq!(failed_role(&role_failure_line("peer", "x"), &roles), None);
+        assert_eq!(failed_role("hostrole-agent: role mail", &roles), None);
     }
 }

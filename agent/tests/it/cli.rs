@@ -96,6 +96,40 @@ fn up_refuses_an_invalid_manifest_and_listens_on_nothing() {
 }
 
 #[test]
+fn a_role_that_cannot_start_is_named_in_the_last_line_the_operator_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The file role's port is taken: web binds, file cannot.
+    let held = std::net::TcpListener::bind(("0.0.0.0", free_port())).expect("hold a port");
+    let taken = held.local_addr().expect("addr").port();
+    let manifest = dir.path().join("host.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: busy}}\nspec:\n  servers:\n    web: {{port: {}}}\n    file: {{port: {taken}}}\n",
+            free_port()
+        ),
+    )
+    .expect("write");
+    let out = run_agent(&[
+        "up",
+        manifest.to_str().expect("utf-8"),
+        "--admin-port",
+        &free_port().to_string(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("hostrole-agent: role file failed: ") && last.contains("cannot listen"),
+        "{stderr}"
+    );
+    assert_eq!(
+        hostrole_config::failed_role(&stderr, &["web", "file"]),
+        Some("file")
+    );
+}
+
+#[test]
 fn up_explains_fields_that_need_a_cluster_or_a_missing_directory() {
     let out = run_agent(&[
         "up",
