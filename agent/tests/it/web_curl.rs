@@ -480,23 +480,48 @@ fn idle_connections_make_room_for_new_clients() {
     drop((first, second));
 }
 
+/// A slow HTTP/1.1 download of `path` from loopback `port`: the client reads 16 KiB every 50 ms
+/// (about 320 KiB/s) through an 8 KiB receive buffer, so the server cannot have handed the
+/// whole body to the kernel long before the client has read it (curl's `--limit-rate` is no
+/// such client: it reads ahead into its buffers). Returns the whole response; `read` counts
+/// the bytes so far.
+fn slow_raw_download(
+    port: u16,
+    path: &str,
+    read: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::thread::JoinHandle<std::io::Result<Vec<u8>>> {
+    use std::io::Read;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    std::thread::spawn(move || {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.set_recv_buffer_size(8 * 1024)?;
+        socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+        let mut stream: std::net::TcpStream = socket.into();
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.write_all(request.as_bytes())?;
+        let mut response = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(response);
+            }
+            response.extend_from_slice(&chunk[..n]);
+            read.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
 #[test]
 fn sigterm_finishes_in_flight_downloads_then_exits() {
     let mut web = Running::start(None);
-    let out_dir = tempfile::tempdir().expect("tempdir");
-    let target = out_dir.path().join("big.bin");
-    // A slow client: about 4 seconds for the whole file.
-    let mut download = Command::new("curl")
-        .args(["-s", "--max-time", "30", "--limit-rate", "320K", "-o"])
-        .arg(&target)
-        .arg(web.url("/big.bin"))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("curl");
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let download = slow_raw_download(web.port, "/big.bin", read.clone());
     wait_until(
         "the download to be under way",
         Duration::from_secs(10),
-        || std::fs::metadata(&target).is_ok_and(|m| m.len() > 0),
+        || read.load(std::sync::atomic::Ordering::SeqCst) > 0,
     );
     web.agent.terminate();
     wait_until(
@@ -504,21 +529,34 @@ fn sigterm_finishes_in_flight_downloads_then_exits() {
         Duration::from_secs(5),
         || !listening(web.port),
     );
+    assert!(
+        !download.is_finished(),
+        "the download was still in flight when the listener closed ({} bytes read)",
+        read.load(std::sync::atomic::Ordering::SeqCst)
+    );
     let refused = curl(&["-s", "--max-time", "2", "-o", "/dev/null", &web.url("/")]);
     assert!(
         !refused.status.success(),
         "no new connections after SIGTERM"
     );
-    assert!(
-        download.try_wait().expect("try_wait").is_none(),
-        "the download was still in flight when new connections were refused"
-    );
 
-    let status = download.wait().expect("curl finishes");
-    assert!(status.success(), "the in-flight download completed");
+    let response = download
+        .join()
+        .expect("the download thread")
+        .expect("the in-flight download completed");
+    let head_end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&response[..head_end])
+    );
     assert_eq!(
-        std::fs::metadata(&target).expect("downloaded").len(),
-        BIG_SIZE as u64
+        response.len() - head_end - 4,
+        BIG_SIZE,
+        "the whole body arrived"
     );
     let exit = web.agent.wait_exit(Duration::from_secs(15));
     assert!(
