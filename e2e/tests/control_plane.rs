@@ -684,6 +684,20 @@ async fn an_idle_operator_writes_nothing() {
         writes > 0.0,
         "the metric counts the writes that created the objects"
     );
+    // Reconciles read the operator's own objects and the host pods from the watch caches.
+    const CACHED: [&str; 4] = ["StatefulSet", "Service", "ConfigMap", "Pod"];
+    let reads = |source: &str| -> Vec<f64> {
+        CACHED
+            .iter()
+            .map(|kind| {
+                operator.metric(
+                    "hostrole_operator_reads_total",
+                    &[("kind", kind), ("source", source)],
+                )
+            })
+            .collect()
+    };
+    let (api_before, cache_before) = (reads("api"), reads("cache"));
 
     // A change that does not touch the spec still triggers reconciles, which must write nothing.
     env.kubectl_ok(&[
@@ -703,6 +717,14 @@ async fn an_idle_operator_writes_nothing() {
         },
     )
     .await;
+    let (api_after, cache_after) = (reads("api"), reads("cache"));
+    assert_eq!(
+        api_after, api_before,
+        "reconciles of objects that exist read {CACHED:?} from the caches, not the API server"
+    );
+    for (kind, (after, before)) in CACHED.iter().zip(cache_after.iter().zip(&cache_before)) {
+        assert!(after > before, "the reconciles read {kind} from its cache");
+    }
 
     let versions = || async {
         let selector = ListParams::default().labels(MANAGED);

@@ -13,6 +13,7 @@
 //! - [`plugin`]: `kubectl hostrole status|matrix|logs` (the `kubectl-hostrole` binary);
 //! - [`run`]: wiring of the controller, leader election and the HTTP endpoints.
 
+pub mod cache;
 pub mod desired;
 pub mod diff;
 pub mod health;

@@ -50,6 +50,11 @@ pub const NAMES: &[(&str, &str, &[&str])] = &[
         "counter",
         &["kind", "verb"],
     ),
+    (
+        "hostrole_operator_reads_total",
+        "counter",
+        &["kind", "source"],
+    ),
     ("hostrole_operator_leader", "gauge", &[]),
     ("hostrole_operator_watch_errors_total", "counter", &[]),
     ("hostrole_operator_watches_ready", "gauge", &[]),
@@ -76,6 +81,34 @@ pub struct ErrorLabels {
 pub struct WriteLabels {
     pub kind: String,
     pub verb: String,
+}
+
+/// Where a reconcile read an object from.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ReadSource {
+    /// The operator's watch cache.
+    Cache,
+    /// The API server (a GET or LIST).
+    Api,
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for ReadSource {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(match self {
+            ReadSource::Cache => "cache",
+            ReadSource::Api => "api",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadLabels {
+    pub kind: &'static str,
+    pub source: ReadSource,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -107,6 +140,7 @@ pub struct Metrics {
     pub duration: Histogram,
     pub in_flight: Gauge,
     pub writes: Family<WriteLabels, Counter>,
+    pub reads: Family<ReadLabels, Counter>,
     pub leader: Gauge,
     pub watch_errors: Counter,
     pub watches_ready: Gauge,
@@ -129,6 +163,7 @@ impl Default for Metrics {
             duration: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             in_flight: Gauge::default(),
             writes: Family::default(),
+            reads: Family::default(),
             leader: Gauge::default(),
             watch_errors: Counter::default(),
             watches_ready: Gauge::default(),
@@ -170,6 +205,12 @@ impl Metrics {
             self.writes.clone(),
         );
         r.register(
+            "reads",
+            "Objects reconciles read, by kind and by source: the watch cache, or the API server \
+             (a name the cache cannot vouch for, or a cache not yet filled)",
+            self.reads.clone(),
+        );
+        r.register(
             "leader",
             "1 while this replica holds the leader lease",
             self.leader.clone(),
@@ -208,6 +249,10 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    pub fn read(&self, kind: &'static str, source: ReadSource) {
+        self.reads.get_or_create(&ReadLabels { kind, source }).inc();
     }
 
     pub fn wrote(&self, kind: &str, verb: &str) {

@@ -1,7 +1,7 @@
 //! The thin layer that talks to the API server: read what exists, apply what the pure builders
 //! want (only when it differs), publish events on transitions and write status.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -22,18 +22,18 @@ use kube::api::{
 };
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use crate::cache::{Cache, Caches, Lookup, lookup};
 use crate::desired::{
     self, APPLIED_HASH_ANNOTATION, Desired, FIELD_MANAGER, NETWORK_LABEL, Names, NetworkObjects,
     Settings,
 };
 use crate::diff::is_subset;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReadSource};
 use crate::ownership::{
     self, Answer, Claim, Conflict, NAME_CONFLICT, Next, Owner, Request, Verdict, conflicts_message,
 };
@@ -130,10 +130,13 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     /// Every HostRole the controller watches, to resolve references between them.
-    pub hostroles: Option<Store<HostRole>>,
+    pub hostroles: Option<Cache<HostRole>>,
     /// Every namespace's metadata, when the operator serves them all (for namespace selectors
     /// in `allowClientsFrom`).
-    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    pub namespaces: Option<Cache<PartialObjectMeta<Namespace>>>,
+    /// The operator's own objects (by its managed-by label) as the watches see them: read
+    /// instead of one GET per object and two pod LISTs per reconcile.
+    pub caches: Caches,
     /// What the API server said of the labels of Secrets and ConfigMaps HostRoles name.
     pub uses: Arc<Mutex<UseCache>>,
     failures: Mutex<HashMap<(String, String), u32>>,
@@ -163,6 +166,7 @@ impl Context {
             recorder,
             hostroles: None,
             namespaces: None,
+            caches: Caches::default(),
             uses: Arc::new(Mutex::new(UseCache::default())),
             failures: Mutex::new(HashMap::new()),
             network_secrets: Mutex::new(HashMap::new()),
@@ -171,14 +175,23 @@ impl Context {
     }
 
     /// Resolves references against the controller's cache of HostRoles.
-    pub fn with_store(mut self, store: Store<HostRole>) -> Self {
+    pub fn with_store(mut self, store: Cache<HostRole>) -> Self {
         self.hostroles = Some(store);
         self
     }
 
     /// Resolves namespace selectors against the controller's cache of namespaces.
-    pub fn with_namespaces(mut self, store: Store<PartialObjectMeta<Namespace>>) -> Self {
+    pub fn with_namespaces(mut self, store: Cache<PartialObjectMeta<Namespace>>) -> Self {
         self.namespaces = Some(store);
+        self
+    }
+
+    /// Reads objects of this type from `cache` rather than from the API server.
+    pub fn with_cache<K>(mut self, cache: Cache<K>) -> Self
+    where
+        K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+    {
+        self.caches.insert(cache);
         self
     }
 
@@ -186,11 +199,12 @@ impl Context {
         let world = self
             .hostroles
             .as_ref()
-            .map(|s| World::new(s.state()))
+            .map(|s| World::new(s.store().state()))
             .unwrap_or_default();
         match &self.namespaces {
             Some(store) => world.with_namespaces(
                 store
+                    .store()
                     .state()
                     .iter()
                     .map(|n| (n.name_any(), n.labels().clone())),
@@ -277,10 +291,10 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
     if let Some(store) = &ctx.hostroles {
         // References resolve against every HostRole, so wait for the first full list: an
         // early reconcile would report a server that exists as missing.
-        let _ = store.wait_until_ready().await;
+        store.ready().await;
     }
     if let Some(store) = &ctx.namespaces {
-        let _ = store.wait_until_ready().await;
+        store.ready().await;
     }
     // Which Secrets and ConfigMaps it names may be used: the translator leaves the others out.
     let uses = uses::check(&client, &ctx.uses, hr, &ns).await?;
@@ -331,18 +345,11 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
         }
     };
 
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default().labels(&desired::selector_string(&name)))
-        .await
-        .map_err(|e| api_error("list", "Pod", &ns, &name, e))?
-        .items;
+    let pods = pods_labelled(ctx, &ns, &name, &desired::selector_labels(&name)).await?;
     let network_pods = match &network {
         Some(network) => {
-            Api::<Pod>::namespaced(client.clone(), &ns)
-                .list(&ListParams::default().labels(&format!("{NETWORK_LABEL}={network}")))
-                .await
-                .map_err(|e| api_error("list", "Pod", &ns, &name, e))?
-                .items
+            let labels = BTreeMap::from([(NETWORK_LABEL.to_string(), network.clone())]);
+            pods_labelled(ctx, &ns, &name, &labels).await?
         }
         None => Vec::new(),
     };
@@ -393,6 +400,42 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
             status::recheck_after(&new_status).map_or(RESYNC, |d| d.min(RESYNC)),
         )),
     }
+}
+
+/// The pods of `ns` that carry every label of `labels`: from the pod cache once it holds a
+/// complete list (host pods carry the operator's managed-by label, which the cache watches),
+/// else from the API server. Sorted by name, as a LIST returns them.
+async fn pods_labelled(
+    ctx: &Context,
+    ns: &str,
+    hostrole: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<Vec<Pod>, Error> {
+    if let Some(store) = ctx.caches.get::<Pod>().and_then(|c| c.if_synced()) {
+        ctx.metrics.read("Pod", ReadSource::Cache);
+        let mut pods: Vec<Pod> = store
+            .state()
+            .iter()
+            .filter(|p| {
+                p.namespace().as_deref() == Some(ns)
+                    && labels.iter().all(|(k, v)| p.labels().get(k) == Some(v))
+            })
+            .map(|p| (**p).clone())
+            .collect();
+        pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        return Ok(pods);
+    }
+    ctx.metrics.read("Pod", ReadSource::Api);
+    let selector = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(Api::<Pod>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| api_error("list", "Pod", ns, hostrole, e))?
+        .items)
 }
 
 /// `status.endpoints`, from the live external Service (its load balancer's address or node
@@ -477,10 +520,15 @@ where
         + Serialize
         + DeserializeOwned
         + Clone
-        + Debug,
+        + Debug
+        + Send
+        + Sync
+        + 'static,
 {
-    /// Reads what exists under `name` (the shell's only part in deciding ownership).
+    /// Reads what exists under `name` (the shell's only part in deciding ownership): from the
+    /// watch cache when it can say ([`lookup`]), else from the API server.
     async fn fetch(
+        (caches, metrics): (&Caches, &Metrics),
         api: Api<K>,
         namespace: &str,
         name: String,
@@ -488,10 +536,25 @@ where
         rule: Rule,
     ) -> Result<Self, Error> {
         let kind = <K as k8s_openapi::Resource>::KIND;
-        let current = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| api_error("get", kind, namespace, &name, e))?;
+        let cached = caches
+            .get::<K>()
+            .and_then(|c| c.if_synced().map(|_| c.get(namespace, &name)));
+        let current = match lookup(cached, want.is_some()) {
+            Lookup::Cached(object) => {
+                metrics.read(kind, ReadSource::Cache);
+                Some(object)
+            }
+            Lookup::NotOurs => {
+                metrics.read(kind, ReadSource::Cache);
+                None
+            }
+            Lookup::Ask => {
+                metrics.read(kind, ReadSource::Api);
+                api.get_opt(&name)
+                    .await
+                    .map_err(|e| api_error("get", kind, namespace, &name, e))?
+            }
+        };
         Ok(Slot {
             api,
             namespace: namespace.to_string(),
@@ -568,6 +631,7 @@ async fn apply_all(
     let name = hr.name_any();
     let services = Api::<Service>::namespaced(client.clone(), ns);
     let config_map = Slot::fetch(
+        (&ctx.caches, &ctx.metrics),
         Api::<ConfigMap>::namespaced(client.clone(), ns),
         ns,
         Names::config_map(&name),
@@ -576,6 +640,7 @@ async fn apply_all(
     )
     .await?;
     let headless = Slot::fetch(
+        (&ctx.caches, &ctx.metrics),
         services.clone(),
         ns,
         Names::headless_service(&name),
@@ -584,6 +649,7 @@ async fn apply_all(
     )
     .await?;
     let service = Slot::fetch(
+        (&ctx.caches, &ctx.metrics),
         services.clone(),
         ns,
         Names::service(&name),
@@ -592,6 +658,7 @@ async fn apply_all(
     )
     .await?;
     let service_account = Slot::fetch(
+        (&ctx.caches, &ctx.metrics),
         Api::<ServiceAccount>::namespaced(client.clone(), ns),
         ns,
         Names::service_account(&name),
@@ -600,6 +667,7 @@ async fn apply_all(
     )
     .await?;
     let role_binding = Slot::fetch(
+        (&ctx.caches, &ctx.metrics),
         Api::<RoleBinding>::namespaced(client.clone(), ns),
         ns,
         Names::role_binding(&name),
@@ -608,6 +676,7 @@ async fn apply_all(
     )
     .await?;
     let network_policy = Slot::fetch(
+        (&ctx.caches, &ctx.metrics),
         Api::<NetworkPolicy>::namespaced(client.clone(), ns),
         ns,
         Names::network_policy(&name),
@@ -616,6 +685,7 @@ async fn apply_all(
     )
     .await?;
     let disruption_budget = Slot::fetch(
+        (&ctx.caches, &ctx.metrics),
         Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
         ns,
         Names::disruption_budget(&name),
@@ -626,6 +696,7 @@ async fn apply_all(
     let network_service = match &want.network {
         Some(network) => Some(
             Slot::fetch(
+                (&ctx.caches, &ctx.metrics),
                 services.clone(),
                 ns,
                 network.service.name_any(),
@@ -637,6 +708,7 @@ async fn apply_all(
         None => None,
     };
     let external_service = Slot::fetch(
+        (&ctx.caches, &ctx.metrics),
         services.clone(),
         ns,
         reach::external_service_name(&name),
@@ -649,6 +721,7 @@ async fn apply_all(
     if apis.cert_manager {
         for (role, cert) in want.reach.certificates.clone() {
             let slot = Slot::fetch(
+                (&ctx.caches, &ctx.metrics),
                 Api::<Certificate>::namespaced(client.clone(), ns),
                 ns,
                 certificate_name(&name, role),
@@ -679,6 +752,7 @@ async fn apply_all(
         for (object, route) in want.reach.http_routes.clone() {
             http_routes.push(
                 Slot::fetch(
+                    (&ctx.caches, &ctx.metrics),
                     Api::<HttpRoute>::namespaced(client.clone(), ns),
                     ns,
                     object,
@@ -693,6 +767,7 @@ async fn apply_all(
         for (object, route) in want.reach.tcp_routes.clone() {
             tcp_routes.push(
                 Slot::fetch(
+                    (&ctx.caches, &ctx.metrics),
                     Api::<TcpRoute>::namespaced(client.clone(), ns),
                     ns,
                     object,
@@ -704,6 +779,7 @@ async fn apply_all(
         }
     }
     let stateful_set = Slot::fetch(
+        (&ctx.caches, &ctx.metrics),
         Api::<StatefulSet>::namespaced(client.clone(), ns),
         ns,
         Names::stateful_set(&name),

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -26,6 +26,7 @@ use prometheus_client::registry::Registry;
 
 use tracing::Instrument;
 
+use crate::cache::Cache;
 use crate::desired::{FIELD_MANAGER, NETWORK_LABEL, Settings};
 use crate::health::WatchHealth;
 use crate::metrics::Metrics;
@@ -234,10 +235,11 @@ async fn run_controller(
     // The controller's own HostRole watch and cache, built here so that readiness sees its
     // initial list complete (`Store::wait_until_ready` cannot be awaited beside the controller:
     // of two waiters, kube-runtime 5.0 wakes only the last one).
-    let (store, writer) = reflector::store::<HostRole>();
     let listed = health.clone();
-    let hostrole_events = watcher(hostroles.clone(), watcher::Config::default())
-        .reflect(writer)
+    let (hostrole_cache, hostrole_events) =
+        Cache::fill(watcher(hostroles.clone(), watcher::Config::default()));
+    let store = hostrole_cache.store().clone();
+    let hostrole_events = hostrole_events
         .inspect_ok(move |event| {
             if matches!(event, watcher::Event::InitDone) && listed.synced() {
                 tracing::info!("watches established: the HostRole cache is filled");
@@ -250,19 +252,43 @@ async fn run_controller(
     let pod_store = store.clone();
     let config_map_store = store.clone();
     let namespace_store = store.clone();
+    // The operator's own objects, cached by their managed-by label (managed fields dropped:
+    // nothing reads them), so that reconciles read the cache instead of the API server.
+    let (sts_cache, sts_events) = Cache::fill(
+        watcher(statefulsets, managed.clone())
+            .default_backoff()
+            .modify(drop_managed_fields),
+    );
+    let (service_cache, service_events) = Cache::fill(
+        watcher(services, managed.clone())
+            .default_backoff()
+            .modify(drop_managed_fields),
+    );
+    let (config_map_cache, config_map_events) = Cache::fill(
+        watcher(configmaps.clone(), managed.clone())
+            .default_backoff()
+            .modify(drop_managed_fields),
+    );
+    let (pod_cache, pod_events) = Cache::fill(
+        watcher(pods, managed)
+            .default_backoff()
+            .modify(drop_managed_fields),
+    );
     let mut context = Context::new(client.clone(), options.settings, metrics.clone(), recorder)
-        .with_store(store.clone());
+        .with_store(hostrole_cache)
+        .with_cache(sts_cache)
+        .with_cache(service_cache)
+        .with_cache(config_map_cache)
+        .with_cache(pod_cache);
     // Serving every namespace: their labels, for namespace selectors in allowClientsFrom (one
     // namespace: a HostRole there sees no other, so no selector is ever asked).
     let namespaces = Api::<Namespace>::all(client.clone());
     let mut namespace_reflector = None;
     if ns.is_none() {
-        let (reader, writer) = reflector::store();
-        context = context.with_namespaces(reader);
         let metadata = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
-        let stream = reflector::reflector(writer, watcher(metadata, watcher::Config::default()))
-            .default_backoff()
-            .applied_objects();
+        let (cache, stream) = Cache::fill(watcher(metadata, watcher::Config::default()));
+        context = context.with_namespaces(cache);
+        let stream = stream.default_backoff().applied_objects();
         let (health, metrics) = (health.clone(), metrics.clone());
         namespace_reflector = Some(tokio::spawn(async move {
             stream
@@ -287,9 +313,9 @@ async fn run_controller(
             watcher::Config::default(),
             move |changed: HostRole| World::new(store.state()).dependents(&changed),
         )
-        .owns(statefulsets, managed.clone())
-        .owns(services, managed.clone())
-        .owns(configmaps.clone(), managed.clone())
+        .owns_stream(sts_events.touched_objects())
+        .owns_stream(service_events.touched_objects())
+        .owns_stream(config_map_events.touched_objects())
         // A ConfigMap labelled for use, or no longer (it leaves the watch), wakes the HostRoles
         // that name it, and is asked about again.
         .watches(configmaps, labelled_for_use, move |cm: ConfigMap| {
@@ -304,7 +330,7 @@ async fn run_controller(
         })
         // A host pod changes its HostRole's status, and the peer list of every HostRole in its
         // network.
-        .watches(pods, managed, move |pod: Pod| {
+        .watches_stream(pod_events.touched_objects(), move |pod: Pod| {
             let Some(ns) = pod.namespace() else {
                 return Vec::new();
             };
@@ -438,4 +464,9 @@ async fn serve_ready(State(state): State<HttpState>) -> impl IntoResponse {
         Ok(()) => (StatusCode::OK, "ready".to_string()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
     }
+}
+
+/// Drops what a cached object carries only for the API server's bookkeeping.
+fn drop_managed_fields<K: ResourceExt>(object: &mut K) {
+    object.managed_fields_mut().clear();
 }

@@ -68,6 +68,7 @@ fn operator_registry() -> (Metrics, Registry) {
     metrics.register(&mut registry);
     metrics.failed("ApplyStatefulSetFailed");
     metrics.wrote("StatefulSet", "apply");
+    metrics.read("StatefulSet", hostrole_operator::metrics::ReadSource::Cache);
     (metrics, registry)
 }
 
