@@ -215,6 +215,9 @@ async fn run_controller(
     health: Arc<WatchHealth>,
 ) {
     health.leading();
+    if !wait_for_api_server(&client, &health, &metrics).await {
+        return;
+    }
     let ns = options.namespace.as_deref();
     let (hostroles, statefulsets, services, configmaps, pods) = (
         scoped::<HostRole>(&client, ns),
@@ -389,6 +392,36 @@ async fn run_controller(
 }
 
 /// Counts a watch error and tells readiness.
+/// Longest pause between two questions to an API server that does not answer yet.
+const API_WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// Waits until the API server answers (`/version`, which every authenticated user may read),
+/// asking one question at a time; `false` on SIGTERM/SIGINT. The watches start only then: started
+/// while nothing listened, their seven concurrent failed requests left kube-client 5.0 working
+/// off stale refused connects, one per watch retry, and a listener that appeared was first used
+/// after about two minutes (`e2e/tests/observability.rs`, `readyz_follows_…`).
+async fn wait_for_api_server(client: &Client, health: &WatchHealth, metrics: &Metrics) -> bool {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match client.apiserver_version().await {
+            Ok(_) => return true,
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?delay, "the API server does not answer; the watches start once it does");
+                metrics.watch_errors.inc();
+                health.watch_failed(
+                    Instant::now(),
+                    format!("the API server does not answer: {error}"),
+                );
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown_signal() => return false,
+        }
+        delay = (delay * 2).min(API_WAIT_MAX);
+    }
+}
+
 fn watch_failed(health: &WatchHealth, metrics: &Metrics, error: &watcher::Error) {
     tracing::warn!(%error, "watch failed; retrying with back-off");
     metrics.watch_errors.inc();
