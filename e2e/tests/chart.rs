@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use hostrole_api::HostRole;
 use hostrole_e2e::{AGENT_IMAGE, Env, TempDir, eventually, repo_root, tempdir};
+use hostrole_testkit::kube_score;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::Api;
@@ -2470,84 +2471,13 @@ async fn host_pod_ids_reach_the_operator_as_whole_numbers_or_are_left_to_the_pla
     assert!(String::from_utf8_lossy(&out.stderr).contains("/agent/runAsUser"));
 }
 
-/// kube-score's binary, built and cached by operator/tests/tools/kube-score/build.sh.
-fn kube_score() -> PathBuf {
-    let script = repo_root().join("operator/tests/tools/kube-score/build.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run kube-score/build.sh");
-    assert!(
-        out.status.success(),
-        "kube-score build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-/// kube-score's CRITICAL findings on `yaml`: (check id, kind, object, what it says).
-fn critical_findings(yaml: &str) -> Vec<(String, String, String, String)> {
-    let (_dir, file) = dir_file(yaml);
-    let out = std::process::Command::new(kube_score())
-        .args(["score", "--output-format", "json"])
-        .arg(&file)
-        .output()
-        .expect("run kube-score");
-    let scored: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "kube-score json: {e}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let mut found = Vec::new();
-    for object in &scored {
-        for check in object["checks"].as_array().into_iter().flatten() {
-            // Grades: 1 critical, 5 warning, 7 almost ok, 10 ok.
-            if check["skipped"] == true || check["grade"].as_i64() != Some(1) {
-                continue;
-            }
-            let said: Vec<&str> = check["comments"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c["summary"].as_str())
-                .collect();
-            found.push((
-                check["check"]["id"].as_str().unwrap_or("?").to_string(),
-                object["type_meta"]["kind"]
-                    .as_str()
-                    .unwrap_or("?")
-                    .to_string(),
-                object["object_name"].as_str().unwrap_or("?").to_string(),
-                said.join("; "),
-            ));
-        }
-    }
-    found
-}
-
-/// The accepted findings of a kube-score list (check id, kind), each with its reason.
-fn accepted_findings(file: &str) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(repo_root().join(file)).expect("accepted list");
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let cols: Vec<&str> = l.split('\t').collect();
-            assert!(
-                cols.len() == 3 && !cols[2].trim().is_empty(),
-                "{file}: `check-id<TAB>kind<TAB>why` expected: {l}"
-            );
-            (cols[0].to_string(), cols[1].to_string())
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn kube_score_finds_nothing_critical_in_the_chart_that_is_not_explained() {
     let env = Env::new().await;
     let chart = chart();
-    let accepted = accepted_findings("operator/tests/tools/kube-score/chart.tsv");
-    let mut seen = std::collections::BTreeSet::new();
+    // Both renderings together: a finding of either is explained, and each line of the list
+    // matches a finding of one of them.
+    let mut found = Vec::new();
     for extra in [
         &[][..],
         &[
@@ -2565,22 +2495,7 @@ async fn kube_score_finds_nothing_critical_in_the_chart_that_is_not_explained() 
             "hostrole-system",
         ];
         args.extend_from_slice(extra);
-        let yaml = env.helm_ok(&args);
-        let unexplained: Vec<_> = critical_findings(&yaml)
-            .into_iter()
-            .inspect(|(id, kind, _, _)| {
-                seen.insert((id.clone(), kind.clone()));
-            })
-            .filter(|(id, kind, _, _)| !accepted.contains(&(id.clone(), kind.clone())))
-            .collect();
-        assert!(
-            unexplained.is_empty(),
-            "kube-score findings with {extra:?} that operator/tests/tools/kube-score/chart.tsv does not explain (fix them, or say why there): {unexplained:#?}"
-        );
+        found.extend(kube_score::critical_findings(&env.helm_ok(&args)));
     }
-    let stale: Vec<_> = accepted.iter().filter(|a| !seen.contains(*a)).collect();
-    assert!(
-        stale.is_empty(),
-        "chart.tsv explains findings kube-score no longer reports: {stale:?}"
-    );
+    kube_score::assert_explained(&found, "operator/tests/tools/kube-score/chart.tsv");
 }

@@ -9,12 +9,14 @@
 //! - [`TempManifest`], [`with_free_ports`]: manifests written to a temporary directory, and
 //!   shipped examples moved onto free ports;
 //! - [`http`]: curl with a time limit, and its responses parsed;
-//! - [`mail`]: repeated deliveries with swaks, and a Maildir read the same way by every test.
+//! - [`mail`]: repeated deliveries with swaks, and a Maildir read the same way by every test;
+//! - [`kube_score`]: kube-score's critical findings and the lists that accept some with a reason.
 //!
 //! Nothing here knows the agent's binary: `CARGO_BIN_EXE_hostrole-agent` exists only inside the
 //! agent's own test targets, which pass it in.
 
 pub mod http;
+pub mod kube_score;
 pub mod mail;
 mod manifest;
 mod port;
