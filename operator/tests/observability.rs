@@ -608,15 +608,7 @@ fn promtool_parses_every_dashboard_query() {
 #[test]
 fn with_the_api_server_out_of_reach_the_operator_is_alive_and_not_ready() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    // Port 1 on loopback: nothing listens there, every connection is refused.
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\n\
-         users: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n\
-         current-context: c\n",
-    )
-    .expect("kubeconfig");
+    let kubeconfig = hostrole_testkit::unreachable_kubeconfig(dir.path());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")

@@ -8,15 +8,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn sigterm_ends_the_operator_even_when_the_api_server_is_unreachable() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    // Port 1 on loopback: nothing listens there, every connection is refused.
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\n\
-         users: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n\
-         current-context: c\n",
-    )
-    .expect("kubeconfig");
+    let kubeconfig = hostrole_testkit::unreachable_kubeconfig(dir.path());
     let mut operator = Command::new(env!("CARGO_BIN_EXE_hostrole-operator"))
         .args([
             "run",

@@ -36,3 +36,18 @@ pub fn repo_root() -> std::path::PathBuf {
         .expect("testkit/ sits in the repository root")
         .to_path_buf()
 }
+
+/// Writes, in `dir`, a kubeconfig whose API server refuses every connection (port 1 on
+/// loopback, where nothing listens), and returns its path: for a process that must cope with
+/// an API server out of reach.
+pub fn unreachable_kubeconfig(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\n\
+         users: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n\
+         current-context: c\n",
+    )
+    .expect("write the kubeconfig");
+    path
+}
