@@ -20,19 +20,25 @@ fn schema() -> Value {
     serde_json::to_value(schema).expect("the schema serializes")
 }
 
+/// A schema node's `properties`, by name (none when it has none).
+fn properties(node: &Value) -> impl Iterator<Item = (&String, &Value)> {
+    node.get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+}
+
 /// Calls `visit(path, node)` for every schema node, `path` as `kubectl explain` spells it
 /// (`spec.servers.mail.domains[]`, `spec.expose.nodePorts{}`).
 fn walk(node: &Value, path: &str, visit: &mut dyn FnMut(&str, &Value)) {
     visit(path, node);
-    if let Some(props) = node.get("properties").and_then(Value::as_object) {
-        for (name, child) in props {
-            let child_path = if path.is_empty() {
-                name.clone()
-            } else {
-                format!("{path}.{name}")
-            };
-            walk(child, &child_path, visit);
-        }
+    for (name, child) in properties(node) {
+        let child_path = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
+        walk(child, &child_path, visit);
     }
     if let Some(items) = node.get("items") {
         walk(items, &format!("{path}[]"), visit);
@@ -98,12 +104,7 @@ fn every_field_has_a_description_in_plain_words() {
     assert_none(
         "fields without a description (a /// comment on the Rust field)",
         violations(|path, node, found| {
-            for (name, child) in node
-                .get("properties")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-            {
+            for (name, child) in properties(node) {
                 let d = child
                     .get("description")
                     .and_then(Value::as_str)
@@ -283,12 +284,7 @@ fn timestamps_are_date_time_strings() {
     assert_none(
         "timestamps without format: date-time",
         violations(|path, node, found| {
-            for (name, child) in node
-                .get("properties")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-            {
+            for (name, child) in properties(node) {
                 let timestamp = name.ends_with("Time")
                     || name.ends_with("Timestamp")
                     || (name.starts_with("last") && name != "lastError");
