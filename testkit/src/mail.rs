@@ -171,6 +171,19 @@ impl RawSmtp {
     }
 }
 
+/// The message files of one Maildir or Maildir++ folder (`DIR/new` and `DIR/cur`), sorted; none
+/// when the directories do not exist.
+pub fn message_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+            out.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Maildirs under one root, one per user (`ROOT/USER/{tmp,new,cur}`).
 #[derive(Clone, Debug)]
 pub struct Maildir {

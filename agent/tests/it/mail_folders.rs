@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use hostrole_testkit::mail::swaks;
-use support::{Proc, agent_bin, free_port, python, text, wait_ready};
+use hostrole_testkit::mail::{message_files, swaks};
+use support::{Proc, agent_bin, free_port, installed, python, text, wait_ready};
 
 const ALICE_PASSWORD: &str = "alice-s3cret";
 
@@ -89,25 +89,8 @@ impl MailHost {
 
     /// Message files of a folder directory (`""` for INBOX, `".Sent"`, ...).
     fn messages(&self, user: &str, folder: &str) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for sub in ["new", "cur"] {
-            if let Ok(entries) = std::fs::read_dir(self.mail().join(user).join(folder).join(sub)) {
-                out.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-            }
-        }
-        out.sort();
-        out
+        message_files(&self.mail().join(user).join(folder))
     }
-}
-
-fn installed(tool: &str, package: &str) {
-    assert!(
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success()),
-        "{tool} is not installed: apt-get install {package} (scripts/install-deps.sh does)"
-    );
 }
 
 const IMAPLIB_FOLDERS: &str = r#"

@@ -537,14 +537,12 @@ struct Postfix {
 impl Postfix {
     /// `port` takes STARTTLS, `tls_port` TLS from the first byte (`smtpd_tls_wrappermode`).
     fn start(dir: &Path, port: u16, tls_port: u16, user: &str, password: &str) -> Postfix {
-        for tool in ["postfix", "saslpasswd2", "openssl"] {
-            assert!(
-                Command::new("sh")
-                    .args(["-c", &format!("command -v {tool}")])
-                    .output()
-                    .is_ok_and(|o| o.status.success()),
-                "{tool} is missing: apt-get install postfix sasl2-bin openssl (scripts/install-deps.sh)"
-            );
+        for (tool, package) in [
+            ("postfix", "postfix"),
+            ("saslpasswd2", "sasl2-bin"),
+            ("openssl", "openssl"),
+        ] {
+            support::installed(tool, package);
         }
         let run = |cmd: &mut Command| {
             let out = cmd.output().expect("run");

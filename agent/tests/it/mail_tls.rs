@@ -16,9 +16,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hostrole_agent_core::users::hash_password;
+use hostrole_testkit::mail::message_files;
 use support::clients::wait_for;
 use support::pki::{Pki, indent, served_serial, served_serial_starttls, write_pair};
-use support::{Agent, free_port, python, text, wait_until};
+use support::{Agent, free_port, installed, python, text, wait_until};
 
 const ALICE_PASSWORD: &str = "alice-s3cret";
 const BOB_PASSWORD: &str = "bob pass";
@@ -102,26 +103,8 @@ impl MailHost {
 
     /// Message files of `user`'s folder (`""` for INBOX, `".Sent"`, …).
     fn messages(&self, user: &str, folder: &str) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let base = self.data.path().join("mail").join(user).join(folder);
-        for sub in ["new", "cur"] {
-            if let Ok(entries) = std::fs::read_dir(base.join(sub)) {
-                out.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-            }
-        }
-        out.sort();
-        out
+        message_files(&self.data.path().join("mail").join(user).join(folder))
     }
-}
-
-fn installed(tool: &str, package: &str) {
-    assert!(
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success()),
-        "{tool} is not installed: apt-get install {package} (scripts/install-deps.sh does)"
-    );
 }
 
 /// Python's smtplib over submissions delivers `count` messages from alice to `to`.
@@ -517,18 +500,6 @@ fn offlineimap(config: &Path) {
     );
 }
 
-/// Message files of a local Maildir folder.
-fn local_messages(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
-            out.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-        }
-    }
-    out.sort();
-    out
-}
-
 const IMAP_FLAGS: &str = r#"
 import imaplib, ssl, sys
 port, ca, password, action = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
@@ -570,7 +541,7 @@ fn offlineimap_syncs_both_ways_over_imaps() {
     for folder in ["INBOX", "Sent", "Drafts", "Trash"] {
         assert!(local.join(folder).join("cur").is_dir(), "{folder} pulled");
     }
-    let inbox = local_messages(&local.join("INBOX"));
+    let inbox = message_files(&local.join("INBOX"));
     assert_eq!(inbox.len(), 2, "{inbox:?}");
 
     // Locally: a sent message, a new folder with a message, and the first message read.
@@ -626,7 +597,7 @@ fn offlineimap_syncs_both_ways_over_imaps() {
 
     // Third sync: the flag set on the server comes down.
     offlineimap(&config);
-    let flagged = local_messages(&local.join("INBOX"))
+    let flagged = message_files(&local.join("INBOX"))
         .into_iter()
         .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("pulled 1")))
         .filter(|p| {
@@ -636,7 +607,7 @@ fn offlineimap_syncs_both_ways_over_imaps() {
                 .is_some_and(|flags| flags.contains('F'))
         })
         .count();
-    assert_eq!(flagged, 1, "{:?}", local_messages(&local.join("INBOX")));
+    assert_eq!(flagged, 1, "{:?}", message_files(&local.join("INBOX")));
 }
 
 fn running_as_root() -> bool {
@@ -720,7 +691,7 @@ fn getmail_retrieves_over_pop3s_and_imaps() {
         }
         let out = out.expect("getmail ran");
         assert!(out.status.success(), "getmail {retriever}:\n{}", text(&out));
-        let got = local_messages(&maildir);
+        let got = message_files(&maildir);
         assert_eq!(got.len(), 3, "{retriever}: {got:?}\n{}", text(&out));
         assert!(
             got.iter().any(|p| std::fs::read_to_string(p)

@@ -168,3 +168,14 @@ pub fn password_hash(password: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// Fails the test, naming the package to install, when `tool` is not on PATH.
+pub fn installed(tool: &str, package: &str) {
+    assert!(
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "{tool} is not installed: apt-get install {package} (scripts/install-deps.sh does)"
+    );
+}
