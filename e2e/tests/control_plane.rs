@@ -685,7 +685,7 @@ async fn an_idle_operator_writes_nothing() {
         "the metric counts the writes that created the objects"
     );
     // Reconciles read the operator's own objects and the host pods from the watch caches.
-    const CACHED: [&str; 4] = ["StatefulSet", "Service", "ConfigMap", "Pod"];
+    const CACHED: [&str; 3] = ["StatefulSet", "Service", "Pod"];
     let reads = |source: &str| -> Vec<f64> {
         CACHED
             .iter()

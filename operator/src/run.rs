@@ -255,8 +255,9 @@ async fn run_controller(
     let pod_store = store.clone();
     let config_map_store = store.clone();
     let namespace_store = store.clone();
-    // The operator's own objects, cached by their managed-by label (managed fields dropped:
-    // nothing reads them), so that reconciles read the cache instead of the API server.
+    // The operator's own StatefulSets, Services and pods, cached by their managed-by label
+    // (managed fields dropped: nothing reads them), so that reconciles read the cache instead of
+    // the API server.
     let (sts_cache, sts_events) = Cache::fill(
         watcher(statefulsets, managed.clone())
             .default_backoff()
@@ -267,13 +268,8 @@ async fn run_controller(
             .default_backoff()
             .modify(drop_managed_fields),
     );
-    let (config_map_cache, config_map_events) = Cache::fill(
-        watcher(configmaps.clone(), managed.clone())
-            .default_backoff()
-            .modify(drop_managed_fields),
-    );
     let (pod_cache, pod_events) = Cache::fill(
-        watcher(pods, managed)
+        watcher(pods, managed.clone())
             .default_backoff()
             .modify(drop_managed_fields),
     );
@@ -281,7 +277,6 @@ async fn run_controller(
         .with_store(hostrole_cache)
         .with_cache(sts_cache)
         .with_cache(service_cache)
-        .with_cache(config_map_cache)
         .with_cache(pod_cache);
     // Serving every namespace: their labels, for namespace selectors in allowClientsFrom (one
     // namespace: a HostRole there sees no other, so no selector is ever asked).
@@ -318,7 +313,9 @@ async fn run_controller(
         )
         .owns_stream(sts_events.touched_objects())
         .owns_stream(service_events.touched_objects())
-        .owns_stream(config_map_events.touched_objects())
+        // ConfigMaps are not cached: one labelled ConfigMap may hold a MiB of data, and anyone
+        // who may create ConfigMaps in a watched namespace could make the operator hold many.
+        .owns(configmaps.clone(), managed.clone())
         // A ConfigMap labelled for use, or no longer (it leaves the watch), wakes the HostRoles
         // that name it, and is asked about again.
         .watches(configmaps, labelled_for_use, move |cm: ConfigMap| {
