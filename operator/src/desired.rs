@@ -175,7 +175,12 @@ pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
 
 /// The same selector as a label-selector string.
 pub fn selector_string(name: &str) -> String {
-    selector_labels(name)
+    label_selector(&selector_labels(name))
+}
+
+/// Labels as an equality label-selector string (`k=v,k2=v2`).
+pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
+    labels
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()

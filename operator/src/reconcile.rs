@@ -426,13 +426,8 @@ async fn pods_labelled(
         return Ok(pods);
     }
     ctx.metrics.read("Pod", ReadSource::Api);
-    let selector = labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
     Ok(Api::<Pod>::namespaced(ctx.client.clone(), ns)
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels(&desired::label_selector(labels)))
         .await
         .map_err(|e| api_error("list", "Pod", ns, hostrole, e))?
         .items)
