@@ -714,29 +714,41 @@ fn the_index_refuses_strangers_before_their_body_and_bounds_uploads() {
     assert_eq!(r.status, 413, "{}", r.text());
 
     // Four uploads that never finish hold every upload slot; the next is refused at once
-    // (and a GET still works).
-    let slow: Vec<std::net::TcpStream> = (0..4)
-        .map(|_| {
-            let body = vec![b' '; 4 << 20];
-            let header =
-                auth::sign_request(SECRET.as_bytes(), &mallory, "PUT", &own, &body).expect("sign");
-            let mut stream = connect(&index, None);
-            write_head(
-                &mut stream,
-                "PUT",
-                &own,
-                &[("Authorization", header)],
-                body.len(),
-            );
-            use std::io::Write;
-            stream.write_all(&body[..1024]).expect("a first part");
-            stream
-        })
-        .collect();
+    // (and a GET still works). The server takes the slots in the order it gets to the requests,
+    // not the order they were sent: a probe can win a slot from the fourth upload, which is then
+    // the one refused. An upload that got an answer has no slot, so it is started again.
+    let slow_upload = || {
+        let body = vec![b' '; 4 << 20];
+        let header =
+            auth::sign_request(SECRET.as_bytes(), &mallory, "PUT", &own, &body).expect("sign");
+        let mut stream = connect(&index, None);
+        write_head(
+            &mut stream,
+            "PUT",
+            &own,
+            &[("Authorization", header)],
+            body.len(),
+        );
+        use std::io::Write;
+        stream.write_all(&body[..1024]).expect("a first part");
+        stream
+    };
+    let answered = |stream: &std::net::TcpStream| {
+        stream.set_nonblocking(true).expect("nonblocking");
+        let got = stream.peek(&mut [0u8; 1]);
+        stream.set_nonblocking(false).expect("blocking");
+        !matches!(got, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    };
+    let mut slow: Vec<std::net::TcpStream> = (0..4).map(|_| slow_upload()).collect();
     let refused = wait_for(
         "an upload to be refused while four are in progress",
         Duration::from_secs(20),
         || {
+            for stream in slow.iter_mut() {
+                if answered(stream) {
+                    *stream = slow_upload();
+                }
+            }
             let r = signed(
                 &mallory,
                 &index,
