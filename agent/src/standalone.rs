@@ -139,6 +139,25 @@ fn materialize(mount: &Mount, m: &Manifest) -> Result<(), StandaloneError> {
             }
             owner_only(dir)
         }
+        Source::OptionalKey { name, key } => {
+            create_dir(dir)?;
+            match m.secret(name).and_then(|keys| keys.get(*key)) {
+                Some(bytes) => {
+                    write_private(dir, key, bytes)?;
+                }
+                // A key the Secret no longer has is not left behind from an earlier run.
+                None => match std::fs::remove_file(dir.join(key)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(StandaloneError::Write {
+                            path: dir.join(key),
+                            source: e,
+                        });
+                    }
+                    _ => {}
+                },
+            }
+            owner_only(dir)
+        }
         Source::NetworkSecret { network } => {
             network_secret(m, dir, NETWORK_SECRET_KEY, network)?;
             owner_only(dir)

@@ -99,8 +99,8 @@ pub struct ObjectUse {
 }
 
 /// Every Secret and ConfigMap of its namespace a HostRole names (item 4's rule covers each):
-/// `servers.web.site.configMap`, `servers.{file,mail}.users.secret`, `servers.*.tls` (its
-/// Secret, or the one cert-manager fills for `issuerRef`),
+/// `servers.web.site.configMap`, `servers.{file,mail}.users.secret`, `servers.*.tls` and
+/// `peer.tls` (its Secret, or the one cert-manager fills for `issuerRef`),
 /// `servers.mail.outbound.relay.{credentials.secret,caSecret}`,
 /// `clients[].credentials.secret`, `clients[].to.credentials.secret`. (A peer network's Secret has its own label, not this one.)
 pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
@@ -154,6 +154,8 @@ pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
         ("web", servers.web.as_ref().and_then(|w| w.tls.as_ref())),
         ("file", servers.file.as_ref().and_then(|f| f.tls.as_ref())),
         ("mail", servers.mail.as_ref().and_then(|m| m.tls.as_ref())),
+        ("index", servers.index.as_ref().and_then(|i| i.tls.as_ref())),
+        ("peer", hr.spec.peer.as_ref().and_then(|p| p.tls.as_ref())),
     ];
     for (role, tls) in tls {
         if let Some(tls) = tls {
@@ -163,8 +165,13 @@ pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
             } else {
                 "issuerRef"
             };
+            let spec = if role == "peer" {
+                "spec.peer".to_string()
+            } else {
+                format!("spec.servers.{role}")
+            };
             add(
-                format!("spec.servers.{role}.tls.{field}"),
+                format!("{spec}.tls.{field}"),
                 ObjectKind::Secret,
                 &tls.secret_name(hostrole, role),
             );

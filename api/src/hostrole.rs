@@ -488,6 +488,13 @@ pub struct IndexServer {
     #[schemars(length(max = 32))]
     #[x_kube(validation = rules::duration("1s", "1h"))]
     pub ttl: Option<String>,
+    /// HTTPS for the directory with the certificate of a `kubernetes.io/tls` Secret (labelled
+    /// `hostrole.dev/use: "true"`) or one cert-manager issues (`issuerRef`, Certificate
+    /// `<name>-index`). The network's peers then reach the index over HTTPS and check its
+    /// certificate (its name, and the CA in the Secret's `ca.crt`, else the system's roots). A
+    /// renewed certificate is served without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
 }
 
 fn default_index_port() -> i32 {
@@ -942,6 +949,14 @@ pub struct PeerSpec {
     /// Fetch everything the network shares (for unattended mirror hosts).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mirror: bool,
+    /// HTTPS between the peers of the network with the certificate of a `kubernetes.io/tls`
+    /// Secret (labelled `hostrole.dev/use: "true"`) or one cert-manager issues (`issuerRef`,
+    /// Certificate `<name>-peer`). The Secret's `ca.crt` is the network's CA: this peer accepts
+    /// only peers whose certificate it signed (peers are reached by address, so the name in
+    /// the certificate is not checked; each answer is still signed by the peer asked). Every
+    /// peer of a network needs `tls`, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
 }
 
 fn default_peer_port() -> i32 {
@@ -1490,6 +1505,7 @@ mod tests {
         IndexServer {
             port: 7000,
             ttl: ttl.map(str::to_string),
+            tls: None,
         }
     }
 

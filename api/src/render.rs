@@ -177,6 +177,9 @@ pub enum Location {
     RelayCredentials,
     /// The CAs the mail relay's certificate chains to (`<dir>/ca.crt`).
     RelayCa,
+    /// The CA of a role's certificate (`<dir>/ca.crt`, when its Secret has one): for `peer`,
+    /// the network's CA.
+    Ca(&'static str),
 }
 
 impl Location {
@@ -205,6 +208,7 @@ impl Location {
             Location::ClientCredentials(name) => Path::new("clients").join(name),
             Location::RelayCredentials => Path::new("relay").join("credentials"),
             Location::RelayCa => Path::new("relay").join("ca"),
+            Location::Ca(role) => Path::new("tls").join(format!("{role}-ca")),
         }
     }
 }
@@ -270,6 +274,9 @@ pub enum Source {
         name: String,
         items: Vec<(&'static str, String)>,
     },
+    /// One key of a Secret as a file of the same name, when the Secret has that key (a
+    /// `kubernetes.io/tls` Secret's `ca.crt`); nothing otherwise.
+    OptionalKey { name: String, key: &'static str },
     /// A peer network's secret (`secret`), in the Secret the operator keeps for the network;
     /// standalone, from that Secret in the manifest, else generated once and kept.
     NetworkSecret { network: String },
@@ -316,6 +323,8 @@ pub enum ProblemReason {
     CertManagerMissing,
     /// `spec.expose.gateway` on a cluster without the Gateway API.
     GatewayAPIMissing,
+    /// Peers of one network of which some have `spec.peer.tls` and some do not.
+    PeerTlsMismatch,
 }
 
 impl ProblemReason {
@@ -332,6 +341,7 @@ impl ProblemReason {
             ProblemReason::CertificatePending => "CertificatePending",
             ProblemReason::CertManagerMissing => "CertManagerMissing",
             ProblemReason::GatewayAPIMissing => "GatewayAPIMissing",
+            ProblemReason::PeerTlsMismatch => "PeerTlsMismatch",
         }
     }
 }
@@ -398,7 +408,7 @@ pub fn render(
     let web = r.web(&mut roles, &mut problems)?;
     let file = r.file(&mut roles, &mut problems)?;
     let mail = r.mail(&mut roles, &mut problems)?;
-    let index = r.index(&mut roles);
+    let index = r.index(&mut roles, &mut problems)?;
     let peer = r.peer(&mut roles, &mut problems)?;
     let clients = r.clients(&mut roles, &mut problems)?;
     let (namespace, bind, admin_port, shutdown_grace_seconds) = match env {
@@ -683,9 +693,10 @@ impl Renderer<'_> {
         let meanwhile = format!(
             "the {role} role is not served until then: without its certificate it would speak in the clear"
         );
+        let field = tls_field(role);
         if let Some(secret) = &tls.secret {
             let usable = self.may_use(
-                &format!("spec.servers.{role}.tls.secret"),
+                &format!("{field}.secret"),
                 ObjectKind::Secret,
                 secret,
                 &meanwhile,
@@ -698,6 +709,8 @@ impl Renderer<'_> {
                 field: match role {
                     "web" => "spec.servers.web.tls.issuerRef",
                     "file" => "spec.servers.file.tls.issuerRef",
+                    "index" => "spec.servers.index.tls.issuerRef",
+                    "peer" => "spec.peer.tls.issuerRef",
                     _ => "spec.servers.mail.tls.issuerRef",
                 },
                 why: "needs a cluster with cert-manager",
@@ -713,10 +726,10 @@ impl Renderer<'_> {
         }
         let certificate = certificate_name(self.name, role);
         problems.push(Problem {
-            field: format!("spec.servers.{role}.tls.issuerRef"),
+            field: format!("{field}.issuerRef"),
             reason: ProblemReason::CertificatePending,
             message: format!(
-                "spec.servers.{role}.tls.issuerRef: waiting for cert-manager to issue Certificate {certificate} into Secret {secret} ({meanwhile}); see kubectl describe certificate {certificate}"
+                "{field}.issuerRef: waiting for cert-manager to issue Certificate {certificate} into Secret {secret} ({meanwhile}); see kubectl describe certificate {certificate}"
             ),
         });
         Ok(None)
@@ -1082,25 +1095,53 @@ impl Renderer<'_> {
             .collect()
     }
 
-    fn index(&self, roles: &mut Vec<RolePlan>) -> Option<IndexRoleConfig> {
-        let index = self.hr.spec.servers.index.as_ref()?;
+    fn index(
+        &self,
+        roles: &mut Vec<RolePlan>,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Option<IndexRoleConfig>, RenderError> {
+        let Some(index) = self.hr.spec.servers.index.as_ref() else {
+            return Ok(None);
+        };
+        let Some(tls) = self.tls("index", index.tls.as_ref(), problems)? else {
+            return Ok(None);
+        };
         let port = self.own_port(index.port);
+        let mut mounts = vec![self.mount(
+            "networks",
+            Location::Networks,
+            Source::NetworkSecrets {
+                networks: self.networks_using_me(),
+            },
+        )];
+        let tls = tls.map(|t| self.tls_mount(t, &mut mounts));
         roles.push(RolePlan {
             role: "index",
             ports: vec![("index", port)],
-            mounts: vec![self.mount(
-                "networks",
-                Location::Networks,
-                Source::NetworkSecrets {
-                    networks: self.networks_using_me(),
-                },
-            )],
+            mounts,
         });
-        Some(IndexRoleConfig {
+        Ok(Some(IndexRoleConfig {
             port,
             ttl_seconds: index.ttl_seconds(),
             networks_dir: self.path(&Location::Networks),
-        })
+            tls,
+        }))
+    }
+
+    /// Mounts the `ca.crt` of Secret `secret` (when it has one) for `role`; the file the agent
+    /// reads.
+    fn ca_mount(&self, role: &'static str, secret: String, mounts: &mut Vec<Mount>) -> PathBuf {
+        let location = Location::Ca(role);
+        let file = self.path(&location).join(CA_KEY);
+        mounts.push(self.mount(
+            &format!("{role}-ca"),
+            location,
+            Source::OptionalKey {
+                name: secret,
+                key: CA_KEY,
+            },
+        ));
+        file
     }
 
     /// How another HostRole's servers are reached from this one: the host name of its
@@ -1177,6 +1218,42 @@ impl Renderer<'_> {
         }
     }
 
+    /// Peers of one network speak HTTPS to each other, or all HTTP: a member that differs from
+    /// this one is a problem to report (the two cannot talk).
+    fn same_transport_as_the_network(&self, peer: &crate::PeerSpec, problems: &mut Vec<Problem>) {
+        let own = peer.tls.is_some();
+        let differing: Vec<&str> = self
+            .others
+            .each()
+            .filter(|(ns, hr)| {
+                *ns == self.namespace() && hr.metadata.name.as_deref() != Some(self.name)
+            })
+            .filter_map(|(_, hr)| {
+                let other = hr.spec.peer.as_ref()?;
+                (other.network == peer.network && other.tls.is_some() != own)
+                    .then_some(hr.metadata.name.as_deref())
+                    .flatten()
+            })
+            .collect();
+        if differing.is_empty() {
+            return;
+        }
+        let (mine, theirs) = if own {
+            ("HTTPS (spec.peer.tls)", "plain HTTP")
+        } else {
+            ("plain HTTP", "HTTPS (spec.peer.tls)")
+        };
+        problems.push(Problem {
+            field: "spec.peer.tls".into(),
+            reason: ProblemReason::PeerTlsMismatch,
+            message: format!(
+                "spec.peer.tls: this peer speaks {mine} but {} of network {} speak {theirs}, so they cannot reach each other; give every peer of the network tls, or none",
+                differing.join(", "),
+                peer.network
+            ),
+        });
+    }
+
     fn peer(
         &self,
         roles: &mut Vec<RolePlan>,
@@ -1185,6 +1262,10 @@ impl Renderer<'_> {
         let Some(peer) = &self.hr.spec.peer else {
             return Ok(None);
         };
+        let Some(tls) = self.tls("peer", peer.tls.as_ref(), problems)? else {
+            return Ok(None);
+        };
+        self.same_transport_as_the_network(peer, problems);
         // Hybrid: the index, when it exists and serves.
         let index = match peer.index.as_deref() {
             None => None,
@@ -1207,14 +1288,26 @@ impl Renderer<'_> {
                             });
                             None
                         }
-                        Some(index) => Some((self.host_of(ns, reference), index)),
+                        Some(index) => {
+                            if index.tls.is_some() && peer.tls.is_none() {
+                                problems.push(Problem {
+                                    field: "spec.peer.tls".into(),
+                                    reason: ProblemReason::PeerTlsMismatch,
+                                    message: format!(
+                                        "spec.peer.tls: the index {} serves HTTPS, and peers trust it by their network's CA: give this peer tls with a certificate of the CA that signed the index's (its Secret's ca.crt)",
+                                        qualified(ns, reference)
+                                    ),
+                                });
+                            }
+                            Some((self.host_of(ns, reference), index))
+                        }
                     },
                 }
             }
         };
         let index_url = index
             .as_ref()
-            .map(|(host, index)| format!("http://{host}:{}", index.port));
+            .map(|(host, index)| format!("{}://{host}:{}", scheme(&index.tls), index.port));
         let port = self.own_port(peer.port);
         let mut seeds = peer.seeds.clone();
         let discovery_dns = match self.env {
@@ -1249,26 +1342,36 @@ impl Renderer<'_> {
         let share = peer.share.as_ref().and_then(|s| s.storage.clone());
         let network_location = Location::Network;
         let secret_file = self.path(&network_location).join(NETWORK_SECRET_KEY);
+        let mut mounts = vec![
+            self.mount(
+                SHARE_VOLUME,
+                Location::ShareData,
+                Source::Data {
+                    storage: share.clone(),
+                    scratch: scratch(0),
+                },
+            ),
+            self.mount(
+                "network",
+                network_location,
+                Source::NetworkSecret {
+                    network: peer.network.clone(),
+                },
+            ),
+        ];
+        let network_ca = tls
+            .as_ref()
+            .map(|(_, secret)| self.ca_mount("peer", secret.clone(), &mut mounts));
+        let tls = tls.map(|t| self.tls_mount(t, &mut mounts));
+        // The network's CA is also how its peers trust an HTTPS index.
+        let index_ca = index
+            .as_ref()
+            .filter(|(_, index)| index.tls.is_some())
+            .and(network_ca.clone());
         roles.push(RolePlan {
             role: "peer",
             ports: vec![("peer", port)],
-            mounts: vec![
-                self.mount(
-                    SHARE_VOLUME,
-                    Location::ShareData,
-                    Source::Data {
-                        storage: share.clone(),
-                        scratch: scratch(0),
-                    },
-                ),
-                self.mount(
-                    "network",
-                    network_location,
-                    Source::NetworkSecret {
-                        network: peer.network.clone(),
-                    },
-                ),
-            ],
+            mounts,
         });
         Ok(Some(PeerRoleConfig {
             network: peer.network.clone(),
@@ -1286,6 +1389,9 @@ impl Renderer<'_> {
             discovery_dns,
             seeds,
             advertise: None,
+            tls,
+            network_ca,
+            index_ca,
             heartbeat_seconds: index
                 .map_or(IndexServer::default_heartbeat_seconds(), |(_, index)| {
                     index.heartbeat_seconds()
@@ -1506,6 +1612,17 @@ impl Renderer<'_> {
 }
 
 /// The URL scheme of an HTTP role: `https` when it serves TLS.
+/// Where a role's `tls` stands in the spec.
+pub fn tls_field(role: &str) -> &'static str {
+    match role {
+        "web" => "spec.servers.web.tls",
+        "file" => "spec.servers.file.tls",
+        "mail" => "spec.servers.mail.tls",
+        "index" => "spec.servers.index.tls",
+        _ => "spec.peer.tls",
+    }
+}
+
 fn scheme(tls: &Option<Tls>) -> &'static str {
     if tls.is_some() { "https" } else { "http" }
 }

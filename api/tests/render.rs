@@ -1134,3 +1134,108 @@ fn a_cross_host_mail_probe_reads_back_on_the_other_host_with_its_own_login() {
             .contains("spec.clients[0].to.server")
     );
 }
+
+// Issue 19: TLS for the index and the peers. A peer with tls mounts its certificate and its
+// Secret's ca.crt (the network's CA, optional in the volume: the agent names what is missing),
+// reaches an HTTPS index by the same CA, and is told when the network's members disagree.
+#[test]
+fn peers_and_index_with_tls_mount_their_certificates_and_trust_the_network_ca() {
+    let tracker = in_ns(
+        "lan",
+        "tracker",
+        "spec:\n  servers:\n    index: {tls: {secret: tracker-cert}}\n",
+    );
+    let a = in_ns(
+        "lan",
+        "a",
+        "spec:\n  peer: {network: family, index: tracker, tls: {secret: peer-cert}}\n",
+    );
+    let plain = in_ns(
+        "lan",
+        "b",
+        "spec:\n  peer: {network: family, index: tracker}\n",
+    );
+    let world = Cluster {
+        hostroles: vec![tracker.clone(), a.clone(), plain.clone()],
+        labelled: [
+            (ObjectKind::Secret, "tracker-cert"),
+            (ObjectKind::Secret, "peer-cert"),
+        ]
+        .into_iter()
+        .map(|(k, n)| (k, "lan".to_string(), n.to_string()))
+        .collect(),
+        ..Default::default()
+    };
+    let cluster = Environment::Cluster { namespace: "lan" };
+
+    let index = render::render(&tracker, cluster, &world).expect("renders");
+    let config = index.config.index.expect("index");
+    assert!(config.tls.is_some(), "the index serves HTTPS");
+
+    let peer = render::render(&a, cluster, &world).expect("renders");
+    let config = peer.config.peer.clone().expect("peer");
+    assert_eq!(
+        config.index_url.as_deref(),
+        Some("https://tracker.lan.svc:7000")
+    );
+    assert!(config.tls.is_some());
+    let ca = config.network_ca.clone().expect("the network's CA");
+    assert_eq!(
+        config.index_ca.as_ref(),
+        Some(&ca),
+        "the index is trusted by it"
+    );
+    let ca_mount = peer
+        .mounts()
+        .find(|m| ca.starts_with(&m.path))
+        .expect("the CA is mounted");
+    assert_eq!(
+        ca_mount.source,
+        Source::OptionalKey {
+            name: "peer-cert".into(),
+            key: "ca.crt"
+        }
+    );
+    // B speaks plain HTTP in a network where A speaks HTTPS, to an HTTPS index.
+    let problems: Vec<_> = peer.problems.iter().map(|p| p.reason).collect();
+    assert_eq!(
+        problems,
+        [ProblemReason::PeerTlsMismatch],
+        "{:?}",
+        peer.problems
+    );
+    assert!(
+        peer.problems[0].message.contains("b of network family"),
+        "{}",
+        peer.problems[0].message
+    );
+    let other = render::render(&plain, cluster, &world).expect("renders");
+    assert_eq!(
+        other.problems.iter().map(|p| p.reason).collect::<Vec<_>>(),
+        [
+            ProblemReason::PeerTlsMismatch,
+            ProblemReason::PeerTlsMismatch
+        ],
+        "{:?}",
+        other.problems
+    );
+    assert!(
+        other
+            .problems
+            .iter()
+            .any(|p| p.message.contains("the index lan/tracker serves HTTPS")
+                || p.message.contains("the index tracker serves HTTPS")),
+        "{:?}",
+        other.problems
+    );
+
+    // Standalone the certificate comes from the manifest's Secret; issuerRef needs a cluster.
+    let issued = in_ns(
+        "",
+        "c",
+        "spec:\n  peer: {network: family, seeds: [\"127.0.0.1:7001\"], tls: {issuerRef: {name: ca}}}\n",
+    );
+    let err = render::render(&issued, Environment::Local(&local()), &vec![issued.clone()])
+        .expect_err("issuerRef standalone");
+    assert!(err.to_string().contains("spec.peer.tls.issuerRef"), "{err}");
+}

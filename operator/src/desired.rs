@@ -572,6 +572,13 @@ fn volume(config_map_name: &str, m: &Mount) -> Option<Volume> {
         Source::Secret { name, items } => {
             volume.secret = Some(secret(name.clone(), items.clone()));
         }
+        Source::OptionalKey { name, key } => {
+            // Optional: a Secret without the key (or not there yet) mounts an empty directory.
+            volume.secret = Some(SecretVolumeSource {
+                optional: Some(true),
+                ..secret(name.clone(), vec![(key, key.to_string())])
+            });
+        }
         Source::NetworkSecret { network } => {
             volume.secret = Some(secret(
                 network_object_name(network),

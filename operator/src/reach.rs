@@ -94,7 +94,7 @@ foreign_resource!(
 );
 
 /// The roles that may carry `tls.issuerRef`, in order.
-pub const TLS_ROLES: [&str; 3] = ["web", "file", "mail"];
+pub const TLS_ROLES: [&str; 5] = ["web", "file", "mail", "index", "peer"];
 /// Roles with an HTTPRoute, and mail's ports with a TCPRoute each.
 pub const HTTP_ROUTE_ROLES: [&str; 2] = ["web", "file"];
 /// The mail ports; the last three (implicit TLS) only exist when the role has a certificate.
@@ -146,6 +146,8 @@ pub fn role_tls<'a>(hr: &'a HostRole, role: &str) -> Option<&'a Tls> {
         "web" => s.web.as_ref()?.tls.as_ref(),
         "file" => s.file.as_ref()?.tls.as_ref(),
         "mail" => s.mail.as_ref()?.tls.as_ref(),
+        "index" => s.index.as_ref()?.tls.as_ref(),
+        "peer" => hr.spec.peer.as_ref()?.tls.as_ref(),
         _ => None,
     }
 }
@@ -517,7 +519,7 @@ fn urls(role: &str, tls: bool, host: &str, port: impl Fn(&str) -> Option<i32>) -
             .into_iter()
             .collect(),
         "index" => port("index")
-            .map(|p| at("http", p, "/"))
+            .map(|p| at(http, p, "/"))
             .into_iter()
             .collect(),
         "mail" => [

@@ -942,7 +942,7 @@ impl Apis {
     fn explain(&self, hr: &HostRole, want: &mut Desired) {
         for (role, cert) in &want.reach.certificates {
             if cert.is_some() && !self.cert_manager {
-                let field = format!("spec.servers.{role}.tls.issuerRef");
+                let field = format!("{}.issuerRef", hostrole_api::render::tls_field(role));
                 want.problems.retain(|p| p.field != field);
                 want.problems.push(Problem {
                     message: format!(

@@ -86,6 +86,9 @@ pub struct IndexRoleConfig {
     /// its content the network's shared secret. Read at every request, so a network added
     /// later is served without a restart.
     pub networks_dir: PathBuf,
+    /// HTTPS (HTTP/2 by ALPN) with this certificate; plain HTTP when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
 }
 
 /// The peer role's configuration.
@@ -131,6 +134,20 @@ pub struct PeerRoleConfig {
     /// Fetch everything the network shares.
     #[serde(default)]
     pub mirror: bool,
+    /// HTTPS for the peer protocol with this certificate, and HTTPS to every other peer; plain
+    /// HTTP when absent. Every peer of a network has it, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    /// With `tls`: PEM file of the network's CA. Other peers' certificates must chain to it
+    /// (their names are not checked: peers are reached by address, and each answer is signed by
+    /// the peer asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_ca: Option<PathBuf>,
+    /// PEM file of the CAs the index's certificate (HTTPS `index_url`) chains to (in a
+    /// HostRole: the network's CA); the system's roots when absent or when the file does not
+    /// exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_ca: Option<PathBuf>,
 }
 
 /// One client loop.

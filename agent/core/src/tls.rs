@@ -12,13 +12,25 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use hostrole_config::TlsFiles;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
+pub use tokio_rustls::TlsAcceptor;
+pub use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::client::verify_server_cert_signed_by_trust_anchor;
 use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
+use tokio_rustls::rustls::crypto::{
+    WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature,
+};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::pki_types::{ServerName, UnixTime};
+use tokio_rustls::rustls::server::ParsedCertificate;
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
+use tokio_rustls::rustls::{
+    self, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
+};
 
 /// How often a handshake may look at the files again (a stat of each; no read unless changed).
 const RECHECK: Duration = Duration::from_secs(1);
@@ -72,6 +84,114 @@ pub fn load(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey,
             format!("the key does not fit the certificate: {e}"),
         )
     })
+}
+
+/// The CA certificates of a PEM file; an error when it holds none.
+pub fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let bad = |what: String| TlsError {
+        path: path.to_path_buf(),
+        what,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let mut store = RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(bad("no CA certificate in the file".into()));
+    }
+    Ok(store)
+}
+
+/// A client configuration that accepts exactly the servers whose certificate chains to one of
+/// `roots` and checks the name it was reached by (HTTP/1.1 by ALPN).
+pub fn client_config(roots: RootCertStore) -> Result<ClientConfig, TlsError> {
+    let provider = Arc::new(ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError {
+            path: PathBuf::new(),
+            what: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A client configuration for the members of a closed network: a server is accepted when its
+/// certificate chains to one of `roots` (the network's own CA, which certifies only members),
+/// whatever name it was reached by. For peers reached by address (a pod's IP), which no
+/// certificate names; who answers is then proven by the answer's signature, not by the name.
+pub fn network_client_config(roots: RootCertStore) -> Result<ClientConfig, TlsError> {
+    let provider = Arc::new(ring::default_provider());
+    let verifier = Arc::new(MemberOfNetwork {
+        roots,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError {
+            path: PathBuf::new(),
+            what: e.to_string(),
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Verifies the chain to the network's CA (signatures, validity dates, CA and key-usage
+/// constraints, as webpki does for every server) and not the name.
+#[derive(Debug)]
+struct MemberOfNetwork {
+    roots: RootCertStore,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for MemberOfNetwork {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 /// What identifies a version of a file: a Secret volume swaps a symlink, an editor renames, a
@@ -219,6 +339,127 @@ mod tests {
             .to_vec();
         assert_ne!(now, first, "rotated");
         assert_eq!(now, second, "the new certificate");
+    }
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    }
+
+    /// A leaf `<name>.crt`/`<name>.key` for DNS name `dns`, signed by the CA `<ca>.crt`.
+    fn leaf(dir: &Path, ca: &str, name: &str, dns: &str) -> TlsFiles {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        std::fs::write(dir.join("ext.cnf"), format!("subjectAltName=DNS:{dns}\n")).expect("ext");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                &format!("/CN={dns}"),
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &format!("{ca}.crt"),
+                "-CAkey",
+                &format!("{ca}.key"),
+                "-set_serial",
+                "0x10",
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                &crt,
+            ],
+        );
+        TlsFiles {
+            cert: dir.join(crt),
+            key: dir.join(key),
+        }
+    }
+
+    /// Whether a client with `config` completes a handshake, as `name`, with a server of `files`.
+    async fn handshake(config: ClientConfig, files: &TlsFiles, name: &str) -> Result<(), String> {
+        let acceptor = acceptor(files, ALPN_HTTP).expect("acceptor");
+        let (client, server) = tokio::io::duplex(64 << 10);
+        let server = tokio::spawn(async move { acceptor.accept(server).await.map(|_| ()) });
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let name = ServerName::try_from(name.to_string()).expect("name");
+        let result = connector.connect(name, client).await.map(|_| ());
+        drop(server);
+        result.map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_network_member_is_accepted_by_its_ca_whatever_its_name_and_no_one_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        make_pair(dir.path(), "network", "network CA");
+        make_pair(dir.path(), "other", "another CA");
+        let member = leaf(dir.path(), "network", "member", "peer-0.example");
+        let stranger = leaf(dir.path(), "other", "stranger", "peer-0.example");
+        let roots = || roots(&dir.path().join("network.crt")).expect("roots");
+
+        // Peers are reached by address: a member's certificate is taken at any name.
+        let network = || network_client_config(roots()).expect("config");
+        handshake(network(), &member, "10.0.0.7")
+            .await
+            .expect("a member reached by its IP address");
+        // A certificate of another CA is refused, even for the right name.
+        let refused = handshake(network(), &stranger, "peer-0.example")
+            .await
+            .expect_err("a certificate of another CA");
+        assert!(refused.contains("UnknownIssuer"), "{refused}");
+
+        // The index's configuration checks the name too.
+        handshake(
+            client_config(roots()).expect("config"),
+            &member,
+            "peer-0.example",
+        )
+        .await
+        .expect("the right name");
+        let wrong = handshake(client_config(roots()).expect("config"), &member, "10.0.0.7")
+            .await
+            .expect_err("a name the certificate does not have");
+        assert!(wrong.contains("not valid for name"), "{wrong}");
+    }
+
+    #[test]
+    fn a_file_without_a_ca_certificate_is_refused_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("ca.crt");
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        let Err(err) = roots(&empty) else {
+            panic!("a file without a certificate gave roots");
+        };
+        assert!(
+            err.to_string().contains(&empty.display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]

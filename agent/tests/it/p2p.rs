@@ -1001,3 +1001,116 @@ fn a_peer_restarted_while_the_index_is_down_still_fetches_from_the_peers_it_knew
     assert_eq!(file_hash(&b.share().join("kept.bin")), Some(hash));
     drop(c);
 }
+
+// Issue 19: the index and the peers over HTTPS. The index is checked by name and CA; peers,
+// reached by address, by the network's CA (their certificates name no address here).
+#[test]
+fn peers_and_their_index_speak_https_checked_against_the_network_ca() {
+    let pki = support::pki::Pki::new();
+    pki.server("index", "11");
+    pki.leaf("a", "12", "DNS:peer-a.invalid");
+    pki.leaf("b", "13", "DNS:peer-b.invalid");
+    let ca = pki.path("ca.crt");
+    let net = Net::new();
+    let index_port = free_port();
+    let _index = net.index_with(index_port, 30, Some(pki.files("index")));
+    let index_url = format!("https://localhost:{index_port}");
+
+    // The index answers HTTPS with a certificate curl verifies, and nothing in plain HTTP.
+    let path = format!("/v1/networks/{NETWORK}/peers");
+    let (code, body) = status_of(&[
+        "--cacert",
+        &ca.display().to_string(),
+        &format!("{index_url}{path}"),
+    ]);
+    assert_eq!(code, 401, "unsigned, over verified HTTPS: {body}");
+    let (code, _) = status_of(&[
+        "--max-time",
+        "5",
+        &format!("http://127.0.0.1:{index_port}{path}"),
+    ]);
+    assert_ne!(code, 401, "no plain-HTTP answer on the HTTPS port");
+
+    let options = |name: &str| PeerOptions {
+        index_url: Some(index_url.clone()),
+        tls: Some(pki.files(name)),
+        network_ca: Some(ca.clone()),
+        index_ca: Some(ca.clone()),
+        ..PeerOptions::default()
+    };
+    let data = random_bytes(2 * CHUNK + 7, 41);
+    let hash = blake3_hex(&data);
+    let a = net.peer("a", options("a"), &[("over-tls.bin", &data)]);
+    let b = net.peer("b", options("b"), &[]);
+    assert!(
+        a.log()
+            .contains(&format!("(\"peer+tls\", 127.0.0.1:{})", a.peer_port)),
+        "the peer listens for HTTPS: {}",
+        a.log()
+    );
+    // The peer port speaks HTTPS with A's certificate.
+    let (code, _) = status_of(&[
+        "--cacert",
+        &ca.display().to_string(),
+        "--resolve",
+        &format!("peer-a.invalid:{}:127.0.0.1", a.peer_port),
+        &format!("https://peer-a.invalid:{}/v1/resources", a.peer_port),
+    ]);
+    assert_eq!(code, 401, "the peer protocol over verified HTTPS");
+
+    let hit = wait_for(
+        "B to find A's file through the index",
+        Duration::from_secs(20),
+        || {
+            b.search("over-tls")
+                .into_iter()
+                .find(|h| h["hash"] == hash.as_str())
+        },
+    );
+    assert_eq!(hit["peers"].as_array().map(Vec::len), Some(1), "{hit}");
+    assert_eq!(b.start_download(&hash).0, 202);
+    wait_complete(&b, &hash, Duration::from_secs(30));
+    assert_eq!(file_hash(&b.share().join("over-tls.bin")), Some(hash));
+}
+
+// A peer whose certificate another CA signed holds the network's secret but is not taken as a
+// member: its TLS is refused before any request, so nothing is fetched from it.
+#[test]
+fn a_peer_certified_by_another_ca_is_not_fetched_from() {
+    let pki = support::pki::Pki::new();
+    let other = support::pki::Pki::new();
+    pki.leaf("a", "21", "DNS:peer-a.invalid");
+    other.leaf("m", "22", "DNS:peer-m.invalid");
+    let ca = pki.path("ca.crt");
+    let net = Net::new();
+    let data = random_bytes(CHUNK + 3, 43);
+    // M seeds the file and trusts the network's CA; its own certificate is another CA's.
+    let m = net.peer(
+        "m",
+        PeerOptions {
+            tls: Some(other.files("m")),
+            network_ca: Some(ca.clone()),
+            seeds: vec!["127.0.0.1:1".into()],
+            ..PeerOptions::default()
+        },
+        &[("impostor.bin", &data)],
+    );
+    let a = net.peer(
+        "a",
+        PeerOptions {
+            tls: Some(pki.files("a")),
+            network_ca: Some(ca.clone()),
+            seeds: vec![m.address()],
+            log: Some("info,hostrole_p2p=debug".into()),
+            ..PeerOptions::default()
+        },
+        &[],
+    );
+    // (The two test CAs share a name, so webpki reports the signature, not the issuer.)
+    wait_for(
+        "A to refuse M's certificate",
+        Duration::from_secs(20),
+        || a.log().contains("invalid peer certificate").then_some(()),
+    );
+    assert!(a.search("impostor").is_empty(), "A lists nothing of M's");
+}

@@ -35,6 +35,7 @@ use crate::{valid_network, valid_peer_id};
 use hostrole_agent_core::Role;
 use hostrole_agent_core::metrics::{AgentMetrics, track};
 use hostrole_agent_core::net::{self, BindError, HttpRole};
+use hostrole_agent_core::tls::{self, TlsError};
 
 pub use directory::{Directory, Limits, Query as Lookup};
 
@@ -65,6 +66,8 @@ pub enum IndexError {
     },
     #[error(transparent)]
     Bind(#[from] BindError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -125,6 +128,11 @@ impl Index {
             ))),
             metrics: index_metrics.clone(),
         };
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|files| tls::acceptor(files, tls::ALPN_HTTP))
+            .transpose()?;
         let listener = net::bind(ROLE, SocketAddr::new(ip, config.port)).await?;
         let router = router(config.networks_dir.clone(), state.clone(), metrics.clone());
         Ok(Index {
@@ -134,7 +142,8 @@ impl Index {
                 router,
                 MAX_CONNECTIONS,
                 metrics.connections_of(ROLE),
-            ),
+            )
+            .with_tls(tls),
             state,
             ttl,
         })

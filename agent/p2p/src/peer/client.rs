@@ -10,12 +10,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{self, ADDRESS_HEADER, AuthError, Expect, Identity};
+use hostrole_agent_core::tls::ClientConfig;
 use hostrole_proto::envelope::REPLY_HEADER;
 
 /// A request to another member of the network failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{url}: {source}")]
+    /// With the causes reqwest's own message leaves out (a refused certificate, a reset).
+    #[error("{url}: {}", causes(.source))]
     Transport {
         url: String,
         #[source]
@@ -47,6 +49,18 @@ pub enum ClientError {
     },
 }
 
+/// An error and its sources, `: `-joined.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        next = e.source();
+    }
+    text
+}
+
 /// An answer whose signature verified.
 #[derive(Debug)]
 pub struct Answer {
@@ -60,13 +74,42 @@ pub struct Answer {
     pub peer: Option<String>,
 }
 
+/// How this peer reaches the others and the index.
+#[derive(Default)]
+pub struct Transport {
+    /// HTTPS to other peers, accepting those certified by the network's CA; plain HTTP when
+    /// absent.
+    pub peers: Option<ClientConfig>,
+    /// The index's CA (an `https` index URL); the system's roots when absent.
+    pub index: Option<ClientConfig>,
+}
+
 /// Signs every request as this peer and names its address.
 #[derive(Clone)]
 pub struct Client {
+    /// For the index.
     http: reqwest::Client,
+    /// For other peers.
+    peers: reqwest::Client,
+    /// `https` when peers speak TLS.
+    scheme: &'static str,
     secret: Arc<Vec<u8>>,
     identity: Arc<Identity>,
     address: String,
+}
+
+fn http_client(tls: Option<ClientConfig>) -> Result<reqwest::Client, reqwest::Error> {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(8)
+        // A redirect would take a signed request somewhere its signer did not aim it.
+        .redirect(reqwest::redirect::Policy::none());
+    match tls {
+        Some(config) => builder.use_preconfigured_tls(config),
+        None => builder,
+    }
+    .build()
 }
 
 impl Client {
@@ -74,20 +117,29 @@ impl Client {
         secret: Arc<Vec<u8>>,
         identity: Arc<Identity>,
         address: String,
+        transport: Transport,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(8)
-            // A redirect would take a signed request somewhere its signer did not aim it.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let scheme = if transport.peers.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         Ok(Self {
-            http,
+            http: http_client(transport.index)?,
+            peers: http_client(transport.peers)?,
+            scheme,
             secret,
             identity,
             address,
         })
+    }
+
+    /// `http(s)://host:port/path` of a peer address; only for strict `host:port` addresses.
+    pub fn peer_url(&self, address: &str, path: &str) -> Result<String, ClientError> {
+        if !crate::valid_address(address) {
+            return Err(ClientError::Address(address.to_string()));
+        }
+        Ok(format!("{}://{address}{path}", self.scheme))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -120,8 +172,11 @@ impl Client {
             auth::digest(&body),
         )
         .map_err(auth_err)?;
-        let mut request = self
-            .http
+        let http = match expect {
+            Expect::Index => &self.http,
+            _ => &self.peers,
+        };
+        let mut request = http
             .request(method, parsed)
             .header(http::header::AUTHORIZATION, header)
             .header(ADDRESS_HEADER, &self.address);
@@ -257,12 +312,4 @@ impl Client {
         .await
         .map(|_| ())
     }
-}
-
-/// `http://host:port/path` of a peer address; only for strict `host:port` addresses.
-pub fn peer_url(address: &str, path: &str) -> Result<String, ClientError> {
-    if !crate::valid_address(address) {
-        return Err(ClientError::Address(address.to_string()));
-    }
-    Ok(format!("http://{address}{path}"))
 }

@@ -17,7 +17,6 @@ use futures_util::StreamExt;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 
-use super::client::peer_url;
 use super::{Discovery, Shared, download, known};
 use crate::auth::{self, Expect};
 use crate::wire::{
@@ -185,7 +184,10 @@ async fn contact(shared: &Shared, address: &str) -> Contact {
         Some(id) => Expect::Peer(id),
         None => Expect::AnyPeer,
     };
-    let url = peer_url(address, "/v1/resources").map_err(|e| e.to_string())?;
+    let url = shared
+        .client
+        .peer_url(address, "/v1/resources")
+        .map_err(|e| e.to_string())?;
     let (catalog, signer): (Catalog, _) = shared
         .client
         .get_json(&url, MAX_CATALOG_BYTES, expect)
@@ -198,7 +200,10 @@ async fn contact(shared: &Shared, address: &str) -> Contact {
             catalog.id
         ));
     }
-    let url = peer_url(address, "/v1/peers").map_err(|e| e.to_string())?;
+    let url = shared
+        .client
+        .peer_url(address, "/v1/peers")
+        .map_err(|e| e.to_string())?;
     let (peers, _): (Vec<PeerEntry>, _) = shared
         .client
         .get_json(&url, MAX_PEER_LIST_BYTES, Expect::Peer(&signer))

@@ -18,7 +18,6 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use super::catalog::{self, free_name, safe_name};
-use super::client::peer_url;
 use super::swarm::{ChunkMap, Partial, partial_sources, shuffled};
 use super::{Shared, discovery};
 use crate::wire::{Holder, Resource};
@@ -553,7 +552,7 @@ async fn worker(job: Arc<Job>, source: Holder, have: Option<ChunkMap>) -> String
             continue;
         };
         idle = 0;
-        let url = match peer_url(
+        let url = match shared.client.peer_url(
             &source.address,
             &format!("/v1/chunks/{}/{index}", job.resource.hash),
         ) {

@@ -42,6 +42,7 @@ use crate::{auth, valid_network};
 use hostrole_agent_core::Role;
 use hostrole_agent_core::metrics::AgentMetrics;
 use hostrole_agent_core::net::{self, BindError, ServeOptions};
+use hostrole_agent_core::tls::{self, TlsAcceptor, TlsError};
 
 /// The role's name in logs, metrics and readiness.
 pub const ROLE: &str = "peer";
@@ -92,6 +93,12 @@ pub enum PeerError {
     },
     #[error("cannot build the peer HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(
+        "the peer role has tls but no network CA at {path}: peers of a network accept each other by the CA that signed their certificates; put that CA's certificate in the tls Secret as ca.crt (cert-manager's CA and self-signed issuers write it)"
+    )]
+    NoNetworkCa { path: PathBuf },
     #[error(transparent)]
     Bind(#[from] BindError),
 }
@@ -258,6 +265,8 @@ impl Shared {
 pub struct Peer {
     shared: Arc<Shared>,
     listener: TcpListener,
+    /// HTTPS for the peer protocol.
+    tls: Option<TlsAcceptor>,
     ui_listener: TcpListener,
     agent: AgentMetrics,
 }
@@ -327,8 +336,10 @@ impl Peer {
         let catalog = catalog::Catalog::new(config.root.clone());
         catalog.rescan().await.map_err(share_err)?;
         let secret = Arc::new(secret);
-        let client = client::Client::new(secret.clone(), identity.clone(), address.clone())
-            .map_err(PeerError::Client)?;
+        let (acceptor, transport) = transport(config)?;
+        let client =
+            client::Client::new(secret.clone(), identity.clone(), address.clone(), transport)
+                .map_err(PeerError::Client)?;
         let chunk_delay = chunk_delay();
         let listener = net::bind(ROLE, SocketAddr::new(ip, config.port)).await?;
         let ui_ip = ui_address(config.ui_bind, ip);
@@ -365,10 +376,38 @@ impl Peer {
         Ok(Peer {
             shared,
             listener,
+            tls: acceptor,
             ui_listener,
             agent: metrics.clone(),
         })
     }
+}
+
+/// The peer protocol's TLS: what this peer serves, and how it reaches the others and the
+/// index.
+fn transport(
+    config: &PeerRoleConfig,
+) -> Result<(Option<TlsAcceptor>, client::Transport), PeerError> {
+    let index = match &config.index_ca {
+        Some(path) if path.exists() => Some(tls::client_config(tls::roots(path)?)?),
+        _ => None,
+    };
+    let Some(files) = &config.tls else {
+        return Ok((None, client::Transport { peers: None, index }));
+    };
+    let acceptor = tls::acceptor(files, tls::ALPN_HTTP)?;
+    let ca = config.network_ca.clone().unwrap_or_default();
+    if !ca.is_file() {
+        return Err(PeerError::NoNetworkCa { path: ca });
+    }
+    let peers = tls::network_client_config(tls::roots(&ca)?)?;
+    Ok((
+        Some(acceptor),
+        client::Transport {
+            peers: Some(peers),
+            index,
+        },
+    ))
 }
 
 /// The delay before each chunk this peer serves: `HOSTROLE_PEER_CHUNK_DELAY_MS` in test builds,
@@ -405,7 +444,7 @@ impl Role for Peer {
     fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
         let mut out = Vec::new();
         if let Ok(a) = self.listener.local_addr() {
-            out.push((ROLE, a));
+            out.push((if self.tls.is_some() { "peer+tls" } else { ROLE }, a));
         }
         if let Ok(a) = self.ui_listener.local_addr() {
             out.push((UI, a));
@@ -421,6 +460,7 @@ impl Role for Peer {
         let Peer {
             shared,
             listener,
+            tls,
             ui_listener,
             agent,
         } = *self;
@@ -436,7 +476,7 @@ impl Role for Peer {
                     max_connections: MAX_CONNECTIONS,
                     grace,
                     open_connections: agent.connections_of(ROLE),
-                    tls: None,
+                    tls,
                 },
                 stop.clone(),
             );
@@ -483,6 +523,9 @@ mod tests {
             heartbeat_seconds: 5,
             fetch: vec![],
             mirror: false,
+            tls: None,
+            network_ca: None,
+            index_ca: None,
         }
     }
 

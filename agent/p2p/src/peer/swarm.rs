@@ -5,7 +5,6 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::client::peer_url;
 use super::{Shared, discovery};
 use crate::auth::Expect;
 use crate::wire::{HaveMap, Holder, MAX_HAVE_BYTES, Resource};
@@ -71,7 +70,10 @@ pub async fn partial_sources(
     let total = resource.chunks.len();
     futures_util::stream::iter(candidates)
         .map(|holder| async move {
-            let url = peer_url(&holder.address, &format!("/v1/have/{}", resource.hash)).ok()?;
+            let url = shared
+                .client
+                .peer_url(&holder.address, &format!("/v1/have/{}", resource.hash))
+                .ok()?;
             let (map, _): (HaveMap, _) = shared
                 .client
                 .get_json(&url, MAX_HAVE_BYTES, Expect::Peer(&holder.id))

@@ -41,11 +41,22 @@ impl Net {
 
     /// An index agent on `port`.
     pub fn index(&self, port: u16, ttl_seconds: u64) -> Node {
+        self.index_with(port, ttl_seconds, None)
+    }
+
+    /// An index agent on `port`, over HTTPS with `tls`.
+    pub fn index_with(
+        &self,
+        port: u16,
+        ttl_seconds: u64,
+        tls: Option<hostrole_config::TlsFiles>,
+    ) -> Node {
         let mut config = base("tracker");
         config.index = Some(IndexRoleConfig {
             port,
             ttl_seconds,
             networks_dir: self.networks_dir(),
+            tls,
         });
         Node::start(self.dir.path().join("tracker.yaml"), config, &[], None)
     }
@@ -75,11 +86,17 @@ impl Net {
             heartbeat_seconds: 1,
             fetch: options.fetch.clone(),
             mirror: options.mirror,
+            tls: options.tls.clone(),
+            network_ca: options.network_ca.clone(),
+            index_ca: options.index_ca.clone(),
         });
-        let env: Vec<(String, String)> = options
+        let mut env: Vec<(String, String)> = options
             .chunk_delay_ms
             .map(|ms| vec![(ENV_CHUNK_DELAY_MS.to_string(), ms.to_string())])
             .unwrap_or_default();
+        if let Some(filter) = &options.log {
+            env.push(("RUST_LOG".into(), filter.clone()));
+        }
         let mut node = Node::start(
             self.dir.path().join(format!("{name}.yaml")),
             config,
@@ -95,11 +112,18 @@ impl Net {
 #[derive(Default, Clone)]
 pub struct PeerOptions {
     pub index_url: Option<String>,
+    /// HTTPS for the peer protocol, and the network's CA.
+    pub tls: Option<hostrole_config::TlsFiles>,
+    pub network_ca: Option<PathBuf>,
+    /// The index's CA.
+    pub index_ca: Option<PathBuf>,
     pub seeds: Vec<String>,
     pub fetch: Vec<String>,
     pub mirror: bool,
     pub quota: Option<u64>,
     pub chunk_delay_ms: Option<u64>,
+    /// The agent's log filter (`RUST_LOG`), e.g. to see what is logged at debug level.
+    pub log: Option<String>,
 }
 
 fn base(name: &str) -> AgentConfig {
@@ -239,8 +263,8 @@ fn spawn(config: &Path, env: &[(String, String)]) -> Proc {
             .arg("run")
             .arg("--config")
             .arg(config)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info"),
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v))),
         config.parent().expect("the config's directory"),
     )
 }

@@ -50,6 +50,20 @@ impl Pki {
 
     /// A server certificate `<name>.crt`/`<name>.key` with serial `serial` (hex).
     pub fn server(&self, name: &str, serial: &str) -> (String, String) {
+        self.leaf(name, serial, "DNS:localhost,IP:127.0.0.1")
+    }
+
+    /// The files of a server certificate made by [`Pki::server`] or [`Pki::leaf`].
+    pub fn files(&self, name: &str) -> hostrole_config::TlsFiles {
+        hostrole_config::TlsFiles {
+            cert: self.path(&format!("{name}.crt")),
+            key: self.path(&format!("{name}.key")),
+        }
+    }
+
+    /// A certificate `<name>.crt`/`<name>.key` with serial `serial` (hex) for the names `san`
+    /// (`subjectAltName` syntax: `DNS:a,IP:1.2.3.4`).
+    pub fn leaf(&self, name: &str, serial: &str, san: &str) -> (String, String) {
         let (key, csr, crt) = (
             format!("{name}.key"),
             format!("{name}.csr"),
@@ -69,11 +83,7 @@ impl Pki {
             "-out",
             &csr,
         ]);
-        std::fs::write(
-            self.path("ext.cnf"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-        )
-        .expect("ext");
+        std::fs::write(self.path("ext.cnf"), format!("subjectAltName={san}\n")).expect("ext");
         self.openssl(&[
             "x509",
             "-req",
