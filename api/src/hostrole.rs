@@ -79,6 +79,15 @@ pub struct HostRoleSpec {
     /// allowed graph. The operator's `--network-policies` flag turns it on for every HostRole.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub network_policy: bool,
+    /// Let the hosts reach only what they declare (egress rules in their NetworkPolicy): DNS,
+    /// the servers their clients name (and `url` targets on their port), their network's peers
+    /// and index, the cluster's other mail hosts and, with `outbound`, the relay's port or SMTP
+    /// (25) anywhere, and for hosts with clients (which report on their own pod) the API server.
+    /// Anything else is dropped where the network plugin enforces NetworkPolicies: a host
+    /// taken over cannot scan the cluster or reach other services. The operator's
+    /// `--egress-policies` flag turns it on for every HostRole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub egress_policy: bool,
     /// Namespaces whose HostRoles may be clients of this host's servers. HostRoles of the same
     /// namespace always may; any other namespace only when allowed here. To a client in a
     /// namespace that is not allowed, this HostRole looks as if it did not exist (its client
@@ -431,6 +440,17 @@ pub struct MailRelay {
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     )]
     pub ca_secret: Option<String>,
+}
+
+impl MailRelay {
+    /// The relay's port: `port`, else 465 with `tls: TLS` and 587 otherwise.
+    pub fn effective_port(&self) -> i32 {
+        self.port.unwrap_or(if self.tls == Some(RelayTls::TLS) {
+            465
+        } else {
+            587
+        })
+    }
 }
 
 /// TLS towards a relay.

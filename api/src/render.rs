@@ -1012,11 +1012,7 @@ impl Renderer<'_> {
             Tls::TLS => RelayTlsConfig::Tls,
             Tls::None => RelayTlsConfig::None,
         };
-        let port = relay
-            .port
-            .map_or(if tls == RelayTlsConfig::Tls { 465 } else { 587 }, |p| {
-                p as u16
-            });
+        let port = relay.effective_port() as u16;
         let meanwhile = "mail for other domains waits in the queue until then";
         let mut ok = true;
         let mut mount =

@@ -24,8 +24,8 @@ use k8s_openapi::api::core::v1::{
     TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
@@ -86,6 +86,11 @@ pub struct Settings {
     pub agent_cluster_role: String,
     /// NetworkPolicies for every HostRole, not only those with `spec.networkPolicy`.
     pub network_policies: bool,
+    /// Egress rules for every HostRole, not only those with `spec.egressPolicy`.
+    pub egress_policies: bool,
+    /// Where the API server listens (CIDRs), for the egress of hosts with clients; empty: its
+    /// usual ports (443, 6443) at any address.
+    pub api_server_cidrs: Vec<String>,
     /// Pull secrets of host pods whose HostRole names none (`spec.template.imagePullSecrets`).
     pub image_pull_secrets: Vec<String>,
     /// User and groups of host pods.
@@ -221,9 +226,7 @@ pub fn desired(hr: &HostRole, settings: &Settings, world: &World) -> Result<Desi
         service_account: reports.then(|| service_account(hr, name, namespace)),
         role_binding: reports.then(|| role_binding(hr, name, namespace, settings)),
         network: network_objects(hr, namespace, &world),
-        network_policy: (hr.spec.network_policy || settings.network_policies)
-            .then(|| network_policy(hr, name, namespace, &world))
-            .flatten(),
+        network_policy: network_policy(hr, name, namespace, &world, settings),
         disruption_budget: disruption_budget(hr, name, namespace),
         reach: crate::reach::reach(
             hr,
@@ -947,12 +950,214 @@ fn network_objects(hr: &HostRole, namespace: &str, world: &World) -> Option<Netw
 /// Admits to each server port only the hosts that declare a client for it (peers of the network
 /// for the peer port, peers that use this index for the index port); the admin port stays open
 /// for probes and metrics. `None` when the host serves nothing.
+/// The HostRole's NetworkPolicy: ingress rules with `networkPolicy` (who may reach its
+/// servers), egress rules with `egressPolicy` (what its hosts may reach); none without either.
 fn network_policy(
     hr: &HostRole,
     name: &str,
     namespace: &str,
     world: &World,
+    settings: &Settings,
 ) -> Option<NetworkPolicy> {
+    let ingress = (hr.spec.network_policy || settings.network_policies)
+        .then(|| ingress_rules(hr, name, namespace, world))
+        .flatten();
+    let egress = (hr.spec.egress_policy || settings.egress_policies)
+        .then(|| egress_rules(hr, name, namespace, world, &settings.api_server_cidrs));
+    let mut types = Vec::new();
+    if ingress.is_some() {
+        types.push("Ingress".to_string());
+    }
+    if egress.is_some() {
+        types.push("Egress".to_string());
+    }
+    if types.is_empty() {
+        return None;
+    }
+    Some(NetworkPolicy {
+        metadata: meta(hr, Names::network_policy(name), namespace),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(name)),
+                ..Default::default()
+            }),
+            policy_types: Some(types),
+            ingress,
+            egress,
+        }),
+    })
+}
+
+/// Where the hosts of `hr` may connect: DNS; each server its clients name (a consenting
+/// HostRole: its hosts on its server ports) or `url` (that port, any address); its network's
+/// peers on their peer ports and its index; the other mail hosts of its namespace on SMTP and,
+/// with `outbound`, the relay's port or SMTP anywhere; and for hosts with clients the API
+/// server.
+pub fn egress_rules(
+    hr: &HostRole,
+    name: &str,
+    namespace: &str,
+    world: &World,
+    api_server_cidrs: &[String],
+) -> Vec<NetworkPolicyEgressRule> {
+    let anywhere = |ports: Vec<NetworkPolicyPort>| NetworkPolicyEgressRule {
+        ports: Some(ports),
+        to: None,
+    };
+    let udp = |port: i32| NetworkPolicyPort {
+        protocol: Some("UDP".into()),
+        ..policy_port(port)
+    };
+    let mut rules = vec![anywhere(vec![udp(53), policy_port(53)])];
+    let mut hosts: BTreeMap<(String, String), Vec<i32>> = BTreeMap::new();
+    let mut open_ports: Vec<i32> = Vec::new();
+    for client in &hr.spec.clients {
+        let servers = client
+            .server
+            .iter()
+            .chain(client.to.as_ref().map(|t| &t.server));
+        for reference in servers {
+            let (ns, server) = hostrole_api::render::split_ref(namespace, reference);
+            if let Some(target) = world.get(ns, server)
+                && world.consents(ns, target, namespace)
+            {
+                hosts
+                    .entry((ns.to_string(), server.to_string()))
+                    .or_default()
+                    .extend(target.spec.server_ports().iter().map(|(_, p)| *p));
+            }
+        }
+        if let Some(port) = client.url.as_deref().and_then(url_port) {
+            open_ports.push(port);
+        }
+    }
+    if let Some(peer) = &hr.spec.peer {
+        let ports: Vec<i32> = world
+            .network_members(namespace, &peer.network)
+            .iter()
+            .filter_map(|m| m.spec.peer.as_ref().map(|p| p.port))
+            .chain([peer.port])
+            .collect();
+        rules.push(NetworkPolicyEgressRule {
+            ports: Some(dedup(ports).into_iter().map(policy_port).collect()),
+            to: Some(vec![NetworkPolicyPeer {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        NETWORK_LABEL.to_string(),
+                        peer.network.clone(),
+                    )])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+        });
+        if let Some(index) = &peer.index
+            && let Some(port) = world
+                .get(namespace, index)
+                .and_then(|i| i.spec.servers.index.as_ref())
+                .map(|i| i.port)
+        {
+            hosts
+                .entry((namespace.to_string(), index.clone()))
+                .or_default()
+                .push(port);
+        }
+    }
+    if let Some(mail) = &hr.spec.servers.mail {
+        for (ns, other) in world.mail_senders_to(namespace, name) {
+            if let Some(port) = world
+                .get(&ns, &other)
+                .and_then(|o| o.spec.servers.mail.as_ref())
+                .map(|m| m.smtp_port)
+            {
+                hosts.entry((ns, other)).or_default().push(port);
+            }
+        }
+        if let Some(outbound) = &mail.outbound {
+            open_ports.push(match &outbound.relay {
+                Some(relay) => relay.effective_port(),
+                None => 25,
+            });
+        }
+    }
+    for ((ns, host), ports) in hosts {
+        rules.push(NetworkPolicyEgressRule {
+            ports: Some(dedup(ports).into_iter().map(policy_port).collect()),
+            to: Some(vec![host_peer(&ns, &host)]),
+        });
+    }
+    if !open_ports.is_empty() {
+        rules.push(anywhere(
+            dedup(open_ports).into_iter().map(policy_port).collect(),
+        ));
+    }
+    if !hr.spec.clients.is_empty() {
+        rules.push(if api_server_cidrs.is_empty() {
+            anywhere(vec![policy_port(443), policy_port(6443)])
+        } else {
+            NetworkPolicyEgressRule {
+                ports: None,
+                to: Some(
+                    api_server_cidrs
+                        .iter()
+                        .map(|cidr| NetworkPolicyPeer {
+                            ip_block: Some(IPBlock {
+                                cidr: cidr.clone(),
+                                except: None,
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+            }
+        });
+    }
+    rules
+}
+
+fn dedup(mut ports: Vec<i32>) -> Vec<i32> {
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// The port a client `url` connects to: the one it names, else its scheme's.
+fn url_port(url: &str) -> Option<i32> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let explicit = match host_port.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && (!host.contains(':') || host.ends_with(']')) => {
+            Some(port.parse::<u16>().ok()?)
+        }
+        _ => None,
+    };
+    let port = match explicit {
+        Some(p) => p,
+        None => match scheme.to_ascii_lowercase().as_str() {
+            "http" => 80,
+            "https" => 443,
+            "smtp" => 25,
+            "submission" => 587,
+            "smtps" => 465,
+            "imap" => 143,
+            "imaps" => 993,
+            "pop3" | "pop" => 110,
+            "pop3s" | "pops" => 995,
+            _ => return None,
+        },
+    };
+    Some(i32::from(port))
+}
+
+/// Who may reach the servers of `hr`: probes on the admin port, the declared clients (and
+/// peers, mail senders) on their ports, anyone on exposed ports; none when it serves nothing.
+fn ingress_rules(
+    hr: &HostRole,
+    name: &str,
+    namespace: &str,
+    world: &World,
+) -> Option<Vec<NetworkPolicyIngressRule>> {
     use hostrole_api::ClientService;
     let servers = &hr.spec.servers;
     let mut rules = vec![NetworkPolicyIngressRule {
@@ -1041,18 +1246,7 @@ fn network_policy(
     {
         return None;
     }
-    Some(NetworkPolicy {
-        metadata: meta(hr, Names::network_policy(name), namespace),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(name)),
-                ..Default::default()
-            }),
-            policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(rules),
-            egress: None,
-        }),
-    })
+    Some(rules)
 }
 
 /// The host pods of HostRole `ns/name`, as a NetworkPolicy names them.

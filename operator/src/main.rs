@@ -110,6 +110,13 @@ struct RunArgs {
     /// A NetworkPolicy for every HostRole: only declared clients (and peers) reach a server.
     #[arg(long, env = "HOSTROLE_NETWORK_POLICIES", default_value_t = false)]
     network_policies: bool,
+    /// Egress rules for every HostRole: hosts reach only DNS and what they declare.
+    #[arg(long, env = "HOSTROLE_EGRESS_POLICIES", default_value_t = false)]
+    egress_policies: bool,
+    /// The API server's addresses (CIDRs, comma-separated) that hosts with clients may reach
+    /// under an egress policy; absent: ports 443 and 6443 at any address.
+    #[arg(long, env = "HOSTROLE_API_SERVER_CIDRS", value_delimiter = ',')]
+    api_server_cidrs: Vec<String>,
     /// HostRoles reconciled in parallel.
     #[arg(long, default_value_t = 8)]
     concurrency: u16,
@@ -224,6 +231,8 @@ fn main() -> ExitCode {
                     image_pull_policy: args.agent_image_pull_policy,
                     agent_cluster_role: args.agent_cluster_role,
                     network_policies: args.network_policies,
+                    egress_policies: args.egress_policies,
+                    api_server_cidrs: args.api_server_cidrs.clone(),
                     image_pull_secrets: args
                         .agent_image_pull_secrets
                         .into_iter()

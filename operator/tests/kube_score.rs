@@ -21,6 +21,8 @@ fn every_example_rendered() -> String {
         image_pull_policy: Some("IfNotPresent".into()),
         agent_cluster_role: "hostrole-agent".into(),
         network_policies: false,
+        egress_policies: false,
+        api_server_cidrs: Vec::new(),
         image_pull_secrets: Vec::new(),
         pod_ids: PodIds::default(),
     };

@@ -19,6 +19,8 @@ fn settings(policies: bool) -> Settings {
         image_pull_policy: None,
         agent_cluster_role: "hostrole-agent".into(),
         network_policies: policies,
+        egress_policies: false,
+        api_server_cidrs: Vec::new(),
         image_pull_secrets: Vec::new(),
         pod_ids: PodIds::default(),
     }

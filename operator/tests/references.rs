@@ -22,6 +22,8 @@ fn settings(network_policies: bool) -> Settings {
         image_pull_policy: None,
         agent_cluster_role: "hostrole-agent".into(),
         network_policies,
+        egress_policies: false,
+        api_server_cidrs: Vec::new(),
         image_pull_secrets: Vec::new(),
         pod_ids: PodIds::default(),
     }
@@ -747,4 +749,194 @@ fn consent_changes_wake_the_clients_and_client_changes_wake_consenting_servers()
         ]
     );
     assert!(w.affected_by_namespace("lan").is_empty());
+}
+
+/// The egress rules of `hr` as `(ports, destination)` lines: `anywhere`, `pods:<instance>@<ns>`,
+/// `network:<name>` or `cidr:<block>`.
+fn egress(hr: &HostRole, w: &World, settings: &Settings) -> Vec<(Vec<String>, String)> {
+    let policy = desired::desired(hr, settings, w)
+        .expect("buildable")
+        .network_policy
+        .expect("a policy");
+    let spec = policy.spec.expect("spec");
+    assert!(
+        spec.policy_types.iter().flatten().any(|t| t == "Egress"),
+        "{:?}",
+        spec.policy_types
+    );
+    spec.egress
+        .expect("egress rules")
+        .into_iter()
+        .map(|rule| {
+            let ports = rule
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| {
+                    let port = match &p.port {
+                        Some(IntOrString::Int(n)) => n.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    format!("{}/{port}", p.protocol.as_deref().unwrap_or("TCP"))
+                })
+                .collect();
+            let to = match rule.to.as_deref() {
+                None => "anywhere".to_string(),
+                Some(peers) => peers
+                    .iter()
+                    .map(|p| {
+                        if let Some(block) = &p.ip_block {
+                            return format!("cidr:{}", block.cidr);
+                        }
+                        let labels = p
+                            .pod_selector
+                            .clone()
+                            .and_then(|s| s.match_labels)
+                            .unwrap_or_default();
+                        if let Some(network) = labels.get("hostrole.dev/network") {
+                            return format!("network:{network}");
+                        }
+                        let ns = p
+                            .namespace_selector
+                            .clone()
+                            .and_then(|s| s.match_labels)
+                            .and_then(|l| l.get("kubernetes.io/metadata.name").cloned())
+                            .unwrap_or_default();
+                        format!(
+                            "pods:{}@{ns}",
+                            labels
+                                .get("app.kubernetes.io/instance")
+                                .cloned()
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            (ports, to)
+        })
+        .collect()
+}
+
+fn line(ports: &[&str], to: &str) -> (Vec<String>, String) {
+    (ports.iter().map(|p| p.to_string()).collect(), to.into())
+}
+
+// Issue 19: egress. A host reaches DNS and what it declares; nothing else is listed.
+#[test]
+fn egress_rules_list_dns_and_what_the_host_declares_and_nothing_else() {
+    let office = office();
+    let mut laptop = laptop();
+    laptop.spec.egress_policy = true;
+    let w = world(&[&office, &laptop]);
+    let dns = line(&["UDP/53", "TCP/53"], "anywhere");
+    assert_eq!(
+        egress(&laptop, &w, &settings(false)),
+        [
+            dns.clone(),
+            // The office's server ports: POP3, IMAP, SMTP, submission, web, file.
+            line(
+                &[
+                    "TCP/1110", "TCP/1143", "TCP/2525", "TCP/2587", "TCP/8080", "TCP/8081"
+                ],
+                "pods:office@lan"
+            ),
+            // http://example.lan/ is outside the operator's care: its port, anywhere.
+            line(&["TCP/80"], "anywhere"),
+            // The agent reports its clients on its own pod.
+            line(&["TCP/443", "TCP/6443"], "anywhere"),
+        ]
+    );
+    // The API server's addresses, when the operator is told them.
+    let narrow = Settings {
+        api_server_cidrs: vec!["172.18.0.2/32".into()],
+        ..settings(false)
+    };
+    assert_eq!(
+        egress(&laptop, &w, &narrow).last().cloned(),
+        Some(line(&[], "cidr:172.18.0.2/32"))
+    );
+    // A server that does not consent (another namespace, no allowClientsFrom) gets no rule.
+    let elsewhere = hostrole(
+        "home",
+        "metadata: {name: roamer}\nspec:\n  egressPolicy: true\n  clients:\n    - {service: web, server: lan/office}\n",
+    );
+    let w2 = world(&[&office, &elsewhere]);
+    assert_eq!(
+        egress(&elsewhere, &w2, &settings(false)),
+        [dns.clone(), line(&["TCP/443", "TCP/6443"], "anywhere")]
+    );
+
+    // A peer: its network's peers on every member's peer port, and its index.
+    let tracker = hostrole(
+        "lan",
+        "metadata: {name: tracker}\nspec:\n  servers:\n    index: {port: 7000}\n",
+    );
+    let a = hostrole(
+        "lan",
+        "metadata: {name: a}\nspec:\n  egressPolicy: true\n  peer: {network: family, index: tracker}\n",
+    );
+    let b = hostrole(
+        "lan",
+        "metadata: {name: b}\nspec:\n  peer: {network: family, index: tracker, port: 7101}\n",
+    );
+    let w3 = world(&[&tracker, &a, &b]);
+    assert_eq!(
+        egress(&a, &w3, &settings(false)),
+        [
+            dns.clone(),
+            line(&["TCP/7001", "TCP/7101"], "network:family"),
+            line(&["TCP/7000"], "pods:tracker@lan"),
+        ]
+    );
+    // The operator's flag gives every HostRole egress rules; a host with no server and no
+    // client reaches DNS only.
+    let everyone = Settings {
+        egress_policies: true,
+        ..settings(false)
+    };
+    assert_eq!(egress(&tracker, &w3, &everyone), std::slice::from_ref(&dns));
+
+    // A mail host: the other mail hosts of its namespace on SMTP, and with outbound the relay.
+    let other_mail = hostrole(
+        "lan",
+        "metadata: {name: branch}\nspec:\n  servers:\n    mail: {smtpPort: 2626, domains: [branch.lan]}\n",
+    );
+    let sender = hostrole(
+        "lan",
+        "metadata: {name: hq}\nspec:\n  egressPolicy: true\n  servers:\n    mail:\n      domains: [hq.lan]\n      outbound: {relay: {host: smtp.example.net, tls: TLS}}\n",
+    );
+    let w4 = world(&[&other_mail, &sender]);
+    assert_eq!(
+        egress(&sender, &w4, &settings(false)),
+        [
+            dns,
+            line(&["TCP/2626"], "pods:branch@lan"),
+            line(&["TCP/465"], "anywhere"),
+        ]
+    );
+}
+
+#[test]
+fn without_egress_the_policy_stays_ingress_only_and_egress_alone_needs_no_server() {
+    let office = office();
+    let laptop = laptop();
+    let w = world(&[&office, &laptop]);
+    let spec = build(&office, &w, true)
+        .network_policy
+        .expect("policy")
+        .spec
+        .expect("spec");
+    assert_eq!(spec.policy_types.expect("types"), ["Ingress"]);
+    assert!(spec.egress.is_none());
+    // The laptop serves nothing: no ingress rules, but egress ones.
+    let mut laptop = laptop;
+    laptop.spec.egress_policy = true;
+    let spec = build(&laptop, &w, true)
+        .network_policy
+        .expect("policy")
+        .spec
+        .expect("spec");
+    assert_eq!(spec.policy_types.expect("types"), ["Egress"]);
+    assert!(spec.ingress.is_none());
 }
