@@ -587,6 +587,38 @@ mod tests {
         ));
     }
 
+    // Issue 19: `up` serves a peer over HTTPS from a Secret of the manifest; its ca.crt (the
+    // network's CA) is written when the Secret has one and removed when it no longer does.
+    #[test]
+    fn a_peer_with_tls_gets_its_certificate_and_the_network_ca_from_the_manifest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest = |cert: &str| {
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: cert, labels: {{hostrole.dev/use: \"true\"}}}}\nstringData: {{{cert}}}\n---\n\
+                 apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: laptop}}\nspec:\n  peer: {{network: family, seeds: [\"192.0.2.1:7001\"], tls: {{secret: cert}}}}\n"
+            )
+        };
+        let with_ca = manifest("tls.crt: C, tls.key: K, ca.crt: CA");
+        let peer = prepare(&options(dir.path(), &with_ca, "laptop"))
+            .expect("laptop")
+            .peer
+            .expect("peer");
+        let tls = peer.tls.expect("tls");
+        assert_eq!(std::fs::read(&tls.cert).expect("cert"), b"C");
+        let ca = peer.network_ca.expect("the network's CA");
+        assert_eq!(std::fs::read(&ca).expect("ca"), b"CA");
+        assert_eq!(mode(&ca) & 0o077, 0);
+        assert!(peer.index_ca.is_none(), "no index");
+
+        let without = manifest("tls.crt: C, tls.key: K");
+        let peer = prepare(&options(dir.path(), &without, "laptop"))
+            .expect("laptop")
+            .peer
+            .expect("peer");
+        let ca = peer.network_ca.expect("the path is still given");
+        assert!(!ca.exists(), "a ca.crt of an earlier run is not kept");
+    }
+
     #[test]
     fn a_secret_of_the_manifest_without_the_use_label_is_refused_as_in_a_cluster() {
         let dir = tempfile::tempdir().expect("tempdir");

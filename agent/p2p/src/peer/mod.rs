@@ -395,11 +395,11 @@ fn transport(
     let Some(files) = &config.tls else {
         return Ok((None, client::Transport { peers: None, index }));
     };
-    let acceptor = tls::acceptor(files, tls::ALPN_HTTP)?;
     let ca = config.network_ca.clone().unwrap_or_default();
     if !ca.is_file() {
         return Err(PeerError::NoNetworkCa { path: ca });
     }
+    let acceptor = tls::acceptor(files, tls::ALPN_HTTP)?;
     let peers = tls::network_client_config(tls::roots(&ca)?)?;
     Ok((
         Some(acceptor),
@@ -527,6 +527,30 @@ mod tests {
             network_ca: None,
             index_ca: None,
         }
+    }
+
+    #[test]
+    fn a_peer_with_tls_and_no_network_ca_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut with_tls = config(None, None, &["127.0.0.1:7001"]);
+        with_tls.tls = Some(hostrole_config::TlsFiles {
+            cert: dir.path().join("tls.crt"),
+            key: dir.path().join("tls.key"),
+        });
+        with_tls.network_ca = Some(dir.path().join("ca.crt"));
+        let Err(err) = transport(&with_tls) else {
+            panic!("a peer with tls and no CA");
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains(&dir.path().join("ca.crt").display().to_string())
+                && text.contains("as ca.crt"),
+            "{text}"
+        );
+        // Without tls, plain HTTP to peers and the system's roots for an https index.
+        let (acceptor, transport) =
+            transport(&config(None, None, &["127.0.0.1:7001"])).expect("plain");
+        assert!(acceptor.is_none() && transport.peers.is_none() && transport.index.is_none());
     }
 
     #[test]
