@@ -1,6 +1,7 @@
 //! What only a cluster of more than one node shows (e2e/kind.sh runs these on its two-node kind
 //! cluster after the users' suite): a generated NetworkPolicy really blocking an undeclared
-//! client and admitting the declared one, from either node; hosts of one HostRole on both nodes;
+//! client and admitting the declared one, from either node; a peer of another network refused at
+//! the peer port that the peers of its own network reach; hosts of one HostRole on both nodes;
 //! `kubectl drain` of a node moving its hosts and the HostRole recovering; a stopped node
 //! (`docker stop`) named in the status as hosts not ready, and the hosts back when it returns.
 //!
@@ -10,8 +11,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use hostrole_api::HostRole;
+use hostrole_api::rules::ADMIN_PORT;
+use hostrole_api::{HostRole, IndexServer};
 use hostrole_e2e::{Env, eventually, repo_root, run_client_pod};
+use hostrole_operator::desired::NETWORK_LABEL;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -130,18 +133,20 @@ async fn node_names(env: &Env) -> Vec<String> {
     names
 }
 
-/// Runs `script` in a curl pod (restricted) on node `node`; returns its log. The pod must finish
-/// with success: scripts print what they saw rather than fail.
-async fn on_node(env: &Env, ns: &str, name: &str, node: &str, script: &str) -> String {
-    run_client_pod(
-        env,
-        ns,
-        name,
-        Some(node),
-        &[("app", "kind-e2e-probe")],
-        script,
-    )
-    .await
+/// Runs `script` in a curl pod (restricted) on node `node`, with `labels` besides its own;
+/// returns its log. The pod must finish with success: scripts print what they saw rather than
+/// fail.
+async fn on_node(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    node: &str,
+    labels: &[(&str, &str)],
+    script: &str,
+) -> String {
+    let mut all = vec![("app", "kind-e2e-probe")];
+    all.extend_from_slice(labels);
+    run_client_pod(env, ns, name, Some(node), &all, script).await
 }
 
 #[tokio::test]
@@ -218,6 +223,7 @@ spec:
             &ns,
             &format!("stranger-{i}"),
             node,
+            &[],
             &format!(
                 "if curl -s --max-time 5 -o /dev/null http://site-0.site-hosts.{ns}.svc:8080/; then echo 'web REACHED'; else echo 'web blocked'; fi\n\
                  if curl -sf --max-time 5 -o /dev/null http://site-0.site-hosts.{ns}.svc:9901/healthz; then echo 'admin open'; else echo 'admin CLOSED'; fi"
@@ -229,6 +235,206 @@ spec:
             "from node {node} (site runs on {site_node:?}): {log}"
         );
     }
+    env.delete_namespace(&ns).await;
+}
+
+/// The peer port of the tests' peers.
+const PEER_PORT: i32 = 7001;
+
+/// The agent's metrics of host pod `pod`, read through the API server's pod proxy (the admin
+/// port stays open to everyone under the generated policies).
+fn host_metrics(env: &Env, ns: &str, pod: &str) -> Option<String> {
+    let out = env.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/{ns}/pods/{pod}:{ADMIN_PORT}/proxy/metrics"),
+    ]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The value of the sample `series` (its name and labels as exposed) in `metrics`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test]
+#[ignore = "needs a kind cluster with a NetworkPolicy enforcer and the hostrole images (e2e/kind.sh)"]
+async fn network_policy_refuses_a_peer_of_another_network() {
+    let env = Env::new().await;
+    let _release = Release::install(&env).await;
+    let nodes = node_names(&env).await;
+    let ns = env.namespace("peernet").await;
+    // Network alpha: a host on the first node and one on the last, of two HostRoles (so the
+    // policy must admit the other HostRole's pods for their network).
+    let alpha = |name: &str, node: &str| {
+        format!(
+            r#"
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {{name: {name}}}
+spec:
+  replicas: 1
+  networkPolicy: true
+  peer: {{network: alpha, port: {PEER_PORT}}}
+  template:
+    nodeSelector: {{kubernetes.io/hostname: {node}}}
+"#
+        )
+    };
+    apply(
+        &env,
+        &ns,
+        &format!(
+            "{}---{}",
+            alpha("alpha-one", nodes.first().expect("a node")),
+            alpha("alpha-two", nodes.last().expect("a node")),
+        ),
+    );
+    let hostroles: Api<HostRole> = Api::namespaced(env.client.clone(), &ns);
+    for name in ["alpha-one", "alpha-two"] {
+        ready(&hostroles, name, 1).await;
+    }
+    let policy = env.kubectl_ok(&["get", "networkpolicy", "alpha-one", "-n", &ns, "-o", "json"]);
+    assert!(
+        policy.contains(&format!(r#""{NETWORK_LABEL}": "alpha""#)),
+        "alpha-one's policy admits the peers of alpha by their network: {policy}"
+    );
+
+    // A peer of alpha reaches the other through its policy, across nodes: each knows the other
+    // (a peer counts as known only once it answered a signed call of this one).
+    let known = "hostrole_peer_peers_known";
+    for host in ["alpha-one-0", "alpha-two-0"] {
+        eventually(
+            &format!("{host} knows the other peer of alpha"),
+            WAIT,
+            || async { (sample(&host_metrics(&env, &ns, host)?, known)? == 1.0).then_some(()) },
+        )
+        .await;
+    }
+
+    // A pod of network beta (labelled as beta's hosts are) on each node: alpha's peer ports do
+    // not even connect while alpha's admin ports answer, so the refusal is the policy's; a pod
+    // of network alpha on the same node gets an answer from the same peer ports (401: the probe
+    // signs nothing). Not connecting is curl's exit 7 when the enforcer rejects (kube-router,
+    // on the offline node image: ICMP port unreachable), 28 (a timeout) when it drops.
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
+    let alpha_nodes = [
+        placement(&pods, "alpha-one").await,
+        placement(&pods, "alpha-two").await,
+    ];
+    let url = |host: &str, port: i32, path: &str| {
+        format!("http://{host}-0.{host}-hosts.{ns}.svc:{port}{path}")
+    };
+    let probe = |label: &str, url: String| {
+        format!(
+            "code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {url}); echo \"{label} $code exit $?\"\n"
+        )
+    };
+    for (i, node) in nodes.iter().enumerate() {
+        let mut script = String::new();
+        for host in ["alpha-one", "alpha-two"] {
+            script.push_str(&probe(
+                &format!("{host}-peer"),
+                url(host, PEER_PORT, "/v1/resources"),
+            ));
+            script.push_str(&probe(
+                &format!("{host}-admin"),
+                url(host, ADMIN_PORT, "/healthz"),
+            ));
+        }
+        let log = on_node(
+            &env,
+            &ns,
+            &format!("beta-pod-{i}"),
+            node,
+            &[(NETWORK_LABEL, "beta")],
+            &script,
+        )
+        .await;
+        let seen = format!("a pod of beta on {node} (alpha on {alpha_nodes:?}): {log}");
+        for host in ["alpha-one", "alpha-two"] {
+            assert!(
+                ["7", "28"]
+                    .iter()
+                    .any(|exit| log.contains(&format!("{host}-peer 000 exit {exit}\n"))),
+                "{seen}"
+            );
+            assert!(log.contains(&format!("{host}-admin 200 exit 0")), "{seen}");
+        }
+        // The enforcer may admit a new pod a moment after it starts: up to 30 s for the 401.
+        let mut script = String::new();
+        for host in ["alpha-one", "alpha-two"] {
+            let peer = url(host, PEER_PORT, "/v1/resources");
+            script.push_str(&format!(
+                "for i in $(seq 1 30); do [ \"$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 {peer})\" = 401 ] && break; sleep 1; done\n{}",
+                probe(&format!("{host}-peer"), peer.clone())
+            ));
+        }
+        let log = on_node(
+            &env,
+            &ns,
+            &format!("alpha-pod-{i}"),
+            node,
+            &[(NETWORK_LABEL, "alpha")],
+            &script,
+        )
+        .await;
+        for host in ["alpha-one", "alpha-two"] {
+            assert!(
+                log.contains(&format!("{host}-peer 401 exit 0")),
+                "a pod of alpha on {node} (alpha on {alpha_nodes:?}): {log}"
+            );
+        }
+    }
+
+    // A host of network beta, given alpha's hosts as seeds, calls their peer ports every gossip
+    // round and never gets through: alpha refuses no call for a wrong network secret (its
+    // answer to a peer of another network that reaches it), and beta knows no peer, after
+    // three rounds. beta starts only now, with alpha's policy seen enforced: a policy governs
+    // new connections, and one a peer opened before the enforcer had set up a new pod's rules
+    // outlives them (kube-router accepts ESTABLISHED first; the peer keeps it alive).
+    let seeds = ["alpha-one", "alpha-two"]
+        .map(|h| format!("{h}-0.{h}-hosts.{ns}.svc:{PEER_PORT}"))
+        .join(", ");
+    apply(
+        &env,
+        &ns,
+        &format!(
+            r#"
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {{name: beta}}
+spec:
+  replicas: 1
+  networkPolicy: true
+  peer: {{network: beta, port: {PEER_PORT}, seeds: [{seeds}]}}
+"#
+        ),
+    );
+    ready(&hostroles, "beta", 1).await;
+    tokio::time::sleep(Duration::from_secs(
+        3 * IndexServer::default_heartbeat_seconds(),
+    ))
+    .await;
+    let refused = r#"hostrole_agent_errors_total{role="peer",reason="AuthBadSignature"}"#;
+    for host in ["alpha-one-0", "alpha-two-0"] {
+        let metrics = host_metrics(&env, &ns, host).expect("metrics");
+        assert_eq!(
+            sample(&metrics, refused).unwrap_or(0.0),
+            0.0,
+            "{host} was reached by a peer of another network"
+        );
+    }
+    let metrics = host_metrics(&env, &ns, "beta-0").expect("metrics");
+    assert_eq!(sample(&metrics, known), Some(0.0), "beta knows a peer");
     env.delete_namespace(&ns).await;
 }
 
