@@ -1,16 +1,20 @@
 //! The user-facing e2e suite: install the chart, apply every example, check from inside the
-//! cluster that each role really serves, run `helm test`, uninstall, and check nothing is left.
+//! cluster that each role really serves, reach web and mail from this machine through a NodePort
+//! Service (`spec.expose`), run `helm test`, uninstall, and check nothing is left.
 //!
-//! It needs nodes that run containers and the images loaded into them (`e2e/kind.sh` does both).
+//! It needs nodes that run containers and the images loaded into them (`e2e/kind.sh` does both),
+//! and, for the NodePort step, a machine that reaches the nodes' addresses, and curl.
 //! The local control plane used in CI simulates pods with kwok, so CI runs the chart and operator
 //! tests (`chart.rs`, `control_plane.rs`) there, and this suite on a real local node
 //! (`e2e/real-node.sh`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hostrole_api::HostRole;
 use hostrole_api::rules::ADMIN_PORT;
 use hostrole_e2e::{Env, eventually, repo_root, run_client_pod};
+use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
@@ -177,6 +181,9 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
         "bob at south has alice's mail from north: {log}"
     );
 
+    // Web and mail from this machine, outside the cluster, through a NodePort Service.
+    web_and_mail_through_node_ports(&env, &ns, &hostroles).await;
+
     // Peers (examples/p2p-*.yaml): in every network a file uploaded through one host's UI is
     // found and fetched through another's, and arrives intact.
     peers_exchange_a_file(&env, &ns, &hostroles).await;
@@ -313,6 +320,196 @@ fn curl(args: &[&str]) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What a server says first on a new connection to `address` (an SMTP, IMAP or POP3 greeting),
+/// read as plain TCP from this machine.
+fn greeting(address: &str) -> std::io::Result<String> {
+    use std::io::{BufRead, BufReader};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let to = address.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no address for {address}"),
+        )
+    })?;
+    let stream = TcpStream::connect_timeout(&to, Duration::from_secs(10))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line)?;
+    Ok(line)
+}
+
+/// `spec.expose` with a NodePort Service, used from this machine as a user outside the cluster
+/// uses it: the web page and the mail greetings through the node ports at every node's address
+/// (with the default external traffic policy every node answers, also one that runs no host),
+/// and a message sent over SMTP through one node read back over IMAP through another. This
+/// machine must reach the nodes' addresses: it does with kind on Linux (a Docker network) and
+/// with the real node; Docker Desktop keeps kind's nodes in a VM whose addresses it does not.
+async fn web_and_mail_through_node_ports(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
+    let manifest = hostrole_e2e::TempManifest::new(
+        "outside.yaml",
+        r#"
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {name: outside}
+spec:
+  replicas: 1
+  servers:
+    web:
+      port: 8080
+      site:
+        files:
+          - path: index.html
+            content: "reached from outside through a node port\n"
+    mail:
+      smtpPort: 2525
+      submissionPort: 2587
+      imapPort: 1143
+      pop3Port: 1110
+      domains: [outside.lan]
+      users: {secret: office-users}   # examples/home-office.yaml's accounts
+      allowPlaintextAuth: true
+  expose: {type: NodePort, roles: [web, mail]}
+"#,
+    );
+    env.kubectl_ok(&[
+        "apply",
+        "-n",
+        ns,
+        "-f",
+        manifest.path().to_str().expect("utf-8"),
+    ]);
+    let hr = eventually("outside is Ready", WAIT, || async {
+        let hr = hostroles.get("outside").await.ok()?;
+        hr.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(hr)
+    })
+    .await;
+    let services: Api<Service> = Api::namespaced(env.client.clone(), ns);
+    let spec = services
+        .get("outside-external")
+        .await
+        .expect("the external Service")
+        .spec
+        .expect("spec");
+    assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+    let node_ports: BTreeMap<String, i32> = spec
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| Some((p.name?, p.node_port?)))
+        .collect();
+    assert_eq!(
+        node_ports.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["imap", "pop3", "smtp", "submission", "web"],
+        "a node port for each port of web and mail"
+    );
+    // `address:port` of the node port named `name` (an IPv6 address in brackets).
+    let at = |address: &str, name: &str| {
+        let port = node_ports[name];
+        if address.contains(':') {
+            format!("[{address}]:{port}")
+        } else {
+            format!("{address}:{port}")
+        }
+    };
+
+    // Every node's address, as the cluster gives it (kind: the node container's address on its
+    // Docker network; a real node: its own).
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    let addresses: Vec<String> = nodes
+        .list(&ListParams::default())
+        .await
+        .expect("nodes")
+        .items
+        .into_iter()
+        .filter_map(|n| {
+            n.status?
+                .addresses?
+                .into_iter()
+                .find(|a| a.type_ == "InternalIP")
+                .map(|a| a.address)
+        })
+        .collect();
+    assert!(!addresses.is_empty(), "nodes with an InternalIP");
+    let url = |address: &str| format!("http://{}/", at(address, "web"));
+
+    // The status names the web role's address outside: a node that runs the host.
+    let external: Vec<String> = hr
+        .status
+        .expect("status")
+        .endpoints
+        .into_iter()
+        .filter(|e| e.scope == "External" && e.role == "web")
+        .map(|e| e.url)
+        .collect();
+    assert!(
+        external
+            .iter()
+            .any(|u| addresses.iter().any(|a| *u == url(a))),
+        "status.endpoints names a node's web address ({addresses:?}): {external:?}"
+    );
+
+    for address in &addresses {
+        let page = eventually(
+            &format!(
+                "the web page through {} (from this machine: is the node's address reachable?)",
+                url(address)
+            ),
+            Duration::from_secs(60),
+            || async { curl(&[&url(address)]) },
+        )
+        .await;
+        assert_eq!(
+            page,
+            "reached from outside through a node port\n",
+            "{}",
+            url(address)
+        );
+        for (name, first) in [("smtp", "220 "), ("imap", "* OK"), ("pop3", "+OK")] {
+            let to = at(address, name);
+            let said = greeting(&to).unwrap_or_else(|e| {
+                panic!("{name} greeting at {to} (node {address}, from this machine): {e}")
+            });
+            assert!(said.starts_with(first), "{name} at {to} greets: {said:?}");
+        }
+    }
+
+    let (first, last) = (&addresses[0], &addresses[addresses.len() - 1]);
+    let dir = hostrole_e2e::tempdir().expect("tempdir");
+    let message = dir.path().join("m.eml");
+    std::fs::write(
+        &message,
+        "From: alice@outside.lan\r\nTo: bob@outside.lan\r\nSubject: e2e\r\n\r\nfrom outside the cluster\r\n",
+    )
+    .expect("write");
+    curl(&[
+        "--url",
+        &format!("smtp://{}", at(first, "smtp")),
+        "--mail-from",
+        "alice@outside.lan",
+        "--mail-rcpt",
+        "bob@outside.lan",
+        "-T",
+        message.to_str().expect("utf-8"),
+    ])
+    .unwrap_or_else(|| panic!("SMTP through {}", at(first, "smtp")));
+    let read = curl(&[
+        "-u",
+        "bob:change-me-too",
+        &format!("imap://{}/INBOX;UID=1", at(last, "imap")),
+    ])
+    .unwrap_or_default();
+    assert!(
+        read.contains("from outside the cluster"),
+        "bob reads it over IMAP through {}: {read:?}",
+        at(last, "imap")
+    );
 }
 
 async fn peers_exchange_a_file(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
