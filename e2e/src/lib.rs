@@ -368,14 +368,7 @@ impl Operator {
     /// family with labels shows nothing until its first sample). An operator that does not
     /// answer fails the test.
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        samples(&self.metrics_text(), name)
-            .filter(|l| {
-                labels
-                    .iter()
-                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_in(&self.metrics_text(), name, labels)
     }
 
     /// Sum of metric `name`'s samples, which must exist (a plain counter or gauge, e.g.
@@ -408,6 +401,19 @@ impl Operator {
     pub fn process(&mut self) -> &mut Proc {
         &mut self.proc
     }
+}
+
+/// Sum of the samples of metric `name` in a Prometheus text whose labels contain every `labels`
+/// pair; 0 when there are none (a family with labels shows nothing until its first sample).
+pub fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(text, name)
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The sample lines of metric `name` in a Prometheus text.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use hostrole_api::rules::ADMIN_PORT;
 use hostrole_api::{HostRole, IndexServer};
-use hostrole_e2e::{Env, eventually, repo_root, run_client_pod};
+use hostrole_e2e::{Env, eventually, metric_in, repo_root, run_client_pod};
 use hostrole_operator::desired::NETWORK_LABEL;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::ListParams;
@@ -254,17 +254,6 @@ fn host_metrics(env: &Env, ns: &str, pod: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The value of the sample `series` (its name and labels as exposed) in `metrics`.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 #[tokio::test]
 #[ignore = "needs a kind cluster with a NetworkPolicy enforcer and the hostrole images (e2e/kind.sh)"]
 async fn network_policy_refuses_a_peer_of_another_network() {
@@ -315,7 +304,9 @@ spec:
         eventually(
             &format!("{host} knows the other peer of alpha"),
             WAIT,
-            || async { (sample(&host_metrics(&env, &ns, host)?, known)? == 1.0).then_some(()) },
+            || async {
+                (metric_in(&host_metrics(&env, &ns, host)?, known, &[]) == 1.0).then_some(())
+            },
         )
         .await;
     }
@@ -424,17 +415,17 @@ spec:
         3 * IndexServer::default_heartbeat_seconds(),
     ))
     .await;
-    let refused = r#"hostrole_agent_errors_total{role="peer",reason="AuthBadSignature"}"#;
+    let refused = [("role", "peer"), ("reason", "AuthBadSignature")];
     for host in ["alpha-one-0", "alpha-two-0"] {
         let metrics = host_metrics(&env, &ns, host).expect("metrics");
         assert_eq!(
-            sample(&metrics, refused).unwrap_or(0.0),
+            metric_in(&metrics, "hostrole_agent_errors_total", &refused),
             0.0,
             "{host} was reached by a peer of another network"
         );
     }
     let metrics = host_metrics(&env, &ns, "beta-0").expect("metrics");
-    assert_eq!(sample(&metrics, known), Some(0.0), "beta knows a peer");
+    assert_eq!(metric_in(&metrics, known, &[]), 0.0, "beta knows a peer");
     env.delete_namespace(&ns).await;
 }
 
