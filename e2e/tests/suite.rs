@@ -88,16 +88,7 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
         names.push(hr.name_any());
     }
     for name in &names {
-        eventually(&format!("{name} is Ready"), WAIT, || async {
-            let hr = hostroles.get(name).await.ok()?;
-            hr.status
-                .as_ref()?
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-                .then_some(())
-        })
-        .await;
+        ready(&hostroles, name).await;
     }
 
     // Every host's agent reports each of its roles ready on its own /metrics (read from inside
@@ -217,6 +208,20 @@ async fn chart_examples_and_roles_work_in_a_real_cluster() {
     )
     .await;
     env.delete_namespace(&system).await;
+}
+
+/// HostRole `name` once its Ready condition is True.
+async fn ready(hostroles: &Api<HostRole>, name: &str) -> HostRole {
+    eventually(&format!("{name} is Ready"), WAIT, || async {
+        let hr = hostroles.get(name).await.ok()?;
+        hr.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(hr)
+    })
+    .await
 }
 
 /// Each host's agent, asked on its admin port from a pod, reports every role it plays ready
@@ -380,16 +385,7 @@ spec:
         "-f",
         manifest.path().to_str().expect("utf-8"),
     ]);
-    let hr = eventually("outside is Ready", WAIT, || async {
-        let hr = hostroles.get("outside").await.ok()?;
-        hr.status
-            .as_ref()?
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-            .then_some(hr)
-    })
-    .await;
+    let hr = ready(hostroles, "outside").await;
     let services: Api<Service> = Api::namespaced(env.client.clone(), ns);
     let spec = services
         .get("outside-external")
