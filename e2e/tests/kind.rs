@@ -1,7 +1,8 @@
 //! What only a cluster of more than one node shows (e2e/kind.sh runs these on its two-node kind
 //! cluster after the users' suite): a generated NetworkPolicy really blocking an undeclared
 //! client and admitting the declared one, from either node; a peer of another network refused at
-//! the peer port that the peers of its own network reach; hosts of one HostRole on both nodes;
+//! the peer port that the peers of its own network reach; an egress policy letting a host reach
+//! only what it declares; hosts of one HostRole on both nodes;
 //! `kubectl drain` of a node moving its hosts and the HostRole recovering; a stopped node
 //! (`docker stop`) named in the status as hosts not ready, and the hosts back when it returns.
 //!
@@ -426,6 +427,132 @@ spec:
     }
     let metrics = host_metrics(&env, &ns, "beta-0").expect("metrics");
     assert_eq!(metric_in(&metrics, known, &[]), 0.0, "beta knows a peer");
+    env.delete_namespace(&ns).await;
+}
+
+// Issue 19: egress. A host with egressPolicy reaches DNS, the server its client names (on that
+// server's ports), and the API server (its agent reports on its own pod); another server, and
+// the admin port of its own server, are closed to it.
+#[tokio::test]
+#[ignore = "needs a kind cluster with a NetworkPolicy enforcer and the hostrole images (e2e/kind.sh)"]
+async fn egress_policy_lets_a_host_reach_only_what_it_declares() {
+    let env = Env::new().await;
+    let _release = Release::install(&env).await;
+    let ns = env.namespace("egress").await;
+    let site = |name: &str| {
+        format!(
+            r#"
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {{name: {name}}}
+spec:
+  replicas: 1
+  servers:
+    web:
+      port: 8080
+      site:
+        files:
+          - path: index.html
+            content: "served by {name}\n"
+"#
+        )
+    };
+    apply(
+        &env,
+        &ns,
+        &format!(
+            "{}---{}---{}",
+            site("site"),
+            site("other"),
+            r#"
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {name: reader}
+spec:
+  replicas: 1
+  egressPolicy: true
+  clients:
+    - service: web
+      server: site
+      every: 5s
+      expect: {status: 200, contains: served by site}
+"#
+        ),
+    );
+    let hostroles: Api<HostRole> = Api::namespaced(env.client.clone(), &ns);
+    for name in ["site", "other", "reader"] {
+        ready(&hostroles, name, 1).await;
+    }
+    let policy = env.kubectl_ok(&["get", "networkpolicy", "reader", "-n", &ns, "-o", "json"]);
+    assert!(
+        policy.contains("\"Egress\"") && !policy.contains("\"Ingress\""),
+        "an egress-only policy: {policy}"
+    );
+    // Through the policy, by name (DNS), the reader's host fetches the declared page and writes
+    // the result on its pod (the API server): its client is healthy.
+    eventually("the reader's client is healthy", WAIT, || async {
+        let status = hostroles.get("reader").await.ok()?.status?;
+        let ok = status
+            .hosts
+            .iter()
+            .all(|h| !h.clients.is_empty() && h.clients.iter().all(|c| c.ok));
+        let healthy = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "ClientsHealthy" && c.status == "True");
+        (ok && healthy && !status.hosts.is_empty()).then_some(())
+    })
+    .await;
+
+    // A pod that the reader's policy selects (its hosts' labels), on each node: the declared
+    // server answers, the other server and the site's admin port do not even connect, the API
+    // server does.
+    let url = |host: &str, port: i32, path: &str| {
+        format!("http://{host}-0.{host}-hosts.{ns}.svc:{port}{path}")
+    };
+    let probe = |label: &str, url: &str| {
+        format!(
+            "code=$(curl -sk -o /dev/null -w '%{{http_code}}' --max-time 5 {url}); echo \"{label} $code exit $?\"\n"
+        )
+    };
+    let declared = url("site", 8080, "/");
+    let mut script = format!(
+        "for i in $(seq 1 30); do [ \"$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 {declared})\" = 200 ] && break; sleep 1; done\n"
+    );
+    script.push_str(&probe("declared", &declared));
+    script.push_str(&probe("other", &url("other", 8080, "/")));
+    script.push_str(&probe("admin", &url("site", ADMIN_PORT, "/healthz")));
+    script.push_str(&probe("api", "https://kubernetes.default.svc/version"));
+    for (i, node) in node_names(&env).await.iter().enumerate() {
+        let log = on_node(
+            &env,
+            &ns,
+            &format!("reader-probe-{i}"),
+            node,
+            &[
+                ("app.kubernetes.io/name", "hostrole-host"),
+                ("app.kubernetes.io/instance", "reader"),
+            ],
+            &script,
+        )
+        .await;
+        let seen = format!("from node {node}: {log}");
+        assert!(log.contains("declared 200 exit 0"), "{seen}");
+        for closed in ["other", "admin"] {
+            assert!(
+                ["7", "28"]
+                    .iter()
+                    .any(|exit| log.contains(&format!("{closed} 000 exit {exit}\n"))),
+                "{seen}"
+            );
+        }
+        assert!(
+            ["200", "401", "403"]
+                .iter()
+                .any(|code| log.contains(&format!("api {code} exit 0"))),
+            "{seen}"
+        );
+    }
     env.delete_namespace(&ns).await;
 }
 
