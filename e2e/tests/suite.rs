@@ -349,8 +349,9 @@ fn greeting(address: &str) -> std::io::Result<String> {
 /// uses it: the web page and the mail greetings through the node ports at every node's address
 /// (with the default external traffic policy every node answers, also one that runs no host),
 /// and a message sent over SMTP through one node read back over IMAP through another. This
-/// machine must reach the nodes' addresses: it does with kind on Linux (a Docker network) and
-/// with the real node; Docker Desktop keeps kind's nodes in a VM whose addresses it does not.
+/// machine must reach the nodes' addresses: kind's on Linux are on a Docker network it routes
+/// to; the real node's is this machine's bridge address, where its kube-proxy opens node ports
+/// (e2e/cluster/node-up.sh); Docker Desktop keeps kind's nodes in a VM it cannot reach.
 async fn web_and_mail_through_node_ports(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
     let manifest = hostrole_e2e::TempManifest::new(
         "outside.yaml",
