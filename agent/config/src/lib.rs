@@ -72,6 +72,11 @@ pub struct HttpLimitsConfig {
     /// of the listener's connection limit, at least 8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections_per_ip: Option<usize>,
+    /// Seconds after which a connection takes no new request and closes once the ones in flight
+    /// are answered (HTTP/1 `Connection: close`, HTTP/2 GOAWAY), so long-lived clients pick up
+    /// NetworkPolicy and certificate changes. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connection_age_seconds: Option<u64>,
 }
 
 /// The index role's configuration.

@@ -6,6 +6,10 @@
 //! Limits (defaults in [`limits`], overridable by `http:` in the agent configuration):
 //! - a new connection must send a complete request head within the header timeout (20 s), which
 //!   also covers HTTP version detection; HTTP/1 gets the same time for each later request head;
+//! - a connection older than the maximum age (10 min) takes no new request and closes once
+//!   the requests in flight are answered, however long they take (HTTP/1 `Connection: close`,
+//!   HTTP/2 GOAWAY), so a client that keeps it busy still reconnects and meets NetworkPolicies
+//!   and certificates changed since;
 //! - a connection with no request in flight for the idle timeout (60 s) is closed (HTTP/1
 //!   keep-alive and HTTP/2); HTTP/2 connections are PINGed every half idle timeout and dropped
 //!   when a PING is not answered within the header timeout; a response the client stops reading for the idle timeout is
@@ -250,7 +254,12 @@ async fn connection<S>(
     tokio::pin!(served);
     let watchdog = tokio::time::sleep(limits.header_timeout.min(limits.idle_timeout));
     tokio::pin!(watchdog);
+    let aged = tokio::time::sleep(limits.max_connection_age);
+    tokio::pin!(aged);
     let mut closing = false;
+    // Closing because of its age: the requests in flight may take as long as they need (a
+    // large download), so the watchdog keeps judging the connection as before.
+    let mut aging = false;
     loop {
         tokio::select! {
             ended = served.as_mut() => {
@@ -263,12 +272,23 @@ async fn connection<S>(
                 tracing::debug!(role, %peer, evicted = conn.evicted(), "connection closed to make room");
                 return;
             }
-            _ = stop.cancelled(), if !closing => {
+            _ = stop.cancelled(), if !closing || aging => {
+                // Closing for its age already shut it down gracefully; from now on the stop's
+                // grace applies.
+                if !closing {
+                    served.as_mut().graceful_shutdown();
+                }
                 closing = true;
+                aging = false;
+            }
+            _ = aged.as_mut(), if !closing => {
+                tracing::debug!(role, %peer, "closing a connection at its maximum age");
+                closing = true;
+                aging = true;
                 served.as_mut().graceful_shutdown();
             }
             _ = watchdog.as_mut() => {
-                if closing {
+                if closing && !aging {
                     // Asked to close and did not within the grace: drop it.
                     if !stop.is_cancelled() {
                         return;
@@ -280,8 +300,12 @@ async fn connection<S>(
                     Verdict::Fine(at) => watchdog.as_mut().reset(at.into()),
                     Verdict::Idle => {
                         tracing::debug!(role, %peer, "closing an idle connection");
+                        if !closing {
+                            served.as_mut().graceful_shutdown();
+                        }
                         closing = true;
-                        served.as_mut().graceful_shutdown();
+                        // Idle: nothing is in flight, so the next look drops it.
+                        aging = false;
                         watchdog.as_mut().reset(tokio::time::Instant::now() + CLOSE_GRACE);
                     }
                     Verdict::Stuck => {

@@ -483,3 +483,113 @@ fn the_file_role_honours_if_range_and_several_ranges_too() {
         r.headers
     );
 }
+
+/// Reads one HTTP/1.1 response (head and a `Content-Length` body); `None` at EOF.
+fn read_response(stream: &mut TcpStream) -> Option<(String, usize)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => head.push(byte[0]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    Some((head, length))
+}
+
+// A client that keeps one connection busy forever would never meet a NetworkPolicy or a
+// certificate changed after it connected: at its maximum age the connection ends (after the
+// answer in flight, if any).
+#[test]
+fn a_busy_connection_is_closed_at_its_maximum_age() {
+    let host = Host::start("http:\n  maxConnectionAgeSeconds: 2\n", 64);
+    let mut stream = idle_connection(host.web);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut answers = 0;
+    let last = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(12),
+            "still open after {answers} requests"
+        );
+        if stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .is_err()
+        {
+            break None;
+        }
+        match read_response(&mut stream) {
+            None => break None,
+            Some((head, _)) => {
+                assert!(head.starts_with("http/1.1 200"), "{head}");
+                answers += 1;
+                if head.contains("connection: close") {
+                    break Some(head);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let age = started.elapsed();
+    // Either a request was in flight at that age (its answer says `Connection: close`) or the
+    // connection was between requests and is closed there (a client sends its next request on
+    // a new connection, as after any keep-alive close).
+    println!(
+        "closed after {answers} answers; last with Connection: close: {}",
+        last.is_some()
+    );
+    assert!(
+        age >= Duration::from_secs(2) && answers > 5,
+        "closed at {age:?} after {answers} answers"
+    );
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "nothing after the close");
+}
+
+// …but a request in flight at that age is answered to its end, however long it takes.
+#[test]
+fn a_download_in_flight_at_the_maximum_age_is_finished() {
+    let host = Host::start("http:\n  maxConnectionAgeSeconds: 1\n", 64);
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(64 << 10).expect("small buffer");
+    socket
+        .connect(&SocketAddr::from(([127, 0, 0, 1], host.web)).into())
+        .expect("connect");
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let started = Instant::now();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 64 << 10];
+    // At most 64 KiB per 4 ms: 64 MiB take over 4 s, past the age and the grace after it.
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(e) => panic!("the download was cut after {total} bytes: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    let took = started.elapsed();
+    assert!(
+        took > Duration::from_secs(3),
+        "the download outlived the age: {took:?}"
+    );
+    assert!(total > HUGE, "the whole body and its head: {total} bytes");
+}

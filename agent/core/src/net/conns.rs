@@ -527,6 +527,7 @@ mod tests {
             header_timeout: Duration::from_millis(30),
             idle_timeout: Duration::from_millis(80),
             max_connections_per_ip: None,
+            max_connection_age: Duration::from_secs(600),
         };
         let r = Registry::new();
         let Admission::Admitted(c) = r.admit(key("10.0.0.1"), 8) else {

@@ -10,6 +10,10 @@ use hostrole_config::HttpLimitsConfig;
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default time a connection may stay open with no request in flight.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default age after which a connection takes no new request (the one in flight finishes):
+/// a client that keeps one connection busy forever still reconnects, so a NetworkPolicy or
+/// certificate changed since is applied to it (nginx's `keepalive_time`, 1 h there).
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
 /// Request line and header fields together, HTTP/1 (hyper's read buffer, so also the most read
 /// at once); HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE is the same. nginx's defaults allow 1 KiB +
 /// 4 × 8 KiB.
@@ -32,6 +36,9 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// Connections one address may hold; `None`: derived from the listener's limit.
     pub max_connections_per_ip: Option<usize>,
+    /// After this long a connection is closed gracefully: no new request, the ones in flight
+    /// finish.
+    pub max_connection_age: Duration,
 }
 
 impl Default for HttpLimits {
@@ -40,6 +47,7 @@ impl Default for HttpLimits {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections_per_ip: None,
+            max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
         }
     }
 }
@@ -66,6 +74,9 @@ impl HttpLimits {
             limits.idle_timeout = Duration::from_secs(s.max(1));
         }
         limits.max_connections_per_ip = c.max_connections_per_ip.map(|n| n.max(1));
+        if let Some(s) = c.max_connection_age_seconds {
+            limits.max_connection_age = Duration::from_secs(s.max(1));
+        }
         limits
     }
 
@@ -106,7 +117,10 @@ mod tests {
             max_connections_per_ip: Some(3),
             header_timeout_seconds: Some(0),
             idle_timeout_seconds: Some(5),
+            max_connection_age_seconds: Some(30),
         }));
+        assert_eq!(c.max_connection_age, Duration::from_secs(30));
+        assert_eq!(d.max_connection_age, DEFAULT_MAX_CONNECTION_AGE);
         assert_eq!(c.per_ip(1024), 3);
         assert_eq!(c.header_timeout, Duration::from_secs(1));
         assert_eq!(c.idle_timeout, Duration::from_secs(5));
