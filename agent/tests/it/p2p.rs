@@ -156,19 +156,9 @@ fn hybrid_network_spreads_a_file_survives_a_killed_source_and_an_index_restart()
     assert_eq!(code, 401);
 
     // B finds the file at the index and fetches it from A.
-    let hit = wait_for(
-        "B to find big.bin at the index",
-        Duration::from_secs(10),
-        || {
-            b.search("BIG")
-                .into_iter()
-                .find(|h| h["hash"] == hash.as_str())
-        },
-    );
+    let hit = b.find("B to find big.bin at the index", "BIG", &hash);
     assert_eq!(hit["peers"], serde_json::json!([a_id]));
-    assert_eq!(b.start_download(&hash).0, 202);
-    wait_complete(&b, &hash, Duration::from_secs(30));
-    assert_eq!(file_hash(&b.share().join("big.bin")), Some(hash.clone()));
+    b.fetch_as(&hash, "big.bin");
 
     // The index restarts empty; the peers register again and lookups work. (How fast: a
     // benchmark, bench/index-recovery.sh, not a bound here.)
@@ -986,19 +976,9 @@ fn a_peer_restarted_while_the_index_is_down_still_fetches_from_the_peers_it_knew
 
     index.kill();
     b.restart();
-    let hit = wait_for(
-        "B to find the file without the index",
-        Duration::from_secs(20),
-        || {
-            b.search("kept")
-                .into_iter()
-                .find(|h| h["hash"] == hash.as_str())
-        },
-    );
+    let hit = b.find("B to find the file without the index", "kept", &hash);
     assert_eq!(hit["peers"].as_array().map(Vec::len), Some(2), "{hit}");
-    assert_eq!(b.start_download(&hash).0, 202);
-    wait_complete(&b, &hash, Duration::from_secs(30));
-    assert_eq!(file_hash(&b.share().join("kept.bin")), Some(hash));
+    b.fetch_as(&hash, "kept.bin");
     drop(c);
 }
 
@@ -1058,19 +1038,9 @@ fn peers_and_their_index_speak_https_checked_against_the_network_ca() {
     ]);
     assert_eq!(code, 401, "the peer protocol over verified HTTPS");
 
-    let hit = wait_for(
-        "B to find A's file through the index",
-        Duration::from_secs(20),
-        || {
-            b.search("over-tls")
-                .into_iter()
-                .find(|h| h["hash"] == hash.as_str())
-        },
-    );
+    let hit = b.find("B to find A's file through the index", "over-tls", &hash);
     assert_eq!(hit["peers"].as_array().map(Vec::len), Some(1), "{hit}");
-    assert_eq!(b.start_download(&hash).0, 202);
-    wait_complete(&b, &hash, Duration::from_secs(30));
-    assert_eq!(file_hash(&b.share().join("over-tls.bin")), Some(hash));
+    b.fetch_as(&hash, "over-tls.bin");
 }
 
 // A peer whose certificate another CA signed holds the network's secret but is not taken as a

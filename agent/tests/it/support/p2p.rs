@@ -249,6 +249,26 @@ impl Node {
             .cloned()
             .unwrap_or_default()
     }
+
+    /// The search hit for `hash` once a search for `query` lists it (`what` names the wait).
+    pub fn find(&self, what: &str, query: &str, hash: &str) -> serde_json::Value {
+        wait_for(what, Duration::from_secs(20), || {
+            self.search(query).into_iter().find(|h| h["hash"] == hash)
+        })
+    }
+
+    /// Downloads `hash` through the UI and checks that `name` in the share is it, BLAKE3 and
+    /// all; the download's record.
+    pub fn fetch_as(&self, hash: &str, name: &str) -> serde_json::Value {
+        assert_eq!(self.start_download(hash).0, 202);
+        let record = wait_complete(self, hash, Duration::from_secs(30));
+        assert_eq!(
+            file_hash(&self.share().join(name)).as_deref(),
+            Some(hash),
+            "{name} on disk"
+        );
+        record
+    }
 }
 
 /// `hostrole-agent run --config CONFIG`, logging to `CONFIG.out`/`CONFIG.err` beside it.
