@@ -417,7 +417,8 @@ spec:
     };
 
     // Every node's address, as the cluster gives it (kind: the node container's address on its
-    // Docker network; a real node: its own).
+    // Docker network; a real node: its own). Not the real-node stage's kwok node: its kubelet is
+    // simulated, and nothing listens on its address.
     let nodes: Api<Node> = Api::all(env.client.clone());
     let addresses: Vec<String> = nodes
         .list(&ListParams::default())
@@ -425,6 +426,7 @@ spec:
         .expect("nodes")
         .items
         .into_iter()
+        .filter(|n| !n.annotations().contains_key("kwok.x-k8s.io/node"))
         .filter_map(|n| {
             n.status?
                 .addresses?
