@@ -516,11 +516,15 @@ spec:
         )
     };
     let declared = url("site", 8080, "/");
+    let other = url("other", 8080, "/");
+    // The enforcer sets up a new pod's egress rules a moment after it starts: first wait (up to
+    // 60 s) until the undeclared server stops answering, and for the declared one to answer.
     let mut script = format!(
-        "for i in $(seq 1 30); do [ \"$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 {declared})\" = 200 ] && break; sleep 1; done\n"
+        "for i in $(seq 1 60); do curl -s -o /dev/null --max-time 2 {other} || break; sleep 1; done\n\
+         for i in $(seq 1 30); do [ \"$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 {declared})\" = 200 ] && break; sleep 1; done\n"
     );
     script.push_str(&probe("declared", &declared));
-    script.push_str(&probe("other", &url("other", 8080, "/")));
+    script.push_str(&probe("other", &other));
     script.push_str(&probe("admin", &url("site", ADMIN_PORT, "/healthz")));
     script.push_str(&probe("api", "https://kubernetes.default.svc/version"));
     for (i, node) in node_names(&env).await.iter().enumerate() {
