@@ -209,3 +209,20 @@ fn fail(error: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("error: {error}");
     ExitCode::FAILURE
 }
+
+#[cfg(test)]
+mod tests {
+    use super::url;
+
+    #[test]
+    fn a_listener_with_tls_is_printed_as_an_https_url() {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 7001));
+        for label in ["web+tls", "file+tls", "index+tls", "peer+tls"] {
+            assert_eq!(url(label, &addr), "https://127.0.0.1:7001/", "{label}");
+        }
+        for label in ["web", "index", "peer", "peer-ui"] {
+            assert_eq!(url(label, &addr), "http://127.0.0.1:7001/", "{label}");
+        }
+        assert_eq!(url("imaps", &addr), "imaps://127.0.0.1:7001");
+    }
+}

@@ -706,13 +706,7 @@ impl Renderer<'_> {
         }
         if self.local().is_some() {
             return Err(RenderError::Unsupported {
-                field: match role {
-                    "web" => "spec.servers.web.tls.issuerRef",
-                    "file" => "spec.servers.file.tls.issuerRef",
-                    "index" => "spec.servers.index.tls.issuerRef",
-                    "peer" => "spec.peer.tls.issuerRef",
-                    _ => "spec.servers.mail.tls.issuerRef",
-                },
+                field: tls_issuer_ref_field(role),
                 why: "needs a cluster with cert-manager",
                 instead: "for a standalone host use tls.secret with a kubernetes.io/tls Secret in the manifest",
             });
@@ -1610,12 +1604,18 @@ impl Renderer<'_> {
 /// The URL scheme of an HTTP role: `https` when it serves TLS.
 /// Where a role's `tls` stands in the spec.
 pub fn tls_field(role: &str) -> &'static str {
+    let field = tls_issuer_ref_field(role);
+    field.strip_suffix(".issuerRef").unwrap_or(field)
+}
+
+/// Where a role's `tls.issuerRef` stands in the spec (a static name, for errors).
+fn tls_issuer_ref_field(role: &str) -> &'static str {
     match role {
-        "web" => "spec.servers.web.tls",
-        "file" => "spec.servers.file.tls",
-        "mail" => "spec.servers.mail.tls",
-        "index" => "spec.servers.index.tls",
-        _ => "spec.peer.tls",
+        "web" => "spec.servers.web.tls.issuerRef",
+        "file" => "spec.servers.file.tls.issuerRef",
+        "mail" => "spec.servers.mail.tls.issuerRef",
+        "index" => "spec.servers.index.tls.issuerRef",
+        _ => "spec.peer.tls.issuerRef",
     }
 }
 
