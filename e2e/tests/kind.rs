@@ -581,7 +581,7 @@ async fn hosts_spread_move_on_drain_and_come_back_after_a_node_stops() {
         "HOSTROLE_KIND_CLUSTER names the kind cluster whose node containers this test stops"
     );
     let env = Env::new().await;
-    let _release = Release::install(&env).await;
+    let release = Release::install(&env).await;
     let nodes = node_names(&env).await;
     assert_eq!(nodes.len(), 2, "two nodes: {nodes:?}");
     let ns = env.namespace("nodes").await;
@@ -667,12 +667,15 @@ spec:
     assert!(!lost.is_empty(), "hosts on {worker}: {placed:?}");
     docker(&["stop", &worker]);
     let restart = scopeguard(&worker);
-    eventually(
-        &format!("the status names {lost:?} as not ready"),
-        WAIT,
-        || async {
-            let hr = hostroles.get("fleet").await.ok()?;
-            let status = hr.status?;
+    // Polled by hand rather than with `eventually`: when it times out, the failure shows what the
+    // status, the pods, the nodes and the operator said (a CI run once timed out here and the
+    // message alone could not say why).
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last = String::from("no status read yet");
+    loop {
+        if let Ok(hr) = hostroles.get("fleet").await
+            && let Some(status) = hr.status
+        {
             let not_ready: BTreeSet<String> = status
                 .hosts
                 .iter()
@@ -682,15 +685,66 @@ spec:
             let ready_cond = status
                 .conditions
                 .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            (not_ready == lost && status.ready_hosts == replicas - lost.len() as i32 && !ready_cond)
-                .then_some(())
-        },
-    )
-    .await;
+                .find(|c| c.type_ == "Ready")
+                .map(|c| format!("{} ({}: {})", c.status, c.reason, c.message));
+            if not_ready == lost
+                && status.ready_hosts == replicas - lost.len() as i32
+                && ready_cond
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with("False"))
+            {
+                break;
+            }
+            last = format!(
+                "not ready {not_ready:?}, readyHosts {}, Ready {ready_cond:?}",
+                status.ready_hosts
+            );
+        }
+        if std::time::Instant::now() >= deadline {
+            panic!(
+                "timed out after {WAIT:?} waiting until the status names {lost:?} as not ready \
+                 once {worker} stopped; last status: {last}\n{}",
+                diagnose(&env, &ns, &release.namespace)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     drop(restart);
     ready(&hostroles, "fleet", replicas).await;
     env.delete_namespace(&ns).await;
+}
+
+/// What the cluster looks like, for a failure message: nodes, the namespace's pods with their
+/// Ready conditions, its events, and the operator's pods and last log lines.
+fn diagnose(env: &Env, ns: &str, operator_ns: &str) -> String {
+    let show = |args: &[&str]| {
+        let out = env.kubectl(args);
+        format!(
+            "$ kubectl {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let ready = "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} \
+                 {.status.phase} {.status.conditions[?(@.type=='Ready')]}{'\\n'}{end}";
+    [
+        show(&["get", "nodes", "-o", "wide"]),
+        show(&["get", "pods", "-n", ns, "-o", "wide"]),
+        show(&["get", "pods", "-n", ns, "-o", ready]),
+        show(&["get", "events", "-n", ns, "--sort-by=.lastTimestamp"]),
+        show(&["get", "pods", "-n", operator_ns, "-o", "wide"]),
+        show(&[
+            "logs",
+            "-n",
+            operator_ns,
+            "-l",
+            "app.kubernetes.io/name=hostrole-operator",
+            "--prefix",
+            "--tail=60",
+        ]),
+    ]
+    .join("\n")
 }
 
 /// Starts the stopped node container again when dropped (also when the test fails).
