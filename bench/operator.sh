@@ -62,6 +62,13 @@ start_operator() {
     { tail -n 30 "$BENCH_TMP/operator.log" >&2; die "operator did not serve /metrics"; }
 }
 
+# writes_by_kind: the counter per kind and verb, one "kind verb count" per line.
+writes_by_kind() {
+  curl -fsS --max-time 10 "http://127.0.0.1:$METRICS_PORT/metrics" |
+    sed -n 's/^hostrole_operator_api_writes_total{\(.*\)} \([0-9.e+]*\)$/\1 \2/p' |
+    sed 's/[a-z]*="\([^"]*\)",\{0,1\}/\1 /g' | sort
+}
+
 writes() {
   curl -fsS --max-time 10 "http://127.0.0.1:$METRICS_PORT/metrics" |
     awk '$1 ~ /^hostrole_operator_api_writes_total({|$)/ { s += $NF } END { printf "%d", s }'
@@ -69,7 +76,7 @@ writes() {
 
 # ready_hostroles NS: how many HostRoles have Ready=True.
 ready_hostroles() {
-  kc get hr -n "$1" -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+  kc get hostroles.hostrole.dev -n "$1" -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
     grep -c '^True$' || true
 }
 
@@ -142,6 +149,7 @@ main() {
   cpu=$(cpu_seconds "$OPERATOR_PID")
   w0=$(writes)
   log "converged in $ours s; $w0 API writes; idle for ${IDLE_SECONDS}s"
+  writes_by_kind | sed 's/^/  writes: /' >&2
   sleep "$IDLE_SECONDS"
   w1=$(writes)
 
