@@ -370,10 +370,13 @@ impl Backend for SiteCache {
         Box::pin(async move {
             let entry = cache.entry(path).await?;
             match &entry.content {
-                Content::Memory(bytes) => Ok(SiteFile::Memory(
-                    std::io::Cursor::new(bytes.clone()),
-                    EntryMetadata::from(&entry.identity),
-                )),
+                Content::Memory(bytes) => {
+                    super::zero_copy::opened(bytes);
+                    Ok(SiteFile::Memory(
+                        std::io::Cursor::new(bytes.clone()),
+                        EntryMetadata::from(&entry.identity),
+                    ))
+                }
                 // The canonical path: what was checked to be inside the site.
                 Content::OnDisk => Ok(SiteFile::Disk(
                     tokio::fs::File::open(&entry.identity.canonical).await?,

@@ -14,6 +14,7 @@ mod cache;
 mod errors;
 mod ranges;
 mod redirect;
+mod zero_copy;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -247,7 +248,7 @@ fn router(root: PathBuf, metrics: AgentMetrics) -> Router {
     let cache = cache::SiteCache::new(root.clone());
     let files = ServeDir::with_backend(&root, cache.clone()).append_index_html_on_directories(true);
     Router::new()
-        .fallback_service(ranges::Ranges::new(files))
+        .fallback_service(ranges::Ranges::new(zero_copy::ZeroCopy::new(files)))
         .layer(from_fn_with_state(
             guard::Site::new(
                 root.clone(),
