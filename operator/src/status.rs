@@ -648,6 +648,39 @@ fn rollout_in_progress(sts: Option<&StatefulSet>, generation: Option<i64>) -> bo
         || (status.update_revision.is_some() && status.current_revision != status.update_revision)
 }
 
+/// Whether a status change must be written at once, rather than within a couple of seconds
+/// (the reconciler defers the rest while it wrote this HostRole's status moments ago): the first
+/// status, a new generation, host counts, readiness of any host, any condition turning True or
+/// False, a new `Degraded` reason (what is failing), endpoints, the peer network and the
+/// printer columns. What is left is progress detail (the reason and message of a condition
+/// whose status holds, a host's role states and problem text, client details), which changes
+/// several times while hosts start; deferring it saves writes without hiding anything for long.
+pub fn urgent(old: Option<&HostRoleStatus>, new: &HostRoleStatus) -> bool {
+    let Some(old) = old else { return true };
+    let conditions = |s: &HostRoleStatus| -> Vec<(String, String, Option<String>)> {
+        s.conditions
+            .iter()
+            .map(|c| {
+                let reason = (c.type_ == DEGRADED).then(|| c.reason.clone());
+                (c.type_.clone(), c.status.clone(), reason)
+            })
+            .collect()
+    };
+    let hosts = |s: &HostRoleStatus| -> Vec<(String, bool)> {
+        s.hosts.iter().map(|h| (h.name.clone(), h.ready)).collect()
+    };
+    old.observed_generation != new.observed_generation
+        || old.replicas != new.replicas
+        || old.ready_hosts != new.ready_hosts
+        || old.roles != new.roles
+        || old.selector != new.selector
+        || old.clients != new.clients
+        || old.network != new.network
+        || old.endpoints != new.endpoints
+        || conditions(old) != conditions(new)
+        || hosts(old) != hosts(new)
+}
+
 /// Whether a pod's Ready condition is True.
 pub fn pod_ready(pod: &Pod) -> bool {
     pod.status

@@ -609,3 +609,46 @@ fn the_role_the_agent_names_in_its_last_words_has_failed_and_the_others_wait() {
         );
     }
 }
+
+#[test]
+fn progress_detail_can_wait_but_readiness_and_failures_cannot() {
+    let hr = hostrole(2, 3);
+    let mut sts = settled(2);
+    if let Some(s) = sts.status.as_mut() {
+        s.ready_replicas = Some(0);
+    }
+    let observe = |pods: &[Pod]| {
+        let observed = Observed {
+            stateful_set: Some(&sts),
+            pods,
+            ..Default::default()
+        };
+        status::status(&hr, &observed, &at(10))
+    };
+    let first = observe(&[]);
+    assert!(status::urgent(None, &first), "the first status");
+    // The pods appear, still starting: only the reasons and host details change.
+    let starting = observe(&[
+        pod("office-0", false, Some("ContainerCreating")),
+        pod("office-1", false, Some("ContainerCreating")),
+    ]);
+    assert_ne!(first, starting, "the status did change");
+    assert!(!status::urgent(Some(&first), &starting), "{starting:?}");
+    // One host turns ready: at once.
+    let one = observe(&[
+        pod("office-0", true, None),
+        pod("office-1", false, Some("ContainerCreating")),
+    ]);
+    assert!(status::urgent(Some(&starting), &one));
+    // A host that cannot pull its image: Degraded, at once.
+    let failing = observe(&[
+        pod("office-0", true, None),
+        pod("office-1", false, Some("ImagePullBackOff")),
+    ]);
+    assert_eq!(find(&failing.conditions, "Degraded").status, "True");
+    assert!(status::urgent(Some(&one), &failing));
+    // A new generation: at once, even with nothing else changed.
+    let mut newer = one.clone();
+    newer.observed_generation = Some(4);
+    assert!(status::urgent(Some(&one), &newer));
+}
