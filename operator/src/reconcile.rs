@@ -52,6 +52,10 @@ const CONFLICT_RETRY: Duration = Duration::from_secs(30);
 /// Back-off after a failure: doubles from the first step up to the cap, with jitter.
 const BACKOFF_FIRST: Duration = Duration::from_secs(2);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// How long a status change that is only progress detail ([`status::urgent`]) may wait when the
+/// HostRole's status was written less than this long ago: while hosts start, their details
+/// change several times a second across a fleet, and each write is one more for the API server.
+const STATUS_DEFER: Duration = Duration::from_secs(2);
 
 /// Errors of one reconciliation; each variant names its metric reason.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +144,9 @@ pub struct Context {
     /// What the API server said of the labels of Secrets and ConfigMaps HostRoles name.
     pub uses: Arc<Mutex<UseCache>>,
     failures: Mutex<HashMap<(String, String), u32>>,
+    /// When each HostRole's status was last written, for [`STATUS_DEFER`] (entries older than
+    /// that are dropped at each write: the map holds only HostRoles written moments ago).
+    status_written: Mutex<HashMap<(String, String), Instant>>,
     /// Network Secrets known to exist, (namespace, name) → what they are, so that an idle
     /// operator does not write (or probe) them again.
     network_secrets: Mutex<HashMap<(String, String), KnownSecret>>,
@@ -169,6 +176,7 @@ impl Context {
             caches: Caches::default(),
             uses: Arc::new(Mutex::new(UseCache::default())),
             failures: Mutex::new(HashMap::new()),
+            status_written: Mutex::new(HashMap::new()),
             network_secrets: Mutex::new(HashMap::new()),
             apis: Mutex::new(HashMap::new()),
         }
@@ -215,6 +223,24 @@ impl Context {
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
         self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether this HostRole's status was written less than [`STATUS_DEFER`] ago.
+    fn status_written_recently(&self, hr: &HostRole) -> bool {
+        self.status_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key(hr))
+            .is_some_and(|at| at.elapsed() < STATUS_DEFER)
+    }
+
+    fn status_written_now(&self, hr: &HostRole) {
+        let mut written = self
+            .status_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        written.retain(|_, at| at.elapsed() < STATUS_DEFER);
+        written.insert(key(hr), Instant::now());
     }
 }
 
@@ -363,8 +389,15 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
     let now = Time(Timestamp::now());
     let mut new_status = status::status(hr, &observed, &now);
     new_status.endpoints = endpoints(hr, ctx, &ns, &name, &uid, &pods).await?;
-    if hr.status.as_ref() != Some(&new_status) {
+    let changed = hr.status.as_ref() != Some(&new_status);
+    // Progress detail waits a moment when the status was just written; the requeue below
+    // writes it then (or whatever has replaced it).
+    let deferred = changed
+        && !status::urgent(hr.status.as_ref(), &new_status)
+        && ctx.status_written_recently(hr);
+    if changed && !deferred {
         write_status(hr, ctx, &ns, &name, &new_status).await?;
+        ctx.status_written_now(hr);
         let said = |s: Option<&HostRoleStatus>| {
             status::condition(s, DEGRADED).map(|c| (c.reason.clone(), c.message.clone()))
         };
@@ -392,6 +425,8 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
     }
     match apply_error {
         Some(e) => Err(e),
+        // Looking again sooner than any reason below would is harmless: it recomputes all.
+        None if deferred => Ok(Action::requeue(STATUS_DEFER)),
         None if !conflicts.is_empty() => Ok(Action::requeue(CONFLICT_RETRY)),
         // A label added to a Secret is not watched: look again soon.
         None if uses.refused => Ok(Action::requeue(uses::REFUSED_RETRY)),
@@ -597,13 +632,21 @@ where
 
     /// Applies the wanted object, or deletes the unwanted one if it is ours. Only called once
     /// [`Slot::conflict`] found no conflict.
-    async fn write(self, hr: &HostRole, ctx: &Context, uid: &str) -> Result<Option<K>, Error> {
+    async fn write(
+        self,
+        hr: &HostRole,
+        ctx: &Context,
+        uid: &str,
+        changes: &mut Changes,
+    ) -> Result<Option<K>, Error> {
         let ours = self.ours(uid);
         match self.want {
-            Some(object) => apply(hr, ctx, &self.api, object, ours).await.map(Some),
+            Some(object) => apply(hr, ctx, &self.api, object, ours, changes)
+                .await
+                .map(Some),
             None => {
                 if let Some(current) = ours {
-                    delete_owned(hr, ctx, &self.api, &current).await?;
+                    delete_owned(ctx, &self.api, &current, changes).await?;
                 }
                 Ok(None)
             }
@@ -621,6 +664,24 @@ async fn apply_all(
     uid: &str,
     want: Desired,
     apis: Apis,
+) -> Result<Realised, Error> {
+    let mut changes = Changes::default();
+    let result = apply_all_into(hr, ctx, ns, uid, want, apis, &mut changes).await;
+    // What was written is said also when a later write failed.
+    for (reason, note) in changes.notes() {
+        publish(ctx, hr, EventType::Normal, reason, "Apply", note, None).await;
+    }
+    result
+}
+
+async fn apply_all_into(
+    hr: &HostRole,
+    ctx: &Context,
+    ns: &str,
+    uid: &str,
+    want: Desired,
+    apis: Apis,
+    changes: &mut Changes,
 ) -> Result<Realised, Error> {
     let client = &ctx.client;
     let name = hr.name_any();
@@ -816,32 +877,32 @@ async fn apply_all(
         });
     }
 
-    config_map.write(hr, ctx, uid).await?;
-    headless.write(hr, ctx, uid).await?;
-    service.write(hr, ctx, uid).await?;
-    service_account.write(hr, ctx, uid).await?;
-    role_binding.write(hr, ctx, uid).await?;
-    network_policy.write(hr, ctx, uid).await?;
-    disruption_budget.write(hr, ctx, uid).await?;
+    config_map.write(hr, ctx, uid, changes).await?;
+    headless.write(hr, ctx, uid, changes).await?;
+    service.write(hr, ctx, uid, changes).await?;
+    service_account.write(hr, ctx, uid, changes).await?;
+    role_binding.write(hr, ctx, uid, changes).await?;
+    network_policy.write(hr, ctx, uid, changes).await?;
+    disruption_budget.write(hr, ctx, uid, changes).await?;
     if let Some(slot) = network_service {
-        slot.write(hr, ctx, uid).await?;
+        slot.write(hr, ctx, uid, changes).await?;
     }
-    external_service.write(hr, ctx, uid).await?;
+    external_service.write(hr, ctx, uid, changes).await?;
     for slot in certificates {
-        slot.write(hr, ctx, uid).await?;
+        slot.write(hr, ctx, uid, changes).await?;
     }
     for slot in http_routes {
-        slot.write(hr, ctx, uid).await?;
+        slot.write(hr, ctx, uid, changes).await?;
     }
     for slot in tcp_routes {
-        slot.write(hr, ctx, uid).await?;
+        slot.write(hr, ctx, uid, changes).await?;
     }
     let sts = stateful_set.api.clone();
     let sts_uid = stateful_set
         .current
         .as_ref()
         .and_then(|s| s.metadata.uid.clone());
-    let live = match stateful_set.write(hr, ctx, uid).await {
+    let live = match stateful_set.write(hr, ctx, uid, changes).await {
         Err(e) if e.is_immutable_statefulset_change() => {
             // A role that gains or loses storage changes volumeClaimTemplates, which a
             // StatefulSet cannot change. Delete it but keep its pods and claims (orphan), then
@@ -859,7 +920,7 @@ async fn apply_all(
                 .map_err(|e| api_error("delete", "StatefulSet", ns, &name, e))?;
             ctx.metrics.wrote("StatefulSet", "delete");
             wait_gone(&sts, &name, ns).await?;
-            apply(hr, ctx, &sts, want.stateful_set, None).await?
+            apply(hr, ctx, &sts, want.stateful_set, None, changes).await?
         }
         other => other?.ok_or(Error::MissingField("StatefulSet"))?,
     };
@@ -1286,6 +1347,7 @@ async fn apply<K>(
     api: &Api<K>,
     mut desired: K,
     current: Option<K>,
+    changes: &mut Changes,
 ) -> Result<K, Error>
 where
     K: Resource<DynamicType = ()>
@@ -1334,32 +1396,23 @@ where
         "Created"
     };
     tracing::info!(hostrole = %hr.name_any(), kind, object = %name, reason, "applied");
-    publish(
-        ctx,
-        hr,
-        EventType::Normal,
-        reason,
-        "Apply",
-        format!("{reason} {kind} {name}"),
-        Some(applied.object_ref(&())),
-    )
-    .await;
+    changes.note(reason, kind, name);
     Ok(applied)
 }
 
 /// Deletes `current`, an object of this HostRole that it no longer needs (the UID it was read
 /// with is a precondition: a replacement is never deleted).
 async fn delete_owned<K>(
-    hr: &HostRole,
     ctx: &Context,
     api: &Api<K>,
     current: &K,
+    changes: &mut Changes,
 ) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + k8s_openapi::Resource + DeserializeOwned + Clone + Debug,
 {
     let kind = <K as k8s_openapi::Resource>::KIND;
-    let ns = hr.namespace().unwrap_or_default();
+    let ns = current.namespace().unwrap_or_default();
     let name = current.name_any();
     let mut params = DeleteParams::background();
     params.preconditions = Some(Preconditions {
@@ -1375,16 +1428,7 @@ where
         Err(e) => return Err(api_error("delete", kind, &ns, &name, e)),
     }
     ctx.metrics.wrote(kind, "delete");
-    publish(
-        ctx,
-        hr,
-        EventType::Normal,
-        "Deleted",
-        "Delete",
-        format!("Deleted {kind} {name}: the HostRole no longer needs it"),
-        Some(current.object_ref(&())),
-    )
-    .await;
+    changes.note("Deleted", kind, name);
     Ok(())
 }
 
@@ -1451,6 +1495,61 @@ async fn publish_transitions(
     }
 }
 
+/// What one reconcile created, updated and deleted, said at its end in one event per verb
+/// rather than one per object: a new HostRole's events were 5 of its 12 API writes
+/// (bench/results.md, operator).
+#[derive(Debug, Default)]
+pub struct Changes(Vec<(&'static str, &'static str, String)>);
+
+/// The most an event's note may hold (events.k8s.io/v1 refuses a longer one).
+const MAX_NOTE_BYTES: usize = 1024;
+
+impl Changes {
+    /// Notes that `reason` ("Created", "Updated" or "Deleted") happened to the `kind` `name`.
+    pub fn note(&mut self, reason: &'static str, kind: &'static str, name: String) {
+        self.0.push((reason, kind, name));
+    }
+
+    /// One note per reason, in the order Created, Updated, Deleted: "Created ConfigMap web-host,
+    /// Service web, StatefulSet web", within [`MAX_NOTE_BYTES`] ("… and N more" past it).
+    pub fn notes(&self) -> Vec<(&'static str, String)> {
+        ["Created", "Updated", "Deleted"]
+            .into_iter()
+            .filter_map(|reason| {
+                let objects: Vec<String> = self
+                    .0
+                    .iter()
+                    .filter(|(r, _, _)| *r == reason)
+                    .map(|(_, kind, name)| format!("{kind} {name}"))
+                    .collect();
+                if objects.is_empty() {
+                    return None;
+                }
+                let tail = if reason == "Deleted" {
+                    ": the HostRole no longer needs them"
+                } else {
+                    ""
+                };
+                let mut note = String::from(reason);
+                for (i, object) in objects.iter().enumerate() {
+                    let more = format!(" … and {} more", objects.len() - i);
+                    let sep = if i == 0 { " " } else { ", " };
+                    if note.len() + sep.len() + object.len() + more.len() + tail.len()
+                        > MAX_NOTE_BYTES
+                    {
+                        note.push_str(&more);
+                        break;
+                    }
+                    note.push_str(sep);
+                    note.push_str(object);
+                }
+                note.push_str(tail);
+                Some((reason, note))
+            })
+            .collect()
+    }
+}
+
 async fn publish(
     ctx: &Context,
     hr: &HostRole,
@@ -1493,6 +1592,52 @@ fn api_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_reconciles_writes_are_one_event_per_verb() {
+        let mut changes = Changes::default();
+        assert!(changes.notes().is_empty(), "nothing written, nothing said");
+        changes.note("Created", "ConfigMap", "web-host".into());
+        changes.note("Updated", "StatefulSet", "web".into());
+        changes.note("Created", "Service", "web".into());
+        changes.note("Deleted", "ServiceAccount", "web-reporter".into());
+        assert_eq!(
+            changes.notes(),
+            vec![
+                (
+                    "Created",
+                    "Created ConfigMap web-host, Service web".to_string()
+                ),
+                ("Updated", "Updated StatefulSet web".to_string()),
+                (
+                    "Deleted",
+                    "Deleted ServiceAccount web-reporter: the HostRole no longer needs them"
+                        .to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_list_of_changes_fits_an_event() {
+        let mut changes = Changes::default();
+        for i in 0..100 {
+            changes.note(
+                "Created",
+                "Certificate",
+                format!("a-rather-long-name-{i:03}"),
+            );
+        }
+        let notes = changes.notes();
+        let note = &notes[0].1;
+        assert!(note.len() <= MAX_NOTE_BYTES, "{} bytes", note.len());
+        assert!(note.starts_with("Created Certificate a-rather-long-name-000, "));
+        let shown = note.matches("Certificate ").count();
+        assert!(
+            note.ends_with(&format!(" … and {} more", 100 - shown)),
+            "{note}"
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
