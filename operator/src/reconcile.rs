@@ -52,9 +52,10 @@ const CONFLICT_RETRY: Duration = Duration::from_secs(30);
 /// Back-off after a failure: doubles from the first step up to the cap, with jitter.
 const BACKOFF_FIRST: Duration = Duration::from_secs(2);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
-/// How long a status change that is only progress detail ([`status::urgent`]) may wait when the
-/// HostRole's status was written less than this long ago: while hosts start, their details
-/// change several times a second across a fleet, and each write is one more for the API server.
+/// How long a status change that is only progress detail ([`status::urgent`]) waits before it is
+/// written: while hosts start, their details change several times in a few seconds (pods made,
+/// scheduled, started), and an urgent change (a host ready) within the wait carries them along
+/// in one write.
 const STATUS_DEFER: Duration = Duration::from_secs(2);
 
 /// Errors of one reconciliation; each variant names its metric reason.
@@ -144,15 +145,31 @@ pub struct Context {
     /// What the API server said of the labels of Secrets and ConfigMaps HostRoles name.
     pub uses: Arc<Mutex<UseCache>>,
     failures: Mutex<HashMap<(String, String), u32>>,
-    /// When each HostRole's status was last written, for [`STATUS_DEFER`] (entries older than
-    /// that are dropped at each write: the map holds only HostRoles written moments ago).
-    status_written: Mutex<HashMap<(String, String), Instant>>,
+    /// Since when each HostRole has had a progress-only status change waiting
+    /// ([`STATUS_DEFER`]).
+    detail_waiting: Mutex<HashMap<(String, String), Instant>>,
+    /// The status each HostRole was last given, with the resource version that write made, until
+    /// the cache shows that version (or [`WRITTEN_TRUSTED`] has passed).
+    written: Mutex<HashMap<(String, String), Written>>,
     /// Network Secrets known to exist, (namespace, name) → what they are, so that an idle
     /// operator does not write (or probe) them again.
     network_secrets: Mutex<HashMap<(String, String), KnownSecret>>,
     /// Whether optional APIs (cert-manager, Gateway API) are served, and since when known.
     apis: Mutex<HashMap<&'static str, (bool, Instant)>>,
 }
+
+/// A status this operator wrote, not yet seen in the cache.
+struct Written {
+    at: Instant,
+    uid: Option<String>,
+    version: Option<String>,
+    status: HostRoleStatus,
+}
+
+/// How long a status written is taken for the API server's while the cache has not shown it: a
+/// watch lags by far less; past this the cache is believed again (someone may have changed the
+/// status since, and the next write puts it right).
+const WRITTEN_TRUSTED: Duration = Duration::from_secs(10);
 
 /// What the operator learnt about a network Secret.
 #[derive(Clone, Debug, PartialEq)]
@@ -176,7 +193,8 @@ impl Context {
             caches: Caches::default(),
             uses: Arc::new(Mutex::new(UseCache::default())),
             failures: Mutex::new(HashMap::new()),
-            status_written: Mutex::new(HashMap::new()),
+            detail_waiting: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
             network_secrets: Mutex::new(HashMap::new()),
             apis: Mutex::new(HashMap::new()),
         }
@@ -225,22 +243,60 @@ impl Context {
         self.failures.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether this HostRole's status was written less than [`STATUS_DEFER`] ago.
-    fn status_written_recently(&self, hr: &HostRole) -> bool {
-        self.status_written
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key(hr))
-            .is_some_and(|at| at.elapsed() < STATUS_DEFER)
-    }
-
-    fn status_written_now(&self, hr: &HostRole) {
-        let mut written = self
-            .status_written
+    /// How much longer a progress-only status change of this HostRole waits: starts its wait
+    /// when it is new, `None` once it has waited [`STATUS_DEFER`].
+    fn detail_wait(&self, hr: &HostRole) -> Option<Duration> {
+        let mut waiting = self
+            .detail_waiting
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        written.retain(|_, at| at.elapsed() < STATUS_DEFER);
-        written.insert(key(hr), Instant::now());
+        // A HostRole deleted while its change waited leaves an entry: drop old ones.
+        waiting.retain(|_, since| since.elapsed() < 30 * STATUS_DEFER);
+        let since = *waiting.entry(key(hr)).or_insert_with(Instant::now);
+        STATUS_DEFER
+            .checked_sub(since.elapsed())
+            .filter(|d| !d.is_zero())
+    }
+
+    /// The status the API server holds for this HostRole, as best known: the one last written
+    /// while the cache does not show that write yet, else the cached one.
+    fn status_known(&self, hr: &HostRole) -> Option<HostRoleStatus> {
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = key(hr);
+        let pending = written.get(&key).is_some_and(|w| {
+            w.at.elapsed() < WRITTEN_TRUSTED
+                && w.uid == hr.metadata.uid
+                && w.version.is_some()
+                && w.version != hr.metadata.resource_version
+        });
+        if pending {
+            return written.get(&key).map(|w| w.status.clone());
+        }
+        written.remove(&key);
+        hr.status.clone()
+    }
+
+    /// Notes the status just written and the resource version the write gave the HostRole.
+    fn status_written(&self, hr: &HostRole, version: Option<String>, status: &HostRoleStatus) {
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        written.retain(|_, w| w.at.elapsed() < WRITTEN_TRUSTED);
+        written.insert(
+            key(hr),
+            Written {
+                at: Instant::now(),
+                uid: hr.metadata.uid.clone(),
+                version,
+                status: status.clone(),
+            },
+        );
+    }
+
+    /// Nothing of this HostRole's status waits (it was written, or needs no write).
+    fn detail_done(&self, hr: &HostRole) {
+        self.detail_waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key(hr));
     }
 }
 
@@ -389,19 +445,28 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
     let now = Time(Timestamp::now());
     let mut new_status = status::status(hr, &observed, &now);
     new_status.endpoints = endpoints(hr, ctx, &ns, &name, &uid, &pods).await?;
-    let changed = hr.status.as_ref() != Some(&new_status);
-    // Progress detail waits a moment when the status was just written; the requeue below
-    // writes it then (or whatever has replaced it).
-    let deferred = changed
-        && !status::urgent(hr.status.as_ref(), &new_status)
-        && ctx.status_written_recently(hr);
-    if changed && !deferred {
-        write_status(hr, ctx, &ns, &name, &new_status).await?;
-        ctx.status_written_now(hr);
+    // What the API server holds: the cached HostRole's status, unless the cache has not yet
+    // seen the one this operator wrote last (a reconcile right after a write would write it
+    // again, and say its transitions twice).
+    let old_status = ctx.status_known(hr);
+    let changed = old_status.as_ref() != Some(&new_status);
+    // Progress detail waits a moment (an urgent change meanwhile takes it along); the requeue
+    // below writes it then, or whatever has replaced it.
+    let deferred = if changed && !status::urgent(old_status.as_ref(), &new_status) {
+        ctx.detail_wait(hr)
+    } else {
+        None
+    };
+    if !changed || deferred.is_none() {
+        ctx.detail_done(hr);
+    }
+    if changed && deferred.is_none() {
+        let version = write_status(hr, ctx, &ns, &name, &new_status).await?;
+        ctx.status_written(hr, version, &new_status);
         let said = |s: Option<&HostRoleStatus>| {
             status::condition(s, DEGRADED).map(|c| (c.reason.clone(), c.message.clone()))
         };
-        if !conflicts.is_empty() && said(hr.status.as_ref()) != said(Some(&new_status)) {
+        if !conflicts.is_empty() && said(old_status.as_ref()) != said(Some(&new_status)) {
             for conflict in &conflicts {
                 publish(
                     ctx,
@@ -421,12 +486,12 @@ async fn reconcile_inner(hr: &HostRole, ctx: &Context) -> Result<Action, Error> 
                 .await;
             }
         }
-        publish_transitions(ctx, hr, hr.status.as_ref(), &new_status).await;
+        publish_transitions(ctx, hr, old_status.as_ref(), &new_status).await;
     }
     match apply_error {
         Some(e) => Err(e),
         // Looking again sooner than any reason below would is harmless: it recomputes all.
-        None if deferred => Ok(Action::requeue(STATUS_DEFER)),
+        None if let Some(wait) = deferred => Ok(Action::requeue(wait)),
         None if !conflicts.is_empty() => Ok(Action::requeue(CONFLICT_RETRY)),
         // A label added to a Secret is not watched: look again soon.
         None if uses.refused => Ok(Action::requeue(uses::REFUSED_RETRY)),
@@ -1438,13 +1503,13 @@ async fn write_status(
     ns: &str,
     name: &str,
     status: &HostRoleStatus,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let patch = serde_json::json!({
         "apiVersion": HostRole::api_version(&()),
         "kind": HostRole::kind(&()),
         "status": status,
     });
-    Api::<HostRole>::namespaced(ctx.client.clone(), ns)
+    let written = Api::<HostRole>::namespaced(ctx.client.clone(), ns)
         .patch_status(
             name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -1454,7 +1519,7 @@ async fn write_status(
         .map_err(|e| api_error("patch", "HostRoleStatus", ns, name, e))?;
     ctx.metrics.wrote("HostRole", "status");
     tracing::debug!(hostrole = %hr.name_any(), ready = status.ready_hosts, "status written");
-    Ok(())
+    Ok(written.metadata.resource_version)
 }
 
 /// Events on transitions: `Ready` when the HostRole becomes ready, `NotReady` when it stops

@@ -649,12 +649,14 @@ fn rollout_in_progress(sts: Option<&StatefulSet>, generation: Option<i64>) -> bo
 }
 
 /// Whether a status change must be written at once, rather than within a couple of seconds
-/// (the reconciler defers the rest while it wrote this HostRole's status moments ago): the first
-/// status, a new generation, host counts, readiness of any host, any condition turning True or
-/// False, a new `Degraded` reason (what is failing), endpoints, the peer network and the
-/// printer columns. What is left is progress detail (the reason and message of a condition
-/// whose status holds, a host's role states and problem text, client details), which changes
-/// several times while hosts start; deferring it saves writes without hiding anything for long.
+/// (the reconciler lets the rest wait): the first status, a new generation, any condition
+/// turning True or False, a new `Degraded` reason (what is failing), a host that was ready and
+/// is not (or fewer ready hosts), other hosts, endpoints, the peer network and the printer
+/// columns. What is left is progress (hosts turning ready while the `Ready` condition holds,
+/// how many pods exist, the reason and message of a condition whose status holds, a host's role
+/// states and problem text, client details): while hosts start it changes several times in a
+/// few seconds, and the StatefulSet's own status lags its pods', so a host ready before the
+/// StatefulSet says so would cost a write of its own.
 pub fn urgent(old: Option<&HostRoleStatus>, new: &HostRoleStatus) -> bool {
     let Some(old) = old else { return true };
     let conditions = |s: &HostRoleStatus| -> Vec<(String, String, Option<String>)> {
@@ -666,19 +668,25 @@ pub fn urgent(old: Option<&HostRoleStatus>, new: &HostRoleStatus) -> bool {
             })
             .collect()
     };
-    let hosts = |s: &HostRoleStatus| -> Vec<(String, bool)> {
-        s.hosts.iter().map(|h| (h.name.clone(), h.ready)).collect()
-    };
+    let names =
+        |s: &HostRoleStatus| -> Vec<String> { s.hosts.iter().map(|h| h.name.clone()).collect() };
+    let lost_a_host = old.hosts.iter().any(|was| {
+        was.ready
+            && new
+                .hosts
+                .iter()
+                .any(|now| now.name == was.name && !now.ready)
+    });
     old.observed_generation != new.observed_generation
-        || old.replicas != new.replicas
-        || old.ready_hosts != new.ready_hosts
+        || new.ready_hosts < old.ready_hosts
+        || lost_a_host
         || old.roles != new.roles
         || old.selector != new.selector
         || old.clients != new.clients
         || old.network != new.network
         || old.endpoints != new.endpoints
         || conditions(old) != conditions(new)
-        || hosts(old) != hosts(new)
+        || names(old) != names(new)
 }
 
 /// Whether a pod's Ready condition is True.

@@ -627,6 +627,11 @@ fn progress_detail_can_wait_but_readiness_and_failures_cannot() {
     };
     let first = observe(&[]);
     assert!(status::urgent(None, &first), "the first status");
+    // The StatefulSet has made its pods (the scale subresource's count), none ready yet.
+    assert_eq!(first.replicas, 2);
+    let mut none_made = first.clone();
+    none_made.replicas = 0;
+    assert!(!status::urgent(Some(&none_made), &first));
     // The pods appear, still starting: only the reasons and host details change.
     let starting = observe(&[
         pod("office-0", false, Some("ContainerCreating")),
@@ -634,12 +639,20 @@ fn progress_detail_can_wait_but_readiness_and_failures_cannot() {
     ]);
     assert_ne!(first, starting, "the status did change");
     assert!(!status::urgent(Some(&first), &starting), "{starting:?}");
-    // One host turns ready: at once.
+    // One host of two turns ready: progress, the HostRole is not ready yet.
     let one = observe(&[
         pod("office-0", true, None),
         pod("office-1", false, Some("ContainerCreating")),
     ]);
-    assert!(status::urgent(Some(&starting), &one));
+    assert_eq!(one.ready_hosts, 1);
+    assert!(!status::urgent(Some(&starting), &one));
+    // Both: Ready turns True, at once.
+    let both = observe(&[pod("office-0", true, None), pod("office-1", true, None)]);
+    assert_eq!(find(&both.conditions, "Ready").status, "True");
+    assert!(status::urgent(Some(&one), &both));
+    // A ready host lost: at once, also while Ready was False already.
+    assert!(status::urgent(Some(&both), &one));
+    assert!(status::urgent(Some(&one), &starting));
     // A host that cannot pull its image: Degraded, at once.
     let failing = observe(&[
         pod("office-0", true, None),
