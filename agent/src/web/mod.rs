@@ -2,7 +2,8 @@
 //!
 //! tower-http's `ServeDir` does the file serving (content types, index.html, ETag and
 //! Last-Modified with conditional requests, Range, HEAD) over the role's file cache ([`cache`]:
-//! small files from memory, revalidated each second); this module adds what a public server
+//! small files from memory, revalidated each second, and sent as the cached buffer itself:
+//! [`zero_copy`]); this module adds what a public server
 //! needs around it: no path may leave the site (dot segments and hidden files in the guard,
 //! symlinks that point outside in the cache, which resolves every path it serves), compression
 //! where the client asks and it pays (text-like types, never on partial content, bounded work),
