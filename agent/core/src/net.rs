@@ -95,9 +95,10 @@ fn builder(limits_of: &HttpLimits) -> Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits_of.header_timeout)
-        // No `max_headers`: hyper's own limit, 100 fields (limits::MAX_HEADERS), is parsed in a
-        // buffer on the stack; any other value costs two heap buffers per request (12 KiB at
-        // 256, a tenth of a small request's time in the web benchmark's profile).
+        // No `max_headers`: hyper's own limit, 100 header fields (431 beyond; Apache's
+        // `LimitRequestFields` too), is parsed in a buffer on the stack; any other value costs
+        // two heap buffers per request (12 KiB at 256, a tenth of a small request's time in the
+        // web benchmark's profile).
         .max_buf_size(limits::MAX_HEADER_BYTES);
     builder
         .http2()

@@ -18,9 +18,6 @@ pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
 /// at once); HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE is the same. nginx's defaults allow 1 KiB +
 /// 4 × 8 KiB.
 pub const MAX_HEADER_BYTES: usize = 32 << 10;
-/// Header fields per request (HTTP/1), 431 beyond: hyper's default, which the listener keeps
-/// (it parses them on the stack), and Apache's `LimitRequestFields`. Browsers send about 20.
-pub const MAX_HEADERS: usize = 100;
 /// The per-address cap when not configured: this fraction of the listener's limit…
 const PER_IP_DIVISOR: usize = 4;
 /// …but at least this many (a browser opens six connections per host).
