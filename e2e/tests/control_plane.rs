@@ -254,6 +254,34 @@ async fn every_example_converges_with_the_expected_objects() {
             reasons.contains("Created") && reasons.contains("Ready"),
             "{name}: events {reasons:?}"
         );
+        // What a reconcile made is one event naming each object, not an event per object (a
+        // peer network's Secret has its own).
+        let created: Vec<Vec<&str>> = events
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("Created"))
+            .filter_map(|e| e.message.as_deref()?.strip_prefix("Created "))
+            .map(|objects| objects.split(", ").collect())
+            .collect();
+        let naming = |object: String| -> Vec<usize> {
+            (0..created.len())
+                .filter(|&i| created[i].contains(&object.as_str()))
+                .collect()
+        };
+        let config_map = naming(format!("ConfigMap {}", cm.name_any()));
+        let headless = naming(format!("Service {name}-hosts"));
+        let stateful_set = naming(format!("StatefulSet {name}"));
+        for (object, found) in [
+            ("ConfigMap", &config_map),
+            ("headless Service", &headless),
+            ("StatefulSet", &stateful_set),
+        ] {
+            assert_eq!(found.len(), 1, "{name}: the {object} in {created:?}");
+        }
+        assert_eq!(
+            config_map, headless,
+            "{name}: made in one reconcile, said in one event: {created:?}"
+        );
     }
 
     let table = env.kubectl_ok(&["get", "hrole", "-n", &ns]);

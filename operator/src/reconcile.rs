@@ -263,17 +263,20 @@ impl Context {
     fn status_known(&self, hr: &HostRole) -> Option<HostRoleStatus> {
         let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
         let key = key(hr);
-        let pending = written.get(&key).is_some_and(|w| {
-            w.at.elapsed() < WRITTEN_TRUSTED
-                && w.uid == hr.metadata.uid
-                && w.version.is_some()
-                && w.version != hr.metadata.resource_version
-        });
-        if pending {
-            return written.get(&key).map(|w| w.status.clone());
+        match written.get(&key) {
+            Some(w)
+                if w.at.elapsed() < WRITTEN_TRUSTED
+                    && w.uid == hr.metadata.uid
+                    && w.version.is_some()
+                    && w.version != hr.metadata.resource_version =>
+            {
+                Some(w.status.clone())
+            }
+            _ => {
+                written.remove(&key);
+                hr.status.clone()
+            }
         }
-        written.remove(&key);
-        hr.status.clone()
     }
 
     /// Notes the status just written and the resource version the write gave the HostRole.
@@ -1455,13 +1458,13 @@ where
         .await
         .map_err(|e| api_error("apply", kind, &ns, &name, e))?;
     ctx.metrics.wrote(kind, "apply");
-    let reason = if current.is_some() {
-        "Updated"
+    let verb = if current.is_some() {
+        Verb::Updated
     } else {
-        "Created"
+        Verb::Created
     };
-    tracing::info!(hostrole = %hr.name_any(), kind, object = %name, reason, "applied");
-    changes.note(reason, kind, name);
+    tracing::info!(hostrole = %hr.name_any(), kind, object = %name, reason = verb.as_str(), "applied");
+    changes.note(verb, kind, name);
     Ok(applied)
 }
 
@@ -1493,7 +1496,7 @@ where
         Err(e) => return Err(api_error("delete", kind, &ns, &name, e)),
     }
     ctx.metrics.wrote(kind, "delete");
-    changes.note("Deleted", kind, name);
+    changes.note(Verb::Deleted, kind, name);
     Ok(())
 }
 
@@ -1560,37 +1563,58 @@ async fn publish_transitions(
     }
 }
 
+/// What a reconcile did to one of the HostRole's objects: the reason of its event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 3] = [Verb::Created, Verb::Updated, Verb::Deleted];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Created => "Created",
+            Verb::Updated => "Updated",
+            Verb::Deleted => "Deleted",
+        }
+    }
+}
+
 /// What one reconcile created, updated and deleted, said at its end in one event per verb
 /// rather than one per object: a new HostRole's events were 5 of its 12 API writes
 /// (bench/results.md, operator).
 #[derive(Debug, Default)]
-pub struct Changes(Vec<(&'static str, &'static str, String)>);
+pub struct Changes(Vec<(Verb, &'static str, String)>);
 
 /// The most an event's note may hold (events.k8s.io/v1 refuses a longer one).
 const MAX_NOTE_BYTES: usize = 1024;
 
 impl Changes {
-    /// Notes that `reason` ("Created", "Updated" or "Deleted") happened to the `kind` `name`.
-    pub fn note(&mut self, reason: &'static str, kind: &'static str, name: String) {
-        self.0.push((reason, kind, name));
+    /// Notes that `verb` happened to the `kind` `name`.
+    pub fn note(&mut self, verb: Verb, kind: &'static str, name: String) {
+        self.0.push((verb, kind, name));
     }
 
-    /// One note per reason, in the order Created, Updated, Deleted: "Created ConfigMap web-host,
+    /// One note per verb, in the order Created, Updated, Deleted: "Created ConfigMap web-host,
     /// Service web, StatefulSet web", within [`MAX_NOTE_BYTES`] ("… and N more" past it).
     pub fn notes(&self) -> Vec<(&'static str, String)> {
-        ["Created", "Updated", "Deleted"]
+        Verb::ALL
             .into_iter()
-            .filter_map(|reason| {
+            .filter_map(|verb| {
                 let objects: Vec<String> = self
                     .0
                     .iter()
-                    .filter(|(r, _, _)| *r == reason)
+                    .filter(|(v, _, _)| *v == verb)
                     .map(|(_, kind, name)| format!("{kind} {name}"))
                     .collect();
                 if objects.is_empty() {
                     return None;
                 }
-                let tail = if reason == "Deleted" {
+                let reason = verb.as_str();
+                let tail = if verb == Verb::Deleted {
                     ": the HostRole no longer needs them"
                 } else {
                     ""
@@ -1662,10 +1686,10 @@ mod tests {
     fn one_reconciles_writes_are_one_event_per_verb() {
         let mut changes = Changes::default();
         assert!(changes.notes().is_empty(), "nothing written, nothing said");
-        changes.note("Created", "ConfigMap", "web-host".into());
-        changes.note("Updated", "StatefulSet", "web".into());
-        changes.note("Created", "Service", "web".into());
-        changes.note("Deleted", "ServiceAccount", "web-reporter".into());
+        changes.note(Verb::Created, "ConfigMap", "web-host".into());
+        changes.note(Verb::Updated, "StatefulSet", "web".into());
+        changes.note(Verb::Created, "Service", "web".into());
+        changes.note(Verb::Deleted, "ServiceAccount", "web-reporter".into());
         assert_eq!(
             changes.notes(),
             vec![
@@ -1688,7 +1712,7 @@ mod tests {
         let mut changes = Changes::default();
         for i in 0..100 {
             changes.note(
-                "Created",
+                Verb::Created,
                 "Certificate",
                 format!("a-rather-long-name-{i:03}"),
             );
