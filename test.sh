@@ -53,6 +53,10 @@ cargo test --locked -p hostrole-e2e -- --test-threads=4
 
 bash e2e/cluster/down.sh >/dev/null 2>&1 || true
 trap - EXIT
+# The stages below keep their own state: inherited, this KUBECONFIG was where kind wrote its
+# cluster's context, which left a stray kubeconfig in the control plane's state dir, and up.sh
+# then refused that dir on the next run of this script.
+unset KUBECONFIG HOSTROLE_CLUSTER_DIR
 
 # stage NAME SKIP_VARIABLE COMMAND...: runs a stage whose exit 3 means "this machine cannot run
 # it" (skipped here, a failure on CI); any other failure fails the run.
