@@ -977,6 +977,34 @@ pub struct PeerSpec {
     /// peer of a network needs `tls`, or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+    /// How much of its host this peer gives the network: upload and download rates and upload
+    /// slots, so that serving others cannot starve the host's own work. The peer's UI can
+    /// change them while it runs, until the host restarts. Absent: no rate limits, 32 upload
+    /// slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<PeerLimits>,
+}
+
+/// Bounds on what a peer sends and fetches.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerLimits {
+    /// Most chunk bytes per second sent to other peers, as a quantity (`10Mi` is 10 MiB/s; at
+    /// least `1Ki`). Unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_rate())]
+    pub upload_bytes_per_second: Option<Quantity>,
+    /// Most chunk bytes per second fetched from other peers, as a quantity (at least `1Ki`).
+    /// Unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_rate())]
+    pub download_bytes_per_second: Option<Quantity>,
+    /// Chunks served at once; further requests are answered "busy" and the asking peer fetches
+    /// those chunks from another peer or later. Default 32 (each slot may hold a 1 MiB chunk in
+    /// memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub upload_slots: Option<i32>,
 }
 
 fn default_peer_port() -> i32 {

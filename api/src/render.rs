@@ -1330,6 +1330,7 @@ impl Renderer<'_> {
             }
         };
         let share = peer.share.as_ref().and_then(|s| s.storage.clone());
+        let limits = peer.limits.as_ref();
         let network_location = Location::Network;
         let secret_file = self.path(&network_location).join(NETWORK_SECRET_KEY);
         let mut mounts = vec![
@@ -1388,6 +1389,17 @@ impl Renderer<'_> {
                 }),
             fetch: peer.fetch.clone(),
             mirror: peer.mirror,
+            upload_bytes_per_second: size(
+                "spec.peer.limits.uploadBytesPerSecond",
+                limits.and_then(|l| l.upload_bytes_per_second.as_ref()),
+            )?,
+            download_bytes_per_second: size(
+                "spec.peer.limits.downloadBytesPerSecond",
+                limits.and_then(|l| l.download_bytes_per_second.as_ref()),
+            )?,
+            upload_slots: limits
+                .and_then(|l| l.upload_slots)
+                .and_then(|n| u32::try_from(n).ok()),
         }))
     }
 

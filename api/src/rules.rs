@@ -229,6 +229,16 @@ pub fn byte_size() -> Rule {
     )
     .reason(Reason::FieldValueInvalid)
 }
+/// A rate in bytes per second (peer limits): a size of at least 1Ki.
+pub fn byte_rate() -> Rule {
+    Rule::new(
+        "isQuantity(string(self)) && !string(self).matches('[mun]$') && quantity(string(self)).compareTo(quantity('1Ki')) >= 0",
+    )
+    .message(
+        "must be bytes per second of at least 1Ki, such as 512Ki, 10Mi or 1000000 (a number with an optional suffix Ki, Mi, Gi or k, M, G)",
+    )
+    .reason(Reason::FieldValueInvalid)
+}
 /// servers.*.tls: one source of the certificate.
 pub fn tls_exactly_one() -> Rule {
     Rule::new("has(self.secret) != has(self.issuerRef)").message(

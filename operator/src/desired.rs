@@ -459,11 +459,39 @@ const LOG_SPACE_MIB: u64 = 64;
 /// `sizeLimit` of the `/tmp` emptyDir.
 const TMP_SPACE_MIB: u64 = 64;
 
-/// Resources of a host whose HostRole names none. No CPU limit (it throttles a host serving a
-/// burst while the node has CPU to spare). Ephemeral storage: the request covers the logs; the
-/// limit is what the pod's emptyDirs may hold plus the logs, because the kubelet evicts a pod
-/// whose containers and emptyDirs together pass the sum of its containers' limits.
+/// CPU (millicores) and memory (MiB) the agent needs before any role: its runtime, admin port,
+/// metrics and logs (about 12 MiB resident idle).
+const AGENT_REQUEST: (u32, u32) = (10, 16);
+/// Memory limit before any role.
+const AGENT_MEMORY_LIMIT_MIB: u32 = 192;
+
+/// What one role adds to the host's requests, (millicores, MiB), and to its memory limit (MiB):
+/// from `bench/agent.sh` (web+file+mail idle: 21 MiB resident) and each role's own bounds. The
+/// web role keeps up to 32 MiB of small files in memory; the peer role holds the most: up to 16
+/// chunk fetches and 32 upload slots of 1 MiB each.
+fn role_resources(role: &str) -> (u32, u32, u32) {
+    match role {
+        "web" => (10, 16, 64),
+        "file" => (10, 8, 64),
+        "mail" => (10, 8, 64),
+        "index" => (10, 8, 32),
+        "peer" => (20, 48, 128),
+        // Probes: a few small requests per period.
+        _ => (5, 4, 16),
+    }
+}
+
+/// Resources of a host whose HostRole names none: CPU and memory requests summed over its roles
+/// ([`role_resources`]), so the scheduler places a host of five roles as what it is. No CPU
+/// limit (it throttles a host serving a burst while the node has CPU to spare). Ephemeral
+/// storage: the request covers the logs; the limit is what the pod's emptyDirs may hold plus the
+/// logs, because the kubelet evicts a pod whose containers and emptyDirs together pass the sum
+/// of its containers' limits.
 fn default_resources(plan: &HostPlan) -> ResourceRequirements {
+    let (cpu, memory, memory_limit) = plan.roles.iter().map(|r| role_resources(r.role)).fold(
+        (AGENT_REQUEST.0, AGENT_REQUEST.1, AGENT_MEMORY_LIMIT_MIB),
+        |(c, m, l), (rc, rm, rl)| (c + rc, m + rm, l + rl),
+    );
     let scratch_mib: u64 = plan
         .mounts()
         .filter_map(|m| match &m.source {
@@ -478,15 +506,15 @@ fn default_resources(plan: &HostPlan) -> ResourceRequirements {
     let ephemeral_limit = scratch_mib + TMP_SPACE_MIB + LOG_SPACE_MIB;
     ResourceRequirements {
         requests: Some(BTreeMap::from([
-            ("cpu".into(), Quantity("10m".into())),
-            ("memory".into(), Quantity("32Mi".into())),
+            ("cpu".into(), Quantity(format!("{cpu}m"))),
+            ("memory".into(), Quantity(format!("{memory}Mi"))),
             (
                 "ephemeral-storage".into(),
                 Quantity(format!("{LOG_SPACE_MIB}Mi")),
             ),
         ])),
         limits: Some(BTreeMap::from([
-            ("memory".into(), Quantity("256Mi".into())),
+            ("memory".into(), Quantity(format!("{memory_limit}Mi"))),
             (
                 "ephemeral-storage".into(),
                 Quantity(format!("{ephemeral_limit}Mi")),

@@ -386,6 +386,47 @@ fn placement_is_passed_through() {
     assert_eq!(limits.get("memory"), Some(&Quantity("1Gi".into())));
 }
 
+/// (cpu request, memory request, memory limit) of the host container.
+fn resources_of(hr: &HostRole) -> (String, String, String) {
+    let r = pod(&build(hr)).containers[0]
+        .resources
+        .clone()
+        .expect("resources");
+    let get = |m: Option<&BTreeMap<String, Quantity>>, k: &str| {
+        m.and_then(|m| m.get(k))
+            .map(|q| q.0.clone())
+            .unwrap_or_default()
+    };
+    (
+        get(r.requests.as_ref(), "cpu"),
+        get(r.requests.as_ref(), "memory"),
+        get(r.limits.as_ref(), "memory"),
+    )
+}
+
+#[test]
+fn a_host_requests_what_its_roles_need() {
+    let web_only = resources_of(&web(""));
+    assert_eq!(web_only, ("20m".into(), "32Mi".into(), "256Mi".into()));
+    let office = resources_of(&example("home-office.yaml"));
+    assert_eq!(office, ("40m".into(), "48Mi".into(), "384Mi".into()));
+    // A peer holds chunks in memory: 16 fetches and 32 upload slots of 1 MiB.
+    let peer = resources_of(&hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: family}\nspec:\n  peer: {network: family, seeds: [\"a:7001\"]}\n",
+    ));
+    assert_eq!(peer, ("30m".into(), "64Mi".into(), "320Mi".into()));
+    // What the HostRole names wins.
+    let mut named = web("");
+    named.spec.template = Some(HostTemplate {
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([("cpu".into(), Quantity("1".into()))])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    assert_eq!(resources_of(&named).0, "1");
+}
+
 #[test]
 fn host_pods_pull_with_the_hostrole_pull_secrets_else_the_operator_default() {
     let mut with_default = settings();

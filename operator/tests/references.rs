@@ -254,7 +254,7 @@ fn peers_of_a_network_share_a_secret_and_a_headless_service() {
     );
     let family = hostrole(
         "lan",
-        "metadata: {name: family}\nspec:\n  replicas: 3\n  peer: {network: family, index: tracker, share: {storage: 2Gi}}\n",
+        "metadata: {name: family}\nspec:\n  replicas: 3\n  peer: {network: family, index: tracker, share: {storage: 2Gi}, limits: {uploadBytesPerSecond: 512Ki, downloadBytesPerSecond: 10M, uploadSlots: 4}}\n",
     );
     let cousins = hostrole(
         "lan",
@@ -286,6 +286,9 @@ fn peers_of_a_network_share_a_secret_and_a_headless_service() {
     assert_eq!(peer.discovery_dns, None);
     assert_eq!(peer.heartbeat_seconds, 10);
     assert_eq!(peer.quota_bytes, Some(2 << 30));
+    assert_eq!(peer.upload_bytes_per_second, Some(512 << 10));
+    assert_eq!(peer.download_bytes_per_second, Some(10_000_000));
+    assert_eq!(peer.upload_slots, Some(4));
     assert_eq!(peer.ui_bind, Some(std::net::Ipv4Addr::LOCALHOST.into()));
     let sts = d.stateful_set.spec.unwrap();
     let labels = sts.template.metadata.unwrap().labels.unwrap();

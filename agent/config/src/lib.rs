@@ -153,6 +153,16 @@ pub struct PeerRoleConfig {
     /// exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_ca: Option<PathBuf>,
+    /// Most chunk bytes per second this peer sends to the others; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_bytes_per_second: Option<u64>,
+    /// Most chunk bytes per second this peer fetches; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_bytes_per_second: Option<u64>,
+    /// Chunks this peer serves at once; more requests are answered 503 and fetched elsewhere.
+    /// 32 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_slots: Option<u32>,
 }
 
 /// One client loop.

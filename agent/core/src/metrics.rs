@@ -66,6 +66,8 @@ pub enum Reason {
     BodyTooLarge,
     DownloadFailed,
     ChunkRejected,
+    /// A chunk request answered "busy": every upload slot was taken.
+    UploadSlotsFull,
     IndexUnreachable,
     // Line-protocol sessions (mail).
     /// An idle session closed to make room when the listener was full.

@@ -1084,3 +1084,132 @@ fn a_peer_certified_by_another_ca_is_not_fetched_from() {
     );
     assert!(a.search("impostor").is_empty(), "A lists nothing of M's");
 }
+
+/// How long `b` takes to fetch `hash` (already found) through its UI, checked on disk.
+fn timed_fetch(b: &Node, hash: &str, name: &str) -> Duration {
+    let started = std::time::Instant::now();
+    b.fetch_as(hash, name);
+    started.elapsed()
+}
+
+#[test]
+fn upload_slots_and_rates_bound_what_a_peer_gives_and_change_live_from_the_ui() {
+    use hostrole_p2p::peer::limits::Limits;
+    let net = Net::new();
+    let files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| {
+            (
+                format!("limited-{i}.bin"),
+                random_bytes(4 * CHUNK, 60 + 2 * i),
+            )
+        })
+        .collect();
+    let seeded: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    // A serves one chunk at a time (from its configuration); B asks for four at once.
+    let a = net.peer(
+        "a",
+        PeerOptions {
+            limits: Limits {
+                upload_slots: Some(1),
+                ..Limits::default()
+            },
+            ..PeerOptions::default()
+        }
+        .with_seed_self(),
+        &seeded,
+    );
+    let b = net.peer(
+        "b",
+        PeerOptions {
+            seeds: vec![a.address()],
+            ..PeerOptions::default()
+        },
+        &[],
+    );
+    let limits = get_json(&a.ui("/api/limits"));
+    assert_eq!(limits["uploadSlots"], 1, "{limits}");
+    assert_eq!(limits["configured"]["uploadSlots"], 1, "{limits}");
+    assert!(limits["uploadBytesPerSecond"].is_null(), "{limits}");
+    let hashes: Vec<String> = files.iter().map(|(_, d)| blake3_hex(d)).collect();
+    for (hash, (name, _)) in hashes.iter().zip(&files) {
+        b.find("B to find A's file", name, hash);
+    }
+
+    // Upload slots: B's extra requests are answered "busy", and the download still completes.
+    b.fetch_as(&hashes[0], &files[0].0);
+    let busy = metric(
+        &a.metrics(),
+        "hostrole_agent_errors_total{role=\"peer\",reason=\"UploadSlotsFull\"}",
+    );
+    assert!(busy > 0.0, "A refused none of B's parallel requests");
+    assert_eq!(
+        a.metrics()
+            .lines()
+            .filter(|l| l.contains("reason=\"DownloadFailed\""))
+            .count(),
+        0
+    );
+
+    // An upload rate set live from A's UI: 4 MiB at 1 MiB/s, one second of burst, takes ≥ 3 s.
+    let mib = 1u64 << 20;
+    let (code, body) = post_json(
+        &a.ui("/api/limits"),
+        &format!("{{\"uploadBytesPerSecond\": {mib}, \"uploadSlots\": 1}}"),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["uploadBytesPerSecond"], mib, "{body}");
+    assert_eq!(
+        body["configured"]["uploadBytesPerSecond"],
+        serde_json::Value::Null
+    );
+    let paced = timed_fetch(&b, &hashes[1], &files[1].0);
+    assert!(
+        paced >= Duration::from_millis(2700),
+        "4 MiB at 1 MiB/s came in {paced:?}"
+    );
+
+    // A download rate on B instead, A unlimited again.
+    let (code, body) = post_json(&a.ui("/api/limits"), "{}");
+    assert_eq!((code, body["uploadBytesPerSecond"].is_null()), (200, true));
+    assert_eq!(body["uploadSlots"], 32, "no number is the default: {body}");
+    let (code, body) = post_json(
+        &b.ui("/api/limits"),
+        &format!("{{\"downloadBytesPerSecond\": {mib}}}"),
+    );
+    assert_eq!(code, 200, "{body}");
+    let paced = timed_fetch(&b, &hashes[2], &files[2].0);
+    assert!(
+        paced >= Duration::from_millis(2700),
+        "4 MiB at 1 MiB/s came in {paced:?}"
+    );
+
+    // Bad limits change nothing and say which field and what it accepts.
+    let (code, body) = post_json(&b.ui("/api/limits"), "{\"uploadBytesPerSecond\": 10}");
+    assert_eq!(code, 422, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("uploadBytesPerSecond") && error.contains("1024"),
+        "{body}"
+    );
+    let (code, body) = post_json(&b.ui("/api/limits"), "{\"uploadSlot\": 2}");
+    assert_eq!(code, 400, "a misspelt field: {body}");
+    let (code, _) = post_json(&b.ui("/api/limits"), "{\"uploadSlots\": 0}");
+    assert_eq!(code, 422);
+    assert_eq!(
+        get_json(&b.ui("/api/limits"))["downloadBytesPerSecond"],
+        mib,
+        "refused changes left the limits as they were"
+    );
+    // Another site's page cannot change them (no X-Requested-With).
+    let (code, _) = status_of(&[
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        "{}",
+        &b.ui("/api/limits"),
+    ]);
+    assert_eq!(code, 403);
+}

@@ -1,7 +1,8 @@
 //! The peer's UI in a real browser: headless Chromium driven by chromedriver through Python's
 //! selenium (Debian packages chromium, chromium-driver, python3-selenium; see
 //! scripts/install-deps.sh). Search, Download, the progress the page shows while the source is
-//! paused part-way, then "complete", the file listed locally; then an upload through the form.
+//! paused part-way, then "complete", the file listed locally; then an upload through the form,
+//! and an upload rate set in the limits form.
 
 use crate::support;
 
@@ -108,6 +109,10 @@ fn a_user_downloads_and_uploads_through_the_page_in_chromium() {
     println!("{stdout}");
     assert!(
         stdout.contains("download:") && stdout.contains("complete"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("limits: Applied: upload 512.0 KiB/s"),
         "{stdout}"
     );
     assert_eq!(

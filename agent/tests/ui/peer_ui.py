@@ -4,7 +4,8 @@ Usage: peer_ui.py UI_URL QUERY HASH UPLOAD_PATH
 Searches for QUERY, clicks Download on the result with HASH, waits until the page shows the
 download part done (the test pauses its source meanwhile: "partial:" on stdout), then "complete"
 and the file listed locally; then uploads UPLOAD_PATH through the form and waits
-for it to be listed. Prints what it saw; exits non-zero on any failure.
+for it to be listed; then sets an upload rate in the limits form and checks the API has it.
+Prints what it saw; exits non-zero on any failure.
 """
 
 import json
@@ -90,6 +91,20 @@ def main():
         wait.until(EC.presence_of_element_located(
             (By.CSS_SELECTOR, f'#files tr[data-name="{name}"]')))
         print("uploaded:", driver.find_element(By.ID, "upload-status").text)
+
+        # Sharing limits: the form shows what is in force; a new upload rate applies at once.
+        wait.until(EC.text_to_be_present_in_element((By.ID, "limits-message"), "In force:"))
+        box = driver.find_element(By.ID, "limit-upload")
+        box.clear()
+        box.send_keys("512")
+        driver.find_element(By.ID, "limits-button").click()
+        wait.until(EC.text_to_be_present_in_element(
+            (By.ID, "limits-message"), "Applied: upload 512.0 KiB/s"))
+        with urllib.request.urlopen(url.rstrip("/") + "/api/limits", timeout=5) as r:
+            limits = json.load(r)
+        if limits["uploadBytesPerSecond"] != 512 * 1024:
+            raise AssertionError(f"the form applied {limits}")
+        print("limits:", driver.find_element(By.ID, "limits-message").text)
     finally:
         driver.quit()
 

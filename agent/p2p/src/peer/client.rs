@@ -49,6 +49,13 @@ pub enum ClientError {
     },
 }
 
+impl ClientError {
+    /// The peer answered "busy" (503: its upload slots are all taken).
+    pub fn busy(&self) -> bool {
+        matches!(self, ClientError::Status { status: 503, .. })
+    }
+}
+
 /// An error and its sources, `: `-joined.
 fn causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

@@ -28,6 +28,9 @@ pub const PARTIAL: &str = "partial";
 const PER_PEER: usize = 4;
 /// Failed requests in a row after which a worker stops using its peer (until the next refresh).
 const PEER_FAILURES: u32 = 3;
+/// How long a worker waits after its peer answered "busy" (every upload slot taken): the
+/// server's `Retry-After`.
+const BUSY_WAIT: Duration = Duration::from_secs(1);
 /// A download with nothing to fetch from for this long fails.
 const GIVE_UP: Duration = Duration::from_secs(120);
 /// An unattended download that failed is tried again after this long.
@@ -564,8 +567,18 @@ async fn worker(job: Arc<Job>, source: Holder, have: Option<ChunkMap>) -> String
             }
         };
         let len = job.resource.chunk_len(index);
+        shared.limits.download.take(len).await;
         let answer = match shared.client.get_chunk(&url, len, &source.id).await {
             Ok(a) => a,
+            Err(e) if e.busy() => {
+                // Its upload slots are taken: not a failure; other workers fetch the chunk from
+                // other peers meanwhile, and this one asks again after the Retry-After.
+                job.give_back(index);
+                drop(permit);
+                tracing::debug!(peer = %source.id, "peer busy");
+                tokio::time::sleep(BUSY_WAIT).await;
+                continue;
+            }
             Err(e) => {
                 job.give_back(index);
                 failures += 1;

@@ -18,6 +18,7 @@ mod client;
 mod discovery;
 mod download;
 mod known;
+pub mod limits;
 mod server;
 mod swarm;
 mod ui;
@@ -99,6 +100,8 @@ pub enum PeerError {
         "the peer role has tls but no network CA at {path}: peers of a network accept each other by the CA that signed their certificates; put that CA's certificate in the tls Secret as ca.crt (cert-manager's CA and self-signed issuers write it)"
     )]
     NoNetworkCa { path: PathBuf },
+    #[error("the peer role's limits: {0}")]
+    Limits(#[from] limits::LimitError),
     #[error(transparent)]
     Bind(#[from] BindError),
 }
@@ -232,6 +235,8 @@ struct Shared {
     peers: Mutex<known::Roster>,
     downloads: Downloads,
     slots: Arc<Semaphore>,
+    /// Upload and download rates and upload slots, changeable from the UI.
+    limits: limits::Limiter,
     changed: Notify,
     metrics: PeerMetrics,
     agent: AgentMetrics,
@@ -341,6 +346,12 @@ impl Peer {
             client::Client::new(secret.clone(), identity.clone(), address.clone(), transport)
                 .map_err(PeerError::Client)?;
         let chunk_delay = chunk_delay();
+        let limits = limits::Limits {
+            upload_bytes_per_second: config.upload_bytes_per_second,
+            download_bytes_per_second: config.download_bytes_per_second,
+            upload_slots: config.upload_slots,
+        };
+        limits.validate()?;
         let listener = net::bind(ROLE, SocketAddr::new(ip, config.port)).await?;
         let ui_ip = ui_address(config.ui_bind, ip);
         let ui_listener = net::bind(UI, SocketAddr::new(ui_ip, config.ui_port)).await?;
@@ -367,6 +378,7 @@ impl Peer {
             peers: Mutex::new(roster),
             downloads: Downloads::default(),
             slots: Arc::new(Semaphore::new(TOTAL_FETCHES)),
+            limits: limits::Limiter::new(limits),
             changed: Notify::new(),
             metrics: peer_metrics.clone(),
             agent: metrics.clone(),
@@ -526,6 +538,9 @@ mod tests {
             tls: None,
             network_ca: None,
             index_ca: None,
+            upload_bytes_per_second: None,
+            download_bytes_per_second: None,
+            upload_slots: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! the peers it knows (for gossip). Every request must be signed by a member as the peer it
 //! names, once; every answer is signed by this peer ([`crate::auth::require`]).
 
-use hostrole_agent_core::metrics::Direction;
+use hostrole_agent_core::metrics::{Direction, Reason};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
@@ -20,6 +20,8 @@ use hostrole_agent_core::metrics::track;
 
 /// Largest request body: peers only send GETs.
 const MAX_BODY: usize = 64 << 10;
+/// `Retry-After` of a peer whose upload slots are all taken.
+pub const RETRY_AFTER_SECONDS: &str = "1";
 
 pub fn router(shared: Arc<Shared>) -> Router {
     let secret = shared.secret.clone();
@@ -102,6 +104,21 @@ async fn chunk(
             }
         },
     };
+    // An upload slot for the whole of the serving, or "busy": the asking peer fetches the
+    // chunk elsewhere or later rather than waiting in a queue here.
+    let Some(_slot) = shared.limits.slots.try_take() else {
+        shared.agent.error(ROLE, Reason::UploadSlotsFull);
+        let mut busy = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "every upload slot of this peer is taken; ask another peer or try again",
+        );
+        busy.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
+        return busy;
+    };
+    shared.limits.upload.take(len).await;
     if !shared.settings.chunk_delay.is_zero() {
         tokio::time::sleep(shared.settings.chunk_delay).await;
     }

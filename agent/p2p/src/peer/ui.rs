@@ -22,6 +22,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::catalog::{free_name, safe_name};
 use super::download::{self, StartError, Started};
+use super::limits::Limits;
 use super::{Shared, UI, discovery};
 use crate::auth::error_response;
 use crate::valid_hash;
@@ -59,6 +60,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/search", get(search))
         .route("/api/downloads", get(downloads).post(start_download))
         .route("/api/upload", post(upload))
+        .route("/api/limits", get(limits).post(set_limits))
         .layer(from_fn(same_origin_posts))
         .layer(from_fn(loopback_only))
         .with_state(shared)
@@ -197,6 +199,48 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<Status> {
         mode: shared.settings.discovery.as_str(),
         address: shared.settings.address.clone(),
     })
+}
+
+/// The limits in force, what the configuration said, and the upload slots in use.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LimitsView {
+    #[serde(flatten)]
+    current: Limits,
+    configured: Limits,
+    uploads_in_progress: u32,
+}
+
+async fn limits(State(shared): State<Arc<Shared>>) -> Json<LimitsView> {
+    Json(LimitsView {
+        current: shared.limits.current(),
+        configured: shared.limits.configured,
+        uploads_in_progress: shared.limits.slots.in_use(),
+    })
+}
+
+/// Puts new limits in force at once (for transfers already waiting too); a rate left out or
+/// null is unlimited, slots left out are the default. They last until the host restarts; the HostRole's `peer.limits` is what a
+/// restart comes back to.
+async fn set_limits(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let limits = match serde_json::from_slice::<Limits>(&body) {
+        Ok(l) => l,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "send {{\"uploadBytesPerSecond\": n|null, \"downloadBytesPerSecond\": n|null, \"uploadSlots\": n|null}}: {e}"
+                ),
+            );
+        }
+    };
+    match shared.limits.set(limits) {
+        Ok(()) => {
+            tracing::info!(?limits, "limits changed from the UI");
+            self::limits(State(shared)).await.into_response()
+        }
+        Err(e) => error_response(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
 }
 
 #[derive(Serialize)]

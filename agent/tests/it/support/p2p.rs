@@ -89,6 +89,9 @@ impl Net {
             tls: options.tls.clone(),
             network_ca: options.network_ca.clone(),
             index_ca: options.index_ca.clone(),
+            upload_bytes_per_second: options.limits.upload_bytes_per_second,
+            download_bytes_per_second: options.limits.download_bytes_per_second,
+            upload_slots: options.limits.upload_slots,
         });
         let mut env: Vec<(String, String)> = options
             .chunk_delay_ms
@@ -124,6 +127,8 @@ pub struct PeerOptions {
     pub chunk_delay_ms: Option<u64>,
     /// The agent's log filter (`RUST_LOG`), e.g. to see what is logged at debug level.
     pub log: Option<String>,
+    /// Upload and download rates and upload slots.
+    pub limits: hostrole_p2p::peer::limits::Limits,
 }
 
 fn base(name: &str) -> AgentConfig {

@@ -161,6 +161,36 @@ async function upload(event) {
   } catch (e) { $("#upload-status").textContent = "Upload failed: " + e.message; }
 }
 
+// Limits: the form shows KiB/s, the API takes bytes per second; empty is unlimited (null).
+function kib(bytes) { return bytes == null ? "" : String(Math.round(bytes / 1024)); }
+function rate(text) { return text.trim() === "" ? null : Math.round(Number(text) * 1024); }
+function describe(l) {
+  const r = (v) => v == null ? "unlimited" : size(v) + "/s";
+  return `upload ${r(l.uploadBytesPerSecond)}, download ${r(l.downloadBytesPerSecond)}, ` +
+    `upload slots ${l.uploadSlots == null ? "default" : l.uploadSlots}`;
+}
+
+async function loadLimits() {
+  const l = await getJSON("/api/limits");
+  $("#limit-upload").value = kib(l.uploadBytesPerSecond);
+  $("#limit-download").value = kib(l.downloadBytesPerSecond);
+  $("#limit-slots").value = l.uploadSlots == null ? "" : String(l.uploadSlots);
+  $("#limits-message").textContent = `In force: ${describe(l)}. Configured: ${describe(l.configured)}.`;
+}
+
+async function applyLimits(event) {
+  event.preventDefault();
+  const slots = $("#limit-slots").value.trim();
+  try {
+    const l = await postJSON("/api/limits", {
+      uploadBytesPerSecond: rate($("#limit-upload").value),
+      downloadBytesPerSecond: rate($("#limit-download").value),
+      uploadSlots: slots === "" ? null : Number(slots),
+    });
+    $("#limits-message").textContent = `Applied: ${describe(l)}.`;
+  } catch (e) { $("#limits-message").textContent = "Not applied: " + e.message; }
+}
+
 function every(ms, f) {
   const run = () => f().catch(() => {}).finally(() => setTimeout(run, ms));
   run();
@@ -168,6 +198,8 @@ function every(ms, f) {
 
 $("#search-form").addEventListener("submit", search);
 $("#upload-form").addEventListener("submit", upload);
+$("#limits-form").addEventListener("submit", applyLimits);
+loadLimits().catch(() => {});
 loadStatus();
 every(500, loadDownloads);
 every(2000, loadFiles);
