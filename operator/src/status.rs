@@ -379,12 +379,19 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
         .filter(|c| c.ok)
         .count();
     let ready_hosts = hosts.iter().filter(|h| h.ready).count() as i32;
-    let existing = observed
+    // Pods that show the rollout done stand for the StatefulSet status that lags them.
+    let caught_up = observed
         .stateful_set
-        .and_then(|s| s.status.as_ref())
-        .map_or(0, |s| s.replicas);
-
-    let rolling = rollout_in_progress(observed.stateful_set, generation_of(observed.stateful_set));
+        .filter(|sts| pods_caught_up(sts, &name, observed.pods));
+    let existing = match caught_up {
+        Some(sts) => sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        None => observed
+            .stateful_set
+            .and_then(|s| s.status.as_ref())
+            .map_or(0, |s| s.replicas),
+    };
+    let rolling = caught_up.is_none()
+        && rollout_in_progress(observed.stateful_set, generation_of(observed.stateful_set));
 
     let (ready, progressing, degraded) = match &observed.failure {
         Some((reason, message)) => (
@@ -647,6 +654,56 @@ fn rollout_in_progress(sts: Option<&StatefulSet>, generation: Option<i64>) -> bo
         || status.replicas != wanted
         || (status.update_revision.is_some() && status.current_revision != status.update_revision)
 }
+
+/// Whether the pods show a rollout done that the StatefulSet's status does not say yet (the
+/// StatefulSet controller writes it several seconds after its pods turn ready when the cluster
+/// is busy; waiting for it would cost a status write of its own): the controller has seen the
+/// current StatefulSet spec (so its `updateRevision` is the current one), and every wanted
+/// host's pod carries that revision's `controller-revision-hash`, is ready and not being
+/// deleted, and no pod of a higher ordinal is left (a scale-down in progress).
+fn pods_caught_up(sts: &StatefulSet, name: &str, pods: &[Pod]) -> bool {
+    let Some(status) = &sts.status else {
+        return false;
+    };
+    let Some(revision) = status.update_revision.as_deref() else {
+        return false;
+    };
+    if status.observed_generation < sts.metadata.generation {
+        return false;
+    }
+    let wanted = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .max(0) as usize;
+    let mut on_revision = vec![false; wanted];
+    for pod in pods {
+        let Some(ordinal) = pod.metadata.name.as_deref().and_then(|n| {
+            n.strip_prefix(name)?
+                .strip_prefix('-')?
+                .parse::<usize>()
+                .ok()
+        }) else {
+            continue;
+        };
+        let Some(slot) = on_revision.get_mut(ordinal) else {
+            return false;
+        };
+        *slot = pod.metadata.deletion_timestamp.is_none()
+            && pod_ready(pod)
+            && pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(REVISION_LABEL))
+                .is_some_and(|r| r == revision);
+    }
+    on_revision.iter().all(|ok| *ok)
+}
+
+/// The label the StatefulSet controller puts on each pod: the revision it was made from.
+const REVISION_LABEL: &str = "controller-revision-hash";
 
 /// Whether a status change must be written at once, rather than within a couple of seconds
 /// (the reconciler lets the rest wait): the first status, a new generation, any condition

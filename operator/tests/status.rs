@@ -665,3 +665,73 @@ fn progress_detail_can_wait_but_readiness_and_failures_cannot() {
     newer.observed_generation = Some(4);
     assert!(status::urgent(Some(&one), &newer));
 }
+
+/// A pod made from StatefulSet revision `revision`.
+fn on_revision(name: &str, ready: bool, revision: &str) -> Pod {
+    let mut p = pod(name, ready, None);
+    p.metadata.labels = Some(std::collections::BTreeMap::from([(
+        "controller-revision-hash".to_string(),
+        revision.to_string(),
+    )]));
+    p
+}
+
+#[test]
+fn ready_pods_of_the_current_revision_end_a_rollout_the_statefulset_status_has_not_caught_up_with()
+{
+    let hr = hostrole(2, 3);
+    // The controller has seen the spec (revision def) but not yet counted its ready pods.
+    let mut sts = settled(2);
+    if let Some(st) = sts.status.as_mut() {
+        st.update_revision = Some("office-def".into());
+        st.updated_replicas = Some(0);
+        st.ready_replicas = Some(0);
+    }
+    let judge = |sts: &StatefulSet, pods: &[Pod]| {
+        let s = status::status(&hr, &observe(sts, pods), &at(0));
+        (
+            find(&s.conditions, "Ready").status.clone(),
+            find(&s.conditions, "Progressing").reason.clone(),
+        )
+    };
+    let done = [
+        on_revision("office-0", true, "office-def"),
+        on_revision("office-1", true, "office-def"),
+    ];
+    assert_eq!(
+        judge(&sts, &done),
+        ("True".into(), "RolloutComplete".into())
+    );
+    if let Some(st) = sts.status.as_mut() {
+        st.replicas = 1;
+    }
+    let s = status::status(&hr, &observe(&sts, &done), &at(0));
+    assert_eq!(s.replicas, 2, "the pods stand for the lagging count too");
+    // Not while a pod is of the old revision, not ready, being deleted, or missing, nor while a
+    // pod beyond the replicas is left.
+    let old = [
+        on_revision("office-0", true, "office-def"),
+        on_revision("office-1", true, "office-abc"),
+    ];
+    let unready = [
+        on_revision("office-0", true, "office-def"),
+        on_revision("office-1", false, "office-def"),
+    ];
+    let mut deleting = done.clone();
+    deleting[1].metadata.deletion_timestamp = Some(at(0));
+    let missing = [on_revision("office-0", true, "office-def")];
+    let extra = [
+        on_revision("office-0", true, "office-def"),
+        on_revision("office-1", true, "office-def"),
+        on_revision("office-2", true, "office-def"),
+    ];
+    for pods in [&old[..], &unready, &deleting, &missing, &extra] {
+        assert_eq!(judge(&sts, pods).1, "RollingOut", "{pods:?}");
+        assert_eq!(judge(&sts, pods).0, "False");
+    }
+    // Nor when the controller has not seen the latest spec: its updateRevision is stale.
+    if let Some(st) = sts.status.as_mut() {
+        st.observed_generation = Some(3);
+    }
+    assert_eq!(judge(&sts, &done).1, "RollingOut");
+}
