@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# agent: one `hostrole-agent up` serving web+file+mail from one manifest, idle, pinned to the
-# server cores with one tokio worker (as in the other benchmarks).
+# agent: one `hostrole-agent up` serving web, file, mail, an index and a peer from one manifest,
+# idle, pinned to the server cores with one tokio worker (as in the other benchmarks).
 # Measured: start-to-ready (ms from exec to the first 200 of /readyz, polled every 10 ms; best
 # and median of RUNS starts), VmRSS and VmHWM (/proc/PID/status) one second after ready, the
 # binary's size, and the image archives' sizes if images/build-oci.sh made them (not built here).
@@ -39,6 +39,8 @@ spec:
       pop3Port: $(free_port)
       domains: [bench.lan]
       users: {secret: bench-users}
+    index: {port: $(free_port)}
+  peer: {network: bench, port: $(free_port), ui: {port: $(free_port)}}
 YAML
 }
 
@@ -82,9 +84,9 @@ main() {
     stop_pid "$AGENT_PID"
   done
   echo "start-to-ready ms, each run: ${times[*]}"
-  row "start-to-ready ms (best of $RUNS)" "hostrole-agent up all.yaml (web+file+mail)" \
+  row "start-to-ready ms (best of $RUNS)" "hostrole-agent up all.yaml (web+file+mail+index+peer)" \
     "$(printf '%s\n' "${times[@]}" | sort -n | head -n 1)" "-" "-"
-  row "start-to-ready ms (median of $RUNS)" "hostrole-agent up all.yaml (web+file+mail)" \
+  row "start-to-ready ms (median of $RUNS)" "hostrole-agent up all.yaml (web+file+mail+index+peer)" \
     "$(printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')" "-" "-"
   row "VmRSS KiB, idle after ready" "/proc/PID/status" "$rss" "-" "-"
   row "VmHWM KiB, idle after ready" "/proc/PID/status" "$hwm" "-" "-"

@@ -159,6 +159,12 @@ ratio() {
     else printf "%.3f", a / b }'
 }
 
+# to_ms: wrk's "812.00us" / "1.23ms" / "2.00s" as milliseconds.
+to_ms() {
+  awk '{ v = $1 + 0; if ($1 ~ /us$/) v /= 1000; else if ($1 ~ /ms$/) v += 0;
+         else if ($1 ~ /m$/) v *= 60000; else if ($1 ~ /s$/) v *= 1000; printf "%.3f", v }'
+}
+
 # ---------------------------------------------------------------- processes
 # proc_status PID FIELD: a field of /proc/PID/status in KiB (VmRSS, VmHWM).
 proc_status() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }

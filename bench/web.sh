@@ -3,6 +3,9 @@
 # directory with the same worker count (1 tokio worker thread / worker_processes 1), both
 # pinned to the server cores; wrk pinned to the load cores.
 # Measured per file (4 KiB, 1 MiB): wrk -t1 -c32 -d${DURATION}s --latency: req/s, p50, p99.
+# Then HTTP/2 without TLS (prior knowledge; nginx `listen ... http2`): h2load -t1 -c32 -m10 for
+# the 4 KiB file: req/s. Last, each server's peak memory after all the loads (VmHWM; nginx:
+# master + worker).
 set -euo pipefail
 export BENCH_NAME=web
 # shellcheck source=SCRIPTDIR/lib.sh
@@ -59,6 +62,10 @@ http {
     listen 127.0.0.1:$port;
     root $BENCH_TMP/site;
   }
+  server {
+    listen 127.0.0.1:$2 http2;
+    root $BENCH_TMP/site;
+  }
 }
 CONF
   taskset -c "$SERVER_CPUS" nginx -c "$d/nginx.conf" -e "$d/error.log" &
@@ -78,22 +85,17 @@ load() {
   if grep -q 'Non-2xx' <<<"$out"; then log "warning: $(grep 'Non-2xx' <<<"$out")"; fi
 }
 
-# to_ms: wrk's "812.00us" / "1.23ms" / "2.00s" as milliseconds.
-to_ms() {
-  awk '{ v = $1 + 0; if ($1 ~ /us$/) v /= 1000; else if ($1 ~ /ms$/) v += 0;
-         else if ($1 ~ /m$/) v *= 60000; else if ($1 ~ /s$/) v *= 1000; printf "%.3f", v }'
-}
-
 main() {
-  local ours_port nginx_port f ors op5 op9
-  need_pkgs nginx wrk curl procps
+  local ours_port nginx_port nginx_h2_port f ors op5 op9 h2cmd ours_hwm nginx_hwm
+  need_pkgs nginx wrk curl procps nghttp2-client
   bins
   tmpdir
   make_site "$BENCH_TMP/site"
   ours_port=$(free_port)
   nginx_port=$(free_port)
   start_ours "$ours_port"
-  start_nginx "$nginx_port"
+  nginx_h2_port=$(free_port)
+  start_nginx "$nginx_port" "$nginx_h2_port"
   for f in 4k.bin 1m.bin; do
     cmp -s <(curl -fsS "http://127.0.0.1:$ours_port/$f") "$BENCH_TMP/site/$f" || die "ours serves a different $f"
     cmp -s <(curl -fsS "http://127.0.0.1:$nginx_port/$f") "$BENCH_TMP/site/$f" || die "nginx serves a different $f"
@@ -105,6 +107,26 @@ main() {
     row "$f p50 ms" "$cmd" "$op5" "$P50" "<1"
     row "$f p99 ms" "$cmd" "$op9" "$P99" "<1"
   done
+  h2load_rps "http://127.0.0.1:$ours_port/4k.bin"
+  ors=$RPS
+  h2load_rps "http://127.0.0.1:$nginx_h2_port/4k.bin"
+  h2cmd="h2load -t1 -c32 -m10 -D ${DURATION} http://127.0.0.1:PORT/4k.bin (h2c, prior knowledge)"
+  row "4k.bin HTTP/2 req/s" "$h2cmd" "$ors" "$RPS" ">1"
+  ours_hwm=$(proc_status "$AGENT_PID" VmHWM)
+  nginx_hwm=0
+  for f in "$NGINX_PID" $(pgrep -P "$NGINX_PID"); do
+    nginx_hwm=$((nginx_hwm + $(proc_status "$f" VmHWM)))
+  done
+  row "VmHWM KiB after the loads (nginx: master + worker)" "/proc/PID/status" "$ours_hwm" "$nginx_hwm" "<1"
+}
+
+# h2load_rps URL: HTTP/2 load without TLS; sets RPS (fails on any failed request).
+h2load_rps() {
+  local out
+  out=$(taskset -c "$LOAD_CPUS" timeout $((DURATION + 30)) \
+    h2load -t1 -c32 -m10 -D "$DURATION" "$1")
+  RPS=$(awk '/^finished in/ { gsub(",", "", $4); print $4 }' <<<"$out")
+  grep -Eq 'requests: .* 0 failed, 0 errored' <<<"$out" || log "warning: $(grep '^requests:' <<<"$out")"
 }
 
 main "$@"
