@@ -28,7 +28,8 @@ TIMEOUT=${P2P_TIMEOUT:-$(quick 120 900)}
 port() {
   local -n out=$1
   out=$(free_port)
-  BENCH_PORTS_USED[$out]=1
+  # shellcheck disable=SC2034 # read by free_port (lib.sh)
+  BENCH_PORTS_USED[out]=1
 }
 
 # agent NAME PORT UI_PORT ROOT SEEDS EXTRA: writes NAME.yaml (an AgentConfig with a peer) and
