@@ -67,7 +67,7 @@ start_once() {
 }
 
 main() {
-  local port times=() r rss hwm img f
+  local port times=() r rss hwm anon img f
   bins
   tmpdir
   manifest
@@ -80,6 +80,7 @@ main() {
       sleep 1
       rss=$(proc_status "$AGENT_PID" VmRSS)
       hwm=$(proc_status "$AGENT_PID" VmHWM)
+      anon=$(proc_status "$AGENT_PID" RssAnon)
     fi
     stop_pid "$AGENT_PID"
   done
@@ -90,6 +91,7 @@ main() {
     "$(printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')" "-" "-"
   row "VmRSS KiB, idle after ready" "/proc/PID/status" "$rss" "-" "-"
   row "VmHWM KiB, idle after ready" "/proc/PID/status" "$hwm" "-" "-"
+  row "RssAnon KiB (heap and stacks; VmRSS less the binary's mapped pages), idle after ready" "/proc/PID/status" "$anon" "-" "-"
   row "binary bytes" "stat hostrole-agent" "$(stat -c %s "$AGENT")" "-" "-"
   img=0
   for f in "$REPO"/target/images/*.tar; do
