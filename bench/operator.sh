@@ -38,7 +38,13 @@ cluster_up() {
   env=$(HOSTROLE_NODE_PODS=$((2 * N + 200)) bash "$REPO/e2e/cluster/up.sh" | tail -n 1)
   eval "$env" # export KUBECONFIG=...
   kc apply --server-side --force-conflicts -f "$REPO/crds/hostrole.dev_hostroles.yaml" >&2
-  kc wait --for=condition=Established crd/hostroles.hostrole.dev --timeout=60s >&2
+  # `kubectl wait` fails at once ("accessor error") while the new CRD has no status yet.
+  local i
+  for ((i = 0; i < 60; i++)); do
+    kc wait --for=condition=Established crd/hostroles.hostrole.dev --timeout=60s >&2 2>/dev/null && return 0
+    sleep 1
+  done
+  die "the HostRole CRD was not established within a minute"
 }
 
 # hostroles NS: N web HostRoles, one inline page each.

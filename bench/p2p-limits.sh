@@ -27,6 +27,7 @@ TIMEOUT=${P2P_TIMEOUT:-$(quick 120 900)}
 # cannot mark it, and ten agents started one after another would collide).
 port() {
   local -n out=$1
+  # shellcheck disable=SC2034 # a nameref: this sets the caller's variable
   out=$(free_port)
   # shellcheck disable=SC2034 # read by free_port (lib.sh)
   BENCH_PORTS_USED[out]=1
