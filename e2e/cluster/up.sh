@@ -273,7 +273,8 @@ start kwok "$KWOK_DIR/bin/kwok" \
 
 # Pods the fake node takes (a kubelet's default is 110; the operator benchmark needs more).
 NODE_PODS=${HOSTROLE_NODE_PODS:-110}
-NODE_CPUS=$(( NODE_PODS < 3200 ? 32 : NODE_PODS / 100 ))
+# CPU for every pod's request (hosts request 10m and 2–10m per role): 50m a pod, at least 32.
+NODE_CPUS=$(( NODE_PODS < 640 ? 32 : NODE_PODS / 20 ))
 # One fake node, no taint so ordinary pods schedule on it. Node status set on
 # create is kept (that is how kubelets register), so allocatable comes from here.
 FAILED_COMPONENT=kube-apiserver

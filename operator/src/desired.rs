@@ -465,19 +465,21 @@ const AGENT_REQUEST: (u32, u32) = (10, 16);
 /// Memory limit before any role.
 const AGENT_MEMORY_LIMIT_MIB: u32 = 192;
 
-/// What one role adds to the host's requests, (millicores, MiB), and to its memory limit (MiB):
+/// What one role adds to the host's requests, (millicores, MiB), and to its memory limit (MiB).
+/// CPU requests stay small (an idle host uses next to none, and there is no CPU limit to
+/// throttle a busy one); memory is what a role holds under its own bounds:
 /// from `bench/agent.sh` (web+file+mail idle: 21 MiB resident) and each role's own bounds. The
 /// web role keeps up to 32 MiB of small files in memory; the peer role holds the most: up to 16
 /// chunk fetches and 32 upload slots of 1 MiB each.
 fn role_resources(role: &str) -> (u32, u32, u32) {
     match role {
-        "web" => (10, 16, 64),
-        "file" => (10, 8, 64),
-        "mail" => (10, 8, 64),
-        "index" => (10, 8, 32),
-        "peer" => (20, 48, 128),
+        "web" => (5, 16, 64),
+        "file" => (5, 8, 64),
+        "mail" => (5, 8, 64),
+        "index" => (5, 8, 32),
+        "peer" => (10, 48, 128),
         // Probes: a few small requests per period.
-        _ => (5, 4, 16),
+        _ => (2, 4, 16),
     }
 }
 

@@ -407,14 +407,14 @@ fn resources_of(hr: &HostRole) -> (String, String, String) {
 #[test]
 fn a_host_requests_what_its_roles_need() {
     let web_only = resources_of(&web(""));
-    assert_eq!(web_only, ("20m".into(), "32Mi".into(), "256Mi".into()));
+    assert_eq!(web_only, ("15m".into(), "32Mi".into(), "256Mi".into()));
     let office = resources_of(&example("home-office.yaml"));
-    assert_eq!(office, ("40m".into(), "48Mi".into(), "384Mi".into()));
+    assert_eq!(office, ("25m".into(), "48Mi".into(), "384Mi".into()));
     // A peer holds chunks in memory: 16 fetches and 32 upload slots of 1 MiB.
     let peer = resources_of(&hostrole(
         "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: family}\nspec:\n  peer: {network: family, seeds: [\"a:7001\"]}\n",
     ));
-    assert_eq!(peer, ("30m".into(), "64Mi".into(), "320Mi".into()));
+    assert_eq!(peer, ("20m".into(), "64Mi".into(), "320Mi".into()));
     // What the HostRole names wins.
     let mut named = web("");
     named.spec.template = Some(HostTemplate {

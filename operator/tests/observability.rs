@@ -86,7 +86,7 @@ fn agent_registry() -> Registry {
         .requests
         .get_or_create(&RequestLabels {
             role: "web".into(),
-            method: "GET".into(),
+            method: "GET",
             code: 200,
         })
         .inc();

@@ -4,6 +4,7 @@
 //! cache, so through the same symlink check as any file).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -21,7 +22,7 @@ pub const SITE_404: &str = "404.html";
 #[derive(Clone)]
 pub struct ErrorPages {
     pub cache: SiteCache,
-    pub root: PathBuf,
+    pub root: Arc<PathBuf>,
 }
 
 /// Replaces the body of an error response that is not already HTML.

@@ -262,7 +262,10 @@ fn router(root: PathBuf, metrics: AgentMetrics) -> Router {
             guard::guard,
         ))
         .layer(from_fn_with_state(
-            errors::ErrorPages { cache, root },
+            errors::ErrorPages {
+                cache,
+                root: std::sync::Arc::new(root),
+            },
             errors::error_pages,
         ))
         .layer(
