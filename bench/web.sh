@@ -2,7 +2,8 @@
 # web: static files, ours (the web role of `hostrole-agent up`) against nginx serving the same
 # directory with the same worker count (1 tokio worker thread / worker_processes 1), both
 # pinned to the server cores; wrk pinned to the load cores.
-# Measured per file (4 KiB, 1 MiB): wrk -t1 -c32 -d${DURATION}s --latency: req/s, p50, p99.
+# Measured per file (4 KiB, 1 MiB): wrk -t1 -c32 -d${DURATION}s --latency: req/s, p50, p99, and
+# the server's CPU time per request.
 # Then HTTP/2 without TLS (prior knowledge; nginx `listen ... http2`): h2load -t1 -c32 -m10 for
 # the 4 KiB file: req/s. Last, each server's peak memory after all the loads (VmHWM; nginx:
 # master + worker).
@@ -74,11 +75,24 @@ CONF
   wait_port "$port" 10 || { cat "$d/error.log" >&2; die "nginx did not start"; }
 }
 
-# load URL: runs wrk; sets RPS, P50 and P99 (ms).
+# server_cpu PID: CPU seconds of a server: the process and its children (nginx's worker).
+server_cpu() {
+  local p total=0
+  for p in "$1" $(pgrep -P "$1"); do
+    total=$(awk -v a="$total" -v b="$(cpu_seconds "$p")" 'BEGIN { print a + b }')
+  done
+  echo "$total"
+}
+
+# load URL PID: runs wrk; sets RPS, P50 and P99 (ms), and CPU_US: the server's CPU microseconds
+# per request (less noisy than req/s when the VM's neighbours take cycles).
 load() {
-  local out
+  local out c0 n
+  c0=$(server_cpu "$2")
   out=$(taskset -c "$LOAD_CPUS" timeout $((DURATION + 30)) \
     wrk -t1 -c32 -d"${DURATION}s" --latency "$1")
+  n=$(awk '/requests in/ { print $1 }' <<<"$out")
+  CPU_US=$(awk -v a="$c0" -v b="$(server_cpu "$2")" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", (b - a) * 1e6 / n }')
   RPS=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
   P50=$(awk '$1 == "50%" { print $2 }' <<<"$out" | to_ms)
   P99=$(awk '$1 == "99%" { print $2 }' <<<"$out" | to_ms)
@@ -86,7 +100,7 @@ load() {
 }
 
 main() {
-  local ours_port nginx_port nginx_h2_port f ors op5 op9 h2cmd ours_hwm nginx_hwm
+  local ours_port nginx_port nginx_h2_port f ors op5 op9 ocpu h2cmd ours_hwm nginx_hwm
   need_pkgs nginx wrk curl procps nghttp2-client
   bins
   tmpdir
@@ -99,11 +113,12 @@ main() {
   for f in 4k.bin 1m.bin; do
     cmp -s <(curl -fsS "http://127.0.0.1:$ours_port/$f") "$BENCH_TMP/site/$f" || die "ours serves a different $f"
     cmp -s <(curl -fsS "http://127.0.0.1:$nginx_port/$f") "$BENCH_TMP/site/$f" || die "nginx serves a different $f"
-    load "http://127.0.0.1:$ours_port/$f"
-    ors=$RPS op5=$P50 op9=$P99
-    load "http://127.0.0.1:$nginx_port/$f"
+    load "http://127.0.0.1:$ours_port/$f" "$AGENT_PID"
+    ors=$RPS op5=$P50 op9=$P99 ocpu=$CPU_US
+    load "http://127.0.0.1:$nginx_port/$f" "$NGINX_PID"
     local cmd="wrk -t1 -c32 -d${DURATION}s --latency http://127.0.0.1:PORT/$f"
     row "$f req/s" "$cmd" "$ors" "$RPS" ">1"
+    row "$f server CPU us per request" "$cmd; /proc/PID/stat utime+stime (nginx: master + worker)" "$ocpu" "$CPU_US" "<1"
     row "$f p50 ms" "$cmd" "$op5" "$P50" "<1"
     row "$f p99 ms" "$cmd" "$op9" "$P99" "<1"
   done

@@ -5,6 +5,7 @@
 
 use hostrole_agent_core::metrics::{Direction, Reason};
 use std::io::SeekFrom;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -527,30 +528,59 @@ impl DavFile for StagedFile {
         Box::pin(async move { Ok(self.file.seek(pos).await?) })
     }
 
-    /// The upload is complete: make it durable, then visible in one step.
+    /// The upload is complete: make it durable, then visible in one step. The whole commit
+    /// (fsync, rename, removing stale properties, fsync of the directory) is one trip to the
+    /// blocking pool instead of five.
     fn flush(&mut self) -> FsFuture<'_, ()> {
         Box::pin(async move {
             let Some(staging) = self.staging.clone() else {
                 return Ok(());
             };
             self.file.flush().await?;
-            self.file.sync_all().await?;
-            tokio::fs::rename(&staging, &self.target).await?;
-            self.staging = None;
-            if let Some(stale) = self.stale_props.take() {
-                match tokio::fs::remove_file(&stale).await {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                    _ => {}
-                }
+            let file = std::fs::File::from(self.file.as_fd().try_clone_to_owned()?);
+            let target = self.target.clone();
+            let stale = self.stale_props.take();
+            let (renamed, outcome) =
+                tokio::task::spawn_blocking(move || commit(file, &staging, &target, stale))
+                    .await
+                    .map_err(std::io::Error::other)?;
+            if renamed {
+                self.staging = None;
+                self.usage.grew(self.written, self.replaced);
             }
-            self.usage.grew(self.written, self.replaced);
-            if let Some(parent) = self.target.parent() {
-                // The rename is durable once the directory is.
-                hostrole_agent_core::fsutil::sync_dir_async(parent).await?;
-            }
-            Ok(())
+            Ok(outcome?)
         })
     }
+}
+
+/// Makes a staged upload durable and visible: fsync, rename over the target, remove the
+/// properties a former file left, fsync the directory (the rename is durable once it is).
+/// Returns whether the rename happened, and how the rest went.
+fn commit(
+    file: std::fs::File,
+    staging: &Path,
+    target: &Path,
+    stale: Option<PathBuf>,
+) -> (bool, std::io::Result<()>) {
+    if let Err(e) = file
+        .sync_all()
+        .and_then(|()| std::fs::rename(staging, target))
+    {
+        return (false, Err(e));
+    }
+    let rest = (|| {
+        if let Some(stale) = stale {
+            match std::fs::remove_file(&stale) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        match target.parent() {
+            Some(parent) => hostrole_agent_core::fsutil::sync_dir(parent),
+            None => Ok(()),
+        }
+    })();
+    (true, rest)
 }
 
 impl Drop for StagedFile {

@@ -249,7 +249,9 @@ fn router(root: PathBuf, metrics: AgentMetrics) -> Router {
     let cache = cache::SiteCache::new(root.clone());
     let files = ServeDir::with_backend(&root, cache.clone()).append_index_html_on_directories(true);
     Router::new()
-        .fallback_service(ranges::Ranges::new(zero_copy::ZeroCopy::new(files)))
+        .fallback_service(Shared::new(ranges::Ranges::new(zero_copy::ZeroCopy::new(
+            files,
+        ))))
         .layer(from_fn_with_state(
             guard::Site::new(
                 root.clone(),
@@ -277,6 +279,45 @@ fn router(root: PathBuf, metrics: AgentMetrics) -> Router {
         .layer(from_fn(head_as_get))
         .layer(from_fn(drain_small_body))
         .layer(from_fn_with_state((ROLE, metrics), track))
+}
+
+/// The file service behind one `Arc`. Every `from_fn` middleware clones the whole service below
+/// it for each request, so with the role's layers a request cloned `ServeDir` (and its root
+/// path, an allocation) once per layer; now those clones are atomic increments and the service
+/// is cloned once, for the request that uses it. The services inside (`Ranges`, `ZeroCopy`,
+/// `ServeDir`) are always ready, which is why `poll_ready` does not ask them.
+struct Shared<S>(std::sync::Arc<S>);
+
+impl<S> Shared<S> {
+    fn new(service: S) -> Self {
+        Shared(std::sync::Arc::new(service))
+    }
+}
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<S, R> tower::Service<R> for Shared<S>
+where
+    S: tower::Service<R> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        (*self.0).clone().call(request)
+    }
 }
 
 #[cfg(test)]

@@ -1344,3 +1344,65 @@ fn auth_scheme_names_are_case_insensitive() {
         );
     }
 }
+
+#[test]
+fn an_agent_killed_mid_upload_keeps_the_old_file_and_leaves_nothing_staged() {
+    let mut share = Share::start();
+    let old = share.local("old.txt", b"the version before\n");
+    assert_eq!(
+        status(&[
+            "-u",
+            ALICE,
+            "-T",
+            old.to_str().expect("utf-8"),
+            &share.url("/report.txt")
+        ]),
+        201
+    );
+    // A replacement at ~200 KiB/s, and the agent killed (no graceful stop) while it is staged.
+    let new = share.local("new.txt", &vec![b'n'; 1024 * 1024]);
+    let mut upload = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "30",
+            "--limit-rate",
+            "200K",
+            "-u",
+            ALICE,
+            "-T",
+        ])
+        .arg(&new)
+        .arg(share.url("/report.txt"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("curl");
+    wait_until(
+        "the replacement to be staged",
+        Duration::from_secs(10),
+        || !staging_is_empty(&share.root()),
+    );
+    share.agent.proc.signal("-KILL");
+    let _ = share.agent.wait_exit(Duration::from_secs(10));
+    let _ = upload.wait();
+    assert_eq!(
+        std::fs::read(share.root().join("report.txt")).expect("still there"),
+        b"the version before\n",
+        "the old file, whole, until a replacement is complete"
+    );
+    assert!(
+        !staging_is_empty(&share.root()),
+        "the killed upload left its staged part"
+    );
+    share.agent = Agent::up(
+        &share.dir.path().join("share.yaml"),
+        &share.dir.path().join("data"),
+        &[],
+    );
+    assert!(
+        staging_is_empty(&share.root()),
+        "the start clears what the killed upload staged"
+    );
+    let body = curl(&["-s", "-u", ALICE, &share.url("/report.txt")]);
+    assert_eq!(body.stdout, b"the version before\n");
+}
