@@ -88,24 +88,38 @@ on_exit_do() { BENCH_CLEANUPS+=("$*"); }
 # track PID: stop PID at exit.
 track() { BENCH_PIDS+=("$1"); }
 
+# running PID: the process exists and has not exited (an exited child stays a zombie until it
+# is waited for, and `kill -0` still reaches a zombie).
+running() {
+  [[ -e /proc/$1 && $(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]
+}
+
 # stop_pid PID: TERM, up to 10 s, then KILL. Only if it still runs.
 stop_pid() {
   local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
+  running "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
   kill -TERM "$pid" 2>/dev/null || return 0
   for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    running "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
     sleep 0.1
   done
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
 
+# stop_all PID...: TERM to all at once, then each as stop_pid does (a hundred agents each in
+# their graceful stop would otherwise take minutes one after another).
+stop_all() {
+  local pid
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do stop_pid "$pid"; done
+}
+
 bench_cleanup() {
-  local c i
+  local c
   trap - EXIT INT TERM
   for c in "${BENCH_CLEANUPS[@]}"; do eval "$c" >&2 || true; done
-  for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${BENCH_PIDS[i]}"; done
+  stop_all "${BENCH_PIDS[@]}"
   if [[ -n $BENCH_TMP && -d $BENCH_TMP ]]; then rm -rf "$BENCH_TMP"; fi
 }
 trap bench_cleanup EXIT

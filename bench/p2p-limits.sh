@@ -30,7 +30,7 @@ port() {
   # shellcheck disable=SC2034 # a nameref: this sets the caller's variable
   out=$(free_port)
   # shellcheck disable=SC2034 # read by free_port (lib.sh)
-  BENCH_PORTS_USED[out]=1
+  BENCH_PORTS_USED[$out]=1
 }
 
 # agent NAME PORT UI_PORT ROOT SEEDS EXTRA: writes NAME.yaml (an AgentConfig with a peer) and

@@ -26,7 +26,7 @@ port() {
   # shellcheck disable=SC2034 # a nameref: this sets the caller's variable
   out=$(free_port)
   # shellcheck disable=SC2034 # read by free_port (lib.sh)
-  BENCH_PORTS_USED[out]=1
+  BENCH_PORTS_USED[$out]=1
 }
 
 # start NAME YAML_BODY: an agent from an AgentConfig; sets LAST_PID and LAST_ADMIN.
@@ -41,25 +41,27 @@ start() {
   track "$LAST_PID"
 }
 
-# peer_body ROOT PORT DISCOVERY [fetch]
+# peer_body ROOT PORT UI_PORT DISCOVERY [fetch] (the caller takes the ports: a port taken in
+# this $(…) subshell could not be marked, and 128 peers would collide).
 peer_body() {
-  local ui
-  port ui
   printf 'peer:\n  network: bench\n  port: %s\n  uiPort: %s\n  root: %s\n  secretFile: %s\n  heartbeatSeconds: 1\n%s\n%s' \
-    "$2" "$ui" "$1" "$BENCH_TMP/secret" "$3" "${4:+  fetch: [big.bin]}"
+    "$2" "$3" "$1" "$BENCH_TMP/secret" "$4" "${5:+  fetch: [big.bin]}"
 }
 
 # run MODE N: sets SECS, and IDLE_BYTES (decentralized) or INDEX_CPU (hybrid).
 run() {
-  local mode=$1 n=$2 k sport iport discovery seeds pids=() admins=() ports=() p t0 want done_n i a
+  local mode=$1 n=$2 k sport sui iport discovery seeds pids=() admins=() ports=() uis=() p t0 want done_n i a
   local index_pid=""
   rm -rf "$BENCH_TMP"/peer* "$BENCH_TMP"/seedshare "$BENCH_TMP"/networks
   mkdir -p "$BENCH_TMP/seedshare"
   ln "$BENCH_TMP/big.bin" "$BENCH_TMP/seedshare/big.bin"
   port sport
+  port sui
   for ((k = 0; k < n; k++)); do
     port p
     ports+=("$p")
+    port p
+    uis+=("$p")
   done
   if [[ $mode == hybrid ]]; then
     port iport
@@ -75,14 +77,14 @@ run() {
     seeds=$(printf '"127.0.0.1:%s",' "${ports[@]}")
     seeds="  seeds: [${seeds%,}]"
   fi
-  start seed "$(peer_body "$BENCH_TMP/seedshare" "$sport" "$seeds")"
+  start seed "$(peer_body "$BENCH_TMP/seedshare" "$sport" "$sui" "$seeds")"
   pids+=("$LAST_PID")
   wait_http "http://127.0.0.1:$LAST_ADMIN/readyz" 20 "$LAST_PID" || die "seeder not ready"
   sleep 2
   t0=$(now_ns)
   for ((k = 0; k < n; k++)); do
     mkdir -p "$BENCH_TMP/peer$k"
-    start "peer$k" "$(peer_body "$BENCH_TMP/peer$k" "${ports[$k]}" "$discovery" fetch)"
+    start "peer$k" "$(peer_body "$BENCH_TMP/peer$k" "${ports[$k]}" "${uis[$k]}" "$discovery" fetch)"
     pids+=("$LAST_PID")
     admins+=("$LAST_ADMIN")
   done
@@ -94,6 +96,11 @@ run() {
       [[ $(stat -c %s "$BENCH_TMP/peer$k/big.bin" 2>/dev/null || echo 0) == "$want" ]] && done_n=$((done_n + 1))
     done
     ((done_n == n)) && { SECS=$(secs_since "$t0"); break; }
+    if ((i % 20 == 0)); then
+      for ((k = 0; k < ${#pids[@]}; k++)); do
+        kill -0 "${pids[$k]}" 2>/dev/null || die "an agent exited: $(tail -n 3 "$BENCH_TMP"/*.log | grep -m1 -i error)"
+      done
+    fi
     sleep 0.25
   done
   log "$mode, $n peers: $SECS s"
@@ -116,7 +123,7 @@ run() {
     done
     IDLE_BYTES=$(awk -v t="$total" -v n="$n" -v s="$IDLE_SECONDS" 'BEGIN { printf "%.0f", t / n * 60 / s }')
   fi
-  for p in "${pids[@]}"; do stop_pid "$p"; done
+  stop_all "${pids[@]}"
   rm -rf "$BENCH_TMP"/peer*
 }
 

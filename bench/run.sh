@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs one benchmark or all of them: bench/run.sh [web|file|mail|imap|outbound|agent|operator|p2p|p2p-limits|index|all].
+# Runs one benchmark or all of them: bench/run.sh [web|file|mail|imap|outbound|agent|operator|p2p|p2p-limits|p2p-scale|index|all].
 # Each prints its figures and appends rows to bench/results.md. BENCH_QUICK=1 shrinks every
 # load to a smoke run. See bench/README.md for the knobs.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ALL=(web file mail imap outbound p2p p2p-limits index agent operator)
+ALL=(web file mail imap outbound p2p p2p-limits p2p-scale index agent operator)
 
 usage() { echo "usage: $0 [${ALL[*]}|all]" >&2; exit 2; }
 
