@@ -141,6 +141,15 @@ free_port() {
   die "no free port"
 }
 
+# port VAR: a free port into VAR, marked as taken in this shell (free_port in a $(…) subshell
+# cannot mark it, and agents started one after another would then collide).
+port() {
+  local -n out=$1
+  # shellcheck disable=SC2034 # a nameref: this sets the caller's variable
+  out=$(free_port)
+  BENCH_PORTS_USED[$out]=1
+}
+
 # wait_http URL SECONDS [PID]: until URL answers 2xx (fails if PID exits meanwhile).
 wait_http() {
   local url=$1 secs=$2 pid=${3:-} i

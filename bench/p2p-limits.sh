@@ -23,16 +23,6 @@ SLOTS=${SLOTS:-4}
 UI_SECONDS=${UI_SECONDS:-$(quick 2 5)}
 TIMEOUT=${P2P_TIMEOUT:-$(quick 120 900)}
 
-# port VAR: a free port into VAR, marked as taken in this shell (free_port in a $(…) subshell
-# cannot mark it, and ten agents started one after another would collide).
-port() {
-  local -n out=$1
-  # shellcheck disable=SC2034 # a nameref: this sets the caller's variable
-  out=$(free_port)
-  # shellcheck disable=SC2034 # read by free_port (lib.sh)
-  BENCH_PORTS_USED[$out]=1
-}
-
 # agent NAME PORT UI_PORT ROOT SEEDS EXTRA: writes NAME.yaml (an AgentConfig with a peer) and
 # starts it, S and T on the server core and the others on the load core; sets LAST_PID.
 agent() {

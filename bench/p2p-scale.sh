@@ -20,15 +20,6 @@ SCALE_PEERS=${SCALE_PEERS:-$(quick "4 8" "8 32 128")}
 IDLE_SECONDS=${IDLE_SECONDS:-$(quick 10 60)}
 TIMEOUT=${P2P_TIMEOUT:-$(quick 120 1800)}
 
-# port VAR: a free port into VAR, marked taken in this shell.
-port() {
-  local -n out=$1
-  # shellcheck disable=SC2034 # a nameref: this sets the caller's variable
-  out=$(free_port)
-  # shellcheck disable=SC2034 # read by free_port (lib.sh)
-  BENCH_PORTS_USED[$out]=1
-}
-
 # start NAME YAML_BODY: an agent from an AgentConfig; sets LAST_PID and LAST_ADMIN.
 start() {
   local admin

@@ -76,6 +76,26 @@ impl Share {
 
 const ALICE: &str = "alice:change-me";
 
+/// `curl -T` of `local` to `path` as alice at `rate` (curl's `--limit-rate`), running.
+fn slow_upload(share: &Share, local: &Path, path: &str, rate: &str) -> std::process::Child {
+    Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "30",
+            "--limit-rate",
+            rate,
+            "-u",
+            ALICE,
+            "-T",
+        ])
+        .arg(local)
+        .arg(share.url(path))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("curl")
+}
+
 fn status(args: &[&str]) -> u16 {
     let mut all = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}"];
     all.extend_from_slice(args);
@@ -296,22 +316,7 @@ fn uploads_are_atomic_and_limited() {
     let share = Share::start();
     // 1.5 MiB at ~300 KiB/s: the upload takes about five seconds.
     let big = share.local("big.bin", &vec![7u8; 1536 * 1024]);
-    let mut upload = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "30",
-            "--limit-rate",
-            "300K",
-            "-u",
-            ALICE,
-            "-T",
-        ])
-        .arg(&big)
-        .arg(share.url("/big.bin"))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("curl");
+    let mut upload = slow_upload(&share, &big, "/big.bin", "300K");
     wait_until("the upload to be staged", Duration::from_secs(10), || {
         !staging_is_empty(&share.root())
     });
@@ -335,22 +340,7 @@ fn uploads_are_atomic_and_limited() {
     assert!(staging_is_empty(&share.root()));
 
     // A client that gives up half-way leaves nothing.
-    let mut cut = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "30",
-            "--limit-rate",
-            "200K",
-            "-u",
-            ALICE,
-            "-T",
-        ])
-        .arg(&big)
-        .arg(share.url("/cut.bin"))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("curl");
+    let mut cut = slow_upload(&share, &big, "/cut.bin", "200K");
     // Killed once part of it is staged, so that there is something to leave behind.
     wait_until(
         "the cut upload to be staged",
@@ -1361,22 +1351,7 @@ fn an_agent_killed_mid_upload_keeps_the_old_file_and_leaves_nothing_staged() {
     );
     // A replacement at ~200 KiB/s, and the agent killed (no graceful stop) while it is staged.
     let new = share.local("new.txt", &vec![b'n'; 1024 * 1024]);
-    let mut upload = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "30",
-            "--limit-rate",
-            "200K",
-            "-u",
-            ALICE,
-            "-T",
-        ])
-        .arg(&new)
-        .arg(share.url("/report.txt"))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("curl");
+    let mut upload = slow_upload(&share, &new, "/report.txt", "200K");
     wait_until(
         "the replacement to be staged",
         Duration::from_secs(10),
