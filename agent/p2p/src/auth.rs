@@ -589,12 +589,17 @@ async fn sign_response(
     response: Response,
 ) -> Response {
     let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return error_response(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the answer");
-    };
-    let body_digest = match parts.extensions.get::<BodyDigest>() {
-        Some(d) => d.0,
-        None => digest(&bytes),
+    // A handler that names its body's digest (a chunk: the catalog's hash) has its body passed
+    // through as it streams; any other body is read whole to be digested.
+    let (body, body_digest) = match parts.extensions.get::<BodyDigest>() {
+        Some(d) => (body, d.0),
+        None => {
+            let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+                return error_response(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the answer");
+            };
+            let d = digest(&bytes);
+            (Body::from(bytes), d)
+        }
     };
     match sign_reply(
         secret,
@@ -612,7 +617,7 @@ async fn sign_response(
             return error_response(StatusCode::INTERNAL_SERVER_ERROR, "cannot sign the answer");
         }
     }
-    Response::from_parts(parts, Body::from(bytes))
+    Response::from_parts(parts, body)
 }
 
 #[cfg(test)]

@@ -201,12 +201,25 @@ pub fn hash_whole(path: &Path) -> std::io::Result<String> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
-/// Reads `len` bytes at `offset` (blocking).
-pub fn read_at(path: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+/// Reads `len` bytes at `offset` (blocking) as buffers of at most `piece` bytes each, so that
+/// each can be freed once it is sent.
+pub fn read_pieces(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    piece: usize,
+) -> std::io::Result<Vec<bytes::Bytes>> {
     let file = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; len as usize];
-    file.read_exact_at(&mut buf, offset)?;
-    Ok(buf)
+    let mut pieces = Vec::new();
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(piece as u64) as usize;
+        let mut buf = vec![0u8; n];
+        file.read_exact_at(&mut buf, offset + at)?;
+        pieces.push(bytes::Bytes::from(buf));
+        at += n as u64;
+    }
+    Ok(pieces)
 }
 
 /// A name a peer may give a file: relative, plain components, nothing hidden.

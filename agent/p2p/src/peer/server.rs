@@ -20,6 +20,28 @@ use hostrole_agent_core::metrics::track;
 
 /// Largest request body: peers only send GETs.
 const MAX_BODY: usize = 64 << 10;
+/// A chunk's body is sent in pieces of this size, each its own buffer.
+const PIECE: usize = 64 << 10;
+
+/// A chunk's body: its pieces, holding the upload slot until the last one has been taken by the
+/// connection. A piece is freed once sent, so what slow readers can make this peer hold is about
+/// one chunk per slot (plus what each connection buffers), not one per connection.
+struct Slotted {
+    pieces: std::vec::IntoIter<bytes::Bytes>,
+    _slot: super::limits::Slot,
+}
+
+impl futures_util::Stream for Slotted {
+    type Item = Result<bytes::Bytes, std::convert::Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(self.pieces.next().map(Ok))
+    }
+}
+
 /// `Retry-After` of a peer whose upload slots are all taken.
 pub const RETRY_AFTER_SECONDS: &str = "1";
 
@@ -106,7 +128,7 @@ async fn chunk(
     };
     // An upload slot for the whole of the serving, or "busy": the asking peer fetches the
     // chunk elsewhere or later rather than waiting in a queue here.
-    let Some(_slot) = shared.limits.slots.try_take() else {
+    let Some(slot) = shared.limits.slots.try_take() else {
         shared.agent.error(ROLE, Reason::UploadSlotsFull);
         let mut busy = error_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -126,13 +148,24 @@ async fn chunk(
     // read now: the receiver hashes the bytes anyway (it must match the catalog), so a file that
     // rotted on disk shows as a bad chunk from this peer, and serving costs no hashing.
     let signed = hostrole_proto::envelope::unhex::<32>(&want, "body").ok();
-    match tokio::task::spawn_blocking(move || catalog::read_at(&path, offset, len)).await {
-        Ok(Ok(bytes)) => {
-            shared.metrics.bytes_served.inc_by(bytes.len() as u64);
-            shared.agent.moved(ROLE, Direction::Out, bytes.len() as u64);
+    match tokio::task::spawn_blocking(move || catalog::read_pieces(&path, offset, len, PIECE)).await
+    {
+        Ok(Ok(pieces)) => {
+            shared.metrics.bytes_served.inc_by(len);
+            shared.agent.moved(ROLE, Direction::Out, len);
+            let body = Slotted {
+                pieces: pieces.into_iter(),
+                _slot: slot,
+            };
             let mut response = (
-                [(http::header::CONTENT_TYPE, "application/octet-stream")],
-                bytes,
+                [
+                    (
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/octet-stream"),
+                    ),
+                    (http::header::CONTENT_LENGTH, http::HeaderValue::from(len)),
+                ],
+                axum::body::Body::from_stream(body),
             )
                 .into_response();
             if let Some(d) = signed {
