@@ -1108,7 +1108,8 @@ fn upload_slots_and_rates_bound_what_a_peer_gives_and_change_live_from_the_ui() 
         .iter()
         .map(|(n, d)| (n.as_str(), d.as_slice()))
         .collect();
-    // A serves one chunk at a time (from its configuration); B asks for four at once.
+    // A serves one chunk at a time (from its configuration), each taking at least 300 ms, so
+    // that B's four workers asking at once always meet a taken slot.
     let a = net.peer(
         "a",
         PeerOptions {
@@ -1116,6 +1117,7 @@ fn upload_slots_and_rates_bound_what_a_peer_gives_and_change_live_from_the_ui() 
                 upload_slots: Some(1),
                 ..Limits::default()
             },
+            chunk_delay_ms: Some(300),
             ..PeerOptions::default()
         }
         .with_seed_self(),
