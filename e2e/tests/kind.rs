@@ -120,6 +120,28 @@ async fn placement(pods: &Api<Pod>, name: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
+/// Node of each host pod of HostRole `name` that is ready and not being deleted: where the
+/// hosts have settled. A pod deleted a moment ago (still terminating on its old node) or one
+/// just created (not started yet) is left out, so a wait on this cannot pass in between.
+async fn settled(pods: &Api<Pod>, name: &str) -> BTreeMap<String, String> {
+    pods.list(&ListParams::default().labels(&format!(
+        "app.kubernetes.io/name=hostrole-host,app.kubernetes.io/instance={name}"
+    )))
+    .await
+    .expect("pods")
+    .items
+    .into_iter()
+    .filter(|p| p.metadata.deletion_timestamp.is_none())
+    .filter(|p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    })
+    .filter_map(|p| Some((p.name_any(), p.spec?.node_name?)))
+    .collect()
+}
+
 async fn node_names(env: &Env) -> Vec<String> {
     let nodes: Api<Node> = Api::all(env.client.clone());
     let mut names: Vec<String> = nodes
@@ -630,7 +652,7 @@ spec:
         "--timeout=3m",
     ]);
     eventually("every host runs on the undrained node", WAIT, || async {
-        let placed = placement(&pods, "fleet").await;
+        let placed = settled(&pods, "fleet").await;
         (placed.len() == replicas as usize && placed.values().all(|n| *n == other)).then_some(())
     })
     .await;
@@ -648,8 +670,11 @@ spec:
             "--wait=false",
         ]);
     }
-    eventually("hosts on both nodes again", WAIT, || async {
-        let placed = placement(&pods, "fleet").await;
+    // Settled, not merely placed: a CI run once saw the deleted fleet-1 still terminating on
+    // the other node, took it as placed, and stopped the worker while the new fleet-1 was yet
+    // to be scheduled there; the status then rightly named two hosts where the test expected one.
+    eventually("hosts ready on both nodes again", WAIT, || async {
+        let placed = settled(&pods, "fleet").await;
         let used: BTreeSet<&String> = placed.values().collect();
         (placed.len() == replicas as usize && used.len() == 2).then_some(())
     })
@@ -658,7 +683,12 @@ spec:
 
     // Stop the worker's container: the status names the hosts that ran there as not ready and
     // only them; they come back when the node does.
-    let placed = placement(&pods, "fleet").await;
+    let placed = settled(&pods, "fleet").await;
+    assert_eq!(
+        placed.len(),
+        replicas as usize,
+        "every host settled: {placed:?}"
+    );
     let lost: BTreeSet<String> = placed
         .iter()
         .filter(|(_, n)| **n == worker)

@@ -426,6 +426,17 @@ pub fn status(hr: &HostRole, observed: &Observed, now: &Time) -> HostRoleStatus 
                     Some((worst, why)) => {
                         cond(READY, false, worst.as_str(), &format!("{count}; {why}"))
                     }
+                    // Every host serves but the StatefulSet is still replacing or adding
+                    // pods: say so rather than only "4/4 hosts serve every role".
+                    None if rolling => cond(
+                        READY,
+                        false,
+                        "RollingOut",
+                        &format!(
+                            "{count}; the StatefulSet is still replacing pods ({})",
+                            rollout_progress(observed.stateful_set)
+                        ),
+                    ),
                     None => cond(READY, false, "HostsNotReady", &count),
                 }
             };
@@ -653,6 +664,25 @@ fn rollout_in_progress(sts: Option<&StatefulSet>, generation: Option<i64>) -> bo
         || status.updated_replicas.unwrap_or(0) < wanted
         || status.replicas != wanted
         || (status.update_revision.is_some() && status.current_revision != status.update_revision)
+}
+
+/// How far the StatefulSet's own status says its rollout is, for a message.
+fn rollout_progress(sts: Option<&StatefulSet>) -> String {
+    let Some(sts) = sts else {
+        return "not created yet".into();
+    };
+    let wanted = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    match &sts.status {
+        None => "no status yet".into(),
+        Some(st) if st.observed_generation < sts.metadata.generation => {
+            "its controller has not seen the current spec".into()
+        }
+        Some(st) => format!(
+            "{}/{wanted} pods on the current revision, {} ready",
+            st.updated_replicas.unwrap_or(0),
+            st.ready_replicas.unwrap_or(0)
+        ),
+    }
 }
 
 /// Whether the pods show a rollout done that the StatefulSet's status does not say yet (the

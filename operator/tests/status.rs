@@ -166,7 +166,18 @@ fn a_rollout_in_progress_is_not_ready_even_with_ready_pods() {
         network_pods: &[],
     };
     let s = status::status(&hr, &observed, &at(0));
-    assert_eq!(find(&s.conditions, "Ready").status, "False");
+    let ready = find(&s.conditions, "Ready");
+    assert_eq!(ready.status, "False");
+    // Every host serves, so the reason is the rollout, and the message does not read as if
+    // everything were fine ("2/2 hosts serve every role" alone, under a False condition).
+    assert_eq!(ready.reason, "RollingOut");
+    assert!(
+        ready
+            .message
+            .contains("still replacing pods (1/2 pods on the current revision"),
+        "{}",
+        ready.message
+    );
     assert_eq!(find(&s.conditions, "Progressing").reason, "RollingOut");
 }
 
