@@ -70,6 +70,11 @@ pub struct PeerEntry {
     /// The resources it holds (left empty by peers' `/v1/peers`, whose catalog is `/v1/resources`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<Resource>,
+    /// In a peer's `/v1/peers`: the version of this peer's catalog as the lister last fetched
+    /// it (see [`Catalog::version`]); a reader whose copy is older fetches the catalog again.
+    /// Empty from the index and from peers that predate versions.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
 }
 
 /// A peer holding a resource, in lookup answers.
@@ -98,6 +103,19 @@ pub struct Catalog {
     pub id: String,
     pub address: String,
     pub resources: Vec<Resource>,
+    /// A digest of the resources (16 hex digits over the sorted names and content hashes). `GET /v1/resources?unless={version}` answers `304 Not Modified`
+    /// (signed like any answer) when the catalog still has this version, so gossip pulls a
+    /// catalog only when it changed. Empty from peers that predate versions.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+}
+
+/// A catalog version as the peer's catalog writes it: 16 lower-case hex digits.
+pub fn valid_version(version: &str) -> bool {
+    version.len() == 16
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// `GET /v1/have/{hash}` of a peer: which chunks it can serve, `1` or `0` per chunk.

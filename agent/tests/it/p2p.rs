@@ -825,6 +825,104 @@ fn registered_addresses_cannot_carry_a_path_and_odd_chunk_sizes_are_refused() {
     assert!(listed(&mallory, &index).is_empty());
 }
 
+/// Rounds, catalogs pulled whole and signed 304s so far, from a peer's metrics.
+fn gossip_counts(peer: &Node) -> (f64, f64, f64) {
+    let text = peer.metrics();
+    let contacts = |result: &str| {
+        let name = format!("hostrole_peer_gossip_contacts_total{{result=\"{result}\"}}");
+        if text.contains(&name) {
+            metric(&text, &name)
+        } else {
+            0.0
+        }
+    };
+    (
+        metric(&text, "hostrole_peer_gossip_rounds_total"),
+        contacts("Catalog"),
+        contacts("Unchanged"),
+    )
+}
+
+// Gossip used to contact every known peer every round and pull its whole catalog each time:
+// per peer O(N) requests a round, O(N²) bytes for the network (bench/p2p-scale.sh).
+#[test]
+fn gossip_contacts_a_few_peers_per_round_and_pulls_a_catalog_only_when_it_changed() {
+    use hostrole_p2p::peer::KNOWN_PER_ROUND;
+    let net = Net::new();
+    let first = random_bytes(64 << 10, 21);
+    let a = net.peer(
+        "a",
+        PeerOptions::default().with_seed_self(),
+        &[("first.bin", &first)],
+    );
+    let a_id = a.id();
+    let others = KNOWN_PER_ROUND + 5;
+    let peers: Vec<Node> = (0..others)
+        .map(|i| {
+            net.peer(
+                &format!("p{i}"),
+                PeerOptions {
+                    seeds: vec![a.address()],
+                    ..PeerOptions::default()
+                },
+                &[],
+            )
+        })
+        .collect();
+    // Every peer learns every other through A's list and theirs.
+    wait_for(
+        "every peer to know all the others",
+        Duration::from_secs(60),
+        || {
+            peers
+                .iter()
+                .all(|p| {
+                    get_json(&p.ui("/api/peers"))
+                        .as_array()
+                        .is_some_and(|l| l.len() == others)
+                })
+                .then_some(())
+        },
+    );
+    // Settled: each round contacts at most KNOWN_PER_ROUND of the others, and almost every
+    // contact is a 304 (nothing changed).
+    let before: Vec<_> = peers.iter().map(gossip_counts).collect();
+    std::thread::sleep(Duration::from_secs(5));
+    for (p, (r0, c0, u0)) in peers.iter().zip(before) {
+        let (r1, c1, u1) = gossip_counts(p);
+        let (rounds, catalogs, unchanged) = (r1 - r0, c1 - c0, u1 - u0);
+        assert!(rounds >= 2.0, "{rounds} rounds in 5 s");
+        assert!(
+            catalogs + unchanged <= rounds * KNOWN_PER_ROUND as f64,
+            "{} contacts in {rounds} rounds with {others} peers known",
+            catalogs + unchanged
+        );
+        assert!(
+            unchanged > catalogs,
+            "{unchanged} catalogs unchanged (304), {catalogs} pulled whole, with nothing new"
+        );
+    }
+    // A file added at A still reaches every peer's view within a few rounds: the peers that
+    // contact A pull its new catalog; the others learn from their lists that theirs is stale.
+    std::fs::write(a.share().join("second.bin"), random_bytes(64 << 10, 22)).expect("write");
+    wait_for(
+        "every peer to find the new file at A",
+        Duration::from_secs(30),
+        || {
+            peers
+                .iter()
+                .all(|p| {
+                    p.search("second").iter().any(|h| {
+                        h["peers"]
+                            .as_array()
+                            .is_some_and(|l| l.contains(&a_id.clone().into()))
+                    })
+                })
+                .then_some(())
+        },
+    );
+}
+
 #[test]
 fn a_peer_stops_reading_an_answer_larger_than_it_asked_for() {
     use std::io::{Read, Write};

@@ -173,6 +173,7 @@ impl Directory {
                 address: p.address.clone(),
                 last_seen: p.last_seen,
                 resources: p.resources.clone(),
+                version: String::new(),
             })
             .collect();
         list.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id)));

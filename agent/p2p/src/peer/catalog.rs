@@ -28,12 +28,37 @@ struct Cached {
     resource: Resource,
 }
 
+/// The files found by the last scan and the catalog version they make.
+#[derive(Default)]
+struct Listing {
+    files: Vec<LocalFile>,
+    version: String,
+}
+
+/// The version of a catalog holding `resources`: 16 hex digits of BLAKE3 over the sorted
+/// `(name, hash)` pairs, so the order a scan finds files in does not change it.
+pub fn version_of(resources: &[&Resource]) -> String {
+    let mut pairs: Vec<(&str, &str)> = resources
+        .iter()
+        .map(|r| (r.name.as_str(), r.hash.as_str()))
+        .collect();
+    pairs.sort_unstable();
+    let mut h = blake3::Hasher::new();
+    for (name, hash) in pairs {
+        h.update(name.as_bytes());
+        h.update(b"\0");
+        h.update(hash.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex()[..16].to_string()
+}
+
 /// The share's files, by content hash.
 #[derive(Clone)]
 pub struct Catalog {
     root: PathBuf,
     cache: Arc<Mutex<HashMap<PathBuf, Cached>>>,
-    files: Arc<RwLock<Vec<LocalFile>>>,
+    files: Arc<RwLock<Listing>>,
     scanning: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -55,24 +80,42 @@ impl Catalog {
         let files = tokio::task::spawn_blocking(move || scan(&root, &cache))
             .await
             .map_err(std::io::Error::other)??;
+        let version = version_of(&files.iter().map(|f| &f.resource).collect::<Vec<_>>());
         if let Ok(mut current) = self.files.write() {
-            *current = files;
+            *current = Listing { files, version };
         }
         Ok(())
     }
 
     pub fn files(&self) -> Vec<LocalFile> {
-        self.files.read().map(|f| f.clone()).unwrap_or_default()
+        self.files
+            .read()
+            .map(|l| l.files.clone())
+            .unwrap_or_default()
     }
 
     pub fn resources(&self) -> Vec<Resource> {
         self.files().into_iter().map(|f| f.resource).collect()
     }
 
+    /// The resources and the catalog version they make, read together.
+    pub fn versioned(&self) -> (Vec<Resource>, String) {
+        self.files
+            .read()
+            .map(|l| {
+                (
+                    l.files.iter().map(|f| f.resource.clone()).collect(),
+                    l.version.clone(),
+                )
+            })
+            .unwrap_or_default()
+    }
+
     pub fn by_hash(&self, hash: &str) -> Option<LocalFile> {
         self.files
             .read()
             .ok()?
+            .files
             .iter()
             .find(|f| f.resource.hash == hash)
             .cloned()

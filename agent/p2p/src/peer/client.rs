@@ -79,6 +79,8 @@ pub struct Answer {
     pub signed: [u8; 32],
     /// The peer that signed it (`None`: the index).
     pub peer: Option<String>,
+    /// The answer was a (signed) `304 Not Modified`.
+    pub not_modified: bool,
 }
 
 /// How this peer reaches the others and the index.
@@ -221,7 +223,8 @@ impl Client {
             buf.extend_from_slice(&piece);
         }
         let bytes = buf.freeze();
-        if !status.is_success() {
+        // 304 is an answer of its own (a catalog the caller holds), signed like a 200.
+        if !status.is_success() && status != reqwest::StatusCode::NOT_MODIFIED {
             return Err(ClientError::Status {
                 url: url.to_string(),
                 status: status.as_u16(),
@@ -241,6 +244,7 @@ impl Client {
             bytes,
             signed: reply.body,
             peer: reply.peer,
+            not_modified: status == reqwest::StatusCode::NOT_MODIFIED,
         })
     }
 
@@ -251,6 +255,25 @@ impl Client {
         limit: usize,
         expect: Expect<'_>,
     ) -> Result<(T, Option<String>), ClientError> {
+        match self.get_json_unless_unchanged(url, limit, expect).await? {
+            (Some(value), peer) => Ok((value, peer)),
+            // Nothing asked with a version: a 304 here is a peer answering out of turn.
+            (None, _) => Err(ClientError::Status {
+                url: url.to_string(),
+                status: 304,
+                body: String::new(),
+            }),
+        }
+    }
+
+    /// GETs JSON like [`Client::get_json`], with `None` for a signed `304 Not Modified` (the
+    /// caller asked with a version it holds and it is still current).
+    pub async fn get_json_unless_unchanged<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        limit: usize,
+        expect: Expect<'_>,
+    ) -> Result<(Option<T>, Option<String>), ClientError> {
         let answer = self
             .send(
                 reqwest::Method::GET,
@@ -267,25 +290,37 @@ impl Client {
                 source: AuthError::BodyMismatch,
             });
         }
+        if answer.not_modified {
+            return Ok((None, answer.peer));
+        }
         let value = serde_json::from_slice(&answer.bytes).map_err(|source| ClientError::Json {
             url: url.to_string(),
             source,
         })?;
-        Ok((value, answer.peer))
+        Ok((Some(value), answer.peer))
     }
 
     /// GETs a chunk of exactly `len` bytes at most from peer `peer`; the caller checks its hash.
     pub async fn get_chunk(&self, url: &str, len: u64, peer: &str) -> Result<Answer, ClientError> {
         let limit = usize::try_from(len).unwrap_or(usize::MAX);
-        self.send(
-            reqwest::Method::GET,
-            url,
-            Vec::new(),
-            None,
-            limit,
-            Expect::Peer(peer),
-        )
-        .await
+        let answer = self
+            .send(
+                reqwest::Method::GET,
+                url,
+                Vec::new(),
+                None,
+                limit,
+                Expect::Peer(peer),
+            )
+            .await?;
+        if answer.not_modified {
+            return Err(ClientError::Status {
+                url: url.to_string(),
+                status: 304,
+                body: String::new(),
+            });
+        }
+        Ok(answer)
     }
 
     /// PUTs JSON to the index.

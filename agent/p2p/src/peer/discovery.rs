@@ -17,15 +17,16 @@ use futures_util::StreamExt;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 
-use super::{Discovery, Shared, download, known};
+use super::{ContactResult, Discovery, Shared, download, known};
 use crate::auth::{self, Expect};
 use crate::wire::{
     Catalog, Found, MAX_CATALOG_BYTES, MAX_INDEX_ANSWER_BYTES, MAX_PEER_LIST_BYTES, PeerEntry,
     Registration, Resource,
 };
 
-/// Contacts made at once in a gossip round.
-const GOSSIP_FANOUT: usize = 16;
+/// Contacts made at once in a gossip round (a round picks at most
+/// `known::NEW_PER_ROUND + known::KNOWN_PER_ROUND`).
+const AT_ONCE: usize = 16;
 
 /// The discovery loop: one round per heartbeat, or sooner when the catalog changed.
 pub async fn run(shared: Arc<Shared>) {
@@ -143,20 +144,27 @@ async fn gossip_round(shared: &Shared, extra: Vec<String>) {
             let result = contact(shared, &address).await;
             (address, result)
         })
-        .buffer_unordered(GOSSIP_FANOUT)
+        .buffer_unordered(AT_ONCE)
         .collect()
         .await;
 
     let now = auth::now();
+    shared
+        .metrics
+        .gossip_round(results.iter().map(|(_, r)| match r {
+            Ok((_, known::Fetched::Catalog(_), _)) => ContactResult::Catalog,
+            Ok((_, known::Fetched::Unchanged, _)) => ContactResult::Unchanged,
+            Err(_) => ContactResult::Failed,
+        }));
     let Ok(mut roster) = shared.peers.lock() else {
         return;
     };
     for (address, result) in results {
         match result {
-            Ok((catalog, peers)) => {
+            Ok((id, fetched, peers)) => {
                 // The catalog's address is where the peer says it lives; the one that
                 // answered is where it does. Keep the one that answered.
-                roster.contacted(&shared.id, &catalog.id, &address, catalog.resources, now);
+                roster.contacted(&shared.id, &id, &address, fetched, now);
                 roster.learn(&shared.id, &shared.settings.address, peers);
             }
             Err(e) => {
@@ -169,37 +177,45 @@ async fn gossip_round(shared: &Shared, extra: Vec<String>) {
     shared.set_known_gauge(roster.known.len());
 }
 
-/// What one contact returns: the peer's catalog (signed by the id it names) and the peers it
+/// What one contact returns: the id that signed, its catalog (or "unchanged") and the peers it
 /// knows.
-type Contact = Result<(Catalog, Vec<PeerEntry>), String>;
+type Contact = Result<(String, known::Fetched, Vec<PeerEntry>), String>;
 
 async fn contact(shared: &Shared, address: &str) -> Contact {
-    let expected = shared.peers.lock().ok().and_then(|p| {
-        p.known
-            .iter()
-            .find(|(_, k)| k.address == address)
-            .map(|(id, _)| id.clone())
+    let held = shared.peers.lock().ok().and_then(|p| {
+        p.held(address)
+            .map(|(id, version)| (id.to_string(), version.to_string()))
     });
-    let expect = match &expected {
-        Some(id) => Expect::Peer(id),
-        None => Expect::AnyPeer,
+    let (expect, path) = match &held {
+        // The version is ours (computed from the catalog we hold): 16 hex digits, safe in a URL.
+        Some((id, version)) if crate::wire::valid_version(version) => {
+            (Expect::Peer(id), format!("/v1/resources?unless={version}"))
+        }
+        Some((id, _)) => (Expect::Peer(id), "/v1/resources".to_string()),
+        None => (Expect::AnyPeer, "/v1/resources".to_string()),
     };
     let url = shared
         .client
-        .peer_url(address, "/v1/resources")
+        .peer_url(address, &path)
         .map_err(|e| e.to_string())?;
-    let (catalog, signer): (Catalog, _) = shared
+    let (catalog, signer): (Option<Catalog>, _) = shared
         .client
-        .get_json(&url, MAX_CATALOG_BYTES, expect)
+        .get_json_unless_unchanged(&url, MAX_CATALOG_BYTES, expect)
         .await
         .map_err(|e| e.to_string())?;
     let signer = signer.unwrap_or_default();
-    if catalog.id != signer {
-        return Err(format!(
-            "the catalog names {} but is signed by {signer}",
-            catalog.id
-        ));
-    }
+    let fetched = match catalog {
+        Some(catalog) if catalog.id != signer => {
+            return Err(format!(
+                "the catalog names {} but is signed by {signer}",
+                catalog.id
+            ));
+        }
+        Some(catalog) => known::Fetched::Catalog(catalog.resources),
+        // A 304 is signed by the peer we expected (`Expect::Peer`): only asked of a known one.
+        None if held.is_some() => known::Fetched::Unchanged,
+        None => return Err("an unasked 304".to_string()),
+    };
     let url = shared
         .client
         .peer_url(address, "/v1/peers")
@@ -209,7 +225,7 @@ async fn contact(shared: &Shared, address: &str) -> Contact {
         .get_json(&url, MAX_PEER_LIST_BYTES, Expect::Peer(&signer))
         .await
         .map_err(|e| e.to_string())?;
-    Ok((catalog, peers))
+    Ok((signer, fetched, peers))
 }
 
 /// Starts the downloads the configuration asks for (`fetch`, `mirror`).

@@ -749,6 +749,7 @@ mod tests {
             digest: digest(bytes),
             signed,
             peer: None,
+            not_modified: false,
         };
         assert!(chunk_ok(&resource, 0, &answer(&data, digest(&data))));
         assert!(!chunk_ok(

@@ -3,6 +3,14 @@
 //! ([`MAX_KNOWN`], [`MAX_HEARD`]), and only valid ids and strict `host:port` addresses get in.
 //! The ids and addresses are kept in the share's state folder ([`save`], [`load`]), so a peer
 //! restarted while its index is down still knows whom to ask.
+//!
+//! Gossip scales by contacting a few peers per round, not all of them ([`Roster::candidates`]):
+//! new addresses first, then peers whose catalog gossip says changed, then the ones contacted
+//! longest ago, so every known peer is still reached every `known / KNOWN_PER_ROUND` rounds.
+//! Each peer's `/v1/peers` carries the catalog version it last fetched of every peer it knows
+//! ([`Roster::learn`] marks a copy older than that stale), and a catalog is pulled with the
+//! version held (`?unless=`), so an unchanged one costs a signed `304`. A change spreads like an
+//! epidemic: in about log(N) rounds, not N.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -17,6 +25,11 @@ use crate::wire::{PeerEntry, Resource};
 pub const MAX_KNOWN: usize = 1024;
 /// Addresses heard of (gossip, callers) and not yet contacted.
 pub const MAX_HEARD: usize = 1024;
+/// Known peers contacted per gossip round (besides new addresses): the stale ones first, then
+/// those contacted longest ago.
+pub const KNOWN_PER_ROUND: usize = 8;
+/// New addresses (seeds, DNS, heard of) contacted per round; the rest wait for the next ones.
+pub const NEW_PER_ROUND: usize = 16;
 /// Failed contacts in a row after which a peer is forgotten.
 pub const FORGET_AFTER: u32 = 3;
 /// The file in the state folder that remembers the known peers.
@@ -31,6 +44,44 @@ pub struct Known {
     pub resources: Vec<Resource>,
     /// Failed contacts in a row.
     pub failures: u32,
+    /// The catalog version of `resources` (computed here, never taken on a peer's word);
+    /// empty while no catalog was fetched.
+    pub version: String,
+    /// Another peer saw a different catalog more recently than this copy: pull it soon.
+    pub stale: bool,
+    /// The gossip round it was last picked for a contact (0: never).
+    pub picked: u64,
+}
+
+impl Known {
+    /// `fetched`: `resources` is the peer's own catalog (so it has a version), not the index's
+    /// copy or nothing yet.
+    fn new(address: String, last_seen: u64, resources: Vec<Resource>, fetched: bool) -> Known {
+        let resources = sane(resources);
+        let version = if fetched {
+            super::catalog::version_of(&resources.iter().collect::<Vec<_>>())
+        } else {
+            String::new()
+        };
+        Known {
+            address,
+            last_seen,
+            resources,
+            failures: 0,
+            version,
+            stale: false,
+            picked: 0,
+        }
+    }
+}
+
+/// What a successful contact brought.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    /// A catalog, whole.
+    Catalog(Vec<Resource>),
+    /// `304`: the version asked with is still current.
+    Unchanged,
 }
 
 /// Whether an id and address may enter the roster.
@@ -48,6 +99,8 @@ fn sane(resources: Vec<Resource>) -> Vec<Resource> {
 pub struct Roster {
     pub known: HashMap<String, Known>,
     heard: HashSet<String>,
+    /// Gossip rounds so far.
+    round: u64,
 }
 
 impl Roster {
@@ -59,29 +112,12 @@ impl Roster {
             .into_iter()
             .filter(|p| p.id != own_id && admissible(&p.id, &p.address))
             .take(MAX_KNOWN)
-            .map(|p| {
-                (
-                    p.id,
-                    Known {
-                        address: p.address,
-                        last_seen: p.last_seen,
-                        resources: sane(p.resources),
-                        failures: 0,
-                    },
-                )
-            })
+            .map(|p| (p.id, Known::new(p.address, p.last_seen, p.resources, false)))
             .collect();
     }
 
-    /// A contact answered, signed as `id`, with its catalog.
-    pub fn contacted(
-        &mut self,
-        own_id: &str,
-        id: &str,
-        address: &str,
-        resources: Vec<Resource>,
-        now: u64,
-    ) {
+    /// A contact answered, signed as `id`, with its catalog or a `304` for the one held.
+    pub fn contacted(&mut self, own_id: &str, id: &str, address: &str, got: Fetched, now: u64) {
         if id == own_id || !admissible(id, address) {
             return;
         }
@@ -89,15 +125,31 @@ impl Roster {
             return;
         }
         self.heard.remove(address);
-        self.known.insert(
-            id.to_string(),
-            Known {
-                address: address.to_string(),
-                last_seen: now,
-                resources: sane(resources),
-                failures: 0,
-            },
-        );
+        let picked = self.known.get(id).map_or(self.round, |k| k.picked);
+        match got {
+            Fetched::Catalog(resources) => {
+                let mut k = Known::new(address.to_string(), now, resources, true);
+                k.picked = picked;
+                self.known.insert(id.to_string(), k);
+            }
+            Fetched::Unchanged => {
+                // Only asked with a version of a known peer; a 304 from anyone else says nothing.
+                if let Some(k) = self.known.get_mut(id) {
+                    k.address = address.to_string();
+                    k.last_seen = now;
+                    k.failures = 0;
+                    k.stale = false;
+                }
+            }
+        }
+    }
+
+    /// The id and catalog version held for the peer at `address`, to ask it with.
+    pub fn held(&self, address: &str) -> Option<(&str, &str)> {
+        self.known
+            .iter()
+            .find(|(_, k)| k.address == address)
+            .map(|(id, k)| (id.as_str(), k.version.as_str()))
     }
 
     /// A contact at `address` failed.
@@ -112,14 +164,22 @@ impl Roster {
         self.known.retain(|_, k| k.failures < FORGET_AFTER);
     }
 
-    /// Addresses another peer's `/v1/peers` named: the ones not known yet are heard of.
+    /// Another peer's `/v1/peers`: the addresses not known yet are heard of, and a known peer
+    /// whose catalog the lister fetched more recently than this copy, with another version, is
+    /// marked stale (its catalog is pulled at one of the next rounds).
     pub fn learn(&mut self, own_id: &str, own_address: &str, peers: Vec<PeerEntry>) {
         for p in peers.into_iter().take(crate::wire::MAX_GOSSIP_PEERS) {
-            if p.id != own_id
-                && p.address != own_address
-                && !self.known.contains_key(&p.id)
-                && admissible(&p.id, &p.address)
-            {
+            if p.id == own_id || p.address == own_address {
+                continue;
+            }
+            if let Some(k) = self.known.get_mut(&p.id) {
+                if crate::wire::valid_version(&p.version)
+                    && p.version != k.version
+                    && p.last_seen >= k.last_seen
+                {
+                    k.stale = true;
+                }
+            } else if admissible(&p.id, &p.address) {
                 self.hear(p.address);
             }
         }
@@ -143,18 +203,53 @@ impl Roster {
         self.heard.len()
     }
 
-    /// Whom to contact this round: `extra` (seeds, DNS), the known peers, the heard
-    /// addresses (taken); never `own_address`, never an address that is not `host:port`.
+    /// Whom to contact this round: up to [`NEW_PER_ROUND`] addresses no known peer has
+    /// (`extra`, from seeds and DNS, first, then heard ones, which are taken), and up to
+    /// [`KNOWN_PER_ROUND`] known peers: stale ones first, then those picked longest ago. Never
+    /// `own_address`, never an address that is not `host:port`.
     pub fn candidates(
         &mut self,
         own_address: &str,
         extra: impl IntoIterator<Item = String>,
     ) -> HashSet<String> {
-        let mut out: HashSet<String> = extra.into_iter().collect();
-        out.extend(self.known.values().map(|k| k.address.clone()));
-        out.extend(self.heard.drain());
-        out.remove(own_address);
-        out.retain(|a| valid_address(a));
+        self.round += 1;
+        let known_at: HashSet<&str> = self.known.values().map(|k| k.address.as_str()).collect();
+        let usable =
+            |a: &String| a != own_address && valid_address(a) && !known_at.contains(a.as_str());
+        let mut out: HashSet<String> = HashSet::new();
+        for a in extra {
+            if out.len() >= NEW_PER_ROUND {
+                break;
+            }
+            if usable(&a) {
+                out.insert(a);
+            }
+        }
+        let mut heard: Vec<String> = self.heard.iter().cloned().collect();
+        heard.sort();
+        for a in heard {
+            if out.len() >= NEW_PER_ROUND {
+                break;
+            }
+            self.heard.remove(&a);
+            if usable(&a) {
+                out.insert(a);
+            }
+        }
+        let mut order: Vec<(&String, &Known)> = self.known.iter().collect();
+        order.sort_by(|(a, x), (b, y)| (!x.stale, x.picked, *a).cmp(&(!y.stale, y.picked, *b)));
+        let chosen: Vec<String> = order
+            .into_iter()
+            .filter(|(_, k)| k.address != own_address && valid_address(&k.address))
+            .take(KNOWN_PER_ROUND)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in chosen {
+            if let Some(k) = self.known.get_mut(&id) {
+                k.picked = self.round;
+                out.insert(k.address.clone());
+            }
+        }
         out
     }
 
@@ -168,6 +263,7 @@ impl Roster {
                 address: k.address.clone(),
                 last_seen: k.last_seen,
                 resources: k.resources.clone(),
+                version: k.version.clone(),
             })
             .collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));
@@ -197,12 +293,9 @@ impl Roster {
                 break;
             }
             if r.id != own_id && admissible(&r.id, &r.address) {
-                self.known.entry(r.id).or_insert(Known {
-                    address: r.address,
-                    last_seen: r.last_seen,
-                    resources: Vec::new(),
-                    failures: 0,
-                });
+                self.known
+                    .entry(r.id)
+                    .or_insert_with(|| Known::new(r.address, r.last_seen, Vec::new(), false));
             }
         }
     }
@@ -247,6 +340,7 @@ mod tests {
             address: address.into(),
             last_seen: n as u64,
             resources: vec![],
+            version: String::new(),
         }
     }
 
@@ -291,15 +385,11 @@ mod tests {
         assert_eq!(r.heard(), MAX_HEARD);
         let many: Vec<PeerEntry> = (0..2000u32)
             .map(|i| PeerEntry {
-                id: peer_id("p", &{
-                    let mut k = [0u8; 32];
-                    k[..4].copy_from_slice(&i.to_le_bytes());
-                    k[31] = 1;
-                    k
-                }),
+                id: key(i),
                 address: "h:1".into(),
                 last_seen: 0,
                 resources: vec![],
+                version: String::new(),
             })
             .collect();
         r.replace_with_index(&id(0), many.clone());
@@ -309,12 +399,164 @@ mod tests {
         assert!(g.heard() <= crate::wire::MAX_GOSSIP_PEERS);
     }
 
+    fn key(i: u32) -> String {
+        peer_id("p", &{
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            k[31] = 1;
+            k
+        })
+    }
+
+    fn resource(name: &str, fill: char) -> Resource {
+        let hash: String = std::iter::repeat_n(fill, 64).collect();
+        Resource {
+            name: name.into(),
+            size: 1,
+            hash: hash.clone(),
+            chunk_size: crate::wire::CHUNK_SIZE,
+            chunks: vec![hash],
+        }
+    }
+
+    /// Ids of the known peers at the addresses of one round's candidates.
+    fn known_in(r: &Roster, round: &HashSet<String>) -> HashSet<String> {
+        r.known
+            .iter()
+            .filter(|(_, k)| round.contains(&k.address))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_round_contacts_a_few_known_peers_and_every_one_in_turn() {
+        let mut r = Roster::default();
+        let n = 5 * KNOWN_PER_ROUND as u32;
+        for i in 1..=n {
+            r.contacted(
+                &id(0),
+                &key(i),
+                &format!("10.0.0.{i}:7001"),
+                Fetched::Catalog(vec![]),
+                1,
+            );
+        }
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        for _ in 0..5 {
+            let round = r.candidates("me:1", []);
+            assert_eq!(round.len(), KNOWN_PER_ROUND, "{round:?}");
+            for id in known_in(&r, &round) {
+                *seen.entry(id).or_default() += 1;
+            }
+        }
+        // Five rounds of eight reach each of the forty once: none skipped, none twice.
+        assert_eq!(seen.len(), n as usize);
+        assert!(seen.values().all(|c| *c == 1), "{seen:?}");
+    }
+
+    #[test]
+    fn new_addresses_are_capped_per_round_and_wait_their_turn() {
+        let mut r = Roster::default();
+        for i in 0..40u32 {
+            r.heard_from(&id(0), &key(i), &format!("10.0.1.{i}:7001"));
+        }
+        let seeds = ["10.0.2.1:7001".to_string(), "10.0.2.2:7001".to_string()];
+        let first = r.candidates("me:1", seeds.clone());
+        assert_eq!(first.len(), NEW_PER_ROUND);
+        assert!(seeds.iter().all(|s| first.contains(s)), "seeds go first");
+        let second = r.candidates("me:1", []);
+        let third = r.candidates("me:1", []);
+        assert_eq!(
+            (second.len(), third.len()),
+            (NEW_PER_ROUND, 40 + 2 - 2 * NEW_PER_ROUND)
+        );
+        assert!(first.is_disjoint(&second) && second.is_disjoint(&third));
+        // Addresses DNS gives every round that are known peers' take their turns as known
+        // peers: a headless Service of 20 pods does not make every round contact all 20.
+        let dns: Vec<String> = (0..20).map(|i| format!("10.0.3.{i}:7001")).collect();
+        for (i, a) in dns.iter().enumerate() {
+            r.contacted(&id(0), &key(200 + i as u32), a, Fetched::Catalog(vec![]), 1);
+        }
+        assert_eq!(r.candidates("me:1", dns.clone()).len(), KNOWN_PER_ROUND);
+    }
+
+    #[test]
+    fn gossip_of_a_newer_catalog_marks_the_copy_stale_and_it_is_pulled_first() {
+        let mut r = Roster::default();
+        for i in 1..=20u32 {
+            r.contacted(
+                &id(0),
+                &key(i),
+                &format!("10.0.0.{i}:7001"),
+                Fetched::Catalog(vec![resource("a", 'a')]),
+                100,
+            );
+        }
+        // Everyone was just contacted; key(20) would wait two rounds for its turn.
+        for _ in 0..2 {
+            r.candidates("me:1", []);
+        }
+        let held = r.known[&key(20)].version.clone();
+        assert!(crate::wire::valid_version(&held), "{held}");
+        // The version is ours, from the catalog, in any order: the same files, the same version.
+        let reordered = super::super::catalog::version_of(&[&resource("a", 'a')]);
+        assert_eq!(held, reordered);
+        let newer = super::super::catalog::version_of(&[&resource("a", 'a'), &resource("b", 'b')]);
+        let told = |version: &str, last_seen: u64| PeerEntry {
+            id: key(20),
+            address: "10.0.0.20:7001".into(),
+            last_seen,
+            resources: vec![],
+            version: version.into(),
+        };
+        // An older sighting, the same version, or a version that is not one: nothing to do.
+        r.learn(
+            &id(0),
+            "me:1",
+            vec![told(&newer, 99), told(&held, 120), told("x&y=1", 120)],
+        );
+        assert!(!r.known[&key(20)].stale);
+        r.learn(&id(0), "me:1", vec![told(&newer, 101)]);
+        assert!(r.known[&key(20)].stale);
+        let round = r.candidates("me:1", []);
+        assert!(
+            known_in(&r, &round).contains(&key(20)),
+            "the stale peer goes first"
+        );
+        assert_eq!(
+            r.held("10.0.0.20:7001"),
+            Some((key(20).as_str(), held.as_str()))
+        );
+        // It answers 304 after all (the lister was wrong): the copy is current again.
+        r.contacted(&id(0), &key(20), "10.0.0.20:7001", Fetched::Unchanged, 130);
+        assert!(!r.known[&key(20)].stale);
+        assert_eq!(r.known[&key(20)].last_seen, 130);
+        assert_eq!(r.known[&key(20)].resources.len(), 1);
+        // A 304 from a peer never asked with a version says nothing.
+        r.contacted(&id(0), &key(99), "10.0.9.9:7001", Fetched::Unchanged, 130);
+        assert!(!r.known.contains_key(&key(99)));
+        // Its own catalog, pulled whole, brings the new version; `/v1/peers` lists it.
+        r.contacted(
+            &id(0),
+            &key(20),
+            "10.0.0.20:7001",
+            Fetched::Catalog(vec![resource("b", 'b'), resource("a", 'a')]),
+            140,
+        );
+        assert_eq!(r.known[&key(20)].version, newer);
+        assert!(
+            r.entries()
+                .iter()
+                .any(|e| e.id == key(20) && e.version == newer)
+        );
+    }
+
     #[test]
     fn failing_peers_are_forgotten_and_the_roster_survives_a_restart() {
         let mut r = Roster::default();
-        r.contacted(&id(0), &id(1), "h:1", vec![], 10);
-        r.contacted(&id(0), &id(2), "h:2", vec![], 11);
-        r.contacted(&id(0), &id(0), "h:0", vec![], 11);
+        r.contacted(&id(0), &id(1), "h:1", Fetched::Catalog(vec![]), 10);
+        r.contacted(&id(0), &id(2), "h:2", Fetched::Catalog(vec![]), 11);
+        r.contacted(&id(0), &id(0), "h:0", Fetched::Catalog(vec![]), 11);
         for _ in 0..FORGET_AFTER {
             r.failed("h:2");
         }

@@ -18,6 +18,7 @@ mod client;
 mod discovery;
 mod download;
 mod known;
+pub use known::{KNOWN_PER_ROUND, NEW_PER_ROUND};
 pub mod limits;
 mod server;
 mod swarm;
@@ -32,7 +33,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hostrole_config::{ENV_POD_IP, ENV_POD_NAME, PeerRoleConfig};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -115,6 +118,24 @@ pub struct PeerMetrics {
     chunks_rejected: Counter,
     peers_known: Gauge,
     downloads_active: Gauge,
+    gossip_rounds: Counter,
+    gossip_contacts: Family<ContactLabels, Counter>,
+}
+
+/// How a gossip contact went: `result` of `hostrole_peer_gossip_contacts_total`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum ContactResult {
+    /// A catalog came whole (new peer, or it changed).
+    Catalog,
+    /// A signed `304`: the catalog held is current.
+    Unchanged,
+    /// No usable answer.
+    Failed,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContactLabels {
+    result: ContactResult,
 }
 
 impl PeerMetrics {
@@ -150,6 +171,26 @@ impl PeerMetrics {
             "Downloads running now",
             self.downloads_active.clone(),
         );
+        r.register(
+            "gossip_rounds",
+            "Discovery rounds that contacted peers directly (decentralized, or hybrid while the index is away)",
+            self.gossip_rounds.clone(),
+        );
+        r.register(
+            "gossip_contacts",
+            "Peers contacted by gossip, by result: Catalog (pulled whole), Unchanged (304), Failed",
+            self.gossip_contacts.clone(),
+        );
+    }
+
+    /// A gossip round with these contact results.
+    pub fn gossip_round(&self, results: impl IntoIterator<Item = ContactResult>) {
+        self.gossip_rounds.inc();
+        for result in results {
+            self.gossip_contacts
+                .get_or_create(&ContactLabels { result })
+                .inc();
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use hostrole_agent_core::metrics::{Direction, Reason};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -67,16 +67,31 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .layer(from_fn_with_state((ROLE, metrics), track))
 }
 
+/// `?unless={version}` of `GET /v1/resources`: the catalog version the caller holds.
+#[derive(serde::Deserialize)]
+struct Unless {
+    unless: Option<String>,
+}
+
 async fn resources(
     State(shared): State<Arc<Shared>>,
     Extension(who): Extension<Authenticated>,
-) -> Json<Catalog> {
+    Query(q): Query<Unless>,
+) -> Response {
     discovery::heard_from(&shared, &who.peer, who.address.as_deref());
+    let (resources, version) = shared.catalog.versioned();
+    // The caller holds this version: nothing to send (the answer is signed, and bound to the
+    // request's nonce like any other, so it cannot be replayed to hide a later change).
+    if !version.is_empty() && q.unless.as_deref() == Some(version.as_str()) {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
     Json(Catalog {
         id: shared.id.clone(),
         address: shared.settings.address.clone(),
-        resources: shared.catalog.resources(),
+        resources,
+        version,
     })
+    .into_response()
 }
 
 async fn peers(
