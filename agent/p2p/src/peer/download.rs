@@ -382,6 +382,9 @@ async fn transfer(shared: &Arc<Shared>, resource: &Resource) -> Result<String, D
     // Peers with part of the resource, and which chunks they had at the last refresh.
     let mut partial: HashMap<String, (Holder, ChunkMap)> = HashMap::new();
     let mut refreshed: Option<Instant> = None;
+    // Which known peers were asked for their chunk map at which refresh.
+    let mut asked: HashMap<String, u64> = HashMap::new();
+    let mut round = 0u64;
     let mut progress = Instant::now();
     let mut last_done = 0usize;
     while !job.all_done() {
@@ -398,7 +401,10 @@ async fn transfer(shared: &Arc<Shared>, resource: &Resource) -> Result<String, D
                 .await
                 .map(|f| f.peers)
                 .unwrap_or_default();
-            for (holder, have) in partial_sources(shared, resource, &sources).await {
+            round += 1;
+            for (holder, have) in
+                partial_sources(shared, resource, &sources, &mut asked, round).await
+            {
                 match partial.get(&holder.id) {
                     Some((_, map)) => {
                         if let Ok(mut m) = map.lock() {

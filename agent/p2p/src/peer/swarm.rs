@@ -1,7 +1,7 @@
 //! Swarming: the verified chunks of a download in progress are served to other peers, and the
 //! peers that hold part of a resource are sources for the chunks they have (`/v1/have/{hash}`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -50,12 +50,37 @@ pub fn have_map(shared: &Shared, hash: &str) -> Option<String> {
 /// Which chunks a peer holds, shared with the workers that fetch from it.
 pub type ChunkMap = Arc<Mutex<Vec<bool>>>;
 
+/// Known peers asked for their chunk map at each refresh of a download (every heartbeat).
+pub const HAVE_PER_REFRESH: usize = 8;
+
+/// Which of `candidates` to ask for their chunk map at refresh `round`: at most
+/// [`HAVE_PER_REFRESH`], never asked ones first (in random order, so that the downloaders of a
+/// network do not all ask the same few), then those asked longest ago. `asked` remembers the
+/// round each one was last asked. A map not refreshed stays usable: chunks are only ever
+/// added to a download in progress, and a chunk that went away fails and is put back.
+pub fn pick_for_have(
+    mut candidates: Vec<Holder>,
+    asked: &mut HashMap<String, u64>,
+    round: u64,
+) -> Vec<Holder> {
+    fastrand::shuffle(&mut candidates);
+    candidates.sort_by_key(|h| asked.get(&h.id).copied().unwrap_or(0));
+    candidates.truncate(HAVE_PER_REFRESH);
+    for h in &candidates {
+        asked.insert(h.id.clone(), round);
+    }
+    candidates
+}
+
 /// Peers (other than the complete holders) that already hold verified chunks of the resource,
-/// with their chunk maps (`GET /v1/have/{hash}`).
+/// with their chunk maps (`GET /v1/have/{hash}`): a few per refresh ([`pick_for_have`]), not
+/// every known peer, so a swarm's cost per downloader does not grow with the network.
 pub async fn partial_sources(
     shared: &Shared,
     resource: &Resource,
     complete: &[Holder],
+    asked: &mut HashMap<String, u64>,
+    round: u64,
 ) -> Vec<(Holder, Vec<bool>)> {
     use futures_util::StreamExt;
     let candidates: Vec<Holder> = discovery::known_peers(shared)
@@ -67,6 +92,7 @@ pub async fn partial_sources(
             last_seen: p.last_seen,
         })
         .collect();
+    let candidates = pick_for_have(candidates, asked, round);
     let total = resource.chunks.len();
     futures_util::stream::iter(candidates)
         .map(|holder| async move {
@@ -107,6 +133,40 @@ pub fn shuffled(mut list: VecDeque<u64>) -> VecDeque<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refresh_asks_a_few_peers_for_their_maps_and_each_in_turn() {
+        let holders: Vec<Holder> = (0..20)
+            .map(|i| Holder {
+                id: format!("p{i:02}"),
+                address: format!("10.0.0.{i}:7001"),
+                last_seen: 0,
+            })
+            .collect();
+        let mut asked = HashMap::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for round in 1..=2 {
+            let picked = pick_for_have(holders.clone(), &mut asked, round);
+            assert_eq!(picked.len(), HAVE_PER_REFRESH);
+            for h in picked {
+                assert!(
+                    seen.insert(h.id.clone()),
+                    "{} asked twice in two refreshes",
+                    h.id
+                );
+            }
+        }
+        // The third refresh takes the four never asked, then four of those asked first.
+        let third = pick_for_have(holders.clone(), &mut asked, 3);
+        assert_eq!(third.len(), HAVE_PER_REFRESH);
+        let new: Vec<&Holder> = third.iter().filter(|h| !seen.contains(&h.id)).collect();
+        assert_eq!(new.len(), 20 - 2 * HAVE_PER_REFRESH);
+        assert_eq!(asked.len(), 20, "every peer asked within three refreshes");
+        assert_eq!(asked.values().filter(|r| **r == 1).count(), 4);
+        // Fewer candidates than the bound: all of them, every refresh.
+        let few = pick_for_have(holders[..3].to_vec(), &mut asked, 4);
+        assert_eq!(few.len(), 3);
+    }
 
     #[test]
     fn have_maps_are_exact() {
