@@ -578,7 +578,9 @@ async fn worker(job: Arc<Job>, source: Holder, have: Option<ChunkMap>) -> String
             Ok(a) => a,
             Err(e) if e.busy() => {
                 // Its upload slots are taken: not a failure; other workers fetch the chunk from
-                // other peers meanwhile, and this one asks again after the Retry-After.
+                // other peers meanwhile, and this one asks again after the Retry-After. Nothing
+                // came, so the download rate gets the bytes back.
+                shared.limits.download.refund(len);
                 job.give_back(index);
                 drop(permit);
                 tracing::debug!(peer = %source.id, "peer busy");
@@ -586,6 +588,7 @@ async fn worker(job: Arc<Job>, source: Holder, have: Option<ChunkMap>) -> String
                 continue;
             }
             Err(e) => {
+                shared.limits.download.refund(len);
                 job.give_back(index);
                 failures += 1;
                 tracing::debug!(peer = %source.id, error = %e, "chunk request failed");

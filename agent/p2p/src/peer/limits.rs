@@ -98,6 +98,16 @@ impl Gcra {
         self.earned_at = Some(earned);
         (earned.saturating_duration_since(now)).saturating_sub(burst)
     }
+
+    /// Gives back `bytes` reserved and never moved (the peer was busy, the request failed), so
+    /// the next transfer does not wait for them.
+    fn refund(&mut self, bytes: u64) {
+        let (Some(rate), Some(earned)) = (self.rate, self.earned_at) else {
+            return;
+        };
+        let cost = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        self.earned_at = Some(earned.checked_sub(cost).unwrap_or(earned));
+    }
 }
 
 impl Bucket {
@@ -122,6 +132,14 @@ impl Bucket {
 
     pub fn rate(&self) -> Option<u64> {
         self.state.lock().ok().and_then(|s| s.rate)
+    }
+
+    /// Gives back `bytes` taken and not moved. After a rate change it does nothing: the new
+    /// rate forgave what was reserved.
+    pub fn refund(&self, bytes: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.refund(bytes);
+        }
     }
 
     /// Waits until `bytes` may move.
@@ -275,6 +293,30 @@ mod tests {
         // A 1 MiB chunk at 64 KiB/s: it goes (it is the burst), the next waits its 16 s.
         assert_eq!(g.reserve(now, MIB), Duration::ZERO);
         assert_eq!(g.reserve(now, MIB), Duration::from_secs(16));
+    }
+
+    #[test]
+    fn bytes_never_moved_are_given_back() {
+        let mut g = Gcra {
+            rate: Some(MIB),
+            earned_at: None,
+        };
+        let now = Instant::now();
+        assert_eq!(g.reserve(now, MIB), Duration::ZERO);
+        // Four chunks asked of busy peers and given back: the next one waits as if they had
+        // never been asked for.
+        for _ in 0..4 {
+            g.reserve(now, MIB);
+            g.refund(MIB);
+        }
+        assert_eq!(g.reserve(now, MIB), Duration::from_secs(1));
+        // Unlimited, or before anything was reserved: nothing to give back, nothing breaks.
+        let mut free = Gcra {
+            rate: None,
+            earned_at: None,
+        };
+        free.refund(MIB);
+        assert_eq!(free.reserve(now, MIB), Duration::ZERO);
     }
 
     #[test]

@@ -220,8 +220,8 @@ async fn limits(State(shared): State<Arc<Shared>>) -> Json<LimitsView> {
 }
 
 /// Puts new limits in force at once (for transfers already waiting too); a rate left out or
-/// null is unlimited, slots left out are the default. They last until the host restarts; the HostRole's `peer.limits` is what a
-/// restart comes back to.
+/// null is unlimited, slots left out are the default. They last until the host restarts; the
+/// HostRole's `peer.limits` is what a restart comes back to.
 async fn set_limits(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
     let limits = match serde_json::from_slice::<Limits>(&body) {
         Ok(l) => l,
