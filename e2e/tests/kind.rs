@@ -109,37 +109,37 @@ async fn ready(hostroles: &Api<HostRole>, name: &str, replicas: i32) -> HostRole
 
 /// Node of each host pod of HostRole `name`.
 async fn placement(pods: &Api<Pod>, name: &str) -> BTreeMap<String, String> {
+    nodes_of(host_pods(pods, name).await)
+}
+
+/// The host pods of HostRole `name`.
+async fn host_pods(pods: &Api<Pod>, name: &str) -> Vec<Pod> {
     pods.list(&ListParams::default().labels(&format!(
         "app.kubernetes.io/name=hostrole-host,app.kubernetes.io/instance={name}"
     )))
     .await
     .expect("pods")
     .items
-    .into_iter()
-    .filter_map(|p| Some((p.name_any(), p.spec?.node_name?)))
-    .collect()
+}
+
+/// Pod name → node name, for the pods that are scheduled.
+fn nodes_of(pods: impl IntoIterator<Item = Pod>) -> BTreeMap<String, String> {
+    pods.into_iter()
+        .filter_map(|p| Some((p.name_any(), p.spec?.node_name?)))
+        .collect()
 }
 
 /// Node of each host pod of HostRole `name` that is ready and not being deleted: where the
 /// hosts have settled. A pod deleted a moment ago (still terminating on its old node) or one
 /// just created (not started yet) is left out, so a wait on this cannot pass in between.
 async fn settled(pods: &Api<Pod>, name: &str) -> BTreeMap<String, String> {
-    pods.list(&ListParams::default().labels(&format!(
-        "app.kubernetes.io/name=hostrole-host,app.kubernetes.io/instance={name}"
-    )))
-    .await
-    .expect("pods")
-    .items
-    .into_iter()
-    .filter(|p| p.metadata.deletion_timestamp.is_none())
-    .filter(|p| {
-        p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-    })
-    .filter_map(|p| Some((p.name_any(), p.spec?.node_name?)))
-    .collect()
+    nodes_of(host_pods(pods, name).await.into_iter().filter(|p| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    }))
 }
 
 async fn node_names(env: &Env) -> Vec<String> {
