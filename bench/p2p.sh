@@ -6,10 +6,10 @@
 #   aria2:  aria2c (BitTorrent; DHT, LPD and PEX off, private torrent made with mktorrent,
 #           1 MiB pieces) with a local opentracker; completion = aria2's
 #           --on-bt-download-complete hook;
-#   ours:   NEEDS THE PEER ROLE (being written): `hostrole-agent run --config` per peer, hybrid
-#           (an index agent + peers with indexUrl) and decentralized (peers with seeds:
-#           [seeder]); completion = the file in the peer's share with the right size. If the
-#           agent rejects `peer:` the script prints "ours: skipped (agent without the peer role)".
+#   ours:   `hostrole-agent run --config` per peer, hybrid (an index agent + peers with
+#           indexUrl) and decentralized (peers with seeds: [seeder]); completion = the file in
+#           the peer's share with the right size. An agent built without the peer role (one
+#           that rejects `peer:`) prints "ours: skipped (agent without the peer role)".
 #   floor:  PEERS simultaneous socket copies (socat, 1 MiB buffers) of the file from the
 #           seeder's disk into each peer's directory: the PEERS x SIZE bytes every peer must
 #           receive, crossing loopback once, with no protocol and no hashing, on the same cores.

@@ -380,6 +380,11 @@ pub fn known_peers(shared: &Shared) -> Vec<PeerEntry> {
     shared.peers.lock().map(|p| p.entries()).unwrap_or_default()
 }
 
+/// This peer's `/v1/peers` answer (a bounded sample, see [`known::Roster::gossip`]).
+pub fn gossip_list(shared: &Shared) -> Vec<PeerEntry> {
+    shared.peers.lock().map(|p| p.gossip()).unwrap_or_default()
+}
+
 /// A peer called this one: remember its address so gossip contacts it (decentralized).
 pub fn heard_from(shared: &Shared, id: &str, address: Option<&str>) {
     if !matches!(shared.settings.discovery, Discovery::Decentralized { .. }) {

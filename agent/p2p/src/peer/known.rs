@@ -30,6 +30,10 @@ pub const MAX_HEARD: usize = 1024;
 pub const KNOWN_PER_ROUND: usize = 8;
 /// New addresses (seeds, DNS, heard of) contacted per round; the rest wait for the next ones.
 pub const NEW_PER_ROUND: usize = 16;
+/// Entries of this peer's `/v1/peers` answer: a random sample when it knows more, so the
+/// answer's size (and a round's bytes) does not grow with the network; over a few rounds a
+/// reader still sees every peer, and versions still spread.
+pub const GOSSIP_SAMPLE: usize = 32;
 /// Failed contacts in a row after which a peer is forgotten.
 pub const FORGET_AFTER: u32 = 3;
 /// The file in the state folder that remembers the known peers.
@@ -267,6 +271,21 @@ impl Roster {
             })
             .collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));
+        list
+    }
+
+    /// This peer's `/v1/peers` answer: at most [`GOSSIP_SAMPLE`] known peers, a random sample
+    /// when it knows more, freshest first, without catalogs (each is pulled from its peer).
+    pub fn gossip(&self) -> Vec<PeerEntry> {
+        let mut list = self.entries();
+        if list.len() > GOSSIP_SAMPLE {
+            fastrand::shuffle(&mut list);
+            list.truncate(GOSSIP_SAMPLE);
+        }
+        for p in &mut list {
+            p.resources.clear();
+        }
+        list.sort_by_key(|p| std::cmp::Reverse(p.last_seen));
         list
     }
 
@@ -549,6 +568,45 @@ mod tests {
                 .iter()
                 .any(|e| e.id == key(20) && e.version == newer)
         );
+    }
+
+    #[test]
+    fn the_gossip_list_is_a_bounded_sample_that_covers_everyone_over_rounds() {
+        let mut r = Roster::default();
+        for i in 1..=100u32 {
+            r.contacted(
+                &id(0),
+                &key(i),
+                &format!("10.0.0.{i}:7001"),
+                Fetched::Catalog(vec![resource("a", 'a')]),
+                u64::from(i),
+            );
+        }
+        let mut seen = HashSet::new();
+        for _ in 0..40 {
+            let list = r.gossip();
+            assert_eq!(list.len(), GOSSIP_SAMPLE);
+            assert!(
+                list.iter()
+                    .all(|p| p.resources.is_empty() && !p.version.is_empty())
+            );
+            assert!(list.windows(2).all(|w| w[0].last_seen >= w[1].last_seen));
+            let ids: HashSet<&String> = list.iter().map(|p| &p.id).collect();
+            assert_eq!(ids.len(), GOSSIP_SAMPLE, "no peer twice");
+            seen.extend(list.into_iter().map(|p| p.id));
+        }
+        // 40 samples of 32 out of 100 miss a given peer with odds (68/100)^40 < 1e-6.
+        assert_eq!(seen.len(), 100);
+        // A small network is listed whole.
+        let mut small = Roster::default();
+        small.contacted(
+            &id(0),
+            &key(1),
+            "10.0.0.1:7001",
+            Fetched::Catalog(vec![]),
+            1,
+        );
+        assert_eq!(small.gossip().len(), 1);
     }
 
     #[test]

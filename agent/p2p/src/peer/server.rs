@@ -15,7 +15,7 @@ use http::StatusCode;
 use super::{ROLE, Shared, catalog, discovery, swarm};
 use crate::auth::{self, Authenticated, BodyDigest, Gate, ReplayGuard, error_response};
 use crate::valid_hash;
-use crate::wire::{Catalog, HaveMap, MAX_GOSSIP_PEERS, PeerEntry};
+use crate::wire::{Catalog, HaveMap, PeerEntry};
 use hostrole_agent_core::metrics::track;
 
 /// Largest request body: peers only send GETs.
@@ -99,14 +99,9 @@ async fn peers(
     Extension(who): Extension<Authenticated>,
 ) -> Json<Vec<PeerEntry>> {
     discovery::heard_from(&shared, &who.peer, who.address.as_deref());
-    let mut list = discovery::known_peers(&shared);
-    // Gossip carries who is where; catalogs are pulled from each peer itself.
-    list.sort_by_key(|p| std::cmp::Reverse(p.last_seen));
-    list.truncate(MAX_GOSSIP_PEERS);
-    for p in &mut list {
-        p.resources.clear();
-    }
-    Json(list)
+    // Gossip carries who is where and which catalog version; catalogs are pulled from each
+    // peer itself.
+    Json(discovery::gossip_list(&shared))
 }
 
 async fn have(State(shared): State<Arc<Shared>>, Path(hash): Path<String>) -> Response {
