@@ -165,7 +165,7 @@ async fn gossip_round(shared: &Shared, extra: Vec<String>) {
                 // The catalog's address is where the peer says it lives; the one that
                 // answered is where it does. Keep the one that answered.
                 roster.contacted(&shared.id, &id, &address, fetched, now);
-                roster.learn(&shared.id, &shared.settings.address, peers);
+                roster.learn(&shared.id, &shared.settings.address, peers, now);
             }
             Err(e) => {
                 tracing::debug!(%address, error = %e, "contact failed");

@@ -34,6 +34,8 @@ pub const NEW_PER_ROUND: usize = 16;
 /// answer's size (and a round's bytes) does not grow with the network; over a few rounds a
 /// reader still sees every peer, and versions still spread.
 pub const GOSSIP_SAMPLE: usize = 32;
+/// Seconds another peer's clock may run ahead of this one's.
+pub const CLOCK_SKEW: u64 = 300;
 /// Failed contacts in a row after which a peer is forgotten.
 pub const FORGET_AFTER: u32 = 3;
 /// The file in the state folder that remembers the known peers.
@@ -171,7 +173,8 @@ impl Roster {
     /// Another peer's `/v1/peers`: the addresses not known yet are heard of, and a known peer
     /// whose catalog the lister fetched more recently than this copy, with another version, is
     /// marked stale (its catalog is pulled at one of the next rounds).
-    pub fn learn(&mut self, own_id: &str, own_address: &str, peers: Vec<PeerEntry>) {
+    /// A sighting dated after `now` plus [`CLOCK_SKEW`] is not believed.
+    pub fn learn(&mut self, own_id: &str, own_address: &str, peers: Vec<PeerEntry>, now: u64) {
         for p in peers.into_iter().take(crate::wire::MAX_GOSSIP_PEERS) {
             if p.id == own_id || p.address == own_address {
                 continue;
@@ -180,6 +183,7 @@ impl Roster {
                 if crate::wire::valid_version(&p.version)
                     && p.version != k.version
                     && p.last_seen >= k.last_seen
+                    && p.last_seen <= now.saturating_add(CLOCK_SKEW)
                 {
                     k.stale = true;
                 }
@@ -240,14 +244,28 @@ impl Roster {
                 out.insert(a);
             }
         }
-        let mut order: Vec<(&String, &Known)> = self.known.iter().collect();
-        order.sort_by(|(a, x), (b, y)| (!x.stale, x.picked, *a).cmp(&(!y.stale, y.picked, *b)));
-        let chosen: Vec<String> = order
-            .into_iter()
+        // Stale peers take at most half of the known slots, so that a member who keeps saying
+        // some catalogs changed cannot starve the round-robin that reaches everyone else.
+        let mut order: Vec<(&String, &Known)> = self
+            .known
+            .iter()
             .filter(|(_, k)| k.address != own_address && valid_address(&k.address))
-            .take(KNOWN_PER_ROUND)
-            .map(|(id, _)| id.clone())
             .collect();
+        order.sort_by(|(a, x), (b, y)| (x.picked, *a).cmp(&(y.picked, *b)));
+        let mut chosen: Vec<String> = order
+            .iter()
+            .filter(|(_, k)| k.stale)
+            .take(KNOWN_PER_ROUND / 2)
+            .map(|(id, _)| (*id).clone())
+            .collect();
+        for (id, _) in &order {
+            if chosen.len() >= KNOWN_PER_ROUND {
+                break;
+            }
+            if !chosen.contains(id) {
+                chosen.push((*id).clone());
+            }
+        }
         for id in chosen {
             if let Some(k) = self.known.get_mut(&id) {
                 k.picked = self.round;
@@ -383,6 +401,7 @@ mod tests {
             &id(0),
             "127.0.0.1:1",
             vec![entry(4, "h:5#x"), entry(5, "h:5")],
+            0,
         );
         r.heard_from(&id(0), &id(6), "evil/x:1");
         let c = r.candidates("127.0.0.1:1", ["bad address".to_string()]);
@@ -414,7 +433,7 @@ mod tests {
         r.replace_with_index(&id(0), many.clone());
         assert_eq!(r.known.len(), MAX_KNOWN);
         let mut g = Roster::default();
-        g.learn(&id(0), "me:1", many);
+        g.learn(&id(0), "me:1", many, 0);
         assert!(g.heard() <= crate::wire::MAX_GOSSIP_PEERS);
     }
 
@@ -533,9 +552,18 @@ mod tests {
             &id(0),
             "me:1",
             vec![told(&newer, 99), told(&held, 120), told("x&y=1", 120)],
+            120,
         );
         assert!(!r.known[&key(20)].stale);
-        r.learn(&id(0), "me:1", vec![told(&newer, 101)]);
+        // Nor one dated far in the future (a member's clock, or a member making it up).
+        r.learn(
+            &id(0),
+            "me:1",
+            vec![told(&newer, 100 + CLOCK_SKEW + 1)],
+            100,
+        );
+        assert!(!r.known[&key(20)].stale);
+        r.learn(&id(0), "me:1", vec![told(&newer, 101)], 101);
         assert!(r.known[&key(20)].stale);
         let round = r.candidates("me:1", []);
         assert!(
@@ -568,6 +596,40 @@ mod tests {
                 .iter()
                 .any(|e| e.id == key(20) && e.version == newer)
         );
+    }
+
+    #[test]
+    fn a_member_crying_stale_every_round_cannot_starve_the_others() {
+        let mut r = Roster::default();
+        for i in 1..=20u32 {
+            r.contacted(
+                &id(0),
+                &key(i),
+                &format!("10.0.0.{i}:7001"),
+                Fetched::Catalog(vec![]),
+                10,
+            );
+        }
+        let quiet: HashSet<String> = (11..=20).map(key).collect();
+        let mut reached = HashSet::new();
+        for round in 0..4u64 {
+            // Before each round a member says peers 1–10 changed their catalogs.
+            let lies: Vec<PeerEntry> = (1..=10u32)
+                .map(|i| PeerEntry {
+                    id: key(i),
+                    address: format!("10.0.0.{i}:7001"),
+                    last_seen: 11 + round,
+                    resources: vec![],
+                    version: format!("{:016x}", round + 1),
+                })
+                .collect();
+            r.learn(&id(0), "me:1", lies, 11 + round);
+            let round = r.candidates("me:1", []);
+            let picked = known_in(&r, &round);
+            reached.extend(picked.into_iter().filter(|id| quiet.contains(id)));
+        }
+        // Stale-first without a cap would spend every round on peers 1–10.
+        assert_eq!(reached, quiet, "the ten quiet peers are reached in turn");
     }
 
     #[test]
