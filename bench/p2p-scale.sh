@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # p2p-scale: how a peer network grows. For each N in SCALE_PEERS (8 32 128): one seeder and N
-# peers on loopback, all on all cores, one tokio worker each; the N peers fetch one SIZE_MB file
-# at once (`fetch:` in their configuration).
+# peers on loopback (each peer on its own 127.0.1.x address), all on all cores, one tokio
+# worker each; the N peers fetch one SIZE_MB file at once (`fetch:` in their configuration).
 #   decentralized (seeds + gossip): seconds until all N hold the file; then, with nothing to do,
 #     the bytes each peer writes to its sockets in IDLE_SECONDS (gossip and keep-alives; the
 #     wchar of /proc/PID/io less what it wrote before, which is sockets and a few log lines)
@@ -20,11 +20,12 @@ SCALE_PEERS=${SCALE_PEERS:-$(quick "4 8" "8 32 128")}
 IDLE_SECONDS=${IDLE_SECONDS:-$(quick 10 60)}
 TIMEOUT=${P2P_TIMEOUT:-$(quick 120 1800)}
 
-# start NAME YAML_BODY: an agent from an AgentConfig; sets LAST_PID and LAST_ADMIN.
+# start NAME YAML_BODY [IP]: an agent from an AgentConfig, bound to IP (127.0.0.1); sets
+# LAST_PID and LAST_ADMIN.
 start() {
   local admin
   port admin
-  printf 'hostRole: %s\nbind: 127.0.0.1\nadminPort: %s\n%s\n' "$1" "$admin" "$2" >"$BENCH_TMP/$1.yaml"
+  printf 'hostRole: %s\nbind: %s\nadminPort: %s\n%s\n' "$1" "${3:-127.0.0.1}" "$admin" "$2" >"$BENCH_TMP/$1.yaml"
   RUST_LOG=warn TOKIO_WORKER_THREADS=1 "$AGENT" run --config "$BENCH_TMP/$1.yaml" \
     >"$BENCH_TMP/$1.log" 2>&1 &
   LAST_PID=$!
@@ -37,6 +38,13 @@ start() {
 peer_body() {
   printf 'peer:\n  network: bench\n  port: %s\n  uiPort: %s\n  root: %s\n  secretFile: %s\n  heartbeatSeconds: 1\n%s\n%s' \
     "$2" "$3" "$1" "$BENCH_TMP/secret" "$4" "${5:+  fetch: [big.bin]}"
+}
+
+# peer_ip K: peer K's own loopback address, so that the index and the other peers see N hosts
+# (the index admits at most 64 peers per client address; all on 127.0.0.1, hybrid at 128 never
+# completed).
+peer_ip() {
+  printf '127.0.1.%d' $(($1 + 1))
 }
 
 # run MODE N: sets SECS, and IDLE_BYTES (decentralized) or INDEX_CPU (hybrid).
@@ -65,7 +73,10 @@ run() {
     seeds=$discovery
   else
     discovery="  seeds: [\"127.0.0.1:$sport\"]"
-    seeds=$(printf '"127.0.0.1:%s",' "${ports[@]}")
+    seeds=""
+    for ((k = 0; k < n; k++)); do
+      seeds+="\"$(peer_ip "$k"):${ports[$k]}\","
+    done
     seeds="  seeds: [${seeds%,}]"
   fi
   start seed "$(peer_body "$BENCH_TMP/seedshare" "$sport" "$sui" "$seeds")"
@@ -75,7 +86,7 @@ run() {
   t0=$(now_ns)
   for ((k = 0; k < n; k++)); do
     mkdir -p "$BENCH_TMP/peer$k"
-    start "peer$k" "$(peer_body "$BENCH_TMP/peer$k" "${ports[$k]}" "${uis[$k]}" "$discovery" fetch)"
+    start "peer$k" "$(peer_body "$BENCH_TMP/peer$k" "${ports[$k]}" "${uis[$k]}" "$discovery" fetch)" "$(peer_ip "$k")"
     pids+=("$LAST_PID")
     admins+=("$LAST_ADMIN")
   done

@@ -968,6 +968,36 @@ fn a_peer_stops_reading_an_answer_larger_than_it_asked_for() {
     );
 }
 
+// A peer bound to one address of a machine that has several (or one of several hosts on one
+// machine) sent its requests from another: the index counted it against the wrong client
+// address, and peers knew it by an address it does not serve on.
+#[test]
+fn a_peer_bound_to_an_address_calls_from_it() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let seed = listener.local_addr().expect("addr").to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((_, from)) = listener.accept() {
+            let _ = tx.send(from.ip());
+        }
+    });
+    let net = Net::new();
+    let bind: std::net::IpAddr = "127.0.0.9".parse().expect("ip");
+    let _p = net.peer(
+        "p",
+        PeerOptions {
+            seeds: vec![seed],
+            bind: Some(bind),
+            ..PeerOptions::default()
+        },
+        &[],
+    );
+    let from = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the peer called its seed");
+    assert_eq!(from, bind, "the request left from another address");
+}
+
 // Item 16: the index listed names like `../../x`, and a flood of registrations from one place
 // filled the network so that genuine peers got 507.
 #[test]

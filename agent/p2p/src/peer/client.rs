@@ -107,8 +107,12 @@ pub struct Client {
     address: String,
 }
 
-fn http_client(tls: Option<ClientConfig>) -> Result<reqwest::Client, reqwest::Error> {
+fn http_client(
+    tls: Option<ClientConfig>,
+    local: Option<std::net::IpAddr>,
+) -> Result<reqwest::Client, reqwest::Error> {
     let builder = reqwest::Client::builder()
+        .local_address(local)
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(8)
@@ -122,20 +126,25 @@ fn http_client(tls: Option<ClientConfig>) -> Result<reqwest::Client, reqwest::Er
 }
 
 impl Client {
+    /// `bind`: the address the peer listens on; a specific one (not `0.0.0.0` or `::`) is also
+    /// where its requests leave from, so that the index and other peers see the host by the
+    /// address it serves on (on a machine with several addresses, or several hosts on one).
     pub fn new(
         secret: Arc<Vec<u8>>,
         identity: Arc<Identity>,
         address: String,
         transport: Transport,
+        bind: std::net::IpAddr,
     ) -> Result<Self, reqwest::Error> {
+        let local = (!bind.is_unspecified()).then_some(bind);
         let scheme = if transport.peers.is_some() {
             "https"
         } else {
             "http"
         };
         Ok(Self {
-            http: http_client(transport.index)?,
-            peers: http_client(transport.peers)?,
+            http: http_client(transport.index, local)?,
+            peers: http_client(transport.peers, local)?,
             scheme,
             secret,
             identity,

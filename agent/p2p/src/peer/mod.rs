@@ -383,9 +383,14 @@ impl Peer {
         catalog.rescan().await.map_err(share_err)?;
         let secret = Arc::new(secret);
         let (acceptor, transport) = transport(config)?;
-        let client =
-            client::Client::new(secret.clone(), identity.clone(), address.clone(), transport)
-                .map_err(PeerError::Client)?;
+        let client = client::Client::new(
+            secret.clone(),
+            identity.clone(),
+            address.clone(),
+            transport,
+            ip,
+        )
+        .map_err(PeerError::Client)?;
         let chunk_delay = chunk_delay();
         let limits = limits::Limits {
             upload_bytes_per_second: config.upload_bytes_per_second,

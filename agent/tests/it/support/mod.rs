@@ -22,7 +22,12 @@ pub fn agent_bin() -> PathBuf {
 
 /// Polls the admin port's `/readyz` until it answers 200; fails if the process exits first.
 pub fn wait_ready(proc: &mut Proc, admin_port: u16, limit: Duration) {
-    let url = format!("http://127.0.0.1:{admin_port}/readyz");
+    wait_ready_at(proc, "127.0.0.1", admin_port, limit)
+}
+
+/// [`wait_ready`] for an agent bound to `host`.
+pub fn wait_ready_at(proc: &mut Proc, host: &str, admin_port: u16, limit: Duration) {
+    let url = format!("http://{host}:{admin_port}/readyz");
     let deadline = std::time::Instant::now() + limit;
     loop {
         proc.assert_running();

@@ -9,7 +9,7 @@ use hostrole_config::{AgentConfig, IndexRoleConfig, PeerRoleConfig};
 use hostrole_p2p::peer::ENV_CHUNK_DELAY_MS;
 pub use hostrole_testkit::{free_port, wait_for};
 
-use super::{Proc, agent_bin, curl, wait_ready};
+use super::{Proc, agent_bin, curl, wait_ready_at};
 
 pub const NETWORK: &str = "family";
 pub const SECRET: &str = "correct horse battery staple";
@@ -71,6 +71,10 @@ impl Net {
         let port = free_port();
         let ui_port = free_port();
         let mut config = base(name);
+        if let Some(ip) = options.bind {
+            config.bind = ip;
+        }
+        let host = config.bind.to_string();
         config.peer = Some(PeerRoleConfig {
             network: NETWORK.into(),
             port,
@@ -82,7 +86,7 @@ impl Net {
             index_url: options.index_url.clone(),
             discovery_dns: None,
             seeds: options.seeds.clone(),
-            advertise: Some(format!("127.0.0.1:{port}")),
+            advertise: Some(format!("{host}:{port}")),
             heartbeat_seconds: 1,
             fetch: options.fetch.clone(),
             mirror: options.mirror,
@@ -129,6 +133,8 @@ pub struct PeerOptions {
     pub log: Option<String>,
     /// Upload and download rates and upload slots.
     pub limits: hostrole_p2p::peer::limits::Limits,
+    /// The agent's bind address (default 127.0.0.1); the peer advertises it.
+    pub bind: Option<std::net::IpAddr>,
 }
 
 fn base(name: &str) -> AgentConfig {
@@ -152,6 +158,8 @@ fn base(name: &str) -> AgentConfig {
 pub struct Node {
     pub proc: Proc,
     pub config_path: PathBuf,
+    /// The address it is bound to (its admin port and peer port listen there).
+    pub host: String,
     pub admin_port: u16,
     pub peer_port: u16,
     pub ui_port: u16,
@@ -169,10 +177,12 @@ impl Node {
         std::fs::write(&config_path, serde_yaml::to_string(&config).expect("yaml"))
             .expect("config");
         let mut proc = spawn(&config_path, env);
-        wait_ready(&mut proc, config.admin_port, Duration::from_secs(30));
+        let host = config.bind.to_string();
+        wait_ready_at(&mut proc, &host, config.admin_port, Duration::from_secs(30));
         Node {
             proc,
             config_path,
+            host,
             admin_port: config.admin_port,
             peer_port: 0,
             ui_port: 0,
@@ -195,7 +205,12 @@ impl Node {
     pub fn restart(&mut self) {
         self.kill();
         self.proc = spawn(&self.config_path, &self.env);
-        wait_ready(&mut self.proc, self.admin_port, Duration::from_secs(30));
+        wait_ready_at(
+            &mut self.proc,
+            &self.host,
+            self.admin_port,
+            Duration::from_secs(30),
+        );
     }
 
     pub fn ui(&self, path: &str) -> String {
@@ -205,13 +220,14 @@ impl Node {
     /// The agent's `/metrics`; an agent that does not answer fails the test (an empty text
     /// would read as zeros).
     pub fn metrics(&self) -> String {
-        let response = super::fetch(&[&format!("http://127.0.0.1:{}/metrics", self.admin_port)]);
+        let response =
+            super::fetch(&[&format!("http://{}:{}/metrics", self.host, self.admin_port)]);
         assert_eq!(response.status, 200, "/metrics: {}", response.text());
         response.text()
     }
 
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.peer_port)
+        format!("{}:{}", self.host, self.peer_port)
     }
 
     pub fn share(&self) -> &Path {
