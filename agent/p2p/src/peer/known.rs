@@ -457,6 +457,23 @@ mod tests {
         }
     }
 
+    /// A roster that contacted peers `key(1..=n)` at `10.0.0.i:7001` at time `at` (for
+    /// `i`, its time plus `i` when `staggered`), each with catalog `catalog`.
+    fn roster_of(n: u32, catalog: &[Resource], at: u64, staggered: bool) -> Roster {
+        let mut r = Roster::default();
+        for i in 1..=n {
+            let seen = if staggered { at + u64::from(i) } else { at };
+            r.contacted(
+                &id(0),
+                &key(i),
+                &format!("10.0.0.{i}:7001"),
+                Fetched::Catalog(catalog.to_vec()),
+                seen,
+            );
+        }
+        r
+    }
+
     /// Ids of the known peers at the addresses of one round's candidates.
     fn known_in(r: &Roster, round: &HashSet<String>) -> HashSet<String> {
         r.known
@@ -468,17 +485,8 @@ mod tests {
 
     #[test]
     fn a_round_contacts_a_few_known_peers_and_every_one_in_turn() {
-        let mut r = Roster::default();
         let n = 5 * KNOWN_PER_ROUND as u32;
-        for i in 1..=n {
-            r.contacted(
-                &id(0),
-                &key(i),
-                &format!("10.0.0.{i}:7001"),
-                Fetched::Catalog(vec![]),
-                1,
-            );
-        }
+        let mut r = roster_of(n, &[], 1, false);
         let mut seen: HashMap<String, u32> = HashMap::new();
         for _ in 0..5 {
             let round = r.candidates("me:1", []);
@@ -520,16 +528,7 @@ mod tests {
 
     #[test]
     fn gossip_of_a_newer_catalog_marks_the_copy_stale_and_it_is_pulled_first() {
-        let mut r = Roster::default();
-        for i in 1..=20u32 {
-            r.contacted(
-                &id(0),
-                &key(i),
-                &format!("10.0.0.{i}:7001"),
-                Fetched::Catalog(vec![resource("a", 'a')]),
-                100,
-            );
-        }
+        let mut r = roster_of(20, &[resource("a", 'a')], 100, false);
         // Everyone was just contacted; key(20) would wait two rounds for its turn.
         for _ in 0..2 {
             r.candidates("me:1", []);
@@ -600,16 +599,7 @@ mod tests {
 
     #[test]
     fn a_member_crying_stale_every_round_cannot_starve_the_others() {
-        let mut r = Roster::default();
-        for i in 1..=20u32 {
-            r.contacted(
-                &id(0),
-                &key(i),
-                &format!("10.0.0.{i}:7001"),
-                Fetched::Catalog(vec![]),
-                10,
-            );
-        }
+        let mut r = roster_of(20, &[], 10, false);
         let quiet: HashSet<String> = (11..=20).map(key).collect();
         let mut reached = HashSet::new();
         for round in 0..4u64 {
@@ -634,16 +624,7 @@ mod tests {
 
     #[test]
     fn the_gossip_list_is_a_bounded_sample_that_covers_everyone_over_rounds() {
-        let mut r = Roster::default();
-        for i in 1..=100u32 {
-            r.contacted(
-                &id(0),
-                &key(i),
-                &format!("10.0.0.{i}:7001"),
-                Fetched::Catalog(vec![resource("a", 'a')]),
-                u64::from(i),
-            );
-        }
+        let r = roster_of(100, &[resource("a", 'a')], 0, true);
         let mut seen = HashSet::new();
         for _ in 0..40 {
             let list = r.gossip();
