@@ -164,7 +164,16 @@ async fn gossip_round(shared: &Shared, extra: Vec<String>) {
             Ok((id, fetched, peers)) => {
                 // The catalog's address is where the peer says it lives; the one that
                 // answered is where it does. Keep the one that answered.
-                roster.contacted(&shared.id, &id, &address, fetched, now);
+                match roster.contacted(&shared.id, &id, &address, fetched, now) {
+                    known::Held::Kept => {}
+                    refused => tracing::warn!(
+                        peer = %id,
+                        %address,
+                        ?refused,
+                        held_bytes = roster.held_total(),
+                        "not keeping a peer's catalog: too large, or the catalogs held fill their budget"
+                    ),
+                }
                 roster.learn(&shared.id, &shared.settings.address, peers, now);
             }
             Err(e) => {

@@ -34,6 +34,33 @@ pub const NEW_PER_ROUND: usize = 16;
 /// answer's size (and a round's bytes) does not grow with the network; over a few rounds a
 /// reader still sees every peer, and versions still spread.
 pub const GOSSIP_SAMPLE: usize = 32;
+/// What the catalogs held from other peers may take in memory, all together, as [`footprint`]
+/// estimates it: a member (or one with many ids) serving huge catalogs must not be able to push
+/// the agent, and every role it runs, past its memory limit.
+pub const HELD_BUDGET: usize = 64 << 20;
+/// What one peer's catalog may take of [`HELD_BUDGET`] (about 160 000 chunks: 160 GiB of files).
+pub const HELD_PER_PEER: usize = HELD_BUDGET / 4;
+
+/// The memory a catalog takes once parsed, estimated: per resource its name and fixed parts, per
+/// chunk a 64-digit hash in its own `String`.
+pub fn footprint(resources: &[Resource]) -> usize {
+    resources
+        .iter()
+        .map(|r| 160 + r.name.len() + r.chunks.len() * 96)
+        .sum()
+}
+
+/// What became of a catalog pulled whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Kept.
+    Kept,
+    /// Larger than [`HELD_PER_PEER`]: the peer stays known without its catalog (until it changes).
+    TooLarge,
+    /// The catalogs held already fill [`HELD_BUDGET`]: the same.
+    OverBudget,
+}
+
 /// Seconds another peer's clock may run ahead of this one's.
 pub const CLOCK_SKEW: u64 = 300;
 /// Failed contacts in a row after which a peer is forgotten.
@@ -57,6 +84,8 @@ pub struct Known {
     pub stale: bool,
     /// The gossip round it was last picked for a contact (0: never).
     pub picked: u64,
+    /// [`footprint`] of `resources`.
+    pub held: usize,
 }
 
 impl Known {
@@ -72,12 +101,21 @@ impl Known {
         Known {
             address,
             last_seen,
+            held: footprint(&resources),
             resources,
             failures: 0,
             version,
             stale: false,
             picked: 0,
         }
+    }
+
+    /// Keeps the peer but not its catalog (its version stays, so it is not pulled again until
+    /// it changes).
+    fn without_catalog(mut self) -> Known {
+        self.resources = Vec::new();
+        self.held = 0;
+        self
     }
 }
 
@@ -100,6 +138,17 @@ fn sane(resources: Vec<Resource>) -> Vec<Resource> {
     resources.into_iter().filter(|r| r.consistent()).collect()
 }
 
+/// Whether a catalog of footprint `size` may be held beside `others`.
+fn budget(size: usize, others: usize) -> Held {
+    if size > HELD_PER_PEER {
+        Held::TooLarge
+    } else if others + size > HELD_BUDGET {
+        Held::OverBudget
+    } else {
+        Held::Kept
+    }
+}
+
 /// Known peers and heard addresses.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Roster {
@@ -114,21 +163,44 @@ impl Roster {
     /// dropped, at most [`MAX_KNOWN`], freshest first).
     pub fn replace_with_index(&mut self, own_id: &str, mut peers: Vec<PeerEntry>) {
         peers.sort_by_key(|p| std::cmp::Reverse(p.last_seen));
+        let mut total = 0;
         self.known = peers
             .into_iter()
             .filter(|p| p.id != own_id && admissible(&p.id, &p.address))
             .take(MAX_KNOWN)
-            .map(|p| (p.id, Known::new(p.address, p.last_seen, p.resources, false)))
+            .map(|p| {
+                let k = Known::new(p.address, p.last_seen, p.resources, false);
+                let k = match budget(k.held, total) {
+                    Held::Kept => k,
+                    Held::TooLarge | Held::OverBudget => k.without_catalog(),
+                };
+                total += k.held;
+                (p.id, k)
+            })
             .collect();
     }
 
-    /// A contact answered, signed as `id`, with its catalog or a `304` for the one held.
-    pub fn contacted(&mut self, own_id: &str, id: &str, address: &str, got: Fetched, now: u64) {
+    /// [`footprint`] of every catalog held.
+    pub fn held_total(&self) -> usize {
+        self.known.values().map(|k| k.held).sum()
+    }
+
+    /// A contact answered, signed as `id`, with its catalog or a `304` for the one held. A
+    /// catalog over [`HELD_PER_PEER`], or one that would take the catalogs held past
+    /// [`HELD_BUDGET`], is not kept (the peer is).
+    pub fn contacted(
+        &mut self,
+        own_id: &str,
+        id: &str,
+        address: &str,
+        got: Fetched,
+        now: u64,
+    ) -> Held {
         if id == own_id || !admissible(id, address) {
-            return;
+            return Held::Kept;
         }
         if !self.known.contains_key(id) && self.known.len() >= MAX_KNOWN {
-            return;
+            return Held::Kept;
         }
         self.heard.remove(address);
         let picked = self.known.get(id).map_or(self.round, |k| k.picked);
@@ -136,7 +208,13 @@ impl Roster {
             Fetched::Catalog(resources) => {
                 let mut k = Known::new(address.to_string(), now, resources, true);
                 k.picked = picked;
+                let others = self.held_total() - self.known.get(id).map_or(0, |old| old.held);
+                let held = budget(k.held, others);
+                if held != Held::Kept {
+                    k = k.without_catalog();
+                }
                 self.known.insert(id.to_string(), k);
+                held
             }
             Fetched::Unchanged => {
                 // Only asked with a version of a known peer; a 304 from anyone else says nothing.
@@ -146,6 +224,7 @@ impl Roster {
                     k.failures = 0;
                     k.stale = false;
                 }
+                Held::Kept
             }
         }
     }
@@ -620,6 +699,73 @@ mod tests {
         }
         // Stale-first without a cap would spend every round on peers 1–10.
         assert_eq!(reached, quiet, "the ten quiet peers are reached in turn");
+    }
+
+    /// A catalog of `chunks` chunks in one resource named `name`.
+    fn big(name: &str, chunks: usize) -> Vec<Resource> {
+        let mut r = resource(name, 'c');
+        r.size = chunks as u64 * crate::wire::CHUNK_SIZE;
+        r.chunks = vec![r.hash.clone(); chunks];
+        vec![r]
+    }
+
+    #[test]
+    fn the_catalogs_held_stay_within_their_budget_however_many_ids_serve_huge_ones() {
+        let mut r = Roster::default();
+        // One catalog over the per-peer share: the peer is known, its catalog is not held,
+        // and its version is, so it is not pulled again while it stays the same.
+        let huge = big("huge", HELD_PER_PEER / 96 + 1);
+        assert!(huge[0].consistent());
+        let held = r.contacted(&id(0), &key(1), "10.0.0.1:7001", Fetched::Catalog(huge), 1);
+        assert_eq!(held, Held::TooLarge);
+        assert!(r.known[&key(1)].resources.is_empty());
+        assert!(crate::wire::valid_version(&r.known[&key(1)].version));
+        assert_eq!(r.held_total(), 0);
+        // Many ids, each just under the share: the total stops at the budget.
+        let mut refused = 0;
+        for i in 2..8u32 {
+            let catalog = big(&format!("f{i}"), HELD_PER_PEER / 96 - 10);
+            let at = format!("10.0.0.{i}:7001");
+            if r.contacted(&id(0), &key(i), &at, Fetched::Catalog(catalog), 1) == Held::OverBudget {
+                refused += 1;
+            }
+            assert!(r.held_total() <= HELD_BUDGET, "{}", r.held_total());
+        }
+        // Four fit in the budget (with the room the refused one left), the other two do not.
+        assert_eq!(refused, 2, "{refused} refused");
+        assert_eq!(r.known.len(), 7, "every peer stays known");
+        // A small honest catalog still fits beside them; a peer's new catalog replaces its
+        // old one in the count.
+        let small = vec![resource("notes.txt", 'd')];
+        let held = r.contacted(
+            &id(0),
+            &key(50),
+            "10.0.0.50:7001",
+            Fetched::Catalog(small),
+            2,
+        );
+        assert_eq!(held, Held::Kept);
+        let before = r.held_total();
+        let again = big("f2", 10);
+        r.contacted(&id(0), &key(2), "10.0.0.2:7001", Fetched::Catalog(again), 3);
+        assert!(r.held_total() < before);
+        // The index's list is held within the same budget.
+        let listed: Vec<PeerEntry> = (1..=6u32)
+            .map(|i| PeerEntry {
+                id: key(i),
+                address: format!("10.0.0.{i}:7001"),
+                last_seen: u64::from(i),
+                resources: big(&format!("g{i}"), HELD_PER_PEER / 96 - 10),
+                version: String::new(),
+            })
+            .collect();
+        r.replace_with_index(&id(0), listed);
+        assert_eq!(r.known.len(), 6);
+        assert!(r.held_total() <= HELD_BUDGET);
+        assert_eq!(
+            r.known.values().filter(|k| k.resources.is_empty()).count(),
+            2
+        );
     }
 
     #[test]
