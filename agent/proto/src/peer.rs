@@ -17,6 +17,15 @@ pub const MAX_INDEX_ANSWER_BYTES: usize = 64 << 20;
 /// Entries a peer's `/v1/peers` lists at most, and takes from another's.
 pub const MAX_GOSSIP_PEERS: usize = 256;
 
+/// The memory a catalog takes once parsed, estimated: per resource its name and fixed parts,
+/// per chunk a 64-digit hash in its own `String`. What budgets of held catalogs count.
+pub fn footprint(resources: &[Resource]) -> usize {
+    resources
+        .iter()
+        .map(|r| 160 + r.name.len() + r.chunks.len() * 96)
+        .sum()
+}
+
 /// A resource a peer holds: a file, addressed by the BLAKE3 hash of its whole content.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

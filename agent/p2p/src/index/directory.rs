@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use crate::valid_address;
 use crate::wire::CHUNK_SIZE;
-use crate::wire::{Found, Holder, PeerEntry, Registration, Resource};
+use crate::wire::{Found, Holder, PeerEntry, Registration, Resource, footprint};
 use hostrole_proto::peer::valid_resource_name;
 
 /// Bounds that keep one network from filling the index's memory.
@@ -18,6 +18,9 @@ pub struct Limits {
     /// one place cannot fill the network (each identity is one entry by construction: the id
     /// names its key).
     pub max_peers_per_client: usize,
+    /// What one network's catalogs may take in memory together, as
+    /// [`crate::wire::footprint`] estimates it.
+    pub max_held_per_network: usize,
 }
 
 /// Why a registration is refused.
@@ -45,6 +48,15 @@ pub enum RegisterError {
     Inconsistent { name: String },
     #[error("address {0:?} is not host:port")]
     Address(String),
+    #[error(
+        "network {network} already holds catalogs of about {held} bytes; this one (about {size}) would pass the index's budget of {max}"
+    )]
+    CatalogsFull {
+        network: String,
+        held: usize,
+        size: usize,
+        max: usize,
+    },
 }
 
 struct Peer {
@@ -52,6 +64,8 @@ struct Peer {
     client: IpAddr,
     last_seen: u64,
     resources: Vec<Resource>,
+    /// [`footprint`] of `resources`.
+    held: usize,
 }
 
 /// Every network's peers.
@@ -128,12 +142,27 @@ impl Directory {
                 });
             }
         }
+        let size = footprint(&registration.resources);
+        let held: usize = peers
+            .iter()
+            .filter(|(other, _)| *other != id)
+            .map(|(_, p)| p.held)
+            .sum();
+        if held + size > self.limits.max_held_per_network {
+            return Err(RegisterError::CatalogsFull {
+                network: network.to_string(),
+                held,
+                size,
+                max: self.limits.max_held_per_network,
+            });
+        }
         peers.insert(
             id.to_string(),
             Peer {
                 address: registration.address,
                 client,
                 last_seen: now,
+                held: size,
                 resources: registration.resources,
             },
         );
@@ -274,7 +303,51 @@ mod tests {
         max_peers_per_network: 2,
         max_resources_per_peer: 2,
         max_peers_per_client: 10,
+        max_held_per_network: 1 << 20,
     };
+
+    #[test]
+    fn a_networks_catalogs_stay_within_the_index_budget() {
+        // Room for two one-chunk resources and a bit.
+        let one = footprint(&[resource("a", 1)]);
+        let limits = Limits {
+            max_peers_per_network: 10,
+            max_resources_per_peer: 2,
+            max_peers_per_client: 10,
+            max_held_per_network: 2 * one + 10,
+        };
+        let mut d = Directory::new(10, limits);
+        d.register("n", "a", reg("h:1", vec![resource("a", 1)]), C, 100)
+            .expect("a");
+        d.register("n", "b", reg("h:2", vec![resource("b", 2)]), C, 100)
+            .expect("b");
+        // A third catalog would pass the budget: refused, naming it; nothing changes.
+        let err = d
+            .register("n", "c", reg("h:3", vec![resource("c", 3)]), C, 100)
+            .expect_err("over budget");
+        assert!(matches!(err, RegisterError::CatalogsFull { .. }), "{err}");
+        assert!(err.to_string().contains("budget"), "{err}");
+        assert_eq!(d.peers("n", 100).len(), 2);
+        // A heartbeat with the same catalog is not counted twice; a peer that grows past the
+        // budget is refused and keeps what it had.
+        d.register("n", "a", reg("h:1", vec![resource("a", 1)]), C, 101)
+            .expect("renewal");
+        let grown = vec![resource("a", 1), resource("a2", 4)];
+        assert!(d.register("n", "a", reg("h:1", grown), C, 101).is_err());
+        assert_eq!(
+            d.peers("n", 101)
+                .iter()
+                .find(|p| p.id == "a")
+                .map(|p| p.resources.len()),
+            Some(1)
+        );
+        // Other networks have their own budget; a peer that leaves frees its share.
+        d.register("m", "c", reg("h:3", vec![resource("c", 3)]), C, 101)
+            .expect("another network");
+        assert!(d.deregister("n", "b"));
+        d.register("n", "c", reg("h:3", vec![resource("c", 3)]), C, 102)
+            .expect("room again");
+    }
 
     #[test]
     fn lookups_by_name_and_hash_list_holders_freshest_first() {
@@ -353,6 +426,7 @@ mod tests {
             max_peers_per_network: 4,
             max_resources_per_peer: 1,
             max_peers_per_client: 2,
+            max_held_per_network: 1 << 20,
         };
         let mut d = Directory::new(10, limits);
         let flood: IpAddr = "10.0.0.66".parse().expect("ip");

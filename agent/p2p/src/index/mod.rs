@@ -47,6 +47,9 @@ pub const MAX_PEERS_PER_NETWORK: usize = 1024;
 pub const MAX_RESOURCES_PER_PEER: usize = 4096;
 /// New peers one client address may register per network.
 pub const MAX_PEERS_PER_CLIENT: usize = 64;
+/// What one network's catalogs may take in the index's memory (estimated): members serving
+/// huge catalogs under many ids cannot push the index past its pod's memory limit.
+pub const MAX_HELD_PER_NETWORK: usize = 32 << 20;
 /// Largest request body (a registration with its chunk lists).
 pub const MAX_BODY: usize = 8 << 20;
 /// Request bodies read at once (each up to [`MAX_BODY`]); more get 503 and try again at the
@@ -124,6 +127,7 @@ impl Index {
                     max_peers_per_network: MAX_PEERS_PER_NETWORK,
                     max_resources_per_peer: MAX_RESOURCES_PER_PEER,
                     max_peers_per_client: MAX_PEERS_PER_CLIENT,
+                    max_held_per_network: MAX_HELD_PER_NETWORK,
                 },
             ))),
             metrics: index_metrics.clone(),
@@ -273,9 +277,10 @@ async fn register(
     publish(&state.metrics, &directory);
     match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e @ directory::RegisterError::TooManyPeers { .. }) => {
-            error_response(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
-        }
+        Err(
+            e @ (directory::RegisterError::TooManyPeers { .. }
+            | directory::RegisterError::CatalogsFull { .. }),
+        ) => error_response(StatusCode::INSUFFICIENT_STORAGE, e.to_string()),
         Err(e @ directory::RegisterError::TooManyFromClient { .. }) => {
             error_response(StatusCode::TOO_MANY_REQUESTS, e.to_string())
         }

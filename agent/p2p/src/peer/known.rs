@@ -19,7 +19,7 @@ use hostrole_proto::envelope::key_of_peer_id;
 use serde::{Deserialize, Serialize};
 
 use crate::valid_address;
-use crate::wire::{PeerEntry, Resource};
+use crate::wire::{PeerEntry, Resource, footprint};
 
 /// Peers known at once.
 pub const MAX_KNOWN: usize = 1024;
@@ -34,21 +34,12 @@ pub const NEW_PER_ROUND: usize = 16;
 /// answer's size (and a round's bytes) does not grow with the network; over a few rounds a
 /// reader still sees every peer, and versions still spread.
 pub const GOSSIP_SAMPLE: usize = 32;
-/// What the catalogs held from other peers may take in memory, all together, as [`footprint`]
-/// estimates it: a member (or one with many ids) serving huge catalogs must not be able to push
+/// What the catalogs held from other peers may take in memory, all together, as
+/// [`footprint`] estimates it: a member (or one with many ids) serving huge catalogs must not be able to push
 /// the agent, and every role it runs, past its memory limit.
 pub const HELD_BUDGET: usize = 64 << 20;
 /// What one peer's catalog may take of [`HELD_BUDGET`] (about 160 000 chunks: 160 GiB of files).
 pub const HELD_PER_PEER: usize = HELD_BUDGET / 4;
-
-/// The memory a catalog takes once parsed, estimated: per resource its name and fixed parts, per
-/// chunk a 64-digit hash in its own `String`.
-pub fn footprint(resources: &[Resource]) -> usize {
-    resources
-        .iter()
-        .map(|r| 160 + r.name.len() + r.chunks.len() * 96)
-        .sum()
-}
 
 /// What became of a catalog pulled whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
