@@ -98,6 +98,14 @@ impl Catalog {
         self.files().into_iter().map(|f| f.resource).collect()
     }
 
+    /// The catalog version of the last scan (empty before the first): a `304` needs no more.
+    pub fn version(&self) -> String {
+        self.files
+            .read()
+            .map(|l| l.version.clone())
+            .unwrap_or_default()
+    }
+
     /// The resources and the catalog version they make, read together.
     pub fn versioned(&self) -> (Vec<Resource>, String) {
         self.files

@@ -384,9 +384,18 @@ fn known_matching(shared: &Shared, pred: impl Fn(&Resource) -> bool) -> Vec<Foun
     list
 }
 
-/// The peers this one knows, for `/v1/peers` and the UI.
+/// The peers this one knows with their catalogs, for the UI.
 pub fn known_peers(shared: &Shared) -> Vec<PeerEntry> {
     shared.peers.lock().map(|p| p.entries()).unwrap_or_default()
+}
+
+/// The peers this one knows, without their catalogs (who is where).
+pub fn known_addresses(shared: &Shared) -> Vec<PeerEntry> {
+    shared
+        .peers
+        .lock()
+        .map(|p| p.entries_with(false))
+        .unwrap_or_default()
 }
 
 /// This peer's `/v1/peers` answer (a bounded sample, see [`known::Roster::gossip`]).

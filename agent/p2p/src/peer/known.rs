@@ -35,8 +35,8 @@ pub const NEW_PER_ROUND: usize = 16;
 /// reader still sees every peer, and versions still spread.
 pub const GOSSIP_SAMPLE: usize = 32;
 /// What the catalogs held from other peers may take in memory, all together, as
-/// [`footprint`] estimates it: a member (or one with many ids) serving huge catalogs must not be able to push
-/// the agent, and every role it runs, past its memory limit.
+/// [`footprint`] estimates it: a member (or one with many ids) serving huge catalogs must not
+/// be able to push the agent, and every role it runs, past its memory limit.
 pub const HELD_BUDGET: usize = 64 << 20;
 /// What one peer's catalog may take of [`HELD_BUDGET`] (about 160 000 chunks: 160 GiB of files).
 pub const HELD_PER_PEER: usize = HELD_BUDGET / 4;
@@ -345,8 +345,14 @@ impl Roster {
         out
     }
 
-    /// The peers as `/v1/peers` and the UI list them, by id (resources included).
+    /// The peers as the UI lists them, by id (resources included).
     pub fn entries(&self) -> Vec<PeerEntry> {
+        self.entries_with(true)
+    }
+
+    /// The peers by id, with their catalogs or without (no copy of what may be 64 MiB when
+    /// only who is where is wanted).
+    pub fn entries_with(&self, catalogs: bool) -> Vec<PeerEntry> {
         let mut list: Vec<PeerEntry> = self
             .known
             .iter()
@@ -354,7 +360,11 @@ impl Roster {
                 id: id.clone(),
                 address: k.address.clone(),
                 last_seen: k.last_seen,
-                resources: k.resources.clone(),
+                resources: if catalogs {
+                    k.resources.clone()
+                } else {
+                    Vec::new()
+                },
                 version: k.version.clone(),
             })
             .collect();
@@ -365,13 +375,10 @@ impl Roster {
     /// This peer's `/v1/peers` answer: at most [`GOSSIP_SAMPLE`] known peers, a random sample
     /// when it knows more, freshest first, without catalogs (each is pulled from its peer).
     pub fn gossip(&self) -> Vec<PeerEntry> {
-        let mut list = self.entries();
+        let mut list = self.entries_with(false);
         if list.len() > GOSSIP_SAMPLE {
             fastrand::shuffle(&mut list);
             list.truncate(GOSSIP_SAMPLE);
-        }
-        for p in &mut list {
-            p.resources.clear();
         }
         list.sort_by_key(|p| std::cmp::Reverse(p.last_seen));
         list

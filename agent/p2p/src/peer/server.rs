@@ -79,12 +79,14 @@ async fn resources(
     Query(q): Query<Unless>,
 ) -> Response {
     discovery::heard_from(&shared, &who.peer, who.address.as_deref());
-    let (resources, version) = shared.catalog.versioned();
-    // The caller holds this version: nothing to send (the answer is signed, and bound to the
-    // request's nonce like any other, so it cannot be replayed to hide a later change).
-    if !version.is_empty() && q.unless.as_deref() == Some(version.as_str()) {
+    // The caller holds this version: nothing to send, and nothing to copy (the answer is
+    // signed, and bound to the request's nonce like any other, so it cannot be replayed to hide
+    // a later change).
+    let current = shared.catalog.version();
+    if !current.is_empty() && q.unless.as_deref() == Some(current.as_str()) {
         return StatusCode::NOT_MODIFIED.into_response();
     }
+    let (resources, version) = shared.catalog.versioned();
     Json(Catalog {
         id: shared.id.clone(),
         address: shared.settings.address.clone(),

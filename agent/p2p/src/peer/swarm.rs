@@ -83,7 +83,7 @@ pub async fn partial_sources(
     round: u64,
 ) -> Vec<(Holder, Vec<bool>)> {
     use futures_util::StreamExt;
-    let candidates: Vec<Holder> = discovery::known_peers(shared)
+    let candidates: Vec<Holder> = discovery::known_addresses(shared)
         .into_iter()
         .filter(|p| p.id != shared.id && !complete.iter().any(|c| c.id == p.id))
         .map(|p| Holder {
