@@ -880,3 +880,73 @@ async fn with_leader_election_one_replica_reconciles_and_another_takes_over() {
     assert!(reconciles > 0.0, "the new leader reconciles");
     env.delete_namespace(&ns).await;
 }
+
+/// A replica whose view of the Lease is stale (it read it free just before another replica took
+/// it) takes it as kube-lease-manager does, with a server-side apply that is not forced: the API
+/// server must refuse it. The crate's mutual exclusion is that field-manager conflict, so it
+/// holds only when each replica writes under its own manager (`run::lease_field_manager`). Under
+/// one shared manager the second apply succeeded, both replicas led until the first renewal, and
+/// the replaced one exited (the cause of a CI failure: "lost the leader lease" 10 s after
+/// "became the leader").
+#[tokio::test]
+async fn a_replica_with_a_stale_view_cannot_take_a_held_lease() {
+    use hostrole_operator::run::{LeaderElection, lease_field_manager, lease_manager};
+    use kube::api::{Patch, PatchParams};
+    let env = Env::new().await;
+    let ns = env.namespace("lease-race").await;
+    let election = |identity: &str| LeaderElection {
+        namespace: ns.clone(),
+        lease: "race".to_owned(),
+        identity: identity.to_owned(),
+    };
+    let a = lease_manager(env.client.clone(), &election("replica-a"))
+        .await
+        .expect("manager a");
+    let leads = tokio::time::timeout(Duration::from_secs(30), a.changed()).await;
+    assert!(
+        matches!(leads, Ok(Ok(true))),
+        "replica-a takes the free Lease: {leads:?}"
+    );
+    // What replica-b sends when it read the Lease free a moment before (kube-lease-manager's
+    // `LeaseState::lock` for an orphaned lease).
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    let take = serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "spec": {
+            "acquireTime": now,
+            "renewTime": now,
+            "holderIdentity": "replica-b",
+            "leaseDurationSeconds": 15,
+        },
+    });
+    let leases = api::<Lease>(&env.client, &ns);
+    let params = PatchParams {
+        field_manager: Some(lease_field_manager("replica-b")),
+        ..PatchParams::default()
+    };
+    let taken = leases.patch("race", &params, &Patch::Apply(&take)).await;
+    let holder = leases
+        .get("race")
+        .await
+        .expect("Lease")
+        .spec
+        .and_then(|s| s.holder_identity);
+    assert!(
+        matches!(&taken, Err(kube::Error::Api(e)) if e.code == 409),
+        "the stale take is refused as a conflict, not {taken:?}; the Lease names {holder:?}"
+    );
+    assert_eq!(
+        holder.as_deref(),
+        Some("replica-a"),
+        "replica-a still holds the Lease"
+    );
+    assert_ne!(
+        lease_field_manager("replica-a"),
+        lease_field_manager("replica-b"),
+        "one field manager per replica"
+    );
+    env.delete_namespace(&ns).await;
+}

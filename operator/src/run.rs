@@ -21,8 +21,9 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use kube_lease_manager::LeaseManagerBuilder;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use prometheus_client::registry::Registry;
+use sha2::{Digest, Sha256};
 
 use tracing::Instrument;
 
@@ -147,6 +148,41 @@ pub async fn run(options: Options) -> Result<(), RunError> {
 /// How long the controller may take to stop after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// The field manager of one replica's writes to the Lease.
+///
+/// kube-lease-manager takes a free Lease with a server-side apply that is not forced, and relies
+/// on the conflict between two field managers to let only one replica win. Replicas sharing one
+/// manager would both "win" a race for a free Lease, and both reconcile (two leaders until the
+/// next renewal). So each identity gets its own manager; an identity too long for the API's
+/// 128-character limit is named by its digest instead.
+pub fn lease_field_manager(identity: &str) -> String {
+    const MAX: usize = 128;
+    let plain = format!("{FIELD_MANAGER}-lease-{identity}");
+    if plain.len() <= MAX && plain.chars().all(|c| c.is_ascii_graphic()) {
+        return plain;
+    }
+    let digest = hex::encode(&Sha256::digest(identity.as_bytes())[..16]);
+    format!("{FIELD_MANAGER}-lease-{digest}")
+}
+
+/// The Lease manager for one replica: a 15 s lease renewed 5 s before it ends, under the
+/// replica's own field manager ([`lease_field_manager`]).
+pub async fn lease_manager(client: Client, le: &LeaderElection) -> Result<LeaseManager, RunError> {
+    LeaseManagerBuilder::new(client, &le.lease)
+        .with_namespace(&le.namespace)
+        .with_identity(&le.identity)
+        .with_duration(15)
+        .with_grace(5)
+        .with_field_manager(lease_field_manager(&le.identity))
+        .build()
+        .await
+        .map_err(|source| RunError::Lease {
+            namespace: le.namespace.clone(),
+            name: le.lease.clone(),
+            source,
+        })
+}
+
 async fn run_as_leader(
     client: Client,
     options: Options,
@@ -154,20 +190,7 @@ async fn run_as_leader(
     health: Arc<WatchHealth>,
     le: LeaderElection,
 ) -> Result<(), RunError> {
-    let lease_err = |source| RunError::Lease {
-        namespace: le.namespace.clone(),
-        name: le.lease.clone(),
-        source,
-    };
-    let manager = LeaseManagerBuilder::new(client.clone(), &le.lease)
-        .with_namespace(&le.namespace)
-        .with_identity(&le.identity)
-        .with_duration(15)
-        .with_grace(5)
-        .with_field_manager(FIELD_MANAGER)
-        .build()
-        .await
-        .map_err(lease_err)?;
+    let manager = lease_manager(client.clone(), &le).await?;
     let (mut leading, lease_task) = manager.watch().await;
     tracing::info!(lease = %le.lease, identity = %le.identity, "waiting for the leader lease");
     loop {
@@ -499,4 +522,30 @@ async fn serve_ready(State(state): State<HttpState>) -> impl IntoResponse {
 /// Drops what a cached object carries only for the API server's bookkeeping.
 fn drop_managed_fields<K: ResourceExt>(object: &mut K) {
     object.managed_fields_mut().clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_replica_writes_the_lease_under_its_own_field_manager() {
+        assert_eq!(
+            lease_field_manager("hostrole-operator-7d9f-abcde"),
+            "hostrole-operator-lease-hostrole-operator-7d9f-abcde"
+        );
+        assert_ne!(lease_field_manager("a"), lease_field_manager("b"));
+        // Too long for the API (128 characters), or not printable: named by a digest, still one
+        // per identity.
+        let long_a = format!("{}a", "x".repeat(200));
+        let long_b = format!("{}b", "x".repeat(200));
+        for id in [&long_a, &long_b, &"pod with spaces".to_owned()] {
+            let m = lease_field_manager(id);
+            assert!(
+                m.len() <= 128 && m.chars().all(|c| c.is_ascii_graphic()),
+                "{m}"
+            );
+        }
+        assert_ne!(lease_field_manager(&long_a), lease_field_manager(&long_b));
+    }
 }
