@@ -17,10 +17,14 @@ set -euo pipefail
 # chromium, chromium-driver, python3-selenium: the browser tests (agent/tests/it/peer_ui.rs, file_ui.rs, web_ui.rs).
 # litmus: the WebDAV compliance suite against the file role (agent/tests/it/litmus.rs); nginx with
 # libnginx-mod-http-dav-ext: the same run against nginx's DAV module, printed for comparison.
+# ngircd (the reference IRC server, run unprivileged on a loopback port by the test itself, no
+# system instance needed), python3-irc (the Python irc library, for /usr/bin/python3), irssi and
+# weechat-headless: the chat role's clients (agent/tests/it/chat_clients.rs).
 # shellcheck: actionlint (operator/tests/release.rs) checks the workflows' run: scripts with it.
 packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver davfs2 swaks libnet-ssleay-perl mutt
   neomutt isync dovecot-imapd offlineimap3 getmail6 fetchmail postfix sasl2-bin
-  chromium chromium-driver python3-selenium litmus nginx libnginx-mod-http-dav-ext shellcheck)
+  chromium chromium-driver python3-selenium litmus nginx libnginx-mod-http-dav-ext shellcheck
+  ngircd python3-irc irssi weechat-headless)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -8,6 +8,7 @@ use axum::Router;
 use hostrole_agent_core::Role;
 use hostrole_agent_core::metrics::AgentMetrics;
 use hostrole_agent_core::net::BindError;
+use hostrole_chat::{Chat, ChatError};
 use hostrole_clients::Clients;
 use hostrole_config::AgentConfig;
 use hostrole_mail::{Mail, MailError};
@@ -30,6 +31,8 @@ pub enum RoleError {
     File(#[from] FileError),
     #[error(transparent)]
     Mail(#[from] MailError),
+    #[error(transparent)]
+    Chat(#[from] ChatError),
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
@@ -95,6 +98,14 @@ pub async fn bind(
             Mail::bind(c, ip, metrics)
                 .await
                 .map_err(named(hostrole_mail::ROLE))?,
+        ));
+    }
+    if let Some(c) = &config.chat {
+        readiness.expect(hostrole_chat::ROLE);
+        roles.push(Box::new(
+            Chat::bind(c, ip, metrics)
+                .await
+                .map_err(named(hostrole_chat::ROLE))?,
         ));
     }
     // Clients count as a role: a host may only use services. The role is ready once its loops

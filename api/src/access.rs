@@ -149,12 +149,25 @@ pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
             name,
         );
     }
+    if let Some(name) = servers
+        .chat
+        .as_ref()
+        .and_then(|c| c.users.as_ref())
+        .and_then(|u| u.secret.as_deref())
+    {
+        add(
+            "spec.servers.chat.users.secret".into(),
+            ObjectKind::Secret,
+            name,
+        );
+    }
     let hostrole = hr.metadata.name.as_deref().unwrap_or_default();
     let tls = [
         ("web", servers.web.as_ref().and_then(|w| w.tls.as_ref())),
         ("file", servers.file.as_ref().and_then(|f| f.tls.as_ref())),
         ("mail", servers.mail.as_ref().and_then(|m| m.tls.as_ref())),
         ("index", servers.index.as_ref().and_then(|i| i.tls.as_ref())),
+        ("chat", servers.chat.as_ref().and_then(|c| c.tls.as_ref())),
         ("peer", hr.spec.peer.as_ref().and_then(|p| p.tls.as_ref())),
     ];
     for (role, tls) in tls {

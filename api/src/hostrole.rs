@@ -144,6 +144,9 @@ pub struct Servers {
     /// The directory server of a hybrid peer-to-peer network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<IndexServer>,
+    /// Instant messaging: an IRC server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatServer>,
 }
 
 /// The web role: a static site.
@@ -495,6 +498,74 @@ impl MailServer {
     }
 }
 
+/// The chat role: an IRC server (RFC 1459/2812 as modern clients use them, with IRCv3
+/// capability negotiation, `server-time`, `echo-message`, `message-tags` and SASL PLAIN).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::login_needs_users())]
+pub struct ChatServer {
+    /// Plain-text IRC port (6667 on most networks).
+    #[serde(default = "default_irc_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// IRC over implicit TLS (RFC 7194; 6697 by convention). Served only with `tls`.
+    #[serde(default = "default_ircs_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub tls_port: i32,
+    /// TLS certificate for `tlsPort`: a `kubernetes.io/tls` Secret, or one cert-manager issues
+    /// (`issuerRef`). A renewed certificate is served without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    /// Accounts: users log in with SASL PLAIN or `PASS account:password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<UsersRef>,
+    /// Whether only users with an account may connect. Default false (anyone may pick a nick;
+    /// users with an account may still log in). Needs `users`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_login: Option<bool>,
+    /// Whether users may log in on a connection without TLS: anyone on the path reads the
+    /// password. Default false (SASL is then offered only on `tlsPort`), except on a
+    /// standalone host without `tls` bound to a loopback address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_plaintext_auth: Option<bool>,
+    /// The network's name clients show (`NETWORK=` in the welcome). Default: the HostRole's
+    /// name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 32),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    )]
+    pub network: Option<String>,
+    /// Most channels at once on the server. Default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_channels: Option<i32>,
+    /// Most channels one user may be in (`CHANLIMIT`). Default 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_channels_per_user: Option<i32>,
+    /// Longest nick (`NICKLEN`). Default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 9, max = 64))]
+    pub nick_length: Option<i32>,
+    /// Most users connected at once. Default 1024.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_users: Option<i32>,
+    /// The message of the day shown on connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub motd: Option<String>,
+}
+
+fn default_irc_port() -> i32 {
+    6667
+}
+
+fn default_ircs_port() -> i32 {
+    6697
+}
+
 /// The index role: the directory of a hybrid peer-to-peer network.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -753,6 +824,7 @@ pub enum ExposedRole {
     File,
     Mail,
     Index,
+    Chat,
 }
 
 impl ExposedRole {
@@ -762,6 +834,7 @@ impl ExposedRole {
             ExposedRole::File => "file",
             ExposedRole::Mail => "mail",
             ExposedRole::Index => "index",
+            ExposedRole::Chat => "chat",
         }
     }
 }
@@ -829,15 +902,18 @@ pub enum ClientService {
     File,
     /// Send over SMTP, read back over IMAP or POP3.
     Mail,
+    /// Two IRC connections in one channel: a message one sends must reach the other.
+    Chat,
 }
 
 impl ClientService {
-    /// The name manifests and reports use: `web`, `file`, `mail`.
+    /// The name manifests and reports use: `web`, `file`, `mail`, `chat`.
     pub fn as_str(self) -> &'static str {
         match self {
             ClientService::Web => "web",
             ClientService::File => "file",
             ClientService::Mail => "mail",
+            ClientService::Chat => "chat",
         }
     }
 
@@ -1496,6 +1572,7 @@ impl HostRoleSpec {
             (s.file.is_some(), "file"),
             (s.mail.is_some(), "mail"),
             (s.index.is_some(), "index"),
+            (s.chat.is_some(), "chat"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
@@ -1536,6 +1613,12 @@ impl HostRoleSpec {
         }
         if let Some(index) = &s.index {
             ports.push(("index", index.port));
+        }
+        if let Some(chat) = &s.chat {
+            ports.push(("irc", chat.port));
+            if chat.tls.is_some() {
+                ports.push(("ircs", chat.tls_port));
+            }
         }
         if let Some(peer) = &self.peer {
             // The UI listens on the pod's loopback (reached with `kubectl port-forward`).

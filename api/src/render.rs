@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use hostrole_config::{
-    AgentConfig, ClientConfig, ClientTarget, DEFAULT_MAX_RETRY_SECONDS,
+    AgentConfig, ChatRoleConfig, ClientConfig, ClientTarget, DEFAULT_MAX_RETRY_SECONDS,
     DEFAULT_QUEUE_LIFETIME_SECONDS, DEFAULT_RETRY_SECONDS, FileRoleConfig, IndexRoleConfig,
     MailReadBack, MailRelay as MailRelayConfig, MailRoleConfig, MailRoute, MailTarget,
     OutboundConfig, PeerRoleConfig, RelayTls as RelayTlsConfig, TlsFiles, WebRoleConfig,
@@ -48,6 +48,10 @@ pub const CA_KEY: &str = "ca.crt";
 
 /// Connections a role serves at once when the manifest does not say.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Chat: most channels on a server, most channels one user may be in, longest nick.
+pub const DEFAULT_MAX_CHANNELS: usize = 1000;
+pub const DEFAULT_MAX_CHANNELS_PER_USER: usize = 20;
+pub const DEFAULT_NICK_LENGTH: usize = 30;
 /// Largest upload when the manifest does not say: 1 GiB.
 pub const DEFAULT_MAX_UPLOAD: u64 = 1 << 30;
 /// Largest message when the manifest does not say: 25 MiB.
@@ -217,7 +221,7 @@ impl Location {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostPlan {
     pub config: AgentConfig,
-    /// One plan per role, in the order web, file, mail, index, peer, clients.
+    /// One plan per role, in the order web, file, mail, chat, index, peer, clients.
     pub roles: Vec<RolePlan>,
     /// References that cannot be honoured yet; the affected clients are left out of `config`.
     /// A cluster shows them in status (they recover when the other HostRole appears); a
@@ -241,7 +245,7 @@ impl HostPlan {
 /// One role's part of a host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RolePlan {
-    /// `web`, `file`, `mail`, `index`, `peer` or `clients`.
+    /// `web`, `file`, `mail`, `chat`, `index`, `peer` or `clients`.
     pub role: &'static str,
     /// Ports served to other hosts: (name, port).
     pub ports: Vec<(&'static str, u16)>,
@@ -408,6 +412,7 @@ pub fn render(
     let web = r.web(&mut roles, &mut problems)?;
     let file = r.file(&mut roles, &mut problems)?;
     let mail = r.mail(&mut roles, &mut problems)?;
+    let chat = r.chat(&mut roles, &mut problems)?;
     let index = r.index(&mut roles, &mut problems)?;
     let peer = r.peer(&mut roles, &mut problems)?;
     let clients = r.clients(&mut roles, &mut problems)?;
@@ -431,6 +436,7 @@ pub fn render(
             web,
             file,
             mail,
+            chat,
             index,
             peer,
             clients,
@@ -667,6 +673,7 @@ impl Renderer<'_> {
             Some(file) => {
                 let field = match role {
                     "file" => "spec.servers.file.users.file",
+                    "chat" => "spec.servers.chat.users.file",
                     _ => "spec.servers.mail.users.file",
                 };
                 self.machine_path(field, file, "in a cluster use users.secret")
@@ -1083,6 +1090,59 @@ impl Renderer<'_> {
             .filter(|p| p.index.as_deref() == Some(self.name))
             .map(|p| p.network.clone())
             .collect()
+    }
+
+    fn chat(
+        &self,
+        roles: &mut Vec<RolePlan>,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Option<ChatRoleConfig>, RenderError> {
+        let Some(chat) = self.hr.spec.servers.chat.as_ref() else {
+            return Ok(None);
+        };
+        let Some(tls) = self.tls("chat", chat.tls.as_ref(), problems)? else {
+            return Ok(None);
+        };
+        let mut mounts = Vec::new();
+        let users_file = self.users("chat", chat.users.as_ref(), &mut mounts, problems)?;
+        let tls = tls.map(|m| self.tls_mount(m, &mut mounts));
+        // As for mail: passwords in the clear only when the manifest says so, or on a
+        // standalone host without a certificate listening on loopback.
+        let allow_plaintext_auth = chat
+            .allow_plaintext_auth
+            .unwrap_or_else(|| tls.is_none() && self.local().is_some_and(|l| l.bind.is_loopback()));
+        let config = ChatRoleConfig {
+            server_name: self.name.to_string(),
+            network: chat
+                .network
+                .clone()
+                .unwrap_or_else(|| self.name.to_string()),
+            port: chat.port as u16,
+            tls_port: tls.is_some().then_some(chat.tls_port as u16),
+            tls,
+            users_file,
+            require_login: chat.require_login.unwrap_or(false),
+            allow_plaintext_auth,
+            max_connections: chat
+                .max_users
+                .map_or(DEFAULT_MAX_CONNECTIONS, |m| m as usize),
+            max_channels: chat
+                .max_channels
+                .map_or(DEFAULT_MAX_CHANNELS, |m| m as usize),
+            max_channels_per_client: chat
+                .max_channels_per_user
+                .map_or(DEFAULT_MAX_CHANNELS_PER_USER, |m| m as usize),
+            nick_length: chat.nick_length.map_or(DEFAULT_NICK_LENGTH, |m| m as usize),
+            motd: chat.motd.clone(),
+        };
+        let mut ports = vec![("irc", config.port)];
+        ports.extend(config.tls_port.map(|p| ("ircs", p)));
+        roles.push(RolePlan {
+            role: "chat",
+            ports,
+            mounts,
+        });
+        Ok(Some(config))
     }
 
     fn index(
@@ -1598,6 +1658,11 @@ impl Renderer<'_> {
                     domain: m.domains.first().cloned(),
                 })
             }),
+            // The plain port is always served; the probe needs no certificate to trust.
+            S::Chat => servers
+                .chat
+                .as_ref()
+                .map(|c| ClientTarget::Url(format!("irc://{host}:{}/", c.port))),
         };
         target.ok_or_else(|| {
             let service = service.as_str();
@@ -1627,6 +1692,7 @@ fn tls_issuer_ref_field(role: &str) -> &'static str {
         "file" => "spec.servers.file.tls.issuerRef",
         "mail" => "spec.servers.mail.tls.issuerRef",
         "index" => "spec.servers.index.tls.issuerRef",
+        "chat" => "spec.servers.chat.tls.issuerRef",
         _ => "spec.peer.tls.issuerRef",
     }
 }
@@ -1672,6 +1738,16 @@ fn url_target(
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(invalid(format!(
                     "{url:?} must be an http:// or https:// URL"
+                )));
+            }
+            Ok(ClientTarget::Url(url.to_string()))
+        }
+        S::Chat => {
+            let parsed =
+                url::Url::parse(url).map_err(|e| invalid(format!("{url:?} is not a URL: {e}")))?;
+            if parsed.scheme() != "irc" || parsed.host_str().is_none() {
+                return Err(invalid(format!(
+                    "{url:?} must be an irc:// URL such as irc://chat.example.lan:6667/"
                 )));
             }
             Ok(ClientTarget::Url(url.to_string()))
@@ -1733,6 +1809,7 @@ pub fn client_service(service: ClientService) -> hostrole_config::ClientService 
         ClientService::Web => S::Web,
         ClientService::File => S::File,
         ClientService::Mail => S::Mail,
+        ClientService::Chat => S::Chat,
     }
 }
 

@@ -42,6 +42,7 @@ fn port_list() -> String {
     let file = has_server("file");
     let mail = has_server("mail");
     let index = has_server("index");
+    let chat = has_server("chat");
     format!(
         "(({web} ? [self.servers.web.port] : []) \
          + ({web} && has(self.servers.web.httpRedirectPort) ? [self.servers.web.httpRedirectPort] : []) \
@@ -49,13 +50,15 @@ fn port_list() -> String {
          + ({mail} ? [self.servers.mail.smtpPort, self.servers.mail.submissionPort, self.servers.mail.imapPort, self.servers.mail.pop3Port] : []) \
          + ({mail} && has(self.servers.mail.tls) ? [self.servers.mail.imapsPort, self.servers.mail.pop3sPort, self.servers.mail.submissionsPort] : []) \
          + ({index} ? [self.servers.index.port] : []) \
+         + ({chat} ? [self.servers.chat.port] : []) \
+         + ({chat} && has(self.servers.chat.tls) ? [self.servers.chat.tlsPort] : []) \
          + (has(self.peer) ? [self.peer.port, self.peer.ui.port] : []))"
     )
 }
 
 /// spec: a host plays at least one role.
 pub fn at_least_one_role() -> Rule {
-    let servers = ["web", "file", "mail", "index"]
+    let servers = ["web", "file", "mail", "index", "chat"]
         .iter()
         .map(|r| has_server(r))
         .collect::<Vec<_>>()
@@ -64,7 +67,7 @@ pub fn at_least_one_role() -> Rule {
         "{servers} || (has(self.clients) && size(self.clients) > 0) || has(self.peer)"
     ))
     .message(
-        "a host needs at least one role: set spec.servers.web (or file, mail, index), spec.clients or spec.peer",
+        "a host needs at least one role: set spec.servers.web (or file, mail, index, chat), spec.clients or spec.peer",
     )
     .reason(Reason::FieldValueRequired)
 }
@@ -78,7 +81,7 @@ pub fn unique_ports() -> Rule {
     let ports = port_list();
     Rule::new(format!("{ports}.all(p, {ports}.filter(q, q == p).size() == 1)"))
         .message(
-            "two server roles use the same port: give each its own (spec.servers.web.port, spec.servers.web.httpRedirectPort, spec.servers.file.port, spec.servers.mail.*Port, spec.servers.index.port, spec.peer.port, spec.peer.ui.port)",
+            "two server roles use the same port: give each its own (spec.servers.web.port, spec.servers.web.httpRedirectPort, spec.servers.file.port, spec.servers.mail.*Port, spec.servers.index.port, spec.servers.chat.port, spec.servers.chat.tlsPort, spec.peer.port, spec.peer.ui.port)",
         )
         .reason(Reason::FieldValueInvalid)
 }
@@ -112,6 +115,16 @@ pub fn relative_file_path() -> Rule {
     Rule::new("self.matches('^[A-Za-z0-9_~-][A-Za-z0-9._~-]*(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$')")
         .message("must be a relative path of plain segments such as index.html or css/site.css: no leading '/', no empty, '.' or '..' segments, no hidden files")
         .reason(Reason::FieldValueInvalid)
+}
+
+/// servers.chat: requiring a login needs accounts to log in with.
+pub fn login_needs_users() -> Rule {
+    Rule::new("!has(self.requireLogin) || !self.requireLogin || has(self.users)")
+        .message(
+            "requireLogin needs accounts: set users (a Secret or a file), or remove requireLogin",
+        )
+        .reason(Reason::FieldValueRequired)
+        .field_path(".requireLogin")
 }
 
 /// users: one source of accounts.
@@ -256,7 +269,7 @@ pub fn relay_credentials_need_tls() -> Rule {
 }
 
 /// The port names `spec.expose.nodePorts` may use.
-pub const EXPOSED_PORT_NAMES: [&str; 11] = [
+pub const EXPOSED_PORT_NAMES: [&str; 13] = [
     "web",
     "web-redirect",
     "webdav",
@@ -268,11 +281,13 @@ pub const EXPOSED_PORT_NAMES: [&str; 11] = [
     "pop3s",
     "submissions",
     "index",
+    "irc",
+    "ircs",
 ];
 
 /// spec: every role named in expose.roles is served by the host.
 pub fn exposed_roles_served() -> Rule {
-    let checks = ["web", "file", "mail", "index"]
+    let checks = ["web", "file", "mail", "index", "chat"]
         .iter()
         .map(|r| format!("(r == '{r}' && {})", has_server(r)))
         .collect::<Vec<_>>()

@@ -93,7 +93,9 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
                 Location::ShareData,
                 Location::Users("file"),
                 Location::Users("mail"),
+                Location::Users("chat"),
                 Location::Tls("mail"),
+                Location::Tls("chat"),
                 Location::Tls("web"),
                 Location::Tls("file"),
                 Location::Networks,
@@ -139,6 +141,13 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
             }
         }
     }
+    if let Some(chat) = &mut config.chat {
+        chat.users_file.as_mut().map(path);
+        if let Some(tls) = &mut chat.tls {
+            path(&mut tls.cert);
+            path(&mut tls.key);
+        }
+    }
     if let Some(index) = &mut config.index {
         path(&mut index.networks_dir);
     }
@@ -168,12 +177,15 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
     config
 }
 
-/// `http://name.ns.svc:port/…` → `http://127.0.0.1:port/…`.
+/// `http://name.ns.svc:port/…` → `http://127.0.0.1:port/…` (and `irc://` alike).
 fn loopback(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("http://")?;
+    let (scheme, rest) = url.split_once("://")?;
+    if !matches!(scheme, "http" | "irc") {
+        return None;
+    }
     let (host, tail) = rest.split_once(':')?;
     host.ends_with(".svc")
-        .then(|| format!("http://127.0.0.1:{tail}"))
+        .then(|| format!("{scheme}://127.0.0.1:{tail}"))
 }
 
 /// Each role: its name, ports, and (volume, source) of its mounts.

@@ -477,6 +477,8 @@ fn role_resources(role: &str) -> (u32, u32, u32) {
         "file" => (5, 8, 64),
         "mail" => (5, 8, 64),
         "index" => (5, 8, 32),
+        // Chat: every connection holds a bounded send queue; 1024 idle users take a few MiB.
+        "chat" => (5, 16, 64),
         "peer" => (10, 48, 128),
         // Probes: a few small requests per period.
         _ => (2, 4, 16),
@@ -1174,6 +1176,7 @@ fn url_port(url: &str) -> Option<i32> {
             "imaps" => 993,
             "pop3" | "pop" => 110,
             "pop3s" | "pops" => 995,
+            "irc" => 6667,
             _ => return None,
         },
     };
@@ -1232,6 +1235,13 @@ fn ingress_rules(
         }
         add(vec![mail.smtp_port], senders);
     }
+    if let Some(chat) = &servers.chat {
+        let mut ports = vec![chat.port];
+        if chat.tls.is_some() {
+            ports.push(chat.tls_port);
+        }
+        add(ports, from_clients(ClientService::Chat));
+    }
     let network_peers = |network: &str| NetworkPolicyPeer {
         pod_selector: Some(LabelSelector {
             match_labels: Some(BTreeMap::from([(
@@ -1272,6 +1282,7 @@ fn ingress_rules(
         && servers.file.is_none()
         && servers.mail.is_none()
         && servers.index.is_none()
+        && servers.chat.is_none()
         && hr.spec.peer.is_none()
     {
         return None;

@@ -94,9 +94,18 @@ foreign_resource!(
 );
 
 /// The roles that may carry `tls.issuerRef`, in order.
-pub const TLS_ROLES: [&str; 5] = ["web", "file", "mail", "index", "peer"];
-/// Roles with an HTTPRoute, and mail's ports with a TCPRoute each.
+pub const TLS_ROLES: [&str; 6] = ["web", "file", "mail", "index", "chat", "peer"];
+/// Roles with an HTTPRoute; mail's and chat's ports have a TCPRoute each ([`TCP_ROUTE_PORTS`]).
 pub const HTTP_ROUTE_ROLES: [&str; 2] = ["web", "file"];
+/// The chat ports; `ircs` only exists when the role has a certificate.
+pub const CHAT_PORTS: [&str; 2] = ["irc", "ircs"];
+/// The ports with a TCPRoute each when their role is exposed through a Gateway: (role, port).
+pub fn tcp_route_ports() -> impl Iterator<Item = (&'static str, &'static str)> {
+    MAIL_PORTS
+        .iter()
+        .map(|p| ("mail", *p))
+        .chain(CHAT_PORTS.iter().map(|p| ("chat", *p)))
+}
 /// The mail ports; the last three (implicit TLS) only exist when the role has a certificate.
 pub const MAIL_PORTS: [&str; 7] = [
     "smtp",
@@ -147,6 +156,7 @@ pub fn role_tls<'a>(hr: &'a HostRole, role: &str) -> Option<&'a Tls> {
         "file" => s.file.as_ref()?.tls.as_ref(),
         "mail" => s.mail.as_ref()?.tls.as_ref(),
         "index" => s.index.as_ref()?.tls.as_ref(),
+        "chat" => s.chat.as_ref()?.tls.as_ref(),
         "peer" => hr.spec.peer.as_ref()?.tls.as_ref(),
         _ => None,
     }
@@ -214,12 +224,11 @@ pub fn reach(hr: &HostRole, name: &str, namespace: &str, ports: &[(&'static str,
             (object, route)
         })
         .collect();
-    let tcp_routes = MAIL_PORTS
-        .iter()
-        .map(|port_name| {
+    let tcp_routes = tcp_route_ports()
+        .map(|(role, port_name)| {
             let object = format!("{name}-{port_name}");
-            let route = gateway.filter(|_| exposed.contains(&"mail")).and_then(|g| {
-                let port = ports.iter().find(|(n, _)| n == port_name)?.1;
+            let route = gateway.filter(|_| exposed.contains(&role)).and_then(|g| {
+                let port = ports.iter().find(|(n, _)| *n == port_name)?.1;
                 Some(tcp_route(hr, &object, name, namespace, g, port_name, port))
             });
             (object, route)
@@ -251,6 +260,7 @@ fn role_ports(role: &str) -> &'static [&'static str] {
         "file" => &["webdav"],
         "mail" => &MAIL_PORTS,
         "index" => &["index"],
+        "chat" => &CHAT_PORTS,
         _ => &[],
     }
 }
@@ -521,6 +531,10 @@ fn urls(role: &str, tls: bool, host: &str, port: impl Fn(&str) -> Option<i32>) -
         "index" => port("index")
             .map(|p| at(http, p, "/"))
             .into_iter()
+            .collect(),
+        "chat" => [("irc", "irc"), ("ircs", "ircs")]
+            .iter()
+            .filter_map(|(n, scheme)| port(n).map(|p| at(scheme, p, "")))
             .collect(),
         "mail" => [
             ("smtp", "smtp"),

@@ -936,3 +936,66 @@ fn a_hosts_ephemeral_storage_is_bounded_by_what_its_scratch_volumes_may_hold() {
     assert!(scratch >= 1024, "{scratch} MiB");
     assert_eq!(limits(&d).1, Some(Quantity(format!("{}Mi", scratch + 128))));
 }
+
+#[test]
+fn a_chat_host_serves_irc_and_with_a_certificate_ircs_to_its_chat_clients() {
+    let hr = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: talk}\nspec:\n  networkPolicy: true\n  servers:\n    chat: {tls: {secret: chat-cert}, tlsPort: 16697, users: {secret: chat-users}, requireLogin: true, network: office}\n  clients:\n    - {service: chat, server: talk}\n",
+    );
+    let d = build(&hr);
+    let service = d.service.clone().and_then(|s| s.spec).and_then(|s| s.ports);
+    let ports: Vec<(String, i32)> = service
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        [("irc".to_string(), 6667), ("ircs".to_string(), 16697)]
+    );
+    let container = pod(&d).containers[0].ports.clone().unwrap_or_default();
+    for name in ["irc", "ircs"] {
+        assert!(
+            container.iter().any(|p| p.name.as_deref() == Some(name)),
+            "{name}: {container:?}"
+        );
+    }
+    let config: AgentConfig =
+        serde_yaml::from_str(&d.config_map.data.clone().expect("data")[CONFIG_KEY])
+            .expect("config");
+    let chat = config.chat.expect("chat role");
+    assert_eq!((chat.port, chat.tls_port), (6667, Some(16697)));
+    assert_eq!(chat.network, "office");
+    assert_eq!(chat.server_name, "talk");
+    assert!(chat.require_login);
+    assert!(
+        !chat.allow_plaintext_auth,
+        "passwords only over TLS in a cluster"
+    );
+    assert_eq!(
+        chat.users_file.as_deref(),
+        Some(std::path::Path::new("/etc/hostrole/users/chat/users"))
+    );
+    let client = &config.clients[0];
+    assert_eq!(
+        client.target,
+        hostrole_config::ClientTarget::Url("irc://talk.lan.svc:6667/".into()),
+        "the chat client probes the plain port"
+    );
+    // The NetworkPolicy admits the host's chat clients on both ports.
+    let policy = d.network_policy.expect("policy").spec.expect("spec");
+    let admitted: Vec<String> = policy
+        .ingress
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.from.is_some())
+        .flat_map(|r| r.ports.clone().unwrap_or_default())
+        .filter_map(|p| p.port.map(|p| format!("{p:?}")))
+        .collect();
+    for port in [6667, 16697] {
+        assert!(
+            admitted.iter().any(|a| a.contains(&port.to_string())),
+            "{port}: {admitted:?}"
+        );
+    }
+}

@@ -424,3 +424,53 @@ fn endpoints_list_pasteable_urls_the_main_one_first() {
     assert_eq!(e[0].url, "http://office.lan.svc:8080/");
     assert_eq!(e[0].scope, "Cluster");
 }
+
+#[test]
+fn an_exposed_chat_host_gets_a_tcp_route_per_irc_port_and_irc_urls() {
+    let hr = hostrole(
+        "  servers:
+    chat:
+      tls: {secret: chat-cert}
+  expose:
+    type: LoadBalancer
+    roles: [chat]
+    gateway:
+      parentRefs: [{name: lan-gw}]
+",
+    );
+    let d = build(&hr, &issued(&hr), true);
+    let tcp: Vec<_> = d
+        .reach
+        .tcp_routes
+        .iter()
+        .filter_map(|(n, r)| {
+            r.as_ref().map(|r| {
+                (
+                    n.clone(),
+                    r.spec["parentRefs"][0]["sectionName"]
+                        .as_str()
+                        .map(str::to_string),
+                    r.spec["rules"][0]["backendRefs"][0]["port"].as_i64(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        tcp,
+        [
+            ("office-irc".into(), Some("irc".into()), Some(6667)),
+            ("office-ircs".into(), Some("ircs".into()), Some(6697)),
+        ],
+        "each IRC port attaches to the Gateway listener named after it"
+    );
+    let external: Vec<i32> = d
+        .reach
+        .external_service
+        .and_then(|s| s.spec)
+        .and_then(|s| s.ports)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(external, [6667, 6697]);
+}

@@ -10,6 +10,7 @@
 //! Results go to Prometheus metrics, to `GET /clients` on the admin port, and (in a pod) to
 //! the pod's conditions through [`report`].
 
+pub mod chat;
 pub mod file;
 pub mod mail;
 pub mod report;
@@ -238,6 +239,7 @@ async fn probe(config: &ClientConfig, context: &Context) -> Result<Success, Prob
             ClientService::Web => web::run(config, deadline).await,
             ClientService::File => file::run(config, context, deadline).await,
             ClientService::Mail => mail::run(config, context, deadline).await,
+            ClientService::Chat => chat::run(config, context, deadline).await,
         }
     };
     // Each probe honours `deadline` itself and bounds its clean-up; this is a safety net.
@@ -433,6 +435,7 @@ fn service_name(service: ClientService) -> &'static str {
         ClientService::Web => "web",
         ClientService::File => "file",
         ClientService::Mail => "mail",
+        ClientService::Chat => "chat",
     }
 }
 

@@ -40,6 +40,9 @@ pub struct AgentConfig {
     /// The mail role (SMTP, IMAP, POP3), when the host serves one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mail: Option<MailRoleConfig>,
+    /// The chat role (an IRC server), when the host serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatRoleConfig>,
     /// The index role (directory of hybrid peer-to-peer networks), when the host serves one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<IndexRoleConfig>,
@@ -211,7 +214,7 @@ pub struct MailReadBack {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum ClientTarget {
-    /// Web and file: the base URL (`http://office.ns.svc:8080/`).
+    /// Web and file: the base URL (`http://office.ns.svc:8080/`); chat: `irc://host:port/`.
     Url(String),
     /// Mail: SMTP to deliver the probe, IMAP (or POP3 when `imapPort` is absent) to read it back.
     Mail(MailTarget),
@@ -406,15 +409,17 @@ pub enum ClientService {
     Web,
     File,
     Mail,
+    Chat,
 }
 
 impl ClientService {
-    /// The name manifests, reports and metrics use: `web`, `file`, `mail`.
+    /// The name manifests, reports and metrics use: `web`, `file`, `mail`, `chat`.
     pub fn as_str(self) -> &'static str {
         match self {
             ClientService::Web => "web",
             ClientService::File => "file",
             ClientService::Mail => "mail",
+            ClientService::Chat => "chat",
         }
     }
 
@@ -443,6 +448,46 @@ pub enum AnonymousAccess {
     None,
     ReadOnly,
     ReadWrite,
+}
+
+/// The chat role's configuration: an IRC server (RFC 1459/2812 as modern clients use it, with
+/// IRCv3 capability negotiation).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChatRoleConfig {
+    /// The server's name in replies (the prefix of numerics), e.g. the host's DNS name.
+    pub server_name: String,
+    /// The network's name (`NETWORK=` in `RPL_ISUPPORT`).
+    pub network: String,
+    /// Plain-text IRC port (6667 by convention).
+    pub port: u16,
+    /// IRC over implicit TLS (6697, RFC 7194). Needs `tls`; no listener when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_port: Option<u16>,
+    /// Certificate and key for `tls_port`, read again when they change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    /// Users file (`name:hash[:ro]` lines): the accounts SASL PLAIN and `PASS` check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_file: Option<PathBuf>,
+    /// Whether a client must log in (SASL PLAIN, or `PASS user:password`) before registration
+    /// completes; its nick is then its account name or starts with it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub require_login: bool,
+    /// Whether passwords may be sent on a connection without TLS. Default false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_plaintext_auth: bool,
+    /// Most connections at once (both ports).
+    pub max_connections: usize,
+    /// Most channels that exist at once.
+    pub max_channels: usize,
+    /// Most channels one client may be in (`CHANLIMIT`).
+    pub max_channels_per_client: usize,
+    /// Longest nick (`NICKLEN`).
+    pub nick_length: usize,
+    /// Message of the day, one line per line; `ERR_NOMOTD` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub motd: Option<String>,
 }
 
 /// PEM files of a TLS certificate chain and its key.

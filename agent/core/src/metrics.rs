@@ -83,6 +83,9 @@ pub enum Reason {
     /// A login answered "try later" without checking the password: the address or the account
     /// failed too often recently.
     AuthThrottled,
+    /// A connection closed because it read too slowly: its queue of unsent output grew past
+    /// the limit (chat: "SendQ exceeded").
+    SendQueueFull,
 }
 
 /// Which way payload bytes went: `in` (received from clients) or `out` (sent to them).

@@ -409,15 +409,20 @@ fn failures_carry_a_clear_reason_and_clients_recover_when_the_server_comes_back(
 fn the_home_office_laptop_uses_the_offices_web_file_and_mail_standalone() {
     let example =
         std::fs::read_to_string(repo_root().join("examples/home-office.yaml")).expect("example");
-    let (text, _) = with_free_ports(&example, &[8080, 8081, 2525, 2587, 1143, 1110]);
+    let (text, _) = with_free_ports(&example, &[8080, 8081, 2525, 2587, 1143, 1110, 6667]);
     let dir = tempfile::tempdir().expect("tempdir");
     let office = start(dir.path(), &text, "office");
     let laptop = start(dir.path(), &text, "laptop");
-    for (name, limit) in [("web-0", 15), ("file-1", 15), ("mail-2", 30)] {
+    for (name, limit) in [
+        ("web-0", 15),
+        ("file-1", 15),
+        ("mail-2", 30),
+        ("chat-3", 30),
+    ] {
         wait_for(&laptop, name, "Ok", Duration::from_secs(limit));
     }
     let all = results(&laptop);
-    assert_eq!(all.len(), 3);
+    assert_eq!(all.len(), 4);
     assert!(all.iter().all(|r| r["ok"] == true), "{all:?}");
     // The credentials were written owner-only.
     use std::os::unix::fs::PermissionsExt;
@@ -463,4 +468,81 @@ spec:
             && stderr.contains("url:"),
         "{stderr}"
     );
+}
+
+/// The chat client against the real chat role (`requireLogin`, accounts from the users Secret):
+/// two connections of alice meet in the probe channel and one's message reaches the other;
+/// wrong credentials are `AuthFailed`, and a client without any is refused by the server, with
+/// the server's own words.
+#[test]
+fn chat_clients_log_in_and_see_their_message_delivered_or_say_why_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let irc = free_port();
+    let text = format!(
+        r#"{users}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: right, labels: {{hostrole.dev/use: "true"}}}}
+type: kubernetes.io/basic-auth
+stringData: {{username: alice, password: change-me}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: wrong, labels: {{hostrole.dev/use: "true"}}}}
+type: kubernetes.io/basic-auth
+stringData: {{username: alice, password: not-her-password}}
+---
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {{name: office}}
+spec:
+  servers:
+    chat: {{port: {irc}, users: {{secret: office-users}}, requireLogin: true}}
+---
+apiVersion: hostrole.dev/v1alpha1
+kind: HostRole
+metadata: {{name: laptop}}
+spec:
+  clients:
+    - {{service: chat, server: office, every: 1s, timeout: 10s, credentials: {{secret: right}}}}
+    - {{service: chat, server: office, every: 1s, timeout: 10s, credentials: {{secret: wrong}}}}
+    - {{service: chat, url: "irc://127.0.0.1:{irc}/", every: 1s, timeout: 10s}}
+"#,
+        users = users_secret()
+    );
+    let office = start(dir.path(), &text, "office");
+    let laptop = start(dir.path(), &text, "laptop");
+
+    let ok = wait_for(&laptop, "chat-0", "Ok", Duration::from_secs(30));
+    assert_eq!(ok["service"], "chat");
+    assert!(ok["timingsMs"]["delivery"].as_u64().is_some(), "{ok}");
+    assert!(ok["timingsMs"]["register"].as_u64().is_some(), "{ok}");
+    let wrong = wait_for(&laptop, "chat-1", "AuthFailed", Duration::from_secs(30));
+    assert!(
+        wrong["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("alice")),
+        "{wrong}"
+    );
+    let anonymous = wait_for(&laptop, "chat-2", "AuthFailed", Duration::from_secs(30));
+    assert!(
+        anonymous["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the server answered 464") && m.contains("Login required")),
+        "the server's refusal is shown: {anonymous}"
+    );
+    // The server counted the probes' messages as chat commands.
+    let server_metrics = fetch(&[&office.admin_url("/metrics")]).text();
+    for needle in [
+        "hostrole_agent_commands_total{role=\"chat\",command=\"PRIVMSG\",outcome=\"Ok\"}",
+        "hostrole_agent_commands_total{role=\"chat\",command=\"AUTHENTICATE\"",
+    ] {
+        assert!(
+            server_metrics.contains(needle),
+            "{needle}: {server_metrics}"
+        );
+    }
+    stop(laptop);
+    drop(office);
 }

@@ -9,14 +9,14 @@ use support::{Agent, curl, fetch, repo_root, with_free_ports};
 fn the_home_office_example_serves_web_file_and_mail_at_once() {
     let text =
         std::fs::read_to_string(repo_root().join("examples/home-office.yaml")).expect("example");
-    let (manifest, ports) = with_free_ports(&text, &[8080, 8081, 2525, 2587, 1143, 1110]);
+    let (manifest, ports) = with_free_ports(&text, &[8080, 8081, 2525, 2587, 1143, 1110, 6667]);
     let port = |p: &str| ports[&p.parse::<u16>().expect("a port")];
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("home-office.yaml");
     std::fs::write(&path, manifest).expect("write");
     let agent = Agent::up(&path, &dir.path().join("data"), &["--name", "office"]);
     let stdout = agent.stdout();
-    for label in ["web", "file", "smtp", "imap", "pop3", "submission"] {
+    for label in ["web", "file", "smtp", "imap", "pop3", "submission", "irc"] {
         assert!(stdout.contains(label), "{label} is listed: {stdout}");
     }
 

@@ -13,6 +13,7 @@
 
 mod support;
 
+mod chat_clients;
 mod cli;
 mod clients;
 mod file_clients;

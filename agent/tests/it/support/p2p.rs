@@ -147,6 +147,7 @@ fn base(name: &str) -> AgentConfig {
         web: None,
         file: None,
         mail: None,
+        chat: None,
         index: None,
         peer: None,
         clients: Vec::new(),
