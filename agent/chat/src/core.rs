@@ -801,7 +801,7 @@ impl Server {
                     c.sasl = Sasl::Plain(so_far);
                     return;
                 }
-                match b64_decode(&so_far).and_then(|raw| plain(&raw)) {
+                match b64_decode(&so_far).and_then(|raw| hostrole_proto::sasl::plain(&raw)) {
                     Some((account, password)) => {
                         c.sasl = Sasl::Checking;
                         c.checking = Checking::Sasl;
@@ -1748,22 +1748,6 @@ impl Server {
             .collect();
         self.num(id, "302", &[&replies.join(" ")]);
     }
-}
-
-/// SASL PLAIN: `[authzid] NUL authcid NUL password`; an authzid other than the authcid is
-/// refused.
-fn plain(raw: &[u8]) -> Option<(String, String)> {
-    let mut parts = raw.split(|b| *b == 0);
-    let authzid = parts.next()?;
-    let authcid = std::str::from_utf8(parts.next()?).ok()?;
-    let password = std::str::from_utf8(parts.next()?).ok()?;
-    if parts.next().is_some() || authcid.is_empty() {
-        return None;
-    }
-    if !authzid.is_empty() && authzid != authcid.as_bytes() {
-        return None;
-    }
-    Some((authcid.to_string(), password.to_string()))
 }
 
 #[cfg(test)]

@@ -13,21 +13,9 @@ pub fn encode(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
-/// `[authzid] NUL authcid NUL password` → (authcid, password). An authorization identity other
-/// than the authentication identity is refused: nobody may act for another user.
+/// SASL PLAIN from its base64 form: (authcid, password); see [`hostrole_proto::sasl::plain`].
 pub fn plain(b64: &[u8]) -> Option<(String, String)> {
-    let raw = decode(b64)?;
-    let mut parts = raw.split(|b| *b == 0);
-    let authzid = parts.next()?;
-    let authcid = std::str::from_utf8(parts.next()?).ok()?;
-    let password = std::str::from_utf8(parts.next()?).ok()?;
-    if parts.next().is_some() || authcid.is_empty() {
-        return None;
-    }
-    if !authzid.is_empty() && authzid != authcid.as_bytes() {
-        return None;
-    }
-    Some((authcid.to_string(), password.to_string()))
+    hostrole_proto::sasl::plain(&decode(b64)?)
 }
 
 /// One LOGIN step: a base64 UTF-8 string.

@@ -11,4 +11,5 @@ pub mod imap_match;
 pub mod irc;
 pub mod peer;
 pub mod pop3;
+pub mod sasl;
 pub mod smtp;
