@@ -40,16 +40,17 @@ fn target(config: &ClientConfig) -> Result<(String, u16), ProbeError> {
         .ok_or_else(|| invalid("is not an irc:// URL"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && (!host.contains(':') || host.ends_with(']')) => {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
             let port = port.parse().map_err(|_| invalid("has no valid port"))?;
             (host, port)
         }
         _ => (authority, 6667),
     };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(invalid("names no host"));
     }
-    Ok((host.trim_matches(['[', ']']).to_string(), port))
+    Ok((host.to_string(), port))
 }
 
 pub(crate) async fn run(
