@@ -84,6 +84,7 @@ fn served_port(config: &AgentConfig, role: &str) -> Option<i32> {
         "file" => config.file.as_ref().map(|f| f.port),
         "mail" => config.mail.as_ref().map(|m| m.smtp_port),
         "index" => config.index.as_ref().map(|i| i.port),
+        "chat" => config.chat.as_ref().map(|c| c.port),
         other => panic!("a server role this test does not know: {other}"),
     };
     port.map(i32::from)
@@ -94,6 +95,7 @@ fn role_port(role: &str) -> &str {
     match role {
         "file" => "webdav",
         "mail" => "smtp",
+        "chat" => "irc",
         other => other,
     }
 }
