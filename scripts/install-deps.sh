@@ -21,10 +21,14 @@ set -euo pipefail
 # system instance needed), python3-irc (the Python irc library, for /usr/bin/python3), irssi and
 # weechat-headless: the chat role's clients (agent/tests/it/chat_clients.rs).
 # shellcheck: actionlint (operator/tests/release.rs) checks the workflows' run: scripts with it.
+# ffmpeg: the radio role's tests generate audio fixtures, feed a live mount as an Icecast source
+# and decode what listeners get (agent/radio/tests/); ezstream: a libshout source client (Icecast's
+# own source library); icecast2 (the reference server, run unprivileged by the test itself) and
+# mpg123, mpv: listeners (agent/radio/tests/listeners.rs, and the radio client's tests).
 packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver davfs2 swaks libnet-ssleay-perl mutt
   neomutt isync dovecot-imapd offlineimap3 getmail6 fetchmail postfix sasl2-bin
   chromium chromium-driver python3-selenium litmus nginx libnginx-mod-http-dav-ext shellcheck
-  ngircd python3-irc irssi weechat-headless)
+  ngircd python3-irc irssi weechat-headless ffmpeg ezstream icecast2 mpg123 mpv)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -14,6 +14,7 @@ use hostrole_config::AgentConfig;
 use hostrole_mail::{Mail, MailError};
 use hostrole_p2p::index::{Index, IndexError, IndexMetrics};
 use hostrole_p2p::peer::{Peer, PeerError, PeerMetrics};
+use hostrole_radio::{Radio, RadioError};
 use prometheus_client::registry::Registry;
 
 use crate::admin::Readiness;
@@ -33,6 +34,8 @@ pub enum RoleError {
     Mail(#[from] MailError),
     #[error(transparent)]
     Chat(#[from] ChatError),
+    #[error(transparent)]
+    Radio(#[from] RadioError),
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
@@ -106,6 +109,14 @@ pub async fn bind(
             Chat::bind(c, ip, metrics)
                 .await
                 .map_err(named(hostrole_chat::ROLE))?,
+        ));
+    }
+    if let Some(c) = &config.radio {
+        readiness.expect(hostrole_radio::ROLE);
+        roles.push(Box::new(
+            Radio::bind(c, ip, metrics)
+                .await
+                .map_err(named(hostrole_radio::ROLE))?,
         ));
     }
     // Clients count as a role: a host may only use services. The role is ready once its loops

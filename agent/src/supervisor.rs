@@ -86,6 +86,7 @@ pub async fn run(
             grace: Duration::from_secs(1),
             open_connections: metrics.connections_of("admin"),
             tls: None,
+            unframed: None,
         },
         admin_stop.clone(),
     ));

@@ -437,6 +437,7 @@ pub fn render(
             file,
             mail,
             chat,
+            radio: None,
             index,
             peer,
             clients,

@@ -43,6 +43,9 @@ pub struct AgentConfig {
     /// The chat role (an IRC server), when the host serves one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat: Option<ChatRoleConfig>,
+    /// The radio role (an Icecast-compatible streaming server), when the host serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radio: Option<RadioRoleConfig>,
     /// The index role (directory of hybrid peer-to-peer networks), when the host serves one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<IndexRoleConfig>,
@@ -488,6 +491,50 @@ pub struct ChatRoleConfig {
     /// Message of the day, one line per line; `ERR_NOMOTD` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub motd: Option<String>,
+}
+
+/// The radio role's configuration: internet radio as Icecast serves it (listeners `GET /mount`,
+/// ICY metadata, `/status-json.xsl`), each mount fed by a source client or a playlist.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RadioRoleConfig {
+    /// The station's name (`icy-name`, the status page's `server_name`).
+    pub station: String,
+    /// HTTP port for listeners and source clients.
+    pub port: u16,
+    /// HTTPS for listeners and sources with this certificate; plain HTTP when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    /// The mount points.
+    pub mounts: Vec<RadioMount>,
+    /// File holding the source password (Icecast's `source-password`: a source client sends
+    /// `source:<password>` as HTTP basic auth). No live sources when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_password_file: Option<PathBuf>,
+    /// Most listeners at once over all mounts.
+    pub max_listeners: usize,
+}
+
+/// One mount point.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RadioMount {
+    /// The path listeners ask for, e.g. `/live` or `/jazz.ogg`.
+    pub path: String,
+    /// A directory of audio files (MP3, Ogg) played in a loop at their own bitrate, in name
+    /// order, while no source client feeds the mount. No playlist when absent: the mount is
+    /// live only (404 while no source is connected, as Icecast answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playlist_dir: Option<PathBuf>,
+    /// Whether a source client may feed this mount (with the source password).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub live: bool,
+    /// Most listeners of this mount; the role's `max_listeners` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_listeners: Option<usize>,
+    /// Shown to listeners (`icy-description`, the status page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// PEM files of a TLS certificate chain and its key.

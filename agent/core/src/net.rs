@@ -27,6 +27,7 @@
 mod conns;
 pub mod limits;
 mod preface;
+mod unframed;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,6 +47,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::Role;
 use conns::{Conn, Io, Tracked, Verdict};
+use unframed::Unframed;
+pub use unframed::UnframedMethods;
 // The connection registry (per-address caps, eviction of the longest-idle connection) is not
 // HTTP-specific: the mail role's line-protocol listener uses it too.
 pub use conns::{Admission, Busy, ClientKey, Conn as Slot, Registry};
@@ -87,6 +90,10 @@ pub struct ServeOptions {
     pub open_connections: Gauge,
     /// HTTPS: the TLS handshake (ALPN `h2`, `http/1.1`) comes first, within the header timeout.
     pub tls: Option<TlsAcceptor>,
+    /// Requests (by method) whose body, when it has neither `Content-Length` nor
+    /// `Transfer-Encoding`, is the rest of the connection (Icecast's sources); `None` for HTTP's
+    /// own rule (no body).
+    pub unframed: Option<UnframedMethods>,
 }
 
 fn builder(limits_of: &HttpLimits) -> Builder<TokioExecutor> {
@@ -188,11 +195,12 @@ pub async fn serve_with(
             stop.clone(),
             options.tls.clone(),
         );
+        let unframed = options.unframed;
         open.inc();
         tasks.spawn(async move {
             match tls {
                 None => {
-                    connection(stream, conn.clone(), &builder, router, limits, stop, role, peer)
+                    connection(Unframed::new(stream, unframed), conn.clone(), &builder, router, limits, stop, role, peer)
                         .await
                 }
                 Some(acceptor) => {
@@ -206,7 +214,7 @@ pub async fn serve_with(
                     };
                     match accepted {
                         Ok(Ok(tls_stream)) => {
-                            connection(tls_stream, conn.clone(), &builder, router, limits, stop, role, peer)
+                            connection(Unframed::new(tls_stream, unframed), conn.clone(), &builder, router, limits, stop, role, peer)
                                 .await
                         }
                         Ok(Err(e)) => tracing::debug!(role, %peer, error = %e, "TLS handshake failed"),
@@ -329,6 +337,7 @@ pub struct HttpRole {
     max_connections: usize,
     open_connections: Gauge,
     tls: Option<TlsAcceptor>,
+    unframed: Option<UnframedMethods>,
 }
 
 impl HttpRole {
@@ -346,7 +355,15 @@ impl HttpRole {
             max_connections,
             open_connections,
             tls: None,
+            unframed: None,
         }
+    }
+
+    /// Reads an unframed body of the requests `methods` names as the rest of the connection
+    /// (see [`ServeOptions::unframed`]).
+    pub fn with_unframed_bodies(mut self, methods: UnframedMethods) -> Self {
+        self.unframed = Some(methods);
+        self
     }
 
     /// Serves HTTPS with `acceptor` instead of plain HTTP.
@@ -394,6 +411,7 @@ impl Role for HttpRole {
             grace,
             open_connections: self.open_connections,
             tls: self.tls,
+            unframed: self.unframed,
         };
         Box::pin(serve(self.listener, self.router, options, stop))
     }

@@ -535,6 +535,7 @@ impl Role for Peer {
                     grace,
                     open_connections: agent.connections_of(ROLE),
                     tls,
+                    unframed: None,
                 },
                 stop.clone(),
             );
@@ -547,6 +548,7 @@ impl Role for Peer {
                     grace,
                     open_connections: agent.connections_of(UI),
                     tls: None,
+                    unframed: None,
                 },
                 stop.clone(),
             );

@@ -148,6 +148,7 @@ fn base(name: &str) -> AgentConfig {
         file: None,
         mail: None,
         chat: None,
+        radio: None,
         index: None,
         peer: None,
         clients: Vec::new(),
