@@ -201,6 +201,9 @@ fn url(label: &str, addr: &std::net::SocketAddr) -> String {
     match label {
         "web" | "web-redirect" | "file" | "index" | "peer" | "peer-ui" => format!("http://{addr}/"),
         "web+tls" | "file+tls" | "index+tls" | "peer+tls" => format!("https://{addr}/"),
+        // The status page lists the mounts and their URLs.
+        "radio" => format!("http://{addr}/status-json.xsl"),
+        "radio+tls" => format!("https://{addr}/status-json.xsl"),
         other => format!("{other}://{addr}"),
     }
 }
@@ -223,6 +226,10 @@ mod tests {
         for label in ["web", "index", "peer", "peer-ui"] {
             assert_eq!(url(label, &addr), "http://127.0.0.1:7001/", "{label}");
         }
+        assert_eq!(
+            url("radio+tls", &addr),
+            "https://127.0.0.1:7001/status-json.xsl"
+        );
         assert_eq!(url("imaps", &addr), "imaps://127.0.0.1:7001");
     }
 }

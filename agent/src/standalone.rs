@@ -51,6 +51,21 @@ pub enum StandaloneError {
         keys: String,
         manifest: PathBuf,
     },
+    #[error(
+        "the ConfigMap {config_map} is not in {manifest} (standalone, a ConfigMap the HostRole names must stand in the same file)"
+    )]
+    ConfigMapNotInManifest {
+        config_map: String,
+        manifest: PathBuf,
+    },
+    #[error(
+        "the ConfigMap {config_map} in {manifest} has the key {key:?}, which is not a file name: keys are letters, digits, '-', '_' and '.' (as the API server allows)"
+    )]
+    ConfigMapKey {
+        config_map: String,
+        key: String,
+        manifest: PathBuf,
+    },
     #[error("{field}: {path} is not a directory: {source}")]
     SitePath {
         field: &'static str,
@@ -169,8 +184,31 @@ fn materialize(mount: &Mount, m: &Manifest) -> Result<(), StandaloneError> {
             }
             owner_only(dir)
         }
-        // render refuses a site ConfigMap standalone.
-        Source::ConfigMap { .. } => Ok(()),
+        // render refuses a site ConfigMap standalone; a radio playlist's comes from the
+        // manifest, as Secrets do.
+        Source::ConfigMap { name } => {
+            let keys =
+                m.config_maps
+                    .get(name)
+                    .ok_or_else(|| StandaloneError::ConfigMapNotInManifest {
+                        config_map: name.clone(),
+                        manifest: m.path.clone(),
+                    })?;
+            create_dir(dir)?;
+            for (key, bytes) in keys {
+                if !config_map_key(key) {
+                    return Err(StandaloneError::ConfigMapKey {
+                        config_map: name.clone(),
+                        key: key.clone(),
+                        manifest: m.path.clone(),
+                    });
+                }
+                let path = dir.join(key);
+                hostrole_agent_core::fsutil::write_atomic(&path, bytes, 0o644)
+                    .map_err(|source| StandaloneError::Write { path, source })?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -183,6 +221,8 @@ struct Manifest {
     /// Its HostRoles, and its Secrets labelled for use.
     directory: LocalDirectory,
     secrets: Secrets,
+    /// Its ConfigMaps: name → key → bytes.
+    config_maps: Secrets,
 }
 
 impl Manifest {
@@ -200,6 +240,7 @@ impl Manifest {
                 labelled: manifest::labelled_for_use(&text),
             },
             secrets: secrets_in(&text),
+            config_maps: config_maps_in(&text),
         })
     }
 
@@ -317,6 +358,60 @@ fn secrets_in(text: &str) -> Secrets {
         secrets.insert(name.to_string(), keys);
     }
     secrets
+}
+
+/// The ConfigMaps of a multi-document manifest: name → key → bytes (`data` is text,
+/// `binaryData` base64).
+fn config_maps_in(text: &str) -> Secrets {
+    use base64::Engine;
+    let mut maps = BTreeMap::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let Ok(value) = serde_yaml::Value::deserialize(doc) else {
+            continue;
+        };
+        if value.get("kind").and_then(|k| k.as_str()) != Some("ConfigMap") {
+            continue;
+        }
+        let Some(name) = value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+        else {
+            continue;
+        };
+        let mut keys = BTreeMap::new();
+        if let Some(data) = value.get("data").and_then(|d| d.as_mapping()) {
+            for (k, v) in data {
+                if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
+                    keys.insert(k.to_string(), v.as_bytes().to_vec());
+                }
+            }
+        }
+        if let Some(data) = value.get("binaryData").and_then(|d| d.as_mapping()) {
+            for (k, v) in data {
+                if let (Some(k), Some(v)) = (k.as_str(), v.as_str())
+                    && let Ok(bytes) = base64::engine::general_purpose::STANDARD
+                        .decode(v.split_whitespace().collect::<String>())
+                {
+                    keys.insert(k.to_string(), bytes);
+                }
+            }
+        }
+        maps.insert(name.to_string(), keys);
+    }
+    maps
+}
+
+/// A ConfigMap key the API server accepts, which is also a safe file name (no `/`, not `.`
+/// or `..`).
+fn config_map_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key != "."
+        && key != ".."
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn choose<'a>(
@@ -650,6 +745,42 @@ mod tests {
         assert!(
             err.contains("login") && err.contains("username, password"),
             "{err}"
+        );
+    }
+
+    const RADIO: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: jingles, labels: {hostrole.dev/use: \"true\"}}\nbinaryData: {a.mp3: AAEC}\ndata: {notes.txt: hello}\n---\n\
+        apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: station}\nspec:\n  servers:\n    radio:\n      mounts: [{path: /jingles, playlist: {configMap: jingles}}]\n";
+
+    #[test]
+    fn a_playlist_configmap_of_the_manifest_is_written_where_a_pod_would_mount_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let radio = prepare(&options(dir.path(), RADIO, "station"))
+            .expect("station")
+            .radio
+            .expect("radio role");
+        let playlist = radio.mounts[0].playlist_dir.clone().expect("a playlist");
+        assert_eq!(
+            std::fs::read(playlist.join("a.mp3")).expect("read"),
+            [0, 1, 2]
+        );
+        assert_eq!(
+            std::fs::read_to_string(playlist.join("notes.txt")).expect("read"),
+            "hello"
+        );
+        // Not in the manifest: refused with the fix.
+        let missing = RADIO.replace("name: jingles,", "name: other,");
+        let err = prepare(&options(dir.path(), &missing, "station")).expect_err("refused");
+        assert!(err.to_string().contains("jingles"), "{err}");
+        // A key that is not a file name cannot write outside the playlist's directory.
+        let escaping = RADIO.replace("a.mp3: AAEC", "../escaped.mp3: AAEC");
+        let err = prepare(&options(dir.path(), &escaping, "station")).expect_err("refused");
+        assert!(err.to_string().contains("not a file name"), "{err}");
+        assert!(
+            !playlist
+                .parent()
+                .expect("parent")
+                .join("escaped.mp3")
+                .exists()
         );
     }
 }

@@ -99,7 +99,9 @@ pub struct ObjectUse {
 }
 
 /// Every Secret and ConfigMap of its namespace a HostRole names (item 4's rule covers each):
-/// `servers.web.site.configMap`, `servers.{file,mail}.users.secret`, `servers.*.tls` and
+/// `servers.web.site.configMap`, `servers.{file,mail,chat}.users.secret`,
+/// `servers.radio.sourcePassword.secret`, `servers.radio.mounts[].playlist.configMap`,
+/// `servers.*.tls` and
 /// `peer.tls` (its Secret, or the one cert-manager fills for `issuerRef`),
 /// `servers.mail.outbound.relay.{credentials.secret,caSecret}`,
 /// `clients[].credentials.secret`, `clients[].to.credentials.secret`. (A peer network's Secret has its own label, not this one.)
@@ -161,6 +163,32 @@ pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
             name,
         );
     }
+    if let Some(radio) = &servers.radio {
+        if let Some(name) = radio
+            .source_password
+            .as_ref()
+            .and_then(|p| p.secret.as_deref())
+        {
+            add(
+                "spec.servers.radio.sourcePassword.secret".into(),
+                ObjectKind::Secret,
+                name,
+            );
+        }
+        for (i, mount) in radio.mounts.iter().enumerate() {
+            if let Some(name) = mount
+                .playlist
+                .as_ref()
+                .and_then(|p| p.config_map.as_deref())
+            {
+                add(
+                    format!("spec.servers.radio.mounts[{i}].playlist.configMap"),
+                    ObjectKind::ConfigMap,
+                    name,
+                );
+            }
+        }
+    }
     let hostrole = hr.metadata.name.as_deref().unwrap_or_default();
     let tls = [
         ("web", servers.web.as_ref().and_then(|w| w.tls.as_ref())),
@@ -168,6 +196,7 @@ pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
         ("mail", servers.mail.as_ref().and_then(|m| m.tls.as_ref())),
         ("index", servers.index.as_ref().and_then(|i| i.tls.as_ref())),
         ("chat", servers.chat.as_ref().and_then(|c| c.tls.as_ref())),
+        ("radio", servers.radio.as_ref().and_then(|r| r.tls.as_ref())),
         ("peer", hr.spec.peer.as_ref().and_then(|p| p.tls.as_ref())),
     ];
     for (role, tls) in tls {

@@ -147,6 +147,9 @@ pub struct Servers {
     /// Instant messaging: an IRC server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat: Option<ChatServer>,
+    /// Internet radio: an Icecast-compatible streaming server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radio: Option<RadioServer>,
 }
 
 /// The web role: a static site.
@@ -566,6 +569,115 @@ fn default_ircs_port() -> i32 {
     6697
 }
 
+/// The radio role: internet radio as Icecast 2.4 serves it. Listeners `GET` a mount (ICY
+/// metadata with `Icy-MetaData: 1`, a short burst, then real time); `/status-json.xsl` is
+/// Icecast's status page. Each mount plays a playlist in a loop at the files' own bitrate,
+/// replaced while a source client (ffmpeg, ezstream, BUTT, Mixxx, liquidsoap: `PUT` or `SOURCE`
+/// with the source password) feeds it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::live_needs_source_password())]
+pub struct RadioServer {
+    /// HTTP port for listeners and source clients (Icecast's 8000 by default).
+    #[serde(default = "default_radio_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// The station's name (`icy-name`, the status page). Default: the HostRole's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub station: Option<String>,
+    /// HTTPS on `port` for listeners and sources, with the certificate of a `kubernetes.io/tls`
+    /// Secret or one cert-manager issues (`issuerRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    /// The password source clients send (user `source`, as Icecast's `source-password`): the
+    /// `password` key of a Secret labelled `hostrole.dev/use: "true"`, or a file (standalone).
+    /// Needed by `live` mounts. Without `tls` it travels in the clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_password: Option<RadioPassword>,
+    /// Most listeners at once over all mounts (403 beyond, as Icecast answers). Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_listeners: Option<i32>,
+    /// The mount points.
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["path".into()]))]
+    pub mounts: Vec<RadioMount>,
+}
+
+fn default_radio_port() -> i32 {
+    8000
+}
+
+/// Where the source password comes from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::exactly_one("secret", "file"))]
+pub struct RadioPassword {
+    /// A Secret in the HostRole's namespace with the password under the key `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub secret: Option<String>,
+    /// A file holding the password. Standalone agents only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub file: Option<String>,
+}
+
+/// One mount point of a radio host.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::mount_has_audio())]
+pub struct RadioMount {
+    /// The path listeners ask for, e.g. `/live` or `/jazz.mp3`.
+    #[schemars(
+        length(min = 2, max = 64),
+        regex(pattern = r"^/[A-Za-z0-9][A-Za-z0-9._-]*$")
+    )]
+    #[x_kube(validation = rules::mount_path_free())]
+    pub path: String,
+    /// Shown to listeners (`icy-description`, the status page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub description: Option<String>,
+    /// Whether a source client may feed this mount (with `sourcePassword`); while it does, the
+    /// playlist pauses. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<bool>,
+    /// Audio files (MP3, Ogg Vorbis or Opus) played in a loop, in name order, at their own
+    /// bitrate. Without one the mount is live only: off the air (404) while no source feeds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playlist: Option<Playlist>,
+    /// Most listeners of this mount. Default: the role's `maxListeners`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_listeners: Option<i32>,
+}
+
+/// Where a playlist's files come from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::exactly_one("configMap", "path"))]
+pub struct Playlist {
+    /// A ConfigMap in the HostRole's namespace (labelled `hostrole.dev/use: "true"`) whose
+    /// `binaryData` keys are the audio files, e.g. `01-jingle.mp3` (a ConfigMap holds at most
+    /// 1 MiB: short loops; files over 128 MiB are skipped anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub config_map: Option<String>,
+    /// A directory on the machine. Standalone agents only; relative paths are taken from the
+    /// manifest's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub path: Option<String>,
+}
+
 /// The index role: the directory of a hybrid peer-to-peer network.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -825,6 +937,7 @@ pub enum ExposedRole {
     Mail,
     Index,
     Chat,
+    Radio,
 }
 
 impl ExposedRole {
@@ -835,6 +948,7 @@ impl ExposedRole {
             ExposedRole::Mail => "mail",
             ExposedRole::Index => "index",
             ExposedRole::Chat => "chat",
+            ExposedRole::Radio => "radio",
         }
     }
 }
@@ -904,6 +1018,8 @@ pub enum ClientService {
     Mail,
     /// Two IRC connections in one channel: a message one sends must reach the other.
     Chat,
+    /// Listen to a radio mount: bytes per second against its bitrate, stalls, the title.
+    Radio,
 }
 
 impl ClientService {
@@ -914,6 +1030,7 @@ impl ClientService {
             ClientService::File => "file",
             ClientService::Mail => "mail",
             ClientService::Chat => "chat",
+            ClientService::Radio => "radio",
         }
     }
 
@@ -929,6 +1046,7 @@ impl ClientService {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = rules::client_target_exactly_one())]
 #[x_kube(validation = rules::client_to_needs_a_mail_sender())]
+#[x_kube(validation = rules::client_listen_within_timeout())]
 pub struct ClientSpec {
     /// Which service the client uses.
     pub service: ClientService,
@@ -954,10 +1072,16 @@ pub struct ClientSpec {
     #[schemars(length(max = 32))]
     #[x_kube(validation = rules::duration("100ms", "10m"))]
     pub timeout: Option<String>,
-    /// Web: the path to fetch, e.g. `/status`.
+    /// Web: the path to fetch, e.g. `/status`. Radio: the mount to listen to, e.g. `/live`
+    /// (default: the server's first mount).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
     pub path: Option<String>,
+    /// Radio: how long each run listens. Default 5s; keep it under `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::duration("1s", "5m"))]
+    pub listen: Option<String>,
     /// Web: what the answer must look like.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expectation>,
@@ -1573,6 +1697,7 @@ impl HostRoleSpec {
             (s.mail.is_some(), "mail"),
             (s.index.is_some(), "index"),
             (s.chat.is_some(), "chat"),
+            (s.radio.is_some(), "radio"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
@@ -1619,6 +1744,9 @@ impl HostRoleSpec {
             if chat.tls.is_some() {
                 ports.push(("ircs", chat.tls_port));
             }
+        }
+        if let Some(radio) = &s.radio {
+            ports.push(("radio", radio.port));
         }
         if let Some(peer) = &self.peer {
             // The UI listens on the pod's loopback (reached with `kubectl port-forward`).

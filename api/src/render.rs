@@ -18,14 +18,15 @@ use hostrole_config::{
     AgentConfig, ChatRoleConfig, ClientConfig, ClientTarget, DEFAULT_MAX_RETRY_SECONDS,
     DEFAULT_QUEUE_LIFETIME_SECONDS, DEFAULT_RETRY_SECONDS, FileRoleConfig, IndexRoleConfig,
     MailReadBack, MailRelay as MailRelayConfig, MailRoleConfig, MailRoute, MailTarget,
-    OutboundConfig, PeerRoleConfig, RelayTls as RelayTlsConfig, TlsFiles, WebRoleConfig,
+    OutboundConfig, PeerRoleConfig, RadioMount as RadioMountConfig, RadioRoleConfig,
+    RelayTls as RelayTlsConfig, TlsFiles, WebRoleConfig,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::access::{self, ObjectKind, USE_LABEL, USE_LABEL_VALUE};
 use crate::hostrole::{
     AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, MailServer,
-    SiteFile, Tls, UsersRef, certificate_name,
+    Playlist, RadioPassword, SiteFile, Tls, UsersRef, certificate_name,
 };
 use crate::quantity::parse_bytes;
 use crate::rules::ADMIN_PORT;
@@ -52,6 +53,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_MAX_CHANNELS: usize = 1000;
 pub const DEFAULT_MAX_CHANNELS_PER_USER: usize = 20;
 pub const DEFAULT_NICK_LENGTH: usize = 30;
+/// Radio: most listeners at once when the manifest does not say.
+pub const DEFAULT_MAX_LISTENERS: usize = 100;
+/// The key of the radio role's source password in its Secret.
+pub const SOURCE_PASSWORD_KEY: &str = "password";
 /// Largest upload when the manifest does not say: 1 GiB.
 pub const DEFAULT_MAX_UPLOAD: u64 = 1 << 30;
 /// Largest message when the manifest does not say: 25 MiB.
@@ -184,6 +189,10 @@ pub enum Location {
     /// The CA of a role's certificate (`<dir>/ca.crt`, when its Secret has one): for `peer`,
     /// the network's CA.
     Ca(&'static str),
+    /// The radio role's source password (`<dir>/password`).
+    SourcePassword,
+    /// The audio files of the radio mount at this position in `mounts`.
+    Playlist(usize),
 }
 
 impl Location {
@@ -191,6 +200,7 @@ impl Location {
     pub fn cluster_path(&self) -> PathBuf {
         match self {
             Location::Site => PathBuf::from("/srv/hostrole/site"),
+            Location::Playlist(_) => Path::new("/srv/hostrole").join(self.relative()),
             Location::FileData | Location::MailData | Location::ShareData => {
                 Path::new("/var/lib/hostrole").join(self.relative())
             }
@@ -213,6 +223,8 @@ impl Location {
             Location::RelayCredentials => Path::new("relay").join("credentials"),
             Location::RelayCa => Path::new("relay").join("ca"),
             Location::Ca(role) => Path::new("tls").join(format!("{role}-ca")),
+            Location::SourcePassword => Path::new("radio").join("source"),
+            Location::Playlist(i) => Path::new("radio").join(format!("playlist-{i}")),
         }
     }
 }
@@ -221,7 +233,7 @@ impl Location {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostPlan {
     pub config: AgentConfig,
-    /// One plan per role, in the order web, file, mail, chat, index, peer, clients.
+    /// One plan per role, in the order web, file, mail, chat, radio, index, peer, clients.
     pub roles: Vec<RolePlan>,
     /// References that cannot be honoured yet; the affected clients are left out of `config`.
     /// A cluster shows them in status (they recover when the other HostRole appears); a
@@ -245,7 +257,7 @@ impl HostPlan {
 /// One role's part of a host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RolePlan {
-    /// `web`, `file`, `mail`, `chat`, `index`, `peer` or `clients`.
+    /// `web`, `file`, `mail`, `chat`, `radio`, `index`, `peer` or `clients`.
     pub role: &'static str,
     /// Ports served to other hosts: (name, port).
     pub ports: Vec<(&'static str, u16)>,
@@ -413,6 +425,7 @@ pub fn render(
     let file = r.file(&mut roles, &mut problems)?;
     let mail = r.mail(&mut roles, &mut problems)?;
     let chat = r.chat(&mut roles, &mut problems)?;
+    let radio = r.radio(&mut roles, &mut problems)?;
     let index = r.index(&mut roles, &mut problems)?;
     let peer = r.peer(&mut roles, &mut problems)?;
     let clients = r.clients(&mut roles, &mut problems)?;
@@ -437,7 +450,7 @@ pub fn render(
             file,
             mail,
             chat,
-            radio: None,
+            radio,
             index,
             peer,
             clients,
@@ -1146,6 +1159,117 @@ impl Renderer<'_> {
         Ok(Some(config))
     }
 
+    fn radio(
+        &self,
+        roles: &mut Vec<RolePlan>,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Option<RadioRoleConfig>, RenderError> {
+        let Some(radio) = self.hr.spec.servers.radio.as_ref() else {
+            return Ok(None);
+        };
+        let Some(tls) = self.tls("radio", radio.tls.as_ref(), problems)? else {
+            return Ok(None);
+        };
+        let mut mounts = Vec::new();
+        let tls = tls.map(|m| self.tls_mount(m, &mut mounts));
+        let source_password_file = match &radio.source_password {
+            Some(RadioPassword {
+                secret: Some(secret),
+                ..
+            }) => self
+                .may_use(
+                    "spec.servers.radio.sourcePassword.secret",
+                    ObjectKind::Secret,
+                    secret,
+                    "live mounts take no source until then",
+                    problems,
+                )
+                .then(|| {
+                    let location = Location::SourcePassword;
+                    let path = self.path(&location).join(SOURCE_PASSWORD_KEY);
+                    mounts.push(self.mount(
+                        "radio-source",
+                        location,
+                        Source::Secret {
+                            name: secret.clone(),
+                            items: vec![(SOURCE_PASSWORD_KEY, SOURCE_PASSWORD_KEY.to_string())],
+                        },
+                    ));
+                    path
+                }),
+            Some(RadioPassword {
+                file: Some(file), ..
+            }) => Some(self.machine_path(
+                "spec.servers.radio.sourcePassword.file",
+                file,
+                "in a cluster use sourcePassword.secret",
+            )?),
+            _ => None,
+        };
+        let mut radio_mounts = Vec::new();
+        for (i, m) in radio.mounts.iter().enumerate() {
+            let playlist_dir = match &m.playlist {
+                Some(Playlist {
+                    config_map: Some(name),
+                    ..
+                }) => {
+                    // Standalone, the ConfigMap comes from the manifest, as Secrets do.
+                    self.may_use(
+                        &format!("spec.servers.radio.mounts[{i}].playlist.configMap"),
+                        ObjectKind::ConfigMap,
+                        name,
+                        "the mount plays nothing but live sources until then",
+                        problems,
+                    )
+                    .then(|| {
+                        let location = Location::Playlist(i);
+                        let path = self.path(&location);
+                        mounts.push(self.mount(
+                            &format!("radio-playlist-{i}"),
+                            location,
+                            Source::ConfigMap { name: name.clone() },
+                        ));
+                        path
+                    })
+                }
+                Some(Playlist {
+                    path: Some(path), ..
+                }) => Some(self.machine_path(
+                    "spec.servers.radio.mounts[].playlist.path",
+                    path,
+                    "in a cluster use playlist.configMap",
+                )?),
+                _ => None,
+            };
+            radio_mounts.push(RadioMountConfig {
+                path: m.path.clone(),
+                playlist_dir,
+                live: m.live.unwrap_or(false),
+                max_listeners: m.max_listeners.map(|n| n as usize),
+                description: m.description.clone(),
+            });
+        }
+        let config = RadioRoleConfig {
+            station: radio
+                .station
+                .clone()
+                .unwrap_or_else(|| self.name.to_string()),
+            port: radio.port as u16,
+            tls,
+            mounts: radio_mounts,
+            source_password_file,
+            max_listeners: radio
+                .max_listeners
+                .map_or(DEFAULT_MAX_LISTENERS, |m| m as usize),
+        };
+        roles.push(RolePlan {
+            role: "radio",
+            ports: vec![("radio", config.port)],
+            mounts,
+        });
+        Ok(Some(config))
+    }
+
     fn index(
         &self,
         roles: &mut Vec<RolePlan>,
@@ -1509,6 +1633,7 @@ impl Renderer<'_> {
         };
         let every_ms = millis("every", &spec.every, DEFAULT_CLIENT_EVERY_MS)?;
         let timeout_ms = millis("timeout", &spec.timeout, DEFAULT_CLIENT_TIMEOUT_MS)?;
+        let listen_ms = millis("listen", &spec.listen, DEFAULT_LISTEN_MS)?;
         let mut credential_problems = Vec::new();
         let usable_credentials = spec.credentials.as_ref().filter(|secret| {
             self.may_use(
@@ -1558,17 +1683,32 @@ impl Renderer<'_> {
             problems.append(&mut credential_problems);
             return Ok(None);
         }
-        Ok(target.map(|(server, target)| ClientConfig {
-            name,
-            service,
-            server,
-            target,
-            every_ms,
-            timeout_ms,
-            path: spec.path.clone(),
-            expect: spec.expect.as_ref().map(expectation),
-            credentials_dir,
-            mail_to,
+        Ok(target.map(|(server, target)| {
+            let (target, path) = match (target, service) {
+                // Radio: the server's root as the target and the mount as the path: the one
+                // named, else the one the URL names (a server reference's is its first mount).
+                (ClientTarget::Url(url), hostrole_config::ClientService::Radio) => {
+                    let (root, mount) = radio_root_and_mount(&url);
+                    (ClientTarget::Url(root), spec.path.clone().or(mount))
+                }
+                (target, _) => (target, spec.path.clone()),
+            };
+            ClientConfig {
+                path,
+                name,
+                service,
+                server,
+                target,
+                every_ms,
+                timeout_ms,
+                expect: spec.expect.as_ref().map(expectation),
+                credentials_dir,
+                mail_to,
+                listen_ms: match service {
+                    hostrole_config::ClientService::Radio => Some(listen_ms),
+                    _ => None,
+                },
+            }
         }))
     }
 
@@ -1664,6 +1804,10 @@ impl Renderer<'_> {
                 .chat
                 .as_ref()
                 .map(|c| ClientTarget::Url(format!("irc://{host}:{}/", c.port))),
+            S::Radio => servers.radio.as_ref().map(|r| {
+                let mount = r.mounts.first().map_or("/", |m| m.path.as_str());
+                ClientTarget::Url(format!("{}://{host}:{}{mount}", scheme(&r.tls), r.port))
+            }),
         };
         target.ok_or_else(|| {
             let service = service.as_str();
@@ -1694,6 +1838,7 @@ fn tls_issuer_ref_field(role: &str) -> &'static str {
         "mail" => "spec.servers.mail.tls.issuerRef",
         "index" => "spec.servers.index.tls.issuerRef",
         "chat" => "spec.servers.chat.tls.issuerRef",
+        "radio" => "spec.servers.radio.tls.issuerRef",
         _ => "spec.peer.tls.issuerRef",
     }
 }
@@ -1733,7 +1878,7 @@ fn url_target(
         S::Mail => mail_target_from_url(url)
             .map(ClientTarget::Mail)
             .map_err(|e| invalid(e.to_string())),
-        S::Web | S::File => {
+        S::Web | S::File | S::Radio => {
             let parsed =
                 url::Url::parse(url).map_err(|e| invalid(format!("{url:?} is not a URL: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {
@@ -1754,6 +1899,22 @@ fn url_target(
             Ok(ClientTarget::Url(url.to_string()))
         }
     }
+}
+
+/// How long a radio client listens when the manifest does not say.
+pub const DEFAULT_LISTEN_MS: u64 = 5000;
+
+/// A radio URL's root (`scheme://host:port/`) and the mount it names (its path), if any.
+fn radio_root_and_mount(url: &str) -> (String, Option<String>) {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return (url.to_string(), None);
+    };
+    let mount =
+        (parsed.path() != "/" && !parsed.path().is_empty()).then(|| parsed.path().to_string());
+    parsed.set_path("/");
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    (parsed.to_string(), mount)
 }
 
 /// Name of the file role's volume (and of its claim template).
@@ -1811,6 +1972,7 @@ pub fn client_service(service: ClientService) -> hostrole_config::ClientService 
         ClientService::File => S::File,
         ClientService::Mail => S::Mail,
         ClientService::Chat => S::Chat,
+        ClientService::Radio => S::Radio,
     }
 }
 

@@ -43,6 +43,7 @@ fn port_list() -> String {
     let mail = has_server("mail");
     let index = has_server("index");
     let chat = has_server("chat");
+    let radio = has_server("radio");
     format!(
         "(({web} ? [self.servers.web.port] : []) \
          + ({web} && has(self.servers.web.httpRedirectPort) ? [self.servers.web.httpRedirectPort] : []) \
@@ -52,13 +53,14 @@ fn port_list() -> String {
          + ({index} ? [self.servers.index.port] : []) \
          + ({chat} ? [self.servers.chat.port] : []) \
          + ({chat} && has(self.servers.chat.tls) ? [self.servers.chat.tlsPort] : []) \
+         + ({radio} ? [self.servers.radio.port] : []) \
          + (has(self.peer) ? [self.peer.port, self.peer.ui.port] : []))"
     )
 }
 
 /// spec: a host plays at least one role.
 pub fn at_least_one_role() -> Rule {
-    let servers = ["web", "file", "mail", "index", "chat"]
+    let servers = ["web", "file", "mail", "index", "chat", "radio"]
         .iter()
         .map(|r| has_server(r))
         .collect::<Vec<_>>()
@@ -67,7 +69,7 @@ pub fn at_least_one_role() -> Rule {
         "{servers} || (has(self.clients) && size(self.clients) > 0) || has(self.peer)"
     ))
     .message(
-        "a host needs at least one role: set spec.servers.web (or file, mail, index, chat), spec.clients or spec.peer",
+        "a host needs at least one role: set spec.servers.web (or file, mail, index, chat, radio), spec.clients or spec.peer",
     )
     .reason(Reason::FieldValueRequired)
 }
@@ -81,7 +83,7 @@ pub fn unique_ports() -> Rule {
     let ports = port_list();
     Rule::new(format!("{ports}.all(p, {ports}.filter(q, q == p).size() == 1)"))
         .message(
-            "two server roles use the same port: give each its own (spec.servers.web.port, spec.servers.web.httpRedirectPort, spec.servers.file.port, spec.servers.mail.*Port, spec.servers.index.port, spec.servers.chat.port, spec.servers.chat.tlsPort, spec.peer.port, spec.peer.ui.port)",
+            "two server roles use the same port: give each its own (spec.servers.web.port, spec.servers.web.httpRedirectPort, spec.servers.file.port, spec.servers.mail.*Port, spec.servers.index.port, spec.servers.chat.port, spec.servers.chat.tlsPort, spec.servers.radio.port, spec.peer.port, spec.peer.ui.port)",
         )
         .reason(Reason::FieldValueInvalid)
 }
@@ -127,6 +129,40 @@ pub fn login_needs_users() -> Rule {
         .field_path(".requireLogin")
 }
 
+/// Exactly one of two fields.
+pub fn exactly_one(a: &str, b: &str) -> Rule {
+    Rule::new(format!("has(self.{a}) != has(self.{b})"))
+        .message(Message::Message(format!("set exactly one of {a} or {b}")))
+        .reason(Reason::FieldValueInvalid)
+}
+
+/// servers.radio: live mounts need the password their sources send.
+pub fn live_needs_source_password() -> Rule {
+    Rule::new("!self.mounts.exists(m, has(m.live) && m.live) || has(self.sourcePassword)")
+        .message(
+            "a live mount needs sourcePassword (a Secret with the key password, or a file): set it, or remove live",
+        )
+        .reason(Reason::FieldValueRequired)
+        .field_path(".sourcePassword")
+}
+
+/// servers.radio.mounts: a mount plays something: a playlist, or what a live source sends.
+pub fn mount_has_audio() -> Rule {
+    Rule::new("has(self.playlist) || (has(self.live) && self.live)")
+        .message("a mount needs a playlist or live: true, else it never goes on the air")
+        .reason(Reason::FieldValueRequired)
+        .field_path(".playlist")
+}
+
+/// servers.radio.mounts.path: the status page's path is the role's own.
+pub fn mount_path_free() -> Rule {
+    Rule::new("self != '/status-json.xsl' && self != '/admin'")
+        .message(
+            "/status-json.xsl and /admin are the radio role's own paths: pick another mount path",
+        )
+        .reason(Reason::FieldValueInvalid)
+}
+
 /// users: one source of accounts.
 pub fn users_exactly_one() -> Rule {
     Rule::new("has(self.secret) != has(self.file)")
@@ -161,6 +197,18 @@ pub fn client_to_needs_a_mail_sender() -> Rule {
         .message("only for mail clients with server and credentials: the probe logs in to the server's submission port as that user and sends to the other host")
         .reason(Reason::FieldValueForbidden)
         .field_path(".to")
+}
+
+/// clients[]: `listen` is for radio clients, and shorter than one run may take.
+pub fn client_listen_within_timeout() -> Rule {
+    let d = "'^([0-9]+(ms|s|m|h))+$'";
+    Rule::new(format!(
+        "!has(self.listen) || (self.service == 'radio' && (!self.listen.matches({d}) || \
+         duration(self.listen) < (has(self.timeout) && self.timeout.matches({d}) ? duration(self.timeout) : duration('10s'))))"
+    ))
+    .message("listen is for radio clients and must be shorter than timeout (default 10s): shorten listen or raise timeout")
+    .reason(Reason::FieldValueInvalid)
+    .field_path(".listen")
 }
 
 /// clients[].url: an absolute URL.
@@ -269,7 +317,7 @@ pub fn relay_credentials_need_tls() -> Rule {
 }
 
 /// The port names `spec.expose.nodePorts` may use.
-pub const EXPOSED_PORT_NAMES: [&str; 13] = [
+pub const EXPOSED_PORT_NAMES: [&str; 14] = [
     "web",
     "web-redirect",
     "webdav",
@@ -283,11 +331,12 @@ pub const EXPOSED_PORT_NAMES: [&str; 13] = [
     "index",
     "irc",
     "ircs",
+    "radio",
 ];
 
 /// spec: every role named in expose.roles is served by the host.
 pub fn exposed_roles_served() -> Rule {
-    let checks = ["web", "file", "mail", "index", "chat"]
+    let checks = ["web", "file", "mail", "index", "chat", "radio"]
         .iter()
         .map(|r| format!("(r == '{r}' && {})", has_server(r)))
         .collect::<Vec<_>>()

@@ -83,6 +83,40 @@ impl render::Directory for Cluster {
 /// The configuration with the placement mapped away: cluster paths as the local data
 /// directory would hold them, Service names as loopback, and the environment's own settings
 /// (bind, admin port, namespace, grace, peer UI bind, discovery) cleared.
+#[test]
+fn a_radio_client_listens_to_the_mount_its_url_names_or_its_path() {
+    let hr = hostrole(
+        "spec:\n  clients:\n    - {service: radio, url: \"http://radio.example.lan:8000/music/stream.mp3?x=1\"}\n    - {service: radio, url: \"https://radio.example.lan/\", path: /live, listen: 2s}\n",
+    );
+    let plan = render::render(
+        &hr,
+        Environment::Cluster { namespace: "lan" },
+        &Cluster::of(vec![hr.clone()]),
+    )
+    .expect("renders");
+    let got: Vec<_> = plan
+        .config
+        .clients
+        .iter()
+        .map(|c| (c.target.clone(), c.path.clone(), c.listen_ms))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                ClientTarget::Url("http://radio.example.lan:8000/".into()),
+                Some("/music/stream.mp3".into()),
+                Some(5000)
+            ),
+            (
+                ClientTarget::Url("https://radio.example.lan/".into()),
+                Some("/live".into()),
+                Some(2000)
+            ),
+        ]
+    );
+}
+
 fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
     let path = |p: &mut PathBuf| {
         if cluster {
@@ -102,6 +136,11 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
                 Location::Network,
                 Location::RelayCredentials,
                 Location::RelayCa,
+                Location::SourcePassword,
+                Location::Tls("radio"),
+                Location::Playlist(0),
+                Location::Playlist(1),
+                Location::Playlist(2),
             ] {
                 if let Ok(rest) = p.strip_prefix(location.cluster_path()) {
                     *p = Path::new("/data").join(location.relative()).join(rest);
@@ -144,6 +183,16 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
     if let Some(chat) = &mut config.chat {
         chat.users_file.as_mut().map(path);
         if let Some(tls) = &mut chat.tls {
+            path(&mut tls.cert);
+            path(&mut tls.key);
+        }
+    }
+    if let Some(radio) = &mut config.radio {
+        radio.source_password_file.as_mut().map(path);
+        for mount in &mut radio.mounts {
+            mount.playlist_dir.as_mut().map(path);
+        }
+        if let Some(tls) = &mut radio.tls {
             path(&mut tls.cert);
             path(&mut tls.key);
         }

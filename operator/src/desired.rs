@@ -479,6 +479,9 @@ fn role_resources(role: &str) -> (u32, u32, u32) {
         "index" => (5, 8, 32),
         // Chat: every connection holds a bounded send queue; 1024 idle users take a few MiB.
         "chat" => (5, 16, 64),
+        // Radio: a ring of recent audio per mount, and the playlist file being played, read
+        // whole (at most 128 MiB; a 320 kbit/s hour is 144 MB, so long mixes are split).
+        "radio" => (10, 32, 256),
         "peer" => (10, 48, 128),
         // Probes: a few small requests per period.
         _ => (2, 4, 16),
@@ -1242,6 +1245,9 @@ fn ingress_rules(
         }
         add(ports, from_clients(ClientService::Chat));
     }
+    if let Some(radio) = &servers.radio {
+        add(vec![radio.port], from_clients(ClientService::Radio));
+    }
     let network_peers = |network: &str| NetworkPolicyPeer {
         pod_selector: Some(LabelSelector {
             match_labels: Some(BTreeMap::from([(
@@ -1283,6 +1289,7 @@ fn ingress_rules(
         && servers.mail.is_none()
         && servers.index.is_none()
         && servers.chat.is_none()
+        && servers.radio.is_none()
         && hr.spec.peer.is_none()
     {
         return None;

@@ -94,9 +94,9 @@ foreign_resource!(
 );
 
 /// The roles that may carry `tls.issuerRef`, in order.
-pub const TLS_ROLES: [&str; 6] = ["web", "file", "mail", "index", "chat", "peer"];
+pub const TLS_ROLES: [&str; 7] = ["web", "file", "mail", "index", "chat", "radio", "peer"];
 /// Roles with an HTTPRoute; mail's and chat's ports have a TCPRoute each ([`TCP_ROUTE_PORTS`]).
-pub const HTTP_ROUTE_ROLES: [&str; 2] = ["web", "file"];
+pub const HTTP_ROUTE_ROLES: [&str; 3] = ["web", "file", "radio"];
 /// The chat ports; `ircs` only exists when the role has a certificate.
 pub const CHAT_PORTS: [&str; 2] = ["irc", "ircs"];
 /// The ports with a TCPRoute each when their role is exposed through a Gateway: (role, port).
@@ -157,6 +157,7 @@ pub fn role_tls<'a>(hr: &'a HostRole, role: &str) -> Option<&'a Tls> {
         "mail" => s.mail.as_ref()?.tls.as_ref(),
         "index" => s.index.as_ref()?.tls.as_ref(),
         "chat" => s.chat.as_ref()?.tls.as_ref(),
+        "radio" => s.radio.as_ref()?.tls.as_ref(),
         "peer" => hr.spec.peer.as_ref()?.tls.as_ref(),
         _ => None,
     }
@@ -242,12 +243,13 @@ pub fn reach(hr: &HostRole, name: &str, namespace: &str, ports: &[(&'static str,
     }
 }
 
-/// The Service port of a role that has one port (web, file, index).
+/// The Service port of a role that has one port (web, file, index, radio).
 fn role_port(ports: &[(&'static str, i32)], role: &str) -> Option<i32> {
     let port_name = match role {
         "web" => "web",
         "file" => "webdav",
         "index" => "index",
+        "radio" => "radio",
         _ => return None,
     };
     ports.iter().find(|(n, _)| *n == port_name).map(|(_, p)| *p)
@@ -261,6 +263,7 @@ fn role_ports(role: &str) -> &'static [&'static str] {
         "mail" => &MAIL_PORTS,
         "index" => &["index"],
         "chat" => &CHAT_PORTS,
+        "radio" => &["radio"],
         _ => &[],
     }
 }
@@ -530,6 +533,10 @@ fn urls(role: &str, tls: bool, host: &str, port: impl Fn(&str) -> Option<i32>) -
             .collect(),
         "index" => port("index")
             .map(|p| at(http, p, "/"))
+            .into_iter()
+            .collect(),
+        "radio" => port("radio")
+            .map(|p| at(http, p, "/status-json.xsl"))
             .into_iter()
             .collect(),
         "chat" => [("irc", "irc"), ("ircs", "ircs")]

@@ -1000,3 +1000,76 @@ fn a_chat_host_serves_irc_and_with_a_certificate_ircs_to_its_chat_clients() {
         );
     }
 }
+
+#[test]
+fn a_radio_host_serves_its_mounts_with_playlists_and_a_source_password_to_its_radio_clients() {
+    let hr = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: radio}\nspec:\n  networkPolicy: true\n  servers:\n    radio:\n      station: Office FM\n      sourcePassword: {secret: radio-source}\n      mounts:\n        - {path: /jingles, playlist: {configMap: jingles}, maxListeners: 5}\n        - {path: /live, live: true}\n  clients:\n    - {service: radio, server: radio, listen: 3s}\n",
+    );
+    let d = build(&hr);
+    let service = d.service.clone().and_then(|s| s.spec).and_then(|s| s.ports);
+    let ports: Vec<(String, i32)> = service
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.port))
+        .collect();
+    assert_eq!(ports, [("radio".to_string(), 8000)]);
+    let config: AgentConfig =
+        serde_yaml::from_str(&d.config_map.data.clone().expect("data")[CONFIG_KEY])
+            .expect("config");
+    let radio = config.radio.expect("radio role");
+    assert_eq!((radio.port, radio.station.as_str()), (8000, "Office FM"));
+    assert_eq!(radio.max_listeners, 100, "the default");
+    assert_eq!(
+        radio.source_password_file.as_deref(),
+        Some(std::path::Path::new("/etc/hostrole/radio/source/password"))
+    );
+    assert_eq!(radio.mounts.len(), 2);
+    assert_eq!(
+        radio.mounts[0].playlist_dir.as_deref(),
+        Some(std::path::Path::new("/srv/hostrole/radio/playlist-0"))
+    );
+    assert_eq!(radio.mounts[0].max_listeners, Some(5));
+    assert!(!radio.mounts[0].live && radio.mounts[1].live);
+    assert_eq!(radio.mounts[1].playlist_dir, None);
+    // The playlist's ConfigMap and the password's Secret are the pod's volumes.
+    let volumes = pod(&d).volumes.clone().unwrap_or_default();
+    let playlist = volumes
+        .iter()
+        .find(|v| v.name == "radio-playlist-0")
+        .expect("the playlist volume");
+    assert_eq!(
+        playlist.config_map.as_ref().map(|c| c.name.as_str()),
+        Some("jingles")
+    );
+    let source = volumes
+        .iter()
+        .find(|v| v.name == "radio-source")
+        .expect("the source password volume");
+    assert_eq!(
+        source
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref()),
+        Some("radio-source")
+    );
+    // The client listens to the first mount for 3 s.
+    let client = &config.clients[0];
+    assert_eq!(
+        client.target,
+        hostrole_config::ClientTarget::Url("http://radio.lan.svc:8000/".into())
+    );
+    assert_eq!(client.path.as_deref(), Some("/jingles"));
+    assert_eq!(client.listen_ms, Some(3000));
+    // The NetworkPolicy admits the host's radio clients.
+    let policy = d.network_policy.expect("policy").spec.expect("spec");
+    let admitted: Vec<String> = policy
+        .ingress
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.from.is_some())
+        .flat_map(|r| r.ports.clone().unwrap_or_default())
+        .filter_map(|p| p.port.map(|p| format!("{p:?}")))
+        .collect();
+    assert!(admitted.iter().any(|a| a.contains("8000")), "{admitted:?}");
+}

@@ -474,3 +474,40 @@ fn an_exposed_chat_host_gets_a_tcp_route_per_irc_port_and_irc_urls() {
         .collect();
     assert_eq!(external, [6667, 6697]);
 }
+
+#[test]
+fn an_exposed_radio_host_gets_an_http_route_and_an_external_port() {
+    let hr = hostrole(
+        "  servers:
+    radio:
+      port: 8800
+      mounts: [{path: /jingles, playlist: {configMap: jingles}}]
+  expose:
+    type: LoadBalancer
+    roles: [radio]
+    gateway:
+      parentRefs: [{name: lan-gw}]
+",
+    );
+    let d = build(&hr, &issued(&hr), true);
+    let http: Vec<_> = d
+        .reach
+        .http_routes
+        .iter()
+        .filter_map(|(n, r)| r.as_ref().map(|r| (n.as_str(), r)))
+        .collect();
+    assert_eq!(http.len(), 1, "{http:?}");
+    let (name, route) = http[0];
+    assert_eq!(name, "office-radio");
+    assert_eq!(route.spec["rules"][0]["backendRefs"][0]["port"], 8800);
+    let external: Vec<i32> = d
+        .reach
+        .external_service
+        .and_then(|s| s.spec)
+        .and_then(|s| s.ports)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(external, [8800]);
+}

@@ -374,6 +374,7 @@ mod tests {
             expect: None,
             credentials_dir: None,
             mail_to: None,
+            listen_ms: None,
         }
     }
 

@@ -322,6 +322,7 @@ mod tests {
             expect: None,
             credentials_dir: None,
             mail_to: None,
+            listen_ms: None,
         }
     }
 

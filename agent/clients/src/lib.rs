@@ -5,7 +5,8 @@
 //! bounded by `timeout_ms`); after a failure the next try comes sooner, with jittered
 //! exponential backoff capped at `every_ms`, so a recovered server is seen quickly. A semaphore
 //! bounds the runs in flight. Clients talk to servers over the network only, like any client:
-//! [`web`] (HTTP GET), [`file`] (a WebDAV round trip), [`mail`] (SMTP in, IMAP back).
+//! [`web`] (HTTP GET), [`file`] (a WebDAV round trip), [`mail`] (SMTP in, IMAP back), [`chat`]
+//! (IRC), [`radio`] (listening to an Icecast mount).
 //!
 //! Results go to Prometheus metrics, to `GET /clients` on the admin port, and (in a pod) to
 //! the pod's conditions through [`report`].
@@ -13,6 +14,7 @@
 pub mod chat;
 pub mod file;
 pub mod mail;
+pub mod radio;
 pub mod report;
 pub mod web;
 
@@ -68,6 +70,8 @@ pub enum Reason {
     UnexpectedContent,
     HashMismatch,
     NotDelivered,
+    /// Radio: the stream came, but slower than its bitrate (stalls, or too few bytes).
+    TooSlow,
     Error,
 }
 
@@ -83,6 +87,7 @@ impl Reason {
             Reason::UnexpectedContent => "UnexpectedContent",
             Reason::HashMismatch => "HashMismatch",
             Reason::NotDelivered => "NotDelivered",
+            Reason::TooSlow => "TooSlow",
             Reason::Error => "Error",
         }
     }
@@ -240,6 +245,7 @@ async fn probe(config: &ClientConfig, context: &Context) -> Result<Success, Prob
             ClientService::File => file::run(config, context, deadline).await,
             ClientService::Mail => mail::run(config, context, deadline).await,
             ClientService::Chat => chat::run(config, context, deadline).await,
+            ClientService::Radio => radio::run(config, deadline).await,
         }
     };
     // Each probe honours `deadline` itself and bounds its clean-up; this is a safety net.
@@ -436,6 +442,7 @@ fn service_name(service: ClientService) -> &'static str {
         ClientService::File => "file",
         ClientService::Mail => "mail",
         ClientService::Chat => "chat",
+        ClientService::Radio => "radio",
     }
 }
 

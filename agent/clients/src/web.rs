@@ -166,6 +166,7 @@ mod tests {
             expect: None,
             credentials_dir: None,
             mail_to: None,
+            listen_ms: None,
         };
         let started = Instant::now();
         let error = run(&config, started + Duration::from_millis(300))

@@ -200,6 +200,11 @@ pub struct ClientConfig {
     /// mailbox of another host, and read it back there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mail_to: Option<MailReadBack>,
+    /// Radio: how long to listen to the mount, in milliseconds (5000 when absent). The bytes
+    /// received after the server's initial burst are judged against the stream's bitrate; it
+    /// must be shorter than `timeout_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_ms: Option<u64>,
 }
 
 /// The other end of a cross-host mail probe.
@@ -413,16 +418,19 @@ pub enum ClientService {
     File,
     Mail,
     Chat,
+    /// Listen to an internet radio mount (Icecast-compatible) and judge the stream.
+    Radio,
 }
 
 impl ClientService {
-    /// The name manifests, reports and metrics use: `web`, `file`, `mail`, `chat`.
+    /// The name manifests, reports and metrics use: `web`, `file`, `mail`, `chat`, `radio`.
     pub fn as_str(self) -> &'static str {
         match self {
             ClientService::Web => "web",
             ClientService::File => "file",
             ClientService::Mail => "mail",
             ClientService::Chat => "chat",
+            ClientService::Radio => "radio",
         }
     }
 

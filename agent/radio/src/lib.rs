@@ -85,6 +85,8 @@ struct Shared {
     tls: bool,
     metrics: AgentMetrics,
     stop: CancellationToken,
+    /// Failed source logins, per client address.
+    throttle: hostrole_agent_core::users::throttle::Throttle,
 }
 
 impl Shared {
@@ -162,6 +164,7 @@ impl Radio {
             tls: tls.is_some(),
             metrics: metrics.clone(),
             stop: CancellationToken::new(),
+            throttle: Default::default(),
         });
         let http = HttpRole::new(
             ROLE,
@@ -249,7 +252,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let method = request.method().clone();
     match (method.as_str(), path.as_str()) {
         ("GET" | "HEAD", "/status-json.xsl") => status_page(&shared, request.headers()),
-        ("GET", "/admin/metadata") => source::metadata(&shared, &request),
+        ("GET", "/admin/metadata") => source::metadata(&shared, request).await,
         ("GET" | "HEAD", p) => match shared.mount(p) {
             Some(m) => listen(&shared, m.clone(), &request),
             None => plain(

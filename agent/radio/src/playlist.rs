@@ -19,7 +19,7 @@ use crate::mount::{Mount, NowPlaying};
 use crate::pacing::Schedule;
 
 /// Largest file played (read into memory whole).
-const MAX_FILE_BYTES: u64 = 512 << 20;
+const MAX_FILE_BYTES: u64 = 128 << 20;
 /// Pause before looking at an empty or unplayable directory again.
 const RETRY: Duration = Duration::from_secs(5);
 

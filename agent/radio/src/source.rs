@@ -22,6 +22,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
 use hostrole_agent_core::metrics::{AgentMetrics, Direction, Reason};
+use hostrole_agent_core::net::ClientKey;
+use hostrole_agent_core::users::throttle::Admission;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -109,12 +111,49 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|s| s.chars().take(256).collect())
 }
 
+/// Checks a request's source credentials, throttled per client address (agent-core's login
+/// throttle: a few free failures, then doubling delays, then refusal without a check), so the
+/// source password cannot be guessed at the network's speed.
+async fn check(
+    shared: &Shared,
+    headers: &HeaderMap,
+    client: Option<ClientKey>,
+) -> Result<(), Response> {
+    if !headers.contains_key(header::AUTHORIZATION) {
+        return Err(unauthorized(&shared.metrics, headers));
+    }
+    match shared
+        .throttle
+        .admit(client, "source", Instant::now().into_std())
+    {
+        Admission::Refuse => {
+            shared.metrics.error(ROLE, Reason::AuthThrottled);
+            return Err(plain(StatusCode::UNAUTHORIZED, "Authentication Required"));
+        }
+        Admission::After(wait) => {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    let ok = authorized(headers, shared.password.as_deref());
+    shared
+        .throttle
+        .record(client, "source", ok, Instant::now().into_std());
+    if ok {
+        Ok(())
+    } else {
+        Err(unauthorized(&shared.metrics, headers))
+    }
+}
+
 /// A source asks for a mount.
 pub async fn accept(shared: &Arc<Shared>, mount: Arc<Mount>, request: Request) -> Response {
-    let headers = request.headers();
-    if !authorized(headers, shared.password.as_deref()) {
-        return unauthorized(&shared.metrics, headers);
+    let client = request.extensions().get::<ClientKey>().copied();
+    if let Err(refused) = check(shared, request.headers(), client).await {
+        return refused;
     }
+    let headers = request.headers();
     if !mount.live_allowed {
         shared.metrics.error(ROLE, Reason::Forbidden);
         return plain(StatusCode::FORBIDDEN, "Mountpoint not allowed for sources");
@@ -264,9 +303,10 @@ impl Window {
 
 /// `/admin/metadata?mount=/m&mode=updinfo&song=…`, authenticated like the source: sets the
 /// title of a mount a source feeds.
-pub fn metadata(shared: &Arc<Shared>, request: &Request) -> Response {
-    if !authorized(request.headers(), shared.password.as_deref()) {
-        return unauthorized(&shared.metrics, request.headers());
+pub async fn metadata(shared: &Arc<Shared>, request: Request) -> Response {
+    let client = request.extensions().get::<ClientKey>().copied();
+    if let Err(refused) = check(shared, request.headers(), client).await {
+        return refused;
     }
     let query = request.uri().query().unwrap_or("");
     let params: Vec<(String, String)> = serde_urlencoded_pairs(query);

@@ -950,3 +950,46 @@ async fn ezstream_feeds_a_live_mount_through_libshout() {
     let _ = ezstream.wait();
     radio.end().await;
 }
+
+/// Guessing the source password: a few free failures per address, then each attempt waits
+/// longer (agent-core's login throttle), the right password included.
+#[tokio::test(flavor = "multi_thread")]
+async fn source_password_guessing_is_throttled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "pw").expect("writes");
+    let radio = start(serde_json::json!({
+        "station": "S", "port": 0, "maxListeners": 10, "sourcePasswordFile": password,
+        "mounts": [{"path": "/m", "live": true}],
+    }))
+    .await;
+    // source:wrong, then source:pw.
+    let attempt = |auth: &'static str| {
+        let addr = radio.addr;
+        async move {
+            let started = Instant::now();
+            let (_, head, _) = request(
+                addr,
+                &format!("GET /admin/metadata?mount=/m&mode=updinfo&song=x HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"),
+            )
+            .await;
+            (head.status, started.elapsed())
+        }
+    };
+    for _ in 0..3 {
+        let (status, took) = attempt("c291cmNlOndyb25n").await;
+        assert_eq!(status, 401);
+        assert!(took < Duration::from_millis(400), "free failures: {took:?}");
+    }
+    let (status, took) = attempt("c291cmNlOndyb25n").await;
+    assert_eq!(status, 401);
+    assert!(
+        took >= Duration::from_millis(400),
+        "the fourth failure waits: {took:?}"
+    );
+    // The right password is checked too, after its wait (the mount has no source: 400).
+    let (status, took) = attempt("c291cmNlOnB3").await;
+    assert_eq!(status, 400, "authenticated; no source on the mount");
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    radio.end().await;
+}
