@@ -85,6 +85,7 @@ fn served_port(config: &AgentConfig, role: &str) -> Option<i32> {
         "mail" => config.mail.as_ref().map(|m| m.smtp_port),
         "index" => config.index.as_ref().map(|i| i.port),
         "chat" => config.chat.as_ref().map(|c| c.port),
+        "radio" => config.radio.as_ref().map(|r| r.port),
         other => panic!("a server role this test does not know: {other}"),
     };
     port.map(i32::from)

@@ -408,9 +408,9 @@ fn resources_of(hr: &HostRole) -> (String, String, String) {
 fn a_host_requests_what_its_roles_need() {
     let web_only = resources_of(&web(""));
     assert_eq!(web_only, ("15m".into(), "32Mi".into(), "256Mi".into()));
-    // web, file, mail and chat.
+    // web, file, mail, chat and radio.
     let office = resources_of(&example("home-office.yaml"));
-    assert_eq!(office, ("30m".into(), "64Mi".into(), "448Mi".into()));
+    assert_eq!(office, ("40m".into(), "96Mi".into(), "704Mi".into()));
     // A peer holds chunks in memory: 16 fetches and 32 upload slots of 1 MiB.
     let peer = resources_of(&hostrole(
         "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: family}\nspec:\n  peer: {network: family, seeds: [\"a:7001\"]}\n",
@@ -674,7 +674,7 @@ fn without_storage_the_share_is_an_empty_dir_and_bad_sizes_or_files_are_refused(
 }
 
 #[test]
-fn the_home_office_example_runs_four_roles_with_their_volumes_secrets_and_ports() {
+fn the_home_office_example_runs_five_roles_with_their_volumes_secrets_and_ports() {
     let d = build(&example("home-office.yaml"));
     let claims: Vec<String> = d
         .stateful_set
@@ -693,7 +693,15 @@ fn the_home_office_example_runs_four_roles_with_their_volumes_secrets_and_ports(
         .into_iter()
         .map(|v| v.name)
         .collect();
-    for v in ["config", "site", "file-users", "mail-users", "chat-users"] {
+    for v in [
+        "config",
+        "site",
+        "file-users",
+        "mail-users",
+        "chat-users",
+        "radio-source",
+        "radio-playlist-0",
+    ] {
         assert!(volumes.contains(&v.to_string()), "{v} in {volumes:?}");
     }
     let mounts: Vec<String> = spec.containers[0]
@@ -721,7 +729,16 @@ fn the_home_office_example_runs_four_roles_with_their_volumes_secrets_and_ports(
         .collect();
     assert_eq!(
         ports,
-        ["web", "webdav", "smtp", "submission", "imap", "pop3", "irc"]
+        [
+            "web",
+            "webdav",
+            "smtp",
+            "submission",
+            "imap",
+            "pop3",
+            "irc",
+            "radio"
+        ]
     );
     let config: AgentConfig =
         serde_yaml::from_str(&d.config_map.data.expect("data")[CONFIG_KEY]).expect("config");

@@ -9,20 +9,39 @@ use support::{Agent, curl, fetch, repo_root, with_free_ports};
 fn the_home_office_example_serves_web_file_and_mail_at_once() {
     let text =
         std::fs::read_to_string(repo_root().join("examples/home-office.yaml")).expect("example");
-    let (manifest, ports) = with_free_ports(&text, &[8080, 8081, 2525, 2587, 1143, 1110, 6667]);
+    let (manifest, ports) =
+        with_free_ports(&text, &[8080, 8081, 2525, 2587, 1143, 1110, 6667, 8000]);
     let port = |p: &str| ports[&p.parse::<u16>().expect("a port")];
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("home-office.yaml");
     std::fs::write(&path, manifest).expect("write");
     let agent = Agent::up(&path, &dir.path().join("data"), &["--name", "office"]);
     let stdout = agent.stdout();
-    for label in ["web", "file", "smtp", "imap", "pop3", "submission", "irc"] {
+    for label in [
+        "web",
+        "file",
+        "smtp",
+        "imap",
+        "pop3",
+        "submission",
+        "irc",
+        "radio",
+    ] {
         assert!(stdout.contains(label), "{label} is listed: {stdout}");
     }
 
     // web
     let page = fetch(&[&format!("http://127.0.0.1:{}/", port("8080"))]);
     assert!(page.text().contains("The office"));
+
+    // radio: the playlist from the manifest's ConfigMap is on the air.
+    let status = fetch(&[&format!(
+        "http://127.0.0.1:{}/status-json.xsl",
+        port("8000")
+    )]);
+    let status: serde_json::Value = serde_json::from_str(&status.text()).expect("json");
+    assert_eq!(status["icestats"]["source"]["server_name"], "Office FM");
+    assert_eq!(status["icestats"]["source"]["title"], "01-tone");
 
     // file
     let note = dir.path().join("note.txt");
