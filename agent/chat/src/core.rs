@@ -274,6 +274,9 @@ fn valid_channel(name: &str) -> bool {
             .any(|c| c == ' ' || c == ',' || c == '\x07' || c.is_control())
 }
 
+/// Longest line the server writes, without its tags and CRLF.
+const MAX_BODY_OUT: usize = 510;
+
 fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
@@ -551,6 +554,9 @@ impl Server {
         let Some(c) = self.clients.get(&to) else {
             return;
         };
+        // Every line fits RFC 1459's 512 bytes with its CRLF (tags aside): a relayed message
+        // grows by the sender's prefix, and clients that read 512 bytes (ii, epic) lose the rest.
+        let body = truncate(body, MAX_BODY_OUT);
         let with_tags = c.caps.message_tags && !client_tags.is_empty();
         let variant = usize::from(c.caps.server_time) * 2 + usize::from(with_tags);
         if let Some(line) = &fan.variants[variant] {
@@ -1443,7 +1449,7 @@ impl Server {
             return;
         };
         // A ban list query (clients send `MODE #chan b` on join): always empty.
-        if modes.trim_start_matches('+') == "b" {
+        if modes.trim_start_matches('+') == "b" && p.len() < 2 {
             self.num(id, "368", &[&display, "End of channel ban list"]);
             return;
         }
@@ -1536,7 +1542,12 @@ impl Server {
                         applied.push((on, 'o', Some(nick)));
                     }
                 }
-                'b' => {}
+                // Bans are not kept (`CHANMODES` does not offer `b`): say so, as for any
+                // unknown mode, rather than seem to set one.
+                'b' => {
+                    args.next();
+                    self.num(id, "472", &["b", "is unknown mode char to me"]);
+                }
                 _ => {
                     let shown = m.to_string();
                     self.num(id, "472", &[&shown, "is unknown mode char to me"]);

@@ -764,3 +764,42 @@ fn require_login_without_accounts_refuses_everyone() {
             .any(|o| matches!(o, Out::Close { client: 1, .. }))
     );
 }
+
+#[test]
+fn a_relayed_line_is_cut_to_512_bytes_with_its_prefix_on_a_character_boundary() {
+    let mut t = T::new(settings());
+    t.register(1, "alice");
+    t.register(2, "bob");
+    t.line(1, "JOIN #c");
+    t.line(2, "JOIN #c");
+    // The longest message a client may send: its own line is 510 bytes; relayed, the sender's
+    // prefix makes it longer.
+    let head = "PRIVMSG #c :";
+    let text: String = "é".repeat((510 - head.len()) / 2);
+    let out = t.line(1, &format!("{head}{text}"));
+    let got = lines_to(&out, 2);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let line = &got[0];
+    assert!(line.len() <= 510, "{} bytes", line.len());
+    assert!(line.starts_with(":alice!"), "{line}");
+    let relayed = line.split_once(" :").map(|(_, t)| t).unwrap_or_default();
+    assert!(
+        !relayed.is_empty() && text.starts_with(relayed),
+        "the text's start, whole characters"
+    );
+}
+
+#[test]
+fn setting_a_ban_says_bans_are_not_kept() {
+    let mut t = T::new(settings());
+    t.register(1, "alice");
+    t.line(1, "JOIN #c");
+    let out = t.say(1, "MODE #c +b bad!*@*");
+    assert!(
+        has(&out, " 472 alice b :is unknown mode char to me"),
+        "{out:?}"
+    );
+    // The ban list query clients send on join still answers (empty).
+    let out = t.say(1, "MODE #c b");
+    assert!(has(&out, " 368 "), "{out:?}");
+}
