@@ -426,7 +426,14 @@ fn listen(shared: &Arc<Shared>, mount: Arc<Mount>, request: &Request) -> Respons
             Some((Ok::<_, Infallible>(next), l))
         },
     ));
-    (StatusCode::OK, headers, body).into_response()
+    let mut response = (StatusCode::OK, headers, body).into_response();
+    // As Icecast answers every listener: HTTP/1.0, the audio itself until the close, not
+    // chunks (players and receivers that read a raw stream expect that). HTTP/2 keeps its own
+    // framing.
+    if request.version() <= http::Version::HTTP_11 {
+        *response.version_mut() = http::Version::HTTP_10;
+    }
+    response
 }
 
 /// One listener's stream.

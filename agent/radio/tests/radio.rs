@@ -205,10 +205,10 @@ async fn a_playlist_mount_sends_icy_metadata_every_16000_bytes() {
     assert_eq!(head.get("content-length"), None);
     assert_eq!(
         head.get("transfer-encoding"),
-        Some("chunked"),
-        "HTTP/1.1 stream"
+        None,
+        "the raw stream, as Icecast sends it"
     );
-    // Chunked transfer encoding frames the body: ask with HTTP/1.0 for the raw ICY stream.
+    // The same in HTTP/1.0.
     let (mut s, head, mut body) = request(
         radio.addr,
         "GET /radio HTTP/1.0\r\nHost: radio.test\r\nIcy-MetaData: 1\r\n\r\n",
@@ -991,5 +991,36 @@ async fn source_password_guessing_is_throttled() {
     let (status, took) = attempt("c291cmNlOnB3").await;
     assert_eq!(status, 400, "authenticated; no source on the mount");
     assert!(took >= Duration::from_millis(400), "{took:?}");
+    radio.end().await;
+}
+
+/// Listeners get the stream as Icecast sends it: an HTTP/1.0 answer whose body is the audio
+/// itself until the close, also when they ask in HTTP/1.1 (no chunk sizes in the audio).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http11_listener_gets_the_raw_stream_as_from_icecast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    sine(dir.path(), "Raw", 30, 128);
+    let radio = start(serde_json::json!({
+        "station": "S", "port": 0, "maxListeners": 10,
+        "mounts": [{"path": "/m", "playlistDir": dir.path()}],
+    }))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut s, head, mut body) = loop {
+        let r = request(radio.addr, &get("/m", "")).await;
+        if r.1.status == 200 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(head.status, 200);
+    assert_eq!(head.get("transfer-encoding"), None, "not chunked");
+    read_exact_more(&mut s, &mut body, 4096).await;
+    // An MPEG frame sync at the start, where a chunked body would start with a size line.
+    assert!(
+        body[0] == 0xFF && body[1] & 0xE0 == 0xE0,
+        "{:02x?}",
+        &body[..8]
+    );
     radio.end().await;
 }
