@@ -131,6 +131,7 @@ fn default_replicas() -> i32 {
 /// Server roles. Each is optional; a host may run several at once.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::file_share_playlist_needs_the_file_role())]
 pub struct Servers {
     /// A static web site over HTTP/1.1 and HTTP/2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -660,7 +661,7 @@ pub struct RadioMount {
 /// Where a playlist's files come from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = rules::exactly_one("configMap", "path"))]
+#[x_kube(validation = rules::exactly_one_of(&["configMap", "fileShare", "path"]))]
 pub struct Playlist {
     /// A ConfigMap in the HostRole's namespace (labelled `hostrole.dev/use: "true"`) whose
     /// `binaryData` keys are the audio files, e.g. `01-jingle.mp3` (a ConfigMap holds at most
@@ -671,6 +672,12 @@ pub struct Playlist {
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     )]
     pub config_map: Option<String>,
+    /// A folder of this host's file share (`servers.file`), e.g. `music`: users upload the
+    /// station's files over WebDAV, and the playlist picks up what is there at each loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = rules::relative_file_path())]
+    pub file_share: Option<String>,
     /// A directory on the machine. Standalone agents only; relative paths are taken from the
     /// manifest's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1232,6 +1232,17 @@ impl Renderer<'_> {
                         path
                     })
                 }
+                // A folder of the host's own share (the CRD requires servers.file for it).
+                Some(Playlist {
+                    file_share: Some(folder),
+                    ..
+                }) => self
+                    .hr
+                    .spec
+                    .servers
+                    .file
+                    .is_some()
+                    .then(|| self.path(&Location::FileData).join(folder)),
                 Some(Playlist {
                     path: Some(path), ..
                 }) => Some(self.machine_path(

@@ -136,6 +136,31 @@ pub fn exactly_one(a: &str, b: &str) -> Rule {
         .reason(Reason::FieldValueInvalid)
 }
 
+/// Exactly one of several fields.
+pub fn exactly_one_of(fields: &[&str]) -> Rule {
+    let has = fields
+        .iter()
+        .map(|f| format!("has(self.{f})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Rule::new(format!("[{has}].filter(x, x).size() == 1"))
+        .message(Message::Message(format!(
+            "set exactly one of {}",
+            fields.join(", ")
+        )))
+        .reason(Reason::FieldValueInvalid)
+}
+
+/// servers: a radio playlist from the file share needs the host's file share.
+pub fn file_share_playlist_needs_the_file_role() -> Rule {
+    Rule::new(
+        "!has(self.radio) || has(self.file) || !self.radio.mounts.exists(m, has(m.playlist) && has(m.playlist.fileShare))",
+    )
+    .message("a playlist from fileShare needs this host's file share: set servers.file, or use playlist.configMap")
+    .reason(Reason::FieldValueRequired)
+    .field_path(".radio.mounts")
+}
+
 /// servers.radio: live mounts need the password their sources send.
 pub fn live_needs_source_password() -> Rule {
     Rule::new("!self.mounts.exists(m, has(m.live) && m.live) || has(self.sourcePassword)")

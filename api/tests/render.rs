@@ -117,6 +117,33 @@ fn a_radio_client_listens_to_the_mount_its_url_names_or_its_path() {
     );
 }
 
+#[test]
+fn a_radio_playlist_from_the_file_share_plays_a_folder_of_the_hosts_share() {
+    let hr = hostrole(
+        "spec:\n  servers:\n    file: {}\n    radio:\n      mounts: [{path: /music, playlist: {fileShare: station/music}}]\n",
+    );
+    let plan = render::render(
+        &hr,
+        Environment::Cluster { namespace: "lan" },
+        &Cluster::of(vec![hr.clone()]),
+    )
+    .expect("renders");
+    let radio = plan.config.radio.expect("radio");
+    assert_eq!(
+        radio.mounts[0].playlist_dir.as_deref(),
+        Some(
+            Location::FileData
+                .cluster_path()
+                .join("station/music")
+                .as_path()
+        )
+    );
+    assert_eq!(
+        plan.config.file.expect("file").root,
+        Location::FileData.cluster_path()
+    );
+}
+
 fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
     let path = |p: &mut PathBuf| {
         if cluster {

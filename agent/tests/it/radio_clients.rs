@@ -356,3 +356,78 @@ fn radio_clients_hear_the_stream_in_real_time_or_say_why_not() {
     let status = agent.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status}: {}", agent.stderr());
 }
+
+/// A station fed by its users: a mount whose playlist is a folder of the host's own file share
+/// goes on the air once someone uploads an MP3 there over WebDAV (curl, as any WebDAV client),
+/// with the file's name as its title; before that it is off the air.
+#[test]
+fn a_file_share_folder_is_a_playlist_that_users_fill_over_webdav() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (share, radio) = (free_port(), free_port());
+    let users = dir.path().join("users");
+    std::fs::write(
+        &users,
+        format!("dj:{}\n", support::password_hash("turntable")),
+    )
+    .expect("users");
+    let manifest = dir.path().join("station.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: station}}\nspec:\n  servers:\n    file: {{port: {share}, users: {{file: {}}}}}\n    radio:\n      port: {radio}\n      mounts: [{{path: /music, playlist: {{fileShare: music}}}}]\n",
+            users.display()
+        ),
+    )
+    .expect("manifest");
+    let _agent = Agent::up(&manifest, &dir.path().join("data"), &["--name", "station"]);
+    let status = |radio: u16| -> Value {
+        let page = fetch(&[&format!("http://127.0.0.1:{radio}/status-json.xsl")]);
+        serde_json::from_str(&page.text()).expect("json")
+    };
+    assert!(
+        status(radio)["icestats"].get("source").is_none(),
+        "off the air while the folder is empty"
+    );
+    let song = sine(dir.path(), "Uploaded Song", 20);
+    let base = format!("http://127.0.0.1:{share}");
+    let mkcol = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-u",
+        "dj:turntable",
+        "-X",
+        "MKCOL",
+        &format!("{base}/music/"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&mkcol.stdout), "201");
+    let put = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-u",
+        "dj:turntable",
+        "-T",
+        song.to_str().expect("utf-8"),
+        &format!("{base}/music/Uploaded%20Song.mp3"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&put.stdout), "201");
+    // The playlist looks at an empty folder again within seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = status(radio);
+        if page["icestats"]["source"]["title"] == "Uploaded Song" {
+            assert_eq!(page["icestats"]["source"]["bitrate"], 128);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "on the air with the upload: {page}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
