@@ -11,8 +11,20 @@ pub const METAINT: usize = 16000;
 /// Longest metadata block body: the length byte counts 16-byte blocks, at most 255.
 const MAX_BODY: usize = 255 * 16;
 
+/// A title as a metadata field may carry it: no control characters (a NUL ends the block for
+/// many players), and no `';`, which ends the field: players would read what follows as more
+/// fields (`StreamUrl='…'` from a file name on the share, or a source's title).
+fn field_safe(title: &str) -> String {
+    title
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .replace("';", "' ;")
+}
+
 /// One metadata block for `title`.
 pub fn block(title: &str) -> Bytes {
+    let title = &field_safe(title);
     let prefix = "StreamTitle='";
     let suffix = "';";
     let room = MAX_BODY - prefix.len() - suffix.len();
@@ -73,6 +85,18 @@ impl Interleaver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_title_cannot_end_its_field_or_the_block() {
+        let b = block("Song';StreamUrl='http://evil.example/';\0x");
+        let text = String::from_utf8_lossy(&b[1..]);
+        let text = text.trim_end_matches('\0');
+        assert_eq!(
+            text,
+            "StreamTitle='Song' ;StreamUrl='http://evil.example/' ;x';"
+        );
+        assert_eq!(text.matches("';").count(), 1, "one field: {text}");
+    }
 
     #[test]
     fn a_block_is_the_title_padded_to_16_bytes() {
