@@ -187,7 +187,7 @@ main() {
   o_held=$HELD o_cpu=$CPU_MS o_mbps=$MBPS o_note=$NOTE
   start_icecast "$ice_port"
   measure icecast "$ice_port"
-  log "aggregate delivered: ours $o_mbps Mbit/s, icecast $MBPS Mbit/s (of $((LISTENERS * KBPS / 1000)) Mbit/s offered)"
+  log "aggregate delivered: ours $o_mbps Mbit/s, icecast $MBPS Mbit/s (offered: $(awk -v l="$LISTENERS" -v k="$KBPS" 'BEGIN { printf "%.2f", l * k / 1000 }') Mbit/s)"
   version=$(dpkg-query -W -f='${Version}' icecast2 2>/dev/null | sed 's/-.*//')
   cmd="radio_load.py: $LISTENERS listeners of /live (ffmpeg -re, ${KBPS} kbit/s MP3), ${DURATION}s after the burst; Icecast ${version:-2} (Debian)"
   fig="$LISTENERS listeners"
