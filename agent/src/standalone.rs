@@ -322,54 +322,25 @@ fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Standa
 /// The Secrets of a multi-document manifest: name → key → bytes (`data` is base64,
 /// `stringData` is text and wins, as on the API server).
 fn secrets_in(text: &str) -> Secrets {
-    use base64::Engine;
-    let mut secrets = BTreeMap::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let Ok(value) = serde_yaml::Value::deserialize(doc) else {
-            continue;
-        };
-        if value.get("kind").and_then(|k| k.as_str()) != Some("Secret") {
-            continue;
-        }
-        let Some(name) = value
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(|n| n.as_str())
-        else {
-            continue;
-        };
-        let mut keys = BTreeMap::new();
-        if let Some(data) = value.get("data").and_then(|d| d.as_mapping()) {
-            for (k, v) in data {
-                if let (Some(k), Some(v)) = (k.as_str(), v.as_str())
-                    && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(v.trim())
-                {
-                    keys.insert(k.to_string(), bytes);
-                }
-            }
-        }
-        if let Some(data) = value.get("stringData").and_then(|d| d.as_mapping()) {
-            for (k, v) in data {
-                if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
-                    keys.insert(k.to_string(), v.as_bytes().to_vec());
-                }
-            }
-        }
-        secrets.insert(name.to_string(), keys);
-    }
-    secrets
+    objects_in(text, "Secret", "data", "stringData")
 }
 
-/// The ConfigMaps of a multi-document manifest: name → key → bytes (`data` is text,
-/// `binaryData` base64).
+/// The ConfigMaps of a multi-document manifest: name → key → bytes (`binaryData` is base64,
+/// `data` text).
 fn config_maps_in(text: &str) -> Secrets {
+    objects_in(text, "ConfigMap", "binaryData", "data")
+}
+
+/// The objects of `kind` in a multi-document manifest: name → key → bytes, from a field of
+/// base64 values and one of text values (which wins).
+fn objects_in(text: &str, kind: &str, base64_field: &str, text_field: &str) -> Secrets {
     use base64::Engine;
-    let mut maps = BTreeMap::new();
+    let mut objects = BTreeMap::new();
     for doc in serde_yaml::Deserializer::from_str(text) {
         let Ok(value) = serde_yaml::Value::deserialize(doc) else {
             continue;
         };
-        if value.get("kind").and_then(|k| k.as_str()) != Some("ConfigMap") {
+        if value.get("kind").and_then(|k| k.as_str()) != Some(kind) {
             continue;
         }
         let Some(name) = value
@@ -380,26 +351,27 @@ fn config_maps_in(text: &str) -> Secrets {
             continue;
         };
         let mut keys = BTreeMap::new();
-        if let Some(data) = value.get("data").and_then(|d| d.as_mapping()) {
-            for (k, v) in data {
-                if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
-                    keys.insert(k.to_string(), v.as_bytes().to_vec());
-                }
+        let fields = |field: &str| {
+            value
+                .get(field)
+                .and_then(|d| d.as_mapping())
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?)))
+        };
+        for (k, v) in fields(base64_field) {
+            // Long values may be folded over lines.
+            let joined: String = v.split_whitespace().collect();
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(joined) {
+                keys.insert(k, bytes);
             }
         }
-        if let Some(data) = value.get("binaryData").and_then(|d| d.as_mapping()) {
-            for (k, v) in data {
-                if let (Some(k), Some(v)) = (k.as_str(), v.as_str())
-                    && let Ok(bytes) = base64::engine::general_purpose::STANDARD
-                        .decode(v.split_whitespace().collect::<String>())
-                {
-                    keys.insert(k.to_string(), bytes);
-                }
-            }
+        for (k, v) in fields(text_field) {
+            keys.insert(k, v.as_bytes().to_vec());
         }
-        maps.insert(name.to_string(), keys);
+        objects.insert(name.to_string(), keys);
     }
-    maps
+    objects
 }
 
 /// A ConfigMap key the API server accepts, which is also a safe file name (no `/`, not `.`
