@@ -25,10 +25,15 @@ set -euo pipefail
 # and decode what listeners get (agent/radio/tests/); ezstream: a libshout source client (Icecast's
 # own source library); icecast2 (the reference server, run unprivileged by the test itself) and
 # mpg123, mpv: listeners (agent/radio/tests/listeners.rs, and the radio client's tests).
+# cups-ipp-utils: ipptool with CUPS' IPP conformance tests, and ippeveprinter (CUPS' reference IPP
+# Everywhere printer) beside the print role; cups and cups-client: a real CUPS queue (cupsd run
+# by the test itself on a loopback port) pointed at the print role, fed by lp
+# (agent/print/tests/).
 packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver davfs2 swaks libnet-ssleay-perl mutt
   neomutt isync dovecot-imapd offlineimap3 getmail6 fetchmail postfix sasl2-bin
   chromium chromium-driver python3-selenium litmus nginx libnginx-mod-http-dav-ext shellcheck
-  ngircd python3-irc irssi weechat-headless ffmpeg ezstream icecast2 mpg123 mpv)
+  ngircd python3-irc irssi weechat-headless ffmpeg ezstream icecast2 mpg123 mpv
+  cups-ipp-utils cups cups-client)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

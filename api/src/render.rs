@@ -451,6 +451,7 @@ pub fn render(
             mail,
             chat,
             radio,
+            print: None,
             index,
             peer,
             clients,

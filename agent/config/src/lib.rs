@@ -46,6 +46,9 @@ pub struct AgentConfig {
     /// The radio role (an Icecast-compatible streaming server), when the host serves one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub radio: Option<RadioRoleConfig>,
+    /// The print role (a shared IPP printer), when the host serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub print: Option<PrintRoleConfig>,
     /// The index role (directory of hybrid peer-to-peer networks), when the host serves one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<IndexRoleConfig>,
@@ -543,6 +546,42 @@ pub struct RadioMount {
     /// Shown to listeners (`icy-description`, the status page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// The print role's configuration: a shared printer as IPP Everywhere describes it (RFC 8011
+/// over HTTP, `ipp://host:port/ipp/print`). It "prints" a job by writing its document to
+/// `output_dir`, whole or not at all.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrintRoleConfig {
+    /// The printer's name (`printer-name`, the name peers list it under).
+    pub name: String,
+    /// Where the printer is, for people (`printer-location`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// What it is, for people (`printer-info`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<String>,
+    /// HTTP port of the IPP endpoint and of the printouts.
+    pub port: u16,
+    /// IPPS (IPP over HTTPS) with this certificate; plain IPP when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    /// The job queue: the spooled documents and the job list, kept across restarts.
+    pub spool_dir: PathBuf,
+    /// Where printouts land, one file per job (`<job-id>-<job name>.pdf` or `.pwg`); may be a
+    /// folder of the file role's share, so users fetch their printouts over WebDAV.
+    pub output_dir: PathBuf,
+    /// Users file (`name:hash[:ro]` lines, as the file role's): when present, every operation
+    /// but Get-Printer-Attributes needs HTTP Basic authentication, and a job belongs to the user
+    /// who sent it. Anyone who reaches the port may print when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_file: Option<PathBuf>,
+    /// Largest document a job may carry, in bytes.
+    pub max_job_bytes: u64,
+    /// Most jobs kept (pending, held, and finished ones in the history); a new job past it is
+    /// refused while none can be forgotten.
+    pub max_jobs: usize,
 }
 
 /// PEM files of a TLS certificate chain and its key.

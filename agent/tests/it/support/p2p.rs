@@ -149,6 +149,7 @@ fn base(name: &str) -> AgentConfig {
         mail: None,
         chat: None,
         radio: None,
+        print: None,
         index: None,
         peer: None,
         clients: Vec::new(),
