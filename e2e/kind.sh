@@ -70,15 +70,7 @@ if [[ $OFFLINE == 1 ]]; then
   eval "$(bash e2e/cluster/build.sh)"
   KUBECTL=${KUBECTL:-$K8S_BIN/kubectl}
   HELM=${HELM:-$HELM_BIN/helm}
-  # shellcheck source=kind/versions.env
-  . e2e/kind/versions.env
-  kind_dir=${HOSTROLE_CACHE_DIR:-$HOME/.cache/hostrole}/kind-$KIND_VERSION/bin
-  if [[ ! -x $kind_dir/kind ]]; then
-    log "building kind $KIND_VERSION"
-    (cd /tmp && GOTOOLCHAIN=local CGO_ENABLED=0 GOBIN=$kind_dir.tmp go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION")
-    mkdir -p "$kind_dir" && mv -f "$kind_dir.tmp/kind" "$kind_dir/kind" && rm -rf "$kind_dir.tmp"
-  fi
-  KIND=${KIND:-$kind_dir/kind}
+  KIND=${KIND:-$(bash e2e/kind/kind-bin.sh)}
 fi
 KIND=${KIND:-kind} KUBECTL=${KUBECTL:-kubectl} HELM=${HELM:-helm}
 for tool in "$KIND" "$KUBECTL" "$HELM" cargo docker; do

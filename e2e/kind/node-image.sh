@@ -20,7 +20,8 @@
 #     kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, etcd, kube-router,
 #     local-path-provisioner, kubectl and kindnet.sh.
 #
-# stdout: one line, NODE_IMAGE=...; progress on stderr.
+# stdout: one line, NODE_IMAGE=...; progress on stderr. With --prepare: no Docker engine needed,
+# nothing on stdout; only the cached parts (binaries, the debootstrap'ed base) are made.
 # Environment: HOSTROLE_CACHE_DIR (~/.cache/hostrole), DEBIAN_MIRROR (deb.debian.org),
 # HOSTROLE_KIND_REBUILD=1 (build even if the image exists).
 set -euo pipefail
@@ -38,7 +39,11 @@ K8S_VER=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3; exit}' "$
 recipe=$(cat "$HERE/node-image.sh" "$HERE/versions.env" "$HERE"/node/* "$HERE/tools/coredns/main.go" \
   "$ROOT/e2e/cluster/tools/go.mod" "$ROOT/e2e/cluster/tools/coredns/go.mod" | sha256sum | cut -c1-10)
 NODE_IMAGE=hostrole.local/kind-node:$K8S_VER-$recipe
-if [[ ${HOSTROLE_KIND_REBUILD:-0} != 1 ]] && docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then
+# --prepare: only what needs no Docker engine (the Go binaries and the debootstrap'ed base, both
+# cached), so that e2e/prebuild.sh can do it while the cargo stages run; no image is made.
+PREPARE=0
+[[ ${1:-} == --prepare ]] && PREPARE=1
+if [[ $PREPARE == 0 && ${HOSTROLE_KIND_REBUILD:-0} != 1 ]] && docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then
   log "$NODE_IMAGE is built"
   echo "NODE_IMAGE=$NODE_IMAGE"
   exit 0
@@ -101,6 +106,17 @@ modbuild "$ROOT/e2e/cluster/tools/coredns" "$COREDNS_KIND" . \
 KIND_SRC=$(cd /tmp && go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | jq -r .Dir)
 [[ -d $KIND_SRC/images/base/files ]] || { log "no images/base/files in $KIND_SRC"; exit 1; }
 
+packages=systemd,systemd-sysv,dbus,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod
+packages+=,libseccomp2,pigz,e2fsprogs,bash,ca-certificates,curl,jq,procps,socat,containerd,runc
+packages+=,containernetworking-plugins,ipset,libcap2-bin
+# The debootstrap'ed tree is cached (a tarball per suite and package list): it is the slow,
+# network-bound part (~3 min alone, much longer on a busy machine).
+base_tar=$CACHE/kind-base-$DEBIAN_SUITE-$(printf '%s' "$packages" | sha256sum | cut -c1-10).tar
+if [[ $PREPARE == 1 && -s $base_tar ]]; then
+  log "prepared: binaries and $base_tar are cached"
+  exit 0
+fi
+
 work=$(mktemp -d /var/tmp/hostrole-kind-node.XXXXXX)
 cleanup() {
   [[ -n ${ctrd_pid:-} ]] && kill "$ctrd_pid" 2>/dev/null && wait "$ctrd_pid" 2>/dev/null
@@ -110,12 +126,6 @@ trap cleanup EXIT
 
 # --- Debian base ------------------------------------------------------------------------------
 base=$work/base
-packages=systemd,systemd-sysv,dbus,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod
-packages+=,libseccomp2,pigz,e2fsprogs,bash,ca-certificates,curl,jq,procps,socat,containerd,runc
-packages+=,containernetworking-plugins,ipset,libcap2-bin
-# The debootstrap'ed tree is cached (a tarball per suite and package list): it is the slow,
-# network-bound part (~3 min alone, much longer on a busy machine).
-base_tar=$CACHE/kind-base-$DEBIAN_SUITE-$(printf '%s' "$packages" | sha256sum | cut -c1-10).tar
 if [[ ! -s $base_tar ]]; then
   log "debootstrap $DEBIAN_SUITE"
   t=$SECONDS
@@ -129,6 +139,10 @@ if [[ ! -s $base_tar ]]; then
 else
   mkdir -p "$base"
   tar --numeric-owner --xattrs -C "$base" -xpf "$base_tar"
+fi
+if [[ $PREPARE == 1 ]]; then
+  log "prepared: binaries and $base_tar are cached"
+  exit 0
 fi
 
 # --- component images ---------------------------------------------------------------------------
