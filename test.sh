@@ -18,16 +18,13 @@ bash scripts/install-deps.sh
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# The cluster stages' Go builds (e2e/prebuild.sh: ~20 min on 2 cores when the cache is cold) run
-# in the background from here, at the lowest CPU priority, beside the cargo stages; the first
-# cluster stage waits for them.
-prebuild_pid=
-if [[ ${HOSTROLE_SKIP_CLUSTER:-0} != 1 ]]; then
-  prebuild_log=$(mktemp "${TMPDIR:-/tmp}/hostrole-prebuild.XXXXXX")
-  setsid nice -n 19 bash e2e/prebuild.sh 2>"$prebuild_log" &
-  prebuild_pid=$!
-  trap 'kill -- "-$prebuild_pid" 2>/dev/null || true' EXIT
-fi
+# The Go builds (e2e/prebuild.sh: the test tools, then the cluster stages' binaries; ~25 min on
+# 2 cores when the cache is cold) run in the background from here, at the lowest CPU priority,
+# beside the cargo stages; the first cluster stage waits for them.
+prebuild_log=$(mktemp "${TMPDIR:-/tmp}/hostrole-prebuild.XXXXXX")
+setsid nice -n 19 bash e2e/prebuild.sh 2>"$prebuild_log" &
+prebuild_pid=$!
+trap 'kill -- "-$prebuild_pid" 2>/dev/null || true' EXIT
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
