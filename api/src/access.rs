@@ -127,41 +127,23 @@ pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
             name,
         );
     }
-    if let Some(name) = servers
-        .file
-        .as_ref()
-        .and_then(|f| f.users.as_ref())
-        .and_then(|u| u.secret.as_deref())
-    {
-        add(
-            "spec.servers.file.users.secret".into(),
-            ObjectKind::Secret,
-            name,
-        );
-    }
-    if let Some(name) = servers
-        .mail
-        .as_ref()
-        .and_then(|m| m.users.as_ref())
-        .and_then(|u| u.secret.as_deref())
-    {
-        add(
-            "spec.servers.mail.users.secret".into(),
-            ObjectKind::Secret,
-            name,
-        );
-    }
-    if let Some(name) = servers
-        .chat
-        .as_ref()
-        .and_then(|c| c.users.as_ref())
-        .and_then(|u| u.secret.as_deref())
-    {
-        add(
-            "spec.servers.chat.users.secret".into(),
-            ObjectKind::Secret,
-            name,
-        );
+    let users = [
+        ("file", servers.file.as_ref().and_then(|f| f.users.as_ref())),
+        ("mail", servers.mail.as_ref().and_then(|m| m.users.as_ref())),
+        ("chat", servers.chat.as_ref().and_then(|c| c.users.as_ref())),
+        (
+            "print",
+            servers.print.as_ref().and_then(|p| p.users.as_ref()),
+        ),
+    ];
+    for (role, users) in users {
+        if let Some(name) = users.and_then(|u| u.secret.as_deref()) {
+            add(
+                format!("spec.servers.{role}.users.secret"),
+                ObjectKind::Secret,
+                name,
+            );
+        }
     }
     if let Some(radio) = &servers.radio {
         if let Some(name) = radio
@@ -197,6 +179,7 @@ pub fn object_uses(hr: &HostRole) -> Vec<ObjectUse> {
         ("index", servers.index.as_ref().and_then(|i| i.tls.as_ref())),
         ("chat", servers.chat.as_ref().and_then(|c| c.tls.as_ref())),
         ("radio", servers.radio.as_ref().and_then(|r| r.tls.as_ref())),
+        ("print", servers.print.as_ref().and_then(|p| p.tls.as_ref())),
         ("peer", hr.spec.peer.as_ref().and_then(|p| p.tls.as_ref())),
     ];
     for (role, tls) in tls {

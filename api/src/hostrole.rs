@@ -132,6 +132,7 @@ fn default_replicas() -> i32 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = rules::file_share_playlist_needs_the_file_role())]
+#[x_kube(validation = rules::file_share_output_needs_the_file_role())]
 pub struct Servers {
     /// A static web site over HTTP/1.1 and HTTP/2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,6 +152,9 @@ pub struct Servers {
     /// Internet radio: an Icecast-compatible streaming server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub radio: Option<RadioServer>,
+    /// A shared printer: IPP Everywhere, printing to files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub print: Option<PrintServer>,
 }
 
 /// The web role: a static site.
@@ -685,6 +689,86 @@ pub struct Playlist {
     pub path: Option<String>,
 }
 
+/// The print role: a shared printer as IPP Everywhere describes it (IPP/1.1 and 2.0 over HTTP at
+/// `ipp://<host>:<port>/ipp/print`), which CUPS (`lpadmin -m everywhere`), macOS, Windows,
+/// Android and iOS add without a driver. It accepts PDF, PWG raster and JPEG and prints each
+/// job to a file: whole or not at all, in the host's print volume or a folder of its file share.
+/// A job's owner fetches the printout at `/printouts/<job-id>`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrintServer {
+    /// TCP port of the printer (IPP's own 631 needs privileges a pod does not have).
+    #[serde(default = "default_print_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// The printer's name (`printer-name`, what users pick it by). Default: the HostRole's
+    /// name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 127),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+    )]
+    pub name: Option<String>,
+    /// Where the printer is, for people (`printer-location`), e.g. `2nd floor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 127))]
+    pub location: Option<String>,
+    /// What it is, for people (`printer-info`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 127))]
+    pub info: Option<String>,
+    /// IPPS (IPP over HTTPS) on `port` with the certificate of a `kubernetes.io/tls` Secret or
+    /// one cert-manager issues (`issuerRef`). Without it, documents and passwords travel in the
+    /// clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    /// Who may print: with users, every operation but asking the printer's attributes needs
+    /// a login (HTTP Basic), and only a job's owner may see its details, cancel it or fetch
+    /// its printout. Without, anyone who reaches the port may print.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<UsersRef>,
+    /// Where printouts land. Default: the print volume of the host, beside the job queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<PrintOutput>,
+    /// Size of the print volume (a PersistentVolumeClaim per host) that keeps the job queue
+    /// and, without `output`, the printouts across restarts. Default: scratch space that lives
+    /// as long as the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
+    pub storage: Option<Quantity>,
+    /// Largest document a job may carry. Default 64Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::byte_size())]
+    pub max_job_size: Option<Quantity>,
+    /// Most jobs kept, pending and finished; the oldest finished ones are forgotten first, and
+    /// new jobs are refused while every kept one is pending. Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_jobs: Option<i32>,
+}
+
+fn default_print_port() -> i32 {
+    8631
+}
+
+/// Where a printer's printouts land.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::exactly_one("fileShare", "path"))]
+pub struct PrintOutput {
+    /// A folder of this host's file share (`servers.file`), e.g. `printouts`: users fetch
+    /// their printouts over WebDAV.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = rules::relative_file_path())]
+    pub file_share: Option<String>,
+    /// A directory on the machine. Standalone agents only; relative paths are taken from the
+    /// manifest's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub path: Option<String>,
+}
+
 /// The index role: the directory of a hybrid peer-to-peer network.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -945,6 +1029,7 @@ pub enum ExposedRole {
     Index,
     Chat,
     Radio,
+    Print,
 }
 
 impl ExposedRole {
@@ -956,6 +1041,7 @@ impl ExposedRole {
             ExposedRole::Index => "index",
             ExposedRole::Chat => "chat",
             ExposedRole::Radio => "radio",
+            ExposedRole::Print => "print",
         }
     }
 }
@@ -1705,6 +1791,7 @@ impl HostRoleSpec {
             (s.index.is_some(), "index"),
             (s.chat.is_some(), "chat"),
             (s.radio.is_some(), "radio"),
+            (s.print.is_some(), "print"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
@@ -1754,6 +1841,9 @@ impl HostRoleSpec {
         }
         if let Some(radio) = &s.radio {
             ports.push(("radio", radio.port));
+        }
+        if let Some(print) = &s.print {
+            ports.push(("ipp", print.port));
         }
         if let Some(peer) = &self.peer {
             // The UI listens on the pod's loopback (reached with `kubectl port-forward`).

@@ -18,15 +18,15 @@ use hostrole_config::{
     AgentConfig, ChatRoleConfig, ClientConfig, ClientTarget, DEFAULT_MAX_RETRY_SECONDS,
     DEFAULT_QUEUE_LIFETIME_SECONDS, DEFAULT_RETRY_SECONDS, FileRoleConfig, IndexRoleConfig,
     MailReadBack, MailRelay as MailRelayConfig, MailRoleConfig, MailRoute, MailTarget,
-    OutboundConfig, PeerRoleConfig, RadioMount as RadioMountConfig, RadioRoleConfig,
-    RelayTls as RelayTlsConfig, TlsFiles, WebRoleConfig,
+    OutboundConfig, PeerRoleConfig, PrintRoleConfig, RadioMount as RadioMountConfig,
+    RadioRoleConfig, RelayTls as RelayTlsConfig, TlsFiles, WebRoleConfig,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::access::{self, ObjectKind, USE_LABEL, USE_LABEL_VALUE};
 use crate::hostrole::{
     AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, MailServer,
-    Playlist, RadioPassword, SiteFile, Tls, UsersRef, certificate_name,
+    Playlist, PrintOutput, RadioPassword, SiteFile, Tls, UsersRef, certificate_name,
 };
 use crate::quantity::parse_bytes;
 use crate::rules::ADMIN_PORT;
@@ -57,6 +57,9 @@ pub const DEFAULT_NICK_LENGTH: usize = 30;
 pub const DEFAULT_MAX_LISTENERS: usize = 100;
 /// The key of the radio role's source password in its Secret.
 pub const SOURCE_PASSWORD_KEY: &str = "password";
+/// Print: largest document and most jobs kept when the manifest does not say.
+pub const DEFAULT_MAX_JOB_BYTES: u64 = 64 << 20;
+pub const DEFAULT_MAX_JOBS: usize = 100;
 /// Largest upload when the manifest does not say: 1 GiB.
 pub const DEFAULT_MAX_UPLOAD: u64 = 1 << 30;
 /// Largest message when the manifest does not say: 25 MiB.
@@ -193,6 +196,9 @@ pub enum Location {
     SourcePassword,
     /// The audio files of the radio mount at this position in `mounts`.
     Playlist(usize),
+    /// The print role's volume: the job queue (`queue/`) and, by default, the printouts
+    /// (`printouts/`).
+    PrintData,
 }
 
 impl Location {
@@ -201,7 +207,7 @@ impl Location {
         match self {
             Location::Site => PathBuf::from("/srv/hostrole/site"),
             Location::Playlist(_) => Path::new("/srv/hostrole").join(self.relative()),
-            Location::FileData | Location::MailData | Location::ShareData => {
+            Location::FileData | Location::MailData | Location::ShareData | Location::PrintData => {
                 Path::new("/var/lib/hostrole").join(self.relative())
             }
             _ => Path::new(CONFIG_DIR).join(self.relative()),
@@ -225,6 +231,7 @@ impl Location {
             Location::Ca(role) => Path::new("tls").join(format!("{role}-ca")),
             Location::SourcePassword => Path::new("radio").join("source"),
             Location::Playlist(i) => Path::new("radio").join(format!("playlist-{i}")),
+            Location::PrintData => "print".into(),
         }
     }
 }
@@ -233,7 +240,8 @@ impl Location {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostPlan {
     pub config: AgentConfig,
-    /// One plan per role, in the order web, file, mail, chat, radio, index, peer, clients.
+    /// One plan per role, in the order web, file, mail, chat, radio, print, index, peer,
+    /// clients.
     pub roles: Vec<RolePlan>,
     /// References that cannot be honoured yet; the affected clients are left out of `config`.
     /// A cluster shows them in status (they recover when the other HostRole appears); a
@@ -257,7 +265,7 @@ impl HostPlan {
 /// One role's part of a host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RolePlan {
-    /// `web`, `file`, `mail`, `chat`, `radio`, `index`, `peer` or `clients`.
+    /// `web`, `file`, `mail`, `chat`, `radio`, `print`, `index`, `peer` or `clients`.
     pub role: &'static str,
     /// Ports served to other hosts: (name, port).
     pub ports: Vec<(&'static str, u16)>,
@@ -426,6 +434,7 @@ pub fn render(
     let mail = r.mail(&mut roles, &mut problems)?;
     let chat = r.chat(&mut roles, &mut problems)?;
     let radio = r.radio(&mut roles, &mut problems)?;
+    let print = r.print(&mut roles, &mut problems)?;
     let index = r.index(&mut roles, &mut problems)?;
     let peer = r.peer(&mut roles, &mut problems)?;
     let clients = r.clients(&mut roles, &mut problems)?;
@@ -451,7 +460,7 @@ pub fn render(
             mail,
             chat,
             radio,
-            print: None,
+            print,
             index,
             peer,
             clients,
@@ -689,6 +698,7 @@ impl Renderer<'_> {
                 let field = match role {
                     "file" => "spec.servers.file.users.file",
                     "chat" => "spec.servers.chat.users.file",
+                    "print" => "spec.servers.print.users.file",
                     _ => "spec.servers.mail.users.file",
                 };
                 self.machine_path(field, file, "in a cluster use users.secret")
@@ -1282,6 +1292,75 @@ impl Renderer<'_> {
         Ok(Some(config))
     }
 
+    fn print(
+        &self,
+        roles: &mut Vec<RolePlan>,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Option<PrintRoleConfig>, RenderError> {
+        let Some(print) = self.hr.spec.servers.print.as_ref() else {
+            return Ok(None);
+        };
+        let Some(tls) = self.tls("print", print.tls.as_ref(), problems)? else {
+            return Ok(None);
+        };
+        let max_job_bytes = size("spec.servers.print.maxJobSize", print.max_job_size.as_ref())?
+            .unwrap_or(DEFAULT_MAX_JOB_BYTES);
+        let max_jobs = print.max_jobs.map_or(DEFAULT_MAX_JOBS, |n| n as usize);
+        // The volume holds at most every kept job's printout and the one being spooled.
+        let most_bytes = max_job_bytes.saturating_mul(max_jobs as u64 + 1);
+        let data = self.path(&Location::PrintData);
+        let mut mounts = vec![self.mount(
+            PRINT_VOLUME,
+            Location::PrintData,
+            Source::Data {
+                storage: print.storage.clone(),
+                scratch: scratch(most_bytes / 2),
+            },
+        )];
+        let users_file = self.users("print", print.users.as_ref(), &mut mounts, problems)?;
+        // Fail closed: a printer meant for its users does not open to everyone while their
+        // Secret cannot be used (the problem says why).
+        if print.users.is_some() && users_file.is_none() {
+            return Ok(None);
+        }
+        let tls = tls.map(|m| self.tls_mount(m, &mut mounts));
+        let output_dir = match &print.output {
+            // A folder of the host's own share (the CRD requires servers.file for it).
+            Some(PrintOutput {
+                file_share: Some(folder),
+                ..
+            }) if self.hr.spec.servers.file.is_some() => {
+                self.path(&Location::FileData).join(folder)
+            }
+            Some(PrintOutput {
+                path: Some(path), ..
+            }) => self.machine_path(
+                "spec.servers.print.output.path",
+                path,
+                "in a cluster use output.fileShare, or no output (the print volume)",
+            )?,
+            _ => data.join("printouts"),
+        };
+        let config = PrintRoleConfig {
+            name: print.name.clone().unwrap_or_else(|| self.name.to_string()),
+            location: print.location.clone(),
+            info: print.info.clone(),
+            port: print.port as u16,
+            tls,
+            spool_dir: data.join("queue"),
+            output_dir,
+            users_file,
+            max_job_bytes,
+            max_jobs,
+        };
+        roles.push(RolePlan {
+            role: "print",
+            ports: vec![("ipp", config.port)],
+            mounts,
+        });
+        Ok(Some(config))
+    }
+
     fn index(
         &self,
         roles: &mut Vec<RolePlan>,
@@ -1851,6 +1930,7 @@ fn tls_issuer_ref_field(role: &str) -> &'static str {
         "index" => "spec.servers.index.tls.issuerRef",
         "chat" => "spec.servers.chat.tls.issuerRef",
         "radio" => "spec.servers.radio.tls.issuerRef",
+        "print" => "spec.servers.print.tls.issuerRef",
         _ => "spec.peer.tls.issuerRef",
     }
 }
@@ -1933,6 +2013,8 @@ fn radio_root_and_mount(url: &str) -> (String, Option<String>) {
 pub const FILE_VOLUME: &str = "file-data";
 /// Name of the mail role's volume (and of its claim template).
 pub const MAIL_VOLUME: &str = "mail-data";
+/// Name of the print role's volume (and of its claim template).
+pub const PRINT_VOLUME: &str = "print-data";
 /// Name of the peer role's share volume (and of its claim template).
 pub const SHARE_VOLUME: &str = "share-data";
 

@@ -44,6 +44,7 @@ fn port_list() -> String {
     let index = has_server("index");
     let chat = has_server("chat");
     let radio = has_server("radio");
+    let print = has_server("print");
     format!(
         "(({web} ? [self.servers.web.port] : []) \
          + ({web} && has(self.servers.web.httpRedirectPort) ? [self.servers.web.httpRedirectPort] : []) \
@@ -54,13 +55,14 @@ fn port_list() -> String {
          + ({chat} ? [self.servers.chat.port] : []) \
          + ({chat} && has(self.servers.chat.tls) ? [self.servers.chat.tlsPort] : []) \
          + ({radio} ? [self.servers.radio.port] : []) \
+         + ({print} ? [self.servers.print.port] : []) \
          + (has(self.peer) ? [self.peer.port, self.peer.ui.port] : []))"
     )
 }
 
 /// spec: a host plays at least one role.
 pub fn at_least_one_role() -> Rule {
-    let servers = ["web", "file", "mail", "index", "chat", "radio"]
+    let servers = ["web", "file", "mail", "index", "chat", "radio", "print"]
         .iter()
         .map(|r| has_server(r))
         .collect::<Vec<_>>()
@@ -69,7 +71,7 @@ pub fn at_least_one_role() -> Rule {
         "{servers} || (has(self.clients) && size(self.clients) > 0) || has(self.peer)"
     ))
     .message(
-        "a host needs at least one role: set spec.servers.web (or file, mail, index, chat, radio), spec.clients or spec.peer",
+        "a host needs at least one role: set spec.servers.web (or file, mail, index, chat, radio, print), spec.clients or spec.peer",
     )
     .reason(Reason::FieldValueRequired)
 }
@@ -83,7 +85,7 @@ pub fn unique_ports() -> Rule {
     let ports = port_list();
     Rule::new(format!("{ports}.all(p, {ports}.filter(q, q == p).size() == 1)"))
         .message(
-            "two server roles use the same port: give each its own (spec.servers.web.port, spec.servers.web.httpRedirectPort, spec.servers.file.port, spec.servers.mail.*Port, spec.servers.index.port, spec.servers.chat.port, spec.servers.chat.tlsPort, spec.servers.radio.port, spec.peer.port, spec.peer.ui.port)",
+            "two server roles use the same port: give each its own (spec.servers.web.port, spec.servers.web.httpRedirectPort, spec.servers.file.port, spec.servers.mail.*Port, spec.servers.index.port, spec.servers.chat.port, spec.servers.chat.tlsPort, spec.servers.radio.port, spec.servers.print.port, spec.peer.port, spec.peer.ui.port)",
         )
         .reason(Reason::FieldValueInvalid)
 }
@@ -159,6 +161,16 @@ pub fn file_share_playlist_needs_the_file_role() -> Rule {
     .message("a playlist from fileShare needs this host's file share: set servers.file, or use playlist.configMap")
     .reason(Reason::FieldValueRequired)
     .field_path(".radio.mounts")
+}
+
+/// servers: printouts to the file share need the host's file share.
+pub fn file_share_output_needs_the_file_role() -> Rule {
+    Rule::new(
+        "!has(self.print) || has(self.file) || !has(self.print.output) || !has(self.print.output.fileShare)",
+    )
+    .message("printouts to output.fileShare need this host's file share: set servers.file, or remove output to keep them in the print volume")
+    .reason(Reason::FieldValueRequired)
+    .field_path(".print.output.fileShare")
 }
 
 /// servers.radio: live mounts need the password their sources send.
@@ -342,7 +354,7 @@ pub fn relay_credentials_need_tls() -> Rule {
 }
 
 /// The port names `spec.expose.nodePorts` may use.
-pub const EXPOSED_PORT_NAMES: [&str; 14] = [
+pub const EXPOSED_PORT_NAMES: [&str; 15] = [
     "web",
     "web-redirect",
     "webdav",
@@ -357,11 +369,12 @@ pub const EXPOSED_PORT_NAMES: [&str; 14] = [
     "irc",
     "ircs",
     "radio",
+    "ipp",
 ];
 
 /// spec: every role named in expose.roles is served by the host.
 pub fn exposed_roles_served() -> Rule {
-    let checks = ["web", "file", "mail", "index", "chat", "radio"]
+    let checks = ["web", "file", "mail", "index", "chat", "radio", "print"]
         .iter()
         .map(|r| format!("(r == '{r}' && {})", has_server(r)))
         .collect::<Vec<_>>()

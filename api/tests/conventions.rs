@@ -298,7 +298,7 @@ fn timestamps_are_date_time_strings() {
 
 /// Role names are the one exception to CamelCase enum values: `web`, `file`, `mail`, `index`
 /// name the fields `spec.servers.<role>` (docs/versioning.md says why).
-const ROLE_NAMES: [&str; 6] = ["web", "file", "mail", "index", "chat", "radio"];
+const ROLE_NAMES: [&str; 7] = ["web", "file", "mail", "index", "chat", "radio", "print"];
 
 #[test]
 fn enum_values_are_camel_case_but_role_names() {

@@ -144,6 +144,83 @@ fn a_radio_playlist_from_the_file_share_plays_a_folder_of_the_hosts_share() {
     );
 }
 
+#[test]
+fn a_printer_keeps_its_queue_and_printouts_on_its_volume_or_prints_to_the_share() {
+    let hr = hostrole(
+        "spec:\n  servers:\n    print: {location: 2nd floor, maxJobs: 10, maxJobSize: 10Mi}\n",
+    );
+    let plan = render::render(
+        &hr,
+        Environment::Cluster { namespace: "lan" },
+        &Cluster::of(vec![hr.clone()]),
+    )
+    .expect("renders");
+    let print = plan.config.print.clone().expect("print");
+    let data = Location::PrintData.cluster_path();
+    assert_eq!(print.spool_dir, data.join("queue"));
+    assert_eq!(print.output_dir, data.join("printouts"));
+    assert_eq!((print.max_jobs, print.max_job_bytes), (10, 10 << 20));
+    assert_eq!(print.port, 8631);
+    assert_eq!(print.location.as_deref(), Some("2nd floor"));
+    // The scratch volume holds every kept job's printout and the one being spooled.
+    let volume = plan
+        .mounts()
+        .find(|m| m.location == Location::PrintData)
+        .expect("the print volume");
+    assert_eq!(
+        volume.source,
+        Source::Data {
+            storage: None,
+            scratch: k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".into()),
+        }
+    );
+    assert_eq!(
+        plan.ports().collect::<Vec<_>>(),
+        vec![("ipp", 8631)],
+        "the printer's port is served"
+    );
+
+    let hr =
+        hostrole("spec:\n  servers:\n    file: {}\n    print: {output: {fileShare: printouts}}\n");
+    let plan = render::render(
+        &hr,
+        Environment::Cluster { namespace: "lan" },
+        &Cluster::of(vec![hr.clone()]),
+    )
+    .expect("renders");
+    assert_eq!(
+        plan.config.print.expect("print").output_dir,
+        Location::FileData.cluster_path().join("printouts")
+    );
+}
+
+#[test]
+fn a_printer_for_its_users_does_not_open_to_everyone_while_their_secret_cannot_be_used() {
+    let hr = hostrole("spec:\n  servers:\n    print: {users: {secret: printer-users}}\n");
+    let plan = render::render(
+        &hr,
+        Environment::Cluster { namespace: "lan" },
+        &Cluster::of(vec![hr.clone()]),
+    )
+    .expect("renders");
+    assert_eq!(plan.config.print, None, "no printer without its users");
+    assert_eq!(plan.problems.len(), 1, "{:?}", plan.problems);
+    assert_eq!(plan.problems[0].field, "spec.servers.print.users.secret");
+    assert_eq!(plan.problems[0].reason, ProblemReason::ReferenceNotAllowed);
+
+    let mut cluster = Cluster::of(vec![hr.clone()]);
+    cluster
+        .labelled
+        .insert((ObjectKind::Secret, "lan".into(), "printer-users".into()));
+    let plan =
+        render::render(&hr, Environment::Cluster { namespace: "lan" }, &cluster).expect("renders");
+    let print = plan.config.print.expect("print");
+    assert_eq!(
+        print.users_file,
+        Some(Location::Users("print").cluster_path().join("users"))
+    );
+}
+
 fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
     let path = |p: &mut PathBuf| {
         if cluster {
@@ -168,6 +245,9 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
                 Location::Playlist(0),
                 Location::Playlist(1),
                 Location::Playlist(2),
+                Location::PrintData,
+                Location::Users("print"),
+                Location::Tls("print"),
             ] {
                 if let Ok(rest) = p.strip_prefix(location.cluster_path()) {
                     *p = Path::new("/data").join(location.relative()).join(rest);
@@ -220,6 +300,15 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
             mount.playlist_dir.as_mut().map(path);
         }
         if let Some(tls) = &mut radio.tls {
+            path(&mut tls.cert);
+            path(&mut tls.key);
+        }
+    }
+    if let Some(print) = &mut config.print {
+        path(&mut print.spool_dir);
+        path(&mut print.output_dir);
+        print.users_file.as_mut().map(path);
+        if let Some(tls) = &mut print.tls {
             path(&mut tls.cert);
             path(&mut tls.key);
         }

@@ -482,6 +482,8 @@ fn role_resources(role: &str) -> (u32, u32, u32) {
         // Radio: a ring of recent audio per mount, and the playlist file being played, read
         // whole (at most 128 MiB; a 320 kbit/s hour is 144 MB, so long mixes are split).
         "radio" => (10, 32, 256),
+        // Print: documents stream to disk; a request's attributes are held (at most 64 KiB).
+        "print" => (5, 8, 64),
         "peer" => (10, 48, 128),
         // Probes: a few small requests per period.
         _ => (2, 4, 16),
@@ -1290,6 +1292,7 @@ fn ingress_rules(
         && servers.index.is_none()
         && servers.chat.is_none()
         && servers.radio.is_none()
+        && servers.print.is_none()
         && hr.spec.peer.is_none()
     {
         return None;

@@ -94,7 +94,9 @@ foreign_resource!(
 );
 
 /// The roles that may carry `tls.issuerRef`, in order.
-pub const TLS_ROLES: [&str; 7] = ["web", "file", "mail", "index", "chat", "radio", "peer"];
+pub const TLS_ROLES: [&str; 8] = [
+    "web", "file", "mail", "index", "chat", "radio", "print", "peer",
+];
 /// Roles with an HTTPRoute; mail's and chat's ports have a TCPRoute each ([`TCP_ROUTE_PORTS`]).
 pub const HTTP_ROUTE_ROLES: [&str; 3] = ["web", "file", "radio"];
 /// The chat ports; `ircs` only exists when the role has a certificate.
@@ -158,6 +160,7 @@ pub fn role_tls<'a>(hr: &'a HostRole, role: &str) -> Option<&'a Tls> {
         "index" => s.index.as_ref()?.tls.as_ref(),
         "chat" => s.chat.as_ref()?.tls.as_ref(),
         "radio" => s.radio.as_ref()?.tls.as_ref(),
+        "print" => s.print.as_ref()?.tls.as_ref(),
         "peer" => hr.spec.peer.as_ref()?.tls.as_ref(),
         _ => None,
     }
@@ -264,6 +267,7 @@ fn role_ports(role: &str) -> &'static [&'static str] {
         "index" => &["index"],
         "chat" => &CHAT_PORTS,
         "radio" => &["radio"],
+        "print" => &["ipp"],
         _ => &[],
     }
 }
@@ -537,6 +541,11 @@ fn urls(role: &str, tls: bool, host: &str, port: impl Fn(&str) -> Option<i32>) -
             .collect(),
         "radio" => port("radio")
             .map(|p| at(http, p, "/status-json.xsl"))
+            .into_iter()
+            .collect(),
+        // The printer URI clients add (`lpadmin -v`, a system's "add printer" dialog).
+        "print" => port("ipp")
+            .map(|p| at(if tls { "ipps" } else { "ipp" }, p, "/ipp/print"))
             .into_iter()
             .collect(),
         "chat" => [("irc", "irc"), ("ircs", "ircs")]

@@ -7,7 +7,9 @@
 //! status instead of leaving the role to find out with ENOSPC. Claims never shrink.
 
 use hostrole_api::quantity::nanos;
-use hostrole_api::render::{FILE_VOLUME, MAIL_VOLUME, Problem, ProblemReason, SHARE_VOLUME};
+use hostrole_api::render::{
+    FILE_VOLUME, MAIL_VOLUME, PRINT_VOLUME, Problem, ProblemReason, SHARE_VOLUME,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
@@ -83,6 +85,7 @@ pub fn field_of(volume: &str) -> &'static str {
         v if v == FILE_VOLUME => "spec.servers.file.storage",
         v if v == MAIL_VOLUME => "spec.servers.mail.storage",
         v if v == SHARE_VOLUME => "spec.peer.share.storage",
+        v if v == PRINT_VOLUME => "spec.servers.print.storage",
         _ => "spec",
     }
 }
