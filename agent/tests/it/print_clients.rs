@@ -186,3 +186,136 @@ fn print_clients_follow_a_job_on_cups_reference_printer() {
     let status = agent.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status}: {}", agent.stderr());
 }
+
+/// A job left pending on `uri`: Create-Job with no document (ipptool, CUPS' IPP client), so the
+/// job waits for one and keeps its place in the queue.
+fn create_pending_job(dir: &Path, uri: &str) {
+    installed("ipptool", "cups-ipp-utils");
+    let test = dir.join("create-job.test");
+    std::fs::write(
+        &test,
+        "{\n  NAME \"Create-Job without a document\"\n  OPERATION Create-Job\n  GROUP operation\n  \
+         ATTR charset attributes-charset utf-8\n  ATTR language attributes-natural-language en\n  \
+         ATTR uri printer-uri $uri\n  ATTR name requesting-user-name someone\n  \
+         ATTR name job-name waiting-for-a-document\n  STATUS successful-ok\n  EXPECT job-id\n}\n",
+    )
+    .expect("test file");
+    let out = Command::new("ipptool")
+        .args(["-t", uri])
+        .arg(&test)
+        .output()
+        .expect("ipptool runs");
+    assert!(
+        out.status.success(),
+        "ipptool Create-Job: {}",
+        support::text(&out)
+    );
+}
+
+fn write_credentials(dir: &Path, user: &str, password: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    std::fs::write(dir.join("username"), format!("{user}\n")).expect("username");
+    std::fs::write(dir.join("password"), format!("{password}\n")).expect("password");
+    dir.to_path_buf()
+}
+
+/// Our print role, in its own agent; another agent's clients print on it over the network.
+/// Without users: the probe prints, its printout is fetched and matches (and is the file in the
+/// output folder); with a full queue (`maxJobs: 1` and a job waiting for its document) the
+/// printer refuses the next job. With a users file: the right login prints, a wrong password
+/// and no login are refused (HTTP 401).
+#[test]
+fn print_clients_print_on_the_print_role_and_check_the_printout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("users");
+    std::fs::write(&users, format!("alice:{}\n", support::password_hash("ink"))).expect("users");
+    let role = |name: &str, port: u16, admin: u16, max_jobs: usize, users: Option<&Path>| {
+        let spool = dir.path().join(format!("{name}-spool"));
+        let output = dir.path().join(format!("{name}-output"));
+        let users = users.map_or(String::new(), |u| {
+            format!(", usersFile: \"{}\"", u.display())
+        });
+        let config = format!(
+            "hostRole: {name}\nbind: 127.0.0.1\nadminPort: {admin}\nshutdownGraceSeconds: 1\n\
+             print: {{name: {name}, port: {port}, spoolDir: \"{}\", outputDir: \"{}\", \
+             maxJobBytes: 1048576, maxJobs: {max_jobs}{users}}}\n",
+            spool.display(),
+            output.display()
+        );
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, config).expect("config");
+        (Agent::run(&path, admin), output)
+    };
+    let (open_port, open_admin) = (free_port(), free_port());
+    let (_open, open_output) = role("open", open_port, open_admin, 1, None);
+    let (office_port, office_admin) = (free_port(), free_port());
+    let (_office, _) = role("office", office_port, office_admin, 10, Some(&users));
+
+    let right = write_credentials(&dir.path().join("right"), "alice", "ink");
+    let wrong = write_credentials(&dir.path().join("wrong"), "alice", "toner");
+    let admin = free_port();
+    let client = |i: usize, port: u16, credentials: Option<&Path>| {
+        let login = credentials.map_or(String::new(), |c| {
+            format!(", credentialsDir: \"{}\"", c.display())
+        });
+        format!(
+            "  - {{name: print-{i}, service: print, server: s{i}, \
+             target: !url \"ipp://127.0.0.1:{port}/ipp/print\", everyMs: 1000, \
+             timeoutMs: 10000{login}}}\n"
+        )
+    };
+    let config = format!(
+        "hostRole: workstation\nbind: 127.0.0.1\nadminPort: {admin}\nshutdownGraceSeconds: 1\n\
+         clients:\n{}{}{}{}",
+        client(0, open_port, None),
+        client(1, office_port, Some(&right)),
+        client(2, office_port, Some(&wrong)),
+        client(3, office_port, None),
+    );
+    let path = dir.path().join("workstation.yaml");
+    std::fs::write(&path, config).expect("config");
+    let agent = Agent::run(&path, admin);
+
+    let ok = wait_for(&agent, "print-0", "Ok", Duration::from_secs(30));
+    assert!(
+        message(&ok).starts_with("Print-Job completed; the printout's SHA-256 matches the probe"),
+        "{ok}"
+    );
+    for phase in ["submit", "printing", "printout", "total"] {
+        assert!(ok["timingsMs"][phase].as_u64().is_some(), "{phase}: {ok}");
+    }
+    // The printout is a file of the output folder, named after the job.
+    let printouts: Vec<String> = std::fs::read_dir(&open_output)
+        .expect("output folder")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("-hostrole-probe-print-0.pdf"))
+        .collect();
+    assert!(!printouts.is_empty(), "{printouts:?}");
+
+    let ok = wait_for(&agent, "print-1", "Ok", Duration::from_secs(30));
+    assert!(message(&ok).contains("matches the probe"), "{ok}");
+    let wrong = wait_for(&agent, "print-2", "AuthFailed", Duration::from_secs(30));
+    assert!(
+        message(&wrong).starts_with("Print-Job answered HTTP 401 Unauthorized")
+            && message(&wrong).contains("refused the login of \"alice\""),
+        "{wrong}"
+    );
+    let anonymous = wait_for(&agent, "print-3", "AuthFailed", Duration::from_secs(30));
+    assert!(
+        message(&anonymous).contains("requires a login (give the client credentials)"),
+        "{anonymous}"
+    );
+
+    // A job waiting for its document fills a queue of one: the next probe is refused.
+    create_pending_job(
+        dir.path(),
+        &format!("ipp://127.0.0.1:{open_port}/ipp/print"),
+    );
+    let full = wait_for(&agent, "print-0", "Refused", Duration::from_secs(30));
+    assert!(
+        message(&full).starts_with("Print-Job answered server-error-too-many-jobs")
+            && message(&full).contains("queue is full"),
+        "{full}"
+    );
+}
