@@ -14,6 +14,7 @@ use hostrole_config::AgentConfig;
 use hostrole_mail::{Mail, MailError};
 use hostrole_p2p::index::{Index, IndexError, IndexMetrics};
 use hostrole_p2p::peer::{Peer, PeerError, PeerMetrics};
+use hostrole_print::{Print, PrintError, PrintMetrics};
 use hostrole_radio::{Radio, RadioError};
 use prometheus_client::registry::Registry;
 
@@ -36,6 +37,8 @@ pub enum RoleError {
     Chat(#[from] ChatError),
     #[error(transparent)]
     Radio(#[from] RadioError),
+    #[error(transparent)]
+    Print(#[from] PrintError),
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
@@ -117,6 +120,16 @@ pub async fn bind(
             Radio::bind(c, ip, metrics)
                 .await
                 .map_err(named(hostrole_radio::ROLE))?,
+        ));
+    }
+    if let Some(c) = &config.print {
+        let print_metrics = PrintMetrics::default();
+        print_metrics.register(registry);
+        readiness.expect(hostrole_print::ROLE);
+        roles.push(Box::new(
+            Print::bind(c, ip, metrics, &print_metrics)
+                .await
+                .map_err(named(hostrole_print::ROLE))?,
         ));
     }
     // Clients count as a role: a host may only use services. The role is ready once its loops

@@ -1899,6 +1899,8 @@ impl Renderer<'_> {
                 let mount = r.mounts.first().map_or("/", |m| m.path.as_str());
                 ClientTarget::Url(format!("{}://{host}:{}{mount}", scheme(&r.tls), r.port))
             }),
+            // Minimal arm (the print client's branch): the API has no print service yet.
+            S::Print => None,
         };
         target.ok_or_else(|| {
             let service = service.as_str();
@@ -1990,6 +1992,10 @@ fn url_target(
             }
             Ok(ClientTarget::Url(url.to_string()))
         }
+        // Minimal arm (the print client's branch): the API has no print service yet.
+        S::Print => Err(invalid(format!(
+            "{url:?}: print clients are not supported by this API version"
+        ))),
     }
 }
 

@@ -6,7 +6,8 @@
 //! exponential backoff capped at `every_ms`, so a recovered server is seen quickly. A semaphore
 //! bounds the runs in flight. Clients talk to servers over the network only, like any client:
 //! [`web`] (HTTP GET), [`file`] (a WebDAV round trip), [`mail`] (SMTP in, IMAP back), [`chat`]
-//! (IRC), [`radio`] (listening to an Icecast mount).
+//! (IRC), [`radio`] (listening to an Icecast mount), [`print`] (a one-page job on an IPP
+//! printer, its printout checked).
 //!
 //! Results go to Prometheus metrics, to `GET /clients` on the admin port, and (in a pod) to
 //! the pod's conditions through [`report`].
@@ -14,6 +15,7 @@
 pub mod chat;
 pub mod file;
 pub mod mail;
+pub mod print;
 pub mod radio;
 pub mod report;
 pub mod web;
@@ -72,6 +74,13 @@ pub enum Reason {
     NotDelivered,
     /// Radio: the stream came, but slower than its bitrate (stalls, or too few bytes).
     TooSlow,
+    /// Print: the printer answered the request with an unsuccessful IPP status (busy, queue
+    /// full, not accepting jobs, format not supported, …).
+    Refused,
+    /// Print: the printer took the job, then aborted it or it was canceled.
+    JobFailed,
+    /// Print: the job completed but the printer offers no printout of it.
+    PrintoutMissing,
     Error,
 }
 
@@ -88,6 +97,9 @@ impl Reason {
             Reason::HashMismatch => "HashMismatch",
             Reason::NotDelivered => "NotDelivered",
             Reason::TooSlow => "TooSlow",
+            Reason::Refused => "Refused",
+            Reason::JobFailed => "JobFailed",
+            Reason::PrintoutMissing => "PrintoutMissing",
             Reason::Error => "Error",
         }
     }
@@ -246,6 +258,7 @@ async fn probe(config: &ClientConfig, context: &Context) -> Result<Success, Prob
             ClientService::Mail => mail::run(config, context, deadline).await,
             ClientService::Chat => chat::run(config, context, deadline).await,
             ClientService::Radio => radio::run(config, deadline).await,
+            ClientService::Print => print::run(config, deadline).await,
         }
     };
     // Each probe honours `deadline` itself and bounds its clean-up; this is a safety net.
@@ -443,6 +456,7 @@ fn service_name(service: ClientService) -> &'static str {
         ClientService::Mail => "mail",
         ClientService::Chat => "chat",
         ClientService::Radio => "radio",
+        ClientService::Print => "print",
     }
 }
 

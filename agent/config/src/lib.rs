@@ -423,10 +423,13 @@ pub enum ClientService {
     Chat,
     /// Listen to an internet radio mount (Icecast-compatible) and judge the stream.
     Radio,
+    /// Print a one-page probe on an IPP printer and check the printout.
+    Print,
 }
 
 impl ClientService {
-    /// The name manifests, reports and metrics use: `web`, `file`, `mail`, `chat`, `radio`.
+    /// The name manifests, reports and metrics use: `web`, `file`, `mail`, `chat`, `radio`,
+    /// `print`.
     pub fn as_str(self) -> &'static str {
         match self {
             ClientService::Web => "web",
@@ -434,6 +437,7 @@ impl ClientService {
             ClientService::Mail => "mail",
             ClientService::Chat => "chat",
             ClientService::Radio => "radio",
+            ClientService::Print => "print",
         }
     }
 

@@ -29,6 +29,7 @@ mod mail_outbound;
 mod mail_tls;
 mod p2p;
 mod peer_ui;
+mod print_clients;
 mod radio_clients;
 mod tls;
 mod web_curl;

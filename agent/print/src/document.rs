@@ -1,0 +1,252 @@
+//! Documents: the formats the printer takes, recognising them by their first bytes, job names
+//! made safe as file names, and printouts written so that a crash never leaves a partial one.
+
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+/// A document format the printer prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    Pdf,
+    PwgRaster,
+    Jpeg,
+}
+
+/// `application/octet-stream`: the printer tells the format from the document's bytes.
+pub const AUTO: &str = "application/octet-stream";
+
+/// Every `document-format-supported` value, the default first.
+pub const SUPPORTED: [&str; 4] = [AUTO, "application/pdf", "image/jpeg", "image/pwg-raster"];
+
+/// A `document-format` the printer does not take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the document format is not supported")]
+pub struct Unsupported;
+
+/// Bytes [`Format::sniff`] needs.
+pub const MAGIC_LEN: usize = 8;
+
+impl Format {
+    pub fn mime(self) -> &'static str {
+        match self {
+            Format::Pdf => "application/pdf",
+            Format::PwgRaster => "image/pwg-raster",
+            Format::Jpeg => "image/jpeg",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Pdf => "pdf",
+            Format::PwgRaster => "pwg",
+            Format::Jpeg => "jpg",
+        }
+    }
+
+    /// The format a `document-format` names: `Ok(None)` for auto-detection, `Err` when the
+    /// printer does not take it.
+    pub fn of_mime(mime: &str) -> Result<Option<Format>, Unsupported> {
+        match mime.to_ascii_lowercase().as_str() {
+            AUTO => Ok(None),
+            "application/pdf" => Ok(Some(Format::Pdf)),
+            "image/pwg-raster" => Ok(Some(Format::PwgRaster)),
+            "image/jpeg" => Ok(Some(Format::Jpeg)),
+            _ => Err(Unsupported),
+        }
+    }
+
+    /// The format a document's first bytes show (PDF's `%PDF-`, PWG raster's `RaS2`
+    /// synchronization word, JPEG's SOI marker).
+    pub fn sniff(head: &[u8]) -> Option<Format> {
+        if head.starts_with(b"%PDF-") {
+            Some(Format::Pdf)
+        } else if head.starts_with(b"RaS2") {
+            Some(Format::PwgRaster)
+        } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(Format::Jpeg)
+        } else {
+            None
+        }
+    }
+}
+
+/// Longest job name kept in a file name, in characters.
+pub const MAX_FILE_NAME_CHARS: usize = 64;
+
+/// A job name as part of a file name in a folder users may browse: letters, digits, `-`, `_`
+/// and `.` only (anything else, `/` and control characters included, becomes `_`), no leading
+/// dot or dash, no `..`, at most [`MAX_FILE_NAME_CHARS`] characters, never empty.
+pub fn file_name_part(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if out.chars().count() >= MAX_FILE_NAME_CHARS {
+            break;
+        }
+        let keep = c.is_alphanumeric() || c == '-' || c == '_' || c == '.';
+        let c = if keep { c } else { '_' };
+        if c == '.' && out.ends_with('.') {
+            continue; // never ".."
+        }
+        out.push(c);
+    }
+    let out = out.trim_start_matches(['.', '-']).trim_end_matches('.');
+    if out.is_empty() {
+        "job".to_string()
+    } else {
+        out.to_string()
+    }
+}
+
+/// A text from a client (job name, user name) as kept and shown: control characters dropped,
+/// at most `max` characters.
+pub fn clean_text(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+/// The name of a printout in the output folder.
+pub fn printout_name(id: i32, job_name: &str, format: Format) -> String {
+    format!("{id}-{}.{}", file_name_part(job_name), format.extension())
+}
+
+/// The hidden file a printout is written to before it takes its name.
+pub fn temp_name(id: i32) -> String {
+    format!(".hostrole-print-{id}.tmp")
+}
+
+/// Whether a file of the output folder is one of our temporary printouts (left by a crash).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(".hostrole-print-") && name.ends_with(".tmp")
+}
+
+/// Copies `document` into `dir` as `name`: into a hidden temporary file first, flushed to disk,
+/// then renamed, so the printout appears complete or not at all; the temporary file is removed
+/// when anything fails. Returns the bytes written.
+pub async fn write_printout(
+    mut document: impl AsyncRead + Unpin,
+    dir: &Path,
+    id: i32,
+    name: &str,
+) -> std::io::Result<u64> {
+    let temp = dir.join(temp_name(id));
+    let result = async {
+        let mut file = tokio::fs::File::create(&temp).await?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut written = 0u64;
+        loop {
+            let n = document.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n]).await?;
+            written += n as u64;
+        }
+        file.flush().await?;
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&temp, dir.join(name)).await?;
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || hostrole_agent_core::fsutil::sync_dir(&dir))
+            .await
+            .map_err(std::io::Error::other)??;
+        Ok::<u64, std::io::Error>(written)
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    result
+}
+
+/// Removes the temporary printouts a crash left in `dir`.
+pub fn sweep_temps(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_str().is_some_and(is_temp_name) {
+            std::fs::remove_file(entry.path())?;
+            removed.push(entry.path());
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_become_safe_file_names() {
+        assert_eq!(file_name_part("report.pdf"), "report.pdf");
+        assert_eq!(file_name_part("../../etc/passwd"), "_._etc_passwd");
+        assert_eq!(file_name_part(".."), "job");
+        assert_eq!(file_name_part(".hidden"), "hidden");
+        assert_eq!(file_name_part("a\0b\nc\u{1b}[31m"), "a_b_c__31m");
+        assert_eq!(file_name_part("-rf"), "rf");
+        assert_eq!(file_name_part(""), "job");
+        assert_eq!(file_name_part("Été über"), "Été_über");
+        assert_eq!(file_name_part(&"x".repeat(1000)).len(), MAX_FILE_NAME_CHARS);
+        assert!(!file_name_part("a/..//..b").contains(".."));
+        assert!(!printout_name(3, "a/b", Format::Pdf).contains('/'));
+    }
+
+    #[test]
+    fn formats_are_told_by_their_bytes() {
+        assert_eq!(Format::sniff(b"%PDF-1.7\n"), Some(Format::Pdf));
+        assert_eq!(Format::sniff(b"RaS2PwgRaster\0"), Some(Format::PwgRaster));
+        assert_eq!(Format::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(Format::Jpeg));
+        assert_eq!(Format::sniff(b"%!PS-Adobe"), None);
+        assert_eq!(Format::of_mime("Application/PDF"), Ok(Some(Format::Pdf)));
+        assert_eq!(Format::of_mime(AUTO), Ok(None));
+        assert!(Format::of_mime("text/plain").is_err());
+    }
+
+    /// A document source that fails after some bytes, as a crash or a full disk would cut a
+    /// copy short.
+    struct Failing(usize);
+    impl AsyncRead for Failing {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if self.0 == 0 {
+                return std::task::Poll::Ready(Err(std::io::Error::other("cut")));
+            }
+            let n = self.0.min(buf.remaining()).min(1000);
+            buf.put_slice(&vec![b'x'; n]);
+            self.0 -= n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_printout_cut_short_leaves_nothing_in_the_output_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = printout_name(1, "cut", Format::Pdf);
+        assert!(
+            write_printout(Failing(5000), dir.path(), 1, &name)
+                .await
+                .is_err()
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+        assert!(
+            left.is_empty(),
+            "a partial printout or temp file was left: {left:?}"
+        );
+        let whole = write_printout(&b"%PDF-1.4 whole"[..], dir.path(), 2, "2-ok.pdf")
+            .await
+            .expect("writes");
+        assert_eq!(whole, 14);
+        assert_eq!(
+            std::fs::read(dir.path().join("2-ok.pdf")).expect("read"),
+            b"%PDF-1.4 whole"
+        );
+        // A crash between create and rename leaves a hidden temp file: the next start removes it.
+        std::fs::write(dir.path().join(temp_name(3)), b"partial").expect("write");
+        assert_eq!(sweep_temps(dir.path()).expect("sweep").len(), 1);
+        assert!(!dir.path().join(temp_name(3)).exists());
+        assert!(dir.path().join("2-ok.pdf").exists());
+    }
+}
