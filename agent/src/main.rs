@@ -204,6 +204,8 @@ fn url(label: &str, addr: &std::net::SocketAddr) -> String {
         // The status page lists the mounts and their URLs.
         "radio" => format!("http://{addr}/status-json.xsl"),
         "radio+tls" => format!("https://{addr}/status-json.xsl"),
+        // The printer URI to add it with (`lpadmin -v`, a system's "add printer" dialog).
+        "ipp" | "ipps" => format!("{label}://{addr}/ipp/print"),
         other => format!("{other}://{addr}"),
     }
 }
@@ -231,5 +233,6 @@ mod tests {
             "https://127.0.0.1:7001/status-json.xsl"
         );
         assert_eq!(url("imaps", &addr), "imaps://127.0.0.1:7001");
+        assert_eq!(url("ipps", &addr), "ipps://127.0.0.1:7001/ipp/print");
     }
 }

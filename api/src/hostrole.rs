@@ -1113,10 +1113,13 @@ pub enum ClientService {
     Chat,
     /// Listen to a radio mount: bytes per second against its bitrate, stalls, the title.
     Radio,
+    /// Print a one-page PDF probe over IPP, wait for the job to complete and check the
+    /// printout's hash.
+    Print,
 }
 
 impl ClientService {
-    /// The name manifests and reports use: `web`, `file`, `mail`, `chat`.
+    /// The name manifests and reports use: `web`, `file`, `mail`, `chat`, `radio`, `print`.
     pub fn as_str(self) -> &'static str {
         match self {
             ClientService::Web => "web",
@@ -1124,6 +1127,7 @@ impl ClientService {
             ClientService::Mail => "mail",
             ClientService::Chat => "chat",
             ClientService::Radio => "radio",
+            ClientService::Print => "print",
         }
     }
 
@@ -1178,7 +1182,7 @@ pub struct ClientSpec {
     /// Web: what the answer must look like.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expectation>,
-    /// Credentials the client logs in with (file and mail).
+    /// Credentials the client logs in with (file, mail, chat and print).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<SecretRef>,
     /// Mail: probe the way between two mail hosts. The client logs in to `server`'s submission

@@ -1899,8 +1899,11 @@ impl Renderer<'_> {
                 let mount = r.mounts.first().map_or("/", |m| m.path.as_str());
                 ClientTarget::Url(format!("{}://{host}:{}{mount}", scheme(&r.tls), r.port))
             }),
-            // Minimal arm (the print client's branch): the API has no print service yet.
-            S::Print => None,
+            // The printer URI as IPP clients write it (`lpadmin -v`).
+            S::Print => servers.print.as_ref().map(|p| {
+                let scheme = if p.tls.is_some() { "ipps" } else { "ipp" };
+                ClientTarget::Url(format!("{scheme}://{host}:{}/ipp/print", p.port))
+            }),
         };
         target.ok_or_else(|| {
             let service = service.as_str();
@@ -1992,10 +1995,18 @@ fn url_target(
             }
             Ok(ClientTarget::Url(url.to_string()))
         }
-        // Minimal arm (the print client's branch): the API has no print service yet.
-        S::Print => Err(invalid(format!(
-            "{url:?}: print clients are not supported by this API version"
-        ))),
+        S::Print => {
+            let parsed =
+                url::Url::parse(url).map_err(|e| invalid(format!("{url:?} is not a URL: {e}")))?;
+            if !matches!(parsed.scheme(), "ipp" | "ipps" | "http" | "https")
+                || parsed.host_str().is_none()
+            {
+                return Err(invalid(format!(
+                    "{url:?} must be a printer URI such as ipp://printer.example.lan:631/ipp/print (ipps:// for TLS)"
+                )));
+            }
+            Ok(ClientTarget::Url(url.to_string()))
+        }
     }
 }
 
@@ -2073,6 +2084,7 @@ pub fn client_service(service: ClientService) -> hostrole_config::ClientService 
         ClientService::Mail => S::Mail,
         ClientService::Chat => S::Chat,
         ClientService::Radio => S::Radio,
+        ClientService::Print => S::Print,
     }
 }
 

@@ -195,6 +195,43 @@ fn a_printer_keeps_its_queue_and_printouts_on_its_volume_or_prints_to_the_share(
 }
 
 #[test]
+fn a_print_client_reaches_the_printer_uri_of_its_server_or_its_url() {
+    let printer =
+        hostrole("spec:\n  servers:\n    print: {port: 9631, tls: {secret: printer-tls}}\n");
+    let mut printer = printer;
+    printer.metadata.name = Some("office".into());
+    let laptop = hostrole(
+        "spec:\n  clients:\n    - {service: print, server: office}\n    - {service: print, url: \"ipp://printer.example.lan/ipp/print\"}\n    - {service: print, url: \"ftp://printer.example.lan/\"}\n",
+    );
+    let plan = render::render(
+        &laptop,
+        Environment::Cluster { namespace: "lan" },
+        &Cluster::of(vec![printer, laptop.clone()]),
+    )
+    .expect("renders");
+    let targets: Vec<_> = plan
+        .config
+        .clients
+        .iter()
+        .map(|c| c.target.clone())
+        .collect();
+    assert_eq!(
+        targets,
+        vec![
+            ClientTarget::Url("ipps://office.lan.svc:9631/ipp/print".into()),
+            ClientTarget::Url("ipp://printer.example.lan/ipp/print".into()),
+        ]
+    );
+    assert_eq!(plan.problems.len(), 1, "{:?}", plan.problems);
+    assert_eq!(plan.problems[0].field, "spec.clients[2].url");
+    assert!(
+        plan.problems[0].message.contains("must be a printer URI"),
+        "{}",
+        plan.problems[0].message
+    );
+}
+
+#[test]
 fn a_printer_for_its_users_does_not_open_to_everyone_while_their_secret_cannot_be_used() {
     let hr = hostrole("spec:\n  servers:\n    print: {users: {secret: printer-users}}\n");
     let plan = render::render(

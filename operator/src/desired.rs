@@ -1260,6 +1260,14 @@ fn ingress_rules(
         }),
         ..Default::default()
     };
+    if let Some(print) = &servers.print {
+        // A peer shares its printer with the other peers of its network.
+        let mut from = from_clients(ClientService::Print);
+        if let Some(peer) = &hr.spec.peer {
+            from.push(network_peers(&peer.network));
+        }
+        add(vec![print.port], from);
+    }
     if let Some(index) = &servers.index {
         add(
             vec![index.port],
