@@ -1090,3 +1090,52 @@ fn a_radio_host_serves_its_mounts_with_playlists_and_a_source_password_to_its_ra
         .collect();
     assert!(admitted.iter().any(|a| a.contains("8000")), "{admitted:?}");
 }
+
+#[test]
+fn a_peer_shares_its_printer_with_its_network_and_its_print_clients() {
+    let hr = hostrole(
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: den}\nspec:\n  networkPolicy: true\n  peer: {network: family}\n  servers:\n    print: {name: Den printer}\n  clients:\n    - {service: print, server: den}\n",
+    );
+    let d = build(&hr);
+    let ports: Vec<(String, i32)> = d
+        .service
+        .clone()
+        .and_then(|s| s.spec)
+        .and_then(|s| s.ports)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.port))
+        .collect();
+    assert!(ports.contains(&("ipp".to_string(), 8631)), "{ports:?}");
+    let config: AgentConfig =
+        serde_yaml::from_str(&d.config_map.data.clone().expect("data")[CONFIG_KEY])
+            .expect("config");
+    let print = config.print.expect("print role");
+    assert_eq!(print.name, "Den printer");
+    assert_eq!(
+        print.spool_dir,
+        std::path::Path::new("/var/lib/hostrole/print/queue")
+    );
+    // The print volume is the pod's (scratch without storage).
+    let volumes = pod(&d).volumes.clone().unwrap_or_default();
+    assert!(
+        volumes.iter().any(|v| v.name == "print-data"),
+        "{volumes:?}"
+    );
+    // The printer's port admits the print clients and the peers of its network.
+    let policy = d.network_policy.expect("policy").spec.expect("spec");
+    let rule = policy
+        .ingress
+        .unwrap_or_default()
+        .into_iter()
+        .find(|r| {
+            r.ports
+                .iter()
+                .flatten()
+                .any(|p| format!("{:?}", p.port).contains("8631"))
+        })
+        .expect("a rule for the printer's port");
+    let from = format!("{:?}", rule.from.expect("from"));
+    assert!(from.contains("family"), "the network's peers: {from}");
+    assert!(from.contains("den"), "the print clients: {from}");
+}
