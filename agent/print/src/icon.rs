@@ -41,7 +41,8 @@ fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 /// text lines on the sheet, on a transparent-looking light background.
 fn pixel(x: usize, y: usize) -> [u8; 3] {
     let sheet = (32..96).contains(&x) && (12..70).contains(&y);
-    let line = sheet && (40..88).contains(&x) && [24, 34, 44].iter().any(|l| (*l..*l + 3).contains(&y));
+    let line =
+        sheet && (40..88).contains(&x) && [24, 34, 44].iter().any(|l| (*l..*l + 3).contains(&y));
     let body = (12..116).contains(&x) && (56..108).contains(&y);
     let slot = (28..100).contains(&x) && (64..68).contains(&y);
     if line {
