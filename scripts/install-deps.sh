@@ -28,13 +28,15 @@ set -euo pipefail
 # cups-ipp-utils: ipptool with CUPS' IPP conformance tests, and ippeveprinter (CUPS' reference IPP
 # Everywhere printer) beside the print role; cups and cups-client: a real CUPS queue (cupsd run
 # by the test itself on a loopback port) pointed at the print role, fed by lp
-# (agent/print/tests/); dbus-daemon: ippeveprinter does not start without a system bus, so the
-# tests start their own (agent/tests/it/print_clients.rs).
+# (agent/print/tests/). ghostscript: the print tests render their PWG raster and JPEG fixtures
+# from a PDF written by the test; dbus-daemon: a private bus the tests start for ippeveprinter,
+# whose Avahi client needs one to connect to even with DNS-SD off (agent/print/tests/,
+# agent/tests/it/print_clients.rs).
 packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver davfs2 swaks libnet-ssleay-perl mutt
   neomutt isync dovecot-imapd offlineimap3 getmail6 fetchmail postfix sasl2-bin
   chromium chromium-driver python3-selenium litmus nginx libnginx-mod-http-dav-ext shellcheck
   ngircd python3-irc irssi weechat-headless ffmpeg ezstream icecast2 mpg123 mpv
-  cups-ipp-utils cups cups-client dbus-daemon)
+  cups-ipp-utils cups cups-client ghostscript dbus-daemon)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -268,6 +268,13 @@ pub fn printer(p: &PrinterState<'_>) -> Vec<(Kind, Attribute)> {
             ),
         ),
         (D, one("printer-more-info", Value::uri(&p.more_info))),
+        (
+            D,
+            one(
+                "printer-icons",
+                Value::uri(&format!("{}icon.png", p.more_info)),
+            ),
+        ),
         (D, one("printer-uuid", Value::uri(p.uuid))),
         (D, one("printer-uri-supported", Value::uri(&p.uri))),
         (D, one("uri-security-supported", kw(security))),

@@ -14,7 +14,8 @@
 //!   type (`application/pdf`, `image/pwg-raster`, `image/jpeg`), once the job is completed; 404
 //!   before, and for a job the list no longer holds. With a users file, only the job's owner
 //!   gets it (HTTP Basic). This is how another host (the print client role) checks a printout.
-//! - `GET /`: a one-line status page (`printer-more-info` points at it).
+//! - `GET /`: a one-line status page (`printer-more-info` points at it); `GET /icon.png`: the
+//!   printer's icon (`printer-icons`).
 //!
 //! Documents: `application/pdf`, `image/pwg-raster`, `image/jpeg`, and
 //! `application/octet-stream`, which the printer tells apart by their first bytes; a document
@@ -38,6 +39,7 @@
 
 pub mod attrs;
 pub mod document;
+mod icon;
 pub mod jobs;
 mod ops;
 pub mod wire;
@@ -294,6 +296,14 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             );
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
         }
+        ("GET", "/icon.png") => (
+            [
+                (header::CONTENT_TYPE, "image/png"),
+                (header::CACHE_CONTROL, "max-age=86400"),
+            ],
+            icon::png(),
+        )
+            .into_response(),
         ("GET", p) if p.starts_with("/printouts/") => {
             let client = request.extensions().get::<ClientKey>().copied();
             let headers = request.headers().clone();
