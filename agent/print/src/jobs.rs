@@ -109,6 +109,8 @@ pub fn now() -> u64 {
 #[derive(Debug)]
 pub struct Queue {
     dir: PathBuf,
+    /// The output folder: a forgotten job's printout is removed from it.
+    printouts: PathBuf,
     max_jobs: usize,
     state: Persisted,
 }
@@ -121,9 +123,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> QueueError + '_ {
 }
 
 impl Queue {
-    /// Opens (or creates) the queue of `dir`; jobs a stop interrupted become aborted and their
-    /// spooled documents are removed. Returns the queue and the ids it aborted.
-    pub fn open(dir: &Path, max_jobs: usize) -> Result<(Queue, Vec<i32>), QueueError> {
+    /// Opens (or creates) the queue of `dir`, whose printouts are in `printouts`; jobs a stop
+    /// interrupted become aborted and their spooled documents are removed. Returns the queue
+    /// and the ids it aborted.
+    pub fn open(
+        dir: &Path,
+        printouts: &Path,
+        max_jobs: usize,
+    ) -> Result<(Queue, Vec<i32>), QueueError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(LIST);
         let mut state = match std::fs::read(&path) {
@@ -171,6 +178,7 @@ impl Queue {
         }
         let mut queue = Queue {
             dir: dir.to_path_buf(),
+            printouts: printouts.to_path_buf(),
             max_jobs: max_jobs.max(1),
             state,
         };
@@ -209,14 +217,38 @@ impl Queue {
         self.dir.join(format!("{id}.doc"))
     }
 
-    /// Forgets the oldest finished jobs while the list is over its bound.
+    /// Forgets the oldest finished jobs while the list is over its bound, and their printouts
+    /// with them: the output folder holds at most `max_jobs` printouts, whatever anyone prints.
     fn trim(&mut self) {
         while self.state.jobs.len() > self.max_jobs {
             match self.state.jobs.iter().position(|j| j.state.finished()) {
                 Some(i) => {
-                    self.state.jobs.remove(i);
+                    let job = self.state.jobs.remove(i);
+                    if let Some(name) = job.printout {
+                        self.remove_printout(&name);
+                    }
                 }
                 None => break,
+            }
+        }
+    }
+
+    /// Removes the printout `name` (a plain file name, as the list holds it) from the output
+    /// folder; one already gone (a share user took it) is fine.
+    fn remove_printout(&self, name: &str) {
+        if Path::new(name).file_name().and_then(|n| n.to_str()) != Some(name) {
+            tracing::warn!(
+                name,
+                "print role: a printout name in the job list is not a file name; left alone"
+            );
+            return;
+        }
+        let path = self.printouts.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "print role: a forgotten job's printout could not be removed")
             }
         }
     }
@@ -317,7 +349,7 @@ mod tests {
     #[test]
     fn a_restart_aborts_unfinished_jobs_and_removes_their_documents() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut q, _) = Queue::open(dir.path(), 10).expect("opens");
+        let (mut q, _) = Queue::open(dir.path(), dir.path(), 10).expect("opens");
         let uuid = q.uuid().to_string();
         let done = q
             .create(
@@ -344,7 +376,7 @@ mod tests {
         std::fs::write(q.spool_path(waiting), b"%PDF-").expect("spool");
         q.save_now().expect("saves");
         drop(q);
-        let (q, aborted) = Queue::open(dir.path(), 10).expect("reopens");
+        let (q, aborted) = Queue::open(dir.path(), dir.path(), 10).expect("reopens");
         assert_eq!(aborted, vec![waiting]);
         assert_eq!(q.uuid(), uuid, "the printer keeps its uuid");
         assert_eq!(q.get(done).map(|j| j.state), Some(State::Completed));
@@ -352,7 +384,7 @@ mod tests {
         assert_eq!(job.state, State::Aborted);
         assert!(job.message.contains("restart"));
         assert!(!q.spool_path(waiting).exists());
-        let (mut q, _) = Queue::open(dir.path(), 10).expect("reopens");
+        let (mut q, _) = Queue::open(dir.path(), dir.path(), 10).expect("reopens");
         let next = q
             .create("c".into(), "u".into(), "x".into(), State::Pending)
             .expect("room");
@@ -362,7 +394,7 @@ mod tests {
     #[test]
     fn the_oldest_finished_jobs_are_forgotten_and_a_full_queue_refuses() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut q, _) = Queue::open(dir.path(), 2).expect("opens");
+        let (mut q, _) = Queue::open(dir.path(), dir.path(), 2).expect("opens");
         let a = q
             .create("a".into(), "u".into(), "x".into(), State::Processing)
             .expect("room");

@@ -189,7 +189,7 @@ impl Print {
         let max_jobs = config.max_jobs;
         let output = config.output_dir.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            let opened = Queue::open(&spool, max_jobs)?;
+            let opened = Queue::open(&spool, &output, max_jobs)?;
             std::fs::create_dir_all(&output).map_err(|source| PrintError::Output {
                 path: output.clone(),
                 source,

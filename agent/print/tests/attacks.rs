@@ -386,6 +386,45 @@ async fn a_queue_of_unfinished_jobs_refuses_more_and_forgets_finished_ones_first
 }
 
 #[tokio::test]
+async fn forgotten_jobs_take_their_printouts_with_them() {
+    // Without it, anyone who reaches the port fills the volume one printout at a time (the
+    // pod's scratch space is sized for maxJobs printouts; past it the kubelet evicts the pod).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(config(dir.path(), serde_json::json!({"maxJobs": 2}))).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let m = ipp(
+            r.addr,
+            &print_job(
+                &r.uri(),
+                "u",
+                &format!("page {i}"),
+                "application/pdf",
+                &pdf(595, 842, &format!("page {i}")),
+            ),
+            None,
+        )
+        .await
+        .ipp();
+        assert_eq!(m.code, status::OK, "{m:?}");
+        ids.push(job_id(&m));
+        let printouts = r.printouts();
+        assert!(
+            printouts.len() <= 2,
+            "at most maxJobs printouts on disk: {printouts:?}"
+        );
+    }
+    // The two kept are the newest.
+    let kept: Vec<String> = ids[3..].iter().map(|id| format!("{id}-")).collect();
+    let printouts = r.printouts();
+    assert_eq!(printouts.len(), 2, "{printouts:?}");
+    for (printout, prefix) in printouts.iter().zip(&kept) {
+        assert!(printout.starts_with(prefix.as_str()), "{printouts:?}");
+    }
+    r.end().await;
+}
+
+#[tokio::test]
 async fn a_restart_aborts_interrupted_jobs_and_cleans_the_spool_and_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path(), serde_json::json!({}));
