@@ -573,7 +573,7 @@ pub struct PrintRoleConfig {
     pub tls: Option<TlsFiles>,
     /// The job queue: the spooled documents and the job list, kept across restarts.
     pub spool_dir: PathBuf,
-    /// Where printouts land, one file per job (`<job-id>-<job name>.pdf` or `.pwg`); may be a
+    /// Where printouts land, one file per job (`<job-id>-<job name>.pdf`, `.pwg` or `.jpg`); may be a
     /// folder of the file role's share, so users fetch their printouts over WebDAV.
     pub output_dir: PathBuf,
     /// Users file (`name:hash[:ro]` lines, as the file role's): when present, every operation
