@@ -54,8 +54,9 @@ enum Command {
         /// Where inline site files are written (default: ~/.local/state/hostrole/NAME).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Added to the index, peer and peer UI ports: run a second peer of the same manifest on
-        /// this machine with `--port-offset 10 --admin-port 9911 --data-dir DIR`.
+        /// Added to the index, peer, peer UI and printer ports: run a second peer of the same
+        /// manifest (or a second peer network's printer) on this machine with
+        /// `--port-offset 10 --admin-port 9911 --data-dir DIR`.
         #[arg(long, default_value_t = 0)]
         port_offset: u16,
         /// A peer (`host:port`) a decentralized peer starts from; repeat for several.

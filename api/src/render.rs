@@ -18,8 +18,9 @@ use hostrole_config::{
     AgentConfig, ChatRoleConfig, ClientConfig, ClientTarget, DEFAULT_MAX_RETRY_SECONDS,
     DEFAULT_QUEUE_LIFETIME_SECONDS, DEFAULT_RETRY_SECONDS, FileRoleConfig, IndexRoleConfig,
     MailReadBack, MailRelay as MailRelayConfig, MailRoleConfig, MailRoute, MailTarget,
-    OutboundConfig, PeerRoleConfig, PrintRoleConfig, RadioMount as RadioMountConfig,
-    RadioRoleConfig, RelayTls as RelayTlsConfig, TlsFiles, WebRoleConfig,
+    OfferedPrinter, OutboundConfig, PeerRoleConfig, PrintRoleConfig,
+    RadioMount as RadioMountConfig, RadioRoleConfig, RelayTls as RelayTlsConfig, TlsFiles,
+    WebRoleConfig,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -436,7 +437,16 @@ pub fn render(
     let radio = r.radio(&mut roles, &mut problems)?;
     let print = r.print(&mut roles, &mut problems)?;
     let index = r.index(&mut roles, &mut problems)?;
-    let peer = r.peer(&mut roles, &mut problems)?;
+    let mut peer = r.peer(&mut roles, &mut problems)?;
+    // The host's printer is its network's too (the NetworkPolicy admits the network's peers
+    // to its port): offered as the print role runs it.
+    if let (Some(peer), Some(print)) = (peer.as_mut(), print.as_ref()) {
+        peer.printer = Some(OfferedPrinter {
+            name: print.name.clone(),
+            port: print.port,
+            tls: print.tls.is_some(),
+        });
+    }
     let clients = r.clients(&mut roles, &mut problems)?;
     let (namespace, bind, admin_port, shutdown_grace_seconds) = match env {
         Environment::Cluster { namespace } => (
@@ -1345,7 +1355,7 @@ impl Renderer<'_> {
             name: print.name.clone().unwrap_or_else(|| self.name.to_string()),
             location: print.location.clone(),
             info: print.info.clone(),
-            port: print.port as u16,
+            port: self.own_port(print.port),
             tls,
             spool_dir: data.join("queue"),
             output_dir,
@@ -1676,6 +1686,7 @@ impl Renderer<'_> {
             upload_slots: limits
                 .and_then(|l| l.upload_slots)
                 .and_then(|n| u32::try_from(n).ok()),
+            printer: None,
         }))
     }
 

@@ -195,6 +195,63 @@ fn a_printer_keeps_its_queue_and_printouts_on_its_volume_or_prints_to_the_share(
 }
 
 #[test]
+fn a_peers_host_offers_its_printer_to_the_network_as_the_print_role_runs_it() {
+    let offered = |yaml: &str, env: Environment| {
+        let hr = hostrole(yaml);
+        render::render(&hr, env, &Cluster::of(vec![hr.clone()]))
+            .expect("renders")
+            .config
+            .peer
+            .expect("peer")
+            .printer
+    };
+    let cluster = || Environment::Cluster { namespace: "lan" };
+    let printer = offered(
+        "spec:\n  servers:\n    print: {port: 9631}\n  peer: {network: family}\n",
+        cluster(),
+    )
+    .expect("offered");
+    // The print role's defaults: the HostRole's name.
+    assert_eq!(
+        (printer.name.as_str(), printer.port, printer.tls),
+        ("h", 9631, false)
+    );
+    let named = offered(
+        "spec:\n  servers:\n    print: {name: Office laser}\n  peer: {network: family}\n",
+        Environment::Local(&local()),
+    )
+    .expect("offered standalone too");
+    assert_eq!((named.name.as_str(), named.port), ("Office laser", 8631));
+    // Standalone with a port offset (a second host of the network on the same machine): the
+    // printer moves with the peer's ports, and is offered where it listens.
+    let shifted = Local {
+        port_offset: 20,
+        ..local()
+    };
+    let hr = hostrole("spec:\n  servers:\n    print: {}\n  peer: {network: family}\n");
+    let plan = render::render(
+        &hr,
+        Environment::Local(&shifted),
+        &Cluster::of(vec![hr.clone()]),
+    )
+    .expect("renders");
+    assert_eq!(plan.config.print.expect("print").port, 8651);
+    assert_eq!(
+        plan.config
+            .peer
+            .expect("peer")
+            .printer
+            .expect("offered")
+            .port,
+        8651
+    );
+    assert_eq!(
+        offered("spec:\n  peer: {network: family}\n", cluster()),
+        None
+    );
+}
+
+#[test]
 fn a_print_client_reaches_the_printer_uri_of_its_server_or_its_url() {
     let printer =
         hostrole("spec:\n  servers:\n    print: {port: 9631, tls: {secret: printer-tls}}\n");

@@ -172,6 +172,23 @@ pub struct PeerRoleConfig {
     /// 32 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_slots: Option<u32>,
+    /// The host's printer (its print role), offered to the network: the index lists it with
+    /// this peer, and other peers' UIs show it. Reached on this peer's own host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printer: Option<OfferedPrinter>,
+}
+
+/// A printer a peer offers its network.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OfferedPrinter {
+    /// Its name, as people see it (the print role's `name`).
+    pub name: String,
+    /// The print role's port.
+    pub port: u16,
+    /// IPPS rather than IPP.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// One client loop.

@@ -66,6 +66,71 @@ pub struct Registration {
     pub address: String,
     #[serde(default)]
     pub resources: Vec<Resource>,
+    /// What else it offers the network (its printer). Left out when empty, so a peer without
+    /// services registers with an index that predates them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Service>,
+}
+
+/// Services a peer may list (an index refuses a registration with more).
+pub const MAX_SERVICES: usize = 8;
+
+/// A service a peer offers the network beside its shared folder: today a printer (the host's
+/// print role). Reached on the peer's own host (the host part of its address) and this port,
+/// so a member can point others only at itself, never at another machine.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    pub kind: ServiceKind,
+    pub port: u16,
+    /// Over TLS (`ipps://`).
+    #[serde(default)]
+    pub tls: bool,
+    /// What people see: the printer's name.
+    pub name: String,
+}
+
+/// What a [`Service`] is.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    /// An IPP printer at `/ipp/print`.
+    Print,
+}
+
+impl Service {
+    /// A port, and a name of 1–127 bytes with no control characters (it is shown to people).
+    pub fn valid(&self) -> bool {
+        self.port > 0
+            && !self.name.is_empty()
+            && self.name.len() <= 127
+            && !self.name.chars().any(char::is_control)
+    }
+
+    /// Where a member reaches it, given the offering peer's (valid) `host:port` address:
+    /// `ipp://host:port/ipp/print`, `ipps://` with TLS.
+    pub fn url(&self, peer_address: &str) -> Option<String> {
+        let (host, _) = peer_address.rsplit_once(':')?;
+        if host.is_empty() {
+            return None;
+        }
+        Some(match self.kind {
+            ServiceKind::Print => format!(
+                "{}://{host}:{}/ipp/print",
+                if self.tls { "ipps" } else { "ipp" },
+                self.port
+            ),
+        })
+    }
+}
+
+/// The valid ones of `services`, at most [`MAX_SERVICES`]: what a peer keeps of another's word.
+pub fn sane_services(services: Vec<Service>) -> Vec<Service> {
+    services
+        .into_iter()
+        .filter(Service::valid)
+        .take(MAX_SERVICES)
+        .collect()
 }
 
 /// A peer as the index or a peer's gossip lists it.
@@ -84,6 +149,9 @@ pub struct PeerEntry {
     /// Empty from the index and from peers that predate versions.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub version: String,
+    /// What else it offers (see [`Service`]); empty in gossip lists, as the catalog is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Service>,
 }
 
 /// A peer holding a resource, in lookup answers.
@@ -117,6 +185,9 @@ pub struct Catalog {
     /// catalog only when it changed. Empty from peers that predate versions.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub version: String,
+    /// What else the peer offers (see [`Service`]); part of the version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Service>,
 }
 
 /// A catalog version as the peer's catalog writes it: 16 lower-case hex digits.
@@ -235,6 +306,58 @@ mod tests {
             assert!(!valid_resource_name(bad), "{bad}");
         }
         assert!(valid_resource_name("films/holiday 2.mkv"));
+    }
+
+    fn printer(port: u16, tls: bool, name: &str) -> Service {
+        Service {
+            kind: ServiceKind::Print,
+            port,
+            tls,
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_service_is_reached_on_its_peers_own_host() {
+        let p = printer(8631, false, "Office printer");
+        assert!(p.valid());
+        assert_eq!(
+            p.url("10.0.0.7:7001").as_deref(),
+            Some("ipp://10.0.0.7:8631/ipp/print")
+        );
+        assert_eq!(
+            printer(631, true, "x").url("[fd00::7]:7001").as_deref(),
+            Some("ipps://[fd00::7]:631/ipp/print")
+        );
+        assert_eq!(p.url(":7001"), None);
+        for bad in [
+            printer(0, false, "x"),
+            printer(1, false, ""),
+            printer(1, false, "a\u{1b}[2Jb"),
+            printer(1, false, &"n".repeat(128)),
+        ] {
+            assert!(!bad.valid(), "{bad:?}");
+        }
+        let many = vec![p.clone(); MAX_SERVICES + 3];
+        assert_eq!(sane_services(many).len(), MAX_SERVICES);
+        assert!(sane_services(vec![printer(0, false, "x"), p.clone()]) == vec![p]);
+        // On the wire: lower-case kind, and an unknown one is refused rather than misread.
+        let json = serde_json::to_string(&printer(1, false, "x")).unwrap();
+        assert_eq!(json, r#"{"kind":"print","port":1,"tls":false,"name":"x"}"#);
+        assert!(serde_json::from_str::<Service>(&json.replace("print", "scan")).is_err());
+    }
+
+    #[test]
+    fn a_registration_without_services_looks_as_it_did_before_them() {
+        let r = Registration {
+            address: "a:1".into(),
+            resources: vec![],
+            services: vec![],
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"address":"a:1","resources":[]}"#
+        );
     }
 
     #[test]

@@ -1345,3 +1345,104 @@ fn upload_slots_and_rates_bound_what_a_peer_gives_and_change_live_from_the_ui() 
     ]);
     assert_eq!(code, 403);
 }
+
+/// The printers `node`'s UI lists, as (peer id, printer name, URL).
+fn printers_listed(node: &Node) -> Vec<(String, String, String)> {
+    let peers = get_json(&node.ui("/api/peers"));
+    let mut out = Vec::new();
+    for p in peers.as_array().into_iter().flatten() {
+        for printer in p["printers"].as_array().into_iter().flatten() {
+            out.push((
+                p["id"].as_str().unwrap_or_default().to_string(),
+                printer["name"].as_str().unwrap_or_default().to_string(),
+                printer["url"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_hosts_printer_is_listed_to_its_network_by_the_index_and_by_gossip() {
+    let net = Net::new();
+    let index_port = free_port();
+    let _index = net.index(index_port, 5);
+    let index_url = format!("http://127.0.0.1:{index_port}");
+    let hybrid = |print| PeerOptions {
+        index_url: Some(index_url.clone()),
+        print,
+        ..PeerOptions::default()
+    };
+    let a = net.peer("a", hybrid(true), &[]);
+    let b = net.peer("b", hybrid(false), &[]);
+    let url = format!("ipp://127.0.0.1:{}/ipp/print", a.print_port);
+    let expected = (a.id(), "a printer".to_string(), url.clone());
+    wait_for(
+        "B to list A's printer from the index",
+        Duration::from_secs(15),
+        || printers_listed(&b).contains(&expected).then_some(()),
+    );
+    // B offers none, and A does not list its own.
+    assert_eq!(printers_listed(&a), vec![], "{}", a.log());
+    // What the index holds, as any member reads it.
+    let me = auth::Identity::generate("reader").expect("key");
+    let path = format!("/v1/networks/{NETWORK}/peers");
+    let signed = auth::sign_request(SECRET.as_bytes(), &me, "GET", &path, b"").expect("sign");
+    let (code, body) = status_of(&[
+        "-H",
+        &format!("Authorization: {signed}"),
+        &format!("{index_url}{path}"),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&body).expect("json");
+    let entry = listed
+        .iter()
+        .find(|p| p["id"] == a.id())
+        .expect("A at the index");
+    assert_eq!(
+        entry["services"],
+        serde_json::json!([{"kind": "print", "port": a.print_port, "tls": false, "name": "a printer"}])
+    );
+    // The URL listed is a printer: it answers Get-Printer-Attributes, successful-ok, with its
+    // name.
+    let answer = support::get_printer_attributes(net.dir.path(), &url);
+    assert!(
+        answer.len() > 8 && answer[2..4] == [0, 0],
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        answer.windows(9).any(|w| w == b"a printer"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // Decentralized: C offers a printer and D, seeded with C, learns it from C's catalog.
+    let c = net.peer(
+        "c",
+        PeerOptions {
+            seeds: vec![format!("127.0.0.1:{}", free_port())],
+            print: true,
+            ..PeerOptions::default()
+        },
+        &[],
+    );
+    let d = net.peer(
+        "d",
+        PeerOptions {
+            seeds: vec![c.address()],
+            ..PeerOptions::default()
+        },
+        &[],
+    );
+    let expected = (
+        c.id(),
+        "c printer".to_string(),
+        format!("ipp://127.0.0.1:{}/ipp/print", c.print_port),
+    );
+    wait_for(
+        "D to list C's printer from C's catalog",
+        Duration::from_secs(15),
+        || printers_listed(&d).contains(&expected).then_some(()),
+    );
+}

@@ -2,7 +2,7 @@
 //! selenium (Debian packages chromium, chromium-driver, python3-selenium; see
 //! scripts/install-deps.sh). Search, Download, the progress the page shows while the source is
 //! paused part-way, then "complete", the file listed locally; then an upload through the form,
-//! and an upload rate set in the limits form.
+//! and an upload rate set in the limits form; the printer another peer offers, in its row.
 
 use crate::support;
 
@@ -33,6 +33,8 @@ fn a_user_downloads_and_uploads_through_the_page_in_chromium() {
             seeds: vec![format!("127.0.0.1:{}", free_port())],
             // Slow enough that the test pauses A before the download ends (12 chunks, 4 at once).
             chunk_delay_ms: Some(500),
+            // A offers its host's printer to the network: B's page lists it.
+            print: true,
             ..PeerOptions::default()
         },
         &[("holiday-video.bin", &data)],
@@ -113,6 +115,13 @@ fn a_user_downloads_and_uploads_through_the_page_in_chromium() {
     );
     assert!(
         stdout.contains("limits: Applied: upload 512.0 KiB/s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "printer: a printer ipp://127.0.0.1:{}/ipp/print",
+            a.print_port
+        )),
         "{stdout}"
     );
     assert_eq!(

@@ -3,7 +3,8 @@
 Usage: peer_ui.py UI_URL QUERY HASH UPLOAD_PATH
 Searches for QUERY, clicks Download on the result with HASH, waits until the page shows the
 download part done (the test pauses its source meanwhile: "partial:" on stdout), then "complete"
-and the file listed locally; then uploads UPLOAD_PATH through the form and waits
+and the file listed locally (and first, the printer another peer offers, from the known-peers
+table: "printer:" lines); then uploads UPLOAD_PATH through the form and waits
 for it to be listed; then sets an upload rate in the limits form and checks the API has it.
 Prints what it saw; exits non-zero on any failure.
 """
@@ -33,6 +34,10 @@ def main():
         driver.get(url)
         wait.until(EC.text_to_be_present_in_element((By.ID, "status"), "Peer "))
         print("status:", driver.find_element(By.ID, "status").text)
+        # A peer that offers its host's printer: listed with where to reach it.
+        wait.until(EC.text_to_be_present_in_element((By.ID, "peers"), "ipp://"))
+        for printer in driver.find_elements(By.CSS_SELECTOR, "#peers ul.printers li"):
+            print("printer:", printer.text)
 
         box = driver.find_element(By.ID, "search-q")
         box.send_keys(query)

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use crate::valid_address;
 use crate::wire::CHUNK_SIZE;
-use crate::wire::{Found, Holder, PeerEntry, Registration, Resource, footprint};
+use crate::wire::{
+    Found, Holder, MAX_SERVICES, PeerEntry, Registration, Resource, Service, footprint,
+};
 use hostrole_proto::peer::valid_resource_name;
 
 /// Bounds that keep one network from filling the index's memory.
@@ -48,6 +50,12 @@ pub enum RegisterError {
     Inconsistent { name: String },
     #[error("address {0:?} is not host:port")]
     Address(String),
+    #[error("a peer may list at most {max} services; this one lists {got}")]
+    TooManyServices { max: usize, got: usize },
+    #[error(
+        "service {0:?}: its port must be 1-65535 and its name 1-127 bytes without control characters"
+    )]
+    Service(String),
     #[error(
         "network {network} already holds catalogs of about {held} bytes; this one (about {size}) would pass the index's budget of {max}"
     )]
@@ -64,6 +72,7 @@ struct Peer {
     client: IpAddr,
     last_seen: u64,
     resources: Vec<Resource>,
+    services: Vec<Service>,
     /// [`footprint`] of `resources`.
     held: usize,
 }
@@ -124,6 +133,15 @@ impl Directory {
         if !valid_address(&registration.address) {
             return Err(RegisterError::Address(registration.address));
         }
+        if registration.services.len() > MAX_SERVICES {
+            return Err(RegisterError::TooManyServices {
+                max: MAX_SERVICES,
+                got: registration.services.len(),
+            });
+        }
+        if let Some(bad) = registration.services.iter().find(|s| !s.valid()) {
+            return Err(RegisterError::Service(bad.name.chars().take(127).collect()));
+        }
         self.expire(now);
         let peers = self.networks.entry(network.to_string()).or_default();
         if !peers.contains_key(id) {
@@ -164,6 +182,7 @@ impl Directory {
                 last_seen: now,
                 held: size,
                 resources: registration.resources,
+                services: registration.services,
             },
         );
         Ok(())
@@ -203,6 +222,7 @@ impl Directory {
                 last_seen: p.last_seen,
                 resources: p.resources.clone(),
                 version: String::new(),
+                services: p.services.clone(),
             })
             .collect();
         list.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id)));
@@ -296,6 +316,7 @@ mod tests {
         Registration {
             address: address.into(),
             resources,
+            services: vec![],
         }
     }
 
@@ -305,6 +326,42 @@ mod tests {
         max_peers_per_client: 10,
         max_held_per_network: 1 << 20,
     };
+
+    #[test]
+    fn services_are_listed_with_their_peer_and_bad_ones_refused() {
+        let printer = |port: u16, name: &str| Service {
+            kind: crate::wire::ServiceKind::Print,
+            port,
+            tls: false,
+            name: name.into(),
+        };
+        let mut d = Directory::new(10, LIMITS);
+        let mut r = reg("h:1", vec![]);
+        r.services = vec![printer(8631, "Office printer")];
+        d.register("n", "a", r.clone(), C, 100).expect("a printer");
+        let listed = d.peers("n", 100);
+        assert_eq!(listed[0].services, r.services);
+        assert_eq!(
+            listed[0].services[0].url(&listed[0].address).as_deref(),
+            Some("ipp://h:8631/ipp/print")
+        );
+        // A bad service, or one too many: refused, naming why; the peer keeps what it had.
+        for (services, why) in [
+            (vec![printer(0, "x")], "port"),
+            (vec![printer(1, "a\nb")], "control"),
+            (vec![printer(1, "x"); MAX_SERVICES + 1], "at most"),
+        ] {
+            let mut bad = reg("h:1", vec![]);
+            bad.services = services;
+            let err = d.register("n", "a", bad, C, 101).expect_err(why);
+            assert!(err.to_string().contains(why), "{err}");
+        }
+        assert_eq!(d.peers("n", 101)[0].services, r.services);
+        // A heartbeat without them takes them away.
+        d.register("n", "a", reg("h:1", vec![]), C, 102)
+            .expect("renewal");
+        assert!(d.peers("n", 102)[0].services.is_empty());
+    }
 
     #[test]
     fn a_networks_catalogs_stay_within_the_index_budget() {

@@ -53,6 +53,24 @@ pub fn version_of(resources: &[&Resource]) -> String {
     h.finalize().to_hex()[..16].to_string()
 }
 
+/// The version of a catalog with `version` (from [`version_of`]) offering `services`: the same
+/// version when it offers none (as before services existed), else 16 hex digits of BLAKE3 over
+/// both, so a peer that starts offering a printer is not answered `304` by those holding its
+/// old catalog.
+pub fn with_services(version: &str, services: &[crate::wire::Service]) -> String {
+    if services.is_empty() || version.is_empty() {
+        return version.to_string();
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(version.as_bytes());
+    for s in services {
+        h.update(b"\n");
+        h.update(format!("{:?}\0{}\0{}\0", s.kind, s.port, s.tls).as_bytes());
+        h.update(s.name.as_bytes());
+    }
+    h.finalize().to_hex()[..16].to_string()
+}
+
 /// The share's files, by content hash.
 #[derive(Clone)]
 pub struct Catalog {

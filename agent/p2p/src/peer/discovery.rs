@@ -109,6 +109,7 @@ async fn hybrid_round(shared: &Shared, base: &str) {
     let registration = Registration {
         address: shared.settings.address.clone(),
         resources: shared.catalog.resources(),
+        services: shared.settings.services.clone(),
     };
     if let Err(e) = shared.client.put_json(&url, &registration).await {
         tracing::warn!(error = %e, "heartbeat to the index failed; asking the known peers directly");
@@ -220,7 +221,10 @@ async fn contact(shared: &Shared, address: &str) -> Contact {
                 catalog.id
             ));
         }
-        Some(catalog) => known::Fetched::Catalog(catalog.resources),
+        Some(catalog) => known::Fetched::Catalog(known::Offer {
+            resources: catalog.resources,
+            services: catalog.services,
+        }),
         // A 304 is signed by the peer we expected (`Expect::Peer`): only asked of a known one.
         None if held.is_some() => known::Fetched::Unchanged,
         None => return Err("an unasked 304".to_string()),

@@ -19,7 +19,7 @@ use hostrole_proto::envelope::key_of_peer_id;
 use serde::{Deserialize, Serialize};
 
 use crate::valid_address;
-use crate::wire::{PeerEntry, Resource, footprint};
+use crate::wire::{PeerEntry, Resource, Service, footprint, sane_services};
 
 /// Peers known at once.
 pub const MAX_KNOWN: usize = 1024;
@@ -66,6 +66,9 @@ pub struct Known {
     /// Unix seconds of the last successful contact (or index heartbeat).
     pub last_seen: u64,
     pub resources: Vec<Resource>,
+    /// What else it offers (its printer): valid ones only, at most
+    /// [`crate::wire::MAX_SERVICES`]; kept when its catalog is not (they are small).
+    pub services: Vec<Service>,
     /// Failed contacts in a row.
     pub failures: u32,
     /// The catalog version of `resources` (computed here, never taken on a peer's word);
@@ -82,10 +85,14 @@ pub struct Known {
 impl Known {
     /// `fetched`: `resources` is the peer's own catalog (so it has a version), not the index's
     /// copy or nothing yet.
-    fn new(address: String, last_seen: u64, resources: Vec<Resource>, fetched: bool) -> Known {
-        let resources = sane(resources);
+    fn new(address: String, last_seen: u64, offer: Offer, fetched: bool) -> Known {
+        let resources = sane(offer.resources);
+        let services = sane_services(offer.services);
         let version = if fetched {
-            super::catalog::version_of(&resources.iter().collect::<Vec<_>>())
+            super::catalog::with_services(
+                &super::catalog::version_of(&resources.iter().collect::<Vec<_>>()),
+                &services,
+            )
         } else {
             String::new()
         };
@@ -94,6 +101,7 @@ impl Known {
             last_seen,
             held: footprint(&resources),
             resources,
+            services,
             failures: 0,
             version,
             stale: false,
@@ -110,11 +118,18 @@ impl Known {
     }
 }
 
+/// What a peer offers the network: its catalog's resources and its services.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Offer {
+    pub resources: Vec<Resource>,
+    pub services: Vec<Service>,
+}
+
 /// What a successful contact brought.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fetched {
     /// A catalog, whole.
-    Catalog(Vec<Resource>),
+    Catalog(Offer),
     /// `304`: the version asked with is still current.
     Unchanged,
 }
@@ -160,7 +175,11 @@ impl Roster {
             .filter(|p| p.id != own_id && admissible(&p.id, &p.address))
             .take(MAX_KNOWN)
             .map(|p| {
-                let k = Known::new(p.address, p.last_seen, p.resources, false);
+                let offer = Offer {
+                    resources: p.resources,
+                    services: p.services,
+                };
+                let k = Known::new(p.address, p.last_seen, offer, false);
                 let k = match budget(k.held, total) {
                     Held::Kept => k,
                     Held::TooLarge | Held::OverBudget => k.without_catalog(),
@@ -196,8 +215,8 @@ impl Roster {
         self.heard.remove(address);
         let picked = self.known.get(id).map_or(self.round, |k| k.picked);
         match got {
-            Fetched::Catalog(resources) => {
-                let mut k = Known::new(address.to_string(), now, resources, true);
+            Fetched::Catalog(offer) => {
+                let mut k = Known::new(address.to_string(), now, offer, true);
                 k.picked = picked;
                 let others = self.held_total() - self.known.get(id).map_or(0, |old| old.held);
                 let held = budget(k.held, others);
@@ -366,6 +385,11 @@ impl Roster {
                     Vec::new()
                 },
                 version: k.version.clone(),
+                services: if catalogs {
+                    k.services.clone()
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));
@@ -409,7 +433,7 @@ impl Roster {
             if r.id != own_id && admissible(&r.id, &r.address) {
                 self.known
                     .entry(r.id)
-                    .or_insert_with(|| Known::new(r.address, r.last_seen, Vec::new(), false));
+                    .or_insert_with(|| Known::new(r.address, r.last_seen, Offer::default(), false));
             }
         }
     }
@@ -442,6 +466,13 @@ pub fn load(state: &Path) -> Vec<Remembered> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cat(resources: Vec<Resource>) -> Fetched {
+        Fetched::Catalog(Offer {
+            resources,
+            services: vec![],
+        })
+    }
     use hostrole_proto::envelope::peer_id;
 
     fn id(n: u8) -> String {
@@ -455,6 +486,7 @@ mod tests {
             last_seen: n as u64,
             resources: vec![],
             version: String::new(),
+            services: vec![],
         }
     }
 
@@ -505,6 +537,7 @@ mod tests {
                 last_seen: 0,
                 resources: vec![],
                 version: String::new(),
+                services: vec![],
             })
             .collect();
         r.replace_with_index(&id(0), many.clone());
@@ -544,7 +577,7 @@ mod tests {
                 &id(0),
                 &key(i),
                 &format!("10.0.0.{i}:7001"),
-                Fetched::Catalog(catalog.to_vec()),
+                cat(catalog.to_vec()),
                 seen,
             );
         }
@@ -598,7 +631,7 @@ mod tests {
         // peers: a headless Service of 20 pods does not make every round contact all 20.
         let dns: Vec<String> = (0..20).map(|i| format!("10.0.3.{i}:7001")).collect();
         for (i, a) in dns.iter().enumerate() {
-            r.contacted(&id(0), &key(200 + i as u32), a, Fetched::Catalog(vec![]), 1);
+            r.contacted(&id(0), &key(200 + i as u32), a, cat(vec![]), 1);
         }
         assert_eq!(r.candidates("me:1", dns.clone()).len(), KNOWN_PER_ROUND);
     }
@@ -622,6 +655,7 @@ mod tests {
             last_seen,
             resources: vec![],
             version: version.into(),
+            services: vec![],
         };
         // An older sighting, the same version, or a version that is not one: nothing to do.
         r.learn(
@@ -663,7 +697,7 @@ mod tests {
             &id(0),
             &key(20),
             "10.0.0.20:7001",
-            Fetched::Catalog(vec![resource("b", 'b'), resource("a", 'a')]),
+            cat(vec![resource("b", 'b'), resource("a", 'a')]),
             140,
         );
         assert_eq!(r.known[&key(20)].version, newer);
@@ -688,6 +722,7 @@ mod tests {
                     last_seen: 11 + round,
                     resources: vec![],
                     version: format!("{:016x}", round + 1),
+                    services: vec![],
                 })
                 .collect();
             r.learn(&id(0), "me:1", lies, 11 + round);
@@ -714,7 +749,7 @@ mod tests {
         // and its version is, so it is not pulled again while it stays the same.
         let huge = big("huge", HELD_PER_PEER / 96 + 1);
         assert!(huge[0].consistent());
-        let held = r.contacted(&id(0), &key(1), "10.0.0.1:7001", Fetched::Catalog(huge), 1);
+        let held = r.contacted(&id(0), &key(1), "10.0.0.1:7001", cat(huge), 1);
         assert_eq!(held, Held::TooLarge);
         assert!(r.known[&key(1)].resources.is_empty());
         assert!(crate::wire::valid_version(&r.known[&key(1)].version));
@@ -724,7 +759,7 @@ mod tests {
         for i in 2..8u32 {
             let catalog = big(&format!("f{i}"), HELD_PER_PEER / 96 - 10);
             let at = format!("10.0.0.{i}:7001");
-            if r.contacted(&id(0), &key(i), &at, Fetched::Catalog(catalog), 1) == Held::OverBudget {
+            if r.contacted(&id(0), &key(i), &at, cat(catalog), 1) == Held::OverBudget {
                 refused += 1;
             }
             assert!(r.held_total() <= HELD_BUDGET, "{}", r.held_total());
@@ -735,17 +770,11 @@ mod tests {
         // A small honest catalog still fits beside them; a peer's new catalog replaces its
         // old one in the count.
         let small = vec![resource("notes.txt", 'd')];
-        let held = r.contacted(
-            &id(0),
-            &key(50),
-            "10.0.0.50:7001",
-            Fetched::Catalog(small),
-            2,
-        );
+        let held = r.contacted(&id(0), &key(50), "10.0.0.50:7001", cat(small), 2);
         assert_eq!(held, Held::Kept);
         let before = r.held_total();
         let again = big("f2", 10);
-        r.contacted(&id(0), &key(2), "10.0.0.2:7001", Fetched::Catalog(again), 3);
+        r.contacted(&id(0), &key(2), "10.0.0.2:7001", cat(again), 3);
         assert!(r.held_total() < before);
         // The index's list is held within the same budget.
         let listed: Vec<PeerEntry> = (1..=6u32)
@@ -755,6 +784,7 @@ mod tests {
                 last_seen: u64::from(i),
                 resources: big(&format!("g{i}"), HELD_PER_PEER / 96 - 10),
                 version: String::new(),
+                services: vec![],
             })
             .collect();
         r.replace_with_index(&id(0), listed);
@@ -786,22 +816,55 @@ mod tests {
         assert_eq!(seen.len(), 100);
         // A small network is listed whole.
         let mut small = Roster::default();
-        small.contacted(
-            &id(0),
-            &key(1),
-            "10.0.0.1:7001",
-            Fetched::Catalog(vec![]),
-            1,
-        );
+        small.contacted(&id(0), &key(1), "10.0.0.1:7001", cat(vec![]), 1);
         assert_eq!(small.gossip().len(), 1);
+    }
+
+    #[test]
+    fn services_are_kept_sane_and_a_new_printer_changes_the_catalog_version() {
+        let printer = |port: u16, name: &str| Service {
+            kind: crate::wire::ServiceKind::Print,
+            port,
+            tls: false,
+            name: name.into(),
+        };
+        let mut r = Roster::default();
+        // From the index: the bad one and those past the cap are dropped.
+        let mut listed = entry(1, "10.0.0.1:7001");
+        listed.services = vec![printer(0, "bad"), printer(631, "ok")];
+        listed.services.extend(vec![printer(632, "more"); 20]);
+        r.replace_with_index(&id(0), vec![listed]);
+        let kept = &r.known[&id(1)].services;
+        assert_eq!(kept.len(), crate::wire::MAX_SERVICES);
+        assert_eq!(kept[0], printer(631, "ok"));
+        // From a catalog: the same resources with a printer make another version, so a peer
+        // holding the old one is not answered 304 and learns of the printer.
+        let plain = Offer::default();
+        let with = Offer {
+            resources: vec![],
+            services: vec![printer(631, "ok")],
+        };
+        r.contacted(&id(0), &key(2), "10.0.0.2:7001", Fetched::Catalog(plain), 1);
+        let before = r.known[&key(2)].version.clone();
+        r.contacted(&id(0), &key(2), "10.0.0.2:7001", Fetched::Catalog(with), 2);
+        let after = r.known[&key(2)].version.clone();
+        assert!(crate::wire::valid_version(&before) && crate::wire::valid_version(&after));
+        assert_ne!(before, after);
+        // Kept for the UI, left out of the gossip list (each is pulled from its peer).
+        let ui = r.entries();
+        assert_eq!(
+            ui.iter().find(|p| p.id == key(2)).map(|p| p.services.len()),
+            Some(1)
+        );
+        assert!(r.gossip().iter().all(|p| p.services.is_empty()));
     }
 
     #[test]
     fn failing_peers_are_forgotten_and_the_roster_survives_a_restart() {
         let mut r = Roster::default();
-        r.contacted(&id(0), &id(1), "h:1", Fetched::Catalog(vec![]), 10);
-        r.contacted(&id(0), &id(2), "h:2", Fetched::Catalog(vec![]), 11);
-        r.contacted(&id(0), &id(0), "h:0", Fetched::Catalog(vec![]), 11);
+        r.contacted(&id(0), &id(1), "h:1", cat(vec![]), 10);
+        r.contacted(&id(0), &id(2), "h:2", cat(vec![]), 11);
+        r.contacted(&id(0), &id(0), "h:0", cat(vec![]), 11);
         for _ in 0..FORGET_AFTER {
             r.failed("h:2");
         }

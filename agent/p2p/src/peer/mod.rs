@@ -243,6 +243,29 @@ impl Discovery {
     }
 }
 
+/// The services the configuration offers the network: the valid ones (an index refuses a
+/// registration with an invalid one, so it is left out, and said).
+fn offered(config: &PeerRoleConfig) -> Vec<crate::wire::Service> {
+    let all: Vec<crate::wire::Service> = config
+        .printer
+        .iter()
+        .map(|p| crate::wire::Service {
+            kind: crate::wire::ServiceKind::Print,
+            port: p.port,
+            tls: p.tls,
+            name: p.name.clone(),
+        })
+        .collect();
+    let count = all.len();
+    let valid = crate::wire::sane_services(all);
+    if valid.len() < count {
+        tracing::warn!(
+            "the printer is not offered to the network: its name must be 1-127 bytes without control characters"
+        );
+    }
+    valid
+}
+
 /// What the configuration says; fixed while the role runs.
 struct Settings {
     network: String,
@@ -255,6 +278,8 @@ struct Settings {
     fetch: Vec<String>,
     mirror: bool,
     chunk_delay: Duration,
+    /// What else this peer offers the network (its host's printer).
+    services: Vec<crate::wire::Service>,
 }
 
 /// Downloads running or done, and the partial files whose verified chunks this peer serves.
@@ -415,6 +440,7 @@ impl Peer {
                 fetch: config.fetch.clone(),
                 mirror: config.mirror,
                 chunk_delay,
+                services: offered(config),
             },
             id,
             identity,
@@ -589,6 +615,7 @@ mod tests {
             upload_bytes_per_second: None,
             download_bytes_per_second: None,
             upload_slots: None,
+            printer: None,
         }
     }
 

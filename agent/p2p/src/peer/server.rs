@@ -82,8 +82,11 @@ async fn resources(
     // The caller holds this version: nothing to send, and nothing to copy (the answer is
     // signed, and bound to the request's nonce like any other, so it cannot be replayed to hide
     // a later change).
+    let services = &shared.settings.services;
     let current = shared.catalog.version();
-    if !current.is_empty() && q.unless.as_deref() == Some(current.as_str()) {
+    if !current.is_empty()
+        && q.unless.as_deref() == Some(catalog::with_services(&current, services).as_str())
+    {
         return StatusCode::NOT_MODIFIED.into_response();
     }
     let (resources, version) = shared.catalog.versioned();
@@ -91,7 +94,8 @@ async fn resources(
         id: shared.id.clone(),
         address: shared.settings.address.clone(),
         resources,
-        version,
+        version: catalog::with_services(&version, services),
+        services: services.clone(),
     })
     .into_response()
 }

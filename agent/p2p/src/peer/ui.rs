@@ -285,6 +285,17 @@ struct PeerView {
     address: String,
     last_seen: u64,
     file_count: usize,
+    /// The printers it offers, with where to reach them.
+    printers: Vec<PrinterView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PrinterView {
+    name: String,
+    /// `ipp://host:port/ipp/print` on the peer's own host (`lpadmin -v`, or a print client's
+    /// server).
+    url: String,
 }
 
 async fn peers(State(shared): State<Arc<Shared>>) -> Json<Vec<PeerView>> {
@@ -293,6 +304,17 @@ async fn peers(State(shared): State<Arc<Shared>>) -> Json<Vec<PeerView>> {
             .into_iter()
             .map(|p| PeerView {
                 file_count: p.resources.len(),
+                printers: p
+                    .services
+                    .iter()
+                    .filter(|s| s.kind == crate::wire::ServiceKind::Print)
+                    .filter_map(|s| {
+                        Some(PrinterView {
+                            name: s.name.clone(),
+                            url: s.url(&p.address)?,
+                        })
+                    })
+                    .collect(),
                 id: p.id,
                 address: p.address,
                 last_seen: p.last_seen,

@@ -184,3 +184,32 @@ pub fn installed(tool: &str, package: &str) {
         "{tool} is not installed: apt-get install {package} (scripts/install-deps.sh does)"
     );
 }
+
+/// A Get-Printer-Attributes request (RFC 8011 §4.2.5) to the IPP `url`, sent as HTTP by curl;
+/// the answer's bytes.
+pub fn get_printer_attributes(dir: &std::path::Path, url: &str) -> Vec<u8> {
+    let mut body = vec![2, 0, 0, 0x0b, 0, 0, 0, 1, 0x01];
+    let mut attr = |tag: u8, name: &str, value: &str| {
+        body.push(tag);
+        body.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        body.extend_from_slice(value.as_bytes());
+    };
+    attr(0x47, "attributes-charset", "utf-8");
+    attr(0x48, "attributes-natural-language", "en");
+    attr(0x45, "printer-uri", url);
+    body.push(0x03);
+    let file = dir.join("get-printer-attributes.ipp");
+    std::fs::write(&file, &body).expect("write");
+    let http = url.replacen("ipp://", "http://", 1);
+    curl(&[
+        "-s",
+        "-H",
+        "Content-Type: application/ipp",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &http,
+    ])
+    .stdout
+}

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use hostrole_config::{AgentConfig, IndexRoleConfig, PeerRoleConfig};
+use hostrole_config::{
+    AgentConfig, IndexRoleConfig, OfferedPrinter, PeerRoleConfig, PrintRoleConfig,
+};
 use hostrole_p2p::peer::ENV_CHUNK_DELAY_MS;
 pub use hostrole_testkit::{free_port, wait_for};
 
@@ -75,6 +77,29 @@ impl Net {
             config.bind = ip;
         }
         let host = config.bind.to_string();
+        // As the translator does for a HostRole with servers.print and a peer: the host's
+        // printer, offered to the network.
+        let mut printer = None;
+        if options.print {
+            let print = PrintRoleConfig {
+                name: format!("{name} printer"),
+                location: None,
+                info: None,
+                port: free_port(),
+                tls: None,
+                spool_dir: self.dir.path().join(name).join("print-queue"),
+                output_dir: self.dir.path().join(name).join("printouts"),
+                users_file: None,
+                max_job_bytes: 1 << 20,
+                max_jobs: 10,
+            };
+            printer = Some(OfferedPrinter {
+                name: print.name.clone(),
+                port: print.port,
+                tls: false,
+            });
+            config.print = Some(print);
+        }
         config.peer = Some(PeerRoleConfig {
             network: NETWORK.into(),
             port,
@@ -96,6 +121,7 @@ impl Net {
             upload_bytes_per_second: options.limits.upload_bytes_per_second,
             download_bytes_per_second: options.limits.download_bytes_per_second,
             upload_slots: options.limits.upload_slots,
+            printer: printer.clone(),
         });
         let mut env: Vec<(String, String)> = options
             .chunk_delay_ms
@@ -112,6 +138,7 @@ impl Net {
         );
         node.peer_port = port;
         node.ui_port = ui_port;
+        node.print_port = printer.as_ref().map_or(0, |p| p.port);
         node
     }
 }
@@ -135,6 +162,8 @@ pub struct PeerOptions {
     pub limits: hostrole_p2p::peer::limits::Limits,
     /// The agent's bind address (default 127.0.0.1); the peer advertises it.
     pub bind: Option<std::net::IpAddr>,
+    /// The agent also runs a print role, and the peer offers its printer to the network.
+    pub print: bool,
 }
 
 fn base(name: &str) -> AgentConfig {
@@ -166,6 +195,8 @@ pub struct Node {
     pub admin_port: u16,
     pub peer_port: u16,
     pub ui_port: u16,
+    /// The print role's port (0 without one).
+    pub print_port: u16,
     pub root: Option<PathBuf>,
     env: Vec<(String, String)>,
 }
@@ -189,6 +220,7 @@ impl Node {
             admin_port: config.admin_port,
             peer_port: 0,
             ui_port: 0,
+            print_port: 0,
             root,
             env: env.to_vec(),
         }

@@ -72,6 +72,17 @@ async function loadPeers() {
     cell(row, p.address);
     cell(row, p.lastSeen ? Math.max(0, Math.round(now - p.lastSeen)) + " s ago" : "not yet");
     cell(row, String(p.fileCount));
+    const printers = document.createElement("ul");
+    printers.className = "printers";
+    for (const printer of p.printers || []) {
+      const item = document.createElement("li");
+      item.append(printer.name + " ");
+      const url = document.createElement("code");
+      url.textContent = printer.url;
+      item.appendChild(url);
+      printers.appendChild(item);
+    }
+    cell(row, printers);
     body.appendChild(row);
   }
 }
