@@ -518,15 +518,30 @@ async fn peers_exchange_a_file(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
         .expect("list")
         .items;
     let mut networks: std::collections::BTreeMap<String, Vec<(String, u16)>> = Default::default();
+    // Per network, the printers its hosts share (host, printer name).
+    let mut printers: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        Default::default();
     for hr in &all {
         let Some(peer) = &hr.spec.peer else { continue };
         for i in 0..hr.spec.replicas {
+            let host = format!("{}-{i}", hr.name_any());
             networks
                 .entry(peer.network.clone())
                 .or_default()
-                .push((format!("{}-{i}", hr.name_any()), peer.ui.port as u16));
+                .push((host.clone(), peer.ui.port as u16));
+            if let Some(print) = &hr.spec.servers.print {
+                let name = print.name.clone().unwrap_or_else(|| hr.name_any());
+                printers
+                    .entry(peer.network.clone())
+                    .or_default()
+                    .push((host, name));
+            }
         }
     }
+    assert!(
+        !printers.is_empty(),
+        "an example shares a printer in a peer network: {networks:?}"
+    );
     assert!(
         networks.len() >= 2,
         "the examples hold a hybrid and a decentralized network: {networks:?}"
@@ -598,6 +613,37 @@ async fn peers_exchange_a_file(env: &Env, ns: &str, hostroles: &Api<HostRole>) {
         )
         .await;
         assert_eq!(hash, want, "{network}: the file found is the one uploaded");
+        // The network's shared printers are listed in the seeder's UI, with where to reach
+        // them (the printer's own host and port).
+        for (host, printer) in printers.get(&network).into_iter().flatten() {
+            if *host == seeder.0 {
+                continue;
+            }
+            let url = eventually(
+                &format!("{network}: {} lists {host}'s printer", seeder.0),
+                WAIT,
+                || async {
+                    let peers: serde_json::Value =
+                        serde_json::from_str(&curl(&[&a.url("/api/peers")])?).ok()?;
+                    peers
+                        .as_array()?
+                        .iter()
+                        .filter(|p| {
+                            p["id"]
+                                .as_str()
+                                .is_some_and(|id| id.starts_with(&format!("{host}.")))
+                        })
+                        .flat_map(|p| p["printers"].as_array().cloned().unwrap_or_default())
+                        .find(|p| p["name"] == printer.as_str())
+                        .and_then(|p| p["url"].as_str().map(str::to_string))
+                },
+            )
+            .await;
+            assert!(
+                url.starts_with("ipp://") && url.ends_with(":8631/ipp/print"),
+                "{network}: {url}"
+            );
+        }
         curl(&[
             "-X",
             "POST",

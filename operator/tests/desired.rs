@@ -408,9 +408,9 @@ fn resources_of(hr: &HostRole) -> (String, String, String) {
 fn a_host_requests_what_its_roles_need() {
     let web_only = resources_of(&web(""));
     assert_eq!(web_only, ("15m".into(), "32Mi".into(), "256Mi".into()));
-    // web, file, mail, chat and radio.
+    // web, file, mail, chat, radio and print.
     let office = resources_of(&example("home-office.yaml"));
-    assert_eq!(office, ("40m".into(), "96Mi".into(), "704Mi".into()));
+    assert_eq!(office, ("45m".into(), "104Mi".into(), "768Mi".into()));
     // A peer holds chunks in memory: 16 fetches and 32 upload slots of 1 MiB.
     let peer = resources_of(&hostrole(
         "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: family}\nspec:\n  peer: {network: family, seeds: [\"a:7001\"]}\n",
@@ -674,7 +674,7 @@ fn without_storage_the_share_is_an_empty_dir_and_bad_sizes_or_files_are_refused(
 }
 
 #[test]
-fn the_home_office_example_runs_five_roles_with_their_volumes_secrets_and_ports() {
+fn the_home_office_example_runs_six_roles_with_their_volumes_secrets_and_ports() {
     let d = build(&example("home-office.yaml"));
     let claims: Vec<String> = d
         .stateful_set
@@ -701,6 +701,8 @@ fn the_home_office_example_runs_five_roles_with_their_volumes_secrets_and_ports(
         "chat-users",
         "radio-source",
         "radio-playlist-0",
+        "print-users",
+        "print-data",
     ] {
         assert!(volumes.contains(&v.to_string()), "{v} in {volumes:?}");
     }
@@ -737,7 +739,8 @@ fn the_home_office_example_runs_five_roles_with_their_volumes_secrets_and_ports(
             "imap",
             "pop3",
             "irc",
-            "radio"
+            "radio",
+            "ipp"
         ]
     );
     let config: AgentConfig =

@@ -406,10 +406,13 @@ fn failures_carry_a_clear_reason_and_clients_recover_when_the_server_comes_back(
 }
 
 #[test]
-fn the_home_office_laptop_uses_the_offices_web_file_and_mail_standalone() {
+fn the_home_office_laptop_uses_every_service_of_the_office_standalone() {
     let example =
         std::fs::read_to_string(repo_root().join("examples/home-office.yaml")).expect("example");
-    let (text, _) = with_free_ports(&example, &[8080, 8081, 2525, 2587, 1143, 1110, 6667, 8000]);
+    let (text, _) = with_free_ports(
+        &example,
+        &[8080, 8081, 2525, 2587, 1143, 1110, 6667, 8000, 8631],
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let office = start(dir.path(), &text, "office");
     let laptop = start(dir.path(), &text, "laptop");
@@ -419,11 +422,16 @@ fn the_home_office_laptop_uses_the_offices_web_file_and_mail_standalone() {
         ("mail-2", 30),
         ("chat-3", 30),
         ("radio-4", 30),
+        ("print-5", 30),
     ] {
         wait_for(&laptop, name, "Ok", Duration::from_secs(limit));
     }
     let all = results(&laptop);
-    assert_eq!(all.len(), 5);
+    assert_eq!(all.len(), 6);
+    // The probe's printout landed in the share's printouts/ folder, where alice fetches it
+    // over WebDAV like any file.
+    let printouts = files_named(&dir.path().join("office/file/printouts"), "hostrole-probe");
+    assert!(!printouts.is_empty(), "{all:?}");
     assert!(all.iter().all(|r| r["ok"] == true), "{all:?}");
     // The credentials were written owner-only.
     use std::os::unix::fs::PermissionsExt;

@@ -1,16 +1,18 @@
-//! examples/home-office.yaml standalone: one host serving web, file and mail at once, each on its
-//! own ports, used with curl (HTTP, WebDAV, SMTP, IMAP, POP3).
+//! examples/home-office.yaml standalone: one host serving web, file, mail, chat, radio and print
+//! at once, each on its own ports, used with curl (HTTP, WebDAV, SMTP, IMAP, POP3, IPP).
 
 use crate::support;
 
 use support::{Agent, curl, fetch, repo_root, with_free_ports};
 
 #[test]
-fn the_home_office_example_serves_web_file_and_mail_at_once() {
+fn the_home_office_example_serves_every_role_at_once() {
     let text =
         std::fs::read_to_string(repo_root().join("examples/home-office.yaml")).expect("example");
-    let (manifest, ports) =
-        with_free_ports(&text, &[8080, 8081, 2525, 2587, 1143, 1110, 6667, 8000]);
+    let (manifest, ports) = with_free_ports(
+        &text,
+        &[8080, 8081, 2525, 2587, 1143, 1110, 6667, 8000, 8631],
+    );
     let port = |p: &str| ports[&p.parse::<u16>().expect("a port")];
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("home-office.yaml");
@@ -26,6 +28,7 @@ fn the_home_office_example_serves_web_file_and_mail_at_once() {
         "submission",
         "irc",
         "radio",
+        "ipp",
     ] {
         assert!(stdout.contains(label), "{label} is listed: {stdout}");
     }
@@ -42,6 +45,14 @@ fn the_home_office_example_serves_web_file_and_mail_at_once() {
     let status: serde_json::Value = serde_json::from_str(&status.text()).expect("json");
     assert_eq!(status["icestats"]["source"]["server_name"], "Office FM");
     assert_eq!(status["icestats"]["source"]["title"], "01-tone");
+
+    // print: anyone may ask the printer what it is (only printing needs a login).
+    let answer = support::get_printer_attributes(
+        dir.path(),
+        &format!("ipp://127.0.0.1:{}/ipp/print", port("8631")),
+    );
+    assert!(answer.len() > 8 && answer[2..4] == [0, 0], "{answer:?}");
+    assert!(answer.windows(14).any(|w| w == b"Office printer"));
 
     // file
     let note = dir.path().join("note.txt");
