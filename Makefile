@@ -7,10 +7,11 @@ up:            ## serve examples/web-host.yaml on this machine
 test:          ## every test, as CI runs it
 	./test.sh
 
-crds:          ## regenerate crds/ (and the chart's copy, which templates/crds.yaml also reads) from the Rust types
+crds:          ## regenerate crds/ (and the chart's copy, which templates/crds.yaml also reads) and docs/topology.schema.json from the Rust types
 	cargo run -q -p hostrole-operator -- crd > crds/hostrole.dev_hostroles.yaml.new
 	mv crds/hostrole.dev_hostroles.yaml.new crds/hostrole.dev_hostroles.yaml
 	cp crds/hostrole.dev_hostroles.yaml charts/hostrole-operator/crds/
+	cargo run -q -p hostrole-operator -- topology-schema > docs/topology.schema.json
 
 lint:
 	cargo fmt --all -- --check

@@ -32,7 +32,7 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-step "cargo test (unit, snapshots, CRD drift, schema and CEL rules; web, file and mail roles with curl, h2spec (HTTP/2, built from the Go module proxy and cached), rclone, cadaver, a davfs2 mount, litmus (nginx-dav beside it), swaks, mutt, Python's smtplib/imaplib/poplib; the chat role with irssi, weechat and Python's irc, each also against ngircd; the radio role with ffmpeg, ezstream, curl, mpg123 and mpv, also against icecast2; the print role with CUPS' ipptool conformance suites, also against ippeveprinter, and lp through a cupsd queue; clients against the real roles; peers and index with 5 agent processes; the peer UI, the file share and the web role's error pages in headless Chromium)"
+step "cargo test (unit, snapshots, CRD drift, schema and CEL rules; web, file and mail roles with curl, h2spec (HTTP/2, built from the Go module proxy and cached), rclone, cadaver, a davfs2 mount, litmus (nginx-dav beside it), swaks, mutt, Python's smtplib/imaplib/poplib; the chat role with irssi, weechat and Python's irc, each also against ngircd; the radio role with ffmpeg, ezstream, curl, mpg123 and mpv, also against icecast2; the print role with CUPS' ipptool conformance suites, also against ippeveprinter, and lp through a cupsd queue; clients against the real roles; peers and index with 5 agent processes; the peer UI, the file share and the web role's error pages in headless Chromium; the topology exports drawn by Graphviz and checked against their JSON schema)"
 cargo test --locked
 
 step "fuzz the hand-written parsers and wire types (SMTP, IMAP, POP3, IRC, IPP, the peer protocol), ${FUZZ_SECONDS:=15}s each"

@@ -32,11 +32,13 @@ set -euo pipefail
 # from a PDF written by the test; dbus-daemon: a private bus the tests start for ippeveprinter,
 # whose Avahi client needs one to connect to even with DNS-SD off (agent/print/tests/,
 # agent/tests/it/print_clients.rs).
+# graphviz (dot) and python3-jsonschema: the topology exports (`matrix --format dot|json`) are
+# rendered by Graphviz and validated against their JSON schema (operator/tests/topology.rs).
 packages=(curl ca-certificates openssl iproute2 procps util-linux rclone cadaver davfs2 swaks libnet-ssleay-perl mutt
   neomutt isync dovecot-imapd offlineimap3 getmail6 fetchmail postfix sasl2-bin
   chromium chromium-driver python3-selenium litmus nginx libnginx-mod-http-dav-ext shellcheck
   ngircd python3-irc irssi weechat-headless ffmpeg ezstream icecast2 mpg123 mpv
-  cups-ipp-utils cups cups-client ghostscript dbus-daemon)
+  cups-ipp-utils cups cups-client ghostscript dbus-daemon graphviz python3-jsonschema)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -27,5 +27,6 @@ pub mod run;
 pub mod selftest;
 pub mod status;
 pub mod storage;
+pub mod topology;
 pub mod uses;
 pub mod world;

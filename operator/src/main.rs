@@ -36,7 +36,17 @@ enum Command {
         /// Every namespace.
         #[arg(short = 'A', long)]
         all_namespaces: bool,
+        /// `table` (for people), `json` (the whole topology: docs/topology.schema.json) or
+        /// `dot` (Graphviz: `| dot -Tsvg > net.svg`).
+        #[arg(short, long, value_enum, default_value_t)]
+        format: hostrole_operator::matrix::Format,
+        /// Only HostRoles playing this role (web, file, mail, chat, radio, print, index,
+        /// peer, clients); repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
     },
+    /// Print the JSON schema of `matrix --format json` (docs/topology.schema.json).
+    TopologySchema,
     /// What `helm test` runs: the operator's Deployment has a ready replica, and a HostRole in a
     /// namespace it watches becomes Ready (then it is deleted).
     SelfTest {
@@ -161,10 +171,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::TopologySchema => {
+            print!("{}", hostrole_operator::topology::schema());
+            ExitCode::SUCCESS
+        }
         Command::Matrix {
             namespace,
             all_namespaces,
+            format,
+            roles,
         } => {
+            let options = hostrole_operator::matrix::Options { format, roles };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -172,7 +189,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(hostrole_operator::matrix::fetch(namespace, all_namespaces)) {
+            match runtime.block_on(hostrole_operator::matrix::fetch(
+                namespace,
+                all_namespaces,
+                &options,
+            )) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS

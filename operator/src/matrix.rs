@@ -14,10 +14,36 @@ pub enum MatrixError {
     List(#[source] kube::Error),
 }
 
+/// How the matrix is printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One line per client → server, for people.
+    #[default]
+    Table,
+    /// The whole topology (regions, hosts, role badges, edges, peer networks) as JSON, in the
+    /// shape of docs/topology.schema.json.
+    Json,
+    /// The same as a Graphviz digraph (`dot -Tsvg`).
+    Dot,
+}
+
+/// What to print and of which HostRoles.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub format: Format,
+    /// Only HostRoles that play one of these roles (`web`, …, `peer`, `clients`); all when
+    /// empty.
+    pub roles: Vec<String>,
+}
+
 /// Lists the HostRoles of a namespace (or all) and renders their matrix.
-pub async fn fetch(namespace: Option<String>, all: bool) -> Result<String, MatrixError> {
+pub async fn fetch(
+    namespace: Option<String>,
+    all: bool,
+    options: &Options,
+) -> Result<String, MatrixError> {
     let client = Client::try_default().await.map_err(MatrixError::Client)?;
-    fetch_with(client, namespace, all).await
+    fetch_with(client, namespace, all, options).await
 }
 
 /// [`fetch`] with a given client (kubectl-hostrole's, from `--kubeconfig`/`--context`).
@@ -25,6 +51,7 @@ pub async fn fetch_with(
     client: Client,
     namespace: Option<String>,
     all: bool,
+    options: &Options,
 ) -> Result<String, MatrixError> {
     let api: Api<HostRole> = match (all, namespace) {
         (true, _) => Api::all(client),
@@ -35,7 +62,43 @@ pub async fn fetch_with(
         .list(&ListParams::default())
         .await
         .map_err(MatrixError::List)?;
-    Ok(render(&list.items))
+    Ok(render_as(&list.items, options))
+}
+
+/// The HostRoles in the format `options` asks for.
+pub fn render_as(hostroles: &[HostRole], options: &Options) -> String {
+    let filter = crate::topology::Filter {
+        namespaces: Default::default(),
+        roles: options.roles.iter().cloned().collect(),
+    };
+    match options.format {
+        Format::Table => {
+            let kept: Vec<HostRole> = if filter.roles.is_empty() {
+                hostroles.to_vec()
+            } else {
+                let ids: std::collections::BTreeSet<String> =
+                    crate::topology::build(hostroles, &filter)
+                        .regions
+                        .iter()
+                        .flat_map(|r| r.groups.iter().map(|g| g.id.clone()))
+                        .collect();
+                hostroles
+                    .iter()
+                    .filter(|hr| {
+                        ids.contains(&format!(
+                            "{}/{}",
+                            hr.namespace().unwrap_or_default(),
+                            hr.name_any()
+                        ))
+                    })
+                    .cloned()
+                    .collect()
+            };
+            render(&kept)
+        }
+        Format::Json => crate::topology::to_json(&crate::topology::build(hostroles, &filter)),
+        Format::Dot => crate::topology::to_dot(&crate::topology::build(hostroles, &filter)),
+    }
 }
 
 /// One line per (host, client): `HOST  SERVICE  SERVER  STATE  LATENCY  LAST SUCCESS  DETAIL`.

@@ -449,14 +449,17 @@ pub async fn status(target: &Target, name: Option<&str>) -> Result<String, Plugi
 }
 
 /// `kubectl hostrole matrix`: [`crate::matrix`] with this target's client.
-pub async fn matrix(target: &Target) -> Result<String, PluginError> {
+pub async fn matrix(
+    target: &Target,
+    options: &crate::matrix::Options,
+) -> Result<String, PluginError> {
     let client = target.client().await?;
     let namespace = if target.all_namespaces {
         None
     } else {
         target.namespace.clone()
     };
-    Ok(crate::matrix::fetch_with(client, namespace, target.all_namespaces).await?)
+    Ok(crate::matrix::fetch_with(client, namespace, target.all_namespaces, options).await?)
 }
 
 /// What `logs` passes on to the API server.

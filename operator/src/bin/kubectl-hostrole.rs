@@ -47,7 +47,14 @@ enum Command {
         name: Option<String>,
     },
     /// Who reaches whom: every client host → server, with state and latency.
-    Matrix,
+    Matrix {
+        /// `table`, `json` (the whole topology) or `dot` (Graphviz).
+        #[arg(short, long, value_enum, default_value_t)]
+        format: hostrole_operator::matrix::Format,
+        /// Only HostRoles playing this role; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
     /// The agent's log of one host, by its name (`web-0`; `web` for a one-host HostRole).
     Logs {
         /// The host (its pod's name).
@@ -81,7 +88,10 @@ async fn run(cli: Cli) -> Result<(), PluginError> {
         Command::Status { name } => {
             print!("{}", plugin::status(&target, name.as_deref()).await?);
         }
-        Command::Matrix => print!("{}", plugin::matrix(&target).await?),
+        Command::Matrix { format, roles } => {
+            let options = hostrole_operator::matrix::Options { format, roles };
+            print!("{}", plugin::matrix(&target, &options).await?)
+        }
         Command::Logs {
             host,
             follow,
