@@ -26,6 +26,7 @@
 
 mod conns;
 pub mod limits;
+pub mod loopback;
 mod preface;
 mod unframed;
 
