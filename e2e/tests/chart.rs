@@ -32,6 +32,7 @@ async fn lint_rejects_wrong_values_and_the_render_passes_a_server_dry_run() {
         ("replicaCount=0", "/replicaCount"),
         ("logFormat=xml", "/logFormat"),
         ("metrics.port=80", "/metrics/port"),
+        ("view.port=80", "/view/port"),
         ("imageTypo=1", "imageTypo"),
         ("crds.enable=true", "'enable'"),
         ("nameOverride=Bad_Name", "/nameOverride"),
@@ -74,7 +75,19 @@ async fn lint_rejects_wrong_values_and_the_render_passes_a_server_dry_run() {
         "serviceMonitor.enabled=false",
         "--set",
         "networkPolicy.enabled=true",
+        "--set",
+        "view.enabled=true",
     ]);
+    // The view, when asked for, listens on the pod's loopback only (port-forward reaches it).
+    assert!(
+        rendered.contains("- --view-addr=127.0.0.1:8088"),
+        "{rendered}"
+    );
+    let default = env.helm_ok(&["template", "hostrole", "--skip-tests", &chart(), "-n", &ns]);
+    assert!(
+        !default.contains("--view-addr"),
+        "the view is off by default"
+    );
     let dir = tempdir().expect("tempdir");
     let file = dir.path().join("rendered.yaml");
     std::fs::write(&file, &rendered).expect("write");

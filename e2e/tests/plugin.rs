@@ -163,6 +163,23 @@ async fn status_matrix_and_logs_against_a_real_api_server() {
         matrix,
         "No clients declared: no HostRole here has spec.clients.\n"
     );
+    // The topology of the same HostRoles as JSON: the plugin and the operator agree, and the
+    // host the operator reported is there with its role serving.
+    let json = plugin_ok(&env, &["matrix", "-n", &ns, "-f", "json"]);
+    let operator = Command::new(&env.operator_bin)
+        .args(["matrix", "-n", &ns, "--format", "json"])
+        .output()
+        .expect("hostrole-operator matrix");
+    assert_eq!(json, text(&operator).0);
+    let topology: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let group = &topology["regions"][0]["groups"][0];
+    assert_eq!(group["id"], format!("{ns}/site"), "{json}");
+    assert_eq!(group["hosts"][0]["name"], "site-0", "{json}");
+    assert_eq!(
+        group["hosts"][0]["badges"],
+        serde_json::json!([{"role": "web", "state": "Serving"}]),
+        "{json}"
+    );
 
     // logs: an unknown host is named with the ones there are.
     let out = plugin(&env, &["logs", "-n", &ns, "nope"]);
@@ -187,6 +204,70 @@ async fn status_matrix_and_logs_against_a_real_api_server() {
             );
         }
     }
+
+    // The live view with the same kubeconfig: its own watch finds the HostRole, and one
+    // applied later appears without a reload.
+    let port = hostrole_e2e::free_port();
+    let logs = hostrole_e2e::tempdir().expect("tempdir");
+    let _view = hostrole_testkit::Proc::spawn(
+        "view",
+        Command::new(&env.operator_bin).args([
+            "view",
+            "-n",
+            &ns,
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ]),
+        logs.path(),
+    );
+    let groups = || async {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{port}/api/topology")])
+            .output()
+            .ok()?;
+        let t: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(
+            t["regions"][0]["groups"]
+                .as_array()?
+                .iter()
+                .filter_map(|g| g["name"].as_str().map(str::to_string))
+                .collect::<Vec<String>>(),
+        )
+    };
+    eventually("the view lists site", CONVERGE, || async {
+        groups().await.filter(|g| g == &["site"])
+    })
+    .await;
+    apply(&env, &ns, &web("kiosk", 1));
+    eventually("the view follows a new HostRole", CONVERGE, || async {
+        groups().await.filter(|g| g == &["kiosk", "site"])
+    })
+    .await;
+    // Not for other names (DNS rebinding), and not on another address than loopback.
+    let rebound = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: evil.example",
+            &format!("http://127.0.0.1:{port}/api/topology"),
+        ])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&rebound.stdout), "403");
+    let open = Command::new(&env.operator_bin)
+        .args(["view", "--addr", "0.0.0.0:0"])
+        .output()
+        .expect("view");
+    assert!(!open.status.success());
+    assert!(
+        String::from_utf8_lossy(&open.stderr).contains("listen on loopback"),
+        "{:?}",
+        text(&open)
+    );
 
     // The same host name in two namespaces: -A asks which.
     let other = env.namespace("plugin").await;

@@ -29,4 +29,5 @@ pub mod status;
 pub mod storage;
 pub mod topology;
 pub mod uses;
+pub mod view;
 pub mod world;

@@ -26,7 +26,7 @@ enum Command {
     /// Print the HostRole CustomResourceDefinition as YAML.
     Crd,
     /// Run the controller.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print who reaches whom: every client → server of a namespace (or all), with state and
     /// latency, from the HostRoles' status.
     Matrix {
@@ -47,6 +47,16 @@ enum Command {
     },
     /// Print the JSON schema of `matrix --format json` (docs/topology.schema.json).
     TopologySchema,
+    /// Serve the live topology view on this machine with your kubeconfig (you see what you may
+    /// read): hosts, roles, clients and peer networks, updated as the cluster changes.
+    View {
+        /// Namespace (default: every namespace).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Where to listen (loopback only: the view has no login).
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        addr: SocketAddr,
+    },
     /// What `helm test` runs: the operator's Deployment has a ready replica, and a HostRole in a
     /// namespace it watches becomes Ready (then it is deleted).
     SelfTest {
@@ -130,6 +140,10 @@ struct RunArgs {
     /// HostRoles reconciled in parallel.
     #[arg(long, default_value_t = 8)]
     concurrency: u16,
+    /// Serve the live topology view here (keep it on loopback: `kubectl port-forward` reaches
+    /// it, nothing else in the cluster does). Off when absent.
+    #[arg(long, env = "HOSTROLE_VIEW_ADDR")]
+    view_addr: Option<SocketAddr>,
     /// Log format.
     #[arg(long, env = "HOSTROLE_LOG_FORMAT", value_enum, default_value = "plain")]
     log_format: LogFormat,
@@ -171,6 +185,37 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::View { namespace, addr } => {
+            if !addr.ip().is_loopback() {
+                eprintln!(
+                    "error: --addr {addr}: the view has no login; listen on loopback (127.0.0.1) and reach it with an SSH tunnel or port-forward"
+                );
+                return ExitCode::FAILURE;
+            }
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let served = runtime.block_on(async {
+                let client = kube::Client::try_default()
+                    .await
+                    .map_err(hostrole_operator::view::ViewError::Client)?;
+                tokio::select! {
+                    served = hostrole_operator::view::serve(client, namespace, addr) => served,
+                    _ = hostrole_agent_core::telemetry::shutdown_signal() => Ok(()),
+                }
+            });
+            match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::TopologySchema => {
             print!("{}", hostrole_operator::topology::schema());
             ExitCode::SUCCESS
@@ -273,6 +318,7 @@ fn main() -> ExitCode {
                     identity,
                 }),
                 concurrency: args.concurrency.max(1),
+                view_addr: args.view_addr,
             };
             match runtime.block_on(run(options)) {
                 Ok(()) => ExitCode::SUCCESS,

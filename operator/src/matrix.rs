@@ -68,8 +68,8 @@ pub async fn fetch_with(
 /// The HostRoles in the format `options` asks for.
 pub fn render_as(hostroles: &[HostRole], options: &Options) -> String {
     let filter = crate::topology::Filter {
-        namespaces: Default::default(),
         roles: options.roles.iter().cloned().collect(),
+        ..Default::default()
     };
     match options.format {
         Format::Table => {

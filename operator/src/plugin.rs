@@ -27,6 +27,10 @@ pub enum PluginError {
     #[error(transparent)]
     Matrix(#[from] crate::matrix::MatrixError),
     #[error(transparent)]
+    View(#[from] crate::view::ViewError),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
     Host(#[from] HostError),
     #[error("cannot read pod {namespace}/{pod}: {source}")]
     Pod {
@@ -460,6 +464,21 @@ pub async fn matrix(
         target.namespace.clone()
     };
     Ok(crate::matrix::fetch_with(client, namespace, target.all_namespaces, options).await?)
+}
+
+/// `kubectl hostrole view`: [`crate::view`] on this machine with this target's client (what
+/// the kubeconfig's user may read), until interrupted.
+pub async fn view(target: &Target, addr: std::net::SocketAddr) -> Result<(), PluginError> {
+    let client = target.client().await?;
+    let namespace = if target.all_namespaces {
+        None
+    } else {
+        target.namespace.clone()
+    };
+    tokio::select! {
+        served = crate::view::serve(client, namespace, addr) => Ok(served?),
+        _ = hostrole_agent_core::telemetry::shutdown_signal() => Ok(()),
+    }
 }
 
 /// What `logs` passes on to the API server.

@@ -68,6 +68,8 @@ pub struct Options {
     pub leader_election: Option<LeaderElection>,
     /// Parallel reconciliations.
     pub concurrency: u16,
+    /// Where to serve the topology view ([`crate::view`]); off when absent.
+    pub view_addr: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -116,6 +118,17 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         }
     });
 
+    // The view watches HostRoles on its own (every replica, leader or not: a port-forward to
+    // the Deployment may land on any).
+    let view = options.view_addr.map(|addr| {
+        let client = client.clone();
+        let namespace = options.namespace.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::view::serve(client, namespace, addr).await {
+                tracing::error!(error = %e, "the topology view stopped");
+            }
+        })
+    });
     // A replica that is not the leader is ready: it serves metrics and waits its turn. The
     // leader is ready once its watches have listed, and not while they fail (crate::health).
     let work = async {
@@ -142,6 +155,9 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         }
     };
     http.abort();
+    if let Some(view) = view {
+        view.abort();
+    }
     result
 }
 

@@ -158,11 +158,13 @@ pub struct NetworkPeer {
     pub ready: bool,
 }
 
-/// What to keep of the HostRoles: a namespace and roles to show (none: all).
+/// What to keep of the HostRoles: namespaces, roles and HostRoles (`namespace/name`) to
+/// show; an empty set keeps all.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub namespaces: BTreeSet<String>,
     pub roles: BTreeSet<String>,
+    pub groups: BTreeSet<String>,
 }
 
 impl Filter {
@@ -170,6 +172,7 @@ impl Filter {
         let ns = hr.namespace().unwrap_or_default();
         (self.namespaces.is_empty() || self.namespaces.contains(&ns))
             && (self.roles.is_empty() || roles_of(hr).iter().any(|r| self.roles.contains(r)))
+            && (self.groups.is_empty() || self.groups.contains(&group_id(hr)))
     }
 }
 

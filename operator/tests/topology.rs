@@ -3,129 +3,14 @@
 //! Python's jsonschema, Debian python3-jsonschema), the DOT renders with Graphviz (`dot`,
 //! Debian graphviz), and names or errors from the cluster cannot break either.
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use hostrole_api::{
-    ClientStatus, Endpoint, HostRole, HostRoleStatus, HostStatus, NetworkPeer, NetworkStatus,
-    RoleState, manifest,
-};
+mod fixtures;
+
+use fixtures::{client, examples, laptop_clients, root, with_status};
 use hostrole_operator::matrix::{self, Format, Options};
 use hostrole_operator::topology::{self, Filter, Health, State};
-use kube::ResourceExt;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn examples(namespace: &str) -> Vec<HostRole> {
-    let mut all = Vec::new();
-    for file in [
-        "home-office.yaml",
-        "p2p-hybrid.yaml",
-        "p2p-decentralized.yaml",
-    ] {
-        let text = std::fs::read_to_string(root().join("examples").join(file)).expect("example");
-        for mut hr in manifest::parse_all(&text, file).expect("valid") {
-            hr.metadata.namespace = Some(namespace.into());
-            all.push(hr);
-        }
-    }
-    all
-}
-
-fn client(service: &str, server: &str, ok: bool, error: &str) -> ClientStatus {
-    ClientStatus {
-        service: service.into(),
-        server: server.into(),
-        ok,
-        latency_ms: ok.then_some(7),
-        reason: if ok { String::new() } else { "Refused".into() },
-        last_error: error.into(),
-        last_success: None,
-    }
-}
-
-/// Each HostRole as the operator would have reported it: every host serving its roles, the
-/// laptop's clients as given, the peer networks with their peers.
-fn with_status(mut hostroles: Vec<HostRole>, laptop: Vec<ClientStatus>) -> Vec<HostRole> {
-    let mut networks: BTreeMap<String, Vec<NetworkPeer>> = BTreeMap::new();
-    for hr in &hostroles {
-        if let Some(peer) = &hr.spec.peer {
-            for i in 0..hr.spec.replicas {
-                networks
-                    .entry(peer.network.clone())
-                    .or_default()
-                    .push(NetworkPeer {
-                        name: format!("{}-{i}", hr.name_any()),
-                        host_role: hr.name_any(),
-                        ready: true,
-                    });
-            }
-        }
-    }
-    for hr in &mut hostroles {
-        let mut roles: Vec<&str> = hr.spec.server_roles();
-        if hr.spec.peer.is_some() {
-            roles.push("peer");
-        }
-        let hosts = (0..hr.spec.replicas)
-            .map(|i| HostStatus {
-                name: format!("{}-{i}", hr.name_any()),
-                ready: true,
-                roles: roles
-                    .iter()
-                    .map(|r| (r.to_string(), RoleState::Serving))
-                    .collect(),
-                clients: if hr.name_any() == "laptop" {
-                    laptop.clone()
-                } else {
-                    Vec::new()
-                },
-                reason: None,
-                message: None,
-            })
-            .collect();
-        let network = hr.spec.peer.as_ref().map(|p| NetworkStatus {
-            name: p.network.clone(),
-            mode: if p.index.is_some() {
-                "Hybrid".into()
-            } else {
-                "Decentralized".into()
-            },
-            index: p.index.clone(),
-            secret: format!("peers-{}", p.network),
-            service: format!("peers-{}", p.network),
-            peers: networks[&p.network].clone(),
-        });
-        hr.status = Some(HostRoleStatus {
-            replicas: hr.spec.replicas,
-            ready_hosts: hr.spec.replicas,
-            hosts,
-            network,
-            endpoints: vec![Endpoint {
-                role: "main".into(),
-                url: format!("http://{}.lan.svc:8080/", hr.name_any()),
-                scope: "Cluster".into(),
-            }],
-            ..Default::default()
-        });
-    }
-    hostroles
-}
-
-fn laptop_clients() -> Vec<ClientStatus> {
-    vec![
-        client("web", "office", true, ""),
-        client("file", "office", true, ""),
-        client("mail", "office", true, ""),
-        client("chat", "office", true, ""),
-        client("radio", "office", true, ""),
-        client("print", "office", false, "the printer refused the job"),
-    ]
-}
 
 fn run(program: &str, args: &[&str], input: &[u8]) -> (bool, String, String) {
     let mut child = Command::new(program)

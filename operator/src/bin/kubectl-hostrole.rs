@@ -55,6 +55,13 @@ enum Command {
         #[arg(long = "role")]
         roles: Vec<String>,
     },
+    /// The live topology view on this machine (http://127.0.0.1:8088/), with what your
+    /// kubeconfig may read; -A for every namespace.
+    View {
+        /// Where to listen (loopback only: the view has no login).
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        addr: std::net::SocketAddr,
+    },
     /// The agent's log of one host, by its name (`web-0`; `web` for a one-host HostRole).
     Logs {
         /// The host (its pod's name).
@@ -91,6 +98,14 @@ async fn run(cli: Cli) -> Result<(), PluginError> {
         Command::Matrix { format, roles } => {
             let options = hostrole_operator::matrix::Options { format, roles };
             print!("{}", plugin::matrix(&target, &options).await?)
+        }
+        Command::View { addr } => {
+            if !addr.ip().is_loopback() {
+                return Err(PluginError::Usage(format!(
+                    "--addr {addr}: the view has no login; listen on loopback (127.0.0.1)"
+                )));
+            }
+            plugin::view(&target, addr).await?
         }
         Command::Logs {
             host,
