@@ -277,6 +277,8 @@ async fn chromium_draws_the_network_and_turns_a_failing_client_red() {
             && stdout.contains("the printer refused the job"),
         "{stdout}"
     );
+    // The layout held: the update changed a colour, not a place.
+    assert!(stdout.contains("moved: 0 of 10 hosts"), "{stdout}");
     assert!(
         stdout.contains("details:") && stdout.contains("print: Serving"),
         "{stdout}"

@@ -102,13 +102,20 @@ function draw(topology) {
   svg.setAttribute("height", totalH);
   svg.setAttribute("viewBox", `0 0 ${totalW} ${totalH}`);
   for (const child of [...svg.childNodes]) if (child.nodeName !== "title") svg.removeChild(child);
+  // Layers, bottom to top: namespaces, HostRole boxes, peer-network links (under the host
+  // cards they join), host cards, client edges.
+  const under = el("g", { class: "layer" }, svg);
+  const boxesLayer = el("g", { class: "layer" }, svg);
+  const nets = el("g", { class: "layer" }, svg);
+  const hostsLayer = el("g", { class: "layer" }, svg);
+  const edgesLayer = el("g", { class: "layer" }, svg);
 
   for (const r of regions) {
-    const g = el("g", { class: "region", "data-namespace": r.region.namespace }, svg);
+    const g = el("g", { class: "region", "data-namespace": r.region.namespace }, under);
     el("rect", { x: r.x, y: r.y, width: Math.max(r.w, 200), height: r.h, rx: 10 }, g);
     text(g, r.x + PAD, r.y + 18, "namespace " + r.region.namespace);
     for (const gb of r.groups) {
-      const gg = el("g", { class: "group", "data-id": gb.group.id }, svg);
+      const gg = el("g", { class: "group", "data-id": gb.group.id }, boxesLayer);
       el("rect", { x: gb.x, y: gb.y, width: gb.w, height: gb.h }, gg);
       const title = el("title", {}, gg);
       title.textContent = gb.group.urls.join("\n") || gb.group.id;
@@ -118,7 +125,7 @@ function draw(topology) {
       }
       for (const hb of gb.hosts) {
         const h = hb.host;
-        const hg = el("g", { class: hostClass(h), "data-id": h.id, tabindex: 0, role: "button" }, gg);
+        const hg = el("g", { class: hostClass(h), "data-id": h.id, "data-group": gb.group.id, tabindex: 0, role: "button" }, hostsLayer);
         if (h.id === selected) hg.classList.add("selected");
         el("rect", { x: hb.x, y: hb.y, width: hb.w, height: hb.h }, hg);
         const ht = el("title", {}, hg);
@@ -142,7 +149,7 @@ function draw(topology) {
   }
   for (const id of outside) {
     const b = boxes.get(id);
-    const g = el("g", { class: "outside", "data-id": id }, svg);
+    const g = el("g", { class: "outside", "data-id": id }, boxesLayer);
     el("rect", { x: b.x, y: b.y, width: b.w, height: b.h }, g);
     text(g, b.x + 10, b.y + 19, id.length > 32 ? id.slice(0, 31) + "…" : id);
   }
@@ -158,7 +165,7 @@ function draw(topology) {
       const line = el("line", {
         class: "net", "data-network": n.id,
         x1: a.x + a.w / 2, y1: a.y + a.h / 2, x2: b.x + b.w / 2, y2: b.y + b.h / 2,
-      }, svg);
+      }, nets);
       const t = el("title", {}, line);
       t.textContent = `${n.name} (${n.mode})`;
     }
@@ -186,7 +193,7 @@ function draw(topology) {
     const path = el("path", {
       class: "edge " + health, d,
       "data-from": e.from, "data-to": e.to, "data-service": e.service, "data-health": health,
-    }, svg);
+    }, edgesLayer);
     const title = el("title", {}, path);
     const facts = [`${e.service}: ${e.from} → ${e.to}`, health + (e.reason ? ` (${e.reason})` : "")];
     if (e.latencyMs != null) facts.push(`latency ${e.latencyMs} ms`);

@@ -45,6 +45,11 @@ def main():
             "return e && getComputedStyle(e).stroke;")
         print("ok-stroke:", stroke, flush=True)
 
+        boxes = ("return Object.fromEntries([...document.querySelectorAll('.host')].map("
+                 "h => { const b = h.querySelector('rect').getBBox();"
+                 " return [h.dataset.id, [b.x, b.y, b.width, b.height]]; }));")
+        before = driver.execute_script(boxes)
+
         start = time.monotonic()
         edge = wait.until(EC.presence_of_element_located(
             (By.CSS_SELECTOR, 'path.edge.failing[data-service="print"]')))
@@ -54,6 +59,9 @@ def main():
         print("failing: after %.1fs stroke=%s title=%s"
               % (time.monotonic() - start, stroke, title.replace("\n", " | ")), flush=True)
 
+        after = driver.execute_script(boxes)
+        moved = [k for k in before if before[k] != after.get(k)]
+        print("moved: %d of %d hosts %s" % (len(moved), len(before), moved), flush=True)
         driver.save_screenshot(screenshot)
         print("screenshot:", screenshot, flush=True)
 
