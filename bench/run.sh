@@ -5,7 +5,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ALL=(web file mail imap outbound chat radio p2p p2p-limits p2p-scale index agent operator)
+ALL=(web file mail imap outbound chat radio p2p p2p-limits p2p-scale index agent operator view)
 
 usage() { echo "usage: $0 [${ALL[*]}|all]" >&2; exit 2; }
 

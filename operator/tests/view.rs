@@ -301,3 +301,75 @@ fn the_page_loads_nothing_from_elsewhere() {
         }
     }
 }
+
+/// `bench/view.sh`'s probe (ignored: a benchmark, not a test): HOSTROLE_VIEW_SCALE HostRoles
+/// (default 1 000) over 10 namespaces, one host each, every tenth a client of the next; prints
+/// the page's first paint in Chromium and writes the same graph as DOT to
+/// HOSTROLE_VIEW_DOT (when set) for Graphviz to draw in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark probe: bench/view.sh"]
+async fn view_at_scale() {
+    let n: usize = std::env::var("HOSTROLE_VIEW_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mut hostroles = Vec::new();
+    for i in 0..n {
+        let ns = format!("team-{}", i % 10);
+        let client = if i % 10 == 0 {
+            format!("  clients:\n    - {{service: web, server: h-{}}}\n", i + 10)
+        } else {
+            String::new()
+        };
+        let yaml = format!(
+            "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: h-{i}, namespace: {ns}}}\nspec:\n  servers:\n    web: {{}}\n{client}"
+        );
+        hostroles.push(hostrole_api::manifest::parse(&yaml, "scale").expect("valid"));
+    }
+    let mut hostroles = with_status(hostroles, Vec::new());
+    for hr in &mut hostroles {
+        let ns = hr.namespace().unwrap_or_default();
+        let servers: Vec<String> = hr
+            .spec
+            .clients
+            .iter()
+            .map(|c| c.server.clone().unwrap_or_default())
+            .collect();
+        if let Some(status) = hr.status.as_mut() {
+            for (host, server) in status.hosts.iter_mut().zip(servers.iter()) {
+                host.clients = vec![client("web", &format!("{ns}/{server}"), true, "")];
+            }
+        }
+    }
+    if let Ok(path) = std::env::var("HOSTROLE_VIEW_DOT") {
+        let dot = topology::to_dot(&topology::build(&hostroles, &Filter::default()));
+        std::fs::write(path, dot).expect("write the DOT");
+    }
+    let (store, mut writer) = reflector::store::<HostRole>();
+    for hr in hostroles {
+        writer.apply_watcher_event(&watcher::Event::Apply(hr));
+    }
+    let (_changes, rx) = watch::channel(0u64);
+    let app = view::router(view::Shared::new(store, rx, None));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("/usr/bin/python3")
+            .arg(root().join("operator/tests/ui/view_scale.py"))
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .arg(n.to_string())
+            .output()
+            .expect("python3")
+    })
+    .await
+    .expect("join");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
