@@ -201,16 +201,7 @@ async fn the_pages_following_the_view_are_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_draws_the_network_and_turns_a_failing_client_red() {
-    for tool in [
-        "/usr/bin/chromium",
-        "/usr/bin/chromedriver",
-        "/usr/bin/python3",
-    ] {
-        assert!(
-            std::path::Path::new(tool).exists(),
-            "{tool} is missing: run scripts/install-deps.sh (Debian: chromium chromium-driver python3-selenium)"
-        );
-    }
+    hostrole_testkit::browser::require();
     let mut v = View::start(all_ok()).await;
     let artifacts = root().join("target/artifacts");
     std::fs::create_dir_all(&artifacts).expect("mkdir");

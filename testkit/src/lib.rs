@@ -15,6 +15,7 @@
 //! Nothing here knows the agent's binary: `CARGO_BIN_EXE_hostrole-agent` exists only inside the
 //! agent's own test targets, which pass it in.
 
+pub mod browser;
 pub mod http;
 pub mod kube_score;
 pub mod mail;

@@ -12,16 +12,7 @@ use support::{Agent, curl, free_port};
 
 #[test]
 fn a_user_logs_in_sees_the_listing_and_downloads_a_file_in_chromium() {
-    for tool in [
-        "/usr/bin/chromium",
-        "/usr/bin/chromedriver",
-        "/usr/bin/python3",
-    ] {
-        assert!(
-            std::path::Path::new(tool).exists(),
-            "{tool} is missing: run scripts/install-deps.sh (Debian: chromium chromium-driver python3-selenium)"
-        );
-    }
+    hostrole_testkit::browser::require();
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let alice = hash_password("change-me").expect("hash");

@@ -14,16 +14,7 @@ use support::{Proc, wait_until};
 
 #[test]
 fn a_user_downloads_and_uploads_through_the_page_in_chromium() {
-    for tool in [
-        "/usr/bin/chromium",
-        "/usr/bin/chromedriver",
-        "/usr/bin/python3",
-    ] {
-        assert!(
-            std::path::Path::new(tool).exists(),
-            "{tool} is missing: run scripts/install-deps.sh (Debian: chromium chromium-driver python3-selenium)"
-        );
-    }
+    hostrole_testkit::browser::require();
     let net = Net::new();
     let data = random_bytes(12 << 20, 5);
     let hash = blake3_hex(&data);

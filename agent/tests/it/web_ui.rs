@@ -30,16 +30,7 @@ fn serve(site: &Path) -> (Agent, u16, tempfile::TempDir) {
 
 #[test]
 fn a_person_opening_a_missing_page_sees_an_error_page_in_chromium() {
-    for tool in [
-        "/usr/bin/chromium",
-        "/usr/bin/chromedriver",
-        "/usr/bin/python3",
-    ] {
-        assert!(
-            Path::new(tool).exists(),
-            "{tool} is missing: run scripts/install-deps.sh (Debian: chromium chromium-driver python3-selenium)"
-        );
-    }
+    hostrole_testkit::browser::require();
     let plain = tempfile::tempdir().expect("tempdir");
     std::fs::write(plain.path().join("index.html"), "<h1>Home page</h1>\n").expect("write");
     let own = tempfile::tempdir().expect("tempdir");
