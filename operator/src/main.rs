@@ -36,8 +36,8 @@ enum Command {
         /// Every namespace.
         #[arg(short = 'A', long)]
         all_namespaces: bool,
-        /// `table` (for people), `json` (the whole topology: docs/topology.schema.json) or
-        /// `dot` (Graphviz: `| dot -Tsvg > net.svg`).
+        /// `table` (for people), `json` (the whole topology: docs/topology.schema.json), `svg`
+        /// (the picture, laid out as the live view) or `dot` (Graphviz: `| dot -Tsvg`).
         #[arg(short, long, value_enum, default_value_t)]
         format: hostrole_operator::matrix::Format,
         /// Only HostRoles playing this role (web, file, mail, chat, radio, print, index,

@@ -25,6 +25,8 @@ pub enum Format {
     Json,
     /// The same as a Graphviz digraph (`dot -Tsvg`).
     Dot,
+    /// The same as an SVG picture, laid out as the live view lays it out.
+    Svg,
 }
 
 /// What to print and of which HostRoles.
@@ -98,6 +100,7 @@ pub fn render_as(hostroles: &[HostRole], options: &Options) -> String {
         }
         Format::Json => crate::topology::to_json(&crate::topology::build(hostroles, &filter)),
         Format::Dot => crate::topology::to_dot(&crate::topology::build(hostroles, &filter)),
+        Format::Svg => crate::topology::to_svg(&crate::topology::build(hostroles, &filter), 1600.0),
     }
 }
 

@@ -509,3 +509,292 @@ pub fn to_dot(t: &Topology) -> String {
     out.push_str("}\n");
     out
 }
+
+/// XML text: `&`, `<`, `>`, `"` and `'` escaped, control characters dropped.
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' | '\t' => out.push(ch),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A box of the SVG layout.
+#[derive(Debug, Clone, Copy)]
+struct Rect {
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+}
+
+const CARD_W: f64 = 150.0;
+const LINE: f64 = 14.0;
+const PAD: f64 = 10.0;
+const GROUP_HEAD: f64 = 24.0;
+const REGION_HEAD: f64 = 28.0;
+const HOST_COLS: usize = 4;
+
+/// The topology as a standalone SVG picture, laid out as the live view lays it out (namespaces
+/// stacked, HostRoles wrapping at `width`, hosts in up to four columns listing their roles and
+/// clients, each client's edge from its own line): for docs and CI, no Graphviz needed.
+pub fn to_svg(t: &Topology, width: f64) -> String {
+    let mut clients: BTreeMap<&str, Vec<&Edge>> = BTreeMap::new();
+    for e in &t.edges {
+        clients.entry(e.from.as_str()).or_default().push(e);
+    }
+    let lines = |h: &Host| (h.badges.len() + clients.get(h.id.as_str()).map_or(0, Vec::len)).max(1);
+    let mut boxes: BTreeMap<&str, Rect> = BTreeMap::new();
+    let mut body = String::new();
+    let mut hosts_svg = String::new();
+    let mut y = PAD;
+    let mut right: f64 = 0.0;
+    for region in &t.regions {
+        let top = y;
+        let (mut gx, mut gy, mut row_h, mut region_w) =
+            (PAD * 2.0, y + REGION_HEAD, 0.0f64, 0.0f64);
+        let mut groups_svg = String::new();
+        for group in &region.groups {
+            let cols = group.hosts.len().clamp(1, HOST_COLS);
+            let rows = group.hosts.len().div_ceil(cols).max(1);
+            let card_h = group
+                .hosts
+                .iter()
+                .map(|h| 24.0 + LINE * lines(h) as f64)
+                .fold(38.0, f64::max);
+            let w = (CARD_W + 2.0 * PAD).max(cols as f64 * (CARD_W + PAD) + PAD);
+            let h = GROUP_HEAD + rows as f64 * (card_h + PAD) + PAD;
+            if gx + w > width - PAD && gx > PAD * 2.0 {
+                gx = PAD * 2.0;
+                gy += row_h + PAD * 2.0;
+                row_h = 0.0;
+            }
+            let _ = writeln!(
+                groups_svg,
+                "<g class=\"group\"><title>{}</title><rect x=\"{gx}\" y=\"{gy}\" width=\"{w}\" height=\"{h}\" rx=\"8\" fill=\"#f6f8fa\" stroke=\"#8c959f\"/><text x=\"{}\" y=\"{}\" font-weight=\"600\">{} {}/{}</text></g>",
+                xml(&group.urls.join("\n")),
+                gx + PAD,
+                gy + 17.0,
+                xml(&group.name),
+                group.ready_hosts,
+                group.replicas
+            );
+            boxes.insert(group.id.as_str(), Rect { x: gx, y: gy, w, h });
+            for (i, host) in group.hosts.iter().enumerate() {
+                let r = Rect {
+                    x: gx + PAD + (i % cols) as f64 * (CARD_W + PAD),
+                    y: gy + GROUP_HEAD + (i / cols) as f64 * (card_h + PAD),
+                    w: CARD_W,
+                    h: 24.0 + LINE * lines(host) as f64,
+                };
+                boxes.insert(host.id.as_str(), r);
+                let colour = if host.badges.iter().any(|b| b.state == State::Failed) {
+                    state_colour(State::Failed)
+                } else if !host.ready {
+                    state_colour(State::Pending)
+                } else {
+                    state_colour(State::Serving)
+                };
+                let _ = write!(
+                    hosts_svg,
+                    "<g class=\"host\"><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"5\" fill=\"#fff\" stroke=\"{colour}\" stroke-width=\"1.5\"/><text x=\"{}\" y=\"{}\">{}</text>",
+                    r.x,
+                    r.y,
+                    r.w,
+                    r.h,
+                    r.x + 8.0,
+                    r.y + 16.0,
+                    xml(&host.name)
+                );
+                for (j, b) in host.badges.iter().enumerate() {
+                    let _ = write!(
+                        hosts_svg,
+                        "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{}\">● {} {:?}</text>",
+                        r.x + 8.0,
+                        r.y + 32.0 + j as f64 * LINE,
+                        state_colour(b.state),
+                        xml(&b.role),
+                        b.state
+                    );
+                }
+                for (j, e) in clients
+                    .get(host.id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    let detail = match (e.health, e.latency_ms, &e.reason) {
+                        (Health::Ok, Some(ms), _) => format!("{ms}ms"),
+                        (Health::Ok, None, _) => "ok".to_string(),
+                        (Health::Failing, _, Some(r)) => r.clone(),
+                        (Health::Failing, _, None) => "failing".to_string(),
+                    };
+                    let target = e.to.rsplit('/').next().unwrap_or(&e.to);
+                    let _ = write!(
+                        hosts_svg,
+                        "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{}\">→ {} {} {}</text>",
+                        r.x + 8.0,
+                        r.y + 32.0 + (host.badges.len() + j) as f64 * LINE,
+                        health_colour(e.health),
+                        xml(&e.service),
+                        xml(&target.chars().take(18).collect::<String>()),
+                        xml(&detail)
+                    );
+                }
+                hosts_svg.push_str("</g>\n");
+            }
+            gx += w + PAD * 2.0;
+            row_h = row_h.max(h);
+            region_w = region_w.max(gx);
+        }
+        let h = if region.groups.is_empty() {
+            REGION_HEAD + PAD
+        } else {
+            gy + row_h + PAD * 2.0 - top
+        };
+        let _ = writeln!(
+            body,
+            "<g class=\"region\"><rect x=\"{PAD}\" y=\"{top}\" width=\"{}\" height=\"{h}\" rx=\"10\" fill=\"#fff\" stroke=\"#d0d7de\" stroke-dasharray=\"6 3\"/><text x=\"{}\" y=\"{}\" fill=\"#57606a\" font-weight=\"600\">namespace {}</text></g>",
+            region_w.max(200.0),
+            PAD * 2.0,
+            top + 18.0,
+            xml(&region.namespace)
+        );
+        body.push_str(&groups_svg);
+        right = right.max(PAD + region_w);
+        y += h + PAD * 2.0;
+    }
+    // Servers outside the graph: a column on the right.
+    let mut outside: Vec<&str> = t
+        .edges
+        .iter()
+        .map(|e| e.to.as_str())
+        .filter(|to| !boxes.contains_key(to))
+        .collect();
+    outside.sort_unstable();
+    outside.dedup();
+    let column = right.max(width - 260.0) + 40.0;
+    for (i, id) in outside.iter().enumerate() {
+        let r = Rect {
+            x: column,
+            y: PAD + i as f64 * 44.0,
+            w: 220.0,
+            h: 30.0,
+        };
+        boxes.insert(id, r);
+        let _ = writeln!(
+            hosts_svg,
+            "<g class=\"outside\"><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"14\" fill=\"#fff\" stroke=\"#8c959f\"/><text x=\"{}\" y=\"{}\">{}</text></g>",
+            r.x,
+            r.y,
+            r.w,
+            r.h,
+            r.x + 10.0,
+            r.y + 19.0,
+            xml(&id.chars().take(32).collect::<String>())
+        );
+    }
+    let mut nets = String::new();
+    for n in &t.networks {
+        let peers: Vec<Rect> = n
+            .peers
+            .iter()
+            .filter_map(|p| boxes.get(p.host.as_str()).copied())
+            .collect();
+        let mut pairs = Vec::new();
+        match n.index.as_deref().and_then(|i| boxes.get(i)) {
+            Some(index) => pairs.extend(peers.iter().map(|p| (*p, *index))),
+            None if peers.len() > 2 => {
+                pairs.extend((0..peers.len()).map(|i| (peers[i], peers[(i + 1) % peers.len()])))
+            }
+            None if peers.len() == 2 => pairs.push((peers[0], peers[1])),
+            None => {}
+        }
+        for (a, b) in pairs {
+            let _ = writeln!(
+                nets,
+                "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#0969da\" stroke-width=\"1.2\" stroke-dasharray=\"2 3\"><title>{} ({})</title></line>",
+                a.x + a.w / 2.0,
+                a.y + a.h / 2.0,
+                b.x + b.w / 2.0,
+                b.y + b.h / 2.0,
+                xml(&n.name),
+                xml(&n.mode)
+            );
+        }
+    }
+    let mut incoming: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &t.edges {
+        *incoming.entry(e.to.as_str()).or_default() += 1;
+    }
+    let mut arrived: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut edges = String::new();
+    for e in &t.edges {
+        let (Some(a), Some(b)) = (boxes.get(e.from.as_str()), boxes.get(e.to.as_str())) else {
+            continue;
+        };
+        let line = clients
+            .get(e.from.as_str())
+            .and_then(|list| list.iter().position(|x| std::ptr::eq(*x, e)))
+            .unwrap_or(0);
+        let badges = t
+            .regions
+            .iter()
+            .flat_map(|r| &r.groups)
+            .flat_map(|g| &g.hosts)
+            .find(|h| h.id == e.from)
+            .map_or(0, |h| h.badges.len());
+        let (x1, y1) = (a.x + a.w, a.y + 28.0 + (badges + line) as f64 * LINE);
+        let j = arrived.entry(e.to.as_str()).or_default();
+        let span = b.h.min(160.0) - 12.0;
+        let y2 = b.y + 12.0 + ((*j + 1) as f64 * span) / (incoming[e.to.as_str()] + 1) as f64;
+        *j += 1;
+        let to_left = b.x > x1;
+        let x2 = if to_left { b.x } else { b.x + b.w };
+        let bend = ((x2 - x1).abs() / 2.0).max(40.0);
+        let c2 = if to_left { x2 - bend } else { x2 + bend };
+        let dash = match e.health {
+            Health::Ok => "",
+            Health::Failing => " stroke-dasharray=\"5 3\"",
+        };
+        let _ = writeln!(
+            edges,
+            "<path d=\"M{x1},{y1} C{},{y1} {c2},{y2} {x2},{y2}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{dash}><title>{}: {} → {}{}</title></path>",
+            x1 + bend,
+            health_colour(e.health),
+            xml(&e.service),
+            xml(&e.from),
+            xml(&e.to),
+            xml(&e
+                .last_error
+                .as_deref()
+                .map(|err| format!("\nlast error: {err}"))
+                .unwrap_or_default())
+        );
+    }
+    let total_w = if outside.is_empty() {
+        right.max(width).max(200.0) + PAD
+    } else {
+        column + 240.0
+    };
+    let total_h = y.max(PAD * 2.0 + outside.len() as f64 * 44.0);
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{total_w}\" height=\"{total_h}\" viewBox=\"0 0 {total_w} {total_h}\" font-family=\"sans-serif\" font-size=\"14\">\n<title>hostrole topology</title>\n{body}{nets}{hosts_svg}{edges}</svg>\n"
+    )
+}
+
+fn health_colour(h: Health) -> &'static str {
+    match h {
+        Health::Ok => "#1a7f37",
+        Health::Failing => "#cf222e",
+    }
+}

@@ -231,3 +231,52 @@ fn filters_keep_the_hostroles_playing_a_role() {
     };
     assert!(topology::build(&hostroles, &other_ns).regions.is_empty());
 }
+
+/// The elements of an SVG document, parsed by Python's XML parser (well-formed or not), as
+/// `tag class` lines.
+fn svg_elements(svg: &str) -> Result<Vec<String>, String> {
+    let script = "import sys\nimport xml.etree.ElementTree as ET\nroot = ET.fromstring(sys.stdin.read())\nfor e in root.iter():\n    print(e.tag.split('}')[-1], e.get('class') or '', e.get('stroke') or '')\n";
+    let (ok, out, err) = run("/usr/bin/python3", &["-c", script], svg.as_bytes());
+    if ok {
+        Ok(out.lines().map(str::to_string).collect())
+    } else {
+        Err(err)
+    }
+}
+
+#[test]
+fn the_svg_export_is_drawn_as_the_view_draws_it_and_escapes_what_the_cluster_says() {
+    let hostroles = with_status(examples("lan"), laptop_clients());
+    let svg = topology::to_svg(&topology::build(&hostroles, &Filter::default()), 1600.0);
+    // To look at it: HOSTROLE_TOPOLOGY_SVG=/tmp/t.svg cargo test -p hostrole-operator --test topology
+    if let Ok(path) = std::env::var("HOSTROLE_TOPOLOGY_SVG") {
+        std::fs::write(path, &svg).expect("write");
+    }
+    let elements = svg_elements(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+    let count = |prefix: &str| elements.iter().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("g host"), 10, "{svg}");
+    assert_eq!(count("g group"), examples("lan").len());
+    assert_eq!(count("path  #cf222e"), 1, "one failing client: {svg}");
+    assert_eq!(count("path  #1a7f37"), 5);
+    assert!(svg.contains("→ print office Refused"), "{svg}");
+    // The same through the CLI's printer.
+    let options = Options {
+        format: Format::Svg,
+        roles: Vec::new(),
+    };
+    assert_eq!(matrix::render_as(&hostroles, &options), svg);
+
+    // Markup in a server's answer stays text.
+    let hostile = "</title><script>alert(1)</script><g class=\"host\">";
+    let clients = vec![client("web", "office", false, hostile)];
+    let svg = topology::to_svg(
+        &topology::build(&with_status(examples("lan"), clients), &Filter::default()),
+        1600.0,
+    );
+    let elements = svg_elements(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+    assert!(!elements.iter().any(|l| l.starts_with("script")), "{svg}");
+    assert_eq!(
+        elements.iter().filter(|l| l.starts_with("g host")).count(),
+        10
+    );
+}

@@ -48,7 +48,7 @@ enum Command {
     },
     /// Who reaches whom: every client host → server, with state and latency.
     Matrix {
-        /// `table`, `json` (the whole topology) or `dot` (Graphviz).
+        /// `table`, `json` (the whole topology), `svg` (the picture) or `dot` (Graphviz).
         #[arg(short, long, value_enum, default_value_t)]
         format: hostrole_operator::matrix::Format,
         /// Only HostRoles playing this role; repeat for several.
