@@ -186,6 +186,7 @@ fn main() -> ExitCode {
             }
         },
         Command::View { namespace, addr } => {
+            init_logs(LogFormat::Plain, "warn,hostrole_operator=info");
             if !addr.ip().is_loopback() {
                 eprintln!(
                     "error: --addr {addr}: the view has no login; listen on loopback (127.0.0.1) and reach it with an SSH tunnel or port-forward"

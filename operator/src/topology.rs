@@ -213,14 +213,7 @@ pub fn build(hostroles: &[HostRole], filter: &Filter) -> Topology {
                 id: format!("{ns}/{}", h.name),
                 name: h.name.clone(),
                 ready: h.ready,
-                badges: h
-                    .roles
-                    .iter()
-                    .map(|(role, state)| Badge {
-                        role: role.clone(),
-                        state: (*state).into(),
-                    })
-                    .collect(),
+                badges: badges(hr, h),
                 message: h.message.clone().filter(|m| !m.is_empty()),
             })
             .collect();
@@ -286,6 +279,30 @@ pub fn build(hostroles: &[HostRole], filter: &Filter) -> Topology {
         edges,
         networks,
     }
+}
+
+/// A host's roles with their state: the server roles as the status reports them, and `peer`
+/// for a peer's host (the status does not list it: a peer serves when its host is ready).
+fn badges(hr: &HostRole, h: &hostrole_api::HostStatus) -> Vec<Badge> {
+    let mut badges: Vec<Badge> = h
+        .roles
+        .iter()
+        .map(|(role, state)| Badge {
+            role: role.clone(),
+            state: (*state).into(),
+        })
+        .collect();
+    if hr.spec.peer.is_some() && !h.roles.contains_key("peer") {
+        badges.push(Badge {
+            role: "peer".into(),
+            state: if h.ready {
+                State::Serving
+            } else {
+                State::Starting
+            },
+        });
+    }
+    badges
 }
 
 fn group_id(hr: &HostRole) -> String {

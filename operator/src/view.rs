@@ -114,11 +114,13 @@ pub async fn serve(
             }
         }
     });
-    let store = cache.ready().await.clone();
+    // Listen first, so that a taken port is said at once; serve once the first list is in.
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ViewError::Listen { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %local, "listing HostRoles for the topology view");
+    let store = cache.ready().await.clone();
     tracing::info!(addr = %local, "serving the topology view");
     println!("hostrole view: http://{local}/");
     let app = router(Shared::new(store, changes, Some(client)));
