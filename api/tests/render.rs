@@ -436,10 +436,11 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
     config
 }
 
-/// `http://name.ns.svc:port/…` → `http://127.0.0.1:port/…` (and `irc://` alike).
+/// `http://name.ns.svc:port/…` → `http://127.0.0.1:port/…` (and `irc://`, `ipp://` and their
+/// TLS forms alike).
 fn loopback(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
-    if !matches!(scheme, "http" | "irc") {
+    if !matches!(scheme, "http" | "https" | "irc" | "ircs" | "ipp" | "ipps") {
         return None;
     }
     let (host, tail) = rest.split_once(':')?;
