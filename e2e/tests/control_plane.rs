@@ -86,6 +86,7 @@ fn served_port(config: &AgentConfig, role: &str) -> Option<i32> {
         "index" => config.index.as_ref().map(|i| i.port),
         "chat" => config.chat.as_ref().map(|c| c.port),
         "radio" => config.radio.as_ref().map(|r| r.port),
+        "print" => config.print.as_ref().map(|p| p.port),
         other => panic!("a server role this test does not know: {other}"),
     };
     port.map(i32::from)
@@ -97,6 +98,7 @@ fn role_port(role: &str) -> &str {
         "file" => "webdav",
         "mail" => "smtp",
         "chat" => "irc",
+        "print" => "ipp",
         other => other,
     }
 }
