@@ -11,7 +11,9 @@
 //! - [`reconcile`]: the thin layer that reads, applies, publishes events and writes status;
 //! - [`selftest`]: what `helm test` runs (from the operator image);
 //! - [`plugin`]: `kubectl hostrole status|matrix|logs` (the `kubectl-hostrole` binary);
-//! - [`run`]: wiring of the controller, leader election and the HTTP endpoints.
+//! - [`run`]: wiring of the controller, leader election and the HTTP endpoints;
+//! - [`view`]: the live topology view over a watch of HostRoles ([`hostrole_view`] draws it;
+//!   [`topology`] is its graph, re-exported for `matrix`).
 
 pub mod cache;
 pub mod desired;
@@ -27,7 +29,8 @@ pub mod run;
 pub mod selftest;
 pub mod status;
 pub mod storage;
-pub mod topology;
 pub mod uses;
 pub mod view;
 pub mod world;
+
+pub use hostrole_view::topology;

@@ -42,7 +42,7 @@ impl View {
             writer.apply_watcher_event(&watcher::Event::Apply(hr));
         }
         let (changes, rx) = watch::channel(0u64);
-        let app = view::router(view::Shared::new(store, rx, None));
+        let app = view::router(view::Shared::new(view::KubeSource::new(store, None), rx));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -281,7 +281,7 @@ async fn chromium_draws_the_network_and_turns_a_failing_client_red() {
 fn the_page_loads_nothing_from_elsewhere() {
     for asset in ["index.html", "view.js", "view.css"] {
         let text =
-            std::fs::read_to_string(root().join("operator/src/view").join(asset)).expect("asset");
+            std::fs::read_to_string(root().join("view/src/assets").join(asset)).expect("asset");
         for line in text.lines() {
             let outside = line.contains("https://") || line.contains("http://");
             // The SVG namespace is a name, not a request.
@@ -341,7 +341,7 @@ async fn view_at_scale() {
         writer.apply_watcher_event(&watcher::Event::Apply(hr));
     }
     let (_changes, rx) = watch::channel(0u64);
-    let app = view::router(view::Shared::new(store, rx, None));
+    let app = view::router(view::Shared::new(view::KubeSource::new(store, None), rx));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

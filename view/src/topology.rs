@@ -195,8 +195,11 @@ fn roles_of(hr: &HostRole) -> Vec<String> {
 
 /// The graph of `hostroles` that `filter` keeps, in a stable order (namespaces, HostRoles and
 /// hosts by name), so a view's layout does not move between updates that change no host.
-pub fn build(hostroles: &[HostRole], filter: &Filter) -> Topology {
-    let mut kept: Vec<&HostRole> = hostroles.iter().filter(|hr| filter.keeps(hr)).collect();
+pub fn build<'a>(hostroles: impl IntoIterator<Item = &'a HostRole>, filter: &Filter) -> Topology {
+    let mut kept: Vec<&HostRole> = hostroles
+        .into_iter()
+        .filter(|hr| filter.keeps(hr))
+        .collect();
     kept.sort_by_key(|hr| (hr.namespace().unwrap_or_default(), hr.name_any()));
     let groups: BTreeSet<String> = kept.iter().map(|hr| group_id(hr)).collect();
 
@@ -570,6 +573,13 @@ pub fn to_svg(t: &Topology, width: f64) -> String {
         clients.entry(e.from.as_str()).or_default().push(e);
     }
     let lines = |h: &Host| (h.badges.len() + clients.get(h.id.as_str()).map_or(0, Vec::len)).max(1);
+    let badge_lines: BTreeMap<&str, usize> = t
+        .regions
+        .iter()
+        .flat_map(|r| &r.groups)
+        .flat_map(|g| &g.hosts)
+        .map(|h| (h.id.as_str(), h.badges.len()))
+        .collect();
     let mut boxes: BTreeMap<&str, Rect> = BTreeMap::new();
     let mut body = String::new();
     let mut hosts_svg = String::new();
@@ -763,13 +773,7 @@ pub fn to_svg(t: &Topology, width: f64) -> String {
             .get(e.from.as_str())
             .and_then(|list| list.iter().position(|x| std::ptr::eq(*x, e)))
             .unwrap_or(0);
-        let badges = t
-            .regions
-            .iter()
-            .flat_map(|r| &r.groups)
-            .flat_map(|g| &g.hosts)
-            .find(|h| h.id == e.from)
-            .map_or(0, |h| h.badges.len());
+        let badges = badge_lines.get(e.from.as_str()).copied().unwrap_or(0);
         let (x1, y1) = (a.x + a.w, a.y + 28.0 + (badges + line) as f64 * LINE);
         let j = arrived.entry(e.to.as_str()).or_default();
         let span = b.h.min(160.0) - 12.0;

@@ -1,0 +1,304 @@
+//! The live topology view: a web page (no external assets) that draws [`crate::topology`] and
+//! follows it as the hosts change. The page's data comes from a [`Source`]: one per process,
+//! however many pages are open; pages get the graph over server-sent events whenever it changes
+//! (coalesced), so a hundred open pages cost the source nothing more than one.
+//!
+//! Read-only: only `GET`. It answers only requests that name loopback in `Host` (DNS
+//! rebinding) and pages of its own origin. It has no login: whoever reaches it sees every
+//! HostRole the source holds, with its status.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{Next, from_fn};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::Stream;
+use hostrole_agent_core::net::loopback::{loopback_host, loopback_origin};
+use hostrole_api::HostRole;
+use kube::ResourceExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::topology::{self, Filter};
+
+/// Pages following the graph at once; more get `503`.
+pub const MAX_VIEWERS: usize = 64;
+/// Changes closer together than this reach viewers as one update.
+pub const COALESCE: Duration = Duration::from_millis(300);
+
+const INDEX: &str = include_str!("assets/index.html");
+const SCRIPT: &str = include_str!("assets/view.js");
+const STYLE: &str = include_str!("assets/view.css");
+
+/// One event of a HostRole, as the host panel lists it.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub reason: String,
+    pub message: String,
+    pub time: String,
+}
+
+/// Where the view's HostRoles come from.
+pub trait Source: Clone + Send + Sync + 'static {
+    /// Every HostRole now, with its status.
+    fn hostroles(&self) -> Vec<Arc<HostRole>>;
+
+    /// The latest events of the HostRole `name` in `namespace`, newest first; or why there are
+    /// none to show.
+    fn events(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<EventRow>, String>> + Send;
+}
+
+/// What the pages read: the source, a counter bumped on every change, and the viewer slots.
+#[derive(Clone)]
+pub struct Shared<S> {
+    source: S,
+    changes: watch::Receiver<u64>,
+    viewers: Arc<Semaphore>,
+}
+
+impl<S: Source> Shared<S> {
+    /// A view over `source`, told of changes by `changes`.
+    pub fn new(source: S, changes: watch::Receiver<u64>) -> Self {
+        Shared {
+            source,
+            changes,
+            viewers: Arc::new(Semaphore::new(MAX_VIEWERS)),
+        }
+    }
+
+    fn topology(&self, filter: &Filter) -> String {
+        let hostroles = self.source.hostroles();
+        topology::to_json(&topology::build(
+            hostroles.iter().map(|hr| hr.as_ref()),
+            filter,
+        ))
+    }
+}
+
+/// The view's routes over `shared`.
+pub fn router<S: Source>(shared: Shared<S>) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { page(INDEX, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/view.js",
+            get(|| async { page(SCRIPT, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/view.css",
+            get(|| async { page(STYLE, "text/css; charset=utf-8") }),
+        )
+        .route("/api/topology", get(topology_now::<S>))
+        .route("/api/updates", get(updates::<S>))
+        .route("/api/host", get(host::<S>))
+        .layer(from_fn(loopback_only))
+        .with_state(shared)
+}
+
+fn page(body: &'static str, kind: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn loopback_only(request: Request, next: Next) -> Response {
+    if let Err(refusal) = check_request(&request) {
+        return refusal.into_response();
+    }
+    next.run(request).await
+}
+
+fn header_text(request: &Request, name: header::HeaderName) -> Option<String> {
+    request
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string())
+}
+
+/// A page of this view, asked for by its own name, reading.
+fn check_request(request: &Request) -> Result<(), (StatusCode, &'static str)> {
+    let host = header_text(request, header::HOST)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()));
+    if !host.as_deref().is_some_and(loopback_host) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "open the view at http://127.0.0.1:<port>/ (other names are refused against DNS rebinding)\n",
+        ));
+    }
+    if let Some(origin) = header_text(request, header::ORIGIN)
+        && !loopback_origin(&origin)
+    {
+        return Err((StatusCode::FORBIDDEN, "not a page of this view\n"));
+    }
+    if request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD {
+        return Err((StatusCode::METHOD_NOT_ALLOWED, "the view is read-only\n"));
+    }
+    Ok(())
+}
+
+/// `?ns=a,b&role=web,print&hostrole=ns/name`: what a page shows.
+#[derive(Deserialize, Default, Debug)]
+pub struct Params {
+    #[serde(default)]
+    ns: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    hostrole: String,
+}
+
+impl Params {
+    fn filter(&self) -> Filter {
+        let list = |s: &str| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        Filter {
+            namespaces: list(&self.ns),
+            roles: list(&self.role),
+            groups: list(&self.hostrole),
+        }
+    }
+}
+
+fn json(body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn topology_now<S: Source>(
+    State(shared): State<Shared<S>>,
+    Query(params): Query<Params>,
+) -> Response {
+    json(shared.topology(&params.filter()))
+}
+
+/// Server-sent events: the graph at once, then again after each change that alters it (at most
+/// one per [`COALESCE`]); a comment every 15 s keeps proxies from closing the stream.
+async fn updates<S: Source>(
+    State(shared): State<Shared<S>>,
+    Query(params): Query<Params>,
+) -> Response {
+    let Ok(permit) = shared.viewers.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "10")],
+            format!("{MAX_VIEWERS} pages already follow this view\n"),
+        )
+            .into_response();
+    };
+    Sse::new(stream(shared, params.filter(), permit))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+fn stream<S: Source>(
+    shared: Shared<S>,
+    filter: Filter,
+    permit: OwnedSemaphorePermit,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    struct Follow<S> {
+        shared: Shared<S>,
+        filter: Filter,
+        last: String,
+        first: bool,
+        _permit: OwnedSemaphorePermit,
+    }
+    let state = Follow {
+        shared,
+        filter,
+        last: String::new(),
+        first: true,
+        _permit: permit,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if !s.first {
+                if s.shared.changes.changed().await.is_err() {
+                    return None;
+                }
+                tokio::time::sleep(COALESCE).await;
+                s.shared.changes.borrow_and_update();
+            }
+            s.first = false;
+            let body = s.shared.topology(&s.filter);
+            if body != s.last {
+                s.last = body.clone();
+                return Some((Ok(Event::default().event("topology").data(body)), s));
+            }
+        }
+    })
+}
+
+#[derive(Deserialize)]
+struct HostQuery {
+    /// `namespace/host`.
+    id: String,
+}
+
+/// One host: its HostRole's status (conditions, the host's roles and clients, where the roles
+/// are reached) and the HostRole's latest events, read when asked (a click, not a poll).
+async fn host<S: Source>(State(shared): State<Shared<S>>, Query(q): Query<HostQuery>) -> Response {
+    let Some((ns, name)) = q.id.split_once('/') else {
+        return (StatusCode::BAD_REQUEST, "id is namespace/host\n").into_response();
+    };
+    let found = shared.source.hostroles().into_iter().find(|hr| {
+        hr.namespace().as_deref() == Some(ns)
+            && hr
+                .status
+                .as_ref()
+                .is_some_and(|s| s.hosts.iter().any(|h| h.name == name))
+    });
+    let Some(hr) = found else {
+        return (StatusCode::NOT_FOUND, format!("no host {} here\n", q.id)).into_response();
+    };
+    let status = hr.status.clone().unwrap_or_default();
+    let this = status.hosts.iter().find(|h| h.name == name).cloned();
+    let (events, events_error) = match shared.source.events(ns, &hr.name_any()).await {
+        Ok(list) => (list, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let body = serde_json::json!({
+        "id": q.id,
+        "hostRole": format!("{ns}/{}", hr.name_any()),
+        "host": this,
+        "conditions": status.conditions,
+        "endpoints": status.endpoints,
+        "events": events,
+        "eventsError": events_error,
+    });
+    json(body.to_string())
+}
