@@ -110,6 +110,10 @@ pub struct Local {
     pub port_offset: u16,
     /// Decentralized peers: more `host:port` addresses to start from.
     pub seeds: Vec<String>,
+    /// The port offsets of the manifest's other HostRoles that run on this machine too
+    /// (`hostrole-agent up` with several hosts), by name: a decentralized peer seeds from
+    /// where its fellow peers really listen.
+    pub offsets: BTreeMap<String, u16>,
 }
 
 /// What a HostRole may name: the other HostRoles (its clients' servers, its index, its
@@ -1599,7 +1603,17 @@ impl Renderer<'_> {
                             && p.network == peer.network
                             && p.index.is_none()
                         {
-                            seeds.push(format!("127.0.0.1:{}", p.port));
+                            let offset = other
+                                .metadata
+                                .name
+                                .as_ref()
+                                .and_then(|n| local.offsets.get(n))
+                                .copied()
+                                .unwrap_or(0);
+                            seeds.push(format!(
+                                "127.0.0.1:{}",
+                                (p.port as u16).saturating_add(offset)
+                            ));
                         }
                     }
                     seeds.extend(local.seeds.iter().cloned());

@@ -27,6 +27,7 @@ fn local() -> Local {
         admin_port: 9901,
         port_offset: 0,
         seeds: Vec::new(),
+        offsets: Default::default(),
     }
 }
 

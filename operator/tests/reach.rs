@@ -184,6 +184,7 @@ fn an_issuer_ref_is_for_clusters_only() {
         admin_port: 9901,
         port_offset: 0,
         seeds: vec![],
+        offsets: Default::default(),
     };
     let err = hostrole_api::render::render(
         &hr,
