@@ -50,6 +50,16 @@ impl Readiness {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// Each declared role and whether it listens.
+    pub fn roles(&self) -> BTreeMap<String, bool> {
+        self.roles.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Whether the agent is stopping.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// Ready when at least one role is declared, every role is ready, and the agent is not stopping.
     /// The error lists what is missing.
     pub fn check(&self) -> Result<(), String> {

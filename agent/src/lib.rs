@@ -9,11 +9,14 @@
 //!   `hostrole-clients`; what they share (the `Role` trait, listeners, metrics, guard, users) is
 //!   `hostrole-agent-core`;
 //! - [`standalone`] runs a HostRole manifest on this machine through the one translator
-//!   (`hostrole_api::render`), for `hostrole-agent up`.
+//!   (`hostrole_api::render`), for `hostrole-agent up`; with several hosts, [`hosts`] runs
+//!   them in one process and serves the topology view over them ([`overview`] is their status).
 
 pub mod admin;
 pub mod config;
 pub mod file;
+pub mod hosts;
+pub mod overview;
 pub mod roles;
 pub mod standalone;
 pub mod supervisor;

@@ -1,18 +1,22 @@
 //! `hostrole-agent`: serve a host's roles from the operator's configuration (`run`), from a
 //! HostRole manifest on any machine (`up`), or check manifests without serving (`check`).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hostrole_agent::standalone::{self, UpOptions};
-use hostrole_agent::{config, supervisor};
+use hostrole_agent::standalone::{self, Host, UpOptions, url};
+use hostrole_agent::supervisor::Started;
+use hostrole_agent::{config, hosts, supervisor};
 use hostrole_agent_core::telemetry::{LogFormat, init_logs};
 use hostrole_api::manifest;
 use hostrole_api::rules::ADMIN_PORT;
 use hostrole_config::AgentConfig;
 use tokio_util::sync::CancellationToken;
+
+/// Where `up` with several hosts serves the topology view (as `hostrole-operator view` does).
+const VIEW_PORT: u16 = 8088;
 
 #[derive(Parser)]
 #[command(name = "hostrole-agent", version, about = "Serves the roles of a host")]
@@ -42,21 +46,26 @@ enum Command {
     Up {
         /// The manifest (YAML; other kinds of documents in it are skipped).
         manifest: PathBuf,
-        /// Which HostRole to serve, when the manifest holds several.
-        #[arg(long)]
-        name: Option<String>,
+        /// Which HostRole to serve (repeat for several); all of the manifest's when absent.
+        #[arg(long = "name")]
+        names: Vec<String>,
         /// Address to listen on; 0.0.0.0 serves the whole network.
         #[arg(long, default_value = "127.0.0.1")]
         bind: IpAddr,
-        /// Port of /healthz, /readyz and /metrics.
+        /// Port of /healthz, /readyz and /metrics (several hosts: the first's; the next hosts
+        /// take the next ports).
         #[arg(long, default_value_t = ADMIN_PORT as u16)]
         admin_port: u16,
+        /// Several hosts: port of the live topology view on 127.0.0.1 (0: no view).
+        #[arg(long, default_value_t = VIEW_PORT)]
+        view_port: u16,
         /// Where inline site files are written (default: ~/.local/state/hostrole/NAME).
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Added to the index, peer, peer UI and printer ports: run a second peer of the same
         /// manifest (or a second peer network's printer) on this machine with
-        /// `--port-offset 10 --admin-port 9911 --data-dir DIR`.
+        /// `--port-offset 10 --admin-port 9911 --data-dir DIR`. Several hosts in one process:
+        /// added to the peers' only, each next peer 10 further.
         #[arg(long, default_value_t = 0)]
         port_offset: u16,
         /// A peer (`host:port`) a decentralized peer starts from; repeat for several.
@@ -85,16 +94,17 @@ fn main() -> ExitCode {
         },
         Command::Up {
             manifest,
-            name,
+            names,
             bind,
             admin_port,
+            view_port,
             data_dir,
             port_offset,
             seeds,
         } => {
             let options = UpOptions {
                 manifest,
-                name,
+                names,
                 bind,
                 admin_port,
                 data_dir,
@@ -102,7 +112,15 @@ fn main() -> ExitCode {
                 seeds,
             };
             match standalone::prepare(&options) {
-                Ok(cfg) => serve(cfg, true),
+                Ok(mut hosts) if hosts.len() == 1 => match hosts.pop() {
+                    Some(host) => serve(host.config, true),
+                    None => fail(&"no host to serve"),
+                },
+                Ok(hosts) => {
+                    let view = (view_port != 0)
+                        .then(|| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), view_port));
+                    serve_hosts(hosts, view)
+                }
                 Err(e) => fail(&e),
             }
         }
@@ -165,18 +183,7 @@ fn serve(config: AgentConfig, print_urls: bool) -> ExitCode {
         CancellationToken::new(),
         |started| {
             if print_urls {
-                println!("hostrole-agent: {name} is up");
-                for (label, addr) in &started.roles {
-                    println!(
-                        "  {:<6} {}",
-                        label.trim_end_matches("+tls"),
-                        url(label, addr)
-                    );
-                }
-                println!("  admin  http://{}/readyz", started.admin);
-                if has_clients {
-                    println!("  client results: http://{}/clients", started.admin);
-                }
+                print_started(&name, has_clients, started);
                 println!("Stop with Ctrl-C.");
             }
         },
@@ -197,43 +204,66 @@ fn serve(config: AgentConfig, print_urls: bool) -> ExitCode {
     }
 }
 
-/// How a person reaches a listener: a URL for HTTP roles, `scheme://host:port` otherwise.
-fn url(label: &str, addr: &std::net::SocketAddr) -> String {
-    match label {
-        "web" | "web-redirect" | "file" | "index" | "peer" | "peer-ui" => format!("http://{addr}/"),
-        "web+tls" | "file+tls" | "index+tls" | "peer+tls" => format!("https://{addr}/"),
-        // The status page lists the mounts and their URLs.
-        "radio" => format!("http://{addr}/status-json.xsl"),
-        "radio+tls" => format!("https://{addr}/status-json.xsl"),
-        // The printer URI to add it with (`lpadmin -v`, a system's "add printer" dialog).
-        "ipp" | "ipps" => format!("{label}://{addr}/ipp/print"),
-        other => format!("{other}://{addr}"),
+/// Where a host that is up is reached.
+fn print_started(name: &str, has_clients: bool, started: &Started) {
+    println!("hostrole-agent: {name} is up");
+    for (label, addr) in &started.roles {
+        println!(
+            "  {:<6} {}",
+            label.trim_end_matches("+tls"),
+            url(label, addr)
+        );
+    }
+    println!("  admin  http://{}/readyz", started.admin);
+    if has_clients {
+        println!("  client results: http://{}/clients", started.admin);
+    }
+}
+
+/// Several hosts in this process, and the view over them.
+fn serve_hosts(hosts: Vec<Host>, view: Option<SocketAddr>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let names: Vec<String> = hosts
+        .iter()
+        .filter_map(|h| h.hostrole.metadata.name.clone())
+        .collect();
+    println!(
+        "hostrole-agent: starting {} hosts: {}",
+        names.len(),
+        names.join(", ")
+    );
+    let result = runtime.block_on(hosts::run(
+        hosts,
+        view,
+        |host, started| {
+            print_started(
+                &host.config.host_role,
+                !host.config.clients.is_empty(),
+                started,
+            );
+        },
+        |addr| println!("  view   http://{addr}/ (the hosts live; Stop with Ctrl-C)"),
+    ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.role() {
+            Some(role) => {
+                eprintln!("error: {e}");
+                eprintln!(
+                    "{}",
+                    hostrole_config::role_failure_line(role, &e.to_string())
+                );
+                ExitCode::FAILURE
+            }
+            None => fail(&e),
+        },
     }
 }
 
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("error: {error}");
     ExitCode::FAILURE
-}
-
-#[cfg(test)]
-mod tests {
-    use super::url;
-
-    #[test]
-    fn a_listener_with_tls_is_printed_as_an_https_url() {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 7001));
-        for label in ["web+tls", "file+tls", "index+tls", "peer+tls"] {
-            assert_eq!(url(label, &addr), "https://127.0.0.1:7001/", "{label}");
-        }
-        for label in ["web", "index", "peer", "peer-ui"] {
-            assert_eq!(url(label, &addr), "http://127.0.0.1:7001/", "{label}");
-        }
-        assert_eq!(
-            url("radio+tls", &addr),
-            "https://127.0.0.1:7001/status-json.xsl"
-        );
-        assert_eq!(url("imaps", &addr), "imaps://127.0.0.1:7001");
-        assert_eq!(url("ipps", &addr), "ipps://127.0.0.1:7001/ipp/print");
-    }
 }

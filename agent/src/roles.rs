@@ -9,7 +9,7 @@ use hostrole_agent_core::Role;
 use hostrole_agent_core::metrics::AgentMetrics;
 use hostrole_agent_core::net::BindError;
 use hostrole_chat::{Chat, ChatError};
-use hostrole_clients::Clients;
+use hostrole_clients::{Clients, Results};
 use hostrole_config::AgentConfig;
 use hostrole_mail::{Mail, MailError};
 use hostrole_p2p::index::{Index, IndexError, IndexMetrics};
@@ -67,6 +67,8 @@ pub struct Bound {
     pub roles: Vec<Box<dyn Role>>,
     /// Routes the roles add to the admin endpoint (the clients' `/clients`).
     pub admin_routes: Router,
+    /// The clients' latest results, live.
+    pub client_results: Results,
 }
 
 /// Binds every role `config` names, in a fixed order, registering each role's own metrics in
@@ -82,6 +84,7 @@ pub async fn bind(
     // `/clients` answers on every host (an empty list without clients).
     let clients = Clients::new(config.clients.clone(), &config.host_role, registry);
     let admin_routes = clients.router();
+    let client_results = clients.results();
     if let Some(c) = &config.web {
         readiness.expect(crate::web::ROLE);
         roles.push(Box::new(
@@ -161,5 +164,6 @@ pub async fn bind(
     Ok(Bound {
         roles,
         admin_routes,
+        client_results,
     })
 }

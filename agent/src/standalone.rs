@@ -32,8 +32,22 @@ pub enum StandaloneError {
     Render(#[from] RenderError),
     #[error("{path} holds no HostRole")]
     NoHostRole { path: PathBuf },
-    #[error("{path} holds several HostRoles ({names}): choose one with --name")]
-    Ambiguous { path: PathBuf, names: String },
+    #[error(
+        "port {port} is taken twice: by {first} and by {second}; one machine cannot serve both: change one of the ports in the manifest, or serve one of the hosts elsewhere (`up --name`, on another machine or --bind address)"
+    )]
+    PortTaken {
+        port: u16,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "{hosts} hosts from --admin-port {admin_port} and --port-offset {port_offset} run past port 65535: choose lower ones, or fewer hosts with --name"
+    )]
+    TooManyHosts {
+        hosts: usize,
+        admin_port: u16,
+        port_offset: u16,
+    },
     #[error("{path} holds no HostRole named {name} (it holds: {names})")]
     NotFound {
         path: PathBuf,
@@ -85,56 +99,246 @@ pub enum StandaloneError {
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     pub manifest: PathBuf,
-    /// Which HostRole, when the manifest holds several.
-    pub name: Option<String>,
+    /// Which HostRoles; all of the manifest's when empty.
+    pub names: Vec<String>,
     pub bind: IpAddr,
+    /// The first host's admin port; the next hosts take the ports after it.
     pub admin_port: u16,
-    /// Where the agent keeps its files; a per-user state directory when absent.
+    /// Where the agent keeps its files; a per-user state directory when absent. With several
+    /// hosts, each has a directory of its name under it.
     pub data_dir: Option<PathBuf>,
-    /// Added to this agent's own index, peer and peer UI ports (not to the index or seeds it
-    /// uses), to run several peers on one machine.
+    /// Added to this agent's own index, peer, peer UI and printer ports (not to the index or
+    /// seeds it uses), to run several peers on one machine. With several hosts, only to the
+    /// peers, each after the first [`PEER_OFFSET_STEP`] more than the one before.
     pub port_offset: u16,
     /// Decentralized peers: more `host:port` addresses of peers to start from.
     pub seeds: Vec<String>,
 }
 
-/// Reads the manifest, renders the chosen HostRole for this machine and writes what its roles
-/// need into the data directory.
-pub fn prepare(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
+/// With several hosts in one process, how far apart the peers' own ports are (the manifests'
+/// comments use the same step for peers run one per process).
+pub const PEER_OFFSET_STEP: u16 = 10;
+
+/// One host `up` serves: its HostRole (for the view) and what its agent runs.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub hostrole: HostRole,
+    pub config: AgentConfig,
+}
+
+/// Where a host runs on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placement {
+    admin_port: u16,
+    port_offset: u16,
+    data_dir: PathBuf,
+}
+
+/// Reads the manifest, renders the chosen HostRoles for this machine and writes what their
+/// roles need into their data directories. Nothing is written when any of them cannot run, or
+/// when two of them would listen on one port.
+pub fn prepare(options: &UpOptions) -> Result<Vec<Host>, StandaloneError> {
     // Read and judged once; references and Secrets are resolved against it.
     let m = Manifest::read(&options.manifest)?;
-    let hostrole = choose(&m.directory.hostroles, options)?;
-    let name = hostrole.metadata.name.as_deref().unwrap_or("host");
-    let local = Local {
-        data_dir: options
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| default_data_dir(name)),
-        manifest_dir: options
-            .manifest
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
-        bind: options.bind,
-        admin_port: options.admin_port,
-        port_offset: options.port_offset,
-        seeds: options.seeds.clone(),
+    let chosen = choose(&m.directory.hostroles, options)?;
+    let placements = place(&chosen, options)?;
+    let several = chosen.len() > 1;
+    // Several hosts: where each of them listens. One host: none, as a second process of the
+    // same HostRole (`--port-offset`) seeds from the first at the manifest's port.
+    let offsets: BTreeMap<String, u16> = if several {
+        chosen
+            .iter()
+            .zip(&placements)
+            .map(|(hr, p)| (name_of(hr).to_string(), p.port_offset))
+            .collect()
+    } else {
+        BTreeMap::new()
     };
-    let plan = render::render(hostrole, Environment::Local(&local), &m.directory)?;
-    if !plan.problems.is_empty() {
-        return Err(StandaloneError::References(
-            plan.problems.into_iter().map(|p| p.message).collect(),
-        ));
+    let mut plans = Vec::new();
+    for (hostrole, place) in chosen.iter().zip(placements) {
+        let name = name_of(hostrole);
+        let local = Local {
+            data_dir: place.data_dir,
+            manifest_dir: options
+                .manifest
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            bind: options.bind,
+            admin_port: place.admin_port,
+            port_offset: place.port_offset,
+            seeds: options.seeds.clone(),
+            offsets: offsets.clone(),
+        };
+        let plan = render::render(hostrole, Environment::Local(&local), &m.directory)?;
+        if !plan.problems.is_empty() {
+            return Err(StandaloneError::References(
+                plan.problems
+                    .into_iter()
+                    .map(|p| {
+                        if several {
+                            format!("{name}: {}", p.message)
+                        } else {
+                            p.message
+                        }
+                    })
+                    .collect(),
+            ));
+        }
+        if let Some(web) = &plan.config.web
+            && !plan.mounts().any(|m| m.volume == "site")
+        {
+            site_path(&web.root)?;
+        }
+        plans.push(((*hostrole).clone(), plan));
     }
-    if let Some(web) = &plan.config.web
-        && !plan.mounts().any(|m| m.volume == "site")
-    {
-        site_path(&web.root)?;
+    let configs: Vec<(&str, &AgentConfig)> = plans
+        .iter()
+        .map(|(hr, plan)| (name_of(hr), &plan.config))
+        .collect();
+    one_listener_per_port(&configs)?;
+    let mut hosts = Vec::new();
+    for (hostrole, plan) in plans {
+        for mount in plan.mounts() {
+            materialize(mount, &m)?;
+        }
+        hosts.push(Host {
+            hostrole,
+            config: plan.config,
+        });
     }
-    for mount in plan.mounts() {
-        materialize(mount, &m)?;
+    Ok(hosts)
+}
+
+/// How a person reaches a listener: a URL for HTTP roles, `scheme://host:port` otherwise.
+pub fn url(label: &str, addr: &std::net::SocketAddr) -> String {
+    match label {
+        "web" | "web-redirect" | "file" | "index" | "peer" | "peer-ui" => format!("http://{addr}/"),
+        "web+tls" | "file+tls" | "index+tls" | "peer+tls" => format!("https://{addr}/"),
+        // The status page lists the mounts and their URLs.
+        "radio" => format!("http://{addr}/status-json.xsl"),
+        "radio+tls" => format!("https://{addr}/status-json.xsl"),
+        // The printer URI to add it with (`lpadmin -v`, a system's "add printer" dialog).
+        "ipp" | "ipps" => format!("{label}://{addr}/ipp/print"),
+        other => format!("{other}://{addr}"),
     }
-    Ok(plan.config)
+}
+
+fn name_of(hr: &HostRole) -> &str {
+    hr.metadata.name.as_deref().unwrap_or("host")
+}
+
+/// Admin ports, port offsets and data directories: one host as asked; several hosts each on
+/// the next admin port, in a directory of its name, peers [`PEER_OFFSET_STEP`] apart.
+fn place(chosen: &[&HostRole], options: &UpOptions) -> Result<Vec<Placement>, StandaloneError> {
+    if let [hostrole] = chosen {
+        return Ok(vec![Placement {
+            admin_port: options.admin_port,
+            port_offset: options.port_offset,
+            data_dir: options
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| default_data_dir(name_of(hostrole))),
+        }]);
+    }
+    let mut peers = 0u16;
+    chosen
+        .iter()
+        .enumerate()
+        .map(|(i, hostrole)| {
+            let name = name_of(hostrole);
+            let too_many = || StandaloneError::TooManyHosts {
+                hosts: chosen.len(),
+                admin_port: options.admin_port,
+                port_offset: options.port_offset,
+            };
+            let admin_port = u16::try_from(i)
+                .ok()
+                .and_then(|i| options.admin_port.checked_add(i))
+                .ok_or_else(too_many)?;
+            // Only peers move: an index or a printer of a host that is no peer stays where the
+            // manifest puts it, as the peers and clients that use it expect.
+            let mut port_offset = 0;
+            if hostrole.spec.peer.is_some() {
+                port_offset = peers
+                    .checked_mul(PEER_OFFSET_STEP)
+                    .and_then(|o| o.checked_add(options.port_offset))
+                    .ok_or_else(too_many)?;
+                peers += 1;
+            }
+            Ok(Placement {
+                admin_port,
+                port_offset,
+                data_dir: options
+                    .data_dir
+                    .as_ref()
+                    .map(|d| d.join(name))
+                    .unwrap_or_else(|| default_data_dir(name)),
+            })
+        })
+        .collect()
+}
+
+/// Every port an agent of `config` listens on, with the field of the manifest that sets it.
+pub fn listeners(config: &AgentConfig) -> Vec<(u16, &'static str)> {
+    let mut ports = vec![(config.admin_port, "--admin-port")];
+    if let Some(c) = &config.web {
+        ports.push((c.port, "spec.servers.web.port"));
+        ports.extend(
+            c.redirect_port
+                .map(|p| (p, "spec.servers.web.tls.redirectPort")),
+        );
+    }
+    if let Some(c) = &config.file {
+        ports.push((c.port, "spec.servers.file.port"));
+    }
+    if let Some(c) = &config.mail {
+        ports.push((c.smtp_port, "spec.servers.mail.smtpPort"));
+        ports.push((c.submission_port, "spec.servers.mail.submissionPort"));
+        ports.push((c.imap_port, "spec.servers.mail.imapPort"));
+        ports.extend(c.imaps_port.map(|p| (p, "spec.servers.mail.tls.imapsPort")));
+        ports.extend(
+            c.submissions_port
+                .map(|p| (p, "spec.servers.mail.tls.submissionsPort")),
+        );
+    }
+    if let Some(c) = &config.chat {
+        ports.push((c.port, "spec.servers.chat.port"));
+        ports.extend(c.tls_port.map(|p| (p, "spec.servers.chat.tls.port")));
+    }
+    if let Some(c) = &config.radio {
+        ports.push((c.port, "spec.servers.radio.port"));
+    }
+    if let Some(c) = &config.print {
+        ports.push((c.port, "spec.servers.print.port"));
+    }
+    if let Some(c) = &config.index {
+        ports.push((c.port, "spec.servers.index.port"));
+    }
+    if let Some(c) = &config.peer {
+        ports.push((c.port, "spec.peer.port"));
+        ports.push((c.ui_port, "spec.peer.ui.port"));
+    }
+    ports
+}
+
+/// Hosts run by one process share the machine's ports: two listeners on one port are refused
+/// before anything starts, naming both.
+fn one_listener_per_port(hosts: &[(&str, &AgentConfig)]) -> Result<(), StandaloneError> {
+    let mut taken: BTreeMap<u16, (&str, &'static str)> = BTreeMap::new();
+    for (name, config) in hosts {
+        for (port, field) in listeners(config) {
+            if let Some((first, first_field)) = taken.get(&port) {
+                return Err(StandaloneError::PortTaken {
+                    port,
+                    first: format!("{first} ({first_field})"),
+                    second: format!("{name} ({field})"),
+                });
+            }
+            taken.insert(port, (name, field));
+        }
+    }
+    Ok(())
 }
 
 /// Puts what a pod would mount at `mount.path`.
@@ -386,37 +590,41 @@ fn config_map_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// The HostRoles to serve: the named ones, in the manifest's order, or all of them.
 fn choose<'a>(
     hostroles: &'a [HostRole],
     options: &UpOptions,
-) -> Result<&'a HostRole, StandaloneError> {
+) -> Result<Vec<&'a HostRole>, StandaloneError> {
     let path = options.manifest.clone();
-    let names = || {
-        hostroles
+    if hostroles.is_empty() {
+        return Err(StandaloneError::NoHostRole { path });
+    }
+    for name in &options.names {
+        if !hostroles
             .iter()
-            .filter_map(|h| h.metadata.name.clone())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match (&options.name, hostroles.len()) {
-        (_, 0) => Err(StandaloneError::NoHostRole { path }),
-        (None, 1) => Ok(&hostroles[0]),
-        (None, _) => Err(StandaloneError::Ambiguous {
-            path,
-            names: names(),
-        }),
-        (Some(name), _) => match hostroles
-            .iter()
-            .position(|h| h.metadata.name.as_ref() == Some(name))
+            .any(|h| h.metadata.name.as_ref() == Some(name))
         {
-            Some(i) => Ok(&hostroles[i]),
-            None => Err(StandaloneError::NotFound {
+            return Err(StandaloneError::NotFound {
                 path,
                 name: name.clone(),
-                names: names(),
-            }),
-        },
+                names: hostroles
+                    .iter()
+                    .filter_map(|h| h.metadata.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
     }
+    Ok(hostroles
+        .iter()
+        .filter(|h| {
+            options.names.is_empty()
+                || h.metadata
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| options.names.contains(n))
+        })
+        .collect())
 }
 
 fn site_path(path: &Path) -> Result<PathBuf, StandaloneError> {
@@ -501,6 +709,30 @@ fn fill(staging: &Path, files: &[SiteFile]) -> Result<(), StandaloneError> {
 mod tests {
     use super::*;
 
+    /// The one host `options` names.
+    fn prepare_one(options: &UpOptions) -> Result<AgentConfig, StandaloneError> {
+        let mut hosts = prepare(options)?;
+        assert_eq!(hosts.len(), 1, "one host");
+        Ok(hosts.remove(0).config)
+    }
+
+    #[test]
+    fn a_listener_with_tls_is_printed_as_an_https_url() {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 7001));
+        for label in ["web+tls", "file+tls", "index+tls", "peer+tls"] {
+            assert_eq!(url(label, &addr), "https://127.0.0.1:7001/", "{label}");
+        }
+        for label in ["web", "index", "peer", "peer-ui"] {
+            assert_eq!(url(label, &addr), "http://127.0.0.1:7001/", "{label}");
+        }
+        assert_eq!(
+            url("radio+tls", &addr),
+            "https://127.0.0.1:7001/status-json.xsl"
+        );
+        assert_eq!(url("imaps", &addr), "imaps://127.0.0.1:7001");
+        assert_eq!(url("ipps", &addr), "ipps://127.0.0.1:7001/ipp/print");
+    }
+
     fn file(path: &str, content: &str) -> SiteFile {
         SiteFile {
             path: path.into(),
@@ -560,7 +792,7 @@ mod tests {
         std::fs::write(&manifest, text).expect("manifest");
         UpOptions {
             manifest,
-            name: Some(name.into()),
+            names: vec![name.into()],
             bind: "127.0.0.1".parse().expect("ip"),
             admin_port: 9901,
             data_dir: Some(dir.join(name)),
@@ -574,10 +806,66 @@ mod tests {
         std::fs::metadata(path).expect("meta").permissions().mode()
     }
 
+    /// A hybrid network with two peer HostRoles, and a decentralized one with two.
+    const SEVERAL: &str = "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: tracker}\nspec:\n  servers:\n    index: {port: 7100}\n---\n\
+        apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: family}\nspec:\n  peer: {network: family, index: tracker, port: 7101, ui: {port: 8190}}\n---\n\
+        apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: study}\nspec:\n  peer: {network: family, index: tracker, port: 7101, ui: {port: 8190}}\n---\n\
+        apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: ann}\nspec:\n  peer: {network: friends, port: 7301, ui: {port: 8390}}\n---\n\
+        apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: bob}\nspec:\n  peer: {network: friends, port: 7301, ui: {port: 8390}}\n";
+
+    #[test]
+    fn several_hosts_take_the_next_admin_ports_their_own_directories_and_peers_move_apart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut up = options(dir.path(), SEVERAL, "tracker");
+        up.names.clear();
+        up.data_dir = Some(dir.path().join("data"));
+        let hosts = prepare(&up).expect("several");
+        let names: Vec<&str> = hosts.iter().map(|h| name_of(&h.hostrole)).collect();
+        assert_eq!(names, ["tracker", "family", "study", "ann", "bob"]);
+        let admin: Vec<u16> = hosts.iter().map(|h| h.config.admin_port).collect();
+        assert_eq!(admin, [9901, 9902, 9903, 9904, 9905]);
+        // The index stays where the peers look for it; each peer 10 ports after the one before.
+        assert_eq!(hosts[0].config.index.as_ref().expect("index").port, 7100);
+        let peers: Vec<(u16, u16)> = hosts[1..]
+            .iter()
+            .map(|h| {
+                let p = h.config.peer.as_ref().expect("peer");
+                (p.port, p.ui_port)
+            })
+            .collect();
+        assert_eq!(
+            peers,
+            [(7101, 8190), (7111, 8200), (7321, 8410), (7331, 8420)]
+        );
+        let study = hosts[2].config.peer.as_ref().expect("peer");
+        assert_eq!(study.index_url.as_deref(), Some("http://127.0.0.1:7100"));
+        assert_eq!(study.root, dir.path().join("data/study/share"));
+        // A decentralized peer seeds from where its fellow peer really listens.
+        let ann = hosts[3].config.peer.as_ref().expect("peer");
+        let bob = hosts[4].config.peer.as_ref().expect("peer");
+        assert_eq!(ann.seeds, ["127.0.0.1:7331"]);
+        assert_eq!(bob.seeds, ["127.0.0.1:7321"]);
+        // --name still picks some.
+        up.names = vec!["bob".into(), "tracker".into()];
+        let some = prepare(&up).expect("two");
+        let names: Vec<&str> = some.iter().map(|h| name_of(&h.hostrole)).collect();
+        assert_eq!(names, ["tracker", "bob"], "in the manifest's order");
+    }
+
+    #[test]
+    fn hosts_past_the_last_port_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut up = options(dir.path(), SEVERAL, "tracker");
+        up.names.clear();
+        up.admin_port = 65_533;
+        let err = prepare(&up).expect_err("past 65535").to_string();
+        assert!(err.contains("run past port 65535"), "{err}");
+    }
+
     #[test]
     fn a_hybrid_manifest_gives_the_index_and_its_peers_the_manifest_secret() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let index = prepare(&options(dir.path(), HYBRID, "tracker"))
+        let index = prepare_one(&options(dir.path(), HYBRID, "tracker"))
             .expect("tracker")
             .index
             .expect("index role");
@@ -588,7 +876,7 @@ mod tests {
 
         let mut up = options(dir.path(), HYBRID, "family");
         up.port_offset = 10;
-        let peer = prepare(&up).expect("family").peer.expect("peer role");
+        let peer = prepare_one(&up).expect("family").peer.expect("peer role");
         assert_eq!(peer.index_url.as_deref(), Some("http://127.0.0.1:7100"));
         assert_eq!((peer.port, peer.ui_port), (7111, 8200));
         assert_eq!(peer.root, dir.path().join("family/share"));
@@ -604,7 +892,7 @@ mod tests {
     fn an_index_outside_the_manifest_is_refused_with_the_fix() {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = HYBRID.replace("index: tracker", "index: elsewhere");
-        let err = prepare(&options(dir.path(), &text, "family")).expect_err("refused");
+        let err = prepare_one(&options(dir.path(), &text, "family")).expect_err("refused");
         let err = err.to_string();
         assert!(err.contains("spec.peer.index"), "{err}");
         assert!(
@@ -620,10 +908,10 @@ mod tests {
         let mut up = options(dir.path(), text, "friends");
         up.port_offset = 10;
         up.seeds = vec!["192.0.2.1:7201".into()];
-        let first = prepare(&up).expect("first").peer.expect("peer");
+        let first = prepare_one(&up).expect("first").peer.expect("peer");
         let secret = std::fs::read(&first.secret_file).expect("generated");
         assert_eq!(secret.len(), 64);
-        let again = prepare(&up).expect("again").peer.expect("peer");
+        let again = prepare_one(&up).expect("again").peer.expect("peer");
         assert_eq!(std::fs::read(&again.secret_file).expect("kept"), secret);
         assert_eq!(again.seeds, ["127.0.0.1:7201", "192.0.2.1:7201"]);
         assert!(again.index_url.is_none());
@@ -636,7 +924,7 @@ mod tests {
             apiVersion: v1\nkind: Secret\nmetadata: {name: cert, labels: {hostrole.dev/use: \"true\"}}\nstringData: {tls.crt: C, tls.key: K}\n---\n\
             apiVersion: v1\nkind: Secret\nmetadata: {name: login, labels: {hostrole.dev/use: \"true\"}}\nstringData: {username: alice, password: pw}\n---\n\
             apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: office}\nspec:\n  servers:\n    mail: {domains: [office.lan], users: {secret: accounts}, tls: {secret: cert}}\n  clients:\n    - {service: mail, server: office, credentials: {secret: login}}\n";
-        let config = prepare(&options(dir.path(), text, "office")).expect("office");
+        let config = prepare_one(&options(dir.path(), text, "office")).expect("office");
         let mail = config.mail.expect("mail");
         let users = mail.users_file.expect("users file");
         assert_eq!(users, dir.path().join("office/users/mail/users"));
@@ -666,7 +954,7 @@ mod tests {
             )
         };
         let with_ca = manifest("tls.crt: C, tls.key: K, ca.crt: CA");
-        let peer = prepare(&options(dir.path(), &with_ca, "laptop"))
+        let peer = prepare_one(&options(dir.path(), &with_ca, "laptop"))
             .expect("laptop")
             .peer
             .expect("peer");
@@ -678,7 +966,7 @@ mod tests {
         assert!(peer.index_ca.is_none(), "no index");
 
         let without = manifest("tls.crt: C, tls.key: K");
-        let peer = prepare(&options(dir.path(), &without, "laptop"))
+        let peer = prepare_one(&options(dir.path(), &without, "laptop"))
             .expect("laptop")
             .peer
             .expect("peer");
@@ -691,7 +979,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: login}\nstringData: {username: alice, password: pw}\n---\n\
             apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: laptop}\nspec:\n  clients:\n    - {service: web, url: \"http://127.0.0.1:1/\", credentials: {secret: login}}\n";
-        let err = prepare(&options(dir.path(), text, "laptop"))
+        let err = prepare_one(&options(dir.path(), text, "laptop"))
             .expect_err("not labelled for use")
             .to_string();
         assert!(
@@ -711,7 +999,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: login, labels: {hostrole.dev/use: \"true\"}}\nstringData: {username: alice}\n---\n\
             apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: laptop}\nspec:\n  clients:\n    - {service: web, url: \"http://127.0.0.1:1/\", credentials: {secret: login}}\n";
-        let err = prepare(&options(dir.path(), text, "laptop"))
+        let err = prepare_one(&options(dir.path(), text, "laptop"))
             .expect_err("no password key")
             .to_string();
         assert!(
@@ -726,7 +1014,7 @@ mod tests {
     #[test]
     fn a_playlist_configmap_of_the_manifest_is_written_where_a_pod_would_mount_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let radio = prepare(&options(dir.path(), RADIO, "station"))
+        let radio = prepare_one(&options(dir.path(), RADIO, "station"))
             .expect("station")
             .radio
             .expect("radio role");
@@ -741,11 +1029,11 @@ mod tests {
         );
         // Not in the manifest: refused with the fix.
         let missing = RADIO.replace("name: jingles,", "name: other,");
-        let err = prepare(&options(dir.path(), &missing, "station")).expect_err("refused");
+        let err = prepare_one(&options(dir.path(), &missing, "station")).expect_err("refused");
         assert!(err.to_string().contains("jingles"), "{err}");
         // A key that is not a file name cannot write outside the playlist's directory.
         let escaping = RADIO.replace("a.mp3: AAEC", "../escaped.mp3: AAEC");
-        let err = prepare(&options(dir.path(), &escaping, "station")).expect_err("refused");
+        let err = prepare_one(&options(dir.path(), &escaping, "station")).expect_err("refused");
         assert!(err.to_string().contains("not a file name"), "{err}");
         assert!(
             !playlist

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hostrole_agent_core::metrics::AgentMetrics;
 use hostrole_agent_core::net::{self, BindError, ServeOptions};
 use hostrole_agent_core::telemetry::shutdown_signal;
+use hostrole_clients::Results;
 use hostrole_config::AgentConfig;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
@@ -43,11 +44,27 @@ impl AgentError {
     }
 }
 
-/// Where the agent listens, once every role is bound.
+/// Where the agent listens, once every role is bound, and its live state.
 #[derive(Debug, Clone)]
 pub struct Started {
     pub admin: SocketAddr,
     pub roles: Vec<(&'static str, SocketAddr)>,
+    pub live: Live,
+}
+
+/// What the agent's admin endpoint reports, live: which roles listen, the clients' results.
+#[derive(Clone)]
+pub struct Live {
+    pub readiness: Readiness,
+    pub clients: Results,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("roles", &self.readiness.roles())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs the agent until SIGTERM/SIGINT, or until `stop` is cancelled. `on_started` is called once
@@ -76,6 +93,10 @@ pub async fn run(
 
     // Bind every role before serving any, so that readiness means "every role listens".
     let bound = roles::bind(&config, &metrics, &mut registry, &readiness).await?;
+    let live = Live {
+        readiness: readiness.clone(),
+        clients: bound.client_results.clone(),
+    };
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(net::serve(
         admin_listener,
@@ -96,6 +117,7 @@ pub async fn run(
     let mut started = Started {
         admin: admin_addr,
         roles: Vec::new(),
+        live,
     };
     for role in bound.roles {
         let name = role.name();

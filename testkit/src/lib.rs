@@ -25,7 +25,7 @@ mod process;
 mod wait;
 
 pub use manifest::{TempManifest, with_free_ports};
-pub use port::free_port;
+pub use port::{free_consecutive_ports, free_port};
 pub use process::{Proc, signal};
 pub use tempfile::{TempDir, tempdir};
 pub use wait::{eventually, wait_for, wait_until};

@@ -29,9 +29,35 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port below the ephemeral range")
 }
 
+/// `n` free loopback ports in a row (for a process that takes the ports after the one it is
+/// given: `hostrole-agent up` with several hosts); the first is returned.
+pub fn free_consecutive_ports(n: u16) -> u16 {
+    'search: for _ in 0..1_000 {
+        let first = free_port();
+        for i in 1..n {
+            if free_port() != first + i {
+                continue 'search;
+            }
+        }
+        return first;
+    }
+    panic!("no {n} free loopback ports in a row")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::free_port;
+    use super::{free_consecutive_ports, free_port};
+
+    #[test]
+    fn consecutive_ports_are_free() {
+        let first = free_consecutive_ports(3);
+        for port in first..first + 3 {
+            assert!(
+                std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "{port}"
+            );
+        }
+    }
 
     #[test]
     fn ports_are_free_distinct_and_below_the_ephemeral_range() {

@@ -306,7 +306,7 @@ fn rfc3339<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S
 }
 
 /// A timestamp cut to whole seconds (what conditions and people need).
-pub(crate) fn seconds(t: Timestamp) -> Timestamp {
+pub fn seconds(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
@@ -499,6 +499,11 @@ impl Clients {
             results,
             metrics,
         }
+    }
+
+    /// The latest results, live (what `/clients` shows).
+    pub fn results(&self) -> Results {
+        self.results.clone()
     }
 
     /// `GET /clients`: the latest result of every client, as JSON.

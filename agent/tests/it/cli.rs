@@ -160,19 +160,35 @@ fn up_explains_fields_that_need_a_cluster_or_a_missing_directory() {
 }
 
 #[test]
-fn up_with_several_hostroles_asks_for_a_name() {
+fn up_with_two_hosts_on_one_port_names_both_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = dir.path().join("two.yaml");
     std::fs::write(
         &manifest,
-        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: one}\nspec: {servers: {web: {}}}\n---\napiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: two}\nspec: {servers: {web: {}}}\n",
+        "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: one}\nspec: {servers: {web: {site: {files: [{path: index.html, content: one}]}}}}\n---\napiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: two}\nspec: {servers: {web: {}}}\n",
     )
     .expect("write");
-    let out = run_agent(&["up", manifest.to_str().expect("utf-8")]);
+    let data = dir.path().join("data");
+    let out = run_agent(&[
+        "up",
+        manifest.to_str().expect("utf-8"),
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("several HostRoles (one, two): choose one with --name"),
+        stderr.contains(
+            "port 8080 is taken twice: by one (spec.servers.web.port) and by two (spec.servers.web.port)"
+        ) && stderr.contains("change one of the ports"),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "nothing was written");
+    // --name picks one of them, as before.
+    let out = run_agent(&["up", manifest.to_str().expect("utf-8"), "--name", "three"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no HostRole named three (it holds: one, two)"),
         "{stderr}"
     );
 }

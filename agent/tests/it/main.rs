@@ -32,5 +32,6 @@ mod peer_ui;
 mod print_clients;
 mod radio_clients;
 mod tls;
+mod up_view;
 mod web_curl;
 mod web_ui;

@@ -5,6 +5,8 @@ Usage: view.py VIEW_URL SCREENSHOT_PATH
 Loads the view, prints what it drew ("drawn: ..."), then waits for the print client's edge to
 turn red (the test makes that client fail once it reads "drawn:"), prints "failing: ...", saves a
 screenshot, then clicks the office's host and prints the details panel ("details: ...").
+VIEW_FAILING (default print) names another client's service; VIEW_HOST (default office-0)
+another host to click.
 Exits non-zero on any failure.
 """
 
@@ -21,6 +23,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 def main():
     url, screenshot = sys.argv[1:3]
+    failing = os.environ.get("VIEW_FAILING", "print")
+    click = os.environ.get("VIEW_HOST", "office-0")
     options = webdriver.ChromeOptions()
     options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -52,7 +56,7 @@ def main():
 
         start = time.monotonic()
         edge = wait.until(EC.presence_of_element_located(
-            (By.CSS_SELECTOR, 'path.edge.failing[data-service="print"]')))
+            (By.CSS_SELECTOR, 'path.edge.failing[data-service="%s"]' % failing)))
         stroke = driver.execute_script("return getComputedStyle(arguments[0]).stroke;", edge)
         title = driver.execute_script(
             "return arguments[0].querySelector('title').textContent;", edge)
@@ -65,9 +69,9 @@ def main():
         driver.save_screenshot(screenshot)
         print("screenshot:", screenshot, flush=True)
 
-        host = driver.find_element(By.CSS_SELECTOR, '.host[data-id$="/office-0"]')
+        host = driver.find_element(By.CSS_SELECTOR, '.host[data-id$="/%s"]' % click)
         host.click()
-        wait.until(EC.text_to_be_present_in_element((By.ID, "d-roles"), "print"))
+        wait.until(EC.text_to_be_present_in_element((By.ID, "d-roles"), failing))
         wait.until(lambda d: d.find_element(By.ID, "d-events").text.strip() != ""
                    or d.find_element(By.ID, "d-urls").text.strip() != "")
         print("details:", driver.find_element(By.ID, "details").text.replace("\n", " | "),

@@ -77,6 +77,23 @@ impl HttpLimits {
         limits
     }
 
+    /// The stricter of two sets of limits, field by field: what one process serving several
+    /// hosts (`hostrole-agent up` with several HostRoles) applies to all of them.
+    pub fn strictest(self, other: Self) -> Self {
+        Self {
+            header_timeout: self.header_timeout.min(other.header_timeout),
+            idle_timeout: self.idle_timeout.min(other.idle_timeout),
+            max_connections_per_ip: match (
+                self.max_connections_per_ip,
+                other.max_connections_per_ip,
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            max_connection_age: self.max_connection_age.min(other.max_connection_age),
+        }
+    }
+
     /// The per-address cap of a listener that serves `max_connections` at once.
     pub fn per_ip(&self, max_connections: usize) -> usize {
         let max_connections = max_connections.max(1);
@@ -102,6 +119,26 @@ pub fn current() -> HttpLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_strictest_of_two_limits_takes_each_field_from_the_stricter() {
+        let a = HttpLimits {
+            header_timeout: Duration::from_secs(5),
+            max_connections_per_ip: None,
+            ..HttpLimits::default()
+        };
+        let b = HttpLimits {
+            idle_timeout: Duration::from_secs(7),
+            max_connections_per_ip: Some(3),
+            ..HttpLimits::default()
+        };
+        let s = a.strictest(b);
+        assert_eq!(s.header_timeout, Duration::from_secs(5));
+        assert_eq!(s.idle_timeout, Duration::from_secs(7));
+        assert_eq!(s.max_connections_per_ip, Some(3));
+        assert_eq!(s.max_connection_age, DEFAULT_MAX_CONNECTION_AGE);
+        assert_eq!(b.strictest(a), s);
+    }
 
     #[test]
     fn the_per_address_cap_is_a_quarter_of_the_listener_at_least_eight_at_most_all() {

@@ -12,7 +12,9 @@ use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 pub use hostrole_testkit::http::{Response, curl, fetch, idle_connection, listening};
-pub use hostrole_testkit::{Proc, free_port, repo_root, wait_for, wait_until, with_free_ports};
+pub use hostrole_testkit::{
+    Proc, free_consecutive_ports, free_port, repo_root, wait_for, wait_until, with_free_ports,
+};
 
 /// The agent binary built by cargo for these tests (with the `test-knobs` feature: the
 /// dev-dependency of the agent on itself turns it on for test builds only).
@@ -54,7 +56,11 @@ pub struct Agent {
 impl Agent {
     /// Starts `hostrole-agent up MANIFEST` and waits until `/readyz` answers 200.
     pub fn up(manifest: &Path, data_dir: &Path, extra: &[&str]) -> Agent {
-        let admin_port = free_port();
+        Agent::up_at(manifest, data_dir, free_port(), extra)
+    }
+
+    /// [`Agent::up`] with the (first host's) admin port chosen by the caller.
+    pub fn up_at(manifest: &Path, data_dir: &Path, admin_port: u16, extra: &[&str]) -> Agent {
         let logs = tempfile::tempdir().expect("tempdir");
         let mut proc = Proc::spawn(
             "agent",
