@@ -199,6 +199,62 @@ async fn the_pages_following_the_view_are_bounded() {
     assert!(answers.1.starts_with("HTTP/1.1 200"), "{}", answers.1);
 }
 
+/// A page the view turned away (every place taken: 503) tries again by itself, and follows the
+/// graph once a place is free (EventSource alone would give up for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_turned_away_while_the_view_is_full_follows_once_a_place_frees() {
+    hostrole_testkit::browser::require();
+    let v = View::start(all_ok()).await;
+    let addr = v.addr;
+    let held = tokio::task::spawn_blocking(move || {
+        (0..MAX_VIEWERS)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).expect("connect");
+                s.write_all(b"GET /api/updates HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    .expect("write");
+                let mut buf = [0u8; 12];
+                s.read_exact(&mut buf).expect("status");
+                assert_eq!(&buf, b"HTTP/1.1 200");
+                s
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("join");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let mut browser = Proc::spawn(
+        "browser",
+        Command::new("/usr/bin/python3")
+            .arg(root().join("operator/tests/ui/view_busy.py"))
+            .arg(v.url("/")),
+        logs.path(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !browser.stdout().contains("busy:") {
+        if browser.exited().is_some() || Instant::now() > deadline {
+            panic!(
+                "the page never said it was turned away\nstdout:\n{}\nstderr:\n{}",
+                browser.stdout(),
+                browser.stderr()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(held);
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let status = browser.wait_exit(Duration::from_secs(60));
+        (status, browser.stdout(), browser.stderr())
+    })
+    .await
+    .expect("join");
+    assert!(status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let groups = examples("lan").len();
+    assert!(
+        stdout.contains(&format!("drawn: groups={groups}")),
+        "{stdout}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_draws_the_network_and_turns_a_failing_client_red() {
     hostrole_testkit::browser::require();

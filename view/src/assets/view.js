@@ -267,8 +267,13 @@ async function showHost(id) {
 
 let source = null;
 let last = null;
+let retry = null;
+// After the view turned the page away (every place taken: 503, as its Retry-After says) or went
+// away, which EventSource does not retry by itself.
+const RETRY_MS = 10000;
 
 function follow() {
+  clearTimeout(retry);
   const params = new URLSearchParams(location.search);
   $("#f-ns").value = params.get("ns") || "";
   $("#f-role").value = params.get("role") || "";
@@ -286,7 +291,14 @@ function follow() {
     }
     document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
   });
-  source.onerror = () => { $("#status").textContent = "reconnecting…"; };
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) {
+      $("#status").textContent = "the view is busy or unreachable: trying again in 10 s";
+      retry = setTimeout(follow, RETRY_MS);
+    } else {
+      $("#status").textContent = "reconnecting…";
+    }
+  };
 }
 
 $("#filters").addEventListener("submit", (ev) => {
