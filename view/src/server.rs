@@ -30,6 +30,9 @@ use crate::topology::{self, Filter};
 
 /// Pages following the graph at once; more get `503`.
 pub const MAX_VIEWERS: usize = 64;
+/// `/api/topology` and `/api/host` answers being made at once (a graph to build, an events
+/// list to ask the API server for); more get `503`.
+pub const MAX_READS: usize = 8;
 /// Changes closer together than this reach viewers as one update.
 pub const COALESCE: Duration = Duration::from_millis(300);
 
@@ -67,6 +70,7 @@ pub struct Shared<S> {
     source: S,
     changes: watch::Receiver<u64>,
     viewers: Arc<Semaphore>,
+    reads: Arc<Semaphore>,
 }
 
 impl<S: Source> Shared<S> {
@@ -76,7 +80,13 @@ impl<S: Source> Shared<S> {
             source,
             changes,
             viewers: Arc::new(Semaphore::new(MAX_VIEWERS)),
+            reads: Arc::new(Semaphore::new(MAX_READS)),
         }
+    }
+
+    /// A place to make one read's answer, if one is free.
+    fn read_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.reads.clone().try_acquire_owned().ok()
     }
 
     fn topology(&self, filter: &Filter) -> String {
@@ -188,6 +198,16 @@ impl Params {
     }
 }
 
+/// Every place to make an answer is taken: come back in a second.
+fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        format!("{MAX_READS} answers are being made already; ask again\n"),
+    )
+        .into_response()
+}
+
 fn json(body: String) -> Response {
     (
         [
@@ -203,6 +223,9 @@ async fn topology_now<S: Source>(
     State(shared): State<Shared<S>>,
     Query(params): Query<Params>,
 ) -> Response {
+    let Some(_permit) = shared.read_permit() else {
+        return busy();
+    };
     json(shared.topology(&params.filter()))
 }
 
@@ -275,6 +298,9 @@ async fn host<S: Source>(State(shared): State<Shared<S>>, Query(q): Query<HostQu
     let Some((ns, name)) = q.id.split_once('/') else {
         return (StatusCode::BAD_REQUEST, "id is namespace/host\n").into_response();
     };
+    let Some(_permit) = shared.read_permit() else {
+        return busy();
+    };
     let found = shared.source.hostroles().into_iter().find(|hr| {
         hr.namespace().as_deref() == Some(ns)
             && hr
@@ -301,4 +327,79 @@ async fn host<S: Source>(State(shared): State<Shared<S>>, Query(q): Query<HostQu
         "eventsError": events_error,
     });
     json(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tokio::sync::Semaphore as Gate;
+    use tower::ServiceExt;
+
+    /// One HostRole with one host; a host's events wait at `gate`.
+    #[derive(Clone)]
+    struct Slow {
+        hostroles: Vec<Arc<HostRole>>,
+        gate: Arc<Gate>,
+    }
+
+    impl Source for Slow {
+        fn hostroles(&self) -> Vec<Arc<HostRole>> {
+            self.hostroles.clone()
+        }
+
+        async fn events(&self, _: &str, _: &str) -> Result<Vec<EventRow>, String> {
+            let _open = self.gate.acquire().await.map_err(|e| e.to_string())?;
+            Ok(Vec::new())
+        }
+    }
+
+    fn request(path: &str) -> Request {
+        axum::http::Request::builder()
+            .uri(path)
+            .header(header::HOST, "127.0.0.1:8088")
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn answers_made_at_once_are_bounded_and_their_places_come_back() {
+        let hr: HostRole = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hostrole.dev/v1alpha1",
+            "kind": "HostRole",
+            "metadata": {"name": "office", "namespace": "lan"},
+            "spec": {"servers": {"web": {}}},
+            "status": {"hosts": [{"name": "office-0", "ready": true}]}
+        }))
+        .expect("hostrole");
+        let gate = Arc::new(Gate::new(0));
+        let source = Slow {
+            hostroles: vec![Arc::new(hr)],
+            gate: gate.clone(),
+        };
+        let (_tx, changes) = watch::channel(0);
+        let app = router(Shared::new(source, changes));
+        // MAX_READS host panels whose events are slow to come hold every place…
+        let waiting: Vec<_> = (0..MAX_READS)
+            .map(|_| tokio::spawn(app.clone().oneshot(request("/api/host?id=lan/office-0"))))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // …so one more read is turned away, at once.
+        let busy = app
+            .clone()
+            .oneshot(request("/api/topology"))
+            .await
+            .expect("answer");
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        gate.add_permits(MAX_READS);
+        for w in waiting {
+            assert_eq!(
+                w.await.expect("join").expect("answer").status(),
+                StatusCode::OK
+            );
+        }
+        let again = app.oneshot(request("/api/topology")).await.expect("answer");
+        assert_eq!(again.status(), StatusCode::OK);
+    }
 }
