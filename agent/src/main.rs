@@ -59,6 +59,9 @@ enum Command {
         /// Several hosts: port of the live topology view on 127.0.0.1 (0: no view).
         #[arg(long, default_value_t = VIEW_PORT)]
         view_port: u16,
+        /// Several hosts: open the view in the browser ($BROWSER, else xdg-open).
+        #[arg(long)]
+        open: bool,
         /// Where inline site files are written (default: ~/.local/state/hostrole/NAME).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
             bind,
             admin_port,
             view_port,
+            open,
             data_dir,
             port_offset,
             seeds,
@@ -119,7 +123,7 @@ fn main() -> ExitCode {
                 Ok(hosts) => {
                     let view = (view_port != 0)
                         .then(|| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), view_port));
-                    serve_hosts(hosts, view)
+                    serve_hosts(hosts, view, open)
                 }
                 Err(e) => fail(&e),
             }
@@ -221,7 +225,7 @@ fn print_started(name: &str, has_clients: bool, started: &Started) {
 }
 
 /// Several hosts in this process, and the view over them.
-fn serve_hosts(hosts: Vec<Host>, view: Option<SocketAddr>) -> ExitCode {
+fn serve_hosts(hosts: Vec<Host>, view: Option<SocketAddr>, open: bool) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return fail(&e),
@@ -245,7 +249,13 @@ fn serve_hosts(hosts: Vec<Host>, view: Option<SocketAddr>) -> ExitCode {
                 started,
             );
         },
-        |addr| println!("  view   http://{addr}/ (the hosts live; Stop with Ctrl-C)"),
+        |addr| {
+            let url = format!("http://{addr}/");
+            println!("  view   {url} (the hosts live; Stop with Ctrl-C)");
+            if open && let Err(e) = hostrole_view::open_browser(&url) {
+                eprintln!("cannot open a browser ({e}): open {url} yourself");
+            }
+        },
     ));
     match result {
         Ok(()) => ExitCode::SUCCESS,

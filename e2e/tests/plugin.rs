@@ -209,15 +209,31 @@ async fn status_matrix_and_logs_against_a_real_api_server() {
     // applied later appears without a reload.
     let port = hostrole_e2e::free_port();
     let logs = hostrole_e2e::tempdir().expect("tempdir");
+    // --open hands the URL to $BROWSER once the view serves.
+    let opened = logs.path().join("opened");
+    let browser = logs.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display()),
+    )
+    .expect("write");
+    std::fs::set_permissions(
+        &browser,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
     let _view = hostrole_testkit::Proc::spawn(
         "view",
-        Command::new(&env.operator_bin).args([
-            "view",
-            "-n",
-            &ns,
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-        ]),
+        Command::new(&env.operator_bin)
+            .args([
+                "view",
+                "-n",
+                &ns,
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+                "--open",
+            ])
+            .env("BROWSER", &browser),
         logs.path(),
     );
     let groups = || async {
@@ -237,6 +253,13 @@ async fn status_matrix_and_logs_against_a_real_api_server() {
     eventually("the view lists site", CONVERGE, || async {
         groups().await.filter(|g| g == &["site"])
     })
+    .await;
+    let url = format!("http://127.0.0.1:{port}/\n");
+    eventually(
+        "the browser was asked to open the view",
+        CONVERGE,
+        || async { std::fs::read_to_string(&opened).ok().filter(|u| *u == url) },
+    )
     .await;
     apply(&env, &ns, &web("kiosk", 1));
     eventually("the view follows a new HostRole", CONVERGE, || async {

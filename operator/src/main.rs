@@ -56,6 +56,9 @@ enum Command {
         /// Where to listen (loopback only: the view has no login).
         #[arg(long, default_value = "127.0.0.1:8088")]
         addr: SocketAddr,
+        /// Open it in the browser ($BROWSER, else xdg-open).
+        #[arg(long)]
+        open: bool,
     },
     /// What `helm test` runs: the operator's Deployment has a ready replica, and a HostRole in a
     /// namespace it watches becomes Ready (then it is deleted).
@@ -185,7 +188,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::View { namespace, addr } => {
+        Command::View {
+            namespace,
+            addr,
+            open,
+        } => {
             init_logs(LogFormat::Plain, "warn,hostrole_operator=info");
             if !addr.ip().is_loopback() {
                 eprintln!(
@@ -205,7 +212,7 @@ fn main() -> ExitCode {
                     .await
                     .map_err(hostrole_operator::view::ViewError::Client)?;
                 tokio::select! {
-                    served = hostrole_operator::view::serve(client, namespace, addr) => served,
+                    served = hostrole_operator::view::serve(client, namespace, addr, open) => served,
                     _ = hostrole_agent_core::telemetry::shutdown_signal() => Ok(()),
                 }
             });

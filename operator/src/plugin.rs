@@ -468,7 +468,11 @@ pub async fn matrix(
 
 /// `kubectl hostrole view`: [`crate::view`] on this machine with this target's client (what
 /// the kubeconfig's user may read), until interrupted.
-pub async fn view(target: &Target, addr: std::net::SocketAddr) -> Result<(), PluginError> {
+pub async fn view(
+    target: &Target,
+    addr: std::net::SocketAddr,
+    open: bool,
+) -> Result<(), PluginError> {
     let client = target.client().await?;
     let namespace = if target.all_namespaces {
         None
@@ -476,7 +480,7 @@ pub async fn view(target: &Target, addr: std::net::SocketAddr) -> Result<(), Plu
         target.namespace.clone()
     };
     tokio::select! {
-        served = crate::view::serve(client, namespace, addr) => Ok(served?),
+        served = crate::view::serve(client, namespace, addr, open) => Ok(served?),
         _ = hostrole_agent_core::telemetry::shutdown_signal() => Ok(()),
     }
 }

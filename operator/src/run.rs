@@ -124,7 +124,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         let client = client.clone();
         let namespace = options.namespace.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::view::serve(client, namespace, addr).await {
+            if let Err(e) = crate::view::serve(client, namespace, addr, false).await {
                 tracing::error!(error = %e, "the topology view stopped");
             }
         })

@@ -67,11 +67,12 @@ impl Source for KubeSource {
 }
 
 /// Watches the HostRoles of `namespace` (all when absent) with `client` and serves the view on
-/// `addr` until the process stops.
+/// `addr` until the process stops; with `open`, opens it in the user's browser once it serves.
 pub async fn serve(
     client: Client,
     namespace: Option<String>,
     addr: SocketAddr,
+    open: bool,
 ) -> Result<(), ViewError> {
     let api: Api<HostRole> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -98,7 +99,11 @@ pub async fn serve(
     tracing::info!(addr = %local, "listing HostRoles for the topology view");
     let store = cache.ready().await.clone();
     tracing::info!(addr = %local, "serving the topology view");
-    println!("hostrole view: http://{local}/");
+    let url = format!("http://{local}/");
+    println!("hostrole view: {url}");
+    if open && let Err(e) = hostrole_view::open_browser(&url) {
+        eprintln!("cannot open a browser ({e}): open {url} yourself");
+    }
     let app = router(Shared::new(KubeSource::new(store, Some(client)), changes));
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "the view stopped");

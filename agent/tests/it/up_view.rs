@@ -63,13 +63,40 @@ fn several_hosts_in_one_process_are_drawn_live_and_a_failing_client_turns_red() 
     let data = dir.path().join("data");
     let admin = free_consecutive_ports(2);
     let view = free_port();
-    let agent = Agent::up_at(&path, &data, admin, &["--view-port", &view.to_string()]);
+    // --open hands the view's URL to $BROWSER.
+    let opened = dir.path().join("opened");
+    let browser_cmd = dir.path().join("browser.sh");
+    std::fs::write(
+        &browser_cmd,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display()),
+    )
+    .expect("write");
+    std::fs::set_permissions(
+        &browser_cmd,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let agent = Agent::up_at(
+        &path,
+        &data,
+        admin,
+        &["--view-port", &view.to_string(), "--open"],
+        &[("BROWSER", browser_cmd.to_str().expect("utf-8"))],
+    );
     let stdout = agent.stdout();
     assert!(
         stdout.contains("starting 2 hosts: office, laptop")
             && stdout.contains("office is up")
             && stdout.contains(&format!("http://127.0.0.1:{view}/")),
         "{stdout}"
+    );
+    support::wait_until(
+        "the browser was asked to open the view",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&opened)
+                .is_ok_and(|u| u == format!("http://127.0.0.1:{view}/\n"))
+        },
     );
     // Each host in a directory of its own name, each on its own admin port.
     assert!(data.join("office/site/index.html").is_file());

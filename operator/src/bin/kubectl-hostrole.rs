@@ -61,6 +61,9 @@ enum Command {
         /// Where to listen (loopback only: the view has no login).
         #[arg(long, default_value = "127.0.0.1:8088")]
         addr: std::net::SocketAddr,
+        /// Open it in the browser ($BROWSER, else xdg-open).
+        #[arg(long)]
+        open: bool,
     },
     /// The agent's log of one host, by its name (`web-0`; `web` for a one-host HostRole).
     Logs {
@@ -99,13 +102,13 @@ async fn run(cli: Cli) -> Result<(), PluginError> {
             let options = hostrole_operator::matrix::Options { format, roles };
             print!("{}", plugin::matrix(&target, &options).await?)
         }
-        Command::View { addr } => {
+        Command::View { addr, open } => {
             if !addr.ip().is_loopback() {
                 return Err(PluginError::Usage(format!(
                     "--addr {addr}: the view has no login; listen on loopback (127.0.0.1)"
                 )));
             }
-            plugin::view(&target, addr).await?
+            plugin::view(&target, addr, open).await?
         }
         Command::Logs {
             host,

@@ -56,11 +56,18 @@ pub struct Agent {
 impl Agent {
     /// Starts `hostrole-agent up MANIFEST` and waits until `/readyz` answers 200.
     pub fn up(manifest: &Path, data_dir: &Path, extra: &[&str]) -> Agent {
-        Agent::up_at(manifest, data_dir, free_port(), extra)
+        Agent::up_at(manifest, data_dir, free_port(), extra, &[])
     }
 
-    /// [`Agent::up`] with the (first host's) admin port chosen by the caller.
-    pub fn up_at(manifest: &Path, data_dir: &Path, admin_port: u16, extra: &[&str]) -> Agent {
+    /// [`Agent::up`] with the (first host's) admin port chosen by the caller, and `env` set for
+    /// the agent.
+    pub fn up_at(
+        manifest: &Path,
+        data_dir: &Path,
+        admin_port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let logs = tempfile::tempdir().expect("tempdir");
         let mut proc = Proc::spawn(
             "agent",
@@ -70,7 +77,8 @@ impl Agent {
                 .args(["--admin-port", &admin_port.to_string()])
                 .arg("--data-dir")
                 .arg(data_dir)
-                .args(extra),
+                .args(extra)
+                .envs(env.iter().copied()),
             logs.path(),
         );
         wait_ready(&mut proc, admin_port, Duration::from_secs(20));
