@@ -18,7 +18,7 @@ use hostrole_config::{
     AgentConfig, ChatRoleConfig, ClientConfig, ClientTarget, DEFAULT_MAX_RETRY_SECONDS,
     DEFAULT_QUEUE_LIFETIME_SECONDS, DEFAULT_RETRY_SECONDS, FileRoleConfig, IndexRoleConfig,
     MailReadBack, MailRelay as MailRelayConfig, MailRoleConfig, MailRoute, MailTarget,
-    OfferedPrinter, OutboundConfig, PeerRoleConfig, PrintRoleConfig,
+    OfferedPrinter, OutboundConfig, OutputQuota, PeerRoleConfig, PrintRoleConfig,
     RadioMount as RadioMountConfig, RadioRoleConfig, RelayTls as RelayTlsConfig, TlsFiles,
     WebRoleConfig,
 };
@@ -1355,6 +1355,22 @@ impl Renderer<'_> {
             )?,
             _ => data.join("printouts"),
         };
+        // Printouts into the share count against its quota, as uploads do.
+        let output_quota = match (&print.output, &self.hr.spec.servers.file) {
+            (
+                Some(PrintOutput {
+                    file_share: Some(_),
+                    ..
+                }),
+                Some(file),
+            ) => size("spec.servers.file.storage", file.storage.as_ref())?.map(|quota_bytes| {
+                OutputQuota {
+                    share_root: self.path(&Location::FileData),
+                    quota_bytes,
+                }
+            }),
+            _ => None,
+        };
         let config = PrintRoleConfig {
             name: print.name.clone().unwrap_or_else(|| self.name.to_string()),
             location: print.location.clone(),
@@ -1366,6 +1382,7 @@ impl Renderer<'_> {
             users_file,
             max_job_bytes,
             max_jobs,
+            output_quota,
         };
         roles.push(RolePlan {
             role: "print",

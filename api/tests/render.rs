@@ -189,9 +189,29 @@ fn a_printer_keeps_its_queue_and_printouts_on_its_volume_or_prints_to_the_share(
         &Cluster::of(vec![hr.clone()]),
     )
     .expect("renders");
+    let print = plan.config.print.expect("print");
     assert_eq!(
-        plan.config.print.expect("print").output_dir,
+        print.output_dir,
         Location::FileData.cluster_path().join("printouts")
+    );
+    // A share without storage has no quota to keep.
+    assert_eq!(print.output_quota, None);
+    // With one, printouts count against it.
+    let hr = hostrole(
+        "spec:\n  servers:\n    file: {storage: 2Gi}\n    print: {output: {fileShare: printouts}}\n",
+    );
+    let plan = render::render(
+        &hr,
+        Environment::Cluster { namespace: "lan" },
+        &Cluster::of(vec![hr.clone()]),
+    )
+    .expect("renders");
+    assert_eq!(
+        plan.config.print.expect("print").output_quota,
+        Some(hostrole_config::OutputQuota {
+            share_root: Location::FileData.cluster_path(),
+            quota_bytes: 2 << 30,
+        })
     );
 }
 
@@ -403,6 +423,9 @@ fn placeless(mut config: AgentConfig, cluster: bool) -> AgentConfig {
         path(&mut print.spool_dir);
         path(&mut print.output_dir);
         print.users_file.as_mut().map(path);
+        if let Some(quota) = &mut print.output_quota {
+            path(&mut quota.share_root);
+        }
         if let Some(tls) = &mut print.tls {
             path(&mut tls.cert);
             path(&mut tls.key);

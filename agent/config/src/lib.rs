@@ -15,6 +15,14 @@ pub const ENV_POD_IP: &str = "POD_IP";
 /// Prefix of the pod condition types a host's clients report (`<prefix><client name>`).
 pub const CLIENT_CONDITION_PREFIX: &str = "clients.hostrole.dev/";
 
+/// A share's root and its quota, for a role that writes into it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutputQuota {
+    pub share_root: PathBuf,
+    pub quota_bytes: u64,
+}
+
 /// Everything the agent needs to start a host's roles.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -603,6 +611,11 @@ pub struct PrintRoleConfig {
     /// Most jobs kept (pending, held, and finished ones in the history); a new job past it is
     /// refused while none can be forgotten.
     pub max_jobs: usize,
+    /// When the output folder is in the file role's share and the share has a quota: the
+    /// share and its quota. A printout that would take the share past it is not written (its
+    /// job is aborted), as the file role refuses an upload past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_quota: Option<OutputQuota>,
 }
 
 /// PEM files of a TLS certificate chain and its key.

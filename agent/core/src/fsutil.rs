@@ -8,6 +8,28 @@ use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically and durably, creating the parent directory if needed.
 /// `mode` is the new file's permission bits (e.g. `0o600` for a secret).
+/// Bytes the files under `dir` hold (their lengths, all the way down; `skip` and what is under
+/// it left out). Blocking: call it off the async threads. What cannot be read counts 0.
+pub fn tree_bytes(dir: &Path, skip: Option<&Path>) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let path = e.path();
+            if Some(path.as_path()) == skip {
+                return 0;
+            }
+            match e.metadata() {
+                Ok(m) if m.is_dir() => tree_bytes(&path, None),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            }
+        })
+        .sum()
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path
         .parent()

@@ -54,6 +54,7 @@ pub mod status {
     pub const INTERNAL_ERROR: u16 = 0x0500;
     pub const OPERATION_NOT_SUPPORTED: u16 = 0x0501;
     pub const VERSION_NOT_SUPPORTED: u16 = 0x0503;
+    pub const TEMPORARY_ERROR: u16 = 0x0505;
     pub const MULTIPLE_DOCUMENTS_NOT_SUPPORTED: u16 = 0x0509;
     pub const TOO_MANY_JOBS: u16 = 0x050B;
 }

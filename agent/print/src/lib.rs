@@ -61,7 +61,7 @@ use hostrole_agent_core::metrics::{AgentMetrics, Reason, track};
 use hostrole_agent_core::net::{self, BindError, ClientKey, HttpRole};
 use hostrole_agent_core::tls::{self, TlsError};
 use hostrole_agent_core::users::{Check, Users, UsersError};
-use hostrole_config::PrintRoleConfig;
+use hostrole_config::{OutputQuota, PrintRoleConfig};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -148,6 +148,11 @@ struct Shared {
     location: String,
     info: String,
     output_dir: PathBuf,
+    /// The share the output folder is in, and its quota.
+    output_quota: Option<OutputQuota>,
+    /// One printout is written at a time (as a printer prints one job at a time), so that the
+    /// quota is judged with every earlier printout counted.
+    printing: tokio::sync::Mutex<()>,
     max_job_bytes: u64,
     queue: tokio::sync::Mutex<Queue>,
     uuid: String,
@@ -228,6 +233,8 @@ impl Print {
             location: config.location.clone().unwrap_or_default(),
             info: config.info.clone().unwrap_or_default(),
             output_dir: config.output_dir.clone(),
+            output_quota: config.output_quota.clone(),
+            printing: tokio::sync::Mutex::new(()),
             max_job_bytes: config.max_job_bytes,
             uuid: queue.uuid().to_string(),
             queue: tokio::sync::Mutex::new(queue),

@@ -623,6 +623,8 @@ impl Context {
             ),
             Received::Refused(message) => Reply::error(status::FORMAT_ERROR, message),
             Received::Failed(message) => Reply::error(status::INTERNAL_ERROR, message),
+            // Someone may make room: a client may try again later.
+            Received::NoRoom(message) => Reply::error(status::TEMPORARY_ERROR, message),
             Received::Cut => Reply::error(status::BAD_REQUEST, "the document was cut short"),
         };
         if reply.status == status::OK && !unsupported.is_empty() {
@@ -856,6 +858,8 @@ enum Received {
     Cut,
     /// The spool or the output folder failed.
     Failed(String),
+    /// The printout would take the share it goes to past its quota.
+    NoRoom(String),
 }
 
 /// Aborts a job whose document did not make it, unless it is already finished; removes its
@@ -953,6 +957,10 @@ async fn receive(
             shared.metrics.error(ROLE, Reason::StorageFailed);
             abort(shared, id, "aborted-by-system", message.clone()).await;
         }
+        Received::NoRoom(message) => {
+            shared.metrics.error(ROLE, Reason::QuotaExceeded);
+            abort(shared, id, "aborted-by-system", message.clone()).await;
+        }
     }
     outcome
 }
@@ -1045,6 +1053,22 @@ async fn spool_and_print(
         job.format = Some(format);
         document::printout_name(id, &job.name, format)
     };
+    let _printing = shared.printing.lock().await;
+    if let Some(quota) = &shared.output_quota {
+        let root = quota.share_root.clone();
+        let used = tokio::task::spawn_blocking(move || {
+            hostrole_agent_core::fsutil::tree_bytes(&root, None)
+        })
+        .await
+        .unwrap_or(u64::MAX);
+        if used.saturating_add(total) > quota.quota_bytes {
+            let _ = tokio::fs::remove_file(&spool).await;
+            return Received::NoRoom(format!(
+                "the share the printouts go to is full: {used} of its {} bytes are used and the printout takes {total}; delete files from it, then print again",
+                quota.quota_bytes
+            ));
+        }
+    }
     let source = match tokio::fs::File::open(&spool).await {
         Ok(f) => f,
         Err(e) => return Received::Failed(format!("the spool folder: {e}")),

@@ -75,6 +75,65 @@ async fn a_document_over_max_job_bytes_is_refused_and_leaves_no_file() {
     r.end().await;
 }
 
+/// Printouts into a share with a quota count against it, as uploads do: a printout that
+/// would take the share past it is not written, and its job is aborted with the reason.
+#[tokio::test]
+async fn printouts_cannot_take_their_share_past_its_quota() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(share.join("docs")).expect("share");
+    // What users keep in the share: 6 000 of its 10 000 bytes.
+    std::fs::write(share.join("docs/minutes.txt"), vec![b'x'; 6_000]).expect("file");
+    let r = start(config(
+        dir.path(),
+        serde_json::json!({
+            "outputDir": share.join("printouts"),
+            "outputQuota": {"shareRoot": share, "quotaBytes": 10_000},
+        }),
+    ))
+    .await;
+    let mut page = pdf(595, 842, "fits");
+    page.resize(3_000, b' ');
+    let ok = ipp(
+        r.addr,
+        &print_job(&r.uri(), "u", "fits", "application/pdf", &page),
+        None,
+    )
+    .await;
+    assert_eq!(ok.ipp().code, status::OK);
+    assert_eq!(r.printouts().len(), 1);
+    // 9 000 used now: 3 000 more do not fit.
+    let full = ipp(
+        r.addr,
+        &print_job(&r.uri(), "u", "too-much", "application/pdf", &page),
+        None,
+    )
+    .await;
+    let m = full.ipp();
+    assert_eq!(m.code, status::TEMPORARY_ERROR, "{m:?}");
+    let (state, message) = job_state(&r, job_id(&m), None).await;
+    assert_eq!(state, 8, "aborted");
+    assert!(
+        message.contains("full") && message.contains("10000"),
+        "{message}"
+    );
+    assert_eq!(r.printouts().len(), 1, "{:?}", r.printouts());
+    assert!(r.spooled().is_empty(), "{:?}", r.spooled());
+    let used = hostrole_agent_core::fsutil::tree_bytes(&share, None);
+    assert!(used <= 10_000, "{used}");
+    // Room made: it prints again.
+    std::fs::remove_file(share.join("docs/minutes.txt")).expect("rm");
+    let again = ipp(
+        r.addr,
+        &print_job(&r.uri(), "u", "again", "application/pdf", &page),
+        None,
+    )
+    .await;
+    assert_eq!(again.ipp().code, status::OK);
+    assert_eq!(r.printouts().len(), 2);
+    r.end().await;
+}
+
 #[tokio::test]
 async fn a_huge_attribute_section_is_refused_at_the_cap() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -109,26 +109,7 @@ impl ShareFs {
 
     /// Bytes the share holds now (the staging area excluded).
     fn used_bytes(&self) -> u64 {
-        fn walk(dir: &Path, skip: Option<&Path>) -> u64 {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                return 0;
-            };
-            entries
-                .filter_map(Result::ok)
-                .map(|e| {
-                    let path = e.path();
-                    if Some(path.as_path()) == skip {
-                        return 0;
-                    }
-                    match e.metadata() {
-                        Ok(m) if m.is_dir() => walk(&path, None),
-                        Ok(m) => m.len(),
-                        Err(_) => 0,
-                    }
-                })
-                .sum()
-        }
-        walk(&self.root, Some(&self.root.join(STAGING)))
+        hostrole_agent_core::fsutil::tree_bytes(&self.root, Some(&self.root.join(STAGING)))
     }
 
     /// Bytes the share holds: the last walk plus what the role wrote since, while the walk is

@@ -92,6 +92,7 @@ impl Net {
                 users_file: None,
                 max_job_bytes: 1 << 20,
                 max_jobs: 10,
+                output_quota: None,
             };
             printer = Some(OfferedPrinter {
                 name: print.name.clone(),
