@@ -108,16 +108,6 @@ pub enum HostsError {
     },
 }
 
-impl HostsError {
-    /// The role that made a host stop, if one did.
-    pub fn role(&self) -> Option<&str> {
-        match self {
-            Self::Host { source, .. } => source.role(),
-            Self::View { .. } => None,
-        }
-    }
-}
-
 /// Runs every host until SIGTERM/SIGINT or until one stops, serving the view on `view` when
 /// given. `on_started(host, started)` is called as each host listens; `on_view(addr)` once
 /// the view listens.

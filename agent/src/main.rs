@@ -259,17 +259,7 @@ fn serve_hosts(hosts: Vec<Host>, view: Option<SocketAddr>, open: bool) -> ExitCo
     ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => match e.role() {
-            Some(role) => {
-                eprintln!("error: {e}");
-                eprintln!(
-                    "{}",
-                    hostrole_config::role_failure_line(role, &e.to_string())
-                );
-                ExitCode::FAILURE
-            }
-            None => fail(&e),
-        },
+        Err(e) => fail(&e),
     }
 }
 

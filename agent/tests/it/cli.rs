@@ -194,6 +194,43 @@ fn up_with_two_hosts_on_one_port_names_both_and_writes_nothing() {
 }
 
 #[test]
+fn up_with_several_hosts_stops_them_all_when_one_cannot_start_and_names_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port();
+    let (free, admin) = (free_port(), support::free_consecutive_ports(2));
+    let manifest = dir.path().join("two.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: one}}\nspec: {{servers: {{web: {{port: {free}, site: {{files: [{{path: index.html, content: one}}]}}}}}}}}\n---\n\
+             apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {{name: two}}\nspec: {{servers: {{web: {{port: {taken_port}, site: {{files: [{{path: index.html, content: two}}]}}}}}}}}\n"
+        ),
+    )
+    .expect("write");
+    let data = dir.path().join("data");
+    let out = run_agent(&[
+        "up",
+        manifest.to_str().expect("utf-8"),
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--admin-port",
+        &admin.to_string(),
+        "--view-port",
+        "0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: two: the web role cannot start: cannot listen on 127.0.0.1:{taken_port}"
+        )),
+        "{stderr}"
+    );
+    drop(taken);
+}
+
+#[test]
 fn run_reads_the_operator_config_and_names_a_bad_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.yaml");
