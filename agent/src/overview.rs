@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use hostrole_api::render::network_object_name;
 use hostrole_api::{
     ClientStatus, Endpoint, HostRole, HostRoleStatus, HostStatus, NetworkPeer, NetworkStatus,
     RoleState,
@@ -108,25 +107,20 @@ fn status(hr: &HostRole, now: Option<&HostNow>, peers: &[(String, &str, bool)]) 
         roles: hr.spec.all_roles().join(","),
         hosts: vec![host],
         network: hr.spec.peer.as_ref().map(|peer| NetworkStatus {
-            name: peer.network.clone(),
-            mode: if peer.index.is_some() {
-                "Hybrid"
-            } else {
-                "Decentralized"
-            }
-            .into(),
-            index: peer.index.clone(),
-            secret: network_object_name(&peer.network),
+            // No Service on a machine: peers find each other at their loopback ports.
             service: String::new(),
-            peers: peers
-                .iter()
-                .filter(|(network, _, _)| *network == peer.network)
-                .map(|(_, host, ready)| NetworkPeer {
-                    name: host.to_string(),
-                    host_role: host.to_string(),
-                    ready: *ready,
-                })
-                .collect(),
+            ..NetworkStatus::of(
+                peer,
+                peers
+                    .iter()
+                    .filter(|(network, _, _)| *network == peer.network)
+                    .map(|(_, host, ready)| NetworkPeer {
+                        name: host.to_string(),
+                        host_role: host.to_string(),
+                        ready: *ready,
+                    })
+                    .collect(),
+            )
         }),
         endpoints: now.map_or_else(Vec::new, |n| {
             n.listeners
@@ -162,24 +156,11 @@ fn clients(hr: &HostRole, results: &[ClientResult]) -> Vec<ClientStatus> {
         .iter()
         .enumerate()
         .map(|(i, spec)| {
-            let server = spec
-                .server
-                .clone()
-                .or_else(|| spec.url.clone())
-                .unwrap_or_default();
-            let service = spec.service.as_str().to_string();
+            let pending = ClientStatus::pending(spec);
             let name = spec.service.client_name(i);
             match results.iter().find(|r| r.name == name) {
-                None => ClientStatus {
-                    service,
-                    server,
-                    ok: false,
-                    reason: "Pending".into(),
-                    ..Default::default()
-                },
+                None => pending,
                 Some(r) => ClientStatus {
-                    service,
-                    server,
                     ok: r.ok,
                     reason: r.reason.as_str().to_string(),
                     latency_ms: r.latency_ms.and_then(|l| i64::try_from(l).ok()),
@@ -191,6 +172,7 @@ fn clients(hr: &HostRole, results: &[ClientResult]) -> Vec<ClientStatus> {
                     last_success: r
                         .last_success
                         .map(|t| hostrole_clients::seconds(t).to_string()),
+                    ..pending
                 },
             }
         })

@@ -1784,6 +1784,44 @@ pub struct ClientStatus {
     pub last_success: Option<String>,
 }
 
+impl NetworkStatus {
+    /// The network `peer` is in, with its `peers`: hybrid when the peer names an index, its
+    /// Secret and headless Service named after it.
+    pub fn of(peer: &PeerSpec, peers: Vec<NetworkPeer>) -> NetworkStatus {
+        NetworkStatus {
+            name: peer.network.clone(),
+            mode: if peer.index.is_some() {
+                "Hybrid"
+            } else {
+                "Decentralized"
+            }
+            .into(),
+            index: peer.index.clone(),
+            secret: crate::render::network_object_name(&peer.network),
+            service: crate::render::network_object_name(&peer.network),
+            peers,
+        }
+    }
+}
+
+impl ClientStatus {
+    /// A declared client before its first result: its service, its server (the HostRole it
+    /// names, else its URL), not ok, `Pending`.
+    pub fn pending(spec: &ClientSpec) -> ClientStatus {
+        ClientStatus {
+            service: spec.service.as_str().to_string(),
+            server: spec
+                .server
+                .clone()
+                .or_else(|| spec.url.clone())
+                .unwrap_or_default(),
+            ok: false,
+            reason: "Pending".into(),
+            ..Default::default()
+        }
+    }
+}
+
 impl HostRoleSpec {
     /// Names of the server roles this host runs, in a fixed order.
     pub fn server_roles(&self) -> Vec<&'static str> {

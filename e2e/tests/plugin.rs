@@ -210,18 +210,7 @@ async fn status_matrix_and_logs_against_a_real_api_server() {
     let port = hostrole_e2e::free_port();
     let logs = hostrole_e2e::tempdir().expect("tempdir");
     // --open hands the URL to $BROWSER once the view serves.
-    let opened = logs.path().join("opened");
-    let browser = logs.path().join("browser.sh");
-    std::fs::write(
-        &browser,
-        format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display()),
-    )
-    .expect("write");
-    std::fs::set_permissions(
-        &browser,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    let (browser, opened) = hostrole_testkit::browser::recording_opener(logs.path());
     let _view = hostrole_testkit::Proc::spawn(
         "view",
         Command::new(&env.operator_bin)

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::desired::selector_string;
-use hostrole_api::render::{Problem, network_object_name};
+use hostrole_api::render::Problem;
 
 /// Condition types.
 pub const READY: &str = "Ready";
@@ -511,21 +511,13 @@ fn client_results(hr: &HostRole, pod: Option<&Pod>, problems: &[Problem]) -> Vec
         .iter()
         .enumerate()
         .map(|(i, spec)| {
-            let server = spec
-                .server
-                .clone()
-                .or_else(|| spec.url.clone())
-                .unwrap_or_default();
-            let service = spec.service.as_str().to_string();
+            let pending = ClientStatus::pending(spec);
             let prefix = format!("spec.clients[{i}]");
             if let Some(p) = problems.iter().find(|p| p.field.starts_with(&prefix)) {
                 return ClientStatus {
-                    service,
-                    server,
-                    ok: false,
                     reason: p.reason.as_str().to_string(),
                     last_error: p.message.clone(),
-                    ..Default::default()
+                    ..pending
                 };
             }
             let condition_type =
@@ -535,13 +527,7 @@ fn client_results(hr: &HostRole, pod: Option<&Pod>, problems: &[Problem]) -> Vec
                 .and_then(|s| s.conditions.as_ref())
                 .and_then(|cs| cs.iter().find(|c| c.type_ == condition_type));
             match reported {
-                None => ClientStatus {
-                    service,
-                    server,
-                    ok: false,
-                    reason: "Pending".into(),
-                    ..Default::default()
-                },
+                None => pending,
                 Some(c) => {
                     let text = c.message.clone().unwrap_or_default();
                     let message =
@@ -552,8 +538,6 @@ fn client_results(hr: &HostRole, pod: Option<&Pod>, problems: &[Problem]) -> Vec
                         });
                     let ok = c.status == "True";
                     ClientStatus {
-                        service,
-                        server,
                         ok,
                         reason: c.reason.clone().unwrap_or_default(),
                         latency_ms: message.latency_ms.map(|l| l as i64),
@@ -563,6 +547,7 @@ fn client_results(hr: &HostRole, pod: Option<&Pod>, problems: &[Problem]) -> Vec
                         last_success: message
                             .last_success
                             .filter(|t| t.parse::<k8s_openapi::jiff::Timestamp>().is_ok()),
+                        ..pending
                     }
                 }
             }
@@ -634,19 +619,7 @@ fn network_status(hr: &HostRole, network_pods: &[Pod]) -> Option<NetworkStatus> 
         })
         .collect();
     peers.sort_by(|a, b| a.name.cmp(&b.name));
-    Some(NetworkStatus {
-        name: peer.network.clone(),
-        mode: if peer.index.is_some() {
-            "Hybrid"
-        } else {
-            "Decentralized"
-        }
-        .into(),
-        index: peer.index.clone(),
-        secret: network_object_name(&peer.network),
-        service: network_object_name(&peer.network),
-        peers,
-    })
+    Some(NetworkStatus::of(peer, peers))
 }
 
 fn generation_of(sts: Option<&StatefulSet>) -> Option<i64> {

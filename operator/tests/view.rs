@@ -199,6 +199,22 @@ async fn the_pages_following_the_view_are_bounded() {
     assert!(answers.1.starts_with("HTTP/1.1 200"), "{}", answers.1);
 }
 
+/// Waits until the browser script prints `marker`; panics with `what` and its output if it
+/// exits first or takes over a minute.
+async fn wait_line(browser: &mut Proc, marker: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !browser.stdout().contains(marker) {
+        if browser.exited().is_some() || Instant::now() > deadline {
+            panic!(
+                "{what}\nstdout:\n{}\nstderr:\n{}",
+                browser.stdout(),
+                browser.stderr()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A page the view turned away (every place taken: 503) tries again by itself, and follows the
 /// graph once a place is free (EventSource alone would give up for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,17 +245,12 @@ async fn a_page_turned_away_while_the_view_is_full_follows_once_a_place_frees() 
             .arg(v.url("/")),
         logs.path(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !browser.stdout().contains("busy:") {
-        if browser.exited().is_some() || Instant::now() > deadline {
-            panic!(
-                "the page never said it was turned away\nstdout:\n{}\nstderr:\n{}",
-                browser.stdout(),
-                browser.stderr()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_line(
+        &mut browser,
+        "busy:",
+        "the page never said it was turned away",
+    )
+    .await;
     drop(held);
     let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
         let status = browser.wait_exit(Duration::from_secs(60));
@@ -273,17 +284,7 @@ async fn chromium_draws_the_network_and_turns_a_failing_client_red() {
             .arg(&screenshot),
         logs.path(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !browser.stdout().contains("drawn:") {
-        if browser.exited().is_some() || Instant::now() > deadline {
-            panic!(
-                "the page drew nothing\nstdout:\n{}\nstderr:\n{}",
-                browser.stdout(),
-                browser.stderr()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_line(&mut browser, "drawn:", "the page drew nothing").await;
     let mut failing = all_ok();
     failing[5] = client("print", "office", false, "the printer refused the job");
     v.set_laptop_clients(failing);

@@ -64,18 +64,7 @@ fn several_hosts_in_one_process_are_drawn_live_and_a_failing_client_turns_red() 
     let admin = free_consecutive_ports(2);
     let view = free_port();
     // --open hands the view's URL to $BROWSER.
-    let opened = dir.path().join("opened");
-    let browser_cmd = dir.path().join("browser.sh");
-    std::fs::write(
-        &browser_cmd,
-        format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display()),
-    )
-    .expect("write");
-    std::fs::set_permissions(
-        &browser_cmd,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    let (browser_cmd, opened) = hostrole_testkit::browser::recording_opener(dir.path());
     let agent = Agent::up_at(
         &path,
         &data,
