@@ -146,14 +146,7 @@ pub async fn run(
             });
             let app = server::router(Shared::new(source.clone(), changes));
             let view_stop = stop.clone();
-            Some(tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { view_stop.cancelled().await })
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "the view stopped");
-                }
-            }))
+            Some(tokio::spawn(server::serve(listener, app, view_stop)))
         }
         None => None,
     };

@@ -105,9 +105,7 @@ pub async fn serve(
         eprintln!("cannot open a browser ({e}): open {url} yourself");
     }
     let app = router(Shared::new(KubeSource::new(store, Some(client)), changes));
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "the view stopped");
-    }
+    hostrole_view::server::serve(listener, app, tokio_util::sync::CancellationToken::new()).await;
     Ok(())
 }
 

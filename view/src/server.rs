@@ -20,7 +20,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::Stream;
-use hostrole_agent_core::net::loopback::{loopback_host, loopback_origin};
+use hostrole_agent_core::metrics::AgentMetrics;
+use hostrole_agent_core::net::{
+    self,
+    loopback::{loopback_host, loopback_origin},
+};
 use hostrole_api::HostRole;
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
@@ -33,6 +37,10 @@ pub const MAX_VIEWERS: usize = 64;
 /// `/api/topology` and `/api/host` answers being made at once (a graph to build, an events
 /// list to ask the API server for); more get `503`.
 pub const MAX_READS: usize = 8;
+/// Connections the view serves at once: every follower, every read, and a few for the page's
+/// files. When all are open the one idle longest is closed for a new one (the agent's bounded
+/// listener, `hostrole_agent_core::net`), with its header and idle timeouts.
+pub const MAX_CONNECTIONS: usize = MAX_VIEWERS + MAX_READS + 8;
 /// Changes closer together than this reach viewers as one update.
 pub const COALESCE: Duration = Duration::from_millis(300);
 
@@ -96,6 +104,28 @@ impl<S: Source> Shared<S> {
             filter,
         ))
     }
+}
+
+/// Serves `router` (the view's) on `listener` until `stop`, on the agents' bounded listener:
+/// at most [`MAX_CONNECTIONS`], all of them open to loopback (every page comes from there).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let options = net::ServeOptions {
+        role: "view",
+        max_connections: MAX_CONNECTIONS,
+        grace: Duration::from_secs(1),
+        open_connections: AgentMetrics::default().connections_of("view"),
+        tls: None,
+        unframed: None,
+    };
+    let limits = net::HttpLimits {
+        max_connections_per_ip: Some(MAX_CONNECTIONS),
+        ..net::HttpLimits::default()
+    };
+    net::serve_with(listener, router, options, limits, stop).await;
 }
 
 /// The view's routes over `shared`.
@@ -360,6 +390,67 @@ mod tests {
             .header(header::HOST, "127.0.0.1:8088")
             .body(Body::empty())
             .expect("request")
+    }
+
+    /// Whether the server closed `c` (end of stream or reset), rather than leaving it open.
+    fn is_closed(mut c: &std::net::TcpStream) -> bool {
+        use std::io::Read;
+        c.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        match c.read(&mut [0u8; 1]) {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    }
+
+    /// Connections that never send a request (or sit idle) cannot hold the view: past
+    /// [`MAX_CONNECTIONS`] the idle ones are closed for new ones, which are answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_past_the_bound_make_room_for_new_ones() {
+        let source = Slow {
+            hostroles: Vec::new(),
+            gate: Arc::new(Gate::new(1)),
+        };
+        let (_tx, changes) = watch::channel(0);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(serve(
+            listener,
+            router(Shared::new(source, changes)),
+            stop.clone(),
+        ));
+        let (closed, answer) = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let idle: Vec<std::net::TcpStream> = (0..MAX_CONNECTIONS + 10)
+                .map(|_| {
+                    let s = std::net::TcpStream::connect(addr).expect("connect");
+                    std::thread::sleep(Duration::from_millis(5));
+                    s
+                })
+                .collect();
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            s.write_all(
+                b"GET /api/topology HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            )
+            .expect("write");
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            let closed = idle.iter().filter(|c| is_closed(c)).count();
+            (closed, answer)
+        })
+        .await
+        .expect("join");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(closed >= 10, "{closed} idle connections closed");
+        stop.cancel();
     }
 
     #[tokio::test]
