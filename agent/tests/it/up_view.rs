@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support;
 
+use hostrole_testkit::http::status;
 use support::{Agent, Proc, fetch, free_consecutive_ports, free_port, repo_root, with_free_ports};
 
 /// The view's graph now.
@@ -142,28 +143,9 @@ fn several_hosts_in_one_process_are_drawn_live_and_a_failing_client_turns_red() 
     );
 
     // Read-only and for loopback names only, as the operator's view (DNS rebinding).
-    let refused = support::curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-H",
-        "Host: evil.example",
-        &format!("http://127.0.0.1:{view}/api/topology"),
-    ]);
-    assert_eq!(String::from_utf8_lossy(&refused.stdout), "403");
-    let posted = support::curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-X",
-        "POST",
-        &format!("http://127.0.0.1:{view}/api/topology"),
-    ]);
-    assert_eq!(String::from_utf8_lossy(&posted.stdout), "405");
+    let topology_url = format!("http://127.0.0.1:{view}/api/topology");
+    assert_eq!(status(&["-H", "Host: evil.example", &topology_url]), 403);
+    assert_eq!(status(&["-X", "POST", &topology_url]), 405);
 
     // The page: drawn, then the web client fails (the office's page is gone) and its edge
     // turns red.
