@@ -609,10 +609,7 @@ fn promtool_parses_every_dashboard_query() {
 fn with_the_api_server_out_of_reach_the_operator_is_alive_and_not_ready() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = hostrole_testkit::unreachable_kubeconfig(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = hostrole_testkit::free_port();
     let mut operator = Command::new(env!("CARGO_BIN_EXE_hostrole-operator"))
         .args(["run", "--agent-image", "example/agent:1", "--metrics-addr"])
         .arg(format!("127.0.0.1:{port}"))

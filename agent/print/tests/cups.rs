@@ -114,7 +114,7 @@ async fn lp_prints_through_a_driverless_cups_queue() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ours = start(config(dir.path(), serde_json::json!({}))).await;
     let cups_dir = dir.path().join("cups");
-    let port = free_port();
+    let port = hostrole_testkit::free_port();
     let _cupsd = Kill(cupsd(&cups_dir, port));
     wait_listening(([127, 0, 0, 1], port).into()).await;
     let server = format!("127.0.0.1:{port}");

@@ -273,7 +273,7 @@ async fn cups_conformance_tests_pass_where_ippeveprinter_passes() {
     let [a4, letter, _pwg, _jpg] = fixtures(&work);
     pwg_samples(&work, &a4, &letter);
     let ours = start(config(dir.path(), serde_json::json!({}))).await;
-    let port = free_port();
+    let port = hostrole_testkit::free_port();
     let (bus, bus_address) = private_bus();
     let _bus = Kill(bus);
     let _reference = Kill(reference(

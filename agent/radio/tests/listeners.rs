@@ -3,7 +3,7 @@
 //! port), both fed by ffmpeg over Icecast's source protocol. A difference between the two is
 //! ours to explain.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,13 +25,6 @@ fn need(tool: &str, package: &str) {
         found,
         "{tool} is missing: install the Debian package {package} (scripts/install-deps.sh)"
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// `seconds` of a sine at 128 kbit/s as MP3.
@@ -287,7 +280,7 @@ async fn curl_mpg123_and_mpv_hear_the_same_stream_from_us_and_from_icecast2() {
     let stop = CancellationToken::new();
     let task = tokio::spawn(Box::new(radio).run(stop.clone(), Duration::from_secs(2)));
 
-    let ic_port = free_port();
+    let ic_port = hostrole_testkit::free_port();
     let _icecast = icecast(dir.path(), ic_port);
     let (root, f) = (dir.path().to_path_buf(), file.clone());
     let reference = tokio::task::spawn_blocking(move || listen(&root, &f, ic_port))

@@ -392,14 +392,6 @@ pub fn job_id(m: &Message) -> i32 {
         .unwrap_or_else(|| panic!("a job-id in {m:?}"))
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Waits until something accepts connections on `addr`.
 pub async fn wait_listening(addr: SocketAddr) {
     for _ in 0..100 {
