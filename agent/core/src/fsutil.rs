@@ -2,12 +2,13 @@
 //! bytes go to a temporary file beside the target, are fsynced, renamed over the target, and the
 //! directory is fsynced so the rename itself survives.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
-/// Writes `bytes` to `path` atomically and durably, creating the parent directory if needed.
-/// `mode` is the new file's permission bits (e.g. `0o600` for a secret).
 /// Bytes the files under `dir` hold (their lengths, all the way down; `skip` and what is under
 /// it left out). Blocking: call it off the async threads. What cannot be read counts 0.
 pub fn tree_bytes(dir: &Path, skip: Option<&Path>) -> u64 {
@@ -30,6 +31,58 @@ pub fn tree_bytes(dir: &Path, skip: Option<&Path>) -> u64 {
         .sum()
 }
 
+/// What a directory tree holds as last counted (a walk's time and bytes), plus what writers
+/// in this process stored since. One per tree and process ([`tree_usage`]), so that every role
+/// writing into the same tree (the file role's uploads, the print role's printouts into a
+/// folder of the share) sees the others' writes before its next walk.
+#[derive(Debug, Default)]
+pub struct TreeUsage(Mutex<Option<(Instant, u64)>>);
+
+impl TreeUsage {
+    /// The count, while its walk is younger than `within`.
+    pub fn fresh(&self, within: Duration) -> Option<u64> {
+        let usage = self.0.lock().ok()?;
+        usage
+            .filter(|(at, _)| at.elapsed() < within)
+            .map(|(_, bytes)| bytes)
+    }
+
+    /// A walk just counted `bytes`.
+    pub fn walked(&self, bytes: u64) {
+        if let Ok(mut usage) = self.0.lock() {
+            *usage = Some((Instant::now(), bytes));
+        }
+    }
+
+    /// A write completed: `added` bytes stored, `removed` bytes (a replaced file) gone.
+    pub fn grew(&self, added: u64, removed: u64) {
+        if let Ok(mut usage) = self.0.lock()
+            && let Some((_, bytes)) = usage.as_mut()
+        {
+            *bytes = bytes.saturating_add(added).saturating_sub(removed);
+        }
+    }
+}
+
+/// The [`TreeUsage`] of the tree at `root` (by its canonical path), shared by every caller in
+/// this process while one of them holds it.
+pub fn tree_usage(root: &Path) -> Arc<TreeUsage> {
+    static TREES: Mutex<BTreeMap<PathBuf, Weak<TreeUsage>>> = Mutex::new(BTreeMap::new());
+    let key = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let mut trees = TREES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(usage) = trees.get(&key).and_then(Weak::upgrade) {
+        return usage;
+    }
+    trees.retain(|_, usage| usage.strong_count() > 0);
+    let usage = Arc::new(TreeUsage::default());
+    trees.insert(key, Arc::downgrade(&usage));
+    usage
+}
+
+/// Writes `bytes` to `path` atomically and durably, creating the parent directory if needed.
+/// `mode` is the new file's permission bits (e.g. `0o600` for a secret).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path
         .parent()
@@ -93,6 +146,27 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, [std::ffi::OsString::from("secret")]);
+    }
+
+    #[test]
+    fn one_tree_has_one_usage_whoever_asks_and_however_they_spell_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("share/printouts")).expect("dirs");
+        let files = tree_usage(&dir.path().join("share"));
+        let printer = tree_usage(&dir.path().join("share/printouts/.."));
+        let other = tree_usage(&dir.path().join("share/printouts"));
+        assert_eq!(
+            files.fresh(Duration::from_secs(60)),
+            None,
+            "nothing counted yet"
+        );
+        files.walked(6_000);
+        printer.grew(3_000, 0);
+        assert_eq!(files.fresh(Duration::from_secs(60)), Some(9_000));
+        files.grew(100, 1_000);
+        assert_eq!(printer.fresh(Duration::from_secs(60)), Some(8_100));
+        assert_eq!(other.fresh(Duration::from_secs(60)), None);
+        assert_eq!(files.fresh(Duration::ZERO), None, "stale");
     }
 
     #[test]

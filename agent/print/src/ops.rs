@@ -1078,6 +1078,10 @@ async fn spool_and_print(
     match written {
         Ok(n) => {
             shared.print_metrics.printed_bytes.inc_by(n);
+            if let Some(quota) = &shared.output_quota {
+                // The file role's count of the share, until its next walk, includes it.
+                hostrole_agent_core::fsutil::tree_usage(&quota.share_root).grew(n, 0);
+            }
             let mut queue = shared.queue.lock().await;
             if let Some(job) = queue.get_mut(id) {
                 job.printout = Some(printout.clone());

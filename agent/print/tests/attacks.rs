@@ -92,6 +92,9 @@ async fn printouts_cannot_take_their_share_past_its_quota() {
         }),
     ))
     .await;
+    // The file role's count of the share (as its last walk left it): a printout adds to it.
+    let files = hostrole_agent_core::fsutil::tree_usage(&share);
+    files.walked(6_000);
     let mut page = pdf(595, 842, "fits");
     page.resize(3_000, b' ');
     let ok = ipp(
@@ -102,6 +105,10 @@ async fn printouts_cannot_take_their_share_past_its_quota() {
     .await;
     assert_eq!(ok.ipp().code, status::OK);
     assert_eq!(r.printouts().len(), 1);
+    assert_eq!(
+        files.fresh(std::time::Duration::from_secs(3_600)),
+        Some(9_000)
+    );
     // 9 000 used now: 3 000 more do not fit.
     let full = ipp(
         r.addr,

@@ -7,8 +7,8 @@ use hostrole_agent_core::metrics::{Direction, Reason};
 use std::io::SeekFrom;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes};
 use dav_server::davpath::DavPath;
@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::props::{self, PROPS};
+use hostrole_agent_core::fsutil::TreeUsage;
 use hostrole_agent_core::metrics::AgentMetrics;
 
 /// Top-level directory of the share where uploads are staged; hidden from clients.
@@ -44,39 +45,8 @@ pub struct ShareFs {
     root: Arc<PathBuf>,
     limits: Limits,
     metrics: AgentMetrics,
-    usage: Arc<Usage>,
+    usage: Arc<TreeUsage>,
     props: props::Store,
-}
-
-/// The share's usage as last counted: the walk's time and its bytes, plus what the role wrote
-/// since (see [`USAGE_FRESH`]).
-#[derive(Debug, Default)]
-struct Usage(Mutex<Option<(Instant, u64)>>);
-
-impl Usage {
-    /// The count, while its walk is fresh.
-    fn fresh(&self) -> Option<u64> {
-        let usage = self.0.lock().ok()?;
-        usage
-            .filter(|(at, _)| at.elapsed() < USAGE_FRESH)
-            .map(|(_, bytes)| bytes)
-    }
-
-    /// A walk just counted `bytes`.
-    fn walked(&self, bytes: u64) {
-        if let Ok(mut usage) = self.0.lock() {
-            *usage = Some((Instant::now(), bytes));
-        }
-    }
-
-    /// A write completed: `added` bytes stored, `removed` bytes (a replaced file) gone.
-    fn grew(&self, added: u64, removed: u64) {
-        if let Ok(mut usage) = self.0.lock()
-            && let Some((_, bytes)) = usage.as_mut()
-        {
-            *bytes = bytes.saturating_add(added).saturating_sub(removed);
-        }
-    }
 }
 
 impl ShareFs {
@@ -89,10 +59,10 @@ impl ShareFs {
         std::fs::create_dir_all(&staging)?;
         Ok(Self {
             inner: LocalFs::new(&root, false, false, false),
+            usage: hostrole_agent_core::fsutil::tree_usage(&root),
             root: Arc::new(root),
             limits,
             metrics,
-            usage: Arc::default(),
             props: props::Store::new(staging),
         })
     }
@@ -122,7 +92,7 @@ impl ShareFs {
                 .quota_bytes
                 .is_none_or(|quota| used.saturating_add(need) <= quota)
         };
-        if let Some(used) = self.usage.fresh()
+        if let Some(used) = self.usage.fresh(USAGE_FRESH)
             && fits(used)
         {
             return Ok(used);
@@ -457,7 +427,7 @@ struct StagedFile {
     room: u64,
     max_upload: u64,
     metrics: AgentMetrics,
-    usage: Arc<Usage>,
+    usage: Arc<TreeUsage>,
 }
 
 impl StagedFile {
