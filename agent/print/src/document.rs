@@ -110,6 +110,55 @@ pub fn printout_name(id: i32, job_name: &str, format: Format) -> String {
     format!("{id}-{}.{}", file_name_part(job_name), format.extension())
 }
 
+/// How many names a printout tries (its own, then `-2` … before the extension) before its job
+/// fails: the output folder never has a file replaced.
+const NAME_TRIES: u32 = 100;
+
+/// The names a printout may take, its own first: `7-report.pdf`, `7-report-2.pdf`, ….
+fn names(name: &str) -> impl Iterator<Item = String> + '_ {
+    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+    (1..=NAME_TRIES).map(move |n| match (n, ext) {
+        (1, _) => name.to_string(),
+        (n, "") => format!("{stem}-{n}"),
+        (n, ext) => format!("{stem}-{n}.{ext}"),
+    })
+}
+
+/// The job id a printout's name starts with (`7-report.pdf` → 7).
+pub fn printout_id(name: &str) -> Option<i32> {
+    name.split_once('-')?.0.parse().ok().filter(|id| *id > 0)
+}
+
+/// Gives the finished temporary printout `temp` the first of [`names`] of `name` that no file
+/// of `dir` has, and returns it: a hard link made only if the name is free, then the temporary
+/// name removed, so a file already there (an earlier printout, or one a share's user put in the
+/// folder) is never replaced. Where hard links are not supported, a rename to a name seen free.
+fn place(temp: &Path, dir: &Path, name: &str) -> std::io::Result<String> {
+    for candidate in names(name) {
+        let target = dir.join(&candidate);
+        match std::fs::hard_link(temp, &target) {
+            Ok(()) => {
+                std::fs::remove_file(temp)?;
+                return Ok(candidate);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                if target.try_exists()? {
+                    continue;
+                }
+                return match std::fs::rename(temp, &target) {
+                    Ok(()) => Ok(candidate),
+                    Err(_) => Err(e),
+                };
+            }
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!("{name} and {} other names for it are taken", NAME_TRIES - 1),
+    ))
+}
+
 /// The hidden file a printout is written to before it takes its name.
 pub fn temp_name(id: i32) -> String {
     format!(".hostrole-print-{id}.tmp")
@@ -121,14 +170,15 @@ pub fn is_temp_name(name: &str) -> bool {
 }
 
 /// Copies `document` into `dir` as `name`: into a hidden temporary file first, flushed to disk,
-/// then renamed, so the printout appears complete or not at all; the temporary file is removed
-/// when anything fails. Returns the bytes written.
+/// then given its name, so the printout appears complete or not at all; the temporary file is
+/// removed when anything fails. A file already named `name` is kept: the printout takes the
+/// next free name ([`place`]). Returns the bytes written and the name taken.
 pub async fn write_printout(
     mut document: impl AsyncRead + Unpin,
     dir: &Path,
     id: i32,
     name: &str,
-) -> std::io::Result<u64> {
+) -> std::io::Result<(u64, String)> {
     let temp = dir.join(temp_name(id));
     let result = async {
         let mut file = tokio::fs::File::create(&temp).await?;
@@ -145,12 +195,15 @@ pub async fn write_printout(
         file.flush().await?;
         file.sync_all().await?;
         drop(file);
-        tokio::fs::rename(&temp, dir.join(name)).await?;
-        let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || hostrole_agent_core::fsutil::sync_dir(&dir))
-            .await
-            .map_err(std::io::Error::other)??;
-        Ok::<u64, std::io::Error>(written)
+        let (temp, dir, name) = (temp.clone(), dir.to_path_buf(), name.to_string());
+        let taken = tokio::task::spawn_blocking(move || {
+            let taken = place(&temp, &dir, &name)?;
+            hostrole_agent_core::fsutil::sync_dir(&dir)?;
+            Ok::<String, std::io::Error>(taken)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok::<(u64, String), std::io::Error>((written, taken))
     }
     .await;
     if result.is_err() {
@@ -222,6 +275,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_printout_never_replaces_a_file_of_its_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A printout of before the queue was lost, and a user's file in the share's folder.
+        std::fs::write(dir.path().join("1-report.pdf"), b"kept").expect("write");
+        std::fs::write(dir.path().join("1-report-2.pdf"), b"mine").expect("write");
+        let (n, name) = write_printout(&b"%PDF-1.4 new"[..], dir.path(), 1, "1-report.pdf")
+            .await
+            .expect("writes");
+        assert_eq!((n, name.as_str()), (12, "1-report-3.pdf"));
+        assert_eq!(
+            std::fs::read(dir.path().join("1-report.pdf")).expect("read"),
+            b"kept"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("1-report-2.pdf")).expect("read"),
+            b"mine"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join(&name)).expect("read"),
+            b"%PDF-1.4 new"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("dir").count(),
+            3,
+            "no temp file left"
+        );
+        let (_, plain) = write_printout(&b"x"[..], dir.path(), 4, "4-notes")
+            .await
+            .expect("writes");
+        assert_eq!(plain, "4-notes");
+        let (_, again) = write_printout(&b"y"[..], dir.path(), 4, "4-notes")
+            .await
+            .expect("writes");
+        assert_eq!(again, "4-notes-2");
+        assert_eq!(printout_id("12-report-2.pdf"), Some(12));
+        assert_eq!(printout_id("notes.txt"), None);
+        assert_eq!(printout_id("0-x.pdf"), None);
+    }
+
+    #[tokio::test]
     async fn a_printout_cut_short_leaves_nothing_in_the_output_folder() {
         let dir = tempfile::tempdir().expect("tempdir");
         let name = printout_name(1, "cut", Format::Pdf);
@@ -238,7 +331,7 @@ mod tests {
         let whole = write_printout(&b"%PDF-1.4 whole"[..], dir.path(), 2, "2-ok.pdf")
             .await
             .expect("writes");
-        assert_eq!(whole, 14);
+        assert_eq!(whole, (14, "2-ok.pdf".to_string()));
         assert_eq!(
             std::fs::read(dir.path().join("2-ok.pdf")).expect("read"),
             b"%PDF-1.4 whole"

@@ -168,6 +168,17 @@ impl Queue {
                     .unwrap_or(1),
             )
             .max(1);
+        // Ids go on after the printouts in the folder, also when the job list was lost: a new
+        // job never takes the id (and the URI, `/printouts/<id>`) of an earlier one's printout.
+        if let Ok(entries) = std::fs::read_dir(printouts) {
+            let last = entries
+                .filter_map(Result::ok)
+                .filter_map(|e| crate::document::printout_id(e.file_name().to_str()?))
+                .max();
+            if let Some(last) = last {
+                state.next_id = state.next_id.max(last.saturating_add(1));
+            }
+        }
         // Spooled documents of no unfinished job: the aborted ones', and any a crash left.
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;
@@ -269,8 +280,13 @@ impl Queue {
         if !self.has_room() {
             return Err(Full);
         }
-        let id = self.state.next_id;
-        self.state.next_id = id.checked_add(1).unwrap_or(1);
+        // Ids wrap after i32::MAX to 1; one a kept job has is skipped (at most `max_jobs`).
+        let next = |id: i32| id.checked_add(1).unwrap_or(1);
+        let mut id = self.state.next_id.max(1);
+        while self.get(id).is_some() {
+            id = next(id);
+        }
+        self.state.next_id = next(id);
         let reason = match state {
             State::Pending => "job-incoming",
             _ => "job-printing",
@@ -389,6 +405,40 @@ mod tests {
             .create("c".into(), "u".into(), "x".into(), State::Pending)
             .expect("room");
         assert!(next > waiting, "ids are never reused");
+    }
+
+    #[test]
+    fn ids_go_on_after_the_printouts_when_the_job_list_is_lost_and_skip_kept_jobs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (spool, out) = (dir.path().join("queue"), dir.path().join("out"));
+        std::fs::create_dir_all(&out).expect("out");
+        std::fs::write(out.join("41-report.pdf"), b"%PDF-").expect("printout");
+        std::fs::write(out.join("7-old-2.jpg"), b"x").expect("printout");
+        std::fs::write(out.join("notes.txt"), b"x").expect("a user's file");
+        let (mut q, _) = Queue::open(&spool, &out, 10).expect("opens");
+        let id = q
+            .create("a".into(), "u".into(), "x".into(), State::Pending)
+            .expect("room");
+        assert_eq!(id, 42, "the list was lost: ids go on after 41-report.pdf");
+
+        // A share's user can put `2147483647-x` in the folder: ids wrap to 1, past kept jobs.
+        std::fs::write(out.join("2147483647-x.pdf"), b"x").expect("file");
+        drop(q);
+        let (mut q, _) = Queue::open(&spool, &out, 10).expect("reopens");
+        let last = q
+            .create("b".into(), "u".into(), "x".into(), State::Pending)
+            .expect("room");
+        assert_eq!(last, i32::MAX);
+        let wrapped = q
+            .create("c".into(), "u".into(), "x".into(), State::Pending)
+            .expect("room");
+        assert_eq!(wrapped, 1);
+        q.state.next_id = 1;
+        let skipped = q
+            .create("d".into(), "u".into(), "x".into(), State::Pending)
+            .expect("room");
+        assert_eq!(skipped, 2, "1 is a kept job's");
+        assert_eq!(q.get(1).map(|j| j.name.as_str()), Some("c"));
     }
 
     #[test]

@@ -1076,7 +1076,7 @@ async fn spool_and_print(
     let written = document::write_printout(source, &shared.output_dir, id, &printout).await;
     let _ = tokio::fs::remove_file(&spool).await;
     match written {
-        Ok(n) => {
+        Ok((n, printout)) => {
             shared.print_metrics.printed_bytes.inc_by(n);
             if let Some(quota) = &shared.output_quota {
                 // The file role's count of the share, until its next walk, includes it.
