@@ -110,6 +110,14 @@ pub fn printout_name(id: i32, job_name: &str, format: Format) -> String {
     format!("{id}-{}.{}", file_name_part(job_name), format.extension())
 }
 
+/// How a printout's hidden temporary file is named: this prefix, random letters, `.tmp`.
+const TEMP_PREFIX: &str = ".hostrole-print-";
+
+/// Whether a file of the output folder is one of our temporary printouts (left by a crash).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX) && name.ends_with(".tmp")
+}
+
 /// How many names a printout tries (its own, then `-2` … before the extension) before its job
 /// fails: the output folder never has a file replaced.
 const NAME_TRIES: u32 = 100;
@@ -129,28 +137,16 @@ pub fn printout_id(name: &str) -> Option<i32> {
     name.split_once('-')?.0.parse().ok().filter(|id| *id > 0)
 }
 
-/// Gives the finished temporary printout `temp` the first of [`names`] of `name` that no file
-/// of `dir` has, and returns it: a hard link made only if the name is free, then the temporary
-/// name removed, so a file already there (an earlier printout, or one a share's user put in the
-/// folder) is never replaced. Where hard links are not supported, a rename to a name seen free.
-fn place(temp: &Path, dir: &Path, name: &str) -> std::io::Result<String> {
+/// Gives the finished temporary printout the first of [`names`] of `name` that nothing in
+/// `dir` has, and returns it. `persist_noclobber` (a rename that refuses to replace, or a hard
+/// link then an unlink) never replaces a file already there: an earlier printout, or one a
+/// share's user put in the folder. Blocking.
+fn place(mut temp: tempfile::NamedTempFile, dir: &Path, name: &str) -> std::io::Result<String> {
     for candidate in names(name) {
-        let target = dir.join(&candidate);
-        match std::fs::hard_link(temp, &target) {
-            Ok(()) => {
-                std::fs::remove_file(temp)?;
-                return Ok(candidate);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                if target.try_exists()? {
-                    continue;
-                }
-                return match std::fs::rename(temp, &target) {
-                    Ok(()) => Ok(candidate),
-                    Err(_) => Err(e),
-                };
-            }
+        match temp.persist_noclobber(dir.join(&candidate)) {
+            Ok(_) => return Ok(candidate),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => temp = e.file,
+            Err(e) => return Err(e.error),
         }
     }
     Err(std::io::Error::new(
@@ -159,66 +155,58 @@ fn place(temp: &Path, dir: &Path, name: &str) -> std::io::Result<String> {
     ))
 }
 
-/// The hidden file a printout is written to before it takes its name.
-pub fn temp_name(id: i32) -> String {
-    format!(".hostrole-print-{id}.tmp")
-}
-
-/// Whether a file of the output folder is one of our temporary printouts (left by a crash).
-pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with(".hostrole-print-") && name.ends_with(".tmp")
-}
-
-/// Copies `document` into `dir` as `name`: into a hidden temporary file first, flushed to disk,
-/// then given its name, so the printout appears complete or not at all; the temporary file is
-/// removed when anything fails. A file already named `name` is kept: the printout takes the
-/// next free name ([`place`]). Returns the bytes written and the name taken.
+/// Copies `document` into `dir` as `name`: into a hidden temporary file first (created anew
+/// under a random name, never through a link), flushed to disk, then given its name, so the
+/// printout appears complete or not at all. The temporary file goes when anything fails or
+/// the copy is dropped. A file already named `name` is kept: the printout takes the next free
+/// name ([`place`]). Returns the bytes written and the name taken.
 pub async fn write_printout(
     mut document: impl AsyncRead + Unpin,
     dir: &Path,
-    id: i32,
     name: &str,
 ) -> std::io::Result<(u64, String)> {
-    let temp = dir.join(temp_name(id));
-    let result = async {
-        let mut file = tokio::fs::File::create(&temp).await?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut written = 0u64;
-        loop {
-            let n = document.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            file.write_all(&buf[..n]).await?;
-            written += n as u64;
+    let in_dir = dir.to_path_buf();
+    let temp = tokio::task::spawn_blocking(move || {
+        tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(".tmp")
+            .tempfile_in(in_dir)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    let mut file = tokio::fs::File::from_std(temp.as_file().try_clone()?);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut written = 0u64;
+    loop {
+        let n = document.read(&mut buf).await?;
+        if n == 0 {
+            break;
         }
-        file.flush().await?;
-        file.sync_all().await?;
-        drop(file);
-        let (temp, dir, name) = (temp.clone(), dir.to_path_buf(), name.to_string());
-        let taken = tokio::task::spawn_blocking(move || {
-            let taken = place(&temp, &dir, &name)?;
-            hostrole_agent_core::fsutil::sync_dir(&dir)?;
-            Ok::<String, std::io::Error>(taken)
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        Ok::<(u64, String), std::io::Error>((written, taken))
+        file.write_all(&buf[..n]).await?;
+        written += n as u64;
     }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&temp).await;
-    }
-    result
+    file.flush().await?;
+    file.sync_all().await?;
+    drop(file);
+    let (dir, name) = (dir.to_path_buf(), name.to_string());
+    tokio::task::spawn_blocking(move || {
+        let taken = place(temp, &dir, &name)?;
+        hostrole_agent_core::fsutil::sync_dir(&dir)?;
+        Ok((written, taken))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
-/// Removes the temporary printouts a crash left in `dir`.
+/// Removes the temporary printouts a crash left in `dir`: regular files only (a share's user
+/// may have made a folder or anything else by that name: it is left, as is a file that cannot
+/// be removed). Returns what it removed.
 pub fn sweep_temps(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_name().to_str().is_some_and(is_temp_name) {
-            std::fs::remove_file(entry.path())?;
+    for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+        let temp = entry.file_name().to_str().is_some_and(is_temp_name)
+            && entry.file_type().is_ok_and(|t| t.is_file());
+        if temp && std::fs::remove_file(entry.path()).is_ok() {
             removed.push(entry.path());
         }
     }
@@ -280,7 +268,7 @@ mod tests {
         // A printout of before the queue was lost, and a user's file in the share's folder.
         std::fs::write(dir.path().join("1-report.pdf"), b"kept").expect("write");
         std::fs::write(dir.path().join("1-report-2.pdf"), b"mine").expect("write");
-        let (n, name) = write_printout(&b"%PDF-1.4 new"[..], dir.path(), 1, "1-report.pdf")
+        let (n, name) = write_printout(&b"%PDF-1.4 new"[..], dir.path(), "1-report.pdf")
             .await
             .expect("writes");
         assert_eq!((n, name.as_str()), (12, "1-report-3.pdf"));
@@ -301,11 +289,11 @@ mod tests {
             3,
             "no temp file left"
         );
-        let (_, plain) = write_printout(&b"x"[..], dir.path(), 4, "4-notes")
+        let (_, plain) = write_printout(&b"x"[..], dir.path(), "4-notes")
             .await
             .expect("writes");
         assert_eq!(plain, "4-notes");
-        let (_, again) = write_printout(&b"y"[..], dir.path(), 4, "4-notes")
+        let (_, again) = write_printout(&b"y"[..], dir.path(), "4-notes")
             .await
             .expect("writes");
         assert_eq!(again, "4-notes-2");
@@ -319,7 +307,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let name = printout_name(1, "cut", Format::Pdf);
         assert!(
-            write_printout(Failing(5000), dir.path(), 1, &name)
+            write_printout(Failing(5000), dir.path(), &name)
                 .await
                 .is_err()
         );
@@ -328,7 +316,7 @@ mod tests {
             left.is_empty(),
             "a partial printout or temp file was left: {left:?}"
         );
-        let whole = write_printout(&b"%PDF-1.4 whole"[..], dir.path(), 2, "2-ok.pdf")
+        let whole = write_printout(&b"%PDF-1.4 whole"[..], dir.path(), "2-ok.pdf")
             .await
             .expect("writes");
         assert_eq!(whole, (14, "2-ok.pdf".to_string()));
@@ -336,10 +324,15 @@ mod tests {
             std::fs::read(dir.path().join("2-ok.pdf")).expect("read"),
             b"%PDF-1.4 whole"
         );
-        // A crash between create and rename leaves a hidden temp file: the next start removes it.
-        std::fs::write(dir.path().join(temp_name(3)), b"partial").expect("write");
-        assert_eq!(sweep_temps(dir.path()).expect("sweep").len(), 1);
-        assert!(!dir.path().join(temp_name(3)).exists());
+        // A crash between create and rename leaves a hidden temp file: the next start removes
+        // it, and only it: a folder a share's user named like one stays and stops nothing.
+        let temp = dir.path().join(".hostrole-print-a1B2c3.tmp");
+        std::fs::write(&temp, b"partial").expect("write");
+        let folder = dir.path().join(".hostrole-print-x.tmp");
+        std::fs::create_dir_all(folder.join("inside")).expect("dir");
+        assert_eq!(sweep_temps(dir.path()).expect("sweep"), vec![temp.clone()]);
+        assert!(!temp.exists());
+        assert!(folder.join("inside").is_dir());
         assert!(dir.path().join("2-ok.pdf").exists());
     }
 }

@@ -65,6 +65,11 @@ pub struct Job {
     /// The printout's file name in the output folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub printout: Option<String>,
+    /// Who sent it, for the cap on unfinished jobs per sender ([`Queue::unfinished_from`]):
+    /// the user with a users file, else the client's address. Not kept across restarts (which
+    /// finish every job).
+    #[serde(skip)]
+    pub origin: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, Default)]
@@ -264,6 +269,38 @@ impl Queue {
         }
     }
 
+    /// How many unfinished jobs `origin` has.
+    pub fn unfinished_from(&self, origin: &str) -> usize {
+        self.state
+            .jobs
+            .iter()
+            .filter(|j| !j.state.finished() && j.origin.as_deref() == Some(origin))
+            .count()
+    }
+
+    /// The most unfinished jobs one sender may have: a quarter of the queue (at least 1), so
+    /// one sender cannot take every place.
+    pub fn per_origin(&self) -> usize {
+        (self.max_jobs / 4).max(1)
+    }
+
+    /// Aborts the jobs made by Create-Job whose document has not begun to arrive by `before`
+    /// (unix seconds), as CUPS does after its `MultipleOperationTimeout`: a client that makes
+    /// jobs and sends nothing cannot keep their places. Returns their ids.
+    pub fn expire_incoming(&mut self, before: u64) -> Vec<i32> {
+        let mut expired = Vec::new();
+        for job in &mut self.state.jobs {
+            if job.state == State::Pending && job.created < before {
+                job.state = State::Aborted;
+                job.reason = "aborted-by-system".to_string();
+                job.message = "no document arrived in time after Create-Job".to_string();
+                job.finished = Some(now());
+                expired.push(job.id);
+            }
+        }
+        expired
+    }
+
     /// Whether a new job would fit (forgetting finished ones as needed).
     pub fn has_room(&self) -> bool {
         self.state.jobs.len() < self.max_jobs || self.state.jobs.iter().any(|j| j.state.finished())
@@ -276,6 +313,7 @@ impl Queue {
         user: String,
         declared_format: String,
         state: State,
+        origin: Option<String>,
     ) -> Result<i32, Full> {
         if !self.has_room() {
             return Err(Full);
@@ -302,6 +340,7 @@ impl Queue {
             format: None,
             created: now(),
             processing: (state == State::Processing).then(now),
+            origin,
             finished: None,
             bytes: 0,
             printout: None,
@@ -373,6 +412,7 @@ mod tests {
                 "u".into(),
                 "application/pdf".into(),
                 State::Processing,
+                None,
             )
             .expect("room");
         q.finish(
@@ -387,6 +427,7 @@ mod tests {
                 "u".into(),
                 "application/pdf".into(),
                 State::Pending,
+                None,
             )
             .expect("room");
         std::fs::write(q.spool_path(waiting), b"%PDF-").expect("spool");
@@ -402,7 +443,7 @@ mod tests {
         assert!(!q.spool_path(waiting).exists());
         let (mut q, _) = Queue::open(dir.path(), dir.path(), 10).expect("reopens");
         let next = q
-            .create("c".into(), "u".into(), "x".into(), State::Pending)
+            .create("c".into(), "u".into(), "x".into(), State::Pending, None)
             .expect("room");
         assert!(next > waiting, "ids are never reused");
     }
@@ -417,7 +458,7 @@ mod tests {
         std::fs::write(out.join("notes.txt"), b"x").expect("a user's file");
         let (mut q, _) = Queue::open(&spool, &out, 10).expect("opens");
         let id = q
-            .create("a".into(), "u".into(), "x".into(), State::Pending)
+            .create("a".into(), "u".into(), "x".into(), State::Pending, None)
             .expect("room");
         assert_eq!(id, 42, "the list was lost: ids go on after 41-report.pdf");
 
@@ -426,19 +467,66 @@ mod tests {
         drop(q);
         let (mut q, _) = Queue::open(&spool, &out, 10).expect("reopens");
         let last = q
-            .create("b".into(), "u".into(), "x".into(), State::Pending)
+            .create("b".into(), "u".into(), "x".into(), State::Pending, None)
             .expect("room");
         assert_eq!(last, i32::MAX);
         let wrapped = q
-            .create("c".into(), "u".into(), "x".into(), State::Pending)
+            .create("c".into(), "u".into(), "x".into(), State::Pending, None)
             .expect("room");
         assert_eq!(wrapped, 1);
         q.state.next_id = 1;
         let skipped = q
-            .create("d".into(), "u".into(), "x".into(), State::Pending)
+            .create("d".into(), "u".into(), "x".into(), State::Pending, None)
             .expect("room");
         assert_eq!(skipped, 2, "1 is a kept job's");
         assert_eq!(q.get(1).map(|j| j.name.as_str()), Some("c"));
+    }
+
+    #[test]
+    fn jobs_without_a_document_expire_and_each_sender_holds_a_quarter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut q, _) = Queue::open(dir.path(), dir.path(), 8).expect("opens");
+        assert_eq!(q.per_origin(), 2);
+        let from = |who: &str| Some(who.to_string());
+        let a = q
+            .create(
+                "a".into(),
+                "u".into(),
+                "x".into(),
+                State::Pending,
+                from("10.0.0.9"),
+            )
+            .expect("room");
+        let b = q
+            .create(
+                "b".into(),
+                "u".into(),
+                "x".into(),
+                State::Processing,
+                from("10.0.0.9"),
+            )
+            .expect("room");
+        q.create(
+            "c".into(),
+            "u".into(),
+            "x".into(),
+            State::Pending,
+            from("alice"),
+        )
+        .expect("room");
+        assert_eq!(q.unfinished_from("10.0.0.9"), 2);
+        assert_eq!(q.unfinished_from("alice"), 1);
+        // An hour later: the job still waiting for its document goes, the one printing stays.
+        for job in &mut q.state.jobs {
+            job.created -= 3_600;
+        }
+        let expired = q.expire_incoming(now() - 300);
+        assert_eq!(expired.len(), 2, "a and c");
+        assert!(expired.contains(&a));
+        assert_eq!(q.get(a).map(|j| j.state), Some(State::Aborted));
+        assert_eq!(q.get(b).map(|j| j.state), Some(State::Processing));
+        assert_eq!(q.unfinished_from("10.0.0.9"), 1);
+        assert!(q.expire_incoming(now() - 300).is_empty());
     }
 
     #[test]
@@ -446,7 +534,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut q, _) = Queue::open(dir.path(), dir.path(), 2).expect("opens");
         let a = q
-            .create("a".into(), "u".into(), "x".into(), State::Processing)
+            .create("a".into(), "u".into(), "x".into(), State::Processing, None)
             .expect("room");
         q.finish(
             a,
@@ -455,15 +543,15 @@ mod tests {
             String::new(),
         );
         let b = q
-            .create("b".into(), "u".into(), "x".into(), State::Pending)
+            .create("b".into(), "u".into(), "x".into(), State::Pending, None)
             .expect("room");
         let c = q
-            .create("c".into(), "u".into(), "x".into(), State::Pending)
+            .create("c".into(), "u".into(), "x".into(), State::Pending, None)
             .expect("room");
         assert!(q.get(a).is_none(), "the finished job is forgotten first");
         assert!(q.get(b).is_some() && q.get(c).is_some());
         assert_eq!(
-            q.create("d".into(), "u".into(), "x".into(), State::Pending),
+            q.create("d".into(), "u".into(), "x".into(), State::Pending, None),
             Err(Full)
         );
     }

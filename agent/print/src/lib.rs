@@ -195,14 +195,19 @@ impl Print {
         let output = config.output_dir.clone();
         let opened = tokio::task::spawn_blocking(move || {
             let opened = Queue::open(&spool, &output, max_jobs)?;
-            std::fs::create_dir_all(&output).map_err(|source| PrintError::Output {
-                path: output.clone(),
-                source,
-            })?;
-            document::sweep_temps(&output).map_err(|source| PrintError::Output {
-                path: output.clone(),
-                source,
-            })?;
+            // The output folder may be a folder of a WebDAV share, which its users can remove
+            // or replace by a file: that fails the jobs printed meanwhile (each says why, and
+            // the folder is made again for the next), never the host's start.
+            if let Err(e) =
+                std::fs::create_dir_all(&output).and_then(|()| document::sweep_temps(&output))
+            {
+                tracing::error!(
+                    role = ROLE,
+                    folder = %output.display(),
+                    error = %e,
+                    "the output folder cannot be used: jobs fail until it can"
+                );
+            }
             Ok::<_, PrintError>(opened)
         })
         .await

@@ -20,6 +20,10 @@ use crate::jobs::{self, Full, Job, State as JobState};
 use crate::wire::{self, Attribute, Group, Message, Value, WireError, group, tag};
 use crate::{MAX_JOB_NAME_CHARS, MAX_USER_CHARS, Outcome, ROLE, Shared};
 
+/// How long a job made by Create-Job waits for its document before it is aborted (CUPS waits
+/// `MultipleOperationTimeout`, 900 s by default; a client sends the document right after).
+const INCOMING_TIMEOUT_SECS: u64 = 300;
+
 type BodyStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, axum::Error>> + Send>>;
 
 /// An IPP answer before encoding.
@@ -179,6 +183,7 @@ pub async fn ipp(shared: &Arc<Shared>, request: Request) -> Response {
             if shared.tls { "https" } else { "http" }
         ),
         user: None,
+        client,
     };
     let mut ctx = ctx;
     if message.code != op::GET_PRINTER_ATTRIBUTES {
@@ -267,6 +272,8 @@ struct Context {
     more_info: String,
     /// The authenticated user, with a users file.
     user: Option<String>,
+    /// The client's address (its /64 for IPv6).
+    client: Option<ClientKey>,
 }
 
 fn op_attr<'a>(m: &'a Message, name: &str) -> Option<&'a Attribute> {
@@ -435,10 +442,50 @@ impl Context {
         attrs::job(job, &self.printer_uri, jobs::now(), Some(&names), true)
     }
 
-    /// Adds a job; the answer to send when the queue is full or cannot be saved.
+    /// Who sends the request, for the cap on unfinished jobs per sender: the user with a
+    /// users file, else the client's address (a `requesting-user-name` is anyone's to claim).
+    fn origin(&self) -> Option<String> {
+        match (&self.user, &self.client) {
+            (Some(user), _) => Some(format!("user {user}")),
+            (None, Some(client)) => Some(format!("address {client:?}")),
+            (None, None) => None,
+        }
+    }
+
+    /// Adds a job; the answer to send when the queue is full (or this sender holds its share
+    /// of it) or cannot be saved.
     async fn add_job(&self, m: &Message, new: &NewJob, state: JobState) -> Result<i32, Reply> {
         let mut queue = self.shared.queue.lock().await;
-        let id = match queue.create(new.name.clone(), self.user(m), new.declared.clone(), state) {
+        let expired = queue.expire_incoming(jobs::now().saturating_sub(INCOMING_TIMEOUT_SECS));
+        for id in &expired {
+            tracing::info!(
+                role = ROLE,
+                job = id,
+                "job aborted: no document after Create-Job"
+            );
+            self.shared.print_metrics.job(Outcome::Aborted);
+        }
+        let origin = self.origin();
+        if let Some(origin) = &origin {
+            let (held, limit) = (queue.unfinished_from(origin), queue.per_origin());
+            if held >= limit {
+                self.shared.print_metrics.job(Outcome::Refused);
+                self.shared.metrics.error(ROLE, Reason::Busy);
+                return Err(Reply::error(
+                    status::TOO_MANY_JOBS,
+                    format!(
+                        "you have {held} unfinished jobs, the most one sender may have at once (a quarter of maxJobs); send more once they finish"
+                    ),
+                ));
+            }
+        }
+        let id = match queue.create(
+            new.name.clone(),
+            self.user(m),
+            new.declared.clone(),
+            state,
+            origin,
+        ) {
             Ok(id) => id,
             Err(Full) => {
                 self.shared.print_metrics.job(Outcome::Refused);
@@ -927,8 +974,17 @@ async fn receive(
         id,
         armed: true,
     };
-    let outcome = spool_and_print(shared, id, declared, first, &mut body).await;
+    let spooled = spool(shared, id, declared, first, &mut body).await;
+    // The document arrived whole: from here the job is printed to its end in a task of its
+    // own, so a client that goes away now (a reset HTTP/2 stream drops this future) leaves
+    // neither a temporary file nor a printout its job does not know.
     guard.done();
+    let outcome = match spooled {
+        Ok(spooled) => tokio::spawn(print(shared.clone(), id, spooled))
+            .await
+            .unwrap_or_else(|e| Received::Failed(format!("printing stopped: {e}"))),
+        Err(outcome) => outcome,
+    };
     match &outcome {
         Received::Printed | Received::Canceled => {}
         Received::TooLarge => {
@@ -973,17 +1029,25 @@ fn describe(head: &[u8]) -> String {
     }
 }
 
-async fn spool_and_print(
+/// A document received whole into the spool.
+struct Spooled {
+    path: PathBuf,
+    bytes: u64,
+    format: Format,
+}
+
+/// Receives job `id`'s document into the spool, checking its size and format as it arrives.
+async fn spool(
     shared: &Arc<Shared>,
     id: i32,
     declared: Option<Format>,
     first: Vec<u8>,
     body: &mut BodyStream,
-) -> Received {
+) -> Result<Spooled, Received> {
     let spool = shared.queue.lock().await.spool_path(id);
     let mut file = match tokio::fs::File::create(&spool).await {
         Ok(f) => f,
-        Err(e) => return Received::Failed(format!("the spool folder: {e}")),
+        Err(e) => return Err(Received::Failed(format!("the spool folder: {e}"))),
     };
     let mut head: Vec<u8> = Vec::with_capacity(MAGIC_LEN);
     let mut format: Option<Format> = None;
@@ -994,7 +1058,7 @@ async fn spool_and_print(
             Some(c) => c,
             None => match body.next().await {
                 Some(Ok(c)) => c,
-                Some(Err(_)) => return Received::Cut,
+                Some(Err(_)) => return Err(Received::Cut),
                 None => break,
             },
         };
@@ -1006,7 +1070,7 @@ async fn spool_and_print(
             .metrics
             .moved(ROLE, Direction::In, chunk.len() as u64);
         if total > shared.max_job_bytes {
-            return Received::TooLarge;
+            return Err(Received::TooLarge);
         }
         if format.is_none() && head.len() < MAGIC_LEN {
             let need = MAGIC_LEN - head.len();
@@ -1014,19 +1078,19 @@ async fn spool_and_print(
             if head.len() >= MAGIC_LEN {
                 match check_format(declared, &head) {
                     Ok(f) => format = Some(f),
-                    Err(message) => return Received::Refused(message),
+                    Err(message) => return Err(Received::Refused(message)),
                 }
             }
         }
         if let Err(e) = file.write_all(&chunk).await {
-            return Received::Failed(format!("the spool folder: {e}"));
+            return Err(Received::Failed(format!("the spool folder: {e}")));
         }
     }
     let format = match format {
         Some(f) => f,
         None => match check_format(declared, &head) {
             Ok(f) => f,
-            Err(message) => return Received::Refused(message),
+            Err(message) => return Err(Received::Refused(message)),
         },
     };
     if let Err(e) = async {
@@ -1035,9 +1099,25 @@ async fn spool_and_print(
     }
     .await
     {
-        return Received::Failed(format!("the spool folder: {e}"));
+        return Err(Received::Failed(format!("the spool folder: {e}")));
     }
     drop(file);
+    Ok(Spooled {
+        path: spool,
+        bytes: total,
+        format,
+    })
+}
+
+/// Prints job `id`'s spooled document: writes it whole into the output folder (within the
+/// share's quota, one printout at a time) and completes the job, unless it was canceled
+/// meanwhile.
+async fn print(shared: Arc<Shared>, id: i32, spooled: Spooled) -> Received {
+    let Spooled {
+        path: spool,
+        bytes: total,
+        format,
+    } = spooled;
     // Printing: the job may have been canceled while the document arrived.
     let printout = {
         let mut queue = shared.queue.lock().await;
@@ -1073,7 +1153,10 @@ async fn spool_and_print(
         Ok(f) => f,
         Err(e) => return Received::Failed(format!("the spool folder: {e}")),
     };
-    let written = document::write_printout(source, &shared.output_dir, id, &printout).await;
+    let written = match tokio::fs::create_dir_all(&shared.output_dir).await {
+        Ok(()) => document::write_printout(source, &shared.output_dir, &printout).await,
+        Err(e) => Err(e),
+    };
     let _ = tokio::fs::remove_file(&spool).await;
     match written {
         Ok((n, printout)) => {
@@ -1083,8 +1166,13 @@ async fn spool_and_print(
                 hostrole_agent_core::fsutil::tree_usage(&quota.share_root).grew(n, 0);
             }
             let mut queue = shared.queue.lock().await;
-            if let Some(job) = queue.get_mut(id) {
-                job.printout = Some(printout.clone());
+            match queue.get_mut(id) {
+                Some(job) if !job.state.finished() => job.printout = Some(printout.clone()),
+                _ => {
+                    // Canceled (or forgotten) while it was written: no job shows it.
+                    let _ = tokio::fs::remove_file(shared.output_dir.join(&printout)).await;
+                    return Received::Canceled;
+                }
             }
             queue.finish(
                 id,

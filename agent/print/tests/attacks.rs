@@ -142,6 +142,42 @@ async fn printouts_cannot_take_their_share_past_its_quota() {
 }
 
 #[tokio::test]
+async fn a_share_user_who_breaks_the_output_folder_fails_jobs_never_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    // What a user of the share the printouts go to can do over WebDAV: a folder named like
+    // the printer's temporary files (MKCOL), and the output folder replaced by a file (DELETE,
+    // PUT).
+    std::fs::create_dir_all(out.join(".hostrole-print-x.tmp")).expect("folder");
+    let r = start(config(dir.path(), serde_json::json!({}))).await;
+    r.end().await;
+    std::fs::remove_dir_all(&out).expect("rm");
+    std::fs::write(&out, b"not a folder").expect("file");
+    let r = start(config(dir.path(), serde_json::json!({}))).await;
+    let page = pdf(595, 842, "p");
+    let failed = ipp(
+        r.addr,
+        &print_job(&r.uri(), "u", "p", "application/pdf", &page),
+        None,
+    )
+    .await;
+    let (state, message) = job_state(&r, job_id(&failed.ipp()), None).await;
+    assert_eq!(state, 8, "aborted: {message}");
+    assert!(message.contains("the output folder"), "{message}");
+    // The user puts it right: the next job prints.
+    std::fs::remove_file(&out).expect("rm");
+    let ok = ipp(
+        r.addr,
+        &print_job(&r.uri(), "u", "p", "application/pdf", &page),
+        None,
+    )
+    .await;
+    assert_eq!(ok.ipp().code, status::OK);
+    assert_eq!(r.printouts().len(), 1, "{:?}", r.printouts());
+    r.end().await;
+}
+
+#[tokio::test]
 async fn a_huge_attribute_section_is_refused_at_the_cap() {
     let dir = tempfile::tempdir().expect("tempdir");
     let r = start(config(dir.path(), serde_json::json!({}))).await;
@@ -413,8 +449,11 @@ async fn a_queue_of_unfinished_jobs_refuses_more_and_forgets_finished_ones_first
     let r = start(config(dir.path(), serde_json::json!({"maxJobs": 3}))).await;
     let create = || message(op::CREATE_JOB, vec![operation(&r.uri(), "u")]);
     let mut ids = Vec::new();
-    for _ in 0..3 {
-        let m = ipp(r.addr, &create(), None).await.ipp();
+    // Three senders (one job each is a sender's share of a queue of 3) fill it.
+    for n in 2..5 {
+        let m = ipp_from(Some([127, 0, 0, n].into()), r.addr, &create(), None)
+            .await
+            .ipp();
         assert_eq!(m.code, status::OK);
         ids.push(job_id(&m));
     }
@@ -448,6 +487,53 @@ async fn a_queue_of_unfinished_jobs_refuses_more_and_forgets_finished_ones_first
     .await
     .ipp();
     assert_eq!(m.code, status::NOT_FOUND, "the canceled job was forgotten");
+    r.end().await;
+}
+
+#[tokio::test]
+async fn one_sender_holds_at_most_a_quarter_of_the_queue() {
+    // Without it, one client that makes jobs and sends no documents takes every place, and
+    // nobody else can print until those jobs expire.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(config(dir.path(), serde_json::json!({"maxJobs": 8}))).await;
+    let create = |user: &str| message(op::CREATE_JOB, vec![operation(&r.uri(), user)]);
+    let hog = Some([127, 0, 0, 2].into());
+    let mut held = Vec::new();
+    for user in ["a", "b"] {
+        let m = ipp_from(hog, r.addr, &create(user), None).await.ipp();
+        assert_eq!(m.code, status::OK, "{m:?}");
+        held.push(job_id(&m));
+    }
+    // Another requesting-user-name does not make it another sender.
+    let m = ipp_from(hog, r.addr, &create("c"), None).await.ipp();
+    assert_eq!(m.code, status::TOO_MANY_JOBS, "{m:?}");
+    assert!(
+        find(&m, group::OPERATION, "status-message")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.contains("unfinished jobs")),
+        "{m:?}"
+    );
+    // Others still print.
+    let m = ipp(
+        r.addr,
+        &print_job(&r.uri(), "u", "x", "application/pdf", &pdf(595, 842, "x")),
+        None,
+    )
+    .await
+    .ipp();
+    assert_eq!(m.code, status::OK, "{m:?}");
+    // A job of the hog's finished: it may make another.
+    let m = ipp_from(
+        hog,
+        r.addr,
+        &job_request(op::CANCEL_JOB, &r.uri(), "a", held[0]),
+        None,
+    )
+    .await
+    .ipp();
+    assert_eq!(m.code, status::OK);
+    let m = ipp_from(hog, r.addr, &create("c"), None).await.ipp();
+    assert_eq!(m.code, status::OK, "{m:?}");
     r.end().await;
 }
 

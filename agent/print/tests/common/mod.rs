@@ -241,7 +241,28 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut s = TcpStream::connect(addr).await.expect("connects");
+    http_from(None, addr, method, path, headers, body).await
+}
+
+/// [`http`] from the loopback address `from` (127.0.0.2, …: another client to the server).
+pub async fn http_from(
+    from: Option<std::net::Ipv4Addr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut s = match from {
+        None => TcpStream::connect(addr).await.expect("connects"),
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind((ip, 0).into())
+                .expect("binds the source address");
+            socket.connect(addr).await.expect("connects")
+        }
+    };
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -351,13 +372,23 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 
 /// POSTs an IPP request (message + document) to the printer.
 pub async fn ipp(addr: SocketAddr, request: &[u8], auth: Option<&str>) -> HttpResponse {
+    ipp_from(None, addr, request, auth).await
+}
+
+/// [`ipp`] from the loopback address `from`.
+pub async fn ipp_from(
+    from: Option<std::net::Ipv4Addr>,
+    addr: SocketAddr,
+    request: &[u8],
+    auth: Option<&str>,
+) -> HttpResponse {
     let mut headers = vec![("Content-Type", "application/ipp")];
     let basic;
     if let Some(a) = auth {
         basic = format!("Basic {}", base64_encode(a.as_bytes()));
         headers.push(("Authorization", basic.as_str()));
     }
-    http(addr, "POST", "/ipp/print", &headers, request).await
+    http_from(from, addr, "POST", "/ipp/print", &headers, request).await
 }
 
 pub fn base64_encode(data: &[u8]) -> String {
