@@ -114,6 +114,7 @@ fn main() -> ExitCode {
                 data_dir,
                 port_offset,
                 seeds,
+                view_port,
             };
             match standalone::prepare(&options) {
                 Ok(mut hosts) if hosts.len() == 1 => match hosts.pop() {

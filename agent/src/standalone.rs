@@ -48,6 +48,14 @@ pub enum StandaloneError {
         admin_port: u16,
         port_offset: u16,
     },
+    #[error(
+        "{path} holds two HostRoles named {name} (metadata.name): the hosts one `up` runs keep their files in a directory of their name, so each needs a name of its own: rename one of them"
+    )]
+    SameName { path: PathBuf, name: String },
+    #[error(
+        "a HostRole in {path} has no metadata.name: give it one (with several hosts in one `up`, each keeps its files in a directory of its name)"
+    )]
+    Nameless { path: PathBuf },
     #[error("{path} holds no HostRole named {name} (it holds: {names})")]
     NotFound {
         path: PathBuf,
@@ -113,6 +121,8 @@ pub struct UpOptions {
     pub port_offset: u16,
     /// Decentralized peers: more `host:port` addresses of peers to start from.
     pub seeds: Vec<String>,
+    /// With several hosts, the loopback port of the view of them (0: none).
+    pub view_port: u16,
 }
 
 /// With several hosts in one process, how far apart the peers' own ports are (the manifests'
@@ -196,7 +206,8 @@ pub fn prepare(options: &UpOptions) -> Result<Vec<Host>, StandaloneError> {
         .iter()
         .map(|(hr, plan)| (name_of(hr), &plan.config))
         .collect();
-    one_listener_per_port(&configs)?;
+    let view = (several && options.view_port != 0).then_some(options.view_port);
+    one_listener_per_port(&configs, view)?;
     let mut hosts = Vec::new();
     for (hostrole, plan) in plans {
         for mount in plan.mounts() {
@@ -296,7 +307,9 @@ pub fn listeners(config: &AgentConfig) -> Vec<(u16, &'static str)> {
         ports.push((c.smtp_port, "spec.servers.mail.smtpPort"));
         ports.push((c.submission_port, "spec.servers.mail.submissionPort"));
         ports.push((c.imap_port, "spec.servers.mail.imapPort"));
+        ports.push((c.pop3_port, "spec.servers.mail.pop3Port"));
         ports.extend(c.imaps_port.map(|p| (p, "spec.servers.mail.tls.imapsPort")));
+        ports.extend(c.pop3s_port.map(|p| (p, "spec.servers.mail.tls.pop3sPort")));
         ports.extend(
             c.submissions_port
                 .map(|p| (p, "spec.servers.mail.tls.submissionsPort")),
@@ -322,10 +335,16 @@ pub fn listeners(config: &AgentConfig) -> Vec<(u16, &'static str)> {
     ports
 }
 
-/// Hosts run by one process share the machine's ports: two listeners on one port are refused
-/// before anything starts, naming both.
-fn one_listener_per_port(hosts: &[(&str, &AgentConfig)]) -> Result<(), StandaloneError> {
+/// Hosts run by one process share the machine's ports, with the view (`view`, when it is
+/// served): two listeners on one port are refused before anything starts, naming both.
+fn one_listener_per_port(
+    hosts: &[(&str, &AgentConfig)],
+    view: Option<u16>,
+) -> Result<(), StandaloneError> {
     let mut taken: BTreeMap<u16, (&str, &'static str)> = BTreeMap::new();
+    if let Some(port) = view {
+        taken.insert(port, ("the view", "--view-port"));
+    }
     for (name, config) in hosts {
         for (port, field) in listeners(config) {
             if let Some((first, first_field)) = taken.get(&port) {
@@ -615,7 +634,7 @@ fn choose<'a>(
             });
         }
     }
-    Ok(hostroles
+    let chosen: Vec<&HostRole> = hostroles
         .iter()
         .filter(|h| {
             options.names.is_empty()
@@ -624,7 +643,23 @@ fn choose<'a>(
                     .as_ref()
                     .is_some_and(|n| options.names.contains(n))
         })
-        .collect())
+        .collect();
+    if chosen.len() > 1 {
+        // One directory, one set of files, one place in the view per name.
+        let mut seen = std::collections::BTreeSet::new();
+        for hostrole in &chosen {
+            let Some(name) = hostrole.metadata.name.as_deref() else {
+                return Err(StandaloneError::Nameless { path });
+            };
+            if !seen.insert(name) {
+                return Err(StandaloneError::SameName {
+                    path,
+                    name: name.to_string(),
+                });
+            }
+        }
+    }
+    Ok(chosen)
 }
 
 fn site_path(path: &Path) -> Result<PathBuf, StandaloneError> {
@@ -798,6 +833,7 @@ mod tests {
             data_dir: Some(dir.join(name)),
             port_offset: 0,
             seeds: Vec::new(),
+            view_port: 8088,
         }
     }
 
@@ -850,6 +886,69 @@ mod tests {
         let some = prepare(&up).expect("two");
         let names: Vec<&str> = some.iter().map(|h| name_of(&h.hostrole)).collect();
         assert_eq!(names, ["tracker", "bob"], "in the manifest's order");
+    }
+
+    #[test]
+    fn several_hosts_need_names_of_their_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let two = "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: office, namespace: a}\nspec:\n  servers:\n    web: {port: 8080}\n---\n\
+            apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: office, namespace: b}\nspec:\n  servers:\n    web: {port: 8081}\n";
+        let mut up = options(dir.path(), two, "office");
+        up.data_dir = Some(dir.path().join("data"));
+        let err = prepare(&up).expect_err("one directory for two").to_string();
+        assert!(
+            err.contains("two HostRoles named office") && err.contains("metadata.name"),
+            "{err}"
+        );
+        up.names.clear();
+        assert!(prepare(&up).is_err());
+        assert!(!dir.path().join("data").exists(), "nothing written");
+    }
+
+    #[test]
+    fn every_port_of_every_host_and_the_views_is_checked_before_anything_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Two mail hosts apart on every port but POP3, which both leave at its default.
+        let mail = "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: one}\nspec:\n  servers:\n    mail: {domains: [one.test], smtpPort: 2525, submissionPort: 2587, imapPort: 1143}\n---\n\
+            apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: two}\nspec:\n  servers:\n    mail: {domains: [two.test], smtpPort: 3525, submissionPort: 3587, imapPort: 2143}\n";
+        let mut up = options(dir.path(), mail, "one");
+        up.names.clear();
+        up.data_dir = Some(dir.path().join("data"));
+        let err = prepare(&up).expect_err("pop3 twice").to_string();
+        assert!(err.contains("spec.servers.mail.pop3Port"), "{err}");
+        // A web server on the view's port.
+        let web = "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: one}\nspec:\n  servers:\n    web: {port: 8088}\n---\n\
+            apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: two}\nspec:\n  servers:\n    web: {port: 8089}\n";
+        let mut up = options(dir.path(), web, "one");
+        up.names.clear();
+        up.data_dir = Some(dir.path().join("data"));
+        let err = prepare(&up).expect_err("the view's port").to_string();
+        assert!(
+            err.contains("--view-port") && err.contains("spec.servers.web.port"),
+            "{err}"
+        );
+        up.view_port = 0;
+        prepare(&up).expect("no view, no clash");
+    }
+
+    #[test]
+    fn clients_and_peers_reach_a_moved_peers_printer_and_index_where_they_are() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: family}\nspec:\n  peer: {network: family, index: study, port: 7101, ui: {port: 8190}}\n  servers:\n    print: {port: 8631}\n---\n\
+            apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: study}\nspec:\n  peer: {network: family, index: study, port: 7101, ui: {port: 8190}}\n  servers:\n    index: {port: 7100}\n    print: {port: 8631}\n---\n\
+            apiVersion: hostrole.dev/v1alpha1\nkind: HostRole\nmetadata: {name: laptop}\nspec:\n  clients:\n  - {service: print, server: study}\n";
+        let mut up = options(dir.path(), text, "family");
+        up.names.clear();
+        up.data_dir = Some(dir.path().join("data"));
+        let hosts = prepare(&up).expect("three hosts");
+        // study is the second peer: its own ports are 10 up, and the others find them there.
+        let study = &hosts[1].config;
+        assert_eq!(study.print.as_ref().expect("printer").port, 8641);
+        assert_eq!(study.index.as_ref().expect("index").port, 7110);
+        let family = hosts[0].config.peer.as_ref().expect("peer");
+        assert_eq!(family.index_url.as_deref(), Some("http://127.0.0.1:7110"));
+        let probe = format!("{:?}", hosts[2].config.clients[0].target);
+        assert!(probe.contains("127.0.0.1:8641/ipp/print"), "{probe}");
     }
 
     #[test]

@@ -587,6 +587,17 @@ impl Renderer<'_> {
         (port as u16).saturating_add(offset)
     }
 
+    /// Where another HostRole's own port (index, printer, peer: those [`Self::own_port`] moves)
+    /// really is: moved by that host's offset when it runs on this machine in the same `up`.
+    fn others_own_port(&self, name: &str, port: i32) -> u16 {
+        let offset = self
+            .local()
+            .and_then(|l| l.offsets.get(name))
+            .copied()
+            .unwrap_or(0);
+        (port as u16).saturating_add(offset)
+    }
+
     /// A path the manifest gives on the machine: standalone only.
     fn machine_path(
         &self,
@@ -1602,9 +1613,14 @@ impl Renderer<'_> {
                 }
             }
         };
-        let index_url = index
-            .as_ref()
-            .map(|(host, index)| format!("{}://{host}:{}", scheme(&index.tls), index.port));
+        let index_url = index.as_ref().map(|(host, index)| {
+            let name = peer
+                .index
+                .as_deref()
+                .map_or("", |r| r.rsplit('/').next().unwrap_or(r));
+            let port = self.others_own_port(name, index.port);
+            format!("{}://{host}:{port}", scheme(&index.tls))
+        });
         let port = self.own_port(peer.port);
         let mut seeds = peer.seeds.clone();
         let discovery_dns = match self.env {
@@ -1620,17 +1636,8 @@ impl Renderer<'_> {
                             && p.network == peer.network
                             && p.index.is_none()
                         {
-                            let offset = other
-                                .metadata
-                                .name
-                                .as_ref()
-                                .and_then(|n| local.offsets.get(n))
-                                .copied()
-                                .unwrap_or(0);
-                            seeds.push(format!(
-                                "127.0.0.1:{}",
-                                (p.port as u16).saturating_add(offset)
-                            ));
+                            let name = other.metadata.name.as_deref().unwrap_or_default();
+                            seeds.push(format!("127.0.0.1:{}", self.others_own_port(name, p.port)));
                         }
                     }
                     seeds.extend(local.seeds.iter().cloned());
@@ -1944,7 +1951,8 @@ impl Renderer<'_> {
             // The printer URI as IPP clients write it (`lpadmin -v`).
             S::Print => servers.print.as_ref().map(|p| {
                 let scheme = if p.tls.is_some() { "ipps" } else { "ipp" };
-                ClientTarget::Url(format!("{scheme}://{host}:{}/ipp/print", p.port))
+                let port = self.others_own_port(server_name, p.port);
+                ClientTarget::Url(format!("{scheme}://{host}:{port}/ipp/print"))
             }),
         };
         target.ok_or_else(|| {
