@@ -246,7 +246,10 @@ pub struct FileServer {
     #[schemars(range(min = 1024, max = 65535))]
     pub port: i32,
     /// Size of the share's volume (a PersistentVolumeClaim per host); also its quota. Raising it
-    /// expands the claims where their StorageClass allows it (`allowVolumeExpansion`).
+    /// expands the claims where their StorageClass allows it (`allowVolumeExpansion`). Without
+    /// it the share is scratch space (an emptyDir of twice `maxUploadSize`, at least 1Gi) and
+    /// its quota that space less one `maxUploadSize`, so uploads and printouts past it are
+    /// refused (507) instead of the pod being evicted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = rules::byte_size())]
     pub storage: Option<Quantity>,

@@ -26,8 +26,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::access::{self, ObjectKind, USE_LABEL, USE_LABEL_VALUE};
 use crate::hostrole::{
-    AnonymousAccess, ClientService, ClientSpec, Expectation, HostRole, IndexServer, MailServer,
-    Playlist, PrintOutput, RadioPassword, SiteFile, Tls, UsersRef, certificate_name,
+    AnonymousAccess, ClientService, ClientSpec, Expectation, FileServer, HostRole, IndexServer,
+    MailServer, Playlist, PrintOutput, RadioPassword, SiteFile, Tls, UsersRef, certificate_name,
 };
 use crate::quantity::parse_bytes;
 use crate::rules::ADMIN_PORT;
@@ -581,6 +581,30 @@ impl Renderer<'_> {
         false
     }
 
+    fn max_upload_bytes(&self, file: &FileServer) -> Result<u64, RenderError> {
+        Ok(size(
+            "spec.servers.file.maxUploadSize",
+            file.max_upload_size.as_ref(),
+        )?
+        .unwrap_or(DEFAULT_MAX_UPLOAD))
+    }
+
+    /// The share's quota, which uploads and printouts (`output.fileShare`) count against: its
+    /// `storage`. Without one, in a cluster the share is scratch space the kubelet evicts the
+    /// pod past, so the quota is that space less room for one upload being staged; on a
+    /// machine there is none.
+    fn file_quota(&self, file: &FileServer) -> Result<Option<u64>, RenderError> {
+        let quota = size("spec.servers.file.storage", file.storage.as_ref())?;
+        Ok(match (quota, self.env) {
+            (Some(quota), _) => Some(quota),
+            (None, Environment::Cluster { .. }) => {
+                let upload = self.max_upload_bytes(file)?;
+                Some(scratch_bytes(upload).saturating_sub(upload))
+            }
+            (None, Environment::Local(_)) => None,
+        })
+    }
+
     /// This agent's own port (the standalone port offset applies).
     fn own_port(&self, port: i32) -> u16 {
         let offset = self.local().map_or(0, |l| l.port_offset);
@@ -822,11 +846,7 @@ impl Renderer<'_> {
         let Some(tls) = self.tls("file", file.tls.as_ref(), problems)? else {
             return Ok(None);
         };
-        let max_upload_bytes = size(
-            "spec.servers.file.maxUploadSize",
-            file.max_upload_size.as_ref(),
-        )?
-        .unwrap_or(DEFAULT_MAX_UPLOAD);
+        let max_upload_bytes = self.max_upload_bytes(file)?;
         let mut mounts = vec![self.mount(
             FILE_VOLUME,
             Location::FileData,
@@ -843,7 +863,7 @@ impl Renderer<'_> {
             root: self.path(&Location::FileData),
             users_file,
             anonymous: anonymous(file.anonymous),
-            quota_bytes: size("spec.servers.file.storage", file.storage.as_ref())?,
+            quota_bytes: self.file_quota(file)?,
             max_upload_bytes,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         };
@@ -1374,11 +1394,9 @@ impl Renderer<'_> {
                     ..
                 }),
                 Some(file),
-            ) => size("spec.servers.file.storage", file.storage.as_ref())?.map(|quota_bytes| {
-                OutputQuota {
-                    share_root: self.path(&Location::FileData),
-                    quota_bytes,
-                }
+            ) => self.file_quota(file)?.map(|quota_bytes| OutputQuota {
+                share_root: self.path(&Location::FileData),
+                quota_bytes,
             }),
             _ => None,
         };
@@ -2093,7 +2111,7 @@ pub const MIN_SCRATCH_BYTES: u64 = 1 << 30;
 /// and at least [`MIN_SCRATCH_BYTES`]. Past it the kubelet evicts the pod: the node's disk is
 /// never filled.
 pub fn scratch(largest_write: u64) -> Quantity {
-    let bytes = largest_write.saturating_mul(2).max(MIN_SCRATCH_BYTES);
+    let bytes = scratch_bytes(largest_write);
     const GI: u64 = 1 << 30;
     const MI: u64 = 1 << 20;
     Quantity(if bytes.is_multiple_of(GI) {
@@ -2103,6 +2121,11 @@ pub fn scratch(largest_write: u64) -> Quantity {
     } else {
         bytes.to_string()
     })
+}
+
+/// The bytes of [`scratch`].
+pub fn scratch_bytes(largest_write: u64) -> u64 {
+    largest_write.saturating_mul(2).max(MIN_SCRATCH_BYTES)
 }
 
 fn size(field: &'static str, quantity: Option<&Quantity>) -> Result<Option<u64>, RenderError> {

@@ -194,8 +194,27 @@ fn a_printer_keeps_its_queue_and_printouts_on_its_volume_or_prints_to_the_share(
         print.output_dir,
         Location::FileData.cluster_path().join("printouts")
     );
-    // A share without storage has no quota to keep.
-    assert_eq!(print.output_quota, None);
+    // A share without storage is scratch space (2Gi for the default 1Gi upload), which the
+    // kubelet evicts the pod past: its quota leaves room in it for one upload being staged,
+    // and printouts count against it as uploads do.
+    let scratch_quota = Some(hostrole_config::OutputQuota {
+        share_root: Location::FileData.cluster_path(),
+        quota_bytes: 1 << 30,
+    });
+    assert_eq!(print.output_quota, scratch_quota);
+    assert_eq!(
+        plan.config.file.as_ref().map(|f| f.quota_bytes),
+        Some(Some(1 << 30))
+    );
+    // On a machine there is no scratch space to keep.
+    let local = render::render(
+        &hr,
+        Environment::Local(&local()),
+        &Cluster::of(vec![hr.clone()]),
+    )
+    .expect("renders");
+    assert_eq!(local.config.print.expect("print").output_quota, None);
+    assert_eq!(local.config.file.expect("file").quota_bytes, None);
     // With one, printouts count against it.
     let hr = hostrole(
         "spec:\n  servers:\n    file: {storage: 2Gi}\n    print: {output: {fileShare: printouts}}\n",
