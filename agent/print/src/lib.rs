@@ -42,6 +42,7 @@ pub mod document;
 mod icon;
 pub mod jobs;
 mod ops;
+mod reads;
 pub mod wire;
 
 use std::net::{IpAddr, SocketAddr};
@@ -153,6 +154,8 @@ struct Shared {
     /// One printout is written at a time (as a printer prints one job at a time), so that the
     /// quota is judged with every earlier printout counted.
     printing: tokio::sync::Mutex<()>,
+    /// Requests whose attributes are being read (see [`reads`]).
+    reads: reads::Reads,
     max_job_bytes: u64,
     queue: tokio::sync::Mutex<Queue>,
     uuid: String,
@@ -240,6 +243,7 @@ impl Print {
             output_dir: config.output_dir.clone(),
             output_quota: config.output_quota.clone(),
             printing: tokio::sync::Mutex::new(()),
+            reads: reads::Reads::default(),
             max_job_bytes: config.max_job_bytes,
             uuid: queue.uuid().to_string(),
             queue: tokio::sync::Mutex::new(queue),

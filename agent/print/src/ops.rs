@@ -24,6 +24,9 @@ use crate::{MAX_JOB_NAME_CHARS, MAX_USER_CHARS, Outcome, ROLE, Shared};
 /// `MultipleOperationTimeout`, 900 s by default; a client sends the document right after).
 const INCOMING_TIMEOUT_SECS: u64 = 300;
 
+/// How long a request's attribute section may take to arrive.
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 type BodyStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, axum::Error>> + Send>>;
 
 /// An IPP answer before encoding.
@@ -155,7 +158,36 @@ pub async fn ipp(shared: &Arc<Shared>, request: Request) -> Response {
     let client = request.extensions().get::<ClientKey>().copied();
     let (parts, body) = request.into_parts();
     let mut body: BodyStream = Box::pin(body.into_data_stream());
-    let (message, rest) = match read_message(&mut body).await {
+    // Attributes are buffered before any login is checked: a bounded number at once, each
+    // within a time.
+    let place = match shared.reads.enter(client).await {
+        Ok(place) => place,
+        Err(busy) => {
+            shared.metrics.error(ROLE, Reason::Busy);
+            let why = match busy {
+                crate::reads::Busy::Client => "this address sends too many requests at once",
+                crate::reads::Busy::All => "the printer is reading too many requests",
+            };
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                format!("{why}; try again in a moment\n"),
+            )
+                .into_response();
+        }
+    };
+    let read = tokio::time::timeout(HEAD_TIMEOUT, read_message(&mut body)).await;
+    drop(place);
+    let read = read.unwrap_or_else(|_| {
+        Err(Reply::error(
+            status::BAD_REQUEST,
+            format!(
+                "the request's attributes did not arrive within {} s",
+                HEAD_TIMEOUT.as_secs()
+            ),
+        ))
+    });
+    let (message, rest) = match read {
         Ok(m) => m,
         Err(reply) => {
             if reply.status == status::TOO_LARGE {

@@ -178,6 +178,52 @@ async fn a_share_user_who_breaks_the_output_folder_fails_jobs_never_the_start() 
 }
 
 #[tokio::test]
+async fn clients_that_never_finish_their_attributes_hold_a_bounded_number_of_reads() {
+    // Each request's attributes are buffered (up to 64 KiB) before a login is checked: without
+    // the bound, requests that never finish them make the role hold memory without end.
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(config(dir.path(), serde_json::json!({}))).await;
+    let hog = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind((hog, 0).into()).expect("bind");
+        let mut s = socket.connect(r.addr).await.expect("connects");
+        s.write_all(b"POST /ipp/print HTTP/1.1\r\nHost: p\r\nContent-Type: application/ipp\r\nContent-Length: 65536\r\n\r\n\x02\x00")
+            .await
+            .expect("writes");
+        held.push(s);
+    }
+    let attrs = || message(op::GET_PRINTER_ATTRIBUTES, vec![operation(&r.uri(), "u")]);
+    let mut turned_away = None;
+    for _ in 0..50 {
+        let answer = ipp_from(Some(hog), r.addr, &attrs(), None).await;
+        if answer.status == 503 {
+            turned_away = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answer = turned_away.expect("a ninth request from the address is turned away");
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    // Others are still served, and the address is again once its requests go.
+    let other = ipp_from(Some([127, 0, 0, 3].into()), r.addr, &attrs(), None).await;
+    assert_eq!(other.ipp().code, status::OK);
+    drop(held);
+    let mut back = false;
+    for _ in 0..50 {
+        if ipp_from(Some(hog), r.addr, &attrs(), None).await.status == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "the address is served again");
+    r.end().await;
+}
+
+#[tokio::test]
 async fn a_huge_attribute_section_is_refused_at_the_cap() {
     let dir = tempfile::tempdir().expect("tempdir");
     let r = start(config(dir.path(), serde_json::json!({}))).await;
