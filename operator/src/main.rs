@@ -288,6 +288,12 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => {
             init_logs(args.log_format, "info,kube=warn");
+            if let Some(addr) = args.view_addr.filter(|a| !a.ip().is_loopback()) {
+                eprintln!(
+                    "error: --view-addr {addr}: the view has no login and shows every watched namespace; listen on loopback (127.0.0.1) and reach it with kubectl port-forward"
+                );
+                return ExitCode::FAILURE;
+            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {

@@ -48,3 +48,41 @@ fn sigterm_ends_the_operator_even_when_the_api_server_is_unreachable() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+/// The view has no login: `run` refuses to serve it beyond loopback, as `view` does, before it
+/// reaches for the cluster.
+#[test]
+fn the_view_is_refused_beyond_loopback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = hostrole_testkit::unreachable_kubeconfig(dir.path());
+    for (command, flag) in [("run", "--view-addr"), ("view", "--addr")] {
+        let mut args = vec![command];
+        if command == "run" {
+            args.extend(["--agent-image", "example/agent:1"]);
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hostrole-operator"))
+            .args(args)
+            .args([flag, "0.0.0.0:8089"])
+            .env("KUBECONFIG", &kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runs");
+        let started = Instant::now();
+        while child.try_wait().expect("status").is_none() {
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("{command} {flag} 0.0.0.0:8089 is still running: it was not refused");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("output");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("loopback"),
+            "{command}: {stderr}"
+        );
+    }
+}
