@@ -541,7 +541,8 @@ fn xml(s: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
             '\n' | '\t' => out.push(ch),
-            c if c.is_control() => {}
+            // Not characters XML allows (its Char production): controls and U+FFFE, U+FFFF.
+            c if c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
             c => out.push(c),
         }
     }
@@ -817,5 +818,18 @@ fn health_colour(h: Health) -> &'static str {
     match h {
         Health::Ok => "#1a7f37",
         Health::Failing => "#cf222e",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xml;
+
+    #[test]
+    fn text_for_the_svg_is_escaped_and_keeps_only_what_xml_allows() {
+        assert_eq!(
+            xml("a<b>&\"c'\u{0}\u{1b}\u{FFFE}\u{FFFF}\td\u{e9}\u{1F5A8}"),
+            "a&lt;b&gt;&amp;&quot;c&apos;\td\u{e9}\u{1F5A8}"
+        );
     }
 }
