@@ -1011,13 +1011,27 @@ async fn receive(
     // own, so a client that goes away now (a reset HTTP/2 stream drops this future) leaves
     // neither a temporary file nor a printout its job does not know.
     guard.done();
-    let outcome = match spooled {
-        Ok(spooled) => tokio::spawn(print(shared.clone(), id, spooled))
+    match spooled {
+        Ok(spooled) => {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let outcome = print(shared.clone(), id, spooled).await;
+                settle(&shared, id, &outcome).await;
+                outcome
+            })
             .await
-            .unwrap_or_else(|e| Received::Failed(format!("printing stopped: {e}"))),
-        Err(outcome) => outcome,
-    };
-    match &outcome {
+            .unwrap_or_else(|e| Received::Failed(format!("printing stopped: {e}")))
+        }
+        Err(outcome) => {
+            settle(shared, id, &outcome).await;
+            outcome
+        }
+    }
+}
+
+/// Aborts job `id` when its document did not make it to a printout, saying why.
+async fn settle(shared: &Shared, id: i32, outcome: &Received) {
+    match outcome {
         Received::Printed | Received::Canceled => {}
         Received::TooLarge => {
             shared.metrics.error(ROLE, Reason::UploadTooLarge);
@@ -1050,7 +1064,6 @@ async fn receive(
             abort(shared, id, "aborted-by-system", message.clone()).await;
         }
     }
-    outcome
 }
 
 fn describe(head: &[u8]) -> String {
